@@ -1,0 +1,77 @@
+//! The command line, as clap parses it.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+/// dp: a declarative, SQL-first data pipeline engine on DataFusion and Delta Lake.
+#[derive(Debug, Parser)]
+#[command(name = "dp", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The project folder (default: the current folder, or the nearest one above it holding
+    /// dp_project.yml).
+    #[arg(long, global = true, default_value = ".")]
+    pub project_dir: PathBuf,
+    /// The target of dp_project.yml to run against.
+    #[arg(long, global = true)]
+    pub target: Option<String>,
+    /// More log output (-v: info, -vv: debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// How events and logs are written.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the selected models and publish each to its Delta table.
+    Build(BuildArgs),
+    /// Write the selected models' SQL to target/compiled/ without running anything.
+    Compile(SelectArgs),
+    /// List the selected nodes in execution order.
+    Ls(SelectArgs),
+}
+
+/// Which nodes, with which variables.
+#[derive(Debug, Args)]
+pub struct SelectArgs {
+    /// Nodes to select (dbt syntax: name, +name, name+, @name, tag:x, path:x, source:x).
+    #[arg(short, long, num_args = 1..)]
+    pub select: Vec<String>,
+    /// Nodes to leave out of the selection.
+    #[arg(long, num_args = 1..)]
+    pub exclude: Vec<String>,
+    /// Variables for var(): key=value (repeatable) or a YAML mapping such as '{date: 2024-01-15}'.
+    #[arg(long)]
+    pub vars: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Models built at once (default: the target's `threads`, else the number of cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}

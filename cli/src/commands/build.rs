@@ -1,0 +1,53 @@
+//! `dp build`: run the selected models and publish them.
+
+use std::process::ExitCode;
+
+use dp_engine::execute::BuildOptions;
+use miette::IntoDiagnostic;
+
+use crate::args::{BuildArgs, GlobalArgs};
+use crate::printer::Printer;
+
+pub fn run(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<ExitCode> {
+    let prepared = super::prepare(global, &args.select)?;
+    let plan = dp_engine::plan::plan(&prepared.graph, &prepared.selected)
+        .map_err(dp_engine::Error::from)?;
+    let target = prepared
+        .project
+        .target(global.target.as_deref())
+        .map_err(dp_engine::Error::from)?;
+    let threads = args
+        .threads
+        .or(target.threads)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let options = BuildOptions {
+        warehouse: target.warehouse,
+        threads,
+        orphan_min_age: target.orphan_min_age,
+        run_id: dp_engine::execute::new_run_id(),
+    };
+    let printer = Printer::new(global.log_format, global.quiet);
+    let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
+    let summary = runtime.block_on(dp_engine::execute::build(
+        &plan,
+        &prepared.project.sources,
+        &options,
+        &printer,
+    ));
+    let results = prepared
+        .project
+        .root
+        .join("target")
+        .join("run_results.json");
+    dp_engine::report::write_run_results(&results, &summary).map_err(|source| {
+        dp_engine::Error::Io {
+            path: results,
+            source,
+        }
+    })?;
+    Ok(if summary.success() {
+        ExitCode::SUCCESS
+    } else {
+        super::pipeline_failed()
+    })
+}

@@ -1,0 +1,20 @@
+//! `dp compile`: render and plan the selected models and write their SQL to target/compiled/.
+
+use std::process::ExitCode;
+
+use crate::args::{GlobalArgs, SelectArgs};
+
+pub fn run(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<ExitCode> {
+    let prepared = super::prepare(global, args)?;
+    let plan = dp_engine::plan::plan(&prepared.graph, &prepared.selected)
+        .map_err(dp_engine::Error::from)?;
+    let written = dp_engine::write_compiled(&prepared.project.root, &plan)?;
+    if !global.quiet {
+        for path in &written {
+            let shown = path.strip_prefix(&prepared.project.root).unwrap_or(path);
+            println!("{}", shown.display());
+        }
+        println!("Compiled {} models", written.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}

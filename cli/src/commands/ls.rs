@@ -1,0 +1,17 @@
+//! `dp ls`: the selected nodes, in execution order.
+
+use std::process::ExitCode;
+
+use crate::args::{GlobalArgs, SelectArgs};
+
+pub fn run(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<ExitCode> {
+    let prepared = super::prepare(global, args)?;
+    let mut out = String::new();
+    for node in prepared.graph.order() {
+        if prepared.selected.contains(node) {
+            out.push_str(&format!("{node}\n"));
+        }
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}

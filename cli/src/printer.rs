@@ -1,0 +1,182 @@
+//! Reporter implementations: how a run looks on stdout, for people or as JSON lines.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+
+use dp_engine::execute::{ModelResult, ModelStatus, RunSummary};
+use dp_engine::report::{Reporter, RunEvent};
+use miette::{GraphicalReportHandler, GraphicalTheme};
+
+use crate::args::LogFormat;
+
+/// Writes run events to stdout.
+pub struct Printer {
+    format: LogFormat,
+    quiet: bool,
+    out: Mutex<std::io::Stdout>,
+}
+
+impl Printer {
+    pub fn new(format: LogFormat, quiet: bool) -> Self {
+        Self {
+            format,
+            quiet,
+            out: Mutex::new(std::io::stdout()),
+        }
+    }
+
+    fn write(&self, text: &str) {
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        // A closed stdout (a pipe to `head`) must not stop the run.
+        let _ = writeln!(out, "{text}");
+    }
+
+    fn human(&self, event: RunEvent<'_>) -> Option<String> {
+        match event {
+            RunEvent::RunStarted {
+                models, threads, ..
+            } => (!self.quiet).then(|| format!("Building {models} models ({threads} at a time)")),
+            RunEvent::ModelStarted { .. } => None,
+            RunEvent::ModelFinished {
+                result,
+                index,
+                total,
+            } => {
+                let line = model_line(result, index, total);
+                match &result.status {
+                    ModelStatus::Failed(error) => {
+                        Some(format!("{line}\n{}", render_diagnostic(error.as_ref())))
+                    }
+                    _ if self.quiet => None,
+                    _ => Some(line),
+                }
+            }
+            RunEvent::RunFinished { summary } => Some(summary_line(summary)),
+        }
+    }
+}
+
+impl Reporter for Printer {
+    fn report(&self, event: RunEvent<'_>) {
+        match self.format {
+            LogFormat::Human => {
+                if let Some(text) = self.human(event) {
+                    self.write(&text);
+                }
+            }
+            LogFormat::Json => {
+                if let Some(json) = json_event(event) {
+                    self.write(&json.to_string());
+                }
+            }
+        }
+    }
+}
+
+fn model_line(result: &ModelResult, index: usize, total: usize) -> String {
+    let width = total.to_string().len();
+    let status = match result.status {
+        ModelStatus::Success => "OK",
+        ModelStatus::Failed(_) => "ERROR",
+        ModelStatus::Skipped { .. } => "SKIP",
+    };
+    let detail = match &result.status {
+        ModelStatus::Skipped { because } => format!("upstream `{because}` did not build"),
+        ModelStatus::Failed(_) => format!("{:.2}s", result.elapsed.as_secs_f64()),
+        ModelStatus::Success => {
+            let version = result
+                .version
+                .map_or_else(|| "nothing to commit".to_string(), |v| format!("v{v}"));
+            let partitions = match result.partitions.len() {
+                0 => String::new(),
+                1 => format!("  {}", result.partitions[0]),
+                n => format!("  {n} partitions"),
+            };
+            format!(
+                "{:>9} rows  {version}{partitions}  {:.2}s",
+                result.rows,
+                result.elapsed.as_secs_f64()
+            )
+        }
+    };
+    format!(
+        "{index:>width$}/{total} {status:<5} {:<28} {:<11} {detail}",
+        result.model,
+        result.materialized.to_string()
+    )
+}
+
+fn summary_line(summary: &RunSummary) -> String {
+    let count = |name: &str| {
+        summary
+            .results
+            .iter()
+            .filter(|r| r.status.name() == name)
+            .count()
+    };
+    format!(
+        "Done in {:.2}s: {} ok, {} error, {} skipped",
+        summary.elapsed.as_secs_f64(),
+        count("success"),
+        count("error"),
+        count("skipped")
+    )
+}
+
+/// A diagnostic drawn as miette draws it, with colour only on a terminal.
+pub fn render_diagnostic(diagnostic: &dyn miette::Diagnostic) -> String {
+    let theme = if std::io::stdout().is_terminal() {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    let mut text = String::new();
+    let _ = GraphicalReportHandler::new_themed(theme).render_report(&mut text, diagnostic);
+    text
+}
+
+fn json_event(event: RunEvent<'_>) -> Option<serde_json::Value> {
+    use serde_json::json;
+    Some(match event {
+        RunEvent::RunStarted {
+            run_id,
+            models,
+            threads,
+        } => {
+            json!({"event": "run_started", "run_id": run_id, "models": models, "threads": threads})
+        }
+        RunEvent::ModelStarted {
+            model,
+            index,
+            total,
+        } => {
+            json!({"event": "model_started", "model": model, "index": index, "total": total})
+        }
+        RunEvent::ModelFinished {
+            result,
+            index,
+            total,
+        } => json!({
+            "event": "model_finished",
+            "model": result.model,
+            "index": index,
+            "total": total,
+            "status": result.status.name(),
+            "rows": result.rows,
+            "partitions": result.partitions,
+            "delta_version": result.version,
+            "duration_ms": result.elapsed.as_millis() as u64,
+            "message": match &result.status {
+                ModelStatus::Failed(error) => Some(error.to_string()),
+                ModelStatus::Skipped { because } => Some(format!("upstream `{because}` did not build")),
+                ModelStatus::Success => None,
+            },
+        }),
+        RunEvent::RunFinished { summary } => json!({
+            "event": "run_finished",
+            "run_id": summary.run_id,
+            "success": summary.success(),
+            "duration_ms": summary.elapsed.as_millis() as u64,
+        }),
+    })
+}

@@ -1,0 +1,193 @@
+//! Writes the example project's raw events: hive-partitioned Parquet files
+//! (`<out>/date=YYYY-MM-DD/part-0.parquet`), deterministic from a seed. About 3% of the events are
+//! delivered twice, as at-least-once pipelines do, so that deduplication matters.
+//!
+//! ```text
+//! cargo run -p dp-engine --example generate_events -- \
+//!     [--out example_project/data/raw/events] [--start 2024-01-12] [--days 7] [--rows 3000] [--seed 42]
+//! ```
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+const EVENTS: [&str; 4] = ["page_view", "click", "add_to_cart", "purchase"];
+const COHORTS: [&str; 4] = ["organic", "paid_search", "social", "referral"];
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// SplitMix64: a small, fast, seedable generator; the same seed gives the same files.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+struct Options {
+    out: PathBuf,
+    start: String,
+    days: i64,
+    rows: usize,
+    seed: u64,
+}
+
+fn options() -> Result<Options, String> {
+    let mut options = Options {
+        out: PathBuf::from("example_project/data/raw/events"),
+        start: "2024-01-12".into(),
+        days: 7,
+        rows: 3000,
+        seed: 42,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    for pair in args.chunks(2) {
+        let value = pair.get(1).ok_or(format!("{} needs a value", pair[0]))?;
+        let bad = |e: &dyn std::fmt::Display| format!("{}: {e}", pair[0]);
+        match pair[0].as_str() {
+            "--out" => options.out = PathBuf::from(value),
+            "--start" => options.start = value.clone(),
+            "--days" => options.days = value.parse().map_err(|e| bad(&e))?,
+            "--rows" => options.rows = value.parse().map_err(|e| bad(&e))?,
+            "--seed" => options.seed = value.parse().map_err(|e| bad(&e))?,
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    Ok(options)
+}
+
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date (proleptic Gregorian).
+fn days_from_civil(date: &str) -> Result<i64, String> {
+    let parts: Vec<i64> = date
+        .split('-')
+        .map(|p| p.parse().map_err(|_| format!("bad date {date}")))
+        .collect::<Result<_, _>>()?;
+    let [y, m, d] = parts[..] else {
+        return Err(format!("bad date {date}"));
+    };
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Ok(era * 146_097 + doe - 719_468)
+}
+
+/// The `YYYY-MM-DD` of a day number.
+fn civil_from_days(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let options = options()?;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("user_id", DataType::Int64, false),
+        Field::new("event", DataType::Utf8, false),
+        Field::new("revenue", DataType::Float64, false),
+        Field::new("cohort", DataType::Utf8, false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+    ]));
+    let mut random = Random(options.seed);
+    let first_day = days_from_civil(&options.start)?;
+    let mut next_event = 0u64;
+    for day in first_day..first_day + options.days {
+        let date = civil_from_days(day);
+        let mut rows: Vec<(String, i64, &str, f64, &str, i64)> = Vec::with_capacity(options.rows);
+        while rows.len() < options.rows {
+            next_event += 1;
+            let user = random.below(2_000) as i64 + 1;
+            let event = EVENTS[[0, 0, 0, 1, 1, 2, 3][random.below(7) as usize]];
+            let revenue = if event == "purchase" {
+                (random.below(19_500) as f64 + 500.0) / 100.0
+            } else {
+                0.0
+            };
+            let cohort = COHORTS[(user as usize) % COHORTS.len()];
+            let ts = day * MICROS_PER_DAY + random.below(MICROS_PER_DAY as u64) as i64;
+            let row = (
+                format!("evt-{next_event:08}"),
+                user,
+                event,
+                revenue,
+                cohort,
+                ts,
+            );
+            if random.below(100) < 3 && rows.len() + 1 < options.rows {
+                rows.push(row.clone());
+            }
+            rows.push(row);
+        }
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.0.as_str()),
+                )),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
+                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.4))),
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.5))
+                        .with_timezone("UTC"),
+                ),
+            ],
+        )?;
+        let folder = options.out.join(format!("date={date}"));
+        std::fs::create_dir_all(&folder)?;
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build();
+        let mut writer = ArrowWriter::try_new(
+            File::create(folder.join("part-0.parquet"))?,
+            schema.clone(),
+            Some(properties),
+        )?;
+        writer.write(&batch)?;
+        writer.close()?;
+        println!("{} rows -> {}", rows.len(), folder.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_round_trip() {
+        for date in ["1970-01-01", "2024-01-15", "2024-02-29", "2000-12-31"] {
+            assert_eq!(civil_from_days(days_from_civil(date).unwrap()), date);
+        }
+        assert_eq!(days_from_civil("1970-01-02").unwrap(), 1);
+    }
+}

@@ -1,0 +1,34 @@
+//! The error of any stage before execution: what stops dp from running a project at all.
+
+/// A project dp cannot run: every stage's error, with its diagnostic as the stage made it.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Load(#[from] crate::project::LoadError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Render(#[from] crate::render::RenderError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Graph(#[from] crate::graph::GraphError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Select(#[from] crate::graph::SelectError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+
+    #[error("cannot write {}", path.display())]
+    #[diagnostic(code(dp::io))]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}

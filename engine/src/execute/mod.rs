@@ -1,0 +1,297 @@
+//! EXECUTE: run each planned model in DataFusion and publish its result to its Delta table.
+//! Models run in dependency order, independent ones at the same time (up to `threads`); a model
+//! that fails skips its descendants only. In: a [`Plan`]. Out: a [`RunSummary`].
+
+mod session;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use miette::SourceSpan;
+use tokio::task::JoinSet;
+use url::Url;
+
+use crate::plan::{ModelPlan, Plan};
+use crate::project::SourceTable;
+use crate::render::Materialization;
+use crate::report::{Reporter, RunEvent};
+use crate::storage::{ModelTable, StorageError, model_table_url};
+
+/// How a build runs.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Folder URL holding one Delta table per model.
+    pub warehouse: Url,
+    /// How many models build at once.
+    pub threads: usize,
+    /// How old an unreferenced file in a model's table must be before it is deleted.
+    pub orphan_min_age: Duration,
+    /// Identifies this run in logs and run results.
+    pub run_id: String,
+}
+
+/// The outcome of one model in a run.
+#[derive(Debug, Clone)]
+pub struct ModelResult {
+    pub model: String,
+    pub materialized: Materialization,
+    pub status: ModelStatus,
+    /// Rows written.
+    pub rows: u64,
+    /// Partitions replaced (`col=value`), for a partitioned model.
+    pub partitions: Vec<String>,
+    /// The Delta version committed, if anything was.
+    pub version: Option<u64>,
+    /// Leftover files of crashed builds deleted before this build.
+    pub orphans_removed: usize,
+    pub elapsed: Duration,
+}
+
+/// Whether a model was built.
+#[derive(Debug, Clone)]
+pub enum ModelStatus {
+    Success,
+    Failed(Arc<ModelError>),
+    /// Not run because `because`, one of its upstream models, failed or was skipped.
+    Skipped {
+        because: String,
+    },
+}
+
+impl ModelStatus {
+    /// A one-word name for the status.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelStatus::Success => "success",
+            ModelStatus::Failed(_) => "error",
+            ModelStatus::Skipped { .. } => "skipped",
+        }
+    }
+}
+
+/// Every model's outcome.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub results: Vec<ModelResult>,
+    pub elapsed: Duration,
+}
+
+impl RunSummary {
+    /// Whether every model was built.
+    pub fn success(&self) -> bool {
+        self.results
+            .iter()
+            .all(|r| matches!(r.status, ModelStatus::Success))
+    }
+}
+
+/// Why a model failed.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[non_exhaustive]
+pub enum ModelError {
+    #[error("`{model}`: {message}")]
+    #[diagnostic(code(dp::execute::sql))]
+    Sql {
+        model: String,
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("here")]
+        at: SourceSpan,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("source `{source_id}` cannot be read at {location}: {message}")]
+    #[diagnostic(code(dp::execute::source))]
+    Source {
+        source_id: String,
+        location: String,
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("declared here")]
+        at: SourceSpan,
+    },
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A fresh id for a run.
+pub fn new_run_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// What every model task shares.
+struct BuildContext {
+    options: BuildOptions,
+    sources: BTreeMap<String, SourceTable>,
+    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+}
+
+/// Build every stored model of `plan` (ephemeral models are only inlined).
+pub async fn build(
+    plan: &Plan,
+    sources: &BTreeMap<String, SourceTable>,
+    options: &BuildOptions,
+    reporter: &dyn Reporter,
+) -> RunSummary {
+    let started = Instant::now();
+    let to_build: Vec<&ModelPlan> = plan
+        .models
+        .iter()
+        .filter(|m| m.config.materialized != Materialization::Ephemeral)
+        .collect();
+    let total = to_build.len();
+    let threads = options.threads.max(1);
+    reporter.report(RunEvent::RunStarted {
+        run_id: &options.run_id,
+        models: total,
+        threads,
+    });
+    let context = Arc::new(BuildContext {
+        options: options.clone(),
+        sources: sources.clone(),
+        runtime: Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default()),
+    });
+
+    // Models wait until every upstream model of this build has finished.
+    let in_build: BTreeMap<&str, usize> = to_build
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.name.as_str(), i))
+        .collect();
+    let mut outcome: Vec<Option<ModelResult>> = vec![None; total];
+    let mut started_models = vec![false; total];
+    let mut running = JoinSet::new();
+    let mut finished = 0;
+    while finished < total {
+        for (index, model) in to_build.iter().enumerate() {
+            if started_models[index] || running.len() >= threads {
+                continue;
+            }
+            let upstream: Vec<usize> = model
+                .upstream
+                .iter()
+                .filter_map(|u| in_build.get(u.as_str()).copied())
+                .collect();
+            if upstream.iter().any(|&u| outcome[u].is_none()) {
+                continue;
+            }
+            started_models[index] = true;
+            let broken = upstream
+                .iter()
+                .filter_map(|&u| outcome[u].as_ref())
+                .find(|r| !matches!(r.status, ModelStatus::Success));
+            if let Some(broken) = broken {
+                let result = ModelResult {
+                    model: model.name.clone(),
+                    materialized: model.config.materialized,
+                    status: ModelStatus::Skipped {
+                        because: broken.model.clone(),
+                    },
+                    rows: 0,
+                    partitions: Vec::new(),
+                    version: None,
+                    orphans_removed: 0,
+                    elapsed: Duration::ZERO,
+                };
+                finished += 1;
+                reporter.report(RunEvent::ModelFinished {
+                    result: &result,
+                    index: finished,
+                    total,
+                });
+                outcome[index] = Some(result);
+                continue;
+            }
+            reporter.report(RunEvent::ModelStarted {
+                model: &model.name,
+                index: finished + running.len() + 1,
+                total,
+            });
+            let context = context.clone();
+            let model = (*model).clone();
+            running.spawn(async move { (index, run_model(&context, &model).await) });
+        }
+        let Some(joined) = running.join_next().await else {
+            // Every remaining model was skipped in the loop above.
+            continue;
+        };
+        let (index, result) = joined.expect("a model task never panics");
+        finished += 1;
+        reporter.report(RunEvent::ModelFinished {
+            result: &result,
+            index: finished,
+            total,
+        });
+        outcome[index] = Some(result);
+    }
+    let summary = RunSummary {
+        run_id: options.run_id.clone(),
+        results: outcome.into_iter().flatten().collect(),
+        elapsed: started.elapsed(),
+    };
+    reporter.report(RunEvent::RunFinished { summary: &summary });
+    summary
+}
+
+#[tracing::instrument(skip_all, fields(model = %model.name))]
+async fn run_model(context: &BuildContext, model: &ModelPlan) -> ModelResult {
+    let started = Instant::now();
+    let mut result = ModelResult {
+        model: model.name.clone(),
+        materialized: model.config.materialized,
+        status: ModelStatus::Success,
+        rows: 0,
+        partitions: Vec::new(),
+        version: None,
+        orphans_removed: 0,
+        elapsed: Duration::ZERO,
+    };
+    if let Err(error) = publish_model(context, model, &mut result).await {
+        tracing::info!(error = %error, "model failed");
+        result.status = ModelStatus::Failed(Arc::new(error));
+    }
+    result.elapsed = started.elapsed();
+    tracing::info!(
+        rows = result.rows,
+        version = result.version,
+        duration_ms = result.elapsed.as_millis() as u64,
+        status = result.status.name(),
+        "model finished"
+    );
+    result
+}
+
+/// Plan the model's SQL, write its result into its table, and commit it.
+async fn publish_model(
+    context: &BuildContext,
+    model: &ModelPlan,
+    result: &mut ModelResult,
+) -> Result<(), ModelError> {
+    let session = session::for_model(context, model).await?;
+    let frame = session
+        .sql(&model.sql)
+        .await
+        .map_err(|error| session::sql_error(model, &error))?;
+    let output = Arc::new(frame.schema().as_arrow().clone());
+    let url = model_table_url(&context.options.warehouse, &model.name);
+    let mut table =
+        ModelTable::open_for_build(&model.name, &url, &output, &model.config.partition_by).await?;
+    result.orphans_removed = table.remove_orphans(context.options.orphan_min_age).await?;
+    let stream = frame
+        .execute_stream()
+        .await
+        .map_err(|error| session::sql_error(model, &error))?;
+    let staged = table.stage(stream).await?;
+    result.rows = staged.rows;
+    result.partitions = staged.partitions().into_iter().collect();
+    let published = table.commit(staged).await?;
+    result.version = published.map(|p| p.version);
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! SELECT: dbt's node selection grammar over a [`ModelGraph`].
+//!
+//! `name`, `stg_*`, `+name`, `name+`, `2+name`, `name+1`, `@name`, `tag:x`, `path:models/marts`,
+//! `source:raw+`, `source:raw.events`; space = union, comma = intersection; `--exclude` removes.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use miette::SourceSpan;
+
+use super::{ModelGraph, NodeId};
+
+/// A selector that cannot be applied.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[non_exhaustive]
+pub enum SelectError {
+    #[error("no model matches `{pattern}`")]
+    #[diagnostic(code(dp::select::no_match))]
+    NoMatch {
+        pattern: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("selects nothing")]
+        at: SourceSpan,
+        #[help]
+        did_you_mean: Option<String>,
+    },
+
+    #[error("unknown selector method `{method}`")]
+    #[diagnostic(
+        code(dp::select::unknown_method),
+        help("use a model name, or one of tag:, path:, source:")
+    )]
+    UnknownMethod {
+        method: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("unknown method")]
+        at: SourceSpan,
+    },
+
+    #[error("malformed selector `{selector}`")]
+    #[diagnostic(
+        code(dp::select::malformed),
+        help("forms: name, +name, name+, 2+name, name+1, @name, tag:x, path:models/x, source:raw")
+    )]
+    Malformed {
+        selector: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("here")]
+        at: SourceSpan,
+    },
+}
+
+/// The nodes picked by `select` (all nodes when empty) minus those picked by `exclude`.
+pub fn select(
+    graph: &ModelGraph,
+    select: &[String],
+    exclude: &[String],
+) -> Result<BTreeSet<NodeId>, SelectError> {
+    let mut chosen = if select.is_empty() {
+        graph.order.iter().cloned().collect()
+    } else {
+        union(graph, "--select", select)?
+    };
+    if !exclude.is_empty() {
+        let excluded = union(graph, "--exclude", exclude)?;
+        chosen.retain(|node| !excluded.contains(node));
+    }
+    Ok(chosen)
+}
+
+/// The union of the space-separated selectors in `args`, each an intersection of its
+/// comma-separated parts.
+fn union(graph: &ModelGraph, flag: &str, args: &[String]) -> Result<BTreeSet<NodeId>, SelectError> {
+    let text: Arc<str> = Arc::from(args.join(" "));
+    let src = || miette::NamedSource::new(flag, text.clone());
+    let mut chosen = BTreeSet::new();
+    let mut offset = 0;
+    for word in text.split(' ') {
+        let mut intersection: Option<BTreeSet<NodeId>> = None;
+        let mut part_offset = offset;
+        for part in word.split(',') {
+            let at: SourceSpan = (part_offset, part.len()).into();
+            let nodes = atom(graph, part, at, &src)?;
+            intersection = Some(match intersection {
+                None => nodes,
+                Some(before) => before.intersection(&nodes).cloned().collect(),
+            });
+            part_offset += part.len() + 1;
+        }
+        chosen.extend(intersection.unwrap_or_default());
+        offset += word.len() + 1;
+    }
+    Ok(chosen)
+}
+
+/// One selector such as `2+tag:daily+` or `@stg_events`.
+fn atom(
+    graph: &ModelGraph,
+    text: &str,
+    at: SourceSpan,
+    src: &dyn Fn() -> miette::NamedSource<Arc<str>>,
+) -> Result<BTreeSet<NodeId>, SelectError> {
+    let malformed = || SelectError::Malformed {
+        selector: text.to_string(),
+        src: src(),
+        at,
+    };
+    if text.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let (with_children_and_parents, rest) = match text.strip_prefix('@') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    // `N+` in front: parents up to N steps (no N: all); `+N` behind: children.
+    let (parents, rest) = match rest.split_once('+') {
+        Some((depth, rest)) if digits(depth) => (Some(depth.parse::<usize>().ok()), rest),
+        _ => (None, rest),
+    };
+    let (children, pattern) = match rest.rsplit_once('+') {
+        Some((pattern, depth)) if digits(depth) => (Some(depth.parse::<usize>().ok()), pattern),
+        _ => (None, rest),
+    };
+    if pattern.is_empty()
+        || pattern.contains('+')
+        || (with_children_and_parents && (parents.is_some() || children.is_some()))
+    {
+        return Err(malformed());
+    }
+
+    let matched = matching(graph, pattern, at, src)?;
+    let mut chosen = matched.clone();
+    if let Some(depth) = parents {
+        chosen.extend(walk(graph, &matched, depth, Direction::Parents));
+    }
+    if let Some(depth) = children {
+        chosen.extend(walk(graph, &matched, depth, Direction::Children));
+    }
+    if with_children_and_parents {
+        let descendants = walk(graph, &matched, None, Direction::Children);
+        chosen.extend(walk(graph, &descendants, None, Direction::Parents));
+        chosen.extend(descendants);
+    }
+    Ok(chosen)
+}
+
+/// The nodes a method pattern names (no graph operators).
+fn matching(
+    graph: &ModelGraph,
+    pattern: &str,
+    at: SourceSpan,
+    src: &dyn Fn() -> miette::NamedSource<Arc<str>>,
+) -> Result<BTreeSet<NodeId>, SelectError> {
+    let (method, value) = pattern.split_once(':').unwrap_or(("", pattern));
+    let models = graph.models.values();
+    let chosen: BTreeSet<NodeId> = match method {
+        "" => models
+            .filter(|m| glob(value, &m.name))
+            .map(|m| NodeId::Model(m.name.clone()))
+            .collect(),
+        "tag" => models
+            .filter(|m| m.config.tags.iter().any(|tag| glob(value, tag)))
+            .map(|m| NodeId::Model(m.name.clone()))
+            .collect(),
+        "path" => {
+            let wanted = value.trim_end_matches('/');
+            models
+                .filter(|m| {
+                    let path = m.file.path();
+                    path.starts_with(wanted) || glob(wanted, &path.display().to_string())
+                })
+                .map(|m| NodeId::Model(m.name.clone()))
+                .collect()
+        }
+        "source" => graph
+            .sources
+            .values()
+            .filter(|s| glob(value, &s.source) || glob(value, &s.id()))
+            .map(|s| NodeId::Source(s.id()))
+            .collect(),
+        _ => {
+            return Err(SelectError::UnknownMethod {
+                method: method.to_string(),
+                src: src(),
+                at: (at.offset(), method.len()).into(),
+            });
+        }
+    };
+    if chosen.is_empty() && matches!(method, "" | "source") {
+        let candidates: Vec<String> = match method {
+            "" => graph.models.keys().cloned().collect(),
+            _ => graph.sources.keys().cloned().collect(),
+        };
+        return Err(SelectError::NoMatch {
+            pattern: pattern.to_string(),
+            did_you_mean: crate::source::did_you_mean(value, candidates.iter().map(String::as_str)),
+            src: src(),
+            at,
+        });
+    }
+    Ok(chosen)
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn glob(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, tail)) => {
+            name.starts_with(head)
+                && (0..=name.len() - head.len()).any(|skip| {
+                    name.is_char_boundary(head.len() + skip)
+                        && glob(tail, &name[head.len() + skip..])
+                })
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Parents,
+    Children,
+}
+
+/// Nodes reachable from `start` in `direction`, at most `depth` steps away (`None`: any).
+fn walk(
+    graph: &ModelGraph,
+    start: &BTreeSet<NodeId>,
+    depth: Option<usize>,
+    direction: Direction,
+) -> BTreeSet<NodeId> {
+    let mut seen = BTreeSet::new();
+    let mut queue: VecDeque<(NodeId, usize)> = start.iter().map(|n| (n.clone(), 0)).collect();
+    while let Some((node, distance)) = queue.pop_front() {
+        if depth.is_some_and(|max| distance >= max) {
+            continue;
+        }
+        let next: Vec<&NodeId> = match direction {
+            Direction::Parents => graph.parents(&node).collect(),
+            Direction::Children => graph.children(&node).collect(),
+        };
+        for n in next {
+            if seen.insert(n.clone()) {
+                queue.push_back((n.clone(), distance + 1));
+            }
+        }
+    }
+    seen
+}

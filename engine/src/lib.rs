@@ -1,0 +1,82 @@
+//! dp's engine: load a SQL-first data project, render its templates, resolve the DAG, select,
+//! plan, execute in DataFusion and publish each model as a Delta Lake table.
+//!
+//! The stages run in this order, each a module: [`project`] → [`render`] → [`graph`] → [`plan`]
+//! → [`execute`] (with [`storage`]) → [`report`]. [`prepare`] chains the stages that need no data.
+
+// Diagnostics carry their source text and spans; they are built only on the error path, so their
+// size costs nothing where it matters and boxing them would only add noise.
+#![allow(clippy::result_large_err)]
+
+mod error;
+pub mod execute;
+pub mod graph;
+pub mod plan;
+pub mod project;
+pub mod render;
+pub mod report;
+pub mod source;
+pub mod storage;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+pub use error::Error;
+use graph::{ModelGraph, NodeId};
+use project::Project;
+use render::RenderOptions;
+
+/// What to load and select.
+#[derive(Debug, Clone, Default)]
+pub struct PrepareOptions {
+    /// A folder inside the project (the project is the nearest folder holding `dp_project.yml`).
+    pub project_dir: PathBuf,
+    /// `--vars` arguments.
+    pub vars: Vec<String>,
+    /// `--select` arguments (empty: everything).
+    pub select: Vec<String>,
+    /// `--exclude` arguments.
+    pub exclude: Vec<String>,
+}
+
+/// A loaded, rendered and resolved project with the nodes selected.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub project: Project,
+    pub graph: ModelGraph,
+    pub selected: BTreeSet<NodeId>,
+}
+
+/// Load, render, resolve and select: everything that needs no data.
+pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
+    let root = project::find_root(&options.project_dir)?;
+    let project = project::load(&root)?;
+    let render_options = RenderOptions::from_var_args(&options.vars)?;
+    let rendered = render::render(&project, &render_options)?;
+    let graph = graph::resolve(&project, &rendered)?;
+    let selected = graph::select(&graph, &options.select, &options.exclude)?;
+    Ok(Prepared {
+        project,
+        graph,
+        selected,
+    })
+}
+
+/// Write each planned model's compiled SQL to `target/compiled/<path of the model>`; returns the
+/// files written.
+pub fn write_compiled(root: &Path, plan: &plan::Plan) -> Result<Vec<PathBuf>, Error> {
+    let mut written = Vec::new();
+    for model in &plan.models {
+        let path = root.join("target").join("compiled").join(model.file.path());
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(path.parent().expect("a compiled file has a folder"))?;
+            std::fs::write(&path, format!("{}\n", model.sql.trim_end()))
+        };
+        write().map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        written.push(path);
+    }
+    Ok(written)
+}

@@ -1,0 +1,297 @@
+//! PLAN: the SQL each selected model runs. Ephemeral models are inlined into their consumers as
+//! CTEs (found with sqlparser, so a model's own `WITH` keeps working), and every byte of the
+//! compiled SQL can be traced back to the template it came from. In: a [`ModelGraph`] and the
+//! selected nodes. Out: a [`Plan`], in execution order.
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+use std::sync::Arc;
+
+use miette::SourceSpan;
+use sqlparser::ast::Statement;
+use sqlparser::dialect::GenericDialect;
+use sqlparser::parser::Parser;
+
+use crate::graph::{ModelGraph, NodeId};
+use crate::render::{Materialization, ModelConfig, RenderedModel, SourceMap};
+use crate::source::{SourceFile, span};
+
+/// The selected models, in execution order, with the SQL each runs.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub models: Vec<ModelPlan>,
+}
+
+/// One model ready to run.
+#[derive(Debug, Clone)]
+pub struct ModelPlan {
+    pub name: String,
+    pub file: SourceFile,
+    /// The SQL to run: the rendered model with the ephemeral models it reads inlined as CTEs.
+    pub sql: String,
+    pub config: ModelConfig,
+    /// Stored models this one reads, directly or through ephemeral models.
+    pub upstream: BTreeSet<String>,
+    /// Source tables (`source.table`) this one reads, directly or through ephemeral models.
+    pub sources: BTreeSet<String>,
+    pieces: Vec<Piece>,
+}
+
+/// A stretch of compiled SQL copied from one model's rendered SQL.
+#[derive(Debug, Clone)]
+struct Piece {
+    compiled: Range<usize>,
+    rendered_start: usize,
+    file: SourceFile,
+    map: SourceMap,
+}
+
+impl ModelPlan {
+    /// The file and span that produced `len` bytes at `offset` of the compiled SQL.
+    pub fn locate(&self, offset: usize, len: usize) -> (SourceFile, SourceSpan) {
+        let piece = self
+            .pieces
+            .iter()
+            .find(|p| p.compiled.contains(&offset))
+            .or_else(|| {
+                self.pieces
+                    .iter()
+                    .find(|p| p.file.path() == self.file.path())
+            })
+            .expect("a plan has a piece of its own model");
+        let rendered = piece.rendered_start + offset.saturating_sub(piece.compiled.start);
+        let range = piece.map.to_template(rendered, len).unwrap_or(0..0);
+        let at = span(range, piece.file.text().len());
+        (piece.file.clone(), at)
+    }
+
+    /// Where a 1-based line and column of the compiled SQL came from.
+    pub fn locate_line(&self, line: u64, column: u64, len: usize) -> (SourceFile, SourceSpan) {
+        self.locate(SourceFile::offset_of(&self.sql, line, column), len)
+    }
+}
+
+/// A model whose SQL is not a single query.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[non_exhaustive]
+pub enum PlanError {
+    #[error("`{model}` is not valid SQL: {message}")]
+    #[diagnostic(code(dp::plan::syntax))]
+    Syntax {
+        model: String,
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("here")]
+        at: SourceSpan,
+    },
+
+    #[error("`{model}` must be one SELECT query")]
+    #[diagnostic(
+        code(dp::plan::not_a_query),
+        help(
+            "a model is a single SELECT (or WITH ... SELECT); dp creates and replaces the table itself"
+        )
+    )]
+    NotAQuery {
+        model: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("this statement")]
+        at: SourceSpan,
+    },
+
+    #[error("{} models cannot be planned", problems.len())]
+    #[diagnostic(code(dp::plan::failed))]
+    Many {
+        #[related]
+        problems: Vec<PlanError>,
+    },
+}
+
+/// Plan every selected model, in the graph's execution order.
+pub fn plan(graph: &ModelGraph, selected: &BTreeSet<NodeId>) -> Result<Plan, PlanError> {
+    let mut models = Vec::new();
+    let mut problems = Vec::new();
+    for node in graph.order() {
+        let NodeId::Model(name) = node else { continue };
+        if !selected.contains(node) {
+            continue;
+        }
+        match plan_model(graph, &graph.models[name]) {
+            Ok(model) => models.push(model),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    match problems.len() {
+        0 => Ok(Plan { models }),
+        1 => Err(problems.remove(0)),
+        _ => Err(PlanError::Many { problems }),
+    }
+}
+
+fn plan_model(graph: &ModelGraph, model: &RenderedModel) -> Result<ModelPlan, PlanError> {
+    // The ephemeral models read through `model`, in execution order, and what they read.
+    let mut ephemerals = BTreeSet::new();
+    let mut upstream = BTreeSet::new();
+    let mut sources = BTreeSet::new();
+    let mut stack = vec![model];
+    while let Some(current) = stack.pop() {
+        sources.extend(current.sources.iter().map(|c| c.target.clone()));
+        for call in &current.refs {
+            let parent = &graph.models[&call.target];
+            if parent.config.materialized == Materialization::Ephemeral {
+                if ephemerals.insert(parent.name.clone()) {
+                    stack.push(parent);
+                }
+            } else {
+                upstream.insert(parent.name.clone());
+            }
+        }
+    }
+    let ordered: Vec<&RenderedModel> = graph
+        .order()
+        .iter()
+        .filter_map(|node| match node {
+            NodeId::Model(name) if ephemerals.contains(name) => Some(&graph.models[name]),
+            _ => None,
+        })
+        .collect();
+
+    let parsed = parse_query(model)?;
+    let own_piece = |compiled: Range<usize>, rendered_start: usize| Piece {
+        compiled,
+        rendered_start,
+        file: model.file.clone(),
+        map: model.source_map.clone(),
+    };
+    let mut pieces = Vec::new();
+    let sql = if ordered.is_empty() {
+        pieces.push(own_piece(0..model.sql.len(), 0));
+        model.sql.clone()
+    } else {
+        // Before the first CTE of the model's own WITH, or before the query when it has none.
+        let insert_at = parsed.first_cte.unwrap_or(parsed.start);
+        let mut sql = model.sql[..insert_at].to_string();
+        pieces.push(own_piece(0..sql.len(), 0));
+        if parsed.first_cte.is_none() {
+            sql.push_str("with ");
+        }
+        for (index, eph) in ordered.iter().enumerate() {
+            let eph_query = parse_query(eph)?;
+            if index > 0 {
+                sql.push_str(",\n");
+            }
+            sql.push_str(&format!(
+                "{} as (\n",
+                crate::render::quote_identifier(&eph.name)
+            ));
+            pieces.push(Piece {
+                compiled: sql.len()..sql.len() + eph_query.body.len(),
+                rendered_start: eph_query.start,
+                file: eph.file.clone(),
+                map: eph.source_map.clone(),
+            });
+            sql.push_str(eph_query.body);
+            sql.push_str("\n)");
+        }
+        sql.push_str(if parsed.first_cte.is_none() {
+            "\n"
+        } else {
+            ",\n"
+        });
+        pieces.push(own_piece(
+            sql.len()..sql.len() + model.sql.len() - insert_at,
+            insert_at,
+        ));
+        sql.push_str(&model.sql[insert_at..]);
+        sql
+    };
+    Ok(ModelPlan {
+        name: model.name.clone(),
+        file: model.file.clone(),
+        sql,
+        config: model.config.clone(),
+        upstream,
+        sources,
+        pieces,
+    })
+}
+
+/// A model's SQL checked to be one query.
+struct ParsedQuery<'a> {
+    /// The SQL without surrounding blank space and a final `;`.
+    body: &'a str,
+    /// Where `body` starts in the rendered SQL.
+    start: usize,
+    /// Where the first CTE of the query's own `WITH` starts in the rendered SQL.
+    first_cte: Option<usize>,
+}
+
+fn parse_query(model: &RenderedModel) -> Result<ParsedQuery<'_>, PlanError> {
+    let trimmed = model.sql.trim_end().trim_end_matches(';').trim_end();
+    let body = trimmed.trim_start();
+    let start = trimmed.len() - body.len();
+    let statements = Parser::parse_sql(&GenericDialect {}, body).map_err(|error| {
+        let message = error.to_string();
+        let (message, at) = match sql_error_location(&message) {
+            Some((line, column, clean)) => {
+                let offset = start + SourceFile::offset_of(body, line, column);
+                (
+                    clean,
+                    model.source_map.to_template(offset, 1).unwrap_or(0..0),
+                )
+            }
+            None => (message, 0..0),
+        };
+        PlanError::Syntax {
+            model: model.name.clone(),
+            message,
+            at: span(at, model.file.text().len()),
+            src: model.file.named(),
+        }
+    })?;
+    match statements.as_slice() {
+        [Statement::Query(query)] => Ok(ParsedQuery {
+            body,
+            start,
+            first_cte: query
+                .with
+                .as_ref()
+                .and_then(|with| with.cte_tables.first())
+                .map(|cte| {
+                    let at = cte.alias.name.span.start;
+                    start + SourceFile::offset_of(body, at.line, at.column)
+                }),
+        }),
+        _ => {
+            let first_word = body.split_whitespace().next().unwrap_or("");
+            let offset = start;
+            let at = model
+                .source_map
+                .to_template(offset, first_word.len())
+                .unwrap_or(0..0);
+            Err(PlanError::NotAQuery {
+                model: model.name.clone(),
+                src: model.file.named(),
+                at: span(at, model.file.text().len()),
+            })
+        }
+    }
+}
+
+/// The `Line: N, Column: M` that sqlparser and DataFusion put in their messages, and the message
+/// without it.
+pub fn sql_error_location(message: &str) -> Option<(u64, u64, String)> {
+    let at = message.rfind("Line: ")?;
+    let rest = &message[at + "Line: ".len()..];
+    let (line, rest) = rest.split_once(", Column: ")?;
+    let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let clean = message[..at]
+        .trim_end()
+        .trim_end_matches(" at")
+        .trim_end_matches(',')
+        .trim_start_matches("sql parser error: ")
+        .to_string();
+    Some((line.trim().parse().ok()?, column.parse().ok()?, clean))
+}

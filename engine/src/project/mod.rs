@@ -1,0 +1,475 @@
+//! LOAD: find the project folder, read `dp_project.yml`, the model SQL files, the property YAML
+//! files and the macros. In: a folder. Out: a [`Project`], or every problem found at once.
+
+mod config;
+mod yaml;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use miette::SourceSpan;
+use url::Url;
+use walkdir::WalkDir;
+
+pub use config::{
+    DEFAULT_ORPHAN_MIN_AGE_SECS, DEFAULT_WAREHOUSE, PROJECT_FILE, ProjectConfig, TargetConfig,
+};
+pub use yaml::{
+    ColumnProperties, ModelConfigProperties, ModelProperties, OneOrMany, PropertiesFile,
+    SourceFormat, SourceProperties, SourceTableProperties,
+};
+
+use crate::source::SourceFile;
+
+/// A loaded project: its configuration and every file that defines a node.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The folder holding `dp_project.yml`.
+    pub root: PathBuf,
+    pub config: ProjectConfig,
+    /// `dp_project.yml` itself.
+    pub config_file: SourceFile,
+    /// Models by name (the SQL file's stem), in name order.
+    pub models: BTreeMap<String, ModelFile>,
+    /// Source tables by `source.table`, in name order.
+    pub sources: BTreeMap<String, SourceTable>,
+    /// The files under `macros/`, in path order.
+    pub macros: Vec<SourceFile>,
+}
+
+/// A model's SQL file and the properties declared for it in YAML.
+#[derive(Debug, Clone)]
+pub struct ModelFile {
+    pub name: String,
+    pub file: SourceFile,
+    pub properties: Option<ModelProperties>,
+}
+
+/// One table of a declared source.
+#[derive(Debug, Clone)]
+pub struct SourceTable {
+    pub source: String,
+    pub table: String,
+    /// Where the table's files are.
+    pub location: Url,
+    pub format: SourceFormat,
+    pub partitioned_by: Vec<String>,
+    pub columns: Vec<ColumnProperties>,
+    /// The YAML file that declares it.
+    pub file: SourceFile,
+}
+
+impl SourceTable {
+    /// `source.table`, the id used in selectors and listings.
+    pub fn id(&self) -> String {
+        format!("{}.{}", self.source, self.table)
+    }
+}
+
+/// Everything that can stop a project from loading.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[non_exhaustive]
+pub enum LoadError {
+    #[error("no {PROJECT_FILE} in {} or any folder above it", start.display())]
+    #[diagnostic(
+        code(dp::project::not_found),
+        help("run dp inside a project folder, or pass --project-dir")
+    )]
+    NotFound { start: PathBuf },
+
+    #[error("cannot read {}", path.display())]
+    #[diagnostic(code(dp::project::io))]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{message}")]
+    #[diagnostic(code(dp::project::invalid_yaml))]
+    Yaml {
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("here")]
+        at: SourceSpan,
+    },
+
+    #[error("model `{name}` is defined twice")]
+    #[diagnostic(
+        code(dp::project::duplicate_model),
+        help("model names must be unique; {other} defines it too")
+    )]
+    DuplicateModel {
+        name: String,
+        other: String,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("second definition")]
+        at: SourceSpan,
+    },
+
+    #[error("properties given for `{name}`, but no models/**/{name}.sql exists")]
+    #[diagnostic(code(dp::project::unknown_model))]
+    UnknownModel {
+        name: String,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("no such model")]
+        at: SourceSpan,
+        #[help]
+        did_you_mean: Option<String>,
+    },
+
+    #[error("`{name}` is declared twice")]
+    #[diagnostic(code(dp::project::duplicate_declaration))]
+    DuplicateDeclaration {
+        name: String,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("declared again here")]
+        at: SourceSpan,
+    },
+
+    #[error("`{location}` is not a valid location")]
+    #[diagnostic(
+        code(dp::project::bad_location),
+        help(
+            "use a folder relative to the project, or a URL such as file:///data/raw or s3://bucket/prefix"
+        )
+    )]
+    BadLocation {
+        location: String,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("here")]
+        at: SourceSpan,
+    },
+
+    #[error("unknown target `{name}`")]
+    #[diagnostic(
+        code(dp::project::unknown_target),
+        help("targets in {PROJECT_FILE}: {available}")
+    )]
+    UnknownTarget {
+        name: String,
+        available: String,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("targets are declared here")]
+        at: SourceSpan,
+    },
+
+    #[error("the project has {} problems", problems.len())]
+    #[diagnostic(code(dp::project::invalid))]
+    Many {
+        #[related]
+        problems: Vec<LoadError>,
+    },
+}
+
+/// The settings a run uses: one of the project's targets, resolved.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    /// Folder URL holding one Delta table per model.
+    pub warehouse: Url,
+    /// Models built at once, when the target sets it.
+    pub threads: Option<usize>,
+    /// Minimum age of an unreferenced data file before a build deletes it.
+    pub orphan_min_age: std::time::Duration,
+}
+
+impl Project {
+    /// The target called `name`, or the project's default target (`target:`), or built-in
+    /// defaults when the project declares no targets.
+    pub fn target(&self, name: Option<&str>) -> Result<Target, LoadError> {
+        let name = name.or(self.config.target.as_deref());
+        let (name, config) = match name {
+            Some(name) => match self.config.targets.get(name) {
+                Some(config) => (name.to_string(), config.clone()),
+                None => {
+                    return Err(LoadError::UnknownTarget {
+                        name: name.to_string(),
+                        available: if self.config.targets.is_empty() {
+                            "none declared".into()
+                        } else {
+                            self.config
+                                .targets
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        },
+                        at: self.config_file.find("targets:", 0),
+                        src: self.config_file.named(),
+                    });
+                }
+            },
+            None => match self.config.targets.first_key_value() {
+                Some((name, config)) => (name.clone(), config.clone()),
+                None => ("default".to_string(), TargetConfig::default()),
+            },
+        };
+        let warehouse_text = config.warehouse.as_deref().unwrap_or(DEFAULT_WAREHOUSE);
+        let warehouse =
+            resolve_location(&self.root, warehouse_text).ok_or_else(|| LoadError::BadLocation {
+                location: warehouse_text.to_string(),
+                at: self.config_file.find(warehouse_text, 0),
+                src: self.config_file.named(),
+            })?;
+        Ok(Target {
+            name,
+            warehouse,
+            threads: config.threads,
+            orphan_min_age: std::time::Duration::from_secs(
+                config
+                    .orphan_min_age_secs
+                    .unwrap_or(DEFAULT_ORPHAN_MIN_AGE_SECS),
+            ),
+        })
+    }
+}
+
+/// The folder holding `dp_project.yml`: `start` itself or the nearest folder above it.
+pub fn find_root(start: &Path) -> Result<PathBuf, LoadError> {
+    let start = std::path::absolute(start).map_err(|source| LoadError::Io {
+        path: start.to_path_buf(),
+        source,
+    })?;
+    start
+        .ancestors()
+        .find(|dir| dir.join(PROJECT_FILE).is_file())
+        .map(Path::to_path_buf)
+        .ok_or(LoadError::NotFound { start })
+}
+
+/// Load the project rooted at `root` (a folder holding `dp_project.yml`).
+pub fn load(root: &Path) -> Result<Project, LoadError> {
+    let mut problems = Vec::new();
+    let config_file = read(root, Path::new(PROJECT_FILE))?;
+    let config: ProjectConfig = parse_yaml(&config_file)?;
+
+    let mut models: BTreeMap<String, ModelFile> = BTreeMap::new();
+    for file in read_tree(root, "models", "sql")? {
+        let Some(name) = file
+            .path()
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+        else {
+            continue;
+        };
+        if let Some(first) = models.get(&name) {
+            problems.push(LoadError::DuplicateModel {
+                other: first.file.path().display().to_string(),
+                at: (0, 0).into(),
+                src: file.named(),
+                name,
+            });
+            continue;
+        }
+        models.insert(
+            name.clone(),
+            ModelFile {
+                name,
+                file,
+                properties: None,
+            },
+        );
+    }
+
+    let mut sources = BTreeMap::new();
+    for file in read_tree(root, "models", "yml")?
+        .into_iter()
+        .chain(read_tree(root, "models", "yaml")?)
+    {
+        let properties: PropertiesFile = match parse_yaml(&file) {
+            Ok(properties) => properties,
+            Err(problem) => {
+                problems.push(problem);
+                continue;
+            }
+        };
+        attach_model_properties(&mut models, properties.models, &file, &mut problems);
+        for source in properties.sources {
+            add_source(root, &mut sources, source, &file, &mut problems);
+        }
+    }
+
+    let macros = read_tree(root, "macros", "sql")?;
+    match problems.len() {
+        0 => Ok(Project {
+            root: root.to_path_buf(),
+            config,
+            config_file,
+            models,
+            sources,
+            macros,
+        }),
+        1 => Err(problems.remove(0)),
+        _ => Err(LoadError::Many { problems }),
+    }
+}
+
+fn attach_model_properties(
+    models: &mut BTreeMap<String, ModelFile>,
+    declared: Vec<ModelProperties>,
+    file: &SourceFile,
+    problems: &mut Vec<LoadError>,
+) {
+    for properties in declared {
+        let name = properties.name.clone();
+        let at = name_span(file, &name);
+        match models.get_mut(&name) {
+            None => problems.push(LoadError::UnknownModel {
+                did_you_mean: crate::source::did_you_mean(&name, models.keys().map(String::as_str)),
+                src: file.named(),
+                at,
+                name,
+            }),
+            Some(model) if model.properties.is_some() => {
+                problems.push(LoadError::DuplicateDeclaration {
+                    src: file.named(),
+                    at,
+                    name,
+                })
+            }
+            Some(model) => model.properties = Some(properties),
+        }
+    }
+}
+
+fn add_source(
+    root: &Path,
+    sources: &mut BTreeMap<String, SourceTable>,
+    source: SourceProperties,
+    file: &SourceFile,
+    problems: &mut Vec<LoadError>,
+) {
+    let source_location = source
+        .location
+        .clone()
+        .unwrap_or_else(|| format!("data/{}", source.name));
+    for table in source.tables {
+        let id = format!("{}.{}", source.name, table.name);
+        let at = name_span(file, &table.name);
+        if sources.contains_key(&id) {
+            problems.push(LoadError::DuplicateDeclaration {
+                name: format!("source {id}"),
+                src: file.named(),
+                at,
+            });
+            continue;
+        }
+        let location_text = table
+            .location
+            .clone()
+            .unwrap_or_else(|| format!("{}/{}", source_location.trim_end_matches('/'), table.name));
+        let Some(location) = resolve_location(root, &location_text) else {
+            problems.push(LoadError::BadLocation {
+                at: file.find(&location_text, 0),
+                location: location_text,
+                src: file.named(),
+            });
+            continue;
+        };
+        sources.insert(
+            id,
+            SourceTable {
+                source: source.name.clone(),
+                table: table.name,
+                location,
+                format: source.format,
+                partitioned_by: table.partitioned_by,
+                columns: table.columns,
+                file: file.clone(),
+            },
+        );
+    }
+}
+
+/// The URL of a folder given as a URL or as a path relative to the project root. Folder URLs end
+/// with `/`.
+pub fn resolve_location(root: &Path, location: &str) -> Option<Url> {
+    let url = if location.contains("://") {
+        Url::parse(location).ok()?
+    } else {
+        Url::from_directory_path(std::path::absolute(root.join(location)).ok()?).ok()?
+    };
+    if url.path().ends_with('/') {
+        Some(url)
+    } else {
+        Url::parse(&format!("{url}/")).ok()
+    }
+}
+
+/// The span of `name:` followed by `value` in a YAML file, or of the value alone.
+fn name_span(file: &SourceFile, value: &str) -> SourceSpan {
+    let text = file.text();
+    let mut from = 0;
+    while let Some(at) = text[from..].find("name:") {
+        let after = from + at + "name:".len();
+        let rest = text[after..].trim_start_matches([' ', '\'', '"']);
+        if rest.starts_with(value) {
+            let start = text.len() - rest.len();
+            return (start, value.len()).into();
+        }
+        from = after;
+    }
+    file.find(value, 0)
+}
+
+fn read(root: &Path, relative: &Path) -> Result<SourceFile, LoadError> {
+    let path = root.join(relative);
+    let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Io { path, source })?;
+    Ok(SourceFile::new(relative, text))
+}
+
+/// Every file ending in `.extension` under `root/folder`, in path order.
+fn read_tree(root: &Path, folder: &str, extension: &str) -> Result<Vec<SourceFile>, LoadError> {
+    let base = root.join(folder);
+    if !base.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut files = Vec::new();
+    for entry in WalkDir::new(&base).sort_by_file_name() {
+        let entry = entry.map_err(|error| LoadError::Io {
+            path: error.path().unwrap_or(&base).to_path_buf(),
+            source: error.into(),
+        })?;
+        let path = entry.path();
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if entry.file_type().is_file()
+            && !hidden
+            && path.extension().is_some_and(|ext| ext == extension)
+        {
+            let relative = path.strip_prefix(root).unwrap_or(path);
+            files.push(read(root, relative)?);
+        }
+    }
+    Ok(files)
+}
+
+/// Parse a YAML file into `T`; an empty file reads as an empty mapping.
+fn parse_yaml<T: serde::de::DeserializeOwned>(file: &SourceFile) -> Result<T, LoadError> {
+    let text = match file.text().trim() {
+        "" => "{}",
+        _ => file.text(),
+    };
+    serde_yaml::from_str(text).map_err(|error| {
+        let at = error.location().map_or((0, 0).into(), |l| {
+            crate::source::span(l.index()..l.index() + 1, file.text().len())
+        });
+        let message = error.to_string();
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_string();
+        LoadError::Yaml {
+            message: format!("{}: {message}", file.path().display()),
+            src: file.named(),
+            at,
+        }
+    })
+}

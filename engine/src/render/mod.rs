@@ -1,0 +1,565 @@
+//! RENDER: minijinja turns each model's template into SQL. `ref()`, `source()`, `var()`,
+//! `env_var()` and `config()` record what they were called with, so dependencies come from the
+//! calls the template made, not from a scan of its text. In: a [`Project`] and the run's vars.
+//! Out: a [`RenderedProject`], or every model's render problem at once.
+
+mod functions;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::sync::Arc;
+
+use miette::SourceSpan;
+use minijinja::{Environment, OutputSpanKind, UndefinedBehavior};
+
+use crate::project::{ModelFile, Project};
+use crate::source::{SourceFile, span};
+pub use functions::quote as quote_identifier;
+use functions::{Problem, Recorded};
+
+/// The run's variables, from `--vars`; they override `vars:` of `dp_project.yml`.
+#[derive(Debug, Clone, Default)]
+pub struct RenderOptions {
+    pub vars: BTreeMap<String, serde_yaml::Value>,
+}
+
+impl RenderOptions {
+    /// Options from `--vars` arguments: each `key=value`, or a YAML/JSON mapping such as
+    /// `{date: 2024-01-15}`; later arguments win.
+    pub fn from_var_args(args: &[String]) -> Result<Self, RenderError> {
+        let mut vars = BTreeMap::new();
+        for arg in args {
+            let bad = |message: String| RenderError::InvalidVars {
+                message,
+                src: miette::NamedSource::new("--vars", Arc::from(arg.as_str())),
+                at: (0, arg.len()).into(),
+            };
+            if arg.trim_start().starts_with('{') {
+                let mapping: BTreeMap<String, serde_yaml::Value> =
+                    serde_yaml::from_str(arg).map_err(|e| bad(e.to_string()))?;
+                vars.extend(mapping);
+            } else {
+                let (key, value) = arg.split_once('=').ok_or_else(|| {
+                    bad("expected key=value or a mapping such as {key: value}".into())
+                })?;
+                if key.trim().is_empty() {
+                    return Err(bad("the variable name is empty".into()));
+                }
+                vars.insert(
+                    key.trim().to_string(),
+                    serde_yaml::Value::String(value.to_string()),
+                );
+            }
+        }
+        Ok(Self { vars })
+    }
+}
+
+/// Every model of the project, rendered.
+#[derive(Debug, Clone)]
+pub struct RenderedProject {
+    pub models: BTreeMap<String, RenderedModel>,
+}
+
+/// One model after rendering: its SQL, what it referred to, and its configuration.
+#[derive(Debug, Clone)]
+pub struct RenderedModel {
+    pub name: String,
+    pub file: SourceFile,
+    pub sql: String,
+    /// Maps byte offsets of `sql` back to the template.
+    pub source_map: SourceMap,
+    /// `ref()` calls, in call order.
+    pub refs: Vec<Call>,
+    /// `source()` calls (`source.table`), in call order.
+    pub sources: Vec<Call>,
+    pub config: ModelConfig,
+}
+
+/// One `ref()` or `source()` call and where it stands in the model's file.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub target: String,
+    pub at: SourceSpan,
+}
+
+/// How a model is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Materialization {
+    /// The whole table is replaced by each build, in one commit.
+    Table,
+    /// Only the partitions a build produced are replaced; the others stay as they are.
+    Partitioned,
+    /// Not stored: inlined into the SQL of every model that refers to it.
+    Ephemeral,
+}
+
+impl Materialization {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "table" => Some(Self::Table),
+            "partitioned" => Some(Self::Partitioned),
+            "ephemeral" | "view" => Some(Self::Ephemeral),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Materialization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Table => "table",
+            Self::Partitioned => "partitioned",
+            Self::Ephemeral => "ephemeral",
+        })
+    }
+}
+
+/// A model's configuration: YAML `config:` overridden by `config()` in the SQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelConfig {
+    pub materialized: Materialization,
+    pub partition_by: Vec<String>,
+    pub tags: BTreeSet<String>,
+}
+
+/// Where each stretch of rendered SQL came from in the model's template.
+#[derive(Debug, Clone, Default)]
+pub struct SourceMap {
+    spans: Vec<MappedSpan>,
+}
+
+#[derive(Debug, Clone)]
+struct MappedSpan {
+    output: Range<usize>,
+    /// Range in the model's file.
+    source: Range<usize>,
+    /// Verbatim template text: offsets map one to one.
+    verbatim: bool,
+}
+
+impl SourceMap {
+    /// The span in the model's file that produced the rendered byte `offset`: the same character
+    /// for verbatim text, the whole `{{ ... }}` for output of an expression.
+    pub fn to_template(&self, offset: usize, len: usize) -> Option<Range<usize>> {
+        let index = self
+            .spans
+            .partition_point(|mapped| mapped.output.end <= offset);
+        let mapped = self.spans.get(index).or_else(|| self.spans.last())?;
+        if mapped.verbatim && mapped.output.contains(&offset) {
+            let start = mapped.source.start + (offset - mapped.output.start);
+            let end = (start + len).min(mapped.source.end);
+            Some(start..end)
+        } else {
+            Some(mapped.source.clone())
+        }
+    }
+}
+
+/// A problem found while rendering a model.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[non_exhaustive]
+pub enum RenderError {
+    #[error("`{model}` refers to unknown model `{target}`")]
+    #[diagnostic(code(dp::render::unknown_ref))]
+    UnknownRef {
+        model: String,
+        target: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("no model with this name")]
+        at: SourceSpan,
+        #[help]
+        did_you_mean: Option<String>,
+    },
+
+    #[error("`{model}` refers to undeclared source `{target}`")]
+    #[diagnostic(code(dp::render::unknown_source))]
+    UnknownSource {
+        model: String,
+        target: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("no such source table")]
+        at: SourceSpan,
+        #[help]
+        help: String,
+    },
+
+    #[error("var `{name}` has no value")]
+    #[diagnostic(
+        code(dp::render::missing_var),
+        help(
+            "pass --vars {name}=..., set `vars: {{{name}: ...}}` in dp_project.yml, or give a default: var('{name}', ...)"
+        )
+    )]
+    MissingVar {
+        name: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("used here")]
+        at: SourceSpan,
+    },
+
+    #[error("environment variable `{name}` is not set")]
+    #[diagnostic(
+        code(dp::render::missing_env_var),
+        help("set {name}, or give a default: env_var('{name}', ...)")
+    )]
+    MissingEnvVar {
+        name: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("used here")]
+        at: SourceSpan,
+    },
+
+    #[error("invalid config for `{model}`: {message}")]
+    #[diagnostic(code(dp::render::invalid_config))]
+    InvalidConfig {
+        model: String,
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("here")]
+        at: SourceSpan,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("{message}")]
+    #[diagnostic(code(dp::render::template))]
+    Template {
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("here")]
+        at: SourceSpan,
+    },
+
+    #[error("invalid --vars: {message}")]
+    #[diagnostic(
+        code(dp::render::invalid_vars),
+        help("pass --vars date=2024-01-15 (repeatable) or --vars '{{date: 2024-01-15}}'")
+    )]
+    InvalidVars {
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("here")]
+        at: SourceSpan,
+    },
+
+    #[error("{} models could not be rendered", problems.len())]
+    #[diagnostic(code(dp::render::failed))]
+    Many {
+        #[related]
+        problems: Vec<RenderError>,
+    },
+}
+
+/// Render every model of `project`.
+pub fn render(project: &Project, options: &RenderOptions) -> Result<RenderedProject, RenderError> {
+    let mut vars = project.config.vars.clone();
+    vars.extend(options.vars.clone());
+    let known = functions::Known {
+        models: project.models.keys().cloned().collect(),
+        sources: project.sources.keys().cloned().collect(),
+        vars,
+    };
+    let mut env = Environment::new();
+    env.set_debug(true);
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    functions::register(&mut env, Arc::new(known));
+
+    let mut problems = Vec::new();
+    let prefix = import_macros(&mut env, project)?;
+    for model in project.models.values() {
+        let name = template_name(model);
+        if let Err(error) =
+            env.add_template_owned(name.clone(), format!("{prefix}{}", model.file.text()))
+        {
+            problems.push(template_error(
+                project,
+                model,
+                &error,
+                prefix.len(),
+                Recorded::default(),
+            ));
+        }
+    }
+
+    let mut models = BTreeMap::new();
+    for model in project.models.values() {
+        let Ok(template) = env.get_template(&template_name(model)) else {
+            continue;
+        };
+        functions::start_recording();
+        let rendered = template.render_with_spans(());
+        let recorded = functions::finish_recording();
+        match rendered {
+            Ok((sql, spans)) => match finish_model(model, sql, &spans, prefix.len(), recorded) {
+                Ok(rendered) => {
+                    models.insert(model.name.clone(), rendered);
+                }
+                Err(problem) => problems.push(problem),
+            },
+            Err(error) => problems.push(template_error(
+                project,
+                model,
+                &error,
+                prefix.len(),
+                recorded,
+            )),
+        }
+    }
+    match problems.len() {
+        0 => Ok(RenderedProject { models }),
+        1 => Err(problems.remove(0)),
+        _ => Err(RenderError::Many { problems }),
+    }
+}
+
+fn template_name(model: &ModelFile) -> String {
+    model.file.path().display().to_string()
+}
+
+/// Add every macro file to the environment; returns the `{% from ... import ... %}` line that
+/// makes their macros callable by name in every model (kept on one line so line numbers hold).
+fn import_macros(env: &mut Environment<'static>, project: &Project) -> Result<String, RenderError> {
+    let mut prefix = String::new();
+    for file in &project.macros {
+        let name = file.path().display().to_string();
+        let exports = env
+            .add_template_owned(name.clone(), file.text().to_string())
+            .and_then(|()| {
+                let template = env.get_template(&name)?;
+                let captured = template.render_captured(())?;
+                Ok(captured
+                    .state()
+                    .exports()
+                    .iter()
+                    .map(|name| name.to_string())
+                    .collect::<Vec<_>>())
+            })
+            .map_err(|error| RenderError::Template {
+                message: format!(
+                    "{}: {}",
+                    file.path().display(),
+                    error.detail().unwrap_or("invalid macro file")
+                ),
+                at: error
+                    .range()
+                    .map_or((0, 0).into(), |range| span(range, file.text().len())),
+                src: file.named(),
+            })?;
+        if !exports.is_empty() {
+            prefix.push_str(&format!(
+                "{{% from {name:?} import {} %}}",
+                exports.join(", ")
+            ));
+        }
+    }
+    Ok(prefix)
+}
+
+fn finish_model(
+    model: &ModelFile,
+    sql: String,
+    spans: &[minijinja::OutputSpan],
+    prefix_len: usize,
+    recorded: Recorded,
+) -> Result<RenderedModel, RenderError> {
+    let template = template_name(model);
+    let text_len = model.file.text().len();
+    let to_file = |range: Range<usize>| {
+        range.start.saturating_sub(prefix_len).min(text_len)
+            ..range.end.saturating_sub(prefix_len).min(text_len)
+    };
+    let mapped: Vec<MappedSpan> = spans
+        .iter()
+        .filter(|s| s.name() == template && s.source_range().end > prefix_len)
+        .map(|s| MappedSpan {
+            output: s.output_range(),
+            source: to_file(s.source_range()),
+            verbatim: s.kind() == OutputSpanKind::Raw,
+        })
+        .collect();
+    // A call's span is the expression whose output is the call's result, in call order.
+    let mut expressions = spans
+        .iter()
+        .filter(|s| s.kind() == OutputSpanKind::Expression && s.name() == template);
+    let mut locate = |output: &str| -> SourceSpan {
+        expressions
+            .by_ref()
+            .find(|s| sql.get(s.output_range()) == Some(output))
+            .map_or((0, 0).into(), |s| {
+                let range = to_file(s.source_range());
+                span(range, text_len)
+            })
+    };
+    let mut refs = Vec::new();
+    let mut sources = Vec::new();
+    for call in recorded.calls {
+        let at = locate(&call.output);
+        let call_record = Call {
+            target: call.target,
+            at,
+        };
+        if call.is_source {
+            sources.push(call_record);
+        } else {
+            refs.push(call_record);
+        }
+    }
+    let config = merge_config(model, recorded.config)?;
+    Ok(RenderedModel {
+        name: model.name.clone(),
+        file: model.file.clone(),
+        sql,
+        source_map: SourceMap { spans: mapped },
+        refs,
+        sources,
+        config,
+    })
+}
+
+fn merge_config(
+    model: &ModelFile,
+    called: functions::ConfigCall,
+) -> Result<ModelConfig, RenderError> {
+    let yaml = model
+        .properties
+        .as_ref()
+        .map(|p| p.config.clone())
+        .unwrap_or_default();
+    let invalid = |message: String, help: Option<String>| RenderError::InvalidConfig {
+        model: model.name.clone(),
+        at: model.file.find("config(", 0),
+        src: model.file.named(),
+        message,
+        help,
+    };
+    let materialized_name = called
+        .materialized
+        .or(yaml.materialized)
+        .unwrap_or_else(|| "table".to_string());
+    let materialized = Materialization::parse(&materialized_name).ok_or_else(|| {
+        invalid(
+            format!("unknown materialization `{materialized_name}`"),
+            Some("use one of: table, partitioned, ephemeral (or view)".into()),
+        )
+    })?;
+    let partition_by = called
+        .partition_by
+        .or(yaml.partition_by.map(|p| p.into_vec()))
+        .unwrap_or_default();
+    match (materialized, partition_by.is_empty()) {
+        (Materialization::Partitioned, true) => {
+            return Err(invalid(
+                "a partitioned model needs partition_by".into(),
+                Some("for example: config(materialized='partitioned', partition_by='date')".into()),
+            ));
+        }
+        (Materialization::Table | Materialization::Ephemeral, false) => {
+            return Err(invalid(
+                format!(
+                    "partition_by is only used by partitioned models, not by {materialized} models"
+                ),
+                Some("set materialized='partitioned', or remove partition_by".into()),
+            ));
+        }
+        _ => {}
+    }
+    let mut tags: BTreeSet<String> = yaml
+        .tags
+        .map(|t| t.into_vec())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    tags.extend(called.tags);
+    Ok(ModelConfig {
+        materialized,
+        partition_by,
+        tags,
+    })
+}
+
+/// Turn a minijinja error into a diagnostic in the file it happened in, typed by what the
+/// template's function calls recorded.
+fn template_error(
+    project: &Project,
+    model: &ModelFile,
+    error: &minijinja::Error,
+    prefix_len: usize,
+    recorded: Recorded,
+) -> RenderError {
+    let in_model = error.name() == Some(template_name(model).as_str());
+    let file = if in_model {
+        model.file.clone()
+    } else {
+        project
+            .macros
+            .iter()
+            .find(|m| Some(m.path().display().to_string().as_str()) == error.name())
+            .cloned()
+            .unwrap_or_else(|| model.file.clone())
+    };
+    let shift = if in_model { prefix_len } else { 0 };
+    let at = match (error.range(), error.line()) {
+        (Some(range), _) => span(
+            range.start.saturating_sub(shift)..range.end.saturating_sub(shift),
+            file.text().len(),
+        ),
+        (None, Some(line)) => {
+            let start = SourceFile::offset_of(file.text(), line as u64, 1);
+            let end = file.text()[start..]
+                .find('\n')
+                .map_or(file.text().len(), |n| start + n);
+            span(start..end, file.text().len())
+        }
+        (None, None) => (0, 0).into(),
+    };
+    let src = file.named();
+    match recorded.problem {
+        Some(Problem::UnknownRef(target)) => RenderError::UnknownRef {
+            model: model.name.clone(),
+            did_you_mean: crate::source::did_you_mean(
+                &target,
+                project.models.keys().map(String::as_str),
+            ),
+            target,
+            src,
+            at,
+        },
+        Some(Problem::UnknownSource(target)) => RenderError::UnknownSource {
+            model: model.name.clone(),
+            help: crate::source::did_you_mean(&target, project.sources.keys().map(String::as_str))
+                .unwrap_or_else(|| "declare it under `sources:` in a models/*.yml file".into()),
+            target,
+            src,
+            at,
+        },
+        Some(Problem::MissingVar(name)) => RenderError::MissingVar { name, src, at },
+        Some(Problem::MissingEnvVar(name)) => RenderError::MissingEnvVar { name, src, at },
+        Some(Problem::InvalidConfig(message)) => RenderError::InvalidConfig {
+            model: model.name.clone(),
+            message,
+            src,
+            at,
+            help: Some("config() takes materialized=, partition_by= and tags=".into()),
+        },
+        None => RenderError::Template {
+            message: format!(
+                "{}: {}",
+                file.path().display(),
+                error
+                    .detail()
+                    .map_or_else(|| error.kind().to_string(), str::to_string)
+            ),
+            src,
+            at,
+        },
+    }
+}

@@ -1,0 +1,492 @@
+//! STORAGE: each model is a Delta Lake table under the warehouse. A build writes its files into
+//! the table folder without committing ([`ModelTable::stage`]), then publishes them in one Delta
+//! commit that also removes the files they replace ([`ModelTable::commit`]), or deletes them
+//! ([`ModelTable::discard`]). In: a record batch stream. Out: a committed Delta version.
+
+mod partition;
+mod schema;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::num::NonZeroU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::execution::SendableRecordBatchStream;
+use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
+use deltalake::kernel::transaction::{CommitBuilder, TransactionError};
+use deltalake::kernel::{Action, Add};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::table::config::TablePropertiesExt;
+use deltalake::{DeltaTable, DeltaTableError};
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use url::Url;
+
+pub use partition::check_partition_value;
+
+/// Data files roll over to a new file past this size.
+const TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
+
+/// Something went wrong reading or writing a table.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[non_exhaustive]
+pub enum StorageError {
+    #[error("the output of `{model}` no longer matches its published table at {location}")]
+    #[diagnostic(
+        code(dp::storage::schema_changed),
+        help(
+            "{difference}\ndp never changes a published table's columns silently: change the model back, or delete the table folder to rebuild it from scratch"
+        )
+    )]
+    SchemaChanged {
+        model: String,
+        location: String,
+        difference: String,
+    },
+
+    #[error("`{model}` has no column `{column}` to partition by")]
+    #[diagnostic(
+        code(dp::storage::missing_partition_column),
+        help("the model outputs: {columns}")
+    )]
+    MissingPartitionColumn {
+        model: String,
+        column: String,
+        columns: String,
+    },
+
+    #[error("`{model}` produced an invalid value for partition column `{column}`: {value:?}")]
+    #[diagnostic(
+        code(dp::storage::invalid_partition_value),
+        help(
+            "{reason}; a partition value is data and can never form a path (nothing was published)"
+        )
+    )]
+    InvalidPartitionValue {
+        model: String,
+        column: String,
+        value: String,
+        reason: String,
+    },
+
+    #[error("another build of `{model}` committed to the same data first")]
+    #[diagnostic(
+        code(dp::storage::conflict),
+        help(
+            "nothing of this build was published; run it again to build on the other build's result"
+        )
+    )]
+    Conflict {
+        model: String,
+        #[source]
+        source: TransactionError,
+    },
+
+    #[error("upstream model `{model}` has never been built (no table at {location})")]
+    #[diagnostic(
+        code(dp::storage::not_built),
+        help("build it first, or select it too: --select +{model}")
+    )]
+    NotBuilt { model: String, location: String },
+
+    #[error("Delta table at {location}: {source}")]
+    #[diagnostic(code(dp::storage::delta))]
+    Delta {
+        location: String,
+        #[source]
+        source: DeltaTableError,
+    },
+
+    #[error("object store at {location}: {source}")]
+    #[diagnostic(code(dp::storage::object_store))]
+    ObjectStore {
+        location: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    #[error("reading the output of `{model}`: {source}")]
+    #[diagnostic(code(dp::storage::execution))]
+    Execution {
+        model: String,
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+}
+
+/// The URL of the Delta table of `model` under `warehouse`.
+pub fn model_table_url(warehouse: &Url, model: &str) -> Url {
+    warehouse
+        .join(&format!("{model}/"))
+        .expect("a model name is a valid URL segment")
+}
+
+/// The table at `url`, loaded at its latest version when it exists.
+async fn open(url: &Url) -> Result<DeltaTable, StorageError> {
+    let mut table = deltalake::DeltaTableBuilder::from_url(url.clone())
+        .and_then(|builder| builder.build())
+        .map_err(|source| delta_error(url, source))?;
+    let exists = table
+        .log_store()
+        .is_delta_table_location()
+        .await
+        .map_err(|source| delta_error(url, source))?;
+    if exists {
+        table
+            .load()
+            .await
+            .map_err(|source| delta_error(url, source))?;
+    }
+    Ok(table)
+}
+
+/// Open the published table of an upstream model, for reading.
+pub async fn open_published(url: &Url, model: &str) -> Result<DeltaTable, StorageError> {
+    let table = open(url).await?;
+    if table.version().is_none() {
+        return Err(StorageError::NotBuilt {
+            model: model.to_string(),
+            location: url.to_string(),
+        });
+    }
+    Ok(table)
+}
+
+/// The Delta table a model is published to, opened for one build.
+pub struct ModelTable {
+    model: String,
+    url: Url,
+    table: DeltaTable,
+    partition_by: Vec<String>,
+    schema: SchemaRef,
+}
+
+/// Files written for one build and not yet committed.
+#[must_use = "staged files must be committed or discarded"]
+pub struct StagedWrite {
+    adds: Vec<Add>,
+    /// Rows written.
+    pub rows: u64,
+}
+
+impl StagedWrite {
+    /// The partitions written, as `col=value/...` keys, in order.
+    pub fn partitions(&self) -> BTreeSet<String> {
+        self.adds
+            .iter()
+            .filter(|add| !add.partition_values.is_empty())
+            .map(|add| partition::key(&add.partition_values))
+            .collect()
+    }
+}
+
+/// What one commit published.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub version: u64,
+    pub files_added: usize,
+    pub files_removed: usize,
+}
+
+impl ModelTable {
+    /// Open the table of `model` at `url` for a build whose output has `output` as schema,
+    /// creating it when it does not exist yet. A published table whose columns differ from
+    /// the output is a schema change: an error, nothing is written.
+    pub async fn open_for_build(
+        model: &str,
+        url: &Url,
+        output: &SchemaRef,
+        partition_by: &[String],
+    ) -> Result<Self, StorageError> {
+        for column in partition_by {
+            if output.field_with_name(column).is_err() {
+                return Err(StorageError::MissingPartitionColumn {
+                    model: model.to_string(),
+                    column: column.clone(),
+                    columns: schema::column_list(output),
+                });
+            }
+        }
+        let wanted = schema::table_schema(output);
+        if url.scheme() == "file"
+            && let Ok(path) = url.to_file_path()
+        {
+            std::fs::create_dir_all(&path).map_err(|source| StorageError::ObjectStore {
+                location: url.to_string(),
+                source: object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(source),
+                },
+            })?;
+        }
+        let mut table = open(url).await?;
+        if table.version().is_none() {
+            let columns =
+                schema::delta_columns(&wanted).map_err(|source| delta_error(url, source))?;
+            table = table
+                .create()
+                .with_columns(columns)
+                .with_partition_columns(partition_by.to_vec())
+                .await
+                .map_err(|source| delta_error(url, source))?;
+        }
+        let state = table
+            .snapshot()
+            .map_err(|source| delta_error(url, source))?;
+        let published = state.snapshot().arrow_schema();
+        let published_partitions = state.metadata().partition_columns().to_vec();
+        if let Some(difference) =
+            schema::difference(&published, &wanted, &published_partitions, partition_by)
+        {
+            return Err(StorageError::SchemaChanged {
+                model: model.to_string(),
+                location: url.to_string(),
+                difference,
+            });
+        }
+        Ok(Self {
+            model: model.to_string(),
+            url: url.clone(),
+            table,
+            partition_by: partition_by.to_vec(),
+            schema: published,
+        })
+    }
+
+    fn store(&self) -> Arc<dyn ObjectStore> {
+        self.table.log_store().object_store(None)
+    }
+
+    /// Delete data files that no version of the table refers to and that are at least
+    /// `min_age` old: the leftovers of builds that crashed before they committed. Returns how
+    /// many were deleted.
+    pub async fn remove_orphans(&self, min_age: Duration) -> Result<usize, StorageError> {
+        let store = self.store();
+        let referenced = self.referenced_file_names().await?;
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::from_std(min_age).unwrap_or(chrono::TimeDelta::MAX);
+        let mut listing = store.list(None);
+        let mut orphans = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|source| self.store_error(source))?;
+            let in_log = meta.location.as_ref().starts_with("_delta_log");
+            let name = meta.location.filename().unwrap_or_default();
+            if !in_log
+                && name.contains(".parquet")
+                && !referenced.contains(name)
+                && meta.last_modified <= cutoff
+            {
+                orphans.push(meta.location);
+            }
+        }
+        for path in &orphans {
+            tracing::info!(model = %self.model, file = %path, "removing orphaned file");
+            store
+                .delete(path)
+                .await
+                .map_err(|source| self.store_error(source))?;
+        }
+        Ok(orphans.len())
+    }
+
+    /// The file names every commit in the log ever added or removed.
+    async fn referenced_file_names(&self) -> Result<HashSet<String>, StorageError> {
+        let store = self.store();
+        let log = Path::from("_delta_log");
+        let commits: Vec<_> = store
+            .list(Some(&log))
+            .try_filter(|meta| futures::future::ready(meta.location.as_ref().ends_with(".json")))
+            .try_collect()
+            .await
+            .map_err(|source| self.store_error(source))?;
+        let mut names = HashSet::new();
+        for commit in commits {
+            let bytes = match store.get(&commit.location).await {
+                Ok(get) => get.bytes().await,
+                Err(error) => Err(error),
+            }
+            .map_err(|source| self.store_error(source))?;
+            for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else {
+                    continue;
+                };
+                for kind in ["add", "remove"] {
+                    if let Some(path) = action[kind]["path"].as_str() {
+                        names.insert(path.rsplit('/').next().unwrap_or(path).to_string());
+                    }
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    /// Write `output` into the table folder without committing it. Partition values are checked
+    /// batch by batch before the batch is written; on any error the files are deleted.
+    pub async fn stage(
+        &self,
+        mut output: SendableRecordBatchStream,
+    ) -> Result<StagedWrite, StorageError> {
+        let state = self
+            .table
+            .snapshot()
+            .map_err(|source| self.delta_error(source))?;
+        let config = WriterConfig::new(
+            self.schema.clone(),
+            self.partition_by.clone(),
+            None,
+            NonZeroU64::new(TARGET_FILE_SIZE),
+            None,
+            state.table_config().num_indexed_cols(),
+            None,
+        );
+        let mut writer = DeltaWriter::new(self.store(), config);
+        let mut rows = 0;
+        let mut failure = None;
+        while let Some(batch) = output.next().await {
+            let written = match batch {
+                Err(source) => Err(StorageError::Execution {
+                    model: self.model.clone(),
+                    source,
+                }),
+                Ok(batch) => match schema::conform(&batch, &self.schema)
+                    .map_err(|source| StorageError::Execution {
+                        model: self.model.clone(),
+                        source,
+                    })
+                    .and_then(|batch| {
+                        partition::check_batch(&self.model, &batch, &self.partition_by)?;
+                        Ok(batch)
+                    }) {
+                    Ok(batch) => {
+                        rows += batch.num_rows() as u64;
+                        writer
+                            .write(&batch)
+                            .await
+                            .map_err(|source| self.delta_error(source))
+                    }
+                    Err(error) => Err(error),
+                },
+            };
+            if let Err(error) = written {
+                failure = Some(error);
+                break;
+            }
+        }
+        if let Some(error) = failure {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(model = %self.model, error = %abort, "could not abort the upload of a staged file");
+            }
+            return Err(error);
+        }
+        let adds = writer
+            .close()
+            .await
+            .map_err(|source| self.delta_error(source))?;
+        Ok(StagedWrite { adds, rows })
+    }
+
+    /// Publish `staged` in one Delta commit that also removes the files it replaces: all of the
+    /// table's files, or for a partitioned model, those of the partitions it wrote. A
+    /// partitioned build that wrote no rows commits nothing.
+    pub async fn commit(&mut self, staged: StagedWrite) -> Result<Option<Published>, StorageError> {
+        let partitions = staged.partitions();
+        let partitioned = !self.partition_by.is_empty();
+        if partitioned && staged.adds.is_empty() {
+            return Ok(None);
+        }
+        let state = self
+            .table
+            .snapshot()
+            .map_err(|source| self.delta_error(source))?;
+        let replaced: Vec<Action> = self
+            .table
+            .get_active_add_actions_by_partitions(&[])
+            .try_filter(|file| {
+                let values: HashMap<String, Option<String>> = file.partition_values_map();
+                futures::future::ready(
+                    !partitioned || partitions.contains(&partition::key(&values)),
+                )
+            })
+            .map_ok(|file| Action::Remove(file.remove_action(true)))
+            .try_collect()
+            .await
+            .map_err(|source| self.delta_error(source))?;
+        let files_removed = replaced.len();
+        let files_added = staged.adds.len();
+        let predicate = if partitioned {
+            partition::predicate(&staged.adds)
+        } else {
+            "true".to_string()
+        };
+        let operation = DeltaOperation::Write {
+            mode: SaveMode::Overwrite,
+            partition_by: partitioned.then(|| self.partition_by.clone()),
+            predicate: Some(predicate),
+        };
+        let mut actions: Vec<Action> = staged.adds.iter().cloned().map(Action::Add).collect();
+        actions.extend(replaced);
+        let committed = CommitBuilder::default()
+            .with_actions(actions)
+            .build(Some(state), self.table.log_store(), operation)
+            .await;
+        let finalized = match committed {
+            Ok(finalized) => finalized,
+            Err(error) => {
+                self.discard(staged).await;
+                return Err(match error {
+                    DeltaTableError::Transaction {
+                        source: source @ TransactionError::CommitConflict(_),
+                    } => StorageError::Conflict {
+                        model: self.model.clone(),
+                        source,
+                    },
+                    other => self.delta_error(other),
+                });
+            }
+        };
+        let version = finalized.version();
+        self.table
+            .load()
+            .await
+            .map_err(|source| self.delta_error(source))?;
+        Ok(Some(Published {
+            version,
+            files_added,
+            files_removed,
+        }))
+    }
+
+    /// Delete the files of a build that will not be committed.
+    pub async fn discard(&self, staged: StagedWrite) {
+        let store = self.store();
+        for add in &staged.adds {
+            let deleted = match Path::parse(&add.path) {
+                Ok(path) => store.delete(&path).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(error) = deleted {
+                tracing::warn!(model = %self.model, file = %add.path, %error, "could not delete a staged file; the next build removes it");
+            }
+        }
+    }
+
+    fn delta_error(&self, source: DeltaTableError) -> StorageError {
+        delta_error(&self.url, source)
+    }
+
+    fn store_error(&self, source: object_store::Error) -> StorageError {
+        StorageError::ObjectStore {
+            location: self.url.to_string(),
+            source,
+        }
+    }
+}
+
+fn delta_error(url: &Url, source: DeltaTableError) -> StorageError {
+    StorageError::Delta {
+        location: url.to_string(),
+        source,
+    }
+}

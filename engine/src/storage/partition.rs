@@ -1,0 +1,130 @@
+//! Partition values: checked before any file is written, turned into keys and commit predicates.
+
+use std::collections::{BTreeSet, HashMap};
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::record_batch::RecordBatch;
+use deltalake::kernel::Add;
+
+use super::StorageError;
+
+/// Why `value` cannot be a partition value, if it cannot: it must be non-empty and hold no
+/// path separator, no `..` and no control character.
+pub fn check_partition_value(value: &str) -> Result<(), &'static str> {
+    if value.is_empty() {
+        Err("a partition value cannot be empty")
+    } else if value.contains('/') || value.contains('\\') {
+        Err("a partition value cannot contain `/` or `\\`")
+    } else if value.contains("..") {
+        Err("a partition value cannot contain `..`")
+    } else if value.chars().any(char::is_control) {
+        Err("a partition value cannot contain control characters")
+    } else {
+        Ok(())
+    }
+}
+
+/// Check every value of the partition columns of `batch`.
+pub(super) fn check_batch(
+    model: &str,
+    batch: &RecordBatch,
+    partition_by: &[String],
+) -> Result<(), StorageError> {
+    for column in partition_by {
+        let Some(values) = batch.column_by_name(column) else {
+            continue;
+        };
+        let values = cast(values, &DataType::Utf8).map_err(|source| StorageError::Execution {
+            model: model.to_string(),
+            source: source.into(),
+        })?;
+        let values = values.as_string::<i32>();
+        let distinct: BTreeSet<&str> = (0..values.len())
+            .filter(|&i| values.is_valid(i))
+            .map(|i| values.value(i))
+            .collect();
+        for value in distinct {
+            if let Err(reason) = check_partition_value(value) {
+                return Err(StorageError::InvalidPartitionValue {
+                    model: model.to_string(),
+                    column: column.clone(),
+                    value: value.to_string(),
+                    reason: reason.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A partition's key, `col=value/...` in column-name order (`null` for a null value).
+pub(super) fn key(values: &HashMap<String, Option<String>>) -> String {
+    let mut columns: Vec<_> = values.iter().collect();
+    columns.sort();
+    columns
+        .into_iter()
+        .map(|(column, value)| format!("{column}={}", value.as_deref().unwrap_or("null")))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The predicate naming exactly the partitions `adds` write, for the commit: Delta's conflict
+/// check compares it with what concurrent commits wrote.
+pub(super) fn predicate(adds: &[Add]) -> String {
+    let partitions: BTreeSet<Vec<(&String, &Option<String>)>> = adds
+        .iter()
+        .map(|add| {
+            let mut values: Vec<_> = add.partition_values.iter().collect();
+            values.sort();
+            values
+        })
+        .collect();
+    partitions
+        .into_iter()
+        .map(|values| {
+            let terms: Vec<String> = values
+                .into_iter()
+                .map(|(column, value)| {
+                    let column = crate::render::quote_identifier(column);
+                    match value {
+                        Some(value) => format!("{column} = '{}'", value.replace('\'', "''")),
+                        None => format!("{column} IS NULL"),
+                    }
+                })
+                .collect();
+            format!("({})", terms.join(" AND "))
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_values_that_could_form_a_path() {
+        for bad in ["", "..", "../../x", "a/b", "a\\b", "a\nb", "x\u{0}"] {
+            assert!(check_partition_value(bad).is_err(), "{bad:?} was accepted");
+        }
+        for good in ["2024-01-15", "eu-west", "a.b", "with space"] {
+            assert!(check_partition_value(good).is_ok(), "{good:?} was rejected");
+        }
+    }
+
+    #[test]
+    fn predicate_names_each_partition_once() {
+        let add = |date: &str| Add {
+            path: format!("date={date}/part-0.parquet"),
+            partition_values: HashMap::from([("date".to_string(), Some(date.to_string()))]),
+            ..Default::default()
+        };
+        let adds = [add("2024-01-15"), add("2024-01-15"), add("it's")];
+        assert_eq!(
+            predicate(&adds),
+            "(\"date\" = '2024-01-15') OR (\"date\" = 'it''s')"
+        );
+    }
+}

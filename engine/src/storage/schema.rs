@@ -1,0 +1,120 @@
+//! Table schemas: the arrow types a model's output is stored as, and how a published table's
+//! columns are compared with a new build's.
+
+use std::sync::Arc;
+
+use datafusion::arrow::compute::{CastOptions, cast_with_options};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
+use deltalake::DeltaTableError;
+use deltalake::kernel::StructField;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+
+/// The schema a table stores `output` as: types Delta supports, every column nullable.
+pub(super) fn table_schema(output: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = output
+        .fields()
+        .iter()
+        .map(|f| Field::new(f.name(), storage_type(f.data_type()), true))
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// The Delta type for an arrow type DataFusion may produce.
+fn storage_type(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
+        DataType::Dictionary(_, value) => storage_type(value),
+        DataType::UInt8 => DataType::Int16,
+        DataType::UInt16 => DataType::Int32,
+        DataType::UInt32 | DataType::UInt64 => DataType::Int64,
+        DataType::Float16 => DataType::Float32,
+        DataType::Date64 => DataType::Date32,
+        DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+        DataType::Null => DataType::Utf8,
+        other => other.clone(),
+    }
+}
+
+/// The Delta columns of `schema`.
+pub(super) fn delta_columns(schema: &SchemaRef) -> Result<Vec<StructField>, DeltaTableError> {
+    let structure: deltalake::kernel::StructType = schema.as_ref().try_into_kernel()?;
+    Ok(structure.fields().cloned().collect())
+}
+
+/// `batch` with its columns cast to `schema`'s types and order.
+pub(super) fn conform(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> Result<RecordBatch, DataFusionError> {
+    let options = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let column = batch.column_by_name(field.name()).ok_or_else(|| {
+                DataFusionError::Internal(format!("output has no column {}", field.name()))
+            })?;
+            Ok(cast_with_options(column, field.data_type(), &options)?)
+        })
+        .collect::<Result<Vec<_>, DataFusionError>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// How a new build's columns differ from the published table's, if they do.
+pub(super) fn difference(
+    published: &SchemaRef,
+    wanted: &SchemaRef,
+    published_partitions: &[String],
+    wanted_partitions: &[String],
+) -> Option<String> {
+    let mut lines = Vec::new();
+    for field in published.fields() {
+        match wanted.field_with_name(field.name()) {
+            Err(_) => lines.push(format!(
+                "- column `{}` ({}) is gone",
+                field.name(),
+                field.data_type()
+            )),
+            Ok(new) if new.data_type() != field.data_type() => lines.push(format!(
+                "- column `{}` changed type: published {}, now {}",
+                field.name(),
+                field.data_type(),
+                new.data_type()
+            )),
+            Ok(_) => {}
+        }
+    }
+    for field in wanted.fields() {
+        if published.field_with_name(field.name()).is_err() {
+            lines.push(format!(
+                "- column `{}` ({}) is new",
+                field.name(),
+                field.data_type()
+            ));
+        }
+    }
+    if published_partitions != wanted_partitions {
+        lines.push(format!(
+            "- partition columns changed: published [{}], now [{}]",
+            published_partitions.join(", "),
+            wanted_partitions.join(", ")
+        ));
+    }
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+/// The column names of `schema`, for messages.
+pub(super) fn column_list(schema: &SchemaRef) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
