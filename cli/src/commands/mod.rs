@@ -29,11 +29,8 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
     }
 }
 
-fn prepare(
-    global: &GlobalArgs,
-    args: &SelectArgs,
-) -> Result<dp_engine::Prepared, dp_engine::Error> {
-    dp_engine::prepare(&PrepareOptions {
+fn prepare(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<dp_engine::Prepared> {
+    Ok(dp_engine::prepare(&PrepareOptions {
         project_dir: global.project_dir.clone(),
         vars: args.vars.clone(),
         select: args.select.clone(),
