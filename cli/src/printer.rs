@@ -35,7 +35,10 @@ impl Printer {
         match event {
             RunEvent::RunStarted {
                 models, threads, ..
-            } => (!self.quiet).then(|| format!("Building {models} models ({threads} at a time)")),
+            } => (!self.quiet).then(|| {
+                let plural = if models == 1 { "" } else { "s" };
+                format!("Building {models} model{plural} ({threads} at a time)")
+            }),
             RunEvent::ModelStarted { .. } => None,
             RunEvent::ModelFinished {
                 result,

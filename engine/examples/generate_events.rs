@@ -11,7 +11,9 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{
+    Decimal128Array, Int64Array, StringArray, TimestampMicrosecondArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
@@ -108,7 +110,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Field::new("event_id", DataType::Utf8, false),
         Field::new("user_id", DataType::Int64, false),
         Field::new("event", DataType::Utf8, false),
-        Field::new("revenue", DataType::Float64, false),
+        Field::new("revenue", DataType::Decimal128(10, 2), false),
         Field::new("cohort", DataType::Utf8, false),
         Field::new(
             "ts",
@@ -121,15 +123,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut next_event = 0u64;
     for day in first_day..first_day + options.days {
         let date = civil_from_days(day);
-        let mut rows: Vec<(String, i64, &str, f64, &str, i64)> = Vec::with_capacity(options.rows);
+        // Revenue in cents: money is a decimal, so that sums are exact and every build of the same
+        // input publishes the same bytes.
+        let mut rows: Vec<(String, i64, &str, i128, &str, i64)> = Vec::with_capacity(options.rows);
         while rows.len() < options.rows {
             next_event += 1;
             let user = random.below(2_000) as i64 + 1;
             let event = EVENTS[[0, 0, 0, 1, 1, 2, 3][random.below(7) as usize]];
             let revenue = if event == "purchase" {
-                (random.below(19_500) as f64 + 500.0) / 100.0
+                i128::from(random.below(19_500) + 500)
             } else {
-                0.0
+                0
             };
             let cohort = COHORTS[(user as usize) % COHORTS.len()];
             let ts = day * MICROS_PER_DAY + random.below(MICROS_PER_DAY as u64) as i64;
@@ -154,7 +158,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 )),
                 Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
                 Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
-                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3))),
+                Arc::new(
+                    Decimal128Array::from_iter_values(rows.iter().map(|r| r.3))
+                        .with_precision_and_scale(10, 2)?,
+                ),
                 Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.4))),
                 Arc::new(
                     TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.5))

@@ -116,9 +116,43 @@ pub enum ModelError {
         at: SourceSpan,
     },
 
+    #[error("`{model}` cannot be published as defined in {}", file.display())]
+    #[diagnostic(code(dp::execute::definition))]
+    Definition {
+        model: String,
+        file: std::path::PathBuf,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("defined here")]
+        at: SourceSpan,
+        #[source]
+        #[diagnostic_source]
+        error: StorageError,
+    },
+
     #[error(transparent)]
     #[diagnostic(transparent)]
     Storage(#[from] StorageError),
+}
+
+impl ModelError {
+    /// A storage error that comes from how the model is defined (its columns, its partitioning)
+    /// points at the model's file.
+    fn from_storage(model: &ModelPlan, error: StorageError) -> Self {
+        let needle = match &error {
+            StorageError::MissingPartitionColumn { .. }
+            | StorageError::InvalidPartitionValue { .. } => "partition_by",
+            StorageError::SchemaChanged { .. } => "select",
+            _ => return ModelError::Storage(error),
+        };
+        ModelError::Definition {
+            model: model.name.clone(),
+            file: model.file.path().to_path_buf(),
+            src: model.file.named(),
+            at: model.file.find(needle, 0),
+            error,
+        }
+    }
 }
 
 /// A fresh id for a run.
@@ -281,14 +315,17 @@ async fn publish_model(
         .map_err(|error| session::sql_error(model, &error))?;
     let output = Arc::new(frame.schema().as_arrow().clone());
     let url = model_table_url(&context.options.warehouse, &model.name);
+    let definition = |error| ModelError::from_storage(model, error);
     let mut table =
-        ModelTable::open_for_build(&model.name, &url, &output, &model.config.partition_by).await?;
+        ModelTable::open_for_build(&model.name, &url, &output, &model.config.partition_by)
+            .await
+            .map_err(definition)?;
     result.orphans_removed = table.remove_orphans(context.options.orphan_min_age).await?;
     let stream = frame
         .execute_stream()
         .await
         .map_err(|error| session::sql_error(model, &error))?;
-    let staged = table.stage(stream).await?;
+    let staged = table.stage(stream).await.map_err(definition)?;
     result.rows = staged.rows;
     result.partitions = staged.partitions().into_iter().collect();
     let published = table.commit(staged).await?;

@@ -234,16 +234,15 @@ fn parse_query(model: &RenderedModel) -> Result<ParsedQuery<'_>, PlanError> {
     let start = trimmed.len() - body.len();
     let statements = Parser::parse_sql(&GenericDialect {}, body).map_err(|error| {
         let message = error.to_string();
-        let (message, at) = match sql_error_location(&message) {
+        let message = message.trim_start_matches("sql parser error: ");
+        // sqlparser gives no position when the SQL ends too early: point at its last character.
+        let (message, offset) = match sql_error_location(message) {
             Some((line, column, clean)) => {
-                let offset = start + SourceFile::offset_of(body, line, column);
-                (
-                    clean,
-                    model.source_map.to_template(offset, 1).unwrap_or(0..0),
-                )
+                (clean, start + SourceFile::offset_of(body, line, column))
             }
-            None => (message, 0..0),
+            None => (message.to_string(), start + body.len().saturating_sub(1)),
         };
+        let at = model.source_map.to_template(offset, 1).unwrap_or(0..0);
         PlanError::Syntax {
             model: model.name.clone(),
             message,

@@ -210,9 +210,7 @@ impl ModelTable {
             }
         }
         let wanted = schema::table_schema(output);
-        if url.scheme() == "file"
-            && let Ok(path) = url.to_file_path()
-        {
+        if let Some(path) = local_folder(url) {
             std::fs::create_dir_all(&path).map_err(|source| StorageError::ObjectStore {
                 location: url.to_string(),
                 source: object_store::Error::Generic {
@@ -263,32 +261,86 @@ impl ModelTable {
     /// `min_age` old: the leftovers of builds that crashed before they committed. Returns how
     /// many were deleted.
     pub async fn remove_orphans(&self, min_age: Duration) -> Result<usize, StorageError> {
-        let store = self.store();
         let referenced = self.referenced_file_names().await?;
         let cutoff = chrono::Utc::now()
             - chrono::Duration::from_std(min_age).unwrap_or(chrono::TimeDelta::MAX);
-        let mut listing = store.list(None);
-        let mut orphans = Vec::new();
-        while let Some(meta) = listing.next().await {
-            let meta = meta.map_err(|source| self.store_error(source))?;
-            let in_log = meta.location.as_ref().starts_with("_delta_log");
-            let name = meta.location.filename().unwrap_or_default();
-            if !in_log
-                && name.contains(".parquet")
-                && !referenced.contains(name)
-                && meta.last_modified <= cutoff
-            {
-                orphans.push(meta.location);
+        let orphans: Vec<DataFile> = self
+            .data_files()
+            .await?
+            .into_iter()
+            .filter(|file| !referenced.contains(&file.name) && file.modified <= cutoff)
+            .collect();
+        let store = self.store();
+        for file in &orphans {
+            tracing::info!(model = %self.model, file = %file.name, "removing orphaned file");
+            match &file.location {
+                FileLocation::Store(path) => store
+                    .delete(path)
+                    .await
+                    .map_err(|source| self.store_error(source))?,
+                FileLocation::Local(path) => std::fs::remove_file(path).map_err(|source| {
+                    self.store_error(object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: Box::new(source),
+                    })
+                })?,
             }
         }
-        for path in &orphans {
-            tracing::info!(model = %self.model, file = %path, "removing orphaned file");
-            store
-                .delete(path)
-                .await
-                .map_err(|source| self.store_error(source))?;
-        }
         Ok(orphans.len())
+    }
+
+    /// Every Parquet data file (or unfinished upload of one) in the table folder. On local disk
+    /// the folder is walked directly: the object store's listing hides the `file.parquet#N`
+    /// staging files that a killed upload leaves behind.
+    async fn data_files(&self) -> Result<Vec<DataFile>, StorageError> {
+        let is_data = |name: &str| name.contains(".parquet");
+        if let Some(root) = local_folder(&self.url) {
+            let mut files = Vec::new();
+            for entry in walkdir::WalkDir::new(&root)
+                .into_iter()
+                .filter_entry(|e| e.file_name() != "_delta_log")
+            {
+                let entry = entry.map_err(|error| {
+                    self.store_error(object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: Box::new(error),
+                    })
+                })?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !entry.file_type().is_file() || !is_data(&name) {
+                    continue;
+                }
+                let modified = entry
+                    .metadata()
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .map_or_else(chrono::Utc::now, chrono::DateTime::from);
+                files.push(DataFile {
+                    name,
+                    modified,
+                    location: FileLocation::Local(entry.into_path()),
+                });
+            }
+            return Ok(files);
+        }
+        let metas: Vec<object_store::ObjectMeta> = self
+            .store()
+            .list(None)
+            .try_collect()
+            .await
+            .map_err(|source| self.store_error(source))?;
+        Ok(metas
+            .into_iter()
+            .filter(|meta| !meta.location.as_ref().starts_with("_delta_log"))
+            .filter_map(|meta| {
+                let name = meta.location.filename()?.to_string();
+                is_data(&name).then_some(DataFile {
+                    name,
+                    modified: meta.last_modified,
+                    location: FileLocation::Store(meta.location),
+                })
+            })
+            .collect())
     }
 
     /// The file names every commit in the log ever added or removed.
@@ -482,6 +534,27 @@ impl ModelTable {
             source,
         }
     }
+}
+
+/// A data file found in a table folder.
+struct DataFile {
+    name: String,
+    modified: chrono::DateTime<chrono::Utc>,
+    location: FileLocation,
+}
+
+enum FileLocation {
+    /// A path in the table's object store.
+    Store(Path),
+    /// A path on local disk.
+    Local(std::path::PathBuf),
+}
+
+/// The folder of a `file://` URL.
+fn local_folder(url: &Url) -> Option<std::path::PathBuf> {
+    (url.scheme() == "file")
+        .then(|| url.to_file_path().ok())
+        .flatten()
 }
 
 fn delta_error(url: &Url, source: DeltaTableError) -> StorageError {

@@ -1,0 +1,211 @@
+//! `dp build` on example_project: the published rows, idempotent re-runs, partition isolation,
+//! and tables that Delta readers understand on their own.
+
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+
+use crate::support::{TestProject, block_on, rows};
+
+/// daily_summary for one date, computed straight from the raw files with DataFusion: duplicates
+/// removed with DISTINCT over whole rows (dp's model uses row_number per event_id).
+fn expected_daily_summary(project: &TestProject, date: &str) -> Vec<Vec<String>> {
+    let folder = project.root.join(format!("data/raw/events/date={date}/"));
+    block_on(async move {
+        let ctx = SessionContext::new();
+        ctx.register_parquet(
+            "raw",
+            folder.to_str().unwrap(),
+            ParquetReadOptions::default(),
+        )
+        .await
+        .unwrap();
+        let sql = "select cohort, round(sum(revenue), 2), count(distinct user_id), count(*) \
+                   from (select distinct * from raw) group by cohort order by cohort";
+        rows(&ctx.sql(sql).await.unwrap().collect().await.unwrap())
+    })
+}
+
+fn published_daily_summary(project: &TestProject, date: &str) -> Vec<Vec<String>> {
+    project.query(
+        "daily_summary",
+        &format!(
+            "select cohort, round(revenue, 2), user_count, total_events from t \
+             where date = '{date}' order by cohort"
+        ),
+    )
+}
+
+#[test]
+fn daily_summary_partition_holds_the_values_computed_from_the_raw_files() {
+    let project = TestProject::example();
+    let out = project.dp_ok(&[
+        "build",
+        "--select",
+        "+daily_summary",
+        "--vars",
+        "date=2024-01-15",
+    ]);
+    assert!(out.contains("daily_summary"), "{out}");
+
+    let expected = expected_daily_summary(&project, "2024-01-15");
+    assert_eq!(expected.len(), 4, "four cohorts in the raw data");
+    assert_eq!(published_daily_summary(&project, "2024-01-15"), expected);
+    // Only the requested date was built.
+    assert_eq!(
+        project.query("daily_summary", "select distinct date from t"),
+        vec![vec!["2024-01-15".to_string()]]
+    );
+    // Deduplication mattered: the raw partition holds repeated deliveries.
+    let raw_rows: u64 = expected.iter().map(|r| r[3].parse::<u64>().unwrap()).sum();
+    assert!(
+        raw_rows < 3000,
+        "the raw partition has 3000 rows with duplicates"
+    );
+}
+
+#[test]
+fn building_twice_publishes_the_same_rows() {
+    let project = TestProject::example();
+    project.dp_ok(&["build"]);
+    let all = "select * from t order by date, cohort";
+    let first = project.query("daily_summary", all);
+    let first_version = project.version("daily_summary").unwrap();
+    project.dp_ok(&["build"]);
+    assert_eq!(project.query("daily_summary", all), first);
+    assert_eq!(project.version("daily_summary"), Some(first_version + 1));
+    assert_eq!(first.len(), 7 * 4, "seven dates, four cohorts");
+    for date in ["2024-01-12", "2024-01-18"] {
+        assert_eq!(
+            published_daily_summary(&project, date),
+            expected_daily_summary(&project, date)
+        );
+    }
+}
+
+#[test]
+fn building_another_date_leaves_the_first_dates_files_untouched() {
+    let project = TestProject::example();
+    let vars = |date: &str| format!("date={date}");
+    project.dp_ok(&["build", "--vars", &vars("2024-01-15")]);
+    let before = project.files("warehouse/daily_summary/date=2024-01-15");
+    assert!(!before.is_empty());
+
+    project.dp_ok(&["build", "--vars", &vars("2024-01-16")]);
+    assert_eq!(
+        project.files("warehouse/daily_summary/date=2024-01-15"),
+        before
+    );
+    assert_eq!(
+        project.query("daily_summary", "select distinct date from t order by date"),
+        vec![
+            vec!["2024-01-15".to_string()],
+            vec!["2024-01-16".to_string()]
+        ]
+    );
+
+    // Rebuilding 2024-01-15 replaces exactly that partition's files and no others.
+    let other = project.files("warehouse/daily_summary/date=2024-01-16");
+    project.dp_ok(&["build", "--vars", &vars("2024-01-15")]);
+    assert_eq!(
+        project.files("warehouse/daily_summary/date=2024-01-16"),
+        other
+    );
+    assert_eq!(
+        project.query(
+            "daily_summary",
+            "select count(*) from t where date = '2024-01-15'"
+        ),
+        vec![vec!["4".to_string()]]
+    );
+}
+
+#[test]
+fn published_tables_are_delta_tables_that_deltalake_reads_on_its_own() {
+    let project = TestProject::example();
+    project.dp_ok(&["build"]);
+    block_on(async {
+        let url = url::Url::from_directory_path(project.table_dir("daily_summary")).unwrap();
+        let table = deltalake::open_table(url).await.unwrap();
+        let state = table.snapshot().unwrap();
+        assert_eq!(
+            state.metadata().partition_columns(),
+            &vec!["date".to_string()]
+        );
+        let columns: Vec<String> = state
+            .schema()
+            .fields()
+            .map(|f| f.name().to_string())
+            .collect();
+        assert_eq!(
+            columns,
+            ["date", "cohort", "revenue", "user_count", "total_events"]
+        );
+        assert_eq!(
+            table.get_file_uris().unwrap().count(),
+            7,
+            "one file per date"
+        );
+    });
+    // The table materialization and the ephemeral model it reads.
+    let cohorts = project.query(
+        "cohort_revenue",
+        "select cohort, purchases from t order by cohort",
+    );
+    assert_eq!(cohorts.len(), 4);
+    let purchases = project.query(
+        "stg_events",
+        "select cohort, count(*) from t where event = 'purchase' group by cohort order by cohort",
+    );
+    assert_eq!(cohorts, purchases);
+    assert!(
+        !project.table_dir("int_purchases").exists(),
+        "ephemeral models are not stored"
+    );
+}
+
+#[test]
+fn compile_writes_sql_with_ephemeral_models_inlined_and_runs_nothing() {
+    let project = TestProject::example();
+    project.dp_ok(&["compile"]);
+    let compiled = std::fs::read_to_string(
+        project
+            .root
+            .join("target/compiled/models/marts/cohort_revenue.sql"),
+    )
+    .unwrap();
+    assert!(
+        compiled.contains("with \"int_purchases\" as ("),
+        "{compiled}"
+    );
+    assert!(compiled.contains("from \"stg_events\""), "{compiled}");
+    assert!(
+        !project.root.join("warehouse").exists(),
+        "compile wrote data"
+    );
+}
+
+#[test]
+fn run_results_record_every_model() {
+    let project = TestProject::example();
+    project.dp_ok(&["build", "--vars", "{date: 2024-01-15}"]);
+    let results: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(project.root.join("target/run_results.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(results["success"], true);
+    let models: Vec<&str> = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(models.len(), 3);
+    let daily = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"] == "daily_summary")
+        .unwrap();
+    assert_eq!(daily["partitions"], serde_json::json!(["date=2024-01-15"]));
+    assert_eq!(daily["rows"], 4);
+    assert_eq!(daily["delta_version"], 1);
+}

@@ -1,0 +1,63 @@
+//! Everything a user can get wrong gives a diagnostic that names the file and line, and nothing
+//! is committed. One fixture project per mistake under tests/fixtures/errors/; the optional file
+//! `cmd` holds the dp arguments (default: `build`). Each diagnostic is a snapshot.
+
+use crate::support::{TestProject, both, walk, workspace};
+
+#[test]
+fn every_mistake_is_a_diagnostic_and_publishes_nothing() {
+    let base = workspace().join("tests/fixtures/errors");
+    let mut names: Vec<String> = std::fs::read_dir(&base)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 12, "fixtures: {names:?}");
+    for name in names {
+        let project = TestProject::fixture(&format!("errors/{name}"));
+        let cmd =
+            std::fs::read_to_string(project.root.join("cmd")).unwrap_or_else(|_| "build".into());
+        let args: Vec<&str> = cmd.split_whitespace().collect();
+        let output = project.dp(&args);
+        let text = both(&output);
+        let code = output.status.code();
+        assert!(
+            matches!(code, Some(1) | Some(2)),
+            "{name}: exit code {code:?}\n{text}"
+        );
+        assert!(!text.contains("panicked"), "{name} panicked:\n{text}");
+        assert!(
+            text.contains("models/") || text.contains("dp_project.yml"),
+            "{name}: no file named\n{text}"
+        );
+        let data_files: Vec<_> = walk(&project.root.join("warehouse"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .collect();
+        assert!(
+            data_files.is_empty(),
+            "{name} left data files: {data_files:?}"
+        );
+        let commits: Vec<_> = walk(&project.root.join("warehouse"))
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|f| f != "00000000000000000000.json")
+                    && p.to_string_lossy().contains("_delta_log")
+            })
+            .collect();
+        assert!(commits.is_empty(), "{name} committed: {commits:?}");
+
+        let root = project.root.display().to_string();
+        insta::with_settings!({
+            snapshot_suffix => name.clone(),
+            description => format!("dp {cmd} (exit code {})", code.unwrap()),
+            filters => vec![
+                (root.as_str(), "[PROJECT]"),
+                (r"\d+\.\d\ds", "[TIME]"),
+            ],
+        }, {
+            insta::assert_snapshot!("diagnostic", text);
+        });
+    }
+}
