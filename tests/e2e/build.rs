@@ -209,3 +209,75 @@ fn run_results_record_every_model() {
     assert_eq!(daily["rows"], 4);
     assert_eq!(daily["delta_version"], 1);
 }
+
+#[test]
+fn a_failed_model_skips_its_descendants_and_its_siblings_still_build() {
+    let project = TestProject::fixture("failing_branch");
+    let output = project.dp(&["build"]);
+    let text = crate::support::both(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("Divide by zero"), "{text}");
+
+    let results: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(project.root.join("target/run_results.json")).unwrap(),
+    )
+    .unwrap();
+    let status = |model: &str| {
+        results["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["model"] == model)
+            .map(|r| r["status"].as_str().unwrap().to_string())
+    };
+    assert_eq!(status("stg").as_deref(), Some("success"));
+    assert_eq!(status("broken").as_deref(), Some("error"));
+    assert_eq!(status("after_broken").as_deref(), Some("skipped"));
+    assert_eq!(status("sibling").as_deref(), Some("success"));
+    assert_eq!(
+        project.query("sibling", "select sum(events) from t"),
+        vec![vec!["21000".to_string()]]
+    );
+    assert!(
+        project.version("after_broken").is_none(),
+        "a skipped model was written"
+    );
+    let broken_data: Vec<_> = crate::support::walk(&project.table_dir("broken"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    assert!(
+        broken_data.is_empty(),
+        "the failed model left files: {broken_data:?}"
+    );
+
+    // Its table holds no build, so a model reading it alone is told so.
+    let output = project.dp(&["build", "--select", "after_broken"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(crate::support::both(&output).contains("upstream model `broken` has never been built"));
+}
+
+#[test]
+fn a_delta_table_can_be_a_source() {
+    let upstream = TestProject::example();
+    upstream.dp_ok(&["build", "--select", "stg_events"]);
+    let project = TestProject::fixture("delta_source");
+    let location = url::Url::from_directory_path(upstream.table_dir("stg_events")).unwrap();
+    project.write(
+        "models/sources.yml",
+        &format!(
+            "sources:\n  - name: upstream\n    format: delta\n    tables:\n      - name: stg_events\n        location: {location}\n"
+        ),
+    );
+    project.dp_ok(&["build"]);
+    assert_eq!(
+        project.query(
+            "purchases_per_day",
+            "select date, purchases from t order by date"
+        ),
+        upstream.query(
+            "stg_events",
+            "select date, count(*) from t where event = 'purchase' group by date order by date"
+        )
+    );
+}

@@ -145,3 +145,88 @@ pub(super) fn sql_error(model: &ModelPlan, error: &DataFusionError) -> ModelErro
             .map(|h| h.message.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn explain(session: &SessionContext, sql: &str) -> String {
+        let batches = session
+            .sql(&format!("explain {sql}"))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_filter_on_a_hive_partition_column_reads_only_that_partitions_files() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../example_project");
+        let project = crate::project::load(&root).unwrap();
+        let session = SessionContext::new();
+        register_source(&session, &project.sources["raw.events"])
+            .await
+            .unwrap();
+
+        let plan = explain(
+            &session,
+            "select event_id from raw.events where date = '2024-01-15'",
+        )
+        .await;
+        assert!(plan.contains("date=2024-01-15/part-0.parquet"), "{plan}");
+        assert_eq!(plan.matches("part-0.parquet").count(), 1, "{plan}");
+
+        let all = explain(&session, "select event_id from raw.events").await;
+        assert!(
+            all.contains("date=2024-01-12") && all.contains("date=2024-01-18"),
+            "{all}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_filter_on_a_delta_partition_column_reads_only_that_partitions_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let session = SessionContext::new();
+        session
+            .sql(&format!(
+                "create external table events stored as parquet location '{}' \
+                 partitioned by (date)",
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../example_project/data/raw/events/")
+                    .display()
+            ))
+            .await
+            .unwrap();
+        let frame = session
+            .sql("select event_id, date from events")
+            .await
+            .unwrap();
+        let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
+        let url = url::Url::from_directory_path(dir.path().join("stg")).unwrap();
+        let mut table =
+            crate::storage::ModelTable::open_for_build("stg", &url, &schema, &["date".into()])
+                .await
+                .unwrap();
+        let staged = table
+            .stage(frame.execute_stream().await.unwrap())
+            .await
+            .unwrap();
+        table.commit(staged).await.unwrap();
+
+        let published = open_published(&url, "stg").await.unwrap();
+        session
+            .register_table("stg", delta_provider(&session, &published).await.unwrap())
+            .unwrap();
+        let plan = explain(
+            &session,
+            "select event_id from stg where date = '2024-01-15'",
+        )
+        .await;
+        assert!(plan.contains("date=2024-01-15/"), "{plan}");
+        assert_eq!(plan.matches(".parquet").count(), 1, "{plan}");
+    }
+}

@@ -142,10 +142,12 @@ async fn open(url: &Url) -> Result<DeltaTable, StorageError> {
     Ok(table)
 }
 
-/// Open the published table of an upstream model, for reading.
+/// Open the published table of an upstream model, for reading. dp creates a model's table in a
+/// commit of its own (version 0) before the first build writes to it, so a table still at
+/// version 0 holds no build: reading it would be reading nothing, silently.
 pub async fn open_published(url: &Url, model: &str) -> Result<DeltaTable, StorageError> {
     let table = open(url).await?;
-    if table.version().is_none() {
+    if table.version().unwrap_or(0) == 0 {
         return Err(StorageError::NotBuilt {
             model: model.to_string(),
             location: url.to_string(),
@@ -561,5 +563,121 @@ fn delta_error(url: &Url, source: DeltaTableError) -> StorageError {
     StorageError::Delta {
         location: url.to_string(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use datafusion::physical_plan::memory::MemoryStream;
+
+    use super::*;
+
+    fn output(dates: &[&str], value: i64) -> (SchemaRef, SendableRecordBatchStream) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("date", DataType::Utf8, false),
+            Field::new("value", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(dates.to_vec())),
+                Arc::new(Int64Array::from(vec![value; dates.len()])),
+            ],
+        )
+        .unwrap();
+        let stream = MemoryStream::try_new(vec![batch], schema.clone(), None).unwrap();
+        (schema, Box::pin(stream))
+    }
+
+    async fn open(dir: &tempfile::TempDir, partition_by: &[&str]) -> ModelTable {
+        let url = Url::from_directory_path(dir.path().join("model")).unwrap();
+        let (schema, _) = output(&[], 0);
+        let partition_by: Vec<String> = partition_by.iter().map(|c| c.to_string()).collect();
+        ModelTable::open_for_build("model", &url, &schema, &partition_by)
+            .await
+            .unwrap()
+    }
+
+    async fn stage(table: &ModelTable, dates: &[&str], value: i64) -> StagedWrite {
+        table.stage(output(dates, value).1).await.unwrap()
+    }
+
+    fn parquet_files(dir: &tempfile::TempDir) -> usize {
+        walkdir::WalkDir::new(dir.path())
+            .into_iter()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".parquet")
+            })
+            .count()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn two_builds_of_the_same_partition_never_both_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = open(&dir, &["date"]).await;
+        let mut second = open(&dir, &["date"]).await;
+        let first_files = stage(&first, &["2024-01-15"], 1).await;
+        let second_files = stage(&second, &["2024-01-15"], 2).await;
+        assert!(first.commit(first_files).await.unwrap().is_some());
+        let lost = second.commit(second_files).await;
+        assert!(
+            matches!(lost, Err(StorageError::Conflict { .. })),
+            "{lost:?}"
+        );
+        assert_eq!(
+            parquet_files(&dir),
+            1,
+            "the losing build's files are deleted"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn two_first_builds_of_a_table_model_never_both_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = open(&dir, &[]).await;
+        let mut second = open(&dir, &[]).await;
+        let first_files = stage(&first, &["a", "b"], 1).await;
+        let second_files = stage(&second, &["a", "b"], 2).await;
+        first.commit(first_files).await.unwrap();
+        let lost = second.commit(second_files).await;
+        assert!(
+            matches!(lost, Err(StorageError::Conflict { .. })),
+            "{lost:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn builds_of_different_partitions_both_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = open(&dir, &["date"]).await;
+        let mut second = open(&dir, &["date"]).await;
+        let first_files = stage(&first, &["2024-01-15"], 1).await;
+        let second_files = stage(&second, &["2024-01-16"], 2).await;
+        let v1 = first.commit(first_files).await.unwrap().unwrap().version;
+        let v2 = second.commit(second_files).await.unwrap().unwrap().version;
+        assert_eq!((v1, v2), (1, 2));
+        assert_eq!(second.table.get_file_uris().unwrap().count(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_partition_value_that_could_form_a_path_is_rejected_before_it_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = open(&dir, &["date"]).await;
+        let staged = table.stage(output(&["2024-01-15", "../../x"], 1).1).await;
+        assert!(matches!(
+            staged,
+            Err(StorageError::InvalidPartitionValue { .. })
+        ));
+        assert_eq!(parquet_files(&dir), 0);
+        assert!(!dir.path().join("x").exists());
     }
 }
