@@ -2,22 +2,25 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// The file every dp project has at its root.
 pub const PROJECT_FILE: &str = "dp_project.yml";
 
-/// The contents of `dp_project.yml`.
-#[derive(Debug, Clone, Deserialize)]
+/// dp_project.yml: the project's name, variable defaults and targets.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectConfig {
     /// The project's name.
     pub name: String,
-    /// dbt's `version:` key, accepted and ignored.
+    /// The project's version, accepted and ignored.
     #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
     pub version: Option<serde_yaml::Value>,
     /// Default values of `var()`; `--vars` overrides them.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub vars: BTreeMap<String, serde_yaml::Value>,
     /// The target used when `--target` is not given.
     #[serde(default)]
@@ -28,7 +31,7 @@ pub struct ProjectConfig {
 }
 
 /// One target: where the model tables live and how a build runs.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     /// The folder (relative to the project) or URL holding one Delta table per model.

@@ -168,6 +168,24 @@ pub enum LoadError {
     },
 }
 
+/// The JSON Schemas (draft 2020-12) of dp's YAML files, by file name: `dp_project.yml` and the
+/// property files under `models/`. `schemas/` holds them, for editors.
+pub fn json_schemas() -> Vec<(&'static str, String)> {
+    let pretty = |schema: schemars::Schema| {
+        serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n"
+    };
+    vec![
+        (
+            "dp_project.schema.json",
+            pretty(schemars::schema_for!(ProjectConfig)),
+        ),
+        (
+            "properties.schema.json",
+            pretty(schemars::schema_for!(PropertiesFile)),
+        ),
+    ]
+}
+
 /// The settings a run uses: one of the project's targets, resolved.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -417,6 +435,37 @@ fn name_span(file: &SourceFile, value: &str) -> SourceSpan {
         from = after;
     }
     file.find(value, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run with `DP_UPDATE_SCHEMAS=1` to rewrite `schemas/` after changing a YAML type.
+    #[test]
+    fn the_committed_json_schemas_match_the_yaml_types() {
+        let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
+        for (name, schema) in json_schemas() {
+            let path = folder.join(name);
+            if std::env::var_os("DP_UPDATE_SCHEMAS").is_some() {
+                std::fs::write(&path, &schema).unwrap();
+            }
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == schema,
+                "{name} is out of date: run DP_UPDATE_SCHEMAS=1 cargo test -p dp-engine schemas"
+            );
+        }
+    }
+
+    #[test]
+    fn the_example_project_loads() {
+        let project =
+            load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../example_project")).unwrap();
+        assert_eq!(project.models.len(), 4);
+        assert_eq!(project.sources["raw.events"].partitioned_by, ["date"]);
+        assert!(project.models["daily_summary"].properties.is_some());
+    }
 }
 
 fn read(root: &Path, relative: &Path) -> Result<SourceFile, LoadError> {
