@@ -437,37 +437,6 @@ fn name_span(file: &SourceFile, value: &str) -> SourceSpan {
     file.find(value, 0)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Run with `DP_UPDATE_SCHEMAS=1` to rewrite `schemas/` after changing a YAML type.
-    #[test]
-    fn the_committed_json_schemas_match_the_yaml_types() {
-        let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
-        for (name, schema) in json_schemas() {
-            let path = folder.join(name);
-            if std::env::var_os("DP_UPDATE_SCHEMAS").is_some() {
-                std::fs::write(&path, &schema).unwrap();
-            }
-            let committed = std::fs::read_to_string(&path).unwrap_or_default();
-            assert!(
-                committed == schema,
-                "{name} is out of date: run DP_UPDATE_SCHEMAS=1 cargo test -p dp-engine schemas"
-            );
-        }
-    }
-
-    #[test]
-    fn the_example_project_loads() {
-        let project =
-            load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../example_project")).unwrap();
-        assert_eq!(project.models.len(), 4);
-        assert_eq!(project.sources["raw.events"].partitioned_by, ["date"]);
-        assert!(project.models["daily_summary"].properties.is_some());
-    }
-}
-
 fn read(root: &Path, relative: &Path) -> Result<SourceFile, LoadError> {
     let path = root.join(relative);
     let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Io { path, source })?;
@@ -521,4 +490,35 @@ fn parse_yaml<T: serde::de::DeserializeOwned>(file: &SourceFile) -> Result<T, Lo
             at,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run with `DP_UPDATE_SCHEMAS=1` to rewrite `schemas/` after changing a YAML type.
+    #[test]
+    fn the_committed_json_schemas_match_the_yaml_types() {
+        let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
+        for (name, schema) in json_schemas() {
+            let path = folder.join(name);
+            if std::env::var_os("DP_UPDATE_SCHEMAS").is_some() {
+                std::fs::write(&path, &schema).unwrap();
+            }
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == schema,
+                "{name} is out of date: run DP_UPDATE_SCHEMAS=1 cargo test -p dp-engine schemas"
+            );
+        }
+    }
+
+    #[test]
+    fn the_example_project_loads() {
+        let project =
+            load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../example_project")).unwrap();
+        assert_eq!(project.models.len(), 4);
+        assert_eq!(project.sources["raw.events"].partitioned_by, ["date"]);
+        assert!(project.models["daily_summary"].properties.is_some());
+    }
 }
