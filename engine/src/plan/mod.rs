@@ -294,3 +294,94 @@ pub fn sql_error_location(message: &str) -> Option<(u64, u64, String)> {
         .to_string();
     Some((line.trim().parse().ok()?, column.parse().ok()?, clean))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::{RenderOptions, render};
+
+    /// Plan every model of a project made of `files` (path, text).
+    fn plan_files(files: &[(&str, &str)]) -> Plan {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("dp_project.yml"), "name: t\n").unwrap();
+        for (path, text) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let project = crate::project::load(dir.path()).unwrap();
+        let rendered = render(&project, &RenderOptions::default()).unwrap();
+        let graph = crate::graph::resolve(&project, &rendered).unwrap();
+        let all = crate::graph::select(&graph, &[], &[]).unwrap();
+        plan(&graph, &all).unwrap()
+    }
+
+    fn model<'a>(plan: &'a Plan, name: &str) -> &'a ModelPlan {
+        plan.models.iter().find(|m| m.name == name).unwrap()
+    }
+
+    const EPHEMERALS: &[(&str, &str)] = &[
+        ("models/base.sql", "select 1 as id, 'a' as kind"),
+        (
+            "models/eph_one.sql",
+            "{{ config(materialized='ephemeral') }}\nselect id, kind from {{ ref('base') }}",
+        ),
+        (
+            "models/eph_two.sql",
+            "{{ config(materialized='view') }}\nselect id from {{ ref('eph_one') }} where kind = 'a'",
+        ),
+        (
+            "models/report.sql",
+            "with wanted as (\n  select id from {{ ref('eph_two') }}\n)\nselect count(*) as n from wanted;\n",
+        ),
+    ];
+
+    #[test]
+    fn ephemeral_models_are_inlined_as_ctes_before_the_models_own() {
+        let plan = plan_files(EPHEMERALS);
+        let report = model(&plan, "report");
+        insta::assert_snapshot!(report.sql, @r#"
+        with "eph_one" as (
+        select id, kind from "base"
+        ),
+        "eph_two" as (
+        select id from "eph_one" where kind = 'a'
+        ),
+        wanted as (
+          select id from "eph_two"
+        )
+        select count(*) as n from wanted;
+        "#);
+        assert_eq!(report.upstream, BTreeSet::from(["base".to_string()]));
+    }
+
+    #[test]
+    fn positions_in_compiled_sql_lead_back_to_the_file_that_wrote_them() {
+        let plan = plan_files(EPHEMERALS);
+        let report = model(&plan, "report");
+        let at = |needle: &str| {
+            let (file, span) = report.locate(report.sql.find(needle).unwrap(), needle.len());
+            let text = &file.text()[span.offset()..span.offset() + span.len()];
+            (file.path().display().to_string(), text.to_string())
+        };
+        assert_eq!(
+            at("kind = 'a'"),
+            ("models/eph_two.sql".into(), "kind = 'a'".into())
+        );
+        assert_eq!(
+            at("count(*)"),
+            ("models/report.sql".into(), "count(*)".into())
+        );
+        // Output of a template expression maps to the whole expression.
+        assert_eq!(
+            at("\"eph_two\"\n)"),
+            ("models/report.sql".into(), "ref('eph_two')".into())
+        );
+    }
+
+    #[test]
+    fn a_model_without_ephemeral_parents_runs_its_rendered_sql_as_is() {
+        let plan = plan_files(EPHEMERALS);
+        assert_eq!(model(&plan, "base").sql, "select 1 as id, 'a' as kind");
+    }
+}
