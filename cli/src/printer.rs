@@ -84,7 +84,7 @@ fn model_line(result: &ModelResult, index: usize, total: usize) -> String {
         ModelStatus::Skipped { .. } => "SKIP",
     };
     let detail = match &result.status {
-        ModelStatus::Skipped { because } => format!("upstream `{because}` did not build"),
+        ModelStatus::Skipped { .. } => result.status.message().unwrap_or_default(),
         ModelStatus::Failed(_) => format!("{:.2}s", result.elapsed.as_secs_f64()),
         ModelStatus::Success => {
             let version = result
@@ -169,11 +169,7 @@ fn json_event(event: RunEvent<'_>) -> Option<serde_json::Value> {
             "partitions": result.partitions,
             "delta_version": result.version,
             "duration_ms": result.elapsed.as_millis() as u64,
-            "message": match &result.status {
-                ModelStatus::Failed(error) => Some(error.to_string()),
-                ModelStatus::Skipped { because } => Some(format!("upstream `{because}` did not build")),
-                ModelStatus::Success => None,
-            },
+            "message": result.status.message(),
         }),
         RunEvent::RunFinished { summary } => json!({
             "event": "run_finished",

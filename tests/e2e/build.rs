@@ -281,3 +281,19 @@ fn a_delta_table_can_be_a_source() {
         )
     );
 }
+
+#[test]
+fn a_model_table_never_lands_on_a_sources_files() {
+    let project = TestProject::example();
+    project.write(
+        "dp_project.yml",
+        "name: shop_events\ntargets:\n  dev:\n    warehouse: data\n    orphan_min_age_secs: 0\n",
+    );
+    project.write("models/raw.sql", "select 1 as one");
+    let raw_before = project.files("data/raw");
+    let output = project.dp(&["build", "--select", "raw"]);
+    let text = crate::support::both(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("would overlap source `raw.events`"), "{text}");
+    assert_eq!(project.files("data/raw"), raw_before);
+}

@@ -44,6 +44,17 @@ fn each_form_of_the_grammar_picks_exactly_its_nodes() {
                 "mart_y",
             ],
         ),
+        (
+            &["-s", "@mart_z"],
+            &[
+                "source:raw.events",
+                "stg_a",
+                "stg_b",
+                "int_ab",
+                "mart_x",
+                "mart_z",
+            ],
+        ),
         (&["-s", "tag:daily"], &["mart_x"]),
         (
             &["-s", "path:models/marts"],
@@ -115,11 +126,37 @@ fn ls_lists_every_node_after_the_nodes_it_reads() {
 }
 
 #[test]
+fn a_selector_that_selects_nothing_or_cannot_be_read_is_an_error() {
+    let project = TestProject::fixture("selection");
+    for selector in [
+        "stg_a,",
+        "tag:nope",
+        "path:",
+        "99999999999999999999999+int_ab",
+        "@+int_ab",
+        "kind:x",
+    ] {
+        let output = project.dp(&["ls", "--select", selector]);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{selector}: {}",
+            both(&output)
+        );
+        assert!(
+            both(&output).contains("--select"),
+            "{selector}: {}",
+            both(&output)
+        );
+    }
+}
+
+#[test]
 fn an_unknown_model_in_select_is_a_diagnostic_with_a_suggestion() {
     let project = TestProject::fixture("selection");
     let output = project.dp(&["ls", "--select", "int_abc+"]);
     assert_eq!(output.status.code(), Some(2));
     let text = both(&output);
-    assert!(text.contains("no model matches `int_abc`"), "{text}");
+    assert!(text.contains("nothing matches `int_abc`"), "{text}");
     assert!(text.contains("did you mean `int_ab`?"), "{text}");
 }

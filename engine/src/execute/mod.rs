@@ -4,7 +4,7 @@
 
 mod session;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,7 +59,32 @@ pub enum ModelStatus {
     },
 }
 
+impl ModelResult {
+    /// A result with nothing written yet.
+    fn new(model: &ModelPlan, status: ModelStatus) -> Self {
+        Self {
+            model: model.name.clone(),
+            materialized: model.config.materialized,
+            status,
+            rows: 0,
+            partitions: Vec::new(),
+            version: None,
+            orphans_removed: 0,
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
 impl ModelStatus {
+    /// Why the model was not built, in one line; `None` when it was.
+    pub fn message(&self) -> Option<String> {
+        match self {
+            ModelStatus::Success => None,
+            ModelStatus::Failed(error) => Some(error.to_string()),
+            ModelStatus::Skipped { because } => Some(format!("upstream `{because}` did not build")),
+        }
+    }
+
     /// A one-word name for the status.
     pub fn name(&self) -> &'static str {
         match self {
@@ -130,9 +155,26 @@ pub enum ModelError {
         error: StorageError,
     },
 
+    #[error("the table of `{model}` would overlap source `{source_id}` at {location}")]
+    #[diagnostic(
+        code(dp::execute::overlaps_source),
+        help(
+            "a model's table and a source's files must not share a folder; point the target's warehouse elsewhere"
+        )
+    )]
+    OverlapsSource {
+        model: String,
+        source_id: String,
+        location: String,
+    },
+
     #[error(transparent)]
     #[diagnostic(transparent)]
     Storage(#[from] StorageError),
+
+    #[error("internal error: {message}")]
+    #[diagnostic(code(dp::internal), help("this is a bug in dp; please report it"))]
+    Internal { message: String },
 }
 
 impl ModelError {
@@ -202,6 +244,7 @@ pub async fn build(
     let mut outcome: Vec<Option<ModelResult>> = vec![None; total];
     let mut started_models = vec![false; total];
     let mut running = JoinSet::new();
+    let mut task_model = HashMap::new();
     let mut finished = 0;
     while finished < total {
         for (index, model) in to_build.iter().enumerate() {
@@ -222,18 +265,8 @@ pub async fn build(
                 .filter_map(|&u| outcome[u].as_ref())
                 .find(|r| !matches!(r.status, ModelStatus::Success));
             if let Some(broken) = broken {
-                let result = ModelResult {
-                    model: model.name.clone(),
-                    materialized: model.config.materialized,
-                    status: ModelStatus::Skipped {
-                        because: broken.model.clone(),
-                    },
-                    rows: 0,
-                    partitions: Vec::new(),
-                    version: None,
-                    orphans_removed: 0,
-                    elapsed: Duration::ZERO,
-                };
+                let because = broken.model.clone();
+                let result = ModelResult::new(model, ModelStatus::Skipped { because });
                 finished += 1;
                 reporter.report(RunEvent::ModelFinished {
                     result: &result,
@@ -250,13 +283,26 @@ pub async fn build(
             });
             let context = context.clone();
             let model = (*model).clone();
-            running.spawn(async move { (index, run_model(&context, &model).await) });
+            let task = running.spawn(async move { run_model(&context, &model).await });
+            task_model.insert(task.id(), index);
         }
-        let Some(joined) = running.join_next().await else {
-            // Every remaining model was skipped in the loop above.
+        let Some(joined) = running.join_next_with_id().await else {
+            // Nothing runs: the loop above skipped every model it could start.
             continue;
         };
-        let (index, result) = joined.expect("a model task never panics");
+        let (index, result) = match joined {
+            Ok((id, result)) => (task_model[&id], result),
+            Err(error) => {
+                let index = task_model[&error.id()];
+                let failure = ModelError::Internal {
+                    message: format!("building the model crashed: {error}"),
+                };
+                (
+                    index,
+                    ModelResult::new(to_build[index], ModelStatus::Failed(Arc::new(failure))),
+                )
+            }
+        };
         finished += 1;
         reporter.report(RunEvent::ModelFinished {
             result: &result,
@@ -277,16 +323,7 @@ pub async fn build(
 #[tracing::instrument(skip_all, fields(model = %model.name))]
 async fn run_model(context: &BuildContext, model: &ModelPlan) -> ModelResult {
     let started = Instant::now();
-    let mut result = ModelResult {
-        model: model.name.clone(),
-        materialized: model.config.materialized,
-        status: ModelStatus::Success,
-        rows: 0,
-        partitions: Vec::new(),
-        version: None,
-        orphans_removed: 0,
-        elapsed: Duration::ZERO,
-    };
+    let mut result = ModelResult::new(model, ModelStatus::Success);
     if let Err(error) = publish_model(context, model, &mut result).await {
         tracing::info!(error = %error, "model failed");
         result.status = ModelStatus::Failed(Arc::new(error));
@@ -315,11 +352,20 @@ async fn publish_model(
         .map_err(|error| session::sql_error(model, &error))?;
     let output = Arc::new(frame.schema().as_arrow().clone());
     let url = model_table_url(&context.options.warehouse, &model.name);
+    if let Some(source) = context.sources.values().find(|source| {
+        url.as_str().starts_with(source.location.as_str())
+            || source.location.as_str().starts_with(url.as_str())
+    }) {
+        return Err(ModelError::OverlapsSource {
+            model: model.name.clone(),
+            source_id: source.id(),
+            location: url.to_string(),
+        });
+    }
     let definition = |error| ModelError::from_storage(model, error);
-    let mut table =
-        ModelTable::open_for_build(&model.name, &url, &output, &model.config.partition_by)
-            .await
-            .map_err(definition)?;
+    let table = ModelTable::open_for_build(&model.name, &url, &output, &model.config.partition_by)
+        .await
+        .map_err(definition)?;
     result.orphans_removed = table.remove_orphans(context.options.orphan_min_age).await?;
     let stream = frame
         .execute_stream()
@@ -328,7 +374,6 @@ async fn publish_model(
     let staged = table.stage(stream).await.map_err(definition)?;
     result.rows = staged.rows;
     result.partitions = staged.partitions().into_iter().collect();
-    let published = table.commit(staged).await?;
-    result.version = published.map(|p| p.version);
+    result.version = table.commit(staged).await?;
     Ok(())
 }

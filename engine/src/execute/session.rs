@@ -207,7 +207,7 @@ mod tests {
             .unwrap();
         let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
         let url = url::Url::from_directory_path(dir.path().join("stg")).unwrap();
-        let mut table =
+        let table =
             crate::storage::ModelTable::open_for_build("stg", &url, &schema, &["date".into()])
                 .await
                 .unwrap();

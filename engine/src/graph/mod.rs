@@ -72,11 +72,6 @@ impl ModelGraph {
     pub fn children(&self, node: &NodeId) -> impl Iterator<Item = &NodeId> {
         self.children.get(node).into_iter().flatten()
     }
-
-    /// Whether `node` exists in the graph.
-    pub fn contains(&self, node: &NodeId) -> bool {
-        self.parents.contains_key(node)
-    }
 }
 
 /// Build the DAG from the calls each model made while rendering.

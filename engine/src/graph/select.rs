@@ -14,7 +14,7 @@ use super::{ModelGraph, NodeId};
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[non_exhaustive]
 pub enum SelectError {
-    #[error("no model matches `{pattern}`")]
+    #[error("nothing matches `{pattern}`")]
     #[diagnostic(code(dp::select::no_match))]
     NoMatch {
         pattern: String,
@@ -79,18 +79,21 @@ fn union(graph: &ModelGraph, flag: &str, args: &[String]) -> Result<BTreeSet<Nod
     let mut chosen = BTreeSet::new();
     let mut offset = 0;
     for word in text.split(' ') {
-        let mut intersection: Option<BTreeSet<NodeId>> = None;
-        let mut part_offset = offset;
-        for part in word.split(',') {
-            let at: SourceSpan = (part_offset, part.len()).into();
-            let nodes = atom(graph, part, at, &src)?;
-            intersection = Some(match intersection {
-                None => nodes,
-                Some(before) => before.intersection(&nodes).cloned().collect(),
-            });
-            part_offset += part.len() + 1;
+        // Runs of spaces separate selectors too.
+        if !word.is_empty() {
+            let mut intersection: Option<BTreeSet<NodeId>> = None;
+            let mut part_offset = offset;
+            for part in word.split(',') {
+                let at: SourceSpan = (part_offset, part.len()).into();
+                let nodes = atom(graph, part, at, &src)?;
+                intersection = Some(match intersection {
+                    None => nodes,
+                    Some(before) => before.intersection(&nodes).cloned().collect(),
+                });
+                part_offset += part.len() + 1;
+            }
+            chosen.extend(intersection.unwrap_or_default());
         }
-        chosen.extend(intersection.unwrap_or_default());
         offset += word.len() + 1;
     }
     Ok(chosen)
@@ -108,31 +111,38 @@ fn atom(
         src: src(),
         at,
     };
-    if text.is_empty() {
-        return Ok(BTreeSet::new());
-    }
     let (with_children_and_parents, rest) = match text.strip_prefix('@') {
         Some(rest) => (true, rest),
         None => (false, text),
     };
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    // A depth: none written is any depth; one too large to count is a mistake.
+    let depth = |written: &str| match written {
+        "" => Ok(None),
+        _ => written.parse::<usize>().map(Some).map_err(|_| malformed()),
+    };
     // `N+` in front: parents up to N steps (no N: all); `+N` behind: children.
     let (parents, rest) = match rest.split_once('+') {
-        Some((depth, rest)) if digits(depth) => (Some(depth.parse::<usize>().ok()), rest),
+        Some((written, rest)) if digits(written) => (Some(depth(written)?), rest),
         _ => (None, rest),
     };
     let (children, pattern) = match rest.rsplit_once('+') {
-        Some((pattern, depth)) if digits(depth) => (Some(depth.parse::<usize>().ok()), pattern),
+        Some((pattern, written)) if digits(written) => (Some(depth(written)?), pattern),
         _ => (None, rest),
     };
+    let value_is_empty = pattern
+        .split_once(':')
+        .is_some_and(|(_, value)| value.is_empty());
     if pattern.is_empty()
+        || value_is_empty
         || pattern.contains('+')
         || (with_children_and_parents && (parents.is_some() || children.is_some()))
     {
         return Err(malformed());
     }
 
-    let matched = matching(graph, pattern, at, src)?;
+    let pattern_at = (at.offset() + text.len() - rest.len(), pattern.len()).into();
+    let matched = matching(graph, pattern, pattern_at, src)?;
     let mut chosen = matched.clone();
     if let Some(depth) = parents {
         chosen.extend(walk(graph, &matched, depth, Direction::Parents));
@@ -141,9 +151,10 @@ fn atom(
         chosen.extend(walk(graph, &matched, depth, Direction::Children));
     }
     if with_children_and_parents {
-        let descendants = walk(graph, &matched, None, Direction::Children);
-        chosen.extend(walk(graph, &descendants, None, Direction::Parents));
-        chosen.extend(descendants);
+        // dbt's `@`: the nodes, their descendants, and every ancestor of either.
+        chosen.extend(walk(graph, &matched, None, Direction::Children));
+        let ancestors = walk(graph, &chosen, None, Direction::Parents);
+        chosen.extend(ancestors);
     }
     Ok(chosen)
 }
@@ -190,10 +201,20 @@ fn matching(
             });
         }
     };
-    if chosen.is_empty() && matches!(method, "" | "source") {
+    if chosen.is_empty() {
         let candidates: Vec<String> = match method {
-            "" => graph.models.keys().cloned().collect(),
-            _ => graph.sources.keys().cloned().collect(),
+            "tag" => graph
+                .models
+                .values()
+                .flat_map(|m| m.config.tags.iter().cloned())
+                .collect(),
+            "path" => graph
+                .models
+                .values()
+                .map(|m| m.file.path().display().to_string())
+                .collect(),
+            "source" => graph.sources.keys().cloned().collect(),
+            _ => graph.models.keys().cloned().collect(),
         };
         return Err(SelectError::NoMatch {
             pattern: pattern.to_string(),

@@ -11,6 +11,7 @@ use miette::SourceSpan;
 use sqlparser::ast::Statement;
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::graph::{ModelGraph, NodeId};
 use crate::render::{Materialization, ModelConfig, RenderedModel, SourceMap};
@@ -49,17 +50,23 @@ struct Piece {
 impl ModelPlan {
     /// The file and span that produced `len` bytes at `offset` of the compiled SQL.
     pub fn locate(&self, offset: usize, len: usize) -> (SourceFile, SourceSpan) {
+        // Text dp wrote itself (`"eph" as (`, the end) belongs to the piece before it.
         let piece = self
             .pieces
             .iter()
-            .find(|p| p.compiled.contains(&offset))
-            .or_else(|| {
-                self.pieces
-                    .iter()
-                    .find(|p| p.file.path() == self.file.path())
-            })
+            .rev()
+            .find(|p| p.compiled.start <= offset && !p.compiled.is_empty())
+            .or(self.pieces.first())
             .expect("a plan has a piece of its own model");
-        let rendered = piece.rendered_start + offset.saturating_sub(piece.compiled.start);
+        let within = offset.clamp(
+            piece.compiled.start,
+            piece
+                .compiled
+                .end
+                .saturating_sub(1)
+                .max(piece.compiled.start),
+        );
+        let rendered = piece.rendered_start + (within - piece.compiled.start);
         let range = piece.map.to_template(rendered, len).unwrap_or(0..0);
         let at = span(range, piece.file.text().len());
         (piece.file.clone(), at)
@@ -229,9 +236,8 @@ struct ParsedQuery<'a> {
 }
 
 fn parse_query(model: &RenderedModel) -> Result<ParsedQuery<'_>, PlanError> {
-    let trimmed = model.sql.trim_end().trim_end_matches(';').trim_end();
-    let body = trimmed.trim_start();
-    let start = trimmed.len() - body.len();
+    let range = statement_range(&model.sql);
+    let (body, start) = (&model.sql[range.clone()], range.start);
     let statements = Parser::parse_sql(&GenericDialect {}, body).map_err(|error| {
         let message = error.to_string();
         let message = message.trim_start_matches("sql parser error: ");
@@ -277,6 +283,37 @@ fn parse_query(model: &RenderedModel) -> Result<ParsedQuery<'_>, PlanError> {
             })
         }
     }
+}
+
+/// Where the statement in `sql` starts and ends: without the blank space and comments around it,
+/// and without a final `;`, so that it can stand inside a CTE.
+fn statement_range(sql: &str) -> Range<usize> {
+    let trimmed = || {
+        let end = sql.trim_end().trim_end_matches(';').trim_end().len();
+        (end - sql[..end].trim_start().len())..end
+    };
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize_with_location() else {
+        // Left for the parser to report.
+        return trimmed();
+    };
+    let mut meaningful = tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF));
+    let Some(first) = meaningful.next() else {
+        return trimmed();
+    };
+    let mut meaningful: Vec<_> = std::iter::once(first).chain(meaningful).collect();
+    if meaningful.len() > 1
+        && meaningful
+            .last()
+            .is_some_and(|t| t.token == Token::SemiColon)
+    {
+        meaningful.pop();
+    }
+    let last = meaningful.last().expect("holds the first token");
+    let offset =
+        |at: sqlparser::tokenizer::Location| SourceFile::offset_of(sql, at.line, at.column);
+    offset(first.span.start)..offset(last.span.end)
 }
 
 /// The `Line: N, Column: M` that sqlparser and DataFusion put in their messages, and the message
@@ -377,6 +414,23 @@ mod tests {
             at("\"eph_two\"\n)"),
             ("models/report.sql".into(), "ref('eph_two')".into())
         );
+    }
+
+    #[test]
+    fn an_ephemeral_ending_in_a_semicolon_and_a_comment_inlines_cleanly() {
+        let plan = plan_files(&[
+            (
+                "models/eph.sql",
+                "{{ config(materialized='ephemeral') }}\n-- leading\nselect 1 as id; -- trailing\n",
+            ),
+            ("models/uses.sql", "select id from {{ ref('eph') }}"),
+        ]);
+        let uses = model(&plan, "uses");
+        assert_eq!(
+            uses.sql,
+            "with \"eph\" as (\nselect 1 as id\n)\nselect id from \"eph\""
+        );
+        assert!(Parser::parse_sql(&GenericDialect {}, &uses.sql).is_ok());
     }
 
     #[test]

@@ -109,6 +109,21 @@ pub enum LoadError {
         at: SourceSpan,
     },
 
+    #[error("`{name}` cannot be a model name")]
+    #[diagnostic(
+        code(dp::project::bad_model_name),
+        help(
+            "a model is named by its file; use letters, digits and `_` only, such as daily_summary.sql"
+        )
+    )]
+    BadModelName {
+        name: String,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("this file")]
+        at: SourceSpan,
+    },
+
     #[error("properties given for `{name}`, but no models/**/{name}.sql exists")]
     #[diagnostic(code(dp::project::unknown_model))]
     UnknownModel {
@@ -277,6 +292,14 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
         else {
             continue;
         };
+        if !is_model_name(&name) {
+            problems.push(LoadError::BadModelName {
+                at: (0, 0).into(),
+                src: file.named(),
+                name,
+            });
+            continue;
+        }
         if let Some(first) = models.get(&name) {
             problems.push(LoadError::DuplicateModel {
                 other: first.file.path().display().to_string(),
@@ -406,6 +429,11 @@ fn add_source(
     }
 }
 
+/// A model's name becomes its table's folder and a SQL identifier: letters, digits and `_` only.
+fn is_model_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// The URL of a folder given as a URL or as a path relative to the project root. Folder URLs end
 /// with `/`.
 pub fn resolve_location(root: &Path, location: &str) -> Option<Url> {
@@ -511,6 +539,30 @@ mod tests {
                 "{name} is out of date: run DP_UPDATE_SCHEMAS=1 cargo test -p dp-engine schemas"
             );
         }
+    }
+
+    #[test]
+    fn a_model_file_name_that_could_form_a_path_or_url_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(PROJECT_FILE), "name: t\n").unwrap();
+        std::fs::create_dir(dir.path().join("models")).unwrap();
+        for name in ["%2e%2e", "http:", "file:", "a b"] {
+            std::fs::write(
+                dir.path().join("models").join(format!("{name}.sql")),
+                "select 1",
+            )
+            .unwrap();
+        }
+        std::fs::write(dir.path().join("models/fine_1.sql"), "select 1").unwrap();
+        let Err(LoadError::Many { problems }) = load(dir.path()) else {
+            panic!("the names were accepted");
+        };
+        assert_eq!(problems.len(), 4);
+        assert!(
+            problems
+                .iter()
+                .all(|p| matches!(p, LoadError::BadModelName { .. }))
+        );
     }
 
     #[test]

@@ -386,18 +386,32 @@ fn finish_model(
             verbatim: s.kind() == OutputSpanKind::Raw,
         })
         .collect();
-    // A call's span is the expression whose output is the call's result, in call order.
-    let mut expressions = spans
+    // A call's span is the expression whose output is the call's result, in call order; a call
+    // made inside a macro (or a filter) gets the span of the expression that output it.
+    let expressions: Vec<&minijinja::OutputSpan> = spans
         .iter()
-        .filter(|s| s.kind() == OutputSpanKind::Expression && s.name() == template);
+        .filter(|s| s.kind() == OutputSpanKind::Expression && s.name() == template)
+        .collect();
+    let mut next = 0;
     let mut locate = |output: &str| -> SourceSpan {
-        expressions
-            .by_ref()
-            .find(|s| sql.get(s.output_range()) == Some(output))
-            .map_or((0, 0).into(), |s| {
-                let range = to_file(s.source_range());
-                span(range, text_len)
-            })
+        let text_of = |s: &minijinja::OutputSpan| sql.get(s.output_range()).unwrap_or_default();
+        let found = expressions[next..]
+            .iter()
+            .position(|s| text_of(s) == output)
+            .map(|i| (next + i, next + i + 1))
+            .or_else(|| {
+                let i = expressions[next..]
+                    .iter()
+                    .position(|s| text_of(s).contains(output))?;
+                Some((next + i, next + i))
+            });
+        match found {
+            Some((index, after)) => {
+                next = after;
+                span(to_file(expressions[index].source_range()), text_len)
+            }
+            None => (0, 0).into(),
+        }
     };
     let mut refs = Vec::new();
     let mut sources = Vec::new();

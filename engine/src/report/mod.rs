@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::execute::{ModelResult, ModelStatus, RunSummary};
+use crate::execute::{ModelResult, RunSummary};
 
 /// Something that happened during a run.
 #[derive(Debug, Clone, Copy)]
@@ -35,13 +35,6 @@ pub enum RunEvent<'a> {
 /// Receives the events of a run; the CLI decides how they look.
 pub trait Reporter: Send + Sync {
     fn report(&self, event: RunEvent<'_>);
-}
-
-/// A reporter that drops every event.
-pub struct Silent;
-
-impl Reporter for Silent {
-    fn report(&self, _: RunEvent<'_>) {}
 }
 
 #[derive(Serialize)]
@@ -83,13 +76,7 @@ pub fn write_run_results(path: &Path, summary: &RunSummary) -> std::io::Result<(
                 delta_version: r.version,
                 orphans_removed: r.orphans_removed,
                 elapsed_ms: r.elapsed.as_millis(),
-                message: match &r.status {
-                    ModelStatus::Failed(error) => Some(error.to_string()),
-                    ModelStatus::Skipped { because } => {
-                        Some(format!("skipped: upstream `{because}` did not build"))
-                    }
-                    ModelStatus::Success => None,
-                },
+                message: r.status.message(),
             })
             .collect(),
     };

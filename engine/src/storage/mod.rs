@@ -14,7 +14,7 @@ use std::time::Duration;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::execution::SendableRecordBatchStream;
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
-use deltalake::kernel::transaction::{CommitBuilder, TransactionError};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, Add};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::table::config::TablePropertiesExt;
@@ -23,8 +23,6 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
-
-pub use partition::check_partition_value;
 
 /// Data files roll over to a new file past this size.
 const TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
@@ -83,6 +81,15 @@ pub enum StorageError {
         #[source]
         source: TransactionError,
     },
+
+    #[error("the table folder of `{model}` holds files but no Delta table: {location}")]
+    #[diagnostic(
+        code(dp::storage::not_a_table),
+        help(
+            "dp creates a model's table only in an empty folder and never deletes what it did not write; move those files, or point the target's warehouse elsewhere"
+        )
+    )]
+    NotATable { model: String, location: String },
 
     #[error("upstream model `{model}` has never been built (no table at {location})")]
     #[diagnostic(
@@ -184,14 +191,6 @@ impl StagedWrite {
     }
 }
 
-/// What one commit published.
-#[derive(Debug, Clone)]
-pub struct Published {
-    pub version: u64,
-    pub files_added: usize,
-    pub files_removed: usize,
-}
-
 impl ModelTable {
     /// Open the table of `model` at `url` for a build whose output has `output` as schema,
     /// creating it when it does not exist yet. A published table whose columns differ from
@@ -223,14 +222,28 @@ impl ModelTable {
         }
         let mut table = open(url).await?;
         if table.version().is_none() {
+            let store = table.log_store().object_store(None);
+            if store.list(None).next().await.is_some() {
+                return Err(StorageError::NotATable {
+                    model: model.to_string(),
+                    location: url.to_string(),
+                });
+            }
             let columns =
                 schema::delta_columns(&wanted).map_err(|source| delta_error(url, source))?;
-            table = table
+            let created = table
                 .create()
                 .with_columns(columns)
                 .with_partition_columns(partition_by.to_vec())
-                .await
-                .map_err(|source| delta_error(url, source))?;
+                .await;
+            table = match created {
+                Ok(table) => table,
+                // Another build of the model created it first: use theirs.
+                Err(error) => match open(url).await {
+                    Ok(table) if table.version().is_some() => table,
+                    _ => return Err(delta_error(url, error)),
+                },
+            };
         }
         let state = table
             .snapshot()
@@ -291,11 +304,12 @@ impl ModelTable {
         Ok(orphans.len())
     }
 
-    /// Every Parquet data file (or unfinished upload of one) in the table folder. On local disk
+    /// Every data file the Delta writer made (or began) in the table folder. On local disk
     /// the folder is walked directly: the object store's listing hides the `file.parquet#N`
     /// staging files that a killed upload leaves behind.
     async fn data_files(&self) -> Result<Vec<DataFile>, StorageError> {
-        let is_data = |name: &str| name.contains(".parquet");
+        // Only names of the form the Delta writer gives its files; anything else is not dp's.
+        let is_data = |name: &str| name.starts_with("part-") && name.contains(".parquet");
         if let Some(root) = local_folder(&self.url) {
             let mut files = Vec::new();
             for entry in walkdir::WalkDir::new(&root)
@@ -345,8 +359,17 @@ impl ModelTable {
             .collect())
     }
 
-    /// The file names every commit in the log ever added or removed.
+    /// The names of the files the table's versions refer to: the current version's, and those
+    /// every commit in the log added or removed. A line of the log that cannot be read is an
+    /// error: a file must never be taken for an orphan because its commit was not understood.
     async fn referenced_file_names(&self) -> Result<HashSet<String>, StorageError> {
+        let mut names: HashSet<String> = self
+            .table
+            .get_active_add_actions_by_partitions(&[])
+            .map_ok(|file| file_name(&file.path()).to_string())
+            .try_collect()
+            .await
+            .map_err(|source| self.delta_error(source))?;
         let store = self.store();
         let log = Path::from("_delta_log");
         let commits: Vec<_> = store
@@ -355,7 +378,6 @@ impl ModelTable {
             .try_collect()
             .await
             .map_err(|source| self.store_error(source))?;
-        let mut names = HashSet::new();
         for commit in commits {
             let bytes = match store.get(&commit.location).await {
                 Ok(get) => get.bytes().await,
@@ -363,12 +385,15 @@ impl ModelTable {
             }
             .map_err(|source| self.store_error(source))?;
             for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-                let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else {
-                    continue;
-                };
+                let action: serde_json::Value = serde_json::from_slice(line).map_err(|error| {
+                    self.store_error(object_store::Error::Generic {
+                        store: "delta log",
+                        source: format!("{}: {error}", commit.location).into(),
+                    })
+                })?;
                 for kind in ["add", "remove"] {
                     if let Some(path) = action[kind]["path"].as_str() {
-                        names.insert(path.rsplit('/').next().unwrap_or(path).to_string());
+                        names.insert(file_name(path).to_string());
                     }
                 }
             }
@@ -377,7 +402,9 @@ impl ModelTable {
     }
 
     /// Write `output` into the table folder without committing it. Partition values are checked
-    /// batch by batch before the batch is written; on any error the files are deleted.
+    /// batch by batch before the batch is written. On an error the upload in progress is aborted;
+    /// files already completed (past the target file size) stay as orphans for a later build to
+    /// remove.
     pub async fn stage(
         &self,
         mut output: SendableRecordBatchStream,
@@ -444,7 +471,7 @@ impl ModelTable {
     /// Publish `staged` in one Delta commit that also removes the files it replaces: all of the
     /// table's files, or for a partitioned model, those of the partitions it wrote. A
     /// partitioned build that wrote no rows commits nothing.
-    pub async fn commit(&mut self, staged: StagedWrite) -> Result<Option<Published>, StorageError> {
+    pub async fn commit(self, staged: StagedWrite) -> Result<Option<u64>, StorageError> {
         let partitions = staged.partitions();
         let partitioned = !self.partition_by.is_empty();
         if partitioned && staged.adds.is_empty() {
@@ -467,8 +494,6 @@ impl ModelTable {
             .try_collect()
             .await
             .map_err(|source| self.delta_error(source))?;
-        let files_removed = replaced.len();
-        let files_added = staged.adds.len();
         let predicate = if partitioned {
             partition::predicate(&staged.adds)
         } else {
@@ -481,35 +506,47 @@ impl ModelTable {
         };
         let mut actions: Vec<Action> = staged.adds.iter().cloned().map(Action::Add).collect();
         actions.extend(replaced);
-        let committed = CommitBuilder::default()
+        // The log is never trimmed by dp: orphan removal reads every commit's files from it.
+        let properties = CommitProperties::default().with_cleanup_expired_logs(Some(false));
+        let committed = CommitBuilder::from(properties)
             .with_actions(actions)
             .build(Some(state), self.table.log_store(), operation)
             .await;
-        let finalized = match committed {
-            Ok(finalized) => finalized,
-            Err(error) => {
-                self.discard(staged).await;
-                return Err(match error {
-                    DeltaTableError::Transaction {
-                        source: source @ TransactionError::CommitConflict(_),
-                    } => StorageError::Conflict {
-                        model: self.model.clone(),
-                        source,
-                    },
-                    other => self.delta_error(other),
-                });
-            }
+        let error = match committed {
+            Ok(finalized) => return Ok(Some(finalized.version())),
+            Err(DeltaTableError::Transaction {
+                source: source @ TransactionError::CommitConflict(_),
+            }) => StorageError::Conflict {
+                model: self.model.clone(),
+                source,
+            },
+            Err(other) => self.delta_error(other),
         };
-        let version = finalized.version();
-        self.table
-            .load()
-            .await
-            .map_err(|source| self.delta_error(source))?;
-        Ok(Some(Published {
-            version,
-            files_added,
-            files_removed,
-        }))
+        // The commit may have landed all the same (a post-commit step failed, a retried put had
+        // gone through): delete the staged files only when the log surely does not name them.
+        match self.in_log(&staged).await {
+            Ok(true) => match open(&self.url).await.map(|table| table.version()) {
+                Ok(Some(version)) => {
+                    tracing::warn!(model = %self.model, %error, "the commit reported an error but is in the log");
+                    Ok(Some(version))
+                }
+                _ => Err(error),
+            },
+            Ok(false) => {
+                self.discard(staged).await;
+                Err(error)
+            }
+            Err(_) => Err(error),
+        }
+    }
+
+    /// Whether any commit of the table names one of the staged files.
+    async fn in_log(&self, staged: &StagedWrite) -> Result<bool, StorageError> {
+        let referenced = self.referenced_file_names().await?;
+        Ok(staged
+            .adds
+            .iter()
+            .any(|add| referenced.contains(file_name(&add.path))))
     }
 
     /// Delete the files of a build that will not be committed.
@@ -536,6 +573,12 @@ impl ModelTable {
             source,
         }
     }
+}
+
+/// The last segment of a file path: data files are named uniquely by their writer, so the name
+/// alone identifies a file whatever encoding the partition folders got.
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// A data file found in a table folder.
@@ -623,8 +666,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn two_builds_of_the_same_partition_never_both_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let mut first = open(&dir, &["date"]).await;
-        let mut second = open(&dir, &["date"]).await;
+        let first = open(&dir, &["date"]).await;
+        let second = open(&dir, &["date"]).await;
         let first_files = stage(&first, &["2024-01-15"], 1).await;
         let second_files = stage(&second, &["2024-01-15"], 2).await;
         assert!(first.commit(first_files).await.unwrap().is_some());
@@ -643,8 +686,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn two_first_builds_of_a_table_model_never_both_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let mut first = open(&dir, &[]).await;
-        let mut second = open(&dir, &[]).await;
+        let first = open(&dir, &[]).await;
+        let second = open(&dir, &[]).await;
         let first_files = stage(&first, &["a", "b"], 1).await;
         let second_files = stage(&second, &["a", "b"], 2).await;
         first.commit(first_files).await.unwrap();
@@ -658,14 +701,43 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn builds_of_different_partitions_both_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let mut first = open(&dir, &["date"]).await;
-        let mut second = open(&dir, &["date"]).await;
+        let first = open(&dir, &["date"]).await;
+        let second = open(&dir, &["date"]).await;
         let first_files = stage(&first, &["2024-01-15"], 1).await;
         let second_files = stage(&second, &["2024-01-16"], 2).await;
-        let v1 = first.commit(first_files).await.unwrap().unwrap().version;
-        let v2 = second.commit(second_files).await.unwrap().unwrap().version;
-        assert_eq!((v1, v2), (1, 2));
-        assert_eq!(second.table.get_file_uris().unwrap().count(), 2);
+        let v1 = first.commit(first_files).await.unwrap();
+        let v2 = second.commit(second_files).await.unwrap();
+        assert_eq!((v1, v2), (Some(1), Some(2)));
+        let url = Url::from_directory_path(dir.path().join("model")).unwrap();
+        let published = open_published(&url, "model").await.unwrap();
+        assert_eq!(published.get_file_uris().unwrap().count(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_table_is_never_created_in_a_folder_that_holds_other_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("model");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("raw.parquet"), b"someone else's data").unwrap();
+        let url = Url::from_directory_path(&folder).unwrap();
+        let (schema, _) = output(&[], 0);
+        let opened = ModelTable::open_for_build("model", &url, &schema, &[]).await;
+        assert!(matches!(opened, Err(StorageError::NotATable { .. })));
+        assert!(folder.join("raw.parquet").exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn orphan_removal_deletes_only_files_named_as_the_writer_names_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = open(&dir, &["date"]).await;
+        let folder = dir.path().join("model");
+        let mine = folder.join("part-00000-0b6c1f0e-crashed-c000.snappy.parquet");
+        let theirs = folder.join("notes.parquet.bak");
+        std::fs::write(&mine, b"x").unwrap();
+        std::fs::write(&theirs, b"y").unwrap();
+        assert_eq!(table.remove_orphans(Duration::ZERO).await.unwrap(), 1);
+        assert!(!mine.exists());
+        assert!(theirs.exists());
     }
 
     #[tokio::test(flavor = "multi_thread")]

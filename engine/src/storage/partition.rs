@@ -59,13 +59,17 @@ pub(super) fn check_batch(
     Ok(())
 }
 
-/// A partition's key, `col=value/...` in column-name order (`null` for a null value).
+/// A partition's key, `col=value/...` in column-name order; a null value is `col is null`,
+/// which no value can spell since a value with `=` is written after the column's own `=`.
 pub(super) fn key(values: &HashMap<String, Option<String>>) -> String {
     let mut columns: Vec<_> = values.iter().collect();
     columns.sort();
     columns
         .into_iter()
-        .map(|(column, value)| format!("{column}={}", value.as_deref().unwrap_or("null")))
+        .map(|(column, value)| match value {
+            Some(value) => format!("{column}={value}"),
+            None => format!("{column} is null"),
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -112,6 +116,13 @@ mod tests {
         for good in ["2024-01-15", "eu-west", "a.b", "with space"] {
             assert!(check_partition_value(good).is_ok(), "{good:?} was rejected");
         }
+    }
+
+    #[test]
+    fn a_null_partition_and_the_string_null_are_different_partitions() {
+        let null = HashMap::from([("date".to_string(), None)]);
+        let text = HashMap::from([("date".to_string(), Some("null".to_string()))]);
+        assert_ne!(key(&null), key(&text));
     }
 
     #[test]
