@@ -242,10 +242,7 @@ fn a_failed_model_skips_its_descendants_and_its_siblings_still_build() {
         project.version("after_broken").is_none(),
         "a skipped model was written"
     );
-    let broken_data: Vec<_> = crate::support::walk(&project.table_dir("broken"))
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .collect();
+    let broken_data = crate::support::parquet_files(&project.table_dir("broken"));
     assert!(
         broken_data.is_empty(),
         "the failed model left files: {broken_data:?}"

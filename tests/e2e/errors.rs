@@ -2,7 +2,7 @@
 //! is committed. One fixture project per mistake under tests/fixtures/errors/; the optional file
 //! `cmd` holds the dp arguments (default: `build`). Each diagnostic is a snapshot.
 
-use crate::support::{TestProject, both, walk, workspace};
+use crate::support::{TestProject, both, parquet_files, walk, workspace};
 
 #[test]
 fn every_mistake_is_a_diagnostic_and_publishes_nothing() {
@@ -30,10 +30,7 @@ fn every_mistake_is_a_diagnostic_and_publishes_nothing() {
             text.contains("models/") || text.contains("dp_project.yml"),
             "{name}: no file named\n{text}"
         );
-        let data_files: Vec<_> = walk(&project.root.join("warehouse"))
-            .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-            .collect();
+        let data_files = parquet_files(&project.root.join("warehouse"));
         assert!(
             data_files.is_empty(),
             "{name} left data files: {data_files:?}"

@@ -190,6 +190,14 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The Parquet data files under `base`.
+pub fn parquet_files(base: &Path) -> Vec<PathBuf> {
+    walk(base)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect()
+}
+
 /// stdout and stderr of a run, for messages.
 pub fn both(output: &Output) -> String {
     format!(

@@ -241,12 +241,15 @@ pub async fn build(
         .enumerate()
         .map(|(i, m)| (m.name.as_str(), i))
         .collect();
-    let mut outcome: Vec<Option<ModelResult>> = vec![None; total];
+    let mut outcome = Outcomes {
+        results: vec![None; total],
+        finished: 0,
+        reporter,
+    };
     let mut started_models = vec![false; total];
     let mut running = JoinSet::new();
     let mut task_model = HashMap::new();
-    let mut finished = 0;
-    while finished < total {
+    while outcome.finished < total {
         for (index, model) in to_build.iter().enumerate() {
             if started_models[index] || running.len() >= threads {
                 continue;
@@ -256,29 +259,25 @@ pub async fn build(
                 .iter()
                 .filter_map(|u| in_build.get(u.as_str()).copied())
                 .collect();
-            if upstream.iter().any(|&u| outcome[u].is_none()) {
+            if upstream.iter().any(|&u| outcome.results[u].is_none()) {
                 continue;
             }
             started_models[index] = true;
             let broken = upstream
                 .iter()
-                .filter_map(|&u| outcome[u].as_ref())
+                .filter_map(|&u| outcome.results[u].as_ref())
                 .find(|r| !matches!(r.status, ModelStatus::Success));
             if let Some(broken) = broken {
                 let because = broken.model.clone();
-                let result = ModelResult::new(model, ModelStatus::Skipped { because });
-                finished += 1;
-                reporter.report(RunEvent::ModelFinished {
-                    result: &result,
-                    index: finished,
-                    total,
-                });
-                outcome[index] = Some(result);
+                outcome.record(
+                    index,
+                    ModelResult::new(model, ModelStatus::Skipped { because }),
+                );
                 continue;
             }
             reporter.report(RunEvent::ModelStarted {
                 model: &model.name,
-                index: finished + running.len() + 1,
+                index: outcome.finished + running.len() + 1,
                 total,
             });
             let context = context.clone();
@@ -303,21 +302,35 @@ pub async fn build(
                 )
             }
         };
-        finished += 1;
-        reporter.report(RunEvent::ModelFinished {
-            result: &result,
-            index: finished,
-            total,
-        });
-        outcome[index] = Some(result);
+        outcome.record(index, result);
     }
     let summary = RunSummary {
         run_id: options.run_id.clone(),
-        results: outcome.into_iter().flatten().collect(),
+        results: outcome.results.into_iter().flatten().collect(),
         elapsed: started.elapsed(),
     };
     reporter.report(RunEvent::RunFinished { summary: &summary });
     summary
+}
+
+/// The results of a build's models as they finish, each reported when recorded.
+struct Outcomes<'r> {
+    /// By position in the build; `None` until the model finished.
+    results: Vec<Option<ModelResult>>,
+    finished: usize,
+    reporter: &'r dyn Reporter,
+}
+
+impl Outcomes<'_> {
+    fn record(&mut self, index: usize, result: ModelResult) {
+        self.finished += 1;
+        self.reporter.report(RunEvent::ModelFinished {
+            result: &result,
+            index: self.finished,
+            total: self.results.len(),
+        });
+        self.results[index] = Some(result);
+    }
 }
 
 #[tracing::instrument(skip_all, fields(model = %model.name))]
