@@ -47,6 +47,9 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the selected models and publish each to its Delta table.
     Build(BuildArgs),
+    /// Run the tests of the selected nodes: data and singular tests against the published data,
+    /// and unit tests (`--select test_type:unit` for only those).
+    Test(SelectArgs),
     /// Write the selected models' SQL to target/compiled/ without running anything.
     Compile(SelectArgs),
     /// List the selected nodes in execution order.
@@ -56,7 +59,8 @@ pub enum Command {
 /// Which nodes, with which variables.
 #[derive(Debug, Args)]
 pub struct SelectArgs {
-    /// Nodes to select (dbt syntax: name, +name, name+, @name, tag:x, path:x, source:x).
+    /// Nodes to select (dbt syntax: name, +name, name+, @name, tag:x, path:x, source:x; for
+    /// `dp test` also test_type:data|singular|unit).
     #[arg(short, long, num_args = 1..)]
     pub select: Vec<String>,
     /// Nodes to leave out of the selection.

@@ -3,6 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
+use dp_engine::audit::{TestResult, TestStatus};
 use dp_engine::execute::{ModelResult, ModelStatus, RunSummary};
 use dp_engine::report::{Reporter, RunEvent};
 use miette::{GraphicalReportHandler, GraphicalTheme};
@@ -45,18 +46,70 @@ impl Printer {
                 index,
                 total,
             } => {
-                let line = model_line(result, index, total);
+                let mut text = model_line(result, index, total);
+                for test in &result.tests {
+                    if test.status != TestStatus::Pass || !self.quiet {
+                        text.push_str("\n       ");
+                        text.push_str(&test_lines(test, "             "));
+                    }
+                }
                 match &result.status {
                     ModelStatus::Failed(error) => {
-                        Some(format!("{line}\n{}", render_diagnostic(error.as_ref())))
+                        Some(format!("{text}\n{}", render_diagnostic(error.as_ref())))
                     }
-                    _ if self.quiet => None,
-                    _ => Some(line),
+                    _ if self.quiet
+                        && result.tests.iter().all(|t| t.status == TestStatus::Pass) =>
+                    {
+                        None
+                    }
+                    _ => Some(text),
                 }
             }
             RunEvent::RunFinished { summary } => Some(summary_line(summary)),
+            RunEvent::TestFinished { result, index } => (!self.quiet
+                || result.status != TestStatus::Pass)
+                .then(|| format!("{index:>3} {}", test_lines(result, "    "))),
+            RunEvent::TestsFinished { summary } => {
+                let tests: Vec<&TestResult> = summary.results.iter().collect();
+                Some(format!(
+                    "Done in {:.2}s: {}",
+                    summary.elapsed.as_secs_f64(),
+                    test_counts(&tests)
+                ))
+            }
         }
     }
+}
+
+/// A test's line, then what it found, each further line indented by `indent`.
+fn test_lines(test: &TestResult, indent: &str) -> String {
+    let status = match test.status {
+        TestStatus::Pass => "PASS",
+        TestStatus::Warn => "WARN",
+        TestStatus::Fail => "FAIL",
+        TestStatus::Error => "ERROR",
+    };
+    let mut text = format!(
+        "{status:<5} {} test {} on {}",
+        test.kind.name(),
+        test.name,
+        test.subject
+    );
+    if test.failures > 0 {
+        let rows = if test.failures == 1 { "row" } else { "rows" };
+        text.push_str(&format!(": {} failing {rows}", test.failures));
+    }
+    if let Some(file) = &test.failures_file {
+        text.push_str(&format!(" (all in {})", file.display()));
+    }
+    for block in [&test.sample, &test.detail].into_iter().flatten() {
+        for line in block.lines() {
+            text.push('\n');
+            text.push_str(indent);
+            text.push_str(line);
+        }
+    }
+    text
 }
 
 impl Reporter for Printer {
@@ -82,9 +135,12 @@ fn model_line(result: &ModelResult, index: usize, total: usize) -> String {
         ModelStatus::Success => "OK",
         ModelStatus::Failed(_) => "ERROR",
         ModelStatus::Skipped { .. } => "SKIP",
+        ModelStatus::NoData { .. } => "NODATA",
     };
     let detail = match &result.status {
-        ModelStatus::Skipped { .. } => result.status.message().unwrap_or_default(),
+        ModelStatus::Skipped { .. } | ModelStatus::NoData { .. } => {
+            result.status.message().unwrap_or_default()
+        }
         ModelStatus::Failed(_) => format!("{:.2}s", result.elapsed.as_secs_f64()),
         ModelStatus::Success => {
             let version = result
@@ -103,7 +159,7 @@ fn model_line(result: &ModelResult, index: usize, total: usize) -> String {
         }
     };
     format!(
-        "{index:>width$}/{total} {status:<5} {:<28} {:<11} {detail}",
+        "{index:>width$}/{total} {status:<6} {:<28} {:<11} {detail}",
         result.model,
         result.materialized.to_string()
     )
@@ -117,13 +173,37 @@ fn summary_line(summary: &RunSummary) -> String {
             .filter(|r| r.status.name() == name)
             .count()
     };
-    format!(
+    let mut line = format!(
         "Done in {:.2}s: {} ok, {} error, {} skipped",
         summary.elapsed.as_secs_f64(),
         count("success"),
         count("error"),
         count("skipped")
-    )
+    );
+    if count("no_data") > 0 {
+        line.push_str(&format!(", {} no data", count("no_data")));
+    }
+    let tests: Vec<&TestResult> = summary.results.iter().flat_map(|r| &r.tests).collect();
+    if !tests.is_empty() {
+        line.push_str(&format!("; tests: {}", test_counts(&tests)));
+    }
+    line
+}
+
+/// `12 passed, 1 failed, 2 warned`: the passed count, and the others when there are any.
+fn test_counts(tests: &[&TestResult]) -> String {
+    let count = |status: TestStatus| tests.iter().filter(|t| t.status == status).count();
+    let mut parts = vec![format!("{} passed", count(TestStatus::Pass))];
+    for (status, word) in [
+        (TestStatus::Fail, "failed"),
+        (TestStatus::Error, "errored"),
+        (TestStatus::Warn, "warned"),
+    ] {
+        if count(status) > 0 {
+            parts.push(format!("{} {word}", count(status)));
+        }
+    }
+    parts.join(", ")
 }
 
 /// A diagnostic drawn as miette draws it, with colour only on a terminal.
@@ -170,6 +250,19 @@ fn json_event(event: RunEvent<'_>) -> Option<serde_json::Value> {
             "delta_version": result.version,
             "duration_ms": result.elapsed.as_millis() as u64,
             "message": result.status.message(),
+            "tests": result.tests,
+        }),
+        RunEvent::TestFinished { result, index } => {
+            let mut value = serde_json::to_value(result).unwrap_or_default();
+            value["event"] = json!("test_finished");
+            value["index"] = json!(index);
+            value
+        }
+        RunEvent::TestsFinished { summary } => json!({
+            "event": "tests_finished",
+            "run_id": summary.run_id,
+            "success": summary.success(),
+            "duration_ms": summary.elapsed.as_millis() as u64,
         }),
         RunEvent::RunFinished { summary } => json!({
             "event": "run_finished",

@@ -8,6 +8,7 @@
 // size costs nothing where it matters and boxing them would only add noise.
 #![allow(clippy::result_large_err)]
 
+pub mod audit;
 mod error;
 pub mod execute;
 pub mod graph;
@@ -45,6 +46,8 @@ pub struct Prepared {
     pub project: Project,
     pub graph: ModelGraph,
     pub selected: BTreeSet<NodeId>,
+    /// The run's `--vars`.
+    pub render_options: RenderOptions,
 }
 
 /// Load, render, resolve and select: everything that needs no data.
@@ -59,6 +62,7 @@ pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
         project,
         graph,
         selected,
+        render_options,
     })
 }
 

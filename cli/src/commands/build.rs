@@ -25,12 +25,14 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<ExitCode> {
         threads,
         orphan_min_age: target.orphan_min_age,
         run_id: dp_engine::execute::new_run_id(),
+        vars: prepared.render_options.clone(),
+        failures_dir: dp_engine::audit::failures_dir(&prepared.project.root),
     };
     let printer = Printer::new(global.log_format, global.quiet);
     let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
     let summary = runtime.block_on(dp_engine::execute::build(
         &plan,
-        &prepared.project.sources,
+        &prepared.project,
         &options,
         &printer,
     ));

@@ -3,6 +3,7 @@
 mod build;
 mod compile;
 mod ls;
+mod test;
 
 use std::process::ExitCode;
 
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Build(args) => build::run(&cli.global, args),
         Command::Compile(args) => compile::run(&cli.global, args),
         Command::Ls(args) => ls::run(&cli.global, args),
+        Command::Test(args) => test::run(&cli.global, args),
     }
 }
 

@@ -4,6 +4,8 @@
 
 mod session;
 
+pub(crate) use session::{EmptyScans, new_session, register_relation};
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,9 +14,10 @@ use miette::SourceSpan;
 use tokio::task::JoinSet;
 use url::Url;
 
+use crate::audit::{Contract, TestKind, TestResult, check_contract, run_query_test, run_unit_test};
 use crate::plan::{ModelPlan, Plan};
-use crate::project::SourceTable;
-use crate::render::Materialization;
+use crate::project::{MissingPartition, Project, Subject};
+use crate::render::{Materialization, RenderOptions};
 use crate::report::{Reporter, RunEvent};
 use crate::storage::{ModelTable, StorageError, model_table_url};
 
@@ -29,6 +32,10 @@ pub struct BuildOptions {
     pub orphan_min_age: Duration,
     /// Identifies this run in logs and run results.
     pub run_id: String,
+    /// The run's variables (unit tests render their model with them).
+    pub vars: RenderOptions,
+    /// Where failing rows of tests are written.
+    pub failures_dir: std::path::PathBuf,
 }
 
 /// The outcome of one model in a run.
@@ -45,6 +52,8 @@ pub struct ModelResult {
     pub version: Option<u64>,
     /// Leftover files of crashed builds deleted before this build.
     pub orphans_removed: usize,
+    /// The model's unit tests and data tests, in the order they ran.
+    pub tests: Vec<TestResult>,
     pub elapsed: Duration,
 }
 
@@ -56,6 +65,11 @@ pub enum ModelStatus {
     /// Not run because `because`, one of its upstream models, failed or was skipped.
     Skipped {
         because: String,
+    },
+    /// Nothing to build: a source it reads has no data for this build, and the source's
+    /// `on_missing_partition` is `skip`. Nothing was published; the run goes on.
+    NoData {
+        reason: String,
     },
 }
 
@@ -70,18 +84,25 @@ impl ModelResult {
             partitions: Vec::new(),
             version: None,
             orphans_removed: 0,
+            tests: Vec::new(),
             elapsed: Duration::ZERO,
         }
     }
 }
 
 impl ModelStatus {
+    /// Whether the run counts the model as done (built, or nothing to build by policy).
+    pub fn succeeded(&self) -> bool {
+        matches!(self, ModelStatus::Success | ModelStatus::NoData { .. })
+    }
+
     /// Why the model was not built, in one line; `None` when it was.
     pub fn message(&self) -> Option<String> {
         match self {
             ModelStatus::Success => None,
             ModelStatus::Failed(error) => Some(error.to_string()),
             ModelStatus::Skipped { because } => Some(format!("upstream `{because}` did not build")),
+            ModelStatus::NoData { reason } => Some(format!("skipped (no data): {reason}")),
         }
     }
 
@@ -91,6 +112,7 @@ impl ModelStatus {
             ModelStatus::Success => "success",
             ModelStatus::Failed(_) => "error",
             ModelStatus::Skipped { .. } => "skipped",
+            ModelStatus::NoData { .. } => "no_data",
         }
     }
 }
@@ -104,11 +126,9 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
-    /// Whether every model was built.
+    /// Whether every model was built, or had no data to build by its sources' policy.
     pub fn success(&self) -> bool {
-        self.results
-            .iter()
-            .all(|r| matches!(r.status, ModelStatus::Success))
+        self.results.iter().all(|r| r.status.succeeded())
     }
 }
 
@@ -154,6 +174,48 @@ pub enum ModelError {
         #[diagnostic_source]
         error: StorageError,
     },
+
+    #[error("{subject} does not match its declared columns")]
+    #[diagnostic(
+        code(dp::execute::contract),
+        help(
+            "{differences}\nnothing was written: a schema change needs a person; change the data, the SQL or the declared columns"
+        )
+    )]
+    Contract {
+        subject: String,
+        differences: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("declared here")]
+        at: SourceSpan,
+    },
+
+    #[error(
+        "source `{source_id}` has no data for this build: no file under {location} matches {filters}"
+    )]
+    #[diagnostic(
+        code(dp::execute::missing_data),
+        help(
+            "if a missing partition is expected, set `on_missing_partition: skip` on the source table to publish nothing instead"
+        )
+    )]
+    MissingData {
+        source_id: String,
+        location: String,
+        filters: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("on_missing_partition: fail")]
+        at: SourceSpan,
+    },
+
+    #[error("`{model}` was not published: {} failed ({})", failed.len(), failed.join(", "))]
+    #[diagnostic(
+        code(dp::execute::tests_failed),
+        help("the published data is unchanged; the failures are listed above")
+    )]
+    TestsFailed { model: String, failed: Vec<String> },
 
     #[error("the table of `{model}` would overlap source `{source_id}` at {location}")]
     #[diagnostic(
@@ -205,14 +267,14 @@ pub fn new_run_id() -> String {
 /// What every model task shares.
 struct BuildContext {
     options: BuildOptions,
-    sources: BTreeMap<String, SourceTable>,
+    project: Project,
     runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
 }
 
 /// Build every stored model of `plan` (ephemeral models are only inlined).
 pub async fn build(
     plan: &Plan,
-    sources: &BTreeMap<String, SourceTable>,
+    project: &Project,
     options: &BuildOptions,
     reporter: &dyn Reporter,
 ) -> RunSummary {
@@ -231,7 +293,7 @@ pub async fn build(
     });
     let context = Arc::new(BuildContext {
         options: options.clone(),
-        sources: sources.clone(),
+        project: project.clone(),
         runtime: Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default()),
     });
 
@@ -254,10 +316,8 @@ pub async fn build(
             if started_models[index] || running.len() >= threads {
                 continue;
             }
-            let upstream: Vec<usize> = model
-                .upstream
-                .iter()
-                .filter_map(|u| in_build.get(u.as_str()).copied())
+            let upstream: Vec<usize> = dependencies(project, model)
+                .filter_map(|u| in_build.get(u).copied())
                 .collect();
             if upstream.iter().any(|&u| outcome.results[u].is_none()) {
                 continue;
@@ -266,7 +326,7 @@ pub async fn build(
             let broken = upstream
                 .iter()
                 .filter_map(|&u| outcome.results[u].as_ref())
-                .find(|r| !matches!(r.status, ModelStatus::Success));
+                .find(|r| !r.status.succeeded());
             if let Some(broken) = broken {
                 let because = broken.model.clone();
                 outcome.record(
@@ -286,7 +346,26 @@ pub async fn build(
             task_model.insert(task.id(), index);
         }
         let Some(joined) = running.join_next_with_id().await else {
-            // Nothing runs: the loop above skipped every model it could start.
+            if outcome.finished < total && started_models.iter().all(|s| *s) {
+                continue;
+            }
+            // Nothing runs and nothing can start: the models left wait on each other through
+            // their tests (a relationships test on a model that reads this one).
+            for (index, model) in to_build.iter().enumerate() {
+                if !started_models[index] {
+                    started_models[index] = true;
+                    let failure = ModelError::Internal {
+                        message: format!(
+                            "`{}` waits on a model that waits on it, through a relationships test",
+                            model.name
+                        ),
+                    };
+                    outcome.record(
+                        index,
+                        ModelResult::new(model, ModelStatus::Failed(Arc::new(failure))),
+                    );
+                }
+            }
             continue;
         };
         let (index, result) = match joined {
@@ -311,6 +390,26 @@ pub async fn build(
     };
     reporter.report(RunEvent::RunFinished { summary: &summary });
     summary
+}
+
+/// The models `model` waits for: those it reads, and those its relationships tests read (a
+/// test on published data must see them built).
+fn dependencies<'a>(project: &'a Project, model: &'a ModelPlan) -> impl Iterator<Item = &'a str> {
+    let tested =
+        project
+            .data_tests
+            .iter()
+            .filter_map(move |test| match (&test.subject, &test.kind) {
+                (
+                    Subject::Model(name),
+                    crate::project::DataTestKind::Relationships {
+                        to: Subject::Model(to),
+                        ..
+                    },
+                ) if *name == model.name && *to != model.name => Some(to.as_str()),
+                _ => None,
+            });
+    model.upstream.iter().map(String::as_str).chain(tested)
 }
 
 /// The results of a build's models as they finish, each reported when recorded.
@@ -352,20 +451,44 @@ async fn run_model(context: &BuildContext, model: &ModelPlan) -> ModelResult {
     result
 }
 
-/// Plan the model's SQL, write its result into its table, and commit it.
+/// Run the model's unit tests, plan its SQL, check its contracts, write its result into its
+/// table, audit what was written, and commit it.
 async fn publish_model(
     context: &BuildContext,
     model: &ModelPlan,
     result: &mut ModelResult,
 ) -> Result<(), ModelError> {
-    let session = session::for_model(context, model).await?;
+    for test in context
+        .project
+        .unit_tests
+        .iter()
+        .filter(|t| t.properties.model == model.name)
+    {
+        result
+            .tests
+            .push(run_unit_test(&context.project, test, &context.options.vars).await);
+    }
+    blocking_failures(model, &result.tests)?;
+
+    let (session, empty_scans) = session::for_model(context, model).await?;
     let frame = session
         .sql(&model.sql)
         .await
         .map_err(|error| session::sql_error(model, &error))?;
     let output = Arc::new(frame.schema().as_arrow().clone());
+    check_model_contract(context, &session, model, &output).await?;
+    let physical = frame
+        .create_physical_plan()
+        .await
+        .map_err(|error| session::sql_error(model, &error))?;
+    if let Some(reason) = missing_data(context, &empty_scans)? {
+        tracing::warn!(model = %model.name, %reason, "no data: nothing published");
+        result.status = ModelStatus::NoData { reason };
+        return Ok(());
+    }
+
     let url = model_table_url(&context.options.warehouse, &model.name);
-    if let Some(source) = context.sources.values().find(|source| {
+    if let Some(source) = context.project.sources.values().find(|source| {
         url.as_str().starts_with(source.location.as_str())
             || source.location.as_str().starts_with(url.as_str())
     }) {
@@ -380,13 +503,159 @@ async fn publish_model(
         .await
         .map_err(definition)?;
     result.orphans_removed = table.remove_orphans(context.options.orphan_min_age).await?;
-    let stream = frame
-        .execute_stream()
-        .await
+    let stream = datafusion::physical_plan::execute_stream(physical, session.task_ctx())
         .map_err(|error| session::sql_error(model, &error))?;
     let staged = table.stage(stream).await.map_err(definition)?;
     result.rows = staged.rows;
     result.partitions = staged.partitions().into_iter().collect();
+
+    // Audit exactly the staged rows; publish only what passed.
+    let audited = audit_staged(context, &session, &table, &staged, model).await;
+    let audited = match audited {
+        Ok(tests) => tests,
+        Err(error) => {
+            table.discard(staged).await;
+            return Err(error);
+        }
+    };
+    result.tests.extend(audited);
+    if let Err(error) = blocking_failures(model, &result.tests) {
+        table.discard(staged).await;
+        return Err(error);
+    }
     result.version = table.commit(staged).await?;
     Ok(())
+}
+
+/// The model's data tests, run on its staged rows (registered in `session` under a name no
+/// model can have).
+async fn audit_staged(
+    context: &BuildContext,
+    session: &datafusion::prelude::SessionContext,
+    table: &ModelTable,
+    staged: &crate::storage::StagedWrite,
+    model: &ModelPlan,
+) -> Result<Vec<TestResult>, ModelError> {
+    let tests: Vec<_> = context
+        .project
+        .data_tests
+        .iter()
+        .filter(|t| t.subject == Subject::Model(model.name.clone()))
+        .collect();
+    if tests.is_empty() {
+        return Ok(Vec::new());
+    }
+    let frame = table.staged_frame(session, staged).await?;
+    session
+        .register_table("staged-output", frame.into_view())
+        .map_err(|error| session::sql_error(model, &error))?;
+    let mut results = Vec::new();
+    for test in tests {
+        if let crate::project::DataTestKind::Relationships { to, .. } = &test.kind {
+            let warehouse = &context.options.warehouse;
+            register_relation(
+                session,
+                to,
+                warehouse,
+                &context.project.sources,
+                &EmptyScans::default(),
+            )
+            .await?;
+        }
+        let sql = crate::audit::failing_rows_sql(test, "\"staged-output\"");
+        results.push(
+            run_query_test(
+                session,
+                &test.name,
+                TestKind::Data,
+                &model.name,
+                &sql,
+                &test.config,
+                &context.options.failures_dir,
+            )
+            .await,
+        );
+    }
+    Ok(results)
+}
+
+/// An error naming the tests that stop the model, if any do.
+fn blocking_failures(model: &ModelPlan, tests: &[TestResult]) -> Result<(), ModelError> {
+    let failed: Vec<String> = tests
+        .iter()
+        .filter(|t| t.status.blocks())
+        .map(|t| t.name.clone())
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(ModelError::TestsFailed {
+            model: model.name.clone(),
+            failed,
+        })
+    }
+}
+
+/// A model with `contract: {enforced: true}` must output exactly its declared columns.
+async fn check_model_contract(
+    context: &BuildContext,
+    session: &datafusion::prelude::SessionContext,
+    model: &ModelPlan,
+    output: &datafusion::arrow::datatypes::Schema,
+) -> Result<(), ModelError> {
+    let Some(declared) = context.project.models.get(&model.name) else {
+        return Ok(());
+    };
+    let (Some(properties), Some(file)) = (&declared.properties, &declared.properties_file) else {
+        return Ok(());
+    };
+    if !properties
+        .config
+        .contract
+        .as_ref()
+        .is_some_and(|c| c.enforced)
+    {
+        return Ok(());
+    }
+    let contract = Contract {
+        columns: &properties.columns,
+        undeclared_allowed: &[],
+    };
+    check_contract(session, contract, output)
+        .await
+        .map_err(|error| ModelError::Contract {
+            subject: format!("the output of `{}`", model.name),
+            differences: error.to_string(),
+            at: file.find("contract", file.find(&model.name, 0).offset()),
+            src: file.named(),
+        })
+}
+
+/// Apply the missing-partition policy of each source whose scan found no file: an error for
+/// `fail`, the reason to skip for `skip`.
+fn missing_data(
+    context: &BuildContext,
+    empty_scans: &EmptyScans,
+) -> Result<Option<String>, ModelError> {
+    let mut skipped = None;
+    for (source_id, filters) in empty_scans.take() {
+        let source = &context.project.sources[&source_id];
+        match source.on_missing_partition {
+            MissingPartition::Fail => {
+                return Err(ModelError::MissingData {
+                    location: source.location.to_string(),
+                    filters,
+                    at: source.file.find(&source.table, 0),
+                    src: source.file.named(),
+                    source_id,
+                });
+            }
+            MissingPartition::Skip => {
+                skipped = Some(format!(
+                    "source `{source_id}` has no file matching {filters}"
+                ));
+            }
+        }
+    }
+    Ok(skipped)
 }

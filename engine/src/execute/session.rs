@@ -1,49 +1,108 @@
 //! The DataFusion session a model runs in: its sources and upstream models registered as tables.
+//! A Parquet source is registered behind a recorder that notes every scan that found no files,
+//! for the source's missing-partition policy.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::datatypes::DataType;
-use datafusion::catalog::MemorySchemaProvider;
-use datafusion::catalog::TableProvider;
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::{MemorySchemaProvider, Session, TableProvider};
 use datafusion::common::TableReference;
+use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::DataFusionError;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::logical_expr::TableProviderFilterPushDown;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::prelude::{Expr, SessionConfig, SessionContext};
 
-use super::{BuildContext, ModelError};
+use super::ModelError;
+use crate::audit::{Contract, check_contract};
 use crate::plan::{ModelPlan, sql_error_location};
-use crate::project::{SourceFormat, SourceTable};
+use crate::project::{Relation, SourceFormat, SourceTable};
 use crate::storage::{StorageError, model_table_url, open_published};
+
+/// Scans of Parquet sources that found no file: the source, and the filters it was read with.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct EmptyScans(Arc<Mutex<Vec<(String, String)>>>);
+
+impl EmptyScans {
+    /// Each empty scan: the source's id and the filters that found nothing.
+    pub(crate) fn take(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// A new session for one model's build or tests.
+pub(crate) fn new_session(
+    runtime: &Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+) -> SessionContext {
+    let config = SessionConfig::new().set_bool("datafusion.sql_parser.collect_spans", true);
+    SessionContext::new_with_config_rt(config, runtime.clone())
+}
+
+/// Register a model's published table or a source table in `session` (once), for reading.
+pub(crate) async fn register_relation(
+    session: &SessionContext,
+    relation: &Relation,
+    warehouse: &url::Url,
+    sources: &std::collections::BTreeMap<String, SourceTable>,
+    empty_scans: &EmptyScans,
+) -> Result<(), ModelError> {
+    let sql = crate::audit::relation_sql(relation);
+    if session.table_exist(sql.as_str()).unwrap_or(false) {
+        return Ok(());
+    }
+    match relation {
+        Relation::Source(id) => register_source(session, &sources[id], empty_scans).await,
+        Relation::Model(name) => {
+            let url = model_table_url(warehouse, name);
+            let table = open_published(&url, name).await?;
+            let provider =
+                delta_provider(session, &table)
+                    .await
+                    .map_err(|source| StorageError::Delta {
+                        location: url.to_string(),
+                        source,
+                    })?;
+            session
+                .register_table(TableReference::bare(name.as_str()), provider)
+                .map_err(|error| ModelError::Internal {
+                    message: error.strip_backtrace(),
+                })?;
+            Ok(())
+        }
+    }
+}
 
 /// A session holding exactly the tables `model` reads.
 pub(super) async fn for_model(
-    context: &BuildContext,
+    context: &super::BuildContext,
     model: &ModelPlan,
-) -> Result<SessionContext, ModelError> {
-    let config = SessionConfig::new().set_bool("datafusion.sql_parser.collect_spans", true);
-    let session = SessionContext::new_with_config_rt(config, context.runtime.clone());
-    for id in &model.sources {
-        let source = &context.sources[id];
-        register_source(&session, source).await?;
+) -> Result<(SessionContext, EmptyScans), ModelError> {
+    let session = new_session(&context.runtime);
+    let empty_scans = EmptyScans::default();
+    let relations = model
+        .sources
+        .iter()
+        .map(|id| Relation::Source(id.clone()))
+        .chain(model.upstream.iter().map(|m| Relation::Model(m.clone())));
+    for relation in relations {
+        register_relation(
+            &session,
+            &relation,
+            &context.options.warehouse,
+            &context.project.sources,
+            &empty_scans,
+        )
+        .await?;
     }
-    for upstream in &model.upstream {
-        let url = model_table_url(&context.options.warehouse, upstream);
-        let table = open_published(&url, upstream).await?;
-        let provider =
-            delta_provider(&session, &table)
-                .await
-                .map_err(|source| StorageError::Delta {
-                    location: url.to_string(),
-                    source,
-                })?;
-        session
-            .register_table(TableReference::bare(upstream.as_str()), provider)
-            .map_err(|error| sql_error(model, &error))?;
-    }
-    Ok(session)
+    Ok((session, empty_scans))
 }
 
 async fn delta_provider(
@@ -55,10 +114,12 @@ async fn delta_provider(
 }
 
 /// Register a source table as `"source"."table"`: a listing table over its Parquet files, with
-/// its hive partition columns (so a filter on them skips whole folders), or a Delta table.
-pub(super) async fn register_source(
+/// its hive partition columns (so a filter on them skips whole folders), or a Delta table. Its
+/// columns are checked against the declared ones first.
+pub(crate) async fn register_source(
     session: &SessionContext,
     source: &SourceTable,
+    empty_scans: &EmptyScans,
 ) -> Result<(), ModelError> {
     let unreadable = |message: String| ModelError::Source {
         source_id: source.id(),
@@ -87,7 +148,13 @@ pub(super) async fn register_source(
             let config = ListingTableConfig::new(url)
                 .with_listing_options(options)
                 .with_schema(schema);
-            Arc::new(ListingTable::try_new(config).map_err(|e| unreadable(e.strip_backtrace()))?)
+            let table =
+                ListingTable::try_new(config).map_err(|e| unreadable(e.strip_backtrace()))?;
+            Arc::new(RecordingTable {
+                inner: Arc::new(table),
+                source: source.id(),
+                empty_scans: empty_scans.clone(),
+            })
         }
         SourceFormat::Delta => {
             let table = deltalake::open_table(source.location.clone())
@@ -98,6 +165,20 @@ pub(super) async fn register_source(
                 .map_err(|e| unreadable(e.to_string()))?
         }
     };
+    let contract = Contract {
+        columns: &source.columns,
+        undeclared_allowed: &source.partitioned_by,
+    };
+    if let Err(error) = check_contract(session, contract, &provider.schema()).await {
+        return Err(ModelError::Contract {
+            subject: format!("source `{}`", source.id()),
+            differences: error.to_string(),
+            at: source
+                .file
+                .find("columns:", source.file.find(&source.table, 0).offset()),
+            src: source.file.named(),
+        });
+    }
     let catalog = session
         .catalog("datafusion")
         .expect("the default catalog exists");
@@ -113,6 +194,75 @@ pub(super) async fn register_source(
         )
         .map_err(|e| unreadable(e.strip_backtrace()))?;
     Ok(())
+}
+
+/// A listing table that notes each scan that found no file.
+#[derive(Debug)]
+struct RecordingTable {
+    inner: Arc<ListingTable>,
+    source: String,
+    empty_scans: EmptyScans,
+}
+
+#[async_trait]
+impl TableProvider for RecordingTable {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        self.inner.supports_filters_pushdown(filters)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let plan = self.inner.scan(state, projection, filters, limit).await?;
+        if reads_no_file(&plan) {
+            let filters: Vec<String> = filters
+                .iter()
+                .map(|f| f.human_display().to_string())
+                .collect();
+            let filters = if filters.is_empty() {
+                "no filter".to_string()
+            } else {
+                filters.join(" and ")
+            };
+            self.empty_scans
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((self.source.clone(), filters));
+        }
+        Ok(plan)
+    }
+}
+
+/// Whether a scan plan reads no file at all.
+fn reads_no_file(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    if plan.is::<EmptyExec>() {
+        return true;
+    }
+    match plan.downcast_ref::<DataSourceExec>() {
+        Some(exec) => exec
+            .data_source()
+            .downcast_ref::<FileScanConfig>()
+            .is_some_and(|config| config.file_groups.iter().all(|group| group.is_empty())),
+        None => {
+            plan.children().iter().all(|child| reads_no_file(child)) && !plan.children().is_empty()
+        }
+    }
 }
 
 /// A DataFusion error in a model's SQL, pointing at the model's file.
@@ -168,9 +318,13 @@ mod tests {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../example_project");
         let project = crate::project::load(&root).unwrap();
         let session = SessionContext::new();
-        register_source(&session, &project.sources["raw.events"])
-            .await
-            .unwrap();
+        register_source(
+            &session,
+            &project.sources["raw.events"],
+            &EmptyScans::default(),
+        )
+        .await
+        .unwrap();
 
         let plan = explain(
             &session,

@@ -33,6 +33,8 @@ impl std::fmt::Display for NodeId {
 #[derive(Debug, Clone)]
 pub struct ModelGraph {
     pub models: BTreeMap<String, RenderedModel>,
+    /// The singular tests under `tests/`: not nodes, but they read nodes.
+    pub singular_tests: Vec<RenderedModel>,
     pub sources: BTreeMap<String, SourceTable>,
     parents: BTreeMap<NodeId, BTreeSet<NodeId>>,
     children: BTreeMap<NodeId, BTreeSet<NodeId>>,
@@ -128,6 +130,7 @@ pub fn resolve(project: &Project, rendered: &RenderedProject) -> Result<ModelGra
     }
     Ok(ModelGraph {
         models: rendered.models.clone(),
+        singular_tests: rendered.singular_tests.clone(),
         sources: project.sources.clone(),
         parents,
         children,

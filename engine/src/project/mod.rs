@@ -2,6 +2,7 @@
 //! files and the macros. In: a folder. Out: a [`Project`], or every problem found at once.
 
 mod config;
+mod data_tests;
 mod yaml;
 
 use std::collections::BTreeMap;
@@ -14,9 +15,13 @@ use walkdir::WalkDir;
 pub use config::{
     DEFAULT_ORPHAN_MIN_AGE_SECS, DEFAULT_WAREHOUSE, PROJECT_FILE, ProjectConfig, TargetConfig,
 };
+pub use data_tests::{
+    DataTest, DataTestKind, Relation, Severity, Subject, TestConfig, Threshold, parse_relation,
+};
 pub use yaml::{
-    ColumnProperties, ModelConfigProperties, ModelProperties, OneOrMany, PropertiesFile,
-    SourceFormat, SourceProperties, SourceTableProperties,
+    ColumnProperties, ContractProperties, MissingPartition, ModelConfigProperties, ModelProperties,
+    OneOrMany, PropertiesFile, RowsFormat, SourceFormat, SourceProperties, SourceTableProperties,
+    UnitTestInput, UnitTestOverrides, UnitTestProperties, UnitTestRows,
 };
 
 use crate::source::SourceFile;
@@ -35,6 +40,22 @@ pub struct Project {
     pub sources: BTreeMap<String, SourceTable>,
     /// The files under `macros/`, in path order.
     pub macros: Vec<SourceFile>,
+    /// Every `data_tests:` entry of models, columns and sources, in file order.
+    pub data_tests: Vec<DataTest>,
+    /// Every `unit_tests:` entry.
+    pub unit_tests: Vec<UnitTest>,
+    /// The singular tests: `tests/**/*.sql`, each a query returning the failing rows.
+    pub singular_tests: Vec<SourceFile>,
+}
+
+/// A unit test and the file that declares it.
+#[derive(Debug, Clone)]
+pub struct UnitTest {
+    pub properties: UnitTestProperties,
+    /// Each `given` input, parsed.
+    pub inputs: Vec<Relation>,
+    pub file: SourceFile,
+    pub at: SourceSpan,
 }
 
 /// A model's SQL file and the properties declared for it in YAML.
@@ -42,7 +63,9 @@ pub struct Project {
 pub struct ModelFile {
     pub name: String,
     pub file: SourceFile,
+    /// What a `models:` entry declares for it, and the YAML file of that entry.
     pub properties: Option<ModelProperties>,
+    pub properties_file: Option<SourceFile>,
 }
 
 /// One table of a declared source.
@@ -55,6 +78,7 @@ pub struct SourceTable {
     pub format: SourceFormat,
     pub partitioned_by: Vec<String>,
     pub columns: Vec<ColumnProperties>,
+    pub on_missing_partition: MissingPartition,
     /// The YAML file that declares it.
     pub file: SourceFile,
 }
@@ -159,6 +183,18 @@ pub enum LoadError {
         src: miette::NamedSource<std::sync::Arc<str>>,
         #[label("here")]
         at: SourceSpan,
+    },
+
+    #[error("{message}")]
+    #[diagnostic(code(dp::project::invalid_test))]
+    InvalidTest {
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("here")]
+        at: SourceSpan,
+        #[help]
+        help: Option<String>,
     },
 
     #[error("unknown target `{name}`")]
@@ -315,11 +351,14 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
                 name,
                 file,
                 properties: None,
+                properties_file: None,
             },
         );
     }
 
     let mut sources = BTreeMap::new();
+    let mut data_tests = Vec::new();
+    let mut unit_tests = Vec::new();
     for file in read_tree(root, "models", "yml")?
         .into_iter()
         .chain(read_tree(root, "models", "yaml")?)
@@ -331,11 +370,48 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
                 continue;
             }
         };
+        for model in &properties.models {
+            collect_tests(
+                Subject::Model(model.name.clone()),
+                &model.data_tests,
+                &model.columns,
+                &file,
+                &mut data_tests,
+                &mut problems,
+            );
+        }
+        for source in &properties.sources {
+            for table in &source.tables {
+                collect_tests(
+                    Subject::Source(format!("{}.{}", source.name, table.name)),
+                    &table.data_tests,
+                    &table.columns,
+                    &file,
+                    &mut data_tests,
+                    &mut problems,
+                );
+            }
+        }
         attach_model_properties(&mut models, properties.models, &file, &mut problems);
         for source in properties.sources {
             add_source(root, &mut sources, source, &file, &mut problems);
         }
+        for test in properties.unit_tests {
+            unit_tests.push(unit_test(test, &file));
+        }
     }
+    for test in &unit_tests {
+        check_unit_test(test, &models, &sources, &mut problems);
+    }
+    let mut seen = BTreeMap::new();
+    for test in &mut data_tests {
+        let count = seen.entry(test.name.clone()).or_insert(0);
+        *count += 1;
+        if *count > 1 {
+            test.name = format!("{}_{count}", test.name);
+        }
+    }
+    let singular_tests = read_tree(root, "tests", "sql")?;
 
     let macros = read_tree(root, "macros", "sql")?;
     match problems.len() {
@@ -346,6 +422,9 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
             models,
             sources,
             macros,
+            data_tests,
+            unit_tests,
+            singular_tests,
         }),
         1 => Err(problems.remove(0)),
         _ => Err(LoadError::Many { problems }),
@@ -375,7 +454,97 @@ fn attach_model_properties(
                     name,
                 })
             }
-            Some(model) => model.properties = Some(properties),
+            Some(model) => {
+                model.properties = Some(properties);
+                model.properties_file = Some(file.clone());
+            }
+        }
+    }
+}
+
+/// Read the tests of a subject and of its columns.
+fn collect_tests(
+    subject: Subject,
+    tests: &[serde_yaml::Value],
+    columns: &[ColumnProperties],
+    file: &SourceFile,
+    found: &mut Vec<DataTest>,
+    problems: &mut Vec<LoadError>,
+) {
+    let entries = tests
+        .iter()
+        .map(|entry| (entry, None))
+        .chain(columns.iter().flat_map(|c| {
+            c.data_tests
+                .iter()
+                .map(|entry| (entry, Some(c.name.as_str())))
+        }));
+    for (entry, column) in entries {
+        let declared = data_tests::Declared {
+            subject: subject.clone(),
+            column,
+            file,
+        };
+        match data_tests::parse(entry, &declared) {
+            Ok(test) => found.push(test),
+            Err(problem) => problems.push(problem),
+        }
+    }
+}
+
+fn unit_test(properties: UnitTestProperties, file: &SourceFile) -> UnitTest {
+    let at = name_span(file, &properties.name);
+    UnitTest {
+        inputs: properties
+            .given
+            .iter()
+            .filter_map(|given| parse_relation(&given.input))
+            .collect(),
+        properties,
+        file: file.clone(),
+        at,
+    }
+}
+
+/// A unit test must name a model, and inputs that exist.
+fn check_unit_test(
+    test: &UnitTest,
+    models: &BTreeMap<String, ModelFile>,
+    sources: &BTreeMap<String, SourceTable>,
+    problems: &mut Vec<LoadError>,
+) {
+    let invalid = |message: String, needle: &str, help: Option<String>| LoadError::InvalidTest {
+        message,
+        src: test.file.named(),
+        at: test.file.find(needle, test.at.offset()),
+        help,
+    };
+    let model = &test.properties.model;
+    if !models.contains_key(model) {
+        problems.push(invalid(
+            format!(
+                "unit test `{}` is for unknown model `{model}`",
+                test.properties.name
+            ),
+            model,
+            crate::source::did_you_mean(model, models.keys().map(String::as_str)),
+        ));
+    }
+    for given in &test.properties.given {
+        let known = match parse_relation(&given.input) {
+            Some(Relation::Model(name)) => models.contains_key(&name),
+            Some(Relation::Source(id)) => sources.contains_key(&id),
+            None => false,
+        };
+        if !known {
+            problems.push(invalid(
+                format!(
+                    "`{}` is not a known ref('model') or source('source', 'table')",
+                    given.input
+                ),
+                &given.input,
+                None,
+            ));
         }
     }
 }
@@ -423,6 +592,7 @@ fn add_source(
                 format: source.format,
                 partitioned_by: table.partitioned_by,
                 columns: table.columns,
+                on_missing_partition: table.on_missing_partition,
                 file: file.clone(),
             },
         );

@@ -18,6 +18,9 @@ pub struct PropertiesFile {
     /// Data the project reads but does not build.
     #[serde(default)]
     pub sources: Vec<SourceProperties>,
+    /// Tests of a model's logic on rows written in the test itself.
+    #[serde(default)]
+    pub unit_tests: Vec<UnitTestProperties>,
 }
 
 /// Properties of one model, declared in YAML beside its SQL.
@@ -35,6 +38,10 @@ pub struct ModelProperties {
     /// The model's columns.
     #[serde(default)]
     pub columns: Vec<ColumnProperties>,
+    /// Assertions on the model's rows, run on every build before it is published.
+    #[serde(default, alias = "tests")]
+    #[schemars(with = "Vec<serde_json::Value>")]
+    pub data_tests: Vec<serde_yaml::Value>,
 }
 
 /// `config:` of a model in YAML; `config()` in the SQL file overrides each key it sets.
@@ -52,6 +59,19 @@ pub struct ModelConfigProperties {
     /// Tags, for selecting with `tag:name`.
     #[serde(default)]
     pub tags: Option<OneOrMany>,
+    /// `{enforced: true}`: the model's output must have exactly the declared columns and types,
+    /// checked before anything is written.
+    #[serde(default)]
+    pub contract: Option<ContractProperties>,
+}
+
+/// A model's contract.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContractProperties {
+    /// Whether the declared columns are enforced.
+    #[serde(default)]
+    pub enforced: bool,
 }
 
 /// A YAML value that may be one string or a list of strings.
@@ -82,9 +102,14 @@ pub struct ColumnProperties {
     #[serde(default)]
     pub description: Option<String>,
     /// The column's SQL type, such as `bigint`, `varchar` or `decimal(10,2)` (documentation for
-    /// now; not yet checked against the data).
+    /// checked against a source's data, and a model's output when its contract is enforced).
     #[serde(default)]
     pub data_type: Option<String>,
+    /// Assertions on this column: `not_null`, `unique`, `accepted_values`, `relationships`,
+    /// `expression_is_true`.
+    #[serde(default, alias = "tests")]
+    #[schemars(with = "Vec<serde_json::Value>")]
+    pub data_tests: Vec<serde_yaml::Value>,
 }
 
 /// A set of tables stored under one location.
@@ -134,7 +159,94 @@ pub struct SourceTableProperties {
     /// `date=2024-01-15/*.parquet`; a filter on them skips whole folders.
     #[serde(default)]
     pub partitioned_by: Vec<String>,
-    /// The table's columns.
+    /// The table's columns. When any declares a `data_type`, they are the table's contract:
+    /// a missing, extra or retyped column stops every model that reads it before it writes.
     #[serde(default)]
     pub columns: Vec<ColumnProperties>,
+    /// What a build does when a partitioned read of this table finds no files: `fail` (the
+    /// default) or `skip` (the model publishes nothing and the run goes on).
+    #[serde(default)]
+    pub on_missing_partition: MissingPartition,
+    /// Assertions on the table's rows, run by `dp test`.
+    #[serde(default, alias = "tests")]
+    #[schemars(with = "Vec<serde_json::Value>")]
+    pub data_tests: Vec<serde_yaml::Value>,
+}
+
+/// What to do when a partitioned source has no files for the partition a build reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingPartition {
+    /// Stop the model with an error naming where dp looked.
+    #[default]
+    Fail,
+    /// Publish nothing for the model, warn, and mark it "skipped (no data)".
+    Skip,
+}
+
+/// A unit test: the model's SQL run on rows given in the test, compared with the rows expected.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnitTestProperties {
+    /// The test's name.
+    pub name: String,
+    /// The model under test.
+    pub model: String,
+    /// What the test checks, for people.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The rows each input of the model holds in the test.
+    #[serde(default)]
+    pub given: Vec<UnitTestInput>,
+    /// Variables and environment variables seen by the model's template in the test.
+    #[serde(default)]
+    pub overrides: UnitTestOverrides,
+    /// The rows the model must produce (only the columns named are compared; order is ignored).
+    pub expect: UnitTestRows,
+}
+
+/// One input of a unit test.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnitTestInput {
+    /// `ref('model')` or `source('source', 'table')`.
+    pub input: String,
+    #[serde(flatten)]
+    pub rows: UnitTestRows,
+}
+
+/// Rows written in a test: a list of mappings (`format: dict`, the default) or CSV text with a
+/// header line (`format: csv`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnitTestRows {
+    /// `dict` (default) or `csv`.
+    #[serde(default)]
+    pub format: RowsFormat,
+    /// The rows.
+    #[serde(default)]
+    #[schemars(with = "serde_json::Value")]
+    pub rows: serde_yaml::Value,
+}
+
+/// How a unit test writes its rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RowsFormat {
+    #[default]
+    Dict,
+    Csv,
+}
+
+/// Values a unit test gives the model's template.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnitTestOverrides {
+    /// Values of `var()`.
+    #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, serde_json::Value>")]
+    pub vars: std::collections::BTreeMap<String, serde_yaml::Value>,
+    /// Values of `env_var()`.
+    #[serde(default)]
+    pub env_vars: std::collections::BTreeMap<String, String>,
 }

@@ -13,6 +13,7 @@ pub(super) struct Known {
     pub models: BTreeSet<String>,
     pub sources: BTreeSet<String>,
     pub vars: BTreeMap<String, serde_yaml::Value>,
+    pub env_vars: BTreeMap<String, String>,
 }
 
 /// What one model's render recorded.
@@ -118,7 +119,7 @@ pub(super) fn register(env: &mut Environment<'static>, known: Arc<Known>) {
         },
     );
 
-    let k = known;
+    let k = known.clone();
     env.add_function(
         "var",
         move |name: &str, default: Rest<Value>| -> Result<Value, Error> {
@@ -133,13 +134,19 @@ pub(super) fn register(env: &mut Environment<'static>, known: Arc<Known>) {
         },
     );
 
+    let k = known;
     env.add_function(
         "env_var",
-        |name: &str, default: Rest<Value>| -> Result<Value, Error> {
-            match (std::env::var(name), default.first()) {
-                (Ok(value), _) => Ok(Value::from(value)),
-                (Err(_), Some(default)) => Ok(default.clone()),
-                (Err(_), None) => Err(fail(
+        move |name: &str, default: Rest<Value>| -> Result<Value, Error> {
+            let value = k
+                .env_vars
+                .get(name)
+                .cloned()
+                .or_else(|| std::env::var(name).ok());
+            match (value, default.first()) {
+                (Some(value), _) => Ok(Value::from(value)),
+                (None, Some(default)) => Ok(default.clone()),
+                (None, None) => Err(fail(
                     Problem::MissingEnvVar(name.into()),
                     format!("environment variable `{name}` is not set"),
                 )),

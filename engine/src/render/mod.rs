@@ -21,6 +21,8 @@ use functions::{Problem, Recorded};
 #[derive(Debug, Clone, Default)]
 pub struct RenderOptions {
     pub vars: BTreeMap<String, serde_yaml::Value>,
+    /// Values `env_var()` sees before the process environment (a unit test's overrides).
+    pub env_vars: BTreeMap<String, String>,
 }
 
 impl RenderOptions {
@@ -51,7 +53,10 @@ impl RenderOptions {
                 );
             }
         }
-        Ok(Self { vars })
+        Ok(Self {
+            vars,
+            env_vars: BTreeMap::new(),
+        })
     }
 }
 
@@ -59,6 +64,8 @@ impl RenderOptions {
 #[derive(Debug, Clone)]
 pub struct RenderedProject {
     pub models: BTreeMap<String, RenderedModel>,
+    /// The singular tests under `tests/`, rendered like models (named by their file's stem).
+    pub singular_tests: Vec<RenderedModel>,
 }
 
 /// One model after rendering: its SQL, what it referred to, and its configuration.
@@ -267,6 +274,7 @@ pub fn render(project: &Project, options: &RenderOptions) -> Result<RenderedProj
         models: project.models.keys().cloned().collect(),
         sources: project.sources.keys().cloned().collect(),
         vars,
+        env_vars: options.env_vars.clone(),
     };
     let mut env = Environment::new();
     env.set_debug(true);
@@ -275,7 +283,21 @@ pub fn render(project: &Project, options: &RenderOptions) -> Result<RenderedProj
 
     let mut problems = Vec::new();
     let prefix = import_macros(&mut env, project)?;
-    for model in project.models.values() {
+    let singular: Vec<ModelFile> = project
+        .singular_tests
+        .iter()
+        .map(|file| ModelFile {
+            name: file
+                .path()
+                .file_stem()
+                .map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
+            file: file.clone(),
+            properties: None,
+            properties_file: None,
+        })
+        .collect();
+    let templates: Vec<&ModelFile> = project.models.values().chain(&singular).collect();
+    for model in &templates {
         let name = template_name(model);
         if let Err(error) =
             env.add_template_owned(name.clone(), format!("{prefix}{}", model.file.text()))
@@ -291,7 +313,8 @@ pub fn render(project: &Project, options: &RenderOptions) -> Result<RenderedProj
     }
 
     let mut models = BTreeMap::new();
-    for model in project.models.values() {
+    let mut singular_tests = Vec::new();
+    for model in templates {
         let Ok(template) = env.get_template(&template_name(model)) else {
             continue;
         };
@@ -300,6 +323,9 @@ pub fn render(project: &Project, options: &RenderOptions) -> Result<RenderedProj
         let recorded = functions::finish_recording();
         match rendered {
             Ok((sql, spans)) => match finish_model(model, sql, &spans, prefix.len(), recorded) {
+                Ok(rendered) if model.file.path().starts_with("tests") => {
+                    singular_tests.push(rendered);
+                }
                 Ok(rendered) => {
                     models.insert(model.name.clone(), rendered);
                 }
@@ -315,7 +341,10 @@ pub fn render(project: &Project, options: &RenderOptions) -> Result<RenderedProj
         }
     }
     match problems.len() {
-        0 => Ok(RenderedProject { models }),
+        0 => Ok(RenderedProject {
+            models,
+            singular_tests,
+        }),
         1 => Err(problems.remove(0)),
         _ => Err(RenderError::Many { problems }),
     }

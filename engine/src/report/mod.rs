@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::audit::{TestResult, TestSummary};
 use crate::execute::{ModelResult, RunSummary};
 
 /// Something that happened during a run.
@@ -28,8 +29,15 @@ pub enum RunEvent<'a> {
         index: usize,
         total: usize,
     },
-    /// The run is over.
+    /// The build is over.
     RunFinished { summary: &'a RunSummary },
+    /// A test of `dp test` finished; `index` counts from 1.
+    TestFinished {
+        result: &'a TestResult,
+        index: usize,
+    },
+    /// `dp test` is over.
+    TestsFinished { summary: &'a TestSummary },
 }
 
 /// Receives the events of a run; the CLI decides how they look.
@@ -39,10 +47,13 @@ pub trait Reporter: Send + Sync {
 
 #[derive(Serialize)]
 struct RunResultsFile<'a> {
+    command: &'static str,
     run_id: &'a str,
     success: bool,
     elapsed_ms: u128,
     results: Vec<RunResultEntry<'a>>,
+    /// `dp test`'s tests (a build's tests are under each model).
+    tests: &'a [TestResult],
 }
 
 #[derive(Serialize)]
@@ -56,33 +67,58 @@ struct RunResultEntry<'a> {
     orphans_removed: usize,
     elapsed_ms: u128,
     message: Option<String>,
+    tests: &'a [TestResult],
 }
 
-/// Write `summary` as JSON to `path`, creating its folder.
+/// Write a build's `summary` as JSON to `path`, creating its folder.
 pub fn write_run_results(path: &Path, summary: &RunSummary) -> std::io::Result<()> {
-    let file = RunResultsFile {
-        run_id: &summary.run_id,
-        success: summary.success(),
-        elapsed_ms: summary.elapsed.as_millis(),
-        results: summary
-            .results
-            .iter()
-            .map(|r| RunResultEntry {
-                model: &r.model,
-                materialized: r.materialized,
-                status: r.status.name(),
-                rows: r.rows,
-                partitions: &r.partitions,
-                delta_version: r.version,
-                orphans_removed: r.orphans_removed,
-                elapsed_ms: r.elapsed.as_millis(),
-                message: r.status.message(),
-            })
-            .collect(),
-    };
+    write_json(
+        path,
+        &RunResultsFile {
+            command: "build",
+            run_id: &summary.run_id,
+            success: summary.success(),
+            elapsed_ms: summary.elapsed.as_millis(),
+            results: summary.results.iter().map(entry).collect(),
+            tests: &[],
+        },
+    )
+}
+
+/// Write `dp test`'s `summary` as JSON to `path`, creating its folder.
+pub fn write_test_results(path: &Path, summary: &TestSummary) -> std::io::Result<()> {
+    write_json(
+        path,
+        &RunResultsFile {
+            command: "test",
+            run_id: &summary.run_id,
+            success: summary.success(),
+            elapsed_ms: summary.elapsed.as_millis(),
+            results: Vec::new(),
+            tests: &summary.results,
+        },
+    )
+}
+
+fn entry(result: &ModelResult) -> RunResultEntry<'_> {
+    RunResultEntry {
+        model: &result.model,
+        materialized: result.materialized,
+        status: result.status.name(),
+        rows: result.rows,
+        partitions: &result.partitions,
+        delta_version: result.version,
+        orphans_removed: result.orphans_removed,
+        elapsed_ms: result.elapsed.as_millis(),
+        message: result.status.message(),
+        tests: &result.tests,
+    }
+}
+
+fn write_json(path: &Path, file: &RunResultsFile<'_>) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let json = serde_json::to_string_pretty(&file).map_err(std::io::Error::other)?;
+    let json = serde_json::to_string_pretty(file).map_err(std::io::Error::other)?;
     std::fs::write(path, json)
 }

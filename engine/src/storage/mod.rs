@@ -6,13 +6,21 @@
 mod partition;
 mod schema;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::{Column, ScalarValue};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::{DataFrame, Expr, SessionContext, cast, col, lit};
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, Add};
@@ -547,6 +555,94 @@ impl ModelTable {
             .adds
             .iter()
             .any(|add| referenced.contains(file_name(&add.path))))
+    }
+
+    /// The staged rows as a DataFrame in `session`: exactly the files `staged` wrote (a Delta
+    /// reader would not see them yet), with the partition values of each file as columns.
+    pub async fn staged_frame(
+        &self,
+        session: &SessionContext,
+        staged: &StagedWrite,
+    ) -> Result<DataFrame, StorageError> {
+        self.table
+            .update_datafusion_session(&session.state())
+            .map_err(|source| self.delta_error(source))?;
+        let execution = |source| StorageError::Execution {
+            model: self.model.clone(),
+            source,
+        };
+        if staged.adds.is_empty() {
+            let empty = RecordBatch::new_empty(self.schema.clone());
+            return session.read_batch(empty).map_err(execution);
+        }
+        let file_schema: SchemaRef = Arc::new(Schema::new(
+            self.schema
+                .fields()
+                .iter()
+                .filter(|f| !self.partition_by.contains(f.name()))
+                .cloned()
+                .collect::<Vec<_>>(),
+        ));
+        // One scan per partition: its files, and its values as literal columns.
+        let mut partitions: BTreeMap<String, Vec<&Add>> = BTreeMap::new();
+        for add in &staged.adds {
+            partitions
+                .entry(partition::key(&add.partition_values))
+                .or_default()
+                .push(add);
+        }
+        let mut frames = Vec::new();
+        for adds in partitions.values() {
+            let urls = adds
+                .iter()
+                .map(|add| {
+                    // `Add.path` is decoded; the URL must decode back to it exactly.
+                    let escaped = add
+                        .path
+                        .replace('%', "%25")
+                        .replace('#', "%23")
+                        .replace('?', "%3F");
+                    let url = self
+                        .url
+                        .join(&escaped)
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    ListingTableUrl::parse(url.as_str())
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(execution)?;
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet");
+            let config = ListingTableConfig::new_with_multi_paths(urls)
+                .with_listing_options(options)
+                .with_schema(file_schema.clone());
+            let scan = ListingTable::try_new(config).map_err(execution)?;
+            let values = &adds[0].partition_values;
+            let columns: Vec<Expr> = self
+                .schema
+                .fields()
+                .iter()
+                .map(|field| match values.get(field.name()) {
+                    Some(value) if self.partition_by.contains(field.name()) => cast(
+                        lit(ScalarValue::Utf8(value.clone())),
+                        field.data_type().clone(),
+                    )
+                    .alias(field.name()),
+                    _ => col(Column::new_unqualified(field.name())),
+                })
+                .collect();
+            let frame = session
+                .read_table(Arc::new(scan))
+                .and_then(|frame| frame.select(columns))
+                .map_err(execution)?;
+            frames.push(frame);
+        }
+        let mut frames = frames.into_iter();
+        let first = frames
+            .next()
+            .expect("staged files make at least one partition");
+        frames
+            .try_fold(first, |all, frame| all.union(frame))
+            .map_err(execution)
     }
 
     /// Delete the files of a build that will not be committed.

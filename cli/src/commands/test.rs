@@ -1,0 +1,82 @@
+//! `dp test`: the tests of the selected nodes, against the published data.
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+
+use dp_engine::audit::{TestKind, TestOptions};
+use miette::IntoDiagnostic;
+
+use crate::args::{GlobalArgs, SelectArgs};
+use crate::printer::Printer;
+
+pub fn run(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<ExitCode> {
+    let (select, kinds) = test_types(&args.select)?;
+    let args = SelectArgs {
+        select,
+        exclude: args.exclude.clone(),
+        vars: args.vars.clone(),
+    };
+    let prepared = super::prepare(global, &args)?;
+    let target = prepared
+        .project
+        .target(global.target.as_deref())
+        .map_err(dp_engine::Error::from)?;
+    let options = TestOptions {
+        warehouse: target.warehouse,
+        vars: prepared.render_options.clone(),
+        failures_dir: dp_engine::audit::failures_dir(&prepared.project.root),
+        kinds,
+        run_id: dp_engine::execute::new_run_id(),
+    };
+    let printer = Printer::new(global.log_format, global.quiet);
+    let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
+    let summary = runtime.block_on(dp_engine::audit::run_tests(
+        &prepared.project,
+        &prepared.graph,
+        &prepared.selected,
+        &options,
+        &printer,
+    ));
+    let results = prepared
+        .project
+        .root
+        .join("target")
+        .join("run_results.json");
+    dp_engine::report::write_test_results(&results, &summary).map_err(|source| {
+        dp_engine::Error::Io {
+            path: results,
+            source,
+        }
+    })?;
+    Ok(if summary.success() {
+        ExitCode::SUCCESS
+    } else {
+        super::pipeline_failed()
+    })
+}
+
+/// The `test_type:` selectors (which kinds of test to run; all when none) and the other ones.
+fn test_types(select: &[String]) -> miette::Result<(Vec<String>, BTreeSet<TestKind>)> {
+    let all = [TestKind::Data, TestKind::Singular, TestKind::Unit];
+    let mut kinds = BTreeSet::new();
+    let mut nodes = Vec::new();
+    for word in select.iter().flat_map(|s| s.split_whitespace()) {
+        match word.strip_prefix("test_type:") {
+            Some(kind) => match all.iter().find(|k| k.name() == kind) {
+                Some(kind) => {
+                    kinds.insert(*kind);
+                }
+                None => miette::bail!(
+                    code = "dp::select::test_type",
+                    help = "use test_type:data, test_type:singular or test_type:unit",
+                    "unknown test type `{kind}`"
+                ),
+            },
+            None => nodes.push(word.to_string()),
+        }
+    }
+    if kinds.is_empty() {
+        kinds.extend(all);
+    }
+    Ok((nodes, kinds))
+}

@@ -1,0 +1,110 @@
+//! Contracts: a relation's columns against the declared ones (`columns:` with `data_type`). A
+//! missing, extra or retyped column is the seed's "schema change": the model stops before it
+//! writes anything.
+
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::prelude::SessionContext;
+
+use crate::project::ColumnProperties;
+
+/// The declared columns of a model or source table.
+#[derive(Debug, Clone, Copy)]
+pub struct Contract<'a> {
+    pub columns: &'a [ColumnProperties],
+    /// Columns the relation may have without declaring them (a source's hive partition columns).
+    pub undeclared_allowed: &'a [String],
+}
+
+/// How a relation's columns differ from its contract, one line per difference.
+#[derive(Debug, Clone)]
+pub struct ContractError {
+    pub differences: Vec<String>,
+}
+
+impl std::fmt::Display for ContractError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.differences.join("\n"))
+    }
+}
+
+/// Compare `actual` with the contract; a contract with no `data_type` declares nothing.
+pub async fn check_contract(
+    session: &SessionContext,
+    contract: Contract<'_>,
+    actual: &Schema,
+) -> Result<(), ContractError> {
+    if contract.columns.iter().all(|c| c.data_type.is_none()) {
+        return Ok(());
+    }
+    let mut differences = Vec::new();
+    for column in contract.columns {
+        let Some(declared) = &column.data_type else {
+            continue;
+        };
+        let expected = match sql_type(session, declared).await {
+            Ok(expected) => expected,
+            Err(error) => {
+                differences.push(format!(
+                    "`{}`: `{declared}` is not a type DataFusion knows ({error})",
+                    column.name
+                ));
+                continue;
+            }
+        };
+        match actual.field_with_name(&column.name) {
+            Err(_) => differences.push(format!(
+                "`{}`: expected {declared} ({expected}), found no such column",
+                column.name
+            )),
+            Ok(field) if !same_type(&expected, field.data_type()) => differences.push(format!(
+                "`{}`: expected {declared} ({expected}), found {}",
+                column.name,
+                field.data_type()
+            )),
+            Ok(_) => {}
+        }
+    }
+    for field in actual.fields() {
+        let declared = contract.columns.iter().any(|c| &c.name == field.name());
+        if !declared && !contract.undeclared_allowed.contains(field.name()) {
+            differences.push(format!(
+                "`{}`: not declared, found {}",
+                field.name(),
+                field.data_type()
+            ));
+        }
+    }
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        Err(ContractError { differences })
+    }
+}
+
+/// The arrow type DataFusion gives a SQL type name, as its own CAST would.
+pub(super) async fn sql_type(session: &SessionContext, sql_type: &str) -> Result<DataType, String> {
+    let plan = session
+        .state()
+        .create_logical_plan(&format!("select cast(null as {sql_type}) as t"))
+        .await
+        .map_err(|e| e.strip_backtrace())?;
+    Ok(plan.schema().field(0).data_type().clone())
+}
+
+/// Whether two types are the same as far as a contract goes: one string type is as good as
+/// another, a timestamp is a timestamp whatever its unit and zone; numbers keep their width and
+/// decimals their precision and scale.
+fn same_type(expected: &DataType, found: &DataType) -> bool {
+    use DataType::*;
+    let strip = |t: &DataType| match t {
+        Dictionary(_, value) => value.as_ref().clone(),
+        other => other.clone(),
+    };
+    match (strip(expected), strip(found)) {
+        (Utf8 | Utf8View | LargeUtf8, Utf8 | Utf8View | LargeUtf8) => true,
+        (Binary | BinaryView | LargeBinary, Binary | BinaryView | LargeBinary) => true,
+        (Timestamp(..), Timestamp(..)) => true,
+        (Date32 | Date64, Date32 | Date64) => true,
+        (a, b) => a == b,
+    }
+}

@@ -1,0 +1,104 @@
+//! The built-in data tests, each a query over the tested relation that returns the failing rows
+//! (dbt's generic tests, with dbt_utils' `expression_is_true` and
+//! `unique_combination_of_columns`, and `row_count`).
+
+use serde_yaml::Value;
+
+use crate::project::{DataTest, DataTestKind, Relation};
+use crate::render::quote_identifier as quote;
+
+/// How SQL names a relation registered in a session: a model by its name, a source as
+/// `"source"."table"`.
+pub fn relation_sql(relation: &Relation) -> String {
+    match relation {
+        Relation::Model(name) => quote(name),
+        Relation::Source(id) => {
+            let (source, table) = id.split_once('.').unwrap_or(("", id));
+            format!("{}.{}", quote(source), quote(table))
+        }
+    }
+}
+
+/// The query returning the rows of `tested` (a SQL relation) that fail `test`.
+pub fn failing_rows_sql(test: &DataTest, tested: &str) -> String {
+    // `where:` narrows what is tested.
+    let from = match &test.config.filter {
+        Some(filter) => format!("(select * from {tested} where {filter}) as tested"),
+        None => format!("{tested} as tested"),
+    };
+    let column = test.column.as_deref().map(quote).unwrap_or_default();
+    match &test.kind {
+        // not_null: every value of the column is present.
+        DataTestKind::NotNull => format!("select * from {from} where {column} is null"),
+        // unique: no value appears twice; one failing row per repeated value.
+        DataTestKind::Unique => format!(
+            "select {column} as unique_field, count(*) as n_records from {from} \
+             where {column} is not null group by {column} having count(*) > 1"
+        ),
+        // accepted_values: one failing row per value outside the list.
+        DataTestKind::AcceptedValues { values, quote } => {
+            let list: Vec<String> = values.iter().map(|v| literal(v, *quote)).collect();
+            format!(
+                "select {column} as value_field, count(*) as n_records from {from} \
+                 where {column} is not null and {column} not in ({}) group by {column}",
+                list.join(", ")
+            )
+        }
+        // relationships: every value is found in the parent relation's field.
+        DataTestKind::Relationships { to, field } => format!(
+            "select tested.{column} as from_field from {from} \
+             left join {} as parent on tested.{column} = parent.{} \
+             where tested.{column} is not null and parent.{} is null",
+            relation_sql(to),
+            self::quote(field),
+            self::quote(field)
+        ),
+        // expression_is_true: on a column, the expression follows the column (`>= 0`).
+        DataTestKind::ExpressionIsTrue { expression } => match &test.column {
+            Some(_) => format!("select * from {from} where not ({column} {expression})"),
+            None => format!("select * from {from} where not ({expression})"),
+        },
+        // unique_combination_of_columns: one failing row per repeated combination.
+        DataTestKind::UniqueCombinationOfColumns { columns } => {
+            let columns: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+            let columns = columns.join(", ");
+            format!(
+                "select {columns}, count(*) as n_records from {from} \
+                 group by {columns} having count(*) > 1"
+            )
+        }
+        // row_count: one failing row, the count, when it is out of bounds.
+        DataTestKind::RowCount { min, max } => {
+            let mut out_of_bounds = Vec::new();
+            if let Some(min) = min {
+                out_of_bounds.push(format!("count(*) < {min}"));
+            }
+            if let Some(max) = max {
+                out_of_bounds.push(format!("count(*) > {max}"));
+            }
+            format!(
+                "select count(*) as row_count from {from} having {}",
+                out_of_bounds.join(" or ")
+            )
+        }
+    }
+}
+
+/// A YAML value as a SQL literal: quoted unless `quote` is off or it is a number or boolean.
+fn literal(value: &Value, quote: bool) -> String {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => return n.to_string(),
+        Value::Bool(b) => return b.to_string(),
+        Value::Null => return "null".into(),
+        other => serde_yaml::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    };
+    if quote {
+        format!("'{}'", text.replace('\'', "''"))
+    } else {
+        text
+    }
+}

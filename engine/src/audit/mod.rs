@@ -1,0 +1,384 @@
+//! AUDIT: the assertions of a project. Data tests and singular tests run a query returning the
+//! failing rows, against a build's staged output (before it is published) or against the
+//! published tables (`dp test`); unit tests run a model's SQL on rows written in the test;
+//! contracts compare a relation's columns with the declared ones. In: a DataFusion session with
+//! the relation registered. Out: [`TestResult`]s.
+
+mod contract;
+mod data_tests;
+mod unit;
+
+use std::path::{Path, PathBuf};
+
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::prelude::{DataFrame, SessionContext};
+use serde::Serialize;
+
+pub use contract::{Contract, ContractError, check_contract};
+pub use data_tests::{failing_rows_sql, relation_sql};
+pub use unit::run_unit_test;
+
+use crate::project::{Severity, TestConfig};
+
+/// How many failing rows a report shows.
+const SAMPLE_ROWS: usize = 5;
+
+/// The outcome of one test.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestResult {
+    pub name: String,
+    pub kind: TestKind,
+    /// The model or source it tests (for a singular test: its file).
+    pub subject: String,
+    pub status: TestStatus,
+    /// Failing rows (a unit test: rows missing or unexpected).
+    pub failures: u64,
+    /// The first failing rows as a table, for the report.
+    pub sample: Option<String>,
+    /// Where every failing row was written.
+    pub failures_file: Option<PathBuf>,
+    /// Why it failed, when a count does not say it: a unit test's diff, a query that failed.
+    pub detail: Option<String>,
+}
+
+/// The three kinds of test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TestKind {
+    Data,
+    Singular,
+    Unit,
+}
+
+impl TestKind {
+    /// The name used by `test_type:` selectors.
+    pub fn name(self) -> &'static str {
+        match self {
+            TestKind::Data => "data",
+            TestKind::Singular => "singular",
+            TestKind::Unit => "unit",
+        }
+    }
+}
+
+/// Whether a test passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TestStatus {
+    Pass,
+    /// Failed, at warn severity (or below its error threshold): the data is published.
+    Warn,
+    /// Failed at error severity: the data is not published.
+    Fail,
+    /// The test could not run (its query failed): counts as a failure.
+    Error,
+}
+
+impl TestStatus {
+    /// Whether the test stops publication and fails the run.
+    pub fn blocks(self) -> bool {
+        matches!(self, TestStatus::Fail | TestStatus::Error)
+    }
+}
+
+/// Where a run's failing rows go: `target/test_failures/`.
+pub fn failures_dir(project_root: &Path) -> PathBuf {
+    project_root.join("target").join("test_failures")
+}
+
+/// Run a query returning failing rows and judge the count by `config`.
+pub async fn run_query_test(
+    session: &SessionContext,
+    name: &str,
+    kind: TestKind,
+    subject: &str,
+    failing_rows: &str,
+    config: &TestConfig,
+    failures_dir: &Path,
+) -> TestResult {
+    let mut result = TestResult {
+        name: name.to_string(),
+        kind,
+        subject: subject.to_string(),
+        status: TestStatus::Pass,
+        failures: 0,
+        sample: None,
+        failures_file: None,
+        detail: None,
+    };
+    match failing_rows_report(session, name, failing_rows, config, failures_dir).await {
+        Ok((failures, sample, file)) => {
+            result.failures = failures;
+            result.status = judge(config, failures);
+            if failures > 0 {
+                result.sample = Some(sample);
+                result.failures_file = file;
+            }
+        }
+        Err(error) => {
+            result.status = TestStatus::Error;
+            result.detail = Some(format!(
+                "{}\nquery: {failing_rows}",
+                error.strip_backtrace()
+            ));
+        }
+    }
+    result
+}
+
+/// dbt's rule: an error-severity test whose failures meet `error_if` fails; otherwise failures
+/// that meet `warn_if` warn.
+fn judge(config: &TestConfig, failures: u64) -> TestStatus {
+    if config.severity == Severity::Error && config.error_if.holds(failures) {
+        TestStatus::Fail
+    } else if config.warn_if.holds(failures) {
+        TestStatus::Warn
+    } else {
+        TestStatus::Pass
+    }
+}
+
+/// The count of failing rows, a sample as a table, and the file every failing row was written
+/// to (when there are any).
+async fn failing_rows_report(
+    session: &SessionContext,
+    name: &str,
+    failing_rows: &str,
+    config: &TestConfig,
+    failures_dir: &Path,
+) -> datafusion::error::Result<(u64, String, Option<PathBuf>)> {
+    let count = session
+        .sql(&format!(
+            "select count(*) from ({failing_rows}) as failures"
+        ))
+        .await?
+        .collect()
+        .await?;
+    let failures = count
+        .first()
+        .and_then(|batch| {
+            batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                .map(|c| c.value(0))
+        })
+        .unwrap_or(0) as u64;
+    if failures == 0 {
+        return Ok((0, String::new(), None));
+    }
+    let rows = session.sql(failing_rows).await?;
+    let sample = rows.clone().limit(0, Some(SAMPLE_ROWS))?.collect().await?;
+    let sample = datafusion::arrow::util::pretty::pretty_format_batches(&sample)?.to_string();
+    let file = write_failures(rows, name, config.limit, failures_dir).await;
+    Ok((failures, sample, file))
+}
+
+/// Write the failing rows to `<dir>/<test name>.csv`; a write that fails only loses the file.
+async fn write_failures(
+    rows: DataFrame,
+    name: &str,
+    limit: Option<u64>,
+    dir: &Path,
+) -> Option<PathBuf> {
+    let path = dir.join(format!("{name}.csv"));
+    let _ = std::fs::remove_file(&path);
+    std::fs::create_dir_all(dir).ok()?;
+    let rows = rows.limit(0, limit.map(|l| l as usize)).ok()?;
+    let written = rows
+        .write_csv(
+            path.to_str()?,
+            DataFrameWriteOptions::new().with_single_file_output(true),
+            None,
+        )
+        .await;
+    match written {
+        Ok(_) => Some(path),
+        Err(error) => {
+            tracing::warn!(test = name, %error, "could not write the failing rows");
+            None
+        }
+    }
+}
+
+/// What `dp test` runs.
+#[derive(Debug, Clone)]
+pub struct TestOptions {
+    /// Folder URL of the published model tables.
+    pub warehouse: url::Url,
+    /// The run's variables (for unit tests).
+    pub vars: crate::render::RenderOptions,
+    pub failures_dir: PathBuf,
+    /// The kinds of test to run.
+    pub kinds: std::collections::BTreeSet<TestKind>,
+    pub run_id: String,
+}
+
+/// Every test's outcome.
+#[derive(Debug, Clone)]
+pub struct TestSummary {
+    pub run_id: String,
+    pub results: Vec<TestResult>,
+    pub elapsed: std::time::Duration,
+}
+
+impl TestSummary {
+    /// Whether no test stopped the run (warnings do not).
+    pub fn success(&self) -> bool {
+        !self.results.iter().any(|r| r.status.blocks())
+    }
+}
+
+/// `dp test`: the data tests and singular tests of the selected nodes against the published
+/// tables and sources, and the unit tests of the selected models.
+pub async fn run_tests(
+    project: &crate::project::Project,
+    graph: &crate::graph::ModelGraph,
+    selected: &std::collections::BTreeSet<crate::graph::NodeId>,
+    options: &TestOptions,
+    reporter: &dyn crate::report::Reporter,
+) -> TestSummary {
+    use crate::graph::NodeId;
+    use crate::project::{Relation, Subject, TestConfig};
+    use crate::report::RunEvent;
+
+    let started = std::time::Instant::now();
+    let runtime = std::sync::Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default());
+    let node = |subject: &Subject| match subject {
+        Subject::Model(name) => NodeId::Model(name.clone()),
+        Subject::Source(id) => NodeId::Source(id.clone()),
+    };
+    let mut results = Vec::new();
+    let report = |result: &TestResult, results: &Vec<TestResult>| {
+        reporter.report(RunEvent::TestFinished {
+            result,
+            index: results.len() + 1,
+        })
+    };
+
+    if options.kinds.contains(&TestKind::Unit) {
+        for test in &project.unit_tests {
+            if selected.contains(&NodeId::Model(test.properties.model.clone())) {
+                let result = run_unit_test(project, test, &options.vars).await;
+                report(&result, &results);
+                results.push(result);
+            }
+        }
+    }
+    if options.kinds.contains(&TestKind::Data) {
+        for test in project
+            .data_tests
+            .iter()
+            .filter(|t| selected.contains(&node(&t.subject)))
+        {
+            let mut relations = vec![test.subject.clone()];
+            if let crate::project::DataTestKind::Relationships { to, .. } = &test.kind {
+                relations.push(to.clone());
+            }
+            let sql = failing_rows_sql(test, &relation_sql(&test.subject));
+            let result = test_published(
+                project,
+                &runtime,
+                options,
+                &relations,
+                &test.name,
+                TestKind::Data,
+                &test.subject.to_string(),
+                &sql,
+                &test.config,
+            )
+            .await;
+            report(&result, &results);
+            results.push(result);
+        }
+    }
+    if options.kinds.contains(&TestKind::Singular) {
+        for test in &graph.singular_tests {
+            let relations: Vec<Relation> = test
+                .refs
+                .iter()
+                .map(|c| Relation::Model(c.target.clone()))
+                .chain(
+                    test.sources
+                        .iter()
+                        .map(|c| Relation::Source(c.target.clone())),
+                )
+                .collect();
+            if !relations.iter().any(|r| selected.contains(&node(r))) && !relations.is_empty() {
+                continue;
+            }
+            let subject = test.file.path().display().to_string();
+            let sql = test.sql.trim().trim_end_matches(';');
+            let result = test_published(
+                project,
+                &runtime,
+                options,
+                &relations,
+                &test.name,
+                TestKind::Singular,
+                &subject,
+                sql,
+                &TestConfig::default(),
+            )
+            .await;
+            report(&result, &results);
+            results.push(result);
+        }
+    }
+    let summary = TestSummary {
+        run_id: options.run_id.clone(),
+        results,
+        elapsed: started.elapsed(),
+    };
+    reporter.report(RunEvent::TestsFinished { summary: &summary });
+    summary
+}
+
+/// Run a failing-rows query in a session holding the published `relations`.
+#[allow(clippy::too_many_arguments)]
+async fn test_published(
+    project: &crate::project::Project,
+    runtime: &std::sync::Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    options: &TestOptions,
+    relations: &[crate::project::Relation],
+    name: &str,
+    kind: TestKind,
+    subject: &str,
+    sql: &str,
+    config: &TestConfig,
+) -> TestResult {
+    let session = crate::execute::new_session(runtime);
+    let empty = crate::execute::EmptyScans::default();
+    for relation in relations {
+        if let Err(error) = crate::execute::register_relation(
+            &session,
+            relation,
+            &options.warehouse,
+            &project.sources,
+            &empty,
+        )
+        .await
+        {
+            return TestResult {
+                name: name.to_string(),
+                kind,
+                subject: subject.to_string(),
+                status: TestStatus::Error,
+                failures: 0,
+                sample: None,
+                failures_file: None,
+                detail: Some(error.to_string()),
+            };
+        }
+    }
+    run_query_test(
+        &session,
+        name,
+        kind,
+        subject,
+        sql,
+        config,
+        &options.failures_dir,
+    )
+    .await
+}

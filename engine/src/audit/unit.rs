@@ -1,0 +1,379 @@
+//! Unit tests: a model's SQL, rendered with the test's overrides, run on in-memory tables holding
+//! the rows the test gives, and its output compared with the rows it expects. No object store and
+//! no published data are touched. A mock input needs only the columns the test cares about: the
+//! others declared for that input (`columns:` with `data_type`) are added as nulls, with their
+//! declared types.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, StringArray};
+use datafusion::arrow::compute::{CastOptions, cast_with_options};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::array_value_to_string;
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::TableReference;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use serde_yaml::Value;
+
+use super::contract::sql_type;
+use super::{TestKind, TestResult, TestStatus};
+use crate::graph::NodeId;
+use crate::project::{ColumnProperties, Project, Relation, RowsFormat, UnitTest, UnitTestRows};
+use crate::render::RenderOptions;
+
+/// Rows of a test: column names in order of appearance, and each row's values as text.
+struct Rows {
+    columns: Vec<String>,
+    values: Vec<BTreeMap<String, Option<String>>>,
+}
+
+/// Run `test` with the run's `vars` (the test's own overrides win).
+pub async fn run_unit_test(project: &Project, test: &UnitTest, vars: &RenderOptions) -> TestResult {
+    let mut result = TestResult {
+        name: test.properties.name.clone(),
+        kind: TestKind::Unit,
+        subject: test.properties.model.clone(),
+        status: TestStatus::Pass,
+        failures: 0,
+        sample: None,
+        failures_file: None,
+        detail: None,
+    };
+    match run(project, test, vars).await {
+        Ok(None) => {}
+        Ok(Some((failures, diff))) => {
+            result.status = TestStatus::Fail;
+            result.failures = failures;
+            result.detail = Some(diff);
+        }
+        Err(error) => {
+            result.status = TestStatus::Error;
+            result.detail = Some(error);
+        }
+    }
+    result
+}
+
+/// `None` when the output matches; else the count of differing rows and a diff.
+async fn run(
+    project: &Project,
+    test: &UnitTest,
+    vars: &RenderOptions,
+) -> Result<Option<(u64, String)>, String> {
+    let properties = &test.properties;
+    let mut options = vars.clone();
+    options.vars.extend(properties.overrides.vars.clone());
+    options
+        .env_vars
+        .extend(properties.overrides.env_vars.clone());
+    let rendered = crate::render::render(project, &options).map_err(|e| e.to_string())?;
+    let graph = crate::graph::resolve(project, &rendered).map_err(|e| e.to_string())?;
+    let selected = BTreeSet::from([NodeId::Model(properties.model.clone())]);
+    let plan = crate::plan::plan(&graph, &selected).map_err(|e| e.to_string())?;
+    let model = plan.models.first().ok_or("the model was not planned")?;
+
+    let session = SessionContext::new();
+    let mut given = BTreeSet::new();
+    for (input, relation) in properties.given.iter().zip(&test.inputs) {
+        let rows = read_rows(&input.rows)?;
+        let batch = mock_batch(&session, &rows, declared_columns(project, relation)).await?;
+        register(&session, relation, batch)?;
+        given.insert(relation.clone());
+    }
+    let needed = model
+        .upstream
+        .iter()
+        .map(|m| Relation::Model(m.clone()))
+        .chain(model.sources.iter().map(|s| Relation::Source(s.clone())));
+    for relation in needed {
+        if !given.contains(&relation) {
+            return Err(format!(
+                "`{}` reads {relation}: give its rows under `given:`",
+                model.name
+            ));
+        }
+    }
+
+    let frame = session
+        .sql(&model.sql)
+        .await
+        .map_err(|e| e.strip_backtrace())?;
+    let schema = frame.schema().as_arrow().clone();
+    let output = frame.collect().await.map_err(|e| e.strip_backtrace())?;
+    let expected = read_rows(&properties.expect)?;
+    compare(&schema, &output, &expected)
+}
+
+fn read_rows(rows: &UnitTestRows) -> Result<Rows, String> {
+    let text = |value: &Value| match value {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        other => Some(
+            serde_yaml::to_string(other)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        ),
+    };
+    let mut columns: Vec<String> = Vec::new();
+    let mut values = Vec::new();
+    match rows.format {
+        RowsFormat::Dict => {
+            let list = match &rows.rows {
+                Value::Sequence(list) => list.as_slice(),
+                Value::Null => &[],
+                _ => {
+                    return Err(
+                        "`rows` must be a list of mappings (or CSV text with format: csv)".into(),
+                    );
+                }
+            };
+            for row in list {
+                let Value::Mapping(map) = row else {
+                    return Err("each row must be a mapping such as {id: 1, name: a}".into());
+                };
+                let mut parsed = BTreeMap::new();
+                for (key, value) in map {
+                    let key = key
+                        .as_str()
+                        .ok_or("column names must be strings")?
+                        .to_string();
+                    if !columns.contains(&key) {
+                        columns.push(key.clone());
+                    }
+                    parsed.insert(key, text(value));
+                }
+                values.push(parsed);
+            }
+        }
+        RowsFormat::Csv => {
+            let csv = rows
+                .rows
+                .as_str()
+                .ok_or("with format: csv, `rows` is CSV text with a header line")?;
+            let mut lines = csv.lines().map(str::trim).filter(|l| !l.is_empty());
+            columns = lines
+                .next()
+                .ok_or("the CSV has no header line")?
+                .split(',')
+                .map(|c| c.trim().to_string())
+                .collect();
+            for line in lines {
+                let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+                if cells.len() != columns.len() {
+                    return Err(format!(
+                        "CSV line `{line}` has {} values for {} columns",
+                        cells.len(),
+                        columns.len()
+                    ));
+                }
+                values.push(
+                    columns
+                        .iter()
+                        .zip(cells)
+                        .map(|(c, v)| (c.clone(), (!v.is_empty()).then(|| v.to_string())))
+                        .collect(),
+                );
+            }
+        }
+    }
+    Ok(Rows { columns, values })
+}
+
+/// The columns declared for a model or source table.
+fn declared_columns<'a>(project: &'a Project, relation: &Relation) -> &'a [ColumnProperties] {
+    match relation {
+        Relation::Model(name) => project
+            .models
+            .get(name)
+            .and_then(|m| m.properties.as_ref())
+            .map_or(&[], |p| p.columns.as_slice()),
+        Relation::Source(id) => project
+            .sources
+            .get(id)
+            .map_or(&[], |s| s.columns.as_slice()),
+    }
+}
+
+/// A batch of the given rows: declared columns with their declared types (nulls where the
+/// test gives no value), other columns typed by their values.
+async fn mock_batch(
+    session: &SessionContext,
+    rows: &Rows,
+    declared: &[ColumnProperties],
+) -> Result<RecordBatch, String> {
+    let mut names: Vec<String> = declared.iter().map(|c| c.name.clone()).collect();
+    names.extend(
+        rows.columns
+            .iter()
+            .filter(|c| !names.contains(c))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    let mut fields = Vec::new();
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    for name in &names {
+        let texts: Vec<Option<String>> = rows
+            .values
+            .iter()
+            .map(|row| row.get(name).cloned().flatten())
+            .collect();
+        let declared_type = declared
+            .iter()
+            .find(|c| &c.name == name)
+            .and_then(|c| c.data_type.as_deref());
+        let data_type = match declared_type {
+            Some(sql) => sql_type(session, sql).await?,
+            None => infer_type(&texts),
+        };
+        let array = typed(&texts, &data_type).map_err(|e| format!("column `{name}`: {e}"))?;
+        fields.push(Field::new(name, data_type, true));
+        arrays.push(array);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| e.to_string())
+}
+
+/// The narrowest of integer, float, boolean and text that holds every value.
+fn infer_type(texts: &[Option<String>]) -> DataType {
+    let present: Vec<&str> = texts.iter().flatten().map(String::as_str).collect();
+    if present.is_empty() {
+        DataType::Utf8
+    } else if present.iter().all(|t| t.parse::<i64>().is_ok()) {
+        DataType::Int64
+    } else if present.iter().all(|t| t.parse::<f64>().is_ok()) {
+        DataType::Float64
+    } else if present.iter().all(|t| *t == "true" || *t == "false") {
+        DataType::Boolean
+    } else {
+        DataType::Utf8
+    }
+}
+
+/// Text values cast to `data_type`; a value that does not cast is an error, not a null.
+fn typed(texts: &[Option<String>], data_type: &DataType) -> Result<ArrayRef, String> {
+    let strings: ArrayRef = Arc::new(StringArray::from(texts.to_vec()));
+    let options = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    cast_with_options(&strings, data_type, &options).map_err(|e| e.to_string())
+}
+
+fn register(
+    session: &SessionContext,
+    relation: &Relation,
+    batch: RecordBatch,
+) -> Result<(), String> {
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(|e| e.to_string())?;
+    let reference = match relation {
+        Relation::Model(name) => TableReference::bare(name.as_str()),
+        Relation::Source(id) => {
+            let (source, table) = id.split_once('.').unwrap_or(("", id));
+            let catalog = session
+                .catalog("datafusion")
+                .expect("the default catalog exists");
+            if catalog.schema(source).is_none() {
+                catalog
+                    .register_schema(source, Arc::new(MemorySchemaProvider::new()))
+                    .map_err(|e| e.to_string())?;
+            }
+            TableReference::partial(source, table)
+        }
+    };
+    session
+        .register_table(reference, Arc::new(table))
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Compare the output with the expected rows on the expected columns, ignoring order.
+fn compare(
+    schema: &Schema,
+    output: &[RecordBatch],
+    expected: &Rows,
+) -> Result<Option<(u64, String)>, String> {
+    let mut actual_rows: Vec<Vec<String>> = Vec::new();
+    let mut types = Vec::new();
+    let mut indices = Vec::new();
+    for column in &expected.columns {
+        let index = schema
+            .index_of(column)
+            .map_err(|_| format!("expected column `{column}` is not in the model's output"))?;
+        indices.push(index);
+        types.push(schema.field(index).data_type().clone());
+    }
+    for batch in output {
+        for row in 0..batch.num_rows() {
+            actual_rows.push(
+                indices
+                    .iter()
+                    .map(|&i| array_value_to_string(batch.column(i), row).unwrap_or_default())
+                    .collect(),
+            );
+        }
+    }
+    // Expected values go through the output's types, so that `12.5` meets `12.50`.
+    let mut expected_rows: Vec<Vec<String>> = vec![Vec::new(); expected.values.len()];
+    for (column, data_type) in expected.columns.iter().zip(&types) {
+        let texts: Vec<Option<String>> = expected
+            .values
+            .iter()
+            .map(|row| row.get(column).cloned().flatten())
+            .collect();
+        let array =
+            typed(&texts, data_type).map_err(|e| format!("expected column `{column}`: {e}"))?;
+        for (row, values) in expected_rows.iter_mut().enumerate() {
+            values.push(array_value_to_string(&array, row).unwrap_or_default());
+        }
+    }
+    let mut unexpected = actual_rows.clone();
+    let mut missing = Vec::new();
+    for row in expected_rows {
+        match unexpected.iter().position(|r| *r == row) {
+            Some(at) => {
+                unexpected.remove(at);
+            }
+            None => missing.push(row),
+        }
+    }
+    if missing.is_empty() && unexpected.is_empty() {
+        return Ok(None);
+    }
+    let show = |rows: &[Vec<String>]| -> String {
+        rows.iter()
+            .map(|row| {
+                let cells: Vec<String> = expected
+                    .columns
+                    .iter()
+                    .zip(row)
+                    .map(|(c, v)| format!("{c}: {}", if v.is_empty() { "null" } else { v }))
+                    .collect();
+                format!("    {{{}}}\n", cells.join(", "))
+            })
+            .collect()
+    };
+    let mut diff = String::from("the output differs from the expected rows\n");
+    if !missing.is_empty() {
+        diff.push_str(&format!(
+            "  missing (expected, not produced): {}\n{}",
+            missing.len(),
+            show(&missing)
+        ));
+    }
+    if !unexpected.is_empty() {
+        diff.push_str(&format!(
+            "  unexpected (produced, not expected): {}\n{}",
+            unexpected.len(),
+            show(&unexpected)
+        ));
+    }
+    Ok(Some((
+        (missing.len() + unexpected.len()) as u64,
+        diff.trim_end().to_string(),
+    )))
+}
