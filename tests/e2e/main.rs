@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `dp` binary on copies of example_project and of the fixture
 //! projects under tests/fixtures/, each in its own temporary folder.
 
+mod audit;
 mod build;
 mod crash;
 mod errors;
