@@ -50,6 +50,9 @@ pub enum Command {
     /// Run the tests of the selected nodes: data and singular tests against the published data,
     /// and unit tests (`--select test_type:unit` for only those).
     Test(SelectArgs),
+    /// Load, render and plan every model from schemas alone, without reading data, and report
+    /// every problem at once.
+    Check(CheckArgs),
     /// Write the selected models' SQL to target/compiled/ without running anything.
     Compile(SelectArgs),
     /// List the selected nodes in execution order.
@@ -69,6 +72,22 @@ pub struct SelectArgs {
     /// Variables for var(): key=value (repeatable) or a YAML mapping such as '{date: 2024-01-15}'.
     #[arg(long)]
     pub vars: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// How problems are written: for people, or as a JSON array (file, line, column, code,
+    /// message, help) for editors and CI annotations.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
+    pub format: CheckFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Args)]

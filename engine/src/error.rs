@@ -24,6 +24,17 @@ pub enum Error {
     #[diagnostic(transparent)]
     Plan(#[from] crate::plan::PlanError),
 
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Checked(crate::plan::CheckError),
+
+    #[error("{} problems found", problems.len())]
+    #[diagnostic(code(dp::check::failed))]
+    Check {
+        #[related]
+        problems: Vec<crate::plan::CheckError>,
+    },
+
     #[error("cannot write {}", path.display())]
     #[diagnostic(code(dp::io))]
     Io {

@@ -66,6 +66,20 @@ pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
     })
 }
 
+/// Plan every model from schemas alone, without reading data, and report every problem of the
+/// selected models at once.
+pub async fn check(prepared: &Prepared) -> Result<(), Error> {
+    let every_node: BTreeSet<NodeId> = prepared.graph.order().iter().cloned().collect();
+    let plan = plan::plan(&prepared.graph, &every_node)?;
+    let selected = |name: &str| prepared.selected.contains(&NodeId::Model(name.to_string()));
+    let mut problems = plan::check(&prepared.project, &plan, selected).await;
+    match problems.len() {
+        0 => Ok(()),
+        1 => Err(Error::Checked(problems.remove(0))),
+        _ => Err(Error::Check { problems }),
+    }
+}
+
 /// Write each planned model's compiled SQL to `target/compiled/<path of the model>`; returns the
 /// files written.
 pub fn write_compiled(root: &Path, plan: &plan::Plan) -> Result<Vec<PathBuf>, Error> {

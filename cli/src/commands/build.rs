@@ -9,7 +9,7 @@ use crate::args::{BuildArgs, GlobalArgs};
 use crate::printer::Printer;
 
 pub fn run(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<ExitCode> {
-    let prepared = super::prepare(global, &args.select)?;
+    let prepared = super::prepare_checked(global, &args.select)?;
     let plan = dp_engine::plan::plan(&prepared.graph, &prepared.selected)
         .map_err(dp_engine::Error::from)?;
     let target = prepared

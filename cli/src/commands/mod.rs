@@ -1,6 +1,7 @@
 //! One module per command; each returns the exit code of a run that could start.
 
 mod build;
+mod check;
 mod compile;
 mod ls;
 mod test;
@@ -26,9 +27,18 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
     match &cli.command {
         Command::Build(args) => build::run(&cli.global, args),
         Command::Compile(args) => compile::run(&cli.global, args),
+        Command::Check(args) => check::run(&cli.global, args),
         Command::Ls(args) => ls::run(&cli.global, args),
         Command::Test(args) => test::run(&cli.global, args),
     }
+}
+
+/// `prepare`, then the static checks of every selected model.
+fn prepare_checked(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<dp_engine::Prepared> {
+    let prepared = prepare(global, args)?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| miette::miette!("{e}"))?;
+    runtime.block_on(dp_engine::check(&prepared))?;
+    Ok(prepared)
 }
 
 fn prepare(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<dp_engine::Prepared> {

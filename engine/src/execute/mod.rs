@@ -4,7 +4,7 @@
 
 mod session;
 
-pub(crate) use session::{EmptyScans, new_session, register_relation};
+pub(crate) use session::{EmptyScans, new_session, register_relation, sql_error};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -266,7 +266,7 @@ fn reads_no_file(plan: &Arc<dyn ExecutionPlan>) -> bool {
 }
 
 /// A DataFusion error in a model's SQL, pointing at the model's file.
-pub(super) fn sql_error(model: &ModelPlan, error: &DataFusionError) -> ModelError {
+pub(crate) fn sql_error(model: &ModelPlan, error: &DataFusionError) -> ModelError {
     let message = error.strip_backtrace();
     let (file, at, message) = if let Some(diagnostic) = error.diagnostic()
         && let Some(span) = diagnostic.span

@@ -3,6 +3,8 @@
 //! compiled SQL can be traced back to the template it came from. In: a [`ModelGraph`] and the
 //! selected nodes. Out: a [`Plan`], in execution order.
 
+mod check;
+
 use std::collections::BTreeSet;
 use std::ops::Range;
 use std::sync::Arc;
@@ -16,6 +18,8 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 use crate::graph::{ModelGraph, NodeId};
 use crate::render::{Materialization, ModelConfig, RenderedModel, SourceMap};
 use crate::source::{SourceFile, span};
+
+pub use check::{CheckError, check};
 
 /// The selected models, in execution order, with the SQL each runs.
 #[derive(Debug, Clone)]

@@ -1,0 +1,199 @@
+//! CHECK: every model planned by DataFusion from schemas alone, without reading a data row.
+//! Sources' columns come from their declared types or their files' footers (or a Delta log);
+//! a model's upstream models stand in as empty tables with the schemas planned for them. What
+//! a model declares about its output (partition columns, tested columns, an enforced contract)
+//! is checked against the planned schema.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::TableReference;
+use datafusion::datasource::MemTable;
+use miette::SourceSpan;
+
+use super::{ModelPlan, Plan};
+use crate::audit::{Contract, check_contract};
+use crate::execute::{EmptyScans, ModelError, new_session, register_relation, sql_error};
+use crate::project::{Project, Relation, Subject};
+
+/// A mistake found by planning a model.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[non_exhaustive]
+pub enum CheckError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Model(#[from] ModelError),
+
+    #[error("`{model}` is partitioned by `{column}`, which it does not output")]
+    #[diagnostic(code(dp::check::partition_column))]
+    PartitionColumn {
+        model: String,
+        column: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("not among its columns")]
+        at: SourceSpan,
+        #[help]
+        help: String,
+    },
+
+    #[error("test `{test}` is on column `{column}`, which `{model}` does not output")]
+    #[diagnostic(code(dp::check::test_column))]
+    TestColumn {
+        test: String,
+        model: String,
+        column: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("no such column")]
+        at: SourceSpan,
+        #[help]
+        help: String,
+    },
+}
+
+/// Plan every model of `plan` (in its order) and return what is wrong, for the models for
+/// which `report(name)` is true. A model whose upstream could not be planned is not planned.
+pub async fn check(
+    project: &Project,
+    plan: &Plan,
+    report: impl Fn(&str) -> bool,
+) -> Vec<CheckError> {
+    let runtime = Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default());
+    let warehouse = url::Url::parse("memory:///").expect("a valid URL");
+    let mut schemas: BTreeMap<&str, SchemaRef> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for model in &plan.models {
+        if model
+            .upstream
+            .iter()
+            .any(|u| !schemas.contains_key(u.as_str()))
+        {
+            continue;
+        }
+        let found = check_model(project, model, &runtime, &warehouse, &schemas).await;
+        let problems_here = match found {
+            Ok((schema, problems_here)) => {
+                schemas.insert(&model.name, schema);
+                problems_here
+            }
+            Err(problem) => vec![problem],
+        };
+        if report(&model.name) {
+            // A source's problem shows once, however many models read the source.
+            for problem in problems_here {
+                if !problems
+                    .iter()
+                    .any(|p: &CheckError| p.to_string() == problem.to_string())
+                {
+                    problems.push(problem);
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// The model's planned output schema and the mistakes in what it declares about it; an error
+/// when its SQL does not plan.
+async fn check_model(
+    project: &Project,
+    model: &ModelPlan,
+    runtime: &Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    warehouse: &url::Url,
+    schemas: &BTreeMap<&str, SchemaRef>,
+) -> Result<(SchemaRef, Vec<CheckError>), CheckError> {
+    let session = new_session(runtime);
+    let empty = EmptyScans::default();
+    for id in &model.sources {
+        register_relation(
+            &session,
+            &Relation::Source(id.clone()),
+            warehouse,
+            &project.sources,
+            &empty,
+        )
+        .await?;
+    }
+    for upstream in &model.upstream {
+        let table = MemTable::try_new(schemas[upstream.as_str()].clone(), vec![vec![]])
+            .map_err(|error| sql_error(model, &error))?;
+        session
+            .register_table(TableReference::bare(upstream.as_str()), Arc::new(table))
+            .map_err(|error| sql_error(model, &error))?;
+    }
+    let frame = session
+        .sql(&model.sql)
+        .await
+        .map_err(|error| sql_error(model, &error))?;
+    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let mut problems = Vec::new();
+
+    for column in &model.config.partition_by {
+        if !columns.contains(&column.as_str()) {
+            problems.push(CheckError::PartitionColumn {
+                model: model.name.clone(),
+                help: help_columns(column, &columns),
+                at: model
+                    .file
+                    .find(column, model.file.find("partition_by", 0).offset()),
+                src: model.file.named(),
+                column: column.clone(),
+            });
+        }
+    }
+    for test in project
+        .data_tests
+        .iter()
+        .filter(|t| t.subject == Subject::Model(model.name.clone()))
+    {
+        if let Some(column) = &test.column
+            && !columns.contains(&column.as_str())
+        {
+            problems.push(CheckError::TestColumn {
+                test: test.name.clone(),
+                model: model.name.clone(),
+                help: help_columns(column, &columns),
+                column: column.clone(),
+                src: test.file.named(),
+                at: test
+                    .file
+                    .find(column, test.file.find(&model.name, 0).offset()),
+            });
+        }
+    }
+    let declared = project.models.get(&model.name);
+    if let Some((properties, file)) =
+        declared.and_then(|d| d.properties.as_ref().zip(d.properties_file.as_ref()))
+        && properties
+            .config
+            .contract
+            .as_ref()
+            .is_some_and(|c| c.enforced)
+    {
+        let contract = Contract {
+            columns: &properties.columns,
+            undeclared_allowed: &[],
+        };
+        if let Err(error) = check_contract(&session, contract, &schema).await {
+            problems.push(CheckError::Model(ModelError::Contract {
+                subject: format!("the output of `{}`", model.name),
+                differences: error.to_string(),
+                at: file.find("contract", file.find(&model.name, 0).offset()),
+                src: file.named(),
+            }));
+        }
+    }
+    Ok((schema, problems))
+}
+
+/// "did you mean" and the columns there are.
+fn help_columns(column: &str, columns: &[&str]) -> String {
+    let listed = format!("its columns: {}", columns.join(", "));
+    match crate::source::did_you_mean(column, columns.iter().copied()) {
+        Some(suggestion) => format!("{suggestion} ({listed})"),
+        None => listed,
+    }
+}
