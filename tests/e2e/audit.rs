@@ -282,3 +282,18 @@ fn a_model_whose_output_breaks_its_contract_is_not_written() {
     assert!(text.contains("models/marts/schema.yml"), "{text}");
     assert!(project.version("daily_summary").is_none());
 }
+
+#[test]
+fn a_day_without_data_skips_its_models_and_the_run_succeeds() {
+    let project = TestProject::example();
+    project.dp_ok(&["build", "--vars", "date=2024-01-15"]);
+    let before = project.files("warehouse");
+    let out = project.dp_ok(&["build", "--vars", "date=2024-02-01"]);
+    assert!(out.contains("NODATA"), "{out}");
+    let results = run_results(&project);
+    assert_eq!(results["success"], true);
+    for model in ["stg_events", "daily_summary", "cohort_revenue"] {
+        assert_eq!(model_status(&results, model), "no_data", "{model}");
+    }
+    assert_eq!(project.files("warehouse"), before, "nothing was published");
+}

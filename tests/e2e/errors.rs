@@ -58,3 +58,35 @@ fn every_mistake_is_a_diagnostic_and_publishes_nothing() {
         });
     }
 }
+
+#[test]
+fn check_reports_every_problem_of_a_project_at_once_as_json() {
+    let project = TestProject::fixture("errors/several_sql_problems");
+    let output = project.dp(&["check", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", both(&output));
+    let problems: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let problems = problems.as_array().unwrap();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert_eq!(problems[0]["file"], "models/first.sql");
+    assert_eq!(problems[0]["line"], 1);
+    assert_eq!(problems[0]["column"], 18);
+    assert_eq!(problems[0]["code"], "dp::execute::sql");
+    assert!(
+        problems[0]["help"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `user_id`?")
+    );
+    assert_eq!(problems[1]["file"], "models/second.sql");
+    assert_eq!(problems[1]["line"], 3);
+}
+
+#[test]
+fn check_passes_on_the_example_project_without_reading_or_writing_data() {
+    let project = TestProject::example();
+    let out = project.dp_ok(&["check"]);
+    assert!(out.contains("No problems found (4 models)"), "{out}");
+    assert!(!project.root.join("warehouse").exists());
+    let json = project.dp_ok(&["check", "--format", "json"]);
+    assert_eq!(json.trim(), "[]");
+}

@@ -10,16 +10,7 @@ use crate::args::{CheckArgs, CheckFormat, GlobalArgs};
 
 pub fn run(global: &GlobalArgs, args: &CheckArgs) -> miette::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| miette::miette!("{e}"))?;
-    let checked = dp_engine::prepare(&PrepareOptions {
-        project_dir: global.project_dir.clone(),
-        vars: args.select.vars.clone(),
-        select: args.select.select.clone(),
-        exclude: args.select.exclude.clone(),
-    })
-    .and_then(|prepared| {
-        runtime.block_on(dp_engine::check(&prepared))?;
-        Ok(prepared.graph.models.len())
-    });
+    let checked = check(&runtime, global, args);
     match (checked, args.format) {
         (Ok(models), CheckFormat::Human) => {
             if !global.quiet {
@@ -32,12 +23,12 @@ pub fn run(global: &GlobalArgs, args: &CheckArgs) -> miette::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         (Err(error), CheckFormat::Human) => {
-            eprintln!("{:?}", miette::Report::new(error));
+            eprintln!("{:?}", miette::Report::new(*error));
             Ok(super::pipeline_failed())
         }
         (Err(error), CheckFormat::Json) => {
             let mut records = Vec::new();
-            flatten(&error, &mut records);
+            flatten(error.as_ref(), &mut records);
             println!(
                 "{}",
                 serde_json::to_string_pretty(&records).unwrap_or_default()
@@ -45,6 +36,22 @@ pub fn run(global: &GlobalArgs, args: &CheckArgs) -> miette::Result<ExitCode> {
             Ok(super::pipeline_failed())
         }
     }
+}
+
+/// Load, render, resolve, select and plan: the number of models, or every problem found.
+fn check(
+    runtime: &tokio::runtime::Runtime,
+    global: &GlobalArgs,
+    args: &CheckArgs,
+) -> Result<usize, Box<dp_engine::Error>> {
+    let prepared = dp_engine::prepare(&PrepareOptions {
+        project_dir: global.project_dir.clone(),
+        vars: args.select.vars.clone(),
+        select: args.select.select.clone(),
+        exclude: args.select.exclude.clone(),
+    })?;
+    runtime.block_on(dp_engine::check(&prepared))?;
+    Ok(prepared.graph.models.len())
 }
 
 /// One JSON record per problem: a diagnostic that gathers others stands for them.

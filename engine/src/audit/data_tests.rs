@@ -19,11 +19,12 @@ pub fn relation_sql(relation: &Relation) -> String {
     }
 }
 
-/// The query returning the rows of `tested` (a SQL relation) that fail `test`.
-pub fn failing_rows_sql(test: &DataTest, tested: &str) -> String {
-    // `where:` narrows what is tested.
+/// The query returning the rows of `tested` (a SQL relation) that fail `test`; a relationships
+/// test reads `parent` when given, else the relation it names.
+pub fn failing_rows_sql(test: &DataTest, tested: &str, parent: Option<&str>) -> String {
+    // `where:` narrows what is tested (on its own line: it may end in a comment).
     let from = match &test.config.filter {
-        Some(filter) => format!("(select * from {tested} where {filter}) as tested"),
+        Some(filter) => format!("(select * from {tested} where {filter}\n) as tested"),
         None => format!("{tested} as tested"),
     };
     let column = test.column.as_deref().map(quote).unwrap_or_default();
@@ -36,8 +37,13 @@ pub fn failing_rows_sql(test: &DataTest, tested: &str) -> String {
              where {column} is not null group by {column} having count(*) > 1"
         ),
         // accepted_values: one failing row per value outside the list.
+        // (A null in the list would make `not in` never true: nulls are left out.)
         DataTestKind::AcceptedValues { values, quote } => {
-            let list: Vec<String> = values.iter().map(|v| literal(v, *quote)).collect();
+            let list: Vec<String> = values
+                .iter()
+                .filter(|v| !v.is_null())
+                .map(|v| literal(v, *quote))
+                .collect();
             format!(
                 "select {column} as value_field, count(*) as n_records from {from} \
                  where {column} is not null and {column} not in ({}) group by {column}",
@@ -49,7 +55,7 @@ pub fn failing_rows_sql(test: &DataTest, tested: &str) -> String {
             "select tested.{column} as from_field from {from} \
              left join {} as parent on tested.{column} = parent.{} \
              where tested.{column} is not null and parent.{} is null",
-            relation_sql(to),
+            parent.map_or_else(|| relation_sql(to), str::to_string),
             self::quote(field),
             self::quote(field)
         ),

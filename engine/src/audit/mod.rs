@@ -156,6 +156,7 @@ async fn failing_rows_report(
         .await?;
     let failures = count
         .first()
+        .filter(|batch| batch.num_rows() == 1)
         .and_then(|batch| {
             batch
                 .column(0)
@@ -163,7 +164,11 @@ async fn failing_rows_report(
                 .downcast_ref::<datafusion::arrow::array::Int64Array>()
                 .map(|c| c.value(0))
         })
-        .unwrap_or(0) as u64;
+        .ok_or_else(|| {
+            datafusion::error::DataFusionError::Internal(
+                "the count of failing rows is not one number".into(),
+            )
+        })? as u64;
     if failures == 0 {
         return Ok((0, String::new(), None));
     }
@@ -181,7 +186,22 @@ async fn write_failures(
     limit: Option<u64>,
     dir: &Path,
 ) -> Option<PathBuf> {
-    let path = dir.join(format!("{name}.csv"));
+    // A test's name may be anything a user wrote: keep it to one safe file name.
+    let mut file: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(120)
+        .collect();
+    if file.is_empty() {
+        file.push('_');
+    }
+    let path = dir.join(format!("{file}.csv"));
     let _ = std::fs::remove_file(&path);
     std::fs::create_dir_all(dir).ok()?;
     let rows = rows.limit(0, limit.map(|l| l as usize)).ok()?;
@@ -275,7 +295,7 @@ pub async fn run_tests(
             if let crate::project::DataTestKind::Relationships { to, .. } = &test.kind {
                 relations.push(to.clone());
             }
-            let sql = failing_rows_sql(test, &relation_sql(&test.subject));
+            let sql = failing_rows_sql(test, &relation_sql(&test.subject), None);
             let result = test_published(
                 project,
                 &runtime,
@@ -348,7 +368,7 @@ async fn test_published(
     config: &TestConfig,
 ) -> TestResult {
     let session = crate::execute::new_session(runtime);
-    let empty = crate::execute::EmptyScans::default();
+    let empty = crate::execute::SourceScans::default();
     for relation in relations {
         if let Err(error) = crate::execute::register_relation(
             &session,

@@ -28,6 +28,8 @@ use crate::render::RenderOptions;
 struct Rows {
     columns: Vec<String>,
     values: Vec<BTreeMap<String, Option<String>>>,
+    /// Columns with a value written as a YAML string: they are text, even if `'007'`.
+    quoted: BTreeSet<String>,
 }
 
 /// Run `test` with the run's `vars` (the test's own overrides win).
@@ -79,7 +81,7 @@ async fn run(
     let mut given = BTreeSet::new();
     for (input, relation) in properties.given.iter().zip(&test.inputs) {
         let rows = read_rows(&input.rows)?;
-        let batch = mock_batch(&session, &rows, declared_columns(project, relation)).await?;
+        let batch = mock_batch(&session, &rows, &declared_columns(project, relation)).await?;
         register(&session, relation, batch)?;
         given.insert(relation.clone());
     }
@@ -122,6 +124,7 @@ fn read_rows(rows: &UnitTestRows) -> Result<Rows, String> {
     };
     let mut columns: Vec<String> = Vec::new();
     let mut values = Vec::new();
+    let mut quoted = BTreeSet::new();
     match rows.format {
         RowsFormat::Dict => {
             let list = match &rows.rows {
@@ -145,6 +148,9 @@ fn read_rows(rows: &UnitTestRows) -> Result<Rows, String> {
                         .to_string();
                     if !columns.contains(&key) {
                         columns.push(key.clone());
+                    }
+                    if value.is_string() {
+                        quoted.insert(key.clone());
                     }
                     parsed.insert(key, text(value));
                 }
@@ -182,21 +188,37 @@ fn read_rows(rows: &UnitTestRows) -> Result<Rows, String> {
             }
         }
     }
-    Ok(Rows { columns, values })
+    Ok(Rows {
+        columns,
+        values,
+        quoted,
+    })
 }
 
-/// The columns declared for a model or source table.
-fn declared_columns<'a>(project: &'a Project, relation: &Relation) -> &'a [ColumnProperties] {
+/// The columns declared for a model or source table, with their SQL types where declared; a
+/// source's hive partition columns are text.
+fn declared_columns(project: &Project, relation: &Relation) -> Vec<(String, Option<String>)> {
+    let typed = |columns: &[ColumnProperties]| -> Vec<(String, Option<String>)> {
+        columns
+            .iter()
+            .map(|c| (c.name.clone(), c.data_type.clone()))
+            .collect()
+    };
     match relation {
         Relation::Model(name) => project
             .models
             .get(name)
             .and_then(|m| m.properties.as_ref())
-            .map_or(&[], |p| p.columns.as_slice()),
-        Relation::Source(id) => project
-            .sources
-            .get(id)
-            .map_or(&[], |s| s.columns.as_slice()),
+            .map_or_else(Vec::new, |p| typed(&p.columns)),
+        Relation::Source(id) => project.sources.get(id).map_or_else(Vec::new, |source| {
+            let mut columns = typed(&source.columns);
+            for partition in &source.partitioned_by {
+                if !columns.iter().any(|(name, _)| name == partition) {
+                    columns.push((partition.clone(), Some("varchar".into())));
+                }
+            }
+            columns
+        }),
     }
 }
 
@@ -205,9 +227,9 @@ fn declared_columns<'a>(project: &'a Project, relation: &Relation) -> &'a [Colum
 async fn mock_batch(
     session: &SessionContext,
     rows: &Rows,
-    declared: &[ColumnProperties],
+    declared: &[(String, Option<String>)],
 ) -> Result<RecordBatch, String> {
-    let mut names: Vec<String> = declared.iter().map(|c| c.name.clone()).collect();
+    let mut names: Vec<String> = declared.iter().map(|(name, _)| name.clone()).collect();
     names.extend(
         rows.columns
             .iter()
@@ -225,10 +247,11 @@ async fn mock_batch(
             .collect();
         let declared_type = declared
             .iter()
-            .find(|c| &c.name == name)
-            .and_then(|c| c.data_type.as_deref());
+            .find(|(declared, _)| declared == name)
+            .and_then(|(_, data_type)| data_type.as_deref());
         let data_type = match declared_type {
             Some(sql) => sql_type(session, sql).await?,
+            None if rows.quoted.contains(name) => DataType::Utf8,
             None => infer_type(&texts),
         };
         let array = typed(&texts, &data_type).map_err(|e| format!("column `{name}`: {e}"))?;
@@ -238,7 +261,7 @@ async fn mock_batch(
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| e.to_string())
 }
 
-/// The narrowest of integer, float, boolean and text that holds every value.
+/// The narrowest of integer, float, boolean and text that holds every value (written unquoted).
 fn infer_type(texts: &[Option<String>]) -> DataType {
     let present: Vec<&str> = texts.iter().flatten().map(String::as_str).collect();
     if present.is_empty() {
@@ -291,13 +314,19 @@ fn register(
     Ok(())
 }
 
+/// A value as text, `None` for null: an empty string and a null are different values.
+fn cell(array: &ArrayRef, row: usize) -> Option<String> {
+    use datafusion::arrow::array::Array;
+    (!array.is_null(row)).then(|| array_value_to_string(array, row).unwrap_or_default())
+}
+
 /// Compare the output with the expected rows on the expected columns, ignoring order.
 fn compare(
     schema: &Schema,
     output: &[RecordBatch],
     expected: &Rows,
 ) -> Result<Option<(u64, String)>, String> {
-    let mut actual_rows: Vec<Vec<String>> = Vec::new();
+    let mut actual_rows: Vec<Vec<Option<String>>> = Vec::new();
     let mut types = Vec::new();
     let mut indices = Vec::new();
     for column in &expected.columns {
@@ -312,13 +341,13 @@ fn compare(
             actual_rows.push(
                 indices
                     .iter()
-                    .map(|&i| array_value_to_string(batch.column(i), row).unwrap_or_default())
+                    .map(|&i| cell(batch.column(i), row))
                     .collect(),
             );
         }
     }
     // Expected values go through the output's types, so that `12.5` meets `12.50`.
-    let mut expected_rows: Vec<Vec<String>> = vec![Vec::new(); expected.values.len()];
+    let mut expected_rows: Vec<Vec<Option<String>>> = vec![Vec::new(); expected.values.len()];
     for (column, data_type) in expected.columns.iter().zip(&types) {
         let texts: Vec<Option<String>> = expected
             .values
@@ -328,7 +357,7 @@ fn compare(
         let array =
             typed(&texts, data_type).map_err(|e| format!("expected column `{column}`: {e}"))?;
         for (row, values) in expected_rows.iter_mut().enumerate() {
-            values.push(array_value_to_string(&array, row).unwrap_or_default());
+            values.push(cell(&array, row));
         }
     }
     let mut unexpected = actual_rows.clone();
@@ -344,14 +373,17 @@ fn compare(
     if missing.is_empty() && unexpected.is_empty() {
         return Ok(None);
     }
-    let show = |rows: &[Vec<String>]| -> String {
+    let show = |rows: &[Vec<Option<String>>]| -> String {
         rows.iter()
             .map(|row| {
                 let cells: Vec<String> = expected
                     .columns
                     .iter()
                     .zip(row)
-                    .map(|(c, v)| format!("{c}: {}", if v.is_empty() { "null" } else { v }))
+                    .map(|(c, v)| match v {
+                        Some(v) => format!("{c}: {v:?}").replace('"', ""),
+                        None => format!("{c}: null"),
+                    })
                     .collect();
                 format!("    {{{}}}\n", cells.join(", "))
             })

@@ -4,7 +4,7 @@
 
 mod session;
 
-pub(crate) use session::{EmptyScans, new_session, register_relation, sql_error};
+pub(crate) use session::{SourceScans, new_session, register_relation, sql_error};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -316,23 +316,30 @@ pub async fn build(
             if started_models[index] || running.len() >= threads {
                 continue;
             }
-            let upstream: Vec<usize> = dependencies(project, model)
+            let upstream: Vec<usize> = dependencies(project, model, &to_build)
                 .filter_map(|u| in_build.get(u).copied())
                 .collect();
             if upstream.iter().any(|&u| outcome.results[u].is_none()) {
                 continue;
             }
             started_models[index] = true;
-            let broken = upstream
-                .iter()
-                .filter_map(|&u| outcome.results[u].as_ref())
-                .find(|r| !r.status.succeeded());
-            if let Some(broken) = broken {
-                let because = broken.model.clone();
-                outcome.record(
-                    index,
-                    ModelResult::new(model, ModelStatus::Skipped { because }),
-                );
+            let upstream_results = upstream.iter().filter_map(|&u| outcome.results[u].as_ref());
+            let not_built = upstream_results.clone().find(|r| !r.status.succeeded());
+            let no_data = upstream_results
+                .clone()
+                .find(|r| matches!(r.status, ModelStatus::NoData { .. }));
+            let status = match (not_built, no_data) {
+                (Some(broken), _) => Some(ModelStatus::Skipped {
+                    because: broken.model.clone(),
+                }),
+                // Nothing new upstream: nothing to build from it either.
+                (None, Some(empty)) => Some(ModelStatus::NoData {
+                    reason: format!("upstream `{}` had no data", empty.model),
+                }),
+                (None, None) => None,
+            };
+            if let Some(status) = status {
+                outcome.record(index, ModelResult::new(model, status));
                 continue;
             }
             reporter.report(RunEvent::ModelStarted {
@@ -394,7 +401,11 @@ pub async fn build(
 
 /// The models `model` waits for: those it reads, and those its relationships tests read (a
 /// test on published data must see them built).
-fn dependencies<'a>(project: &'a Project, model: &'a ModelPlan) -> impl Iterator<Item = &'a str> {
+fn dependencies<'a>(
+    project: &'a Project,
+    model: &'a ModelPlan,
+    to_build: &'a [&'a ModelPlan],
+) -> impl Iterator<Item = &'a str> {
     let tested =
         project
             .data_tests
@@ -406,10 +417,37 @@ fn dependencies<'a>(project: &'a Project, model: &'a ModelPlan) -> impl Iterator
                         to: Subject::Model(to),
                         ..
                     },
-                ) if *name == model.name && *to != model.name => Some(to.as_str()),
+                    // A model that reads this one cannot be waited for: its test sees the published
+                    // table instead.
+                ) if *name == model.name
+                    && *to != model.name
+                    && !reads(to_build, to, &model.name) =>
+                {
+                    Some(to.as_str())
+                }
                 _ => None,
             });
     model.upstream.iter().map(String::as_str).chain(tested)
+}
+
+/// Whether the build's model `reader` reads `read`, directly or not.
+fn reads(to_build: &[&ModelPlan], reader: &str, read: &str) -> bool {
+    let mut stack = vec![reader];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(name) = stack.pop() {
+        let Some(plan) = to_build.iter().find(|m| m.name == name) else {
+            continue;
+        };
+        for upstream in &plan.upstream {
+            if upstream == read {
+                return true;
+            }
+            if seen.insert(upstream.as_str()) {
+                stack.push(upstream);
+            }
+        }
+    }
+    false
 }
 
 /// The results of a build's models as they finish, each reported when recorded.
@@ -439,6 +477,9 @@ async fn run_model(context: &BuildContext, model: &ModelPlan) -> ModelResult {
     if let Err(error) = publish_model(context, model, &mut result).await {
         tracing::info!(error = %error, "model failed");
         result.status = ModelStatus::Failed(Arc::new(error));
+        // Nothing of it was published.
+        result.rows = 0;
+        result.partitions.clear();
     }
     result.elapsed = started.elapsed();
     tracing::info!(
@@ -470,7 +511,7 @@ async fn publish_model(
     }
     blocking_failures(model, &result.tests)?;
 
-    let (session, empty_scans) = session::for_model(context, model).await?;
+    let (session, source_scans) = session::for_model(context, model).await?;
     let frame = session
         .sql(&model.sql)
         .await
@@ -481,7 +522,7 @@ async fn publish_model(
         .create_physical_plan()
         .await
         .map_err(|error| session::sql_error(model, &error))?;
-    if let Some(reason) = missing_data(context, &empty_scans)? {
+    if let Some(reason) = missing_data(context, &source_scans)? {
         tracing::warn!(model = %model.name, %reason, "no data: nothing published");
         result.status = ModelStatus::NoData { reason };
         return Ok(());
@@ -558,11 +599,15 @@ async fn audit_staged(
                 to,
                 warehouse,
                 &context.project.sources,
-                &EmptyScans::default(),
+                &SourceScans::default(),
             )
             .await?;
         }
-        let sql = crate::audit::failing_rows_sql(test, "\"staged-output\"");
+        let staged = "\"staged-output\"";
+        // A relationship within the model itself is checked against its new rows.
+        let parent = matches!(&test.kind, crate::project::DataTestKind::Relationships { to: Subject::Model(to), .. } if *to == model.name)
+            .then_some(staged);
+        let sql = crate::audit::failing_rows_sql(test, staged, parent);
         results.push(
             run_query_test(
                 session,
@@ -635,10 +680,10 @@ async fn check_model_contract(
 /// `fail`, the reason to skip for `skip`.
 fn missing_data(
     context: &BuildContext,
-    empty_scans: &EmptyScans,
+    source_scans: &SourceScans,
 ) -> Result<Option<String>, ModelError> {
     let mut skipped = None;
-    for (source_id, filters) in empty_scans.take() {
+    for (source_id, filters) in source_scans.missing() {
         let source = &context.project.sources[&source_id];
         match source.on_missing_partition {
             MissingPartition::Fail => {

@@ -27,14 +27,24 @@ use crate::plan::{ModelPlan, sql_error_location};
 use crate::project::{Relation, SourceFormat, SourceTable};
 use crate::storage::{StorageError, model_table_url, open_published};
 
-/// Scans of Parquet sources that found no file: the source, and the filters it was read with.
+/// Every scan of a Parquet source in a session: the source, the filters it was read with, and
+/// whether it found any file.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct EmptyScans(Arc<Mutex<Vec<(String, String)>>>);
+pub(crate) struct SourceScans(Arc<Mutex<Vec<(String, String, bool)>>>);
 
-impl EmptyScans {
-    /// Each empty scan: the source's id and the filters that found nothing.
-    pub(crate) fn take(&self) -> Vec<(String, String)> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+impl SourceScans {
+    /// The sources every scan of which found no file, with the filters of one such scan: a
+    /// source one scan of which found files has data for this build.
+    pub(crate) fn missing(&self) -> Vec<(String, String)> {
+        let scans = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut empty: Vec<(String, String)> = Vec::new();
+        for (source, filters, _) in &scans {
+            let all_empty = scans.iter().filter(|s| &s.0 == source).all(|s| !s.2);
+            if all_empty && !empty.iter().any(|(s, _)| s == source) {
+                empty.push((source.clone(), filters.clone()));
+            }
+        }
+        empty
     }
 }
 
@@ -52,14 +62,19 @@ pub(crate) async fn register_relation(
     relation: &Relation,
     warehouse: &url::Url,
     sources: &std::collections::BTreeMap<String, SourceTable>,
-    empty_scans: &EmptyScans,
+    source_scans: &SourceScans,
 ) -> Result<(), ModelError> {
     let sql = crate::audit::relation_sql(relation);
     if session.table_exist(sql.as_str()).unwrap_or(false) {
         return Ok(());
     }
     match relation {
-        Relation::Source(id) => register_source(session, &sources[id], empty_scans).await,
+        Relation::Source(id) => {
+            let source = sources.get(id).ok_or_else(|| ModelError::Internal {
+                message: format!("source `{id}` is not declared"),
+            })?;
+            register_source(session, source, source_scans).await
+        }
         Relation::Model(name) => {
             let url = model_table_url(warehouse, name);
             let table = open_published(&url, name).await?;
@@ -84,9 +99,9 @@ pub(crate) async fn register_relation(
 pub(super) async fn for_model(
     context: &super::BuildContext,
     model: &ModelPlan,
-) -> Result<(SessionContext, EmptyScans), ModelError> {
+) -> Result<(SessionContext, SourceScans), ModelError> {
     let session = new_session(&context.runtime);
-    let empty_scans = EmptyScans::default();
+    let source_scans = SourceScans::default();
     let relations = model
         .sources
         .iter()
@@ -98,11 +113,11 @@ pub(super) async fn for_model(
             &relation,
             &context.options.warehouse,
             &context.project.sources,
-            &empty_scans,
+            &source_scans,
         )
         .await?;
     }
-    Ok((session, empty_scans))
+    Ok((session, source_scans))
 }
 
 async fn delta_provider(
@@ -119,7 +134,7 @@ async fn delta_provider(
 pub(crate) async fn register_source(
     session: &SessionContext,
     source: &SourceTable,
-    empty_scans: &EmptyScans,
+    source_scans: &SourceScans,
 ) -> Result<(), ModelError> {
     let unreadable = |message: String| ModelError::Source {
         source_id: source.id(),
@@ -153,7 +168,7 @@ pub(crate) async fn register_source(
             Arc::new(RecordingTable {
                 inner: Arc::new(table),
                 source: source.id(),
-                empty_scans: empty_scans.clone(),
+                source_scans: source_scans.clone(),
             })
         }
         SourceFormat::Delta => {
@@ -201,7 +216,7 @@ pub(crate) async fn register_source(
 struct RecordingTable {
     inner: Arc<ListingTable>,
     source: String,
-    empty_scans: EmptyScans,
+    source_scans: SourceScans,
 }
 
 #[async_trait]
@@ -229,22 +244,20 @@ impl TableProvider for RecordingTable {
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let plan = self.inner.scan(state, projection, filters, limit).await?;
-        if reads_no_file(&plan) {
-            let filters: Vec<String> = filters
-                .iter()
-                .map(|f| f.human_display().to_string())
-                .collect();
-            let filters = if filters.is_empty() {
-                "no filter".to_string()
-            } else {
-                filters.join(" and ")
-            };
-            self.empty_scans
-                .0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((self.source.clone(), filters));
-        }
+        let filters: Vec<String> = filters
+            .iter()
+            .map(|f| f.human_display().to_string())
+            .collect();
+        let filters = if filters.is_empty() {
+            "no filter".to_string()
+        } else {
+            filters.join(" and ")
+        };
+        self.source_scans
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((self.source.clone(), filters, !reads_no_file(&plan)));
         Ok(plan)
     }
 }
@@ -267,8 +280,9 @@ fn reads_no_file(plan: &Arc<dyn ExecutionPlan>) -> bool {
 
 /// A DataFusion error in a model's SQL, pointing at the model's file.
 pub(crate) fn sql_error(model: &ModelPlan, error: &DataFusionError) -> ModelError {
-    let message = error.strip_backtrace();
-    let (file, at, message) = if let Some(diagnostic) = error.diagnostic()
+    let full = error.strip_backtrace();
+    let diagnostic = error.diagnostic();
+    let (file, at, message) = if let Some(diagnostic) = diagnostic
         && let Some(span) = diagnostic.span
     {
         let len = if span.end.line == span.start.line {
@@ -278,22 +292,73 @@ pub(crate) fn sql_error(model: &ModelPlan, error: &DataFusionError) -> ModelErro
         };
         let (file, at) = model.locate_line(span.start.line, span.start.column, len.max(1));
         (file, at, diagnostic.message.clone())
-    } else if let Some((line, column, clean)) = sql_error_location(&message) {
+    } else if let Some((line, column, clean)) = sql_error_location(&full) {
         let (file, at) = model.locate_line(line, column, 1);
         (file, at, clean)
+    } else if let Some((function, message)) = function_mismatch(&full) {
+        // DataFusion gives no position for a call that matches no signature: find the call.
+        let at = model.file.find(&format!("{function}("), 0);
+        (model.file.clone(), at, message)
     } else {
-        (model.file.clone(), (0, 0).into(), message)
+        (model.file.clone(), (0, 0).into(), full.clone())
     };
+    let notes = diagnostic.into_iter().flat_map(|d| {
+        d.helps
+            .iter()
+            .map(|h| h.message.clone())
+            .chain(d.notes.iter().map(|n| n.message.clone()))
+    });
+    let help: Vec<String> = notes
+        .chain(column_candidates(&full))
+        .chain(signatures(&full))
+        .collect();
     ModelError::Sql {
         model: model.name.clone(),
         message,
         src: file.named(),
         at,
-        help: error
-            .diagnostic()
-            .and_then(|d| d.helps.first())
-            .map(|h| h.message.clone()),
+        help: (!help.is_empty()).then(|| help.join("\n")),
     }
+}
+
+/// `Function 'sum' expects 1 arguments but received 2`: the function and that sentence.
+fn function_mismatch(message: &str) -> Option<(String, String)> {
+    let start = message.find("Function '")?;
+    let rest = &message[start..];
+    let function = rest["Function '".len()..].split('\'').next()?.to_string();
+    let sentence = rest.split([',', '.']).next()?.trim().to_string();
+    Some((function, sentence))
+}
+
+/// The signatures DataFusion lists for a call that matches none.
+fn signatures(message: &str) -> Option<String> {
+    let (_, list) = message.split_once("Candidate functions:")?;
+    let candidates: Vec<&str> = list.split_whitespace().collect();
+    Some(format!("it takes: {}", candidates.join(", ")))
+}
+
+/// For an unknown column: the closest column that exists, and all of them, from DataFusion's
+/// "No field named x. Valid fields are a.b, c." message.
+fn column_candidates(message: &str) -> Option<String> {
+    let (_, valid) = message.split_once("Valid fields are ")?;
+    let columns: Vec<&str> = valid
+        .trim_end()
+        .trim_end_matches('.')
+        .split(", ")
+        .map(|field| field.rsplit('.').next().unwrap_or(field).trim_matches('"'))
+        .collect();
+    let unknown = message
+        .split_once("No field named ")
+        .map(|(_, rest)| rest.split(['.', ' ']).find(|w| !w.is_empty()).unwrap_or(""))
+        .unwrap_or("")
+        .trim_matches('"');
+    let listed = format!("columns here: {}", columns.join(", "));
+    Some(
+        match crate::source::did_you_mean(unknown, columns.iter().copied()) {
+            Some(suggestion) => format!("{suggestion} ({listed})"),
+            None => listed,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -321,7 +386,7 @@ mod tests {
         register_source(
             &session,
             &project.sources["raw.events"],
-            &EmptyScans::default(),
+            &SourceScans::default(),
         )
         .await
         .unwrap();

@@ -14,7 +14,7 @@ use miette::SourceSpan;
 
 use super::{ModelPlan, Plan};
 use crate::audit::{Contract, check_contract};
-use crate::execute::{EmptyScans, ModelError, new_session, register_relation, sql_error};
+use crate::execute::{ModelError, SourceScans, new_session, register_relation, sql_error};
 use crate::project::{Project, Relation, Subject};
 
 /// A mistake found by planning a model.
@@ -105,7 +105,7 @@ async fn check_model(
     schemas: &BTreeMap<&str, SchemaRef>,
 ) -> Result<(SchemaRef, Vec<CheckError>), CheckError> {
     let session = new_session(runtime);
-    let empty = EmptyScans::default();
+    let empty = SourceScans::default();
     for id in &model.sources {
         register_relation(
             &session,

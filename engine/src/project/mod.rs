@@ -117,6 +117,8 @@ pub enum LoadError {
         src: miette::NamedSource<std::sync::Arc<str>>,
         #[label("here")]
         at: SourceSpan,
+        #[help]
+        help: Option<String>,
     },
 
     #[error("model `{name}` is defined twice")]
@@ -403,6 +405,25 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
     for test in &unit_tests {
         check_unit_test(test, &models, &sources, &mut problems);
     }
+    for test in &data_tests {
+        if let DataTestKind::Relationships { to, .. } = &test.kind {
+            let known = match to {
+                Relation::Model(name) => models.contains_key(name),
+                Relation::Source(id) => sources.contains_key(id),
+            };
+            if !known {
+                problems.push(LoadError::InvalidTest {
+                    message: match to {
+                        Relation::Model(name) => format!("test `{}` relates to unknown model `{name}`", test.name),
+                        Relation::Source(id) => format!("test `{}` relates to undeclared source `{id}`", test.name),
+                    },
+                    src: test.file.named(),
+                    at: test.at,
+                    help: Some("`to:` names a model, ref('model'), or a declared source table, source('source', 'table')".into()),
+                });
+            }
+        }
+    }
     let mut seen = BTreeMap::new();
     for test in &mut data_tests {
         let count = seen.entry(test.name.clone()).or_insert(0);
@@ -599,6 +620,14 @@ fn add_source(
     }
 }
 
+/// For serde's "unknown field `x`, expected one of `a`, `b`": the closest expected key.
+fn unknown_field_suggestion(message: &str) -> Option<String> {
+    let (_, rest) = message.split_once("unknown field `")?;
+    let (field, rest) = rest.split_once('`')?;
+    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    crate::source::did_you_mean(field, expected)
+}
+
 /// A model's name becomes its table's folder and a SQL identifier: letters, digits and `_` only.
 fn is_model_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -683,6 +712,7 @@ fn parse_yaml<T: serde::de::DeserializeOwned>(file: &SourceFile) -> Result<T, Lo
             .unwrap_or(&message)
             .to_string();
         LoadError::Yaml {
+            help: unknown_field_suggestion(&message),
             message: format!("{}: {message}", file.path().display()),
             src: file.named(),
             at,
@@ -733,6 +763,48 @@ mod tests {
                 .iter()
                 .all(|p| matches!(p, LoadError::BadModelName { .. }))
         );
+    }
+
+    fn validator(name: &str) -> jsonschema::Validator {
+        let schema = json_schemas()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .unwrap()
+            .1;
+        jsonschema::validator_for(&serde_json::from_str(&schema).unwrap()).unwrap()
+    }
+
+    fn as_json(yaml: &str) -> serde_json::Value {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn the_example_projects_yaml_files_satisfy_the_json_schemas() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../example_project");
+        let project = validator("dp_project.schema.json");
+        let text = std::fs::read_to_string(root.join(PROJECT_FILE)).unwrap();
+        assert!(project.is_valid(&as_json(&text)), "{text}");
+        let properties = validator("properties.schema.json");
+        let files = read_tree(&root, "models", "yml").unwrap();
+        assert!(files.len() >= 3);
+        for file in files {
+            let errors: Vec<String> = properties
+                .iter_errors(&as_json(file.text()))
+                .map(|e| e.to_string())
+                .collect();
+            assert!(errors.is_empty(), "{}: {errors:?}", file.path().display());
+        }
+    }
+
+    #[test]
+    fn the_schema_and_the_loader_both_reject_an_unknown_key() {
+        let yaml = "models:\n  - name: orders\n    config:\n      materialised: table\n";
+        assert!(!validator("properties.schema.json").is_valid(&as_json(yaml)));
+        let file = SourceFile::new("models/schema.yml", yaml);
+        assert!(parse_yaml::<PropertiesFile>(&file).is_err());
+        let project = "name: p\nvarz: {}\n";
+        assert!(!validator("dp_project.schema.json").is_valid(&as_json(project)));
+        assert!(parse_yaml::<ProjectConfig>(&SourceFile::new(PROJECT_FILE, project)).is_err());
     }
 
     #[test]
