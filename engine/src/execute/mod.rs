@@ -143,8 +143,10 @@ pub enum ModelError {
         message: String,
         #[source_code]
         src: miette::NamedSource<Arc<str>>,
-        #[label("here")]
+        #[label("{label}")]
         at: SourceSpan,
+        /// `here`, or which macro call wrote the offending SQL.
+        label: String,
         #[help]
         help: Option<String>,
     },

@@ -315,10 +315,29 @@ pub(crate) fn sql_error(model: &ModelPlan, error: &DataFusionError) -> ModelErro
     ModelError::Sql {
         model: model.name.clone(),
         message,
+        label: macro_call(&file, at).map_or_else(
+            || "here".to_string(),
+            |name| format!("in the SQL that macro `{name}` wrote"),
+        ),
         src: file.named(),
         at,
         help: (!help.is_empty()).then(|| help.join("\n")),
     }
+}
+
+/// The macro whose call `at` spans, when the offending SQL came out of a macro.
+fn macro_call(file: &crate::source::SourceFile, at: miette::SourceSpan) -> Option<String> {
+    let text = file.text().get(at.offset()..at.offset() + at.len())?;
+    let before = file.text().get(..at.offset())?.trim_end();
+    if !(before.ends_with("{{") || before.ends_with("{{-")) {
+        return None;
+    }
+    let (name, _) = text.split_once('(')?;
+    let name = name.trim();
+    let builtin = ["ref", "source", "var", "env_var", "config"].contains(&name);
+    let identifier =
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    (identifier && !builtin).then(|| name.to_string())
 }
 
 /// `Function 'sum' expects 1 arguments but received 2`: the function and that sentence.
