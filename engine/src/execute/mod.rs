@@ -408,27 +408,23 @@ fn dependencies<'a>(
     model: &'a ModelPlan,
     to_build: &'a [&'a ModelPlan],
 ) -> impl Iterator<Item = &'a str> {
-    let tested =
-        project
-            .data_tests
-            .iter()
-            .filter_map(move |test| match (&test.subject, &test.kind) {
-                (
-                    Subject::Model(name),
-                    crate::project::DataTestKind::Relationships {
-                        to: Subject::Model(to),
-                        ..
-                    },
-                    // A model that reads this one cannot be waited for: its test sees the published
-                    // table instead.
-                ) if *name == model.name
-                    && *to != model.name
-                    && !reads(to_build, to, &model.name) =>
-                {
-                    Some(to.as_str())
-                }
-                _ => None,
-            });
+    let tested = project
+        .data_tests_of(&Subject::Model(model.name.clone()))
+        .iter()
+        .filter_map(move |test| match (&test.subject, &test.kind) {
+            (
+                Subject::Model(name),
+                crate::project::DataTestKind::Relationships {
+                    to: Subject::Model(to),
+                    ..
+                },
+                // A model that reads this one cannot be waited for: its test sees the published
+                // table instead.
+            ) if *name == model.name && *to != model.name && !reads(to_build, to, &model.name) => {
+                Some(to.as_str())
+            }
+            _ => None,
+        });
     model.upstream.iter().map(String::as_str).chain(tested)
 }
 
@@ -579,12 +575,9 @@ async fn audit_staged(
     staged: &crate::storage::StagedWrite,
     model: &ModelPlan,
 ) -> Result<Vec<TestResult>, ModelError> {
-    let tests: Vec<_> = context
+    let tests = context
         .project
-        .data_tests
-        .iter()
-        .filter(|t| t.subject == Subject::Model(model.name.clone()))
-        .collect();
+        .data_tests_of(&Subject::Model(model.name.clone()));
     if tests.is_empty() {
         return Ok(Vec::new());
     }

@@ -4,12 +4,13 @@
 //! a model declares about its output (partition columns, tested columns, an enforced contract)
 //! is checked against the planned schema.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::TableReference;
 use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
 use miette::SourceSpan;
 
 use super::{ModelPlan, Plan};
@@ -60,29 +61,37 @@ pub async fn check(
     plan: &Plan,
     report: impl Fn(&str) -> bool,
 ) -> Vec<CheckError> {
+    // One session for the whole project: each source is registered (its footers read) once,
+    // and each planned model becomes an empty table that its consumers are planned against.
     let runtime = Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default());
+    let session = new_session(&runtime);
     let warehouse = url::Url::parse("memory:///").expect("a valid URL");
-    let mut schemas: BTreeMap<&str, SchemaRef> = BTreeMap::new();
+    let scans = SourceScans::default();
+    let mut planned: BTreeSet<&str> = BTreeSet::new();
     let mut problems = Vec::new();
     for model in &plan.models {
-        if model
-            .upstream
-            .iter()
-            .any(|u| !schemas.contains_key(u.as_str()))
-        {
+        if model.upstream.iter().any(|u| !planned.contains(u.as_str())) {
             continue;
         }
-        let found = check_model(project, model, &runtime, &warehouse, &schemas).await;
-        let problems_here = match found {
-            Ok((schema, problems_here)) => {
-                schemas.insert(&model.name, schema);
-                problems_here
+        let mut found = Vec::new();
+        for id in &model.sources {
+            let relation = Relation::Source(id.clone());
+            let registered =
+                register_relation(&session, &relation, &warehouse, &project.sources, &scans).await;
+            found.extend(registered.err().map(CheckError::from));
+        }
+        if found.is_empty() {
+            match check_model(project, model, &session).await {
+                Ok(declared) => {
+                    planned.insert(&model.name);
+                    found = declared;
+                }
+                Err(problem) => found.push(problem),
             }
-            Err(problem) => vec![problem],
-        };
+        }
         if report(&model.name) {
             // A source's problem shows once, however many models read the source.
-            for problem in problems_here {
+            for problem in found {
                 if !problems
                     .iter()
                     .any(|p: &CheckError| p.to_string() == problem.to_string())
@@ -95,39 +104,25 @@ pub async fn check(
     problems
 }
 
-/// The model's planned output schema and the mistakes in what it declares about it; an error
-/// when its SQL does not plan.
+/// Plan the model, register its output as an empty table, and return the mistakes in what it
+/// declares about its output; an error when its SQL does not plan.
 async fn check_model(
     project: &Project,
     model: &ModelPlan,
-    runtime: &Arc<datafusion::execution::runtime_env::RuntimeEnv>,
-    warehouse: &url::Url,
-    schemas: &BTreeMap<&str, SchemaRef>,
-) -> Result<(SchemaRef, Vec<CheckError>), CheckError> {
-    let session = new_session(runtime);
-    let empty = SourceScans::default();
-    for id in &model.sources {
-        register_relation(
-            &session,
-            &Relation::Source(id.clone()),
-            warehouse,
-            &project.sources,
-            &empty,
-        )
-        .await?;
-    }
-    for upstream in &model.upstream {
-        let table = MemTable::try_new(schemas[upstream.as_str()].clone(), vec![vec![]])
-            .map_err(|error| sql_error(model, &error))?;
-        session
-            .register_table(TableReference::bare(upstream.as_str()), Arc::new(table))
-            .map_err(|error| sql_error(model, &error))?;
-    }
+    session: &SessionContext,
+) -> Result<Vec<CheckError>, CheckError> {
     let frame = session
         .sql(&model.sql)
         .await
         .map_err(|error| sql_error(model, &error))?;
     let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    if model.config.materialized != crate::render::Materialization::Ephemeral {
+        let table = MemTable::try_new(schema.clone(), vec![vec![]])
+            .map_err(|error| sql_error(model, &error))?;
+        session
+            .register_table(TableReference::bare(model.name.as_str()), Arc::new(table))
+            .map_err(|error| sql_error(model, &error))?;
+    }
     let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let mut problems = Vec::new();
 
@@ -144,11 +139,7 @@ async fn check_model(
             });
         }
     }
-    for test in project
-        .data_tests
-        .iter()
-        .filter(|t| t.subject == Subject::Model(model.name.clone()))
-    {
+    for test in project.data_tests_of(&Subject::Model(model.name.clone())) {
         if let Some(column) = &test.column
             && !columns.contains(&column.as_str())
         {
@@ -177,7 +168,7 @@ async fn check_model(
             columns: &properties.columns,
             undeclared_allowed: &[],
         };
-        if let Err(error) = check_contract(&session, contract, &schema).await {
+        if let Err(error) = check_contract(session, contract, &schema).await {
             problems.push(CheckError::Model(ModelError::Contract {
                 subject: format!("the output of `{}`", model.name),
                 differences: error.to_string(),
@@ -186,7 +177,7 @@ async fn check_model(
             }));
         }
     }
-    Ok((schema, problems))
+    Ok(problems)
 }
 
 /// "did you mean" and the columns there are.

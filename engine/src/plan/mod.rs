@@ -160,14 +160,18 @@ fn plan_model(graph: &ModelGraph, model: &RenderedModel) -> Result<ModelPlan, Pl
             }
         }
     }
-    let ordered: Vec<&RenderedModel> = graph
-        .order()
-        .iter()
-        .filter_map(|node| match node {
-            NodeId::Model(name) if ephemerals.contains(name) => Some(&graph.models[name]),
-            _ => None,
-        })
-        .collect();
+    let ordered: Vec<&RenderedModel> = if ephemerals.is_empty() {
+        Vec::new()
+    } else {
+        graph
+            .order()
+            .iter()
+            .filter_map(|node| match node {
+                NodeId::Model(name) if ephemerals.contains(name) => Some(&graph.models[name]),
+                _ => None,
+            })
+            .collect()
+    };
 
     let parsed = parse_query(model)?;
     let own_piece = |compiled: Range<usize>, rendered_start: usize| Piece {

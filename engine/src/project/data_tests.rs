@@ -168,6 +168,8 @@ pub(super) struct Declared<'a> {
     pub subject: Subject,
     pub column: Option<&'a str>,
     pub file: &'a SourceFile,
+    /// Where the subject's entry starts in the file.
+    pub from: usize,
 }
 
 /// Read one `data_tests:` entry.
@@ -352,7 +354,7 @@ fn line_of(declared: &Declared<'_>) -> usize {
         (Subject::Model(name), None) => name.clone(),
         (Subject::Source(id), None) => id.rsplit('.').next().unwrap_or(id).to_string(),
     };
-    declared.file.find(&name, 0).offset()
+    declared.file.find(&name, declared.from).offset()
 }
 
 fn mapping(value: &Value, what: &str) -> Result<BTreeMap<String, Value>, String> {
@@ -485,6 +487,7 @@ mod tests {
                 subject: Subject::Model("orders".into()),
                 column,
                 file: &file,
+                from: 0,
             },
         )
     }

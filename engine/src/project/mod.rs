@@ -40,7 +40,7 @@ pub struct Project {
     pub sources: BTreeMap<String, SourceTable>,
     /// The files under `macros/`, in path order.
     pub macros: Vec<SourceFile>,
-    /// Every `data_tests:` entry of models, columns and sources, in file order.
+    /// Every `data_tests:` entry of models, columns and sources, by subject (then file order).
     pub data_tests: Vec<DataTest>,
     /// Every `unit_tests:` entry.
     pub unit_tests: Vec<UnitTest>,
@@ -81,6 +81,15 @@ pub struct SourceTable {
     pub on_missing_partition: MissingPartition,
     /// The YAML file that declares it.
     pub file: SourceFile,
+}
+
+impl Project {
+    /// The data tests of one model or source table.
+    pub fn data_tests_of(&self, subject: &Subject) -> &[DataTest] {
+        let start = self.data_tests.partition_point(|t| t.subject < *subject);
+        let end = self.data_tests.partition_point(|t| t.subject <= *subject);
+        &self.data_tests[start..end]
+    }
 }
 
 impl SourceTable {
@@ -372,8 +381,16 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
                 continue;
             }
         };
+        // Entries are searched for in file order, each from the one before: linear in the file.
+        let mut cursor = 0;
         for model in &properties.models {
+            if !model.data_tests.is_empty()
+                || model.columns.iter().any(|c| !c.data_tests.is_empty())
+            {
+                cursor = name_span(&file, &model.name, cursor).offset();
+            }
             collect_tests(
+                cursor,
                 Subject::Model(model.name.clone()),
                 &model.data_tests,
                 &model.columns,
@@ -385,6 +402,7 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
         for source in &properties.sources {
             for table in &source.tables {
                 collect_tests(
+                    0,
                     Subject::Source(format!("{}.{}", source.name, table.name)),
                     &table.data_tests,
                     &table.columns,
@@ -432,6 +450,7 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
             test.name = format!("{}_{count}", test.name);
         }
     }
+    data_tests.sort_by(|a, b| a.subject.cmp(&b.subject));
     let singular_tests = read_tree(root, "tests", "sql")?;
 
     let macros = read_tree(root, "macros", "sql")?;
@@ -460,18 +479,17 @@ fn attach_model_properties(
 ) {
     for properties in declared {
         let name = properties.name.clone();
-        let at = name_span(file, &name);
         match models.get_mut(&name) {
             None => problems.push(LoadError::UnknownModel {
                 did_you_mean: crate::source::did_you_mean(&name, models.keys().map(String::as_str)),
                 src: file.named(),
-                at,
+                at: name_span(file, &name, 0),
                 name,
             }),
             Some(model) if model.properties.is_some() => {
                 problems.push(LoadError::DuplicateDeclaration {
                     src: file.named(),
-                    at,
+                    at: name_span(file, &name, 0),
                     name,
                 })
             }
@@ -483,8 +501,9 @@ fn attach_model_properties(
     }
 }
 
-/// Read the tests of a subject and of its columns.
+/// Read the tests of a subject and of its columns, declared from byte `from` of `file` on.
 fn collect_tests(
+    from: usize,
     subject: Subject,
     tests: &[serde_yaml::Value],
     columns: &[ColumnProperties],
@@ -505,6 +524,7 @@ fn collect_tests(
             subject: subject.clone(),
             column,
             file,
+            from,
         };
         match data_tests::parse(entry, &declared) {
             Ok(test) => found.push(test),
@@ -514,7 +534,7 @@ fn collect_tests(
 }
 
 fn unit_test(properties: UnitTestProperties, file: &SourceFile) -> UnitTest {
-    let at = name_span(file, &properties.name);
+    let at = name_span(file, &properties.name, 0);
     UnitTest {
         inputs: properties
             .given
@@ -583,7 +603,7 @@ fn add_source(
         .unwrap_or_else(|| format!("data/{}", source.name));
     for table in source.tables {
         let id = format!("{}.{}", source.name, table.name);
-        let at = name_span(file, &table.name);
+        let at = name_span(file, &table.name, 0);
         if sources.contains_key(&id) {
             problems.push(LoadError::DuplicateDeclaration {
                 name: format!("source {id}"),
@@ -649,9 +669,9 @@ pub fn resolve_location(root: &Path, location: &str) -> Option<Url> {
 }
 
 /// The span of `name:` followed by `value` in a YAML file, or of the value alone.
-fn name_span(file: &SourceFile, value: &str) -> SourceSpan {
+fn name_span(file: &SourceFile, value: &str, from: usize) -> SourceSpan {
     let text = file.text();
-    let mut from = 0;
+    let mut from = from.min(text.len());
     while let Some(at) = text[from..].find("name:") {
         let after = from + at + "name:".len();
         let rest = text[after..].trim_start_matches([' ', '\'', '"']);
