@@ -3,21 +3,6 @@
 
 use crate::support::{TestProject, both};
 
-fn run_results(project: &TestProject) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(project.root.join("target/run_results.json")).unwrap())
-        .unwrap()
-}
-
-fn model_status(results: &serde_json::Value, model: &str) -> String {
-    results["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["model"] == model)
-        .map(|r| r["status"].as_str().unwrap().to_string())
-        .unwrap_or_default()
-}
-
 #[test]
 fn a_build_whose_staged_rows_fail_an_error_test_publishes_nothing() {
     let project = TestProject::fixture("audit");
@@ -68,10 +53,9 @@ fn a_build_whose_staged_rows_fail_an_error_test_publishes_nothing() {
     );
 
     // Its descendant is skipped, its sibling built.
-    let results = run_results(&project);
-    assert_eq!(model_status(&results, "revenue_by_day"), "error");
-    assert_eq!(model_status(&results, "cohort_totals"), "skipped");
-    assert_eq!(model_status(&results, "event_counts"), "success");
+    assert_eq!(project.model_status("revenue_by_day"), "error");
+    assert_eq!(project.model_status("cohort_totals"), "skipped");
+    assert_eq!(project.model_status("event_counts"), "success");
 }
 
 #[test]
@@ -92,7 +76,7 @@ fn a_warn_test_publishes_and_warns() {
         project.query("revenue_by_day", "select count(*) from t"),
         vec![vec!["4".to_string()]]
     );
-    let results = run_results(&project);
+    let results = project.run_results();
     let tests = &results["results"][0]["tests"];
     let warned = tests
         .as_array()
@@ -169,10 +153,7 @@ fn a_missing_partition_fails_or_is_skipped_as_the_source_declares() {
         "date=2024-02-01",
     ]);
     assert!(out.contains("NODATA"), "{out}");
-    assert_eq!(
-        model_status(&run_results(&project), "revenue_by_day"),
-        "no_data"
-    );
+    assert_eq!(project.model_status("revenue_by_day"), "no_data");
     assert!(crate::support::parquet_files(&project.root.join("warehouse")).is_empty());
 }
 
@@ -234,7 +215,7 @@ fn dp_test_passes_on_the_example_project() {
         out.contains("WARN  data test daily_summary_cohorts_are_busy"),
         "{out}"
     );
-    let results = run_results(&project);
+    let results = project.run_results();
     assert_eq!(results["command"], "test");
     assert_eq!(results["success"], true);
     assert!(results["tests"].as_array().unwrap().len() >= 15);
@@ -290,10 +271,10 @@ fn a_day_without_data_skips_its_models_and_the_run_succeeds() {
     let before = project.files("warehouse");
     let out = project.dp_ok(&["build", "--vars", "date=2024-02-01"]);
     assert!(out.contains("NODATA"), "{out}");
-    let results = run_results(&project);
+    let results = project.run_results();
     assert_eq!(results["success"], true);
     for model in ["stg_events", "daily_summary", "cohort_revenue"] {
-        assert_eq!(model_status(&results, model), "no_data", "{model}");
+        assert_eq!(project.model_status(model), "no_data", "{model}");
     }
     assert_eq!(project.files("warehouse"), before, "nothing was published");
 }

@@ -187,10 +187,7 @@ fn compile_writes_sql_with_ephemeral_models_inlined_and_runs_nothing() {
 fn run_results_record_every_model() {
     let project = TestProject::example();
     project.dp_ok(&["build", "--vars", "{date: 2024-01-15}"]);
-    let results: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(project.root.join("target/run_results.json")).unwrap(),
-    )
-    .unwrap();
+    let results = project.run_results();
     assert_eq!(results["success"], true);
     let models: Vec<&str> = results["results"]
         .as_array()
@@ -218,22 +215,10 @@ fn a_failed_model_skips_its_descendants_and_its_siblings_still_build() {
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(text.contains("Divide by zero"), "{text}");
 
-    let results: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(project.root.join("target/run_results.json")).unwrap(),
-    )
-    .unwrap();
-    let status = |model: &str| {
-        results["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["model"] == model)
-            .map(|r| r["status"].as_str().unwrap().to_string())
-    };
-    assert_eq!(status("stg").as_deref(), Some("success"));
-    assert_eq!(status("broken").as_deref(), Some("error"));
-    assert_eq!(status("after_broken").as_deref(), Some("skipped"));
-    assert_eq!(status("sibling").as_deref(), Some("success"));
+    assert_eq!(project.model_status("stg"), "success");
+    assert_eq!(project.model_status("broken"), "error");
+    assert_eq!(project.model_status("after_broken"), "skipped");
+    assert_eq!(project.model_status("sibling"), "success");
     assert_eq!(
         project.query("sibling", "select sum(events) from t"),
         vec![vec!["21000".to_string()]]

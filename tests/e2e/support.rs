@@ -190,6 +190,25 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+impl TestProject {
+    /// `target/run_results.json` of the last run.
+    pub fn run_results(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.root.join("target/run_results.json")).unwrap())
+            .unwrap()
+    }
+
+    /// The status of `model` in the last run's results.
+    pub fn model_status(&self, model: &str) -> String {
+        self.run_results()["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["model"] == model)
+            .map(|r| r["status"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    }
+}
+
 /// The Parquet data files under `base`.
 pub fn parquet_files(base: &Path) -> Vec<PathBuf> {
     walk(base)

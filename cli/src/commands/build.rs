@@ -36,20 +36,9 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<ExitCode> {
         &options,
         &printer,
     ));
-    let results = prepared
-        .project
-        .root
-        .join("target")
-        .join("run_results.json");
-    dp_engine::report::write_run_results(&results, &summary).map_err(|source| {
-        dp_engine::Error::Io {
-            path: results,
-            source,
-        }
-    })?;
-    Ok(if summary.success() {
-        ExitCode::SUCCESS
-    } else {
-        super::pipeline_failed()
-    })
+    super::finish(
+        &prepared.project.root,
+        |path| dp_engine::report::write_run_results(path, &summary),
+        summary.success(),
+    )
 }

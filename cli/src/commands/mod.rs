@@ -33,6 +33,22 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
     }
 }
 
+/// Write a run's results to `target/run_results.json` with `write`, and give the exit code of a
+/// run that `succeeded` or not.
+fn finish(
+    root: &std::path::Path,
+    write: impl FnOnce(&std::path::Path) -> std::io::Result<()>,
+    succeeded: bool,
+) -> miette::Result<ExitCode> {
+    let path = root.join("target").join("run_results.json");
+    write(&path).map_err(|source| dp_engine::Error::Io { path, source })?;
+    Ok(if succeeded {
+        ExitCode::SUCCESS
+    } else {
+        pipeline_failed()
+    })
+}
+
 /// `prepare`, then the static checks of every selected model.
 fn prepare_checked(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<dp_engine::Prepared> {
     let prepared = prepare(global, args)?;

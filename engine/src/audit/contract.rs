@@ -13,6 +13,9 @@ pub struct Contract<'a> {
     pub columns: &'a [ColumnProperties],
     /// Columns the relation may have without declaring them (a source's hive partition columns).
     pub undeclared_allowed: &'a [String],
+    /// An enforced model contract: every declared column needs a `data_type`. (A source's
+    /// columns are a contract only when they declare types.)
+    pub enforced: bool,
 }
 
 /// How a relation's columns differ from its contract, one line per difference.
@@ -33,12 +36,15 @@ pub async fn check_contract(
     contract: Contract<'_>,
     actual: &Schema,
 ) -> Result<(), ContractError> {
-    if contract.columns.iter().all(|c| c.data_type.is_none()) {
+    if !contract.enforced && contract.columns.iter().all(|c| c.data_type.is_none()) {
         return Ok(());
     }
     let mut differences = Vec::new();
     for column in contract.columns {
         let Some(declared) = &column.data_type else {
+            if contract.enforced {
+                differences.push(format!("`{}`: declared without a data_type", column.name));
+            }
             continue;
         };
         let expected = match sql_type(session, declared).await {

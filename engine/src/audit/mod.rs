@@ -295,19 +295,15 @@ pub async fn run_tests(
             if let crate::project::DataTestKind::Relationships { to, .. } = &test.kind {
                 relations.push(to.clone());
             }
-            let sql = failing_rows_sql(test, &relation_sql(&test.subject), None);
-            let result = test_published(
-                project,
-                &runtime,
-                options,
-                &relations,
-                &test.name,
-                TestKind::Data,
-                &test.subject.to_string(),
-                &sql,
-                &test.config,
-            )
-            .await;
+            let query = QueryTest {
+                name: &test.name,
+                kind: TestKind::Data,
+                subject: &test.subject.to_string(),
+                sql: &failing_rows_sql(test, &relation_sql(&test.subject), None),
+                config: &test.config,
+                relations: &relations,
+            };
+            let result = test_published(project, &runtime, options, &query).await;
             report(&result, &results);
             results.push(result);
         }
@@ -327,20 +323,15 @@ pub async fn run_tests(
             if !relations.iter().any(|r| selected.contains(&node(r))) && !relations.is_empty() {
                 continue;
             }
-            let subject = test.file.path().display().to_string();
-            let sql = test.sql.trim().trim_end_matches(';');
-            let result = test_published(
-                project,
-                &runtime,
-                options,
-                &relations,
-                &test.name,
-                TestKind::Singular,
-                &subject,
-                sql,
-                &TestConfig::default(),
-            )
-            .await;
+            let query = QueryTest {
+                name: &test.name,
+                kind: TestKind::Singular,
+                subject: &test.file.path().display().to_string(),
+                sql: test.sql.trim().trim_end_matches(';'),
+                config: &TestConfig::default(),
+                relations: &relations,
+            };
+            let result = test_published(project, &runtime, options, &query).await;
             report(&result, &results);
             results.push(result);
         }
@@ -354,35 +345,40 @@ pub async fn run_tests(
     summary
 }
 
-/// Run a failing-rows query in a session holding the published `relations`.
-#[allow(clippy::too_many_arguments)]
+/// A test that is a failing-rows query over published relations.
+struct QueryTest<'a> {
+    name: &'a str,
+    kind: TestKind,
+    subject: &'a str,
+    sql: &'a str,
+    config: &'a TestConfig,
+    /// What the query reads.
+    relations: &'a [crate::project::Relation],
+}
+
+/// Run a failing-rows query in a session holding the published relations it reads.
 async fn test_published(
     project: &crate::project::Project,
     runtime: &std::sync::Arc<datafusion::execution::runtime_env::RuntimeEnv>,
     options: &TestOptions,
-    relations: &[crate::project::Relation],
-    name: &str,
-    kind: TestKind,
-    subject: &str,
-    sql: &str,
-    config: &TestConfig,
+    test: &QueryTest<'_>,
 ) -> TestResult {
     let session = crate::execute::new_session(runtime);
-    let empty = crate::execute::SourceScans::default();
-    for relation in relations {
-        if let Err(error) = crate::execute::register_relation(
+    let scans = crate::execute::SourceScans::default();
+    for relation in test.relations {
+        let registered = crate::execute::register_relation(
             &session,
             relation,
             &options.warehouse,
             &project.sources,
-            &empty,
+            &scans,
         )
-        .await
-        {
+        .await;
+        if let Err(error) = registered {
             return TestResult {
-                name: name.to_string(),
-                kind,
-                subject: subject.to_string(),
+                name: test.name.to_string(),
+                kind: test.kind,
+                subject: test.subject.to_string(),
                 status: TestStatus::Error,
                 failures: 0,
                 sample: None,
@@ -393,11 +389,11 @@ async fn test_published(
     }
     run_query_test(
         &session,
-        name,
-        kind,
-        subject,
-        sql,
-        config,
+        test.name,
+        test.kind,
+        test.subject,
+        test.sql,
+        test.config,
         &options.failures_dir,
     )
     .await

@@ -14,7 +14,7 @@ use miette::SourceSpan;
 use tokio::task::JoinSet;
 use url::Url;
 
-use crate::audit::{Contract, TestKind, TestResult, check_contract, run_query_test, run_unit_test};
+use crate::audit::{TestKind, TestResult, run_query_test, run_unit_test};
 use crate::plan::{ModelPlan, Plan};
 use crate::project::{MissingPartition, Project, Subject};
 use crate::render::{Materialization, RenderOptions};
@@ -490,8 +490,9 @@ async fn run_model(context: &BuildContext, model: &ModelPlan) -> ModelResult {
     result
 }
 
-/// Run the model's unit tests, plan its SQL, check its contracts, write its result into its
-/// table, audit what was written, and commit it.
+/// Run the model's unit tests, plan its SQL, write its result into its table, audit what was
+/// written, and commit it. (Its contracts were checked with the whole project, before the run:
+/// see `plan::check`; its sources' are checked again as they are registered.)
 async fn publish_model(
     context: &BuildContext,
     model: &ModelPlan,
@@ -515,7 +516,6 @@ async fn publish_model(
         .await
         .map_err(|error| session::sql_error(model, &error))?;
     let output = Arc::new(frame.schema().as_arrow().clone());
-    check_model_contract(context, &session, model, &output).await?;
     let physical = frame
         .create_physical_plan()
         .await
@@ -634,41 +634,6 @@ fn blocking_failures(model: &ModelPlan, tests: &[TestResult]) -> Result<(), Mode
             failed,
         })
     }
-}
-
-/// A model with `contract: {enforced: true}` must output exactly its declared columns.
-async fn check_model_contract(
-    context: &BuildContext,
-    session: &datafusion::prelude::SessionContext,
-    model: &ModelPlan,
-    output: &datafusion::arrow::datatypes::Schema,
-) -> Result<(), ModelError> {
-    let Some(declared) = context.project.models.get(&model.name) else {
-        return Ok(());
-    };
-    let (Some(properties), Some(file)) = (&declared.properties, &declared.properties_file) else {
-        return Ok(());
-    };
-    if !properties
-        .config
-        .contract
-        .as_ref()
-        .is_some_and(|c| c.enforced)
-    {
-        return Ok(());
-    }
-    let contract = Contract {
-        columns: &properties.columns,
-        undeclared_allowed: &[],
-    };
-    check_contract(session, contract, output)
-        .await
-        .map_err(|error| ModelError::Contract {
-            subject: format!("the output of `{}`", model.name),
-            differences: error.to_string(),
-            at: file.find("contract", file.find(&model.name, 0).offset()),
-            src: file.named(),
-        })
 }
 
 /// Apply the missing-partition policy of each source whose scan found no file: an error for

@@ -183,6 +183,7 @@ pub(crate) async fn register_source(
     let contract = Contract {
         columns: &source.columns,
         undeclared_allowed: &source.partitioned_by,
+        enforced: false,
     };
     if let Err(error) = check_contract(session, contract, &provider.schema()).await {
         return Err(ModelError::Contract {

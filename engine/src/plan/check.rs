@@ -167,6 +167,7 @@ async fn check_model(
         let contract = Contract {
             columns: &properties.columns,
             undeclared_allowed: &[],
+            enforced: true,
         };
         if let Err(error) = check_contract(session, contract, &schema).await {
             problems.push(CheckError::Model(ModelError::Contract {
