@@ -27,7 +27,16 @@ fn builds(project: &TestProject, model: &str, count: &str) -> (Vec<String>, Stri
 /// Names of the files every commit of a table added or removed.
 fn logged_files(project: &TestProject, model: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    for commit in walk(&project.table_dir(model).join("_delta_log")) {
+    // Commits only: a killed writer may leave a partial temporary file beside them.
+    let commits = walk(&project.table_dir(model).join("_delta_log"))
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.len() == 25
+                && name.ends_with(".json")
+                && name[..20].bytes().all(|b| b.is_ascii_digit())
+        });
+    for commit in commits {
         for line in std::fs::read_to_string(commit).unwrap().lines() {
             let action: serde_json::Value = serde_json::from_str(line).unwrap();
             for kind in ["add", "remove"] {

@@ -382,7 +382,9 @@ impl ModelTable {
         let log = Path::from("_delta_log");
         let commits: Vec<_> = store
             .list(Some(&log))
-            .try_filter(|meta| futures::future::ready(meta.location.as_ref().ends_with(".json")))
+            .try_filter(|meta| {
+                futures::future::ready(is_commit(meta.location.filename().unwrap_or_default()))
+            })
             .try_collect()
             .await
             .map_err(|source| self.store_error(source))?;
@@ -669,6 +671,13 @@ impl ModelTable {
             source,
         }
     }
+}
+
+/// Whether a file of `_delta_log/` is a commit (`00000000000000000042.json`), not a temporary
+/// file a killed writer left or a checkpoint.
+fn is_commit(name: &str) -> bool {
+    name.strip_suffix(".json")
+        .is_some_and(|version| version.len() == 20 && version.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The last segment of a file path: data files are named uniquely by their writer, so the name
