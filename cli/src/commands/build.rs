@@ -3,13 +3,13 @@
 use std::process::ExitCode;
 
 use dp_engine::execute::BuildOptions;
-use miette::IntoDiagnostic;
 
 use crate::args::{BuildArgs, GlobalArgs};
 use crate::printer::Printer;
 
 pub fn run(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<ExitCode> {
-    let prepared = super::prepare_checked(global, &args.select)?;
+    let runtime = super::runtime()?;
+    let prepared = super::prepare_checked(&runtime, global, &args.select)?;
     let plan = dp_engine::plan::plan(&prepared.graph, &prepared.selected)
         .map_err(dp_engine::Error::from)?;
     let target = prepared
@@ -29,7 +29,6 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<ExitCode> {
         failures_dir: dp_engine::audit::failures_dir(&prepared.project.root),
     };
     let printer = Printer::new(global.log_format, global.quiet);
-    let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
     let summary = runtime.block_on(dp_engine::execute::build(
         &plan,
         &prepared.project,

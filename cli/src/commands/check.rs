@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::args::{CheckArgs, CheckFormat, GlobalArgs};
 
 pub fn run(global: &GlobalArgs, args: &CheckArgs) -> miette::Result<ExitCode> {
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| miette::miette!("{e}"))?;
+    let runtime = super::runtime()?;
     let checked = check(&runtime, global, args);
     match (checked, args.format) {
         (Ok(models), CheckFormat::Human) => {

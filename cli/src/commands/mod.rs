@@ -49,10 +49,18 @@ fn finish(
     })
 }
 
+/// The async runtime a command runs the engine on.
+fn runtime() -> miette::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().map_err(|e| miette::miette!("cannot start the runtime: {e}"))
+}
+
 /// `prepare`, then the static checks of every selected model.
-fn prepare_checked(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<dp_engine::Prepared> {
+fn prepare_checked(
+    runtime: &tokio::runtime::Runtime,
+    global: &GlobalArgs,
+    args: &SelectArgs,
+) -> miette::Result<dp_engine::Prepared> {
     let prepared = prepare(global, args)?;
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| miette::miette!("{e}"))?;
     runtime.block_on(dp_engine::check(&prepared))?;
     Ok(prepared)
 }

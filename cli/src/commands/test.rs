@@ -4,7 +4,6 @@ use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 use dp_engine::audit::{TestKind, TestOptions};
-use miette::IntoDiagnostic;
 
 use crate::args::{GlobalArgs, SelectArgs};
 use crate::printer::Printer;
@@ -29,7 +28,7 @@ pub fn run(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<ExitCode> {
         run_id: dp_engine::execute::new_run_id(),
     };
     let printer = Printer::new(global.log_format, global.quiet);
-    let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
+    let runtime = super::runtime()?;
     let summary = runtime.block_on(dp_engine::audit::run_tests(
         &prepared.project,
         &prepared.graph,
