@@ -22,6 +22,8 @@ pub mod storage;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use tracing::Instrument;
+
 pub use error::Error;
 use graph::{ModelGraph, NodeId};
 use project::Project;
@@ -53,10 +55,10 @@ pub struct Prepared {
 /// Load, render, resolve and select: everything that needs no data.
 pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
     let root = project::find_root(&options.project_dir)?;
-    let project = project::load(&root)?;
+    let project = stage("load", || project::load(&root))?;
     let render_options = RenderOptions::from_var_args(&options.vars)?;
-    let rendered = render::render(&project, &render_options)?;
-    let graph = graph::resolve(&project, &rendered)?;
+    let rendered = stage("render", || render::render(&project, &render_options))?;
+    let graph = stage("resolve", || graph::resolve(&project, &rendered))?;
     let selected = graph::select(&graph, &options.select, &options.exclude)?;
     Ok(Prepared {
         project,
@@ -70,14 +72,21 @@ pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
 /// selected models at once.
 pub async fn check(prepared: &Prepared) -> Result<(), Error> {
     let every_node: BTreeSet<NodeId> = prepared.graph.order().iter().cloned().collect();
-    let plan = plan::plan(&prepared.graph, &every_node)?;
+    let plan = stage("plan", || plan::plan(&prepared.graph, &every_node))?;
     let selected = |name: &str| prepared.selected.contains(&NodeId::Model(name.to_string()));
-    let mut problems = plan::check(&prepared.project, &plan, selected).await;
+    let mut problems = plan::check(&prepared.project, &plan, selected)
+        .instrument(tracing::debug_span!("stage", name = "check"))
+        .await;
     match problems.len() {
         0 => Ok(()),
         1 => Err(Error::Checked(problems.remove(0))),
         _ => Err(Error::Check { problems }),
     }
+}
+
+/// Run one stage inside a debug span named after it, so that `-vv` logs how long it took.
+fn stage<T>(name: &'static str, run: impl FnOnce() -> T) -> T {
+    tracing::debug_span!("stage", name).in_scope(run)
 }
 
 /// Write each planned model's compiled SQL to `target/compiled/<path of the model>`; returns the

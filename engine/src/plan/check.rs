@@ -4,7 +4,7 @@
 //! a model declares about its output (partition columns, tested columns, an enforced contract)
 //! is checked against the planned schema.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -12,6 +12,7 @@ use datafusion::common::TableReference;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use miette::SourceSpan;
+use tokio::task::JoinSet;
 
 use super::{ModelPlan, Plan};
 use crate::audit::{Contract, check_contract};
@@ -54,8 +55,9 @@ pub enum CheckError {
     },
 }
 
-/// Plan every model of `plan` (in its order) and return what is wrong, for the models for
-/// which `report(name)` is true. A model whose upstream could not be planned is not planned.
+/// Plan every model of `plan` and return what is wrong, for the models for which
+/// `report(name)` is true, in the plan's order. A model whose upstream could not be planned is not
+/// planned. Models are planned in parallel: each as soon as its upstream models are.
 pub async fn check(
     project: &Project,
     plan: &Plan,
@@ -67,55 +69,103 @@ pub async fn check(
     let session = new_session(&runtime);
     let warehouse = url::Url::parse("memory:///").expect("a valid URL");
     let scans = SourceScans::default();
-    let mut planned: BTreeSet<&str> = BTreeSet::new();
+    let mut unreadable: BTreeMap<&str, CheckError> = BTreeMap::new();
+    for id in plan.models.iter().flat_map(|model| &model.sources) {
+        let relation = Relation::Source(id.clone());
+        if !unreadable.contains_key(id.as_str())
+            && let Err(problem) =
+                register_relation(&session, &relation, &warehouse, &project.sources, &scans).await
+        {
+            unreadable.insert(id, problem.into());
+        }
+    }
+
+    let index: HashMap<&str, usize> = plan
+        .models
+        .iter()
+        .enumerate()
+        .map(|(i, model)| (model.name.as_str(), i))
+        .collect();
+    let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); plan.models.len()];
+    let mut waiting: Vec<usize> = vec![0; plan.models.len()];
+    for (i, model) in plan.models.iter().enumerate() {
+        for upstream in &model.upstream {
+            // An upstream model outside the plan is never planned, and neither is this one.
+            waiting[i] += 1;
+            if let Some(&parent) = index.get(upstream.as_str()) {
+                consumers[parent].push(i);
+            }
+        }
+    }
+    let state = Arc::new(session.state());
+    let mut planning = JoinSet::new();
+    let start = |planning: &mut JoinSet<_>, i: usize| {
+        let model: &ModelPlan = &plan.models[i];
+        if model
+            .sources
+            .iter()
+            .any(|id| unreadable.contains_key(id.as_str()))
+        {
+            return;
+        }
+        let (state, sql) = (state.clone(), model.sql.clone());
+        planning.spawn(async move { (i, state.create_logical_plan(&sql).await) });
+    };
+    for i in (0..plan.models.len()).filter(|&i| waiting[i] == 0) {
+        start(&mut planning, i);
+    }
+    let mut found: Vec<Vec<CheckError>> = (0..plan.models.len()).map(|_| Vec::new()).collect();
+    while let Some(planned) = planning.join_next().await {
+        let (i, planned) =
+            planned.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
+        let model = &plan.models[i];
+        let schema: SchemaRef = match planned {
+            Ok(logical) => Arc::new(logical.schema().as_arrow().clone()),
+            Err(error) => {
+                found[i].push(sql_error(model, &error).into());
+                continue;
+            }
+        };
+        match check_model(project, model, &session, schema).await {
+            Ok(declared) => found[i] = declared,
+            Err(problem) => {
+                found[i].push(problem);
+                continue;
+            }
+        }
+        for &consumer in &consumers[i] {
+            waiting[consumer] -= 1;
+            if waiting[consumer] == 0 {
+                start(&mut planning, consumer);
+            }
+        }
+    }
+
     let mut problems = Vec::new();
-    for model in &plan.models {
-        if model.upstream.iter().any(|u| !planned.contains(u.as_str())) {
+    for (model, found) in plan.models.iter().zip(found) {
+        if !report(&model.name) {
             continue;
         }
-        let mut found = Vec::new();
-        for id in &model.sources {
-            let relation = Relation::Source(id.clone());
-            let registered =
-                register_relation(&session, &relation, &warehouse, &project.sources, &scans).await;
-            found.extend(registered.err().map(CheckError::from));
-        }
-        if found.is_empty() {
-            match check_model(project, model, &session).await {
-                Ok(declared) => {
-                    planned.insert(&model.name);
-                    found = declared;
-                }
-                Err(problem) => found.push(problem),
-            }
-        }
-        if report(&model.name) {
-            // A source's problem shows once, however many models read the source.
-            for problem in found {
-                if !problems
-                    .iter()
-                    .any(|p: &CheckError| p.to_string() == problem.to_string())
-                {
-                    problems.push(problem);
-                }
-            }
-        }
+        // A source's problem shows once, however many models read the source.
+        problems.extend(
+            model
+                .sources
+                .iter()
+                .filter_map(|id| unreadable.remove(id.as_str())),
+        );
+        problems.extend(found);
     }
     problems
 }
 
-/// Plan the model, register its output as an empty table, and return the mistakes in what it
-/// declares about its output; an error when its SQL does not plan.
+/// Register the model's planned output as an empty table, and return the mistakes in what it
+/// declares about its output; an error when the output cannot stand as a table.
 async fn check_model(
     project: &Project,
     model: &ModelPlan,
     session: &SessionContext,
+    schema: SchemaRef,
 ) -> Result<Vec<CheckError>, CheckError> {
-    let frame = session
-        .sql(&model.sql)
-        .await
-        .map_err(|error| sql_error(model, &error))?;
-    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
     if model.config.materialized != crate::render::Materialization::Ephemeral {
         let table = MemTable::try_new(schema.clone(), vec![vec![]])
             .map_err(|error| sql_error(model, &error))?;

@@ -10,6 +10,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use miette::SourceSpan;
+use rayon::prelude::*;
 use sqlparser::ast::Statement;
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
@@ -120,16 +121,22 @@ pub enum PlanError {
     },
 }
 
-/// Plan every selected model, in the graph's execution order.
+/// Plan every selected model, in the graph's execution order (models are planned in parallel).
 pub fn plan(graph: &ModelGraph, selected: &BTreeSet<NodeId>) -> Result<Plan, PlanError> {
+    let planned: Vec<Result<ModelPlan, PlanError>> = graph
+        .order()
+        .par_iter()
+        .filter_map(|node| match node {
+            NodeId::Model(name) if selected.contains(node) => {
+                Some(plan_model(graph, &graph.models[name]))
+            }
+            _ => None,
+        })
+        .collect();
     let mut models = Vec::new();
     let mut problems = Vec::new();
-    for node in graph.order() {
-        let NodeId::Model(name) = node else { continue };
-        if !selected.contains(node) {
-            continue;
-        }
-        match plan_model(graph, &graph.models[name]) {
+    for model in planned {
+        match model {
             Ok(model) => models.push(model),
             Err(problem) => problems.push(problem),
         }
@@ -173,55 +180,56 @@ fn plan_model(graph: &ModelGraph, model: &RenderedModel) -> Result<ModelPlan, Pl
             .collect()
     };
 
-    let parsed = parse_query(model)?;
+    let first_cte = parse_query(model)?;
     let own_piece = |compiled: Range<usize>, rendered_start: usize| Piece {
         compiled,
         rendered_start,
         file: model.file.clone(),
         map: model.source_map.clone(),
     };
-    let mut pieces = Vec::new();
-    let sql = if ordered.is_empty() {
-        pieces.push(own_piece(0..model.sql.len(), 0));
-        model.sql.clone()
-    } else {
-        // Before the first CTE of the model's own WITH, or before the query when it has none.
-        let insert_at = parsed.first_cte.unwrap_or(parsed.start);
-        let mut sql = model.sql[..insert_at].to_string();
-        pieces.push(own_piece(0..sql.len(), 0));
-        if parsed.first_cte.is_none() {
-            sql.push_str("with ");
-        }
-        for (index, eph) in ordered.iter().enumerate() {
-            let eph_query = parse_query(eph)?;
-            if index > 0 {
-                sql.push_str(",\n");
-            }
-            sql.push_str(&format!(
-                "{} as (\n",
-                crate::render::quote_identifier(&eph.name)
-            ));
-            pieces.push(Piece {
-                compiled: sql.len()..sql.len() + eph_query.body.len(),
-                rendered_start: eph_query.start,
-                file: eph.file.clone(),
-                map: eph.source_map.clone(),
-            });
-            sql.push_str(eph_query.body);
-            sql.push_str("\n)");
-        }
-        sql.push_str(if parsed.first_cte.is_none() {
-            "\n"
-        } else {
-            ",\n"
+    if ordered.is_empty() {
+        return Ok(ModelPlan {
+            name: model.name.clone(),
+            file: model.file.clone(),
+            sql: model.sql.clone(),
+            config: model.config.clone(),
+            upstream,
+            sources,
+            pieces: vec![own_piece(0..model.sql.len(), 0)],
         });
-        pieces.push(own_piece(
-            sql.len()..sql.len() + model.sql.len() - insert_at,
-            insert_at,
+    }
+    // Before the first CTE of the model's own WITH, or before the query when it has none.
+    let insert_at = first_cte.unwrap_or_else(|| statement_range(&model.sql).start);
+    let mut sql = model.sql[..insert_at].to_string();
+    let mut pieces = vec![own_piece(0..sql.len(), 0)];
+    if first_cte.is_none() {
+        sql.push_str("with ");
+    }
+    for (index, eph) in ordered.iter().enumerate() {
+        parse_query(eph)?;
+        let body = statement_range(&eph.sql);
+        if index > 0 {
+            sql.push_str(",\n");
+        }
+        sql.push_str(&format!(
+            "{} as (\n",
+            crate::render::quote_identifier(&eph.name)
         ));
-        sql.push_str(&model.sql[insert_at..]);
-        sql
-    };
+        pieces.push(Piece {
+            compiled: sql.len()..sql.len() + body.len(),
+            rendered_start: body.start,
+            file: eph.file.clone(),
+            map: eph.source_map.clone(),
+        });
+        sql.push_str(&eph.sql[body]);
+        sql.push_str("\n)");
+    }
+    sql.push_str(if first_cte.is_none() { "\n" } else { ",\n" });
+    pieces.push(own_piece(
+        sql.len()..sql.len() + model.sql.len() - insert_at,
+        insert_at,
+    ));
+    sql.push_str(&model.sql[insert_at..]);
     Ok(ModelPlan {
         name: model.name.clone(),
         file: model.file.clone(),
@@ -233,28 +241,20 @@ fn plan_model(graph: &ModelGraph, model: &RenderedModel) -> Result<ModelPlan, Pl
     })
 }
 
-/// A model's SQL checked to be one query.
-struct ParsedQuery<'a> {
-    /// The SQL without surrounding blank space and a final `;`.
-    body: &'a str,
-    /// Where `body` starts in the rendered SQL.
-    start: usize,
-    /// Where the first CTE of the query's own `WITH` starts in the rendered SQL.
-    first_cte: Option<usize>,
-}
-
-fn parse_query(model: &RenderedModel) -> Result<ParsedQuery<'_>, PlanError> {
-    let range = statement_range(&model.sql);
-    let (body, start) = (&model.sql[range.clone()], range.start);
-    let statements = Parser::parse_sql(&GenericDialect {}, body).map_err(|error| {
+/// Check that a model's SQL is one query; returns where the first CTE of the query's own `WITH`
+/// starts in the rendered SQL, if it has one.
+fn parse_query(model: &RenderedModel) -> Result<Option<usize>, PlanError> {
+    let sql = &model.sql;
+    let statements = Parser::parse_sql(&GenericDialect {}, sql).map_err(|error| {
         let message = error.to_string();
         let message = message.trim_start_matches("sql parser error: ");
         // sqlparser gives no position when the SQL ends too early: point at its last character.
         let (message, offset) = match sql_error_location(message) {
-            Some((line, column, clean)) => {
-                (clean, start + SourceFile::offset_of(body, line, column))
-            }
-            None => (message.to_string(), start + body.len().saturating_sub(1)),
+            Some((line, column, clean)) => (clean, SourceFile::offset_of(sql, line, column)),
+            None => (
+                message.to_string(),
+                statement_range(sql).end.saturating_sub(1),
+            ),
         };
         let at = model.source_map.to_template(offset, 1).unwrap_or(0..0);
         PlanError::Syntax {
@@ -264,33 +264,27 @@ fn parse_query(model: &RenderedModel) -> Result<ParsedQuery<'_>, PlanError> {
             src: model.file.named(),
         }
     })?;
-    match statements.as_slice() {
-        [Statement::Query(query)] => Ok(ParsedQuery {
-            body,
-            start,
-            first_cte: query
-                .with
-                .as_ref()
-                .and_then(|with| with.cte_tables.first())
-                .map(|cte| {
-                    let at = cte.alias.name.span.start;
-                    start + SourceFile::offset_of(body, at.line, at.column)
-                }),
-        }),
-        _ => {
-            let first_word = body.split_whitespace().next().unwrap_or("");
-            let offset = start;
-            let at = model
-                .source_map
-                .to_template(offset, first_word.len())
-                .unwrap_or(0..0);
-            Err(PlanError::NotAQuery {
-                model: model.name.clone(),
-                src: model.file.named(),
-                at: span(at, model.file.text().len()),
-            })
-        }
-    }
+    let [Statement::Query(query)] = statements.as_slice() else {
+        let body = statement_range(sql);
+        let first_word = sql[body.clone()].split_whitespace().next().unwrap_or("");
+        let at = model
+            .source_map
+            .to_template(body.start, first_word.len())
+            .unwrap_or(0..0);
+        return Err(PlanError::NotAQuery {
+            model: model.name.clone(),
+            src: model.file.named(),
+            at: span(at, model.file.text().len()),
+        });
+    };
+    Ok(query
+        .with
+        .as_ref()
+        .and_then(|with| with.cte_tables.first())
+        .map(|cte| {
+            let at = cte.alias.name.span.start;
+            SourceFile::offset_of(sql, at.line, at.column)
+        }))
 }
 
 /// Where the statement in `sql` starts and ends: without the blank space and comments around it,
