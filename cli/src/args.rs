@@ -97,4 +97,14 @@ pub struct BuildArgs {
     /// Models built at once (default: the target's `threads`, else the number of cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// The most memory the build's queries may hold, such as 512MB or 4GB (default: the
+    /// target's `memory_limit`, else none); sorts, aggregations and joins spill to disk beyond it.
+    #[arg(long, value_parser = memory_size)]
+    pub memory_limit: Option<usize>,
+}
+
+fn memory_size(text: &str) -> Result<usize, String> {
+    dp_engine::project::parse_byte_size(text).ok_or_else(|| {
+        format!("`{text}` is not a memory size: give a number and a unit, such as 512MB or 4GB")
+    })
 }

@@ -205,6 +205,67 @@ fn run_results_record_every_model() {
     assert_eq!(daily["partitions"], serde_json::json!(["date=2024-01-15"]));
     assert_eq!(daily["rows"], 4);
     assert_eq!(daily["delta_version"], 1);
+    // The date filter reached the scan: of the seven days' files, only that date's was read.
+    let staging = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"] == "stg_events")
+        .unwrap();
+    assert_eq!(
+        staging["source_files"],
+        serde_json::json!({"raw.events": 1})
+    );
+
+    project.dp_ok(&["build", "--select", "stg_events"]);
+    let results = project.run_results();
+    assert_eq!(
+        results["results"][0]["source_files"],
+        serde_json::json!({"raw.events": 7})
+    );
+}
+
+#[test]
+fn a_memory_limit_bounds_what_a_build_holds() {
+    let project = TestProject::example();
+    // Far too little memory for the aggregations: the build fails cleanly, publishing nothing.
+    let output = project.dp(&["build", "--memory-limit", "1KB"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("Resources exhausted"), "{stdout}");
+    for model in ["daily_summary", "cohort_revenue", "int_purchases"] {
+        assert_eq!(project.version(model).unwrap_or(0), 0, "{model}");
+    }
+    // With room to work in, the same build publishes every model.
+    project.dp_ok(&["build", "--memory-limit", "256MB"]);
+    assert_eq!(project.version("daily_summary"), Some(1));
+
+    // The target's setting applies when the flag is not given.
+    let config = std::fs::read_to_string(project.root.join("dp_project.yml")).unwrap();
+    project.write(
+        "dp_project.yml",
+        &format!("{config}    memory_limit: 1KB\n"),
+    );
+    let output = project.dp(&["build", "--select", "daily_summary"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(project.version("daily_summary"), Some(1));
+
+    // A size dp cannot read is refused before anything runs.
+    let output = project.dp(&["build", "--memory-limit", "lots"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a memory size"));
+    project.write(
+        "dp_project.yml",
+        &format!("{config}    memory_limit: 12 parsecs\n"),
+    );
+    let output = project.dp(&["build"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`12 parsecs` is not a memory size"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("dp_project.yml:"), "{stderr}");
 }
 
 #[test]

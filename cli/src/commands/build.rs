@@ -27,6 +27,7 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<ExitCode> {
         run_id: dp_engine::execute::new_run_id(),
         vars: prepared.render_options.clone(),
         failures_dir: dp_engine::audit::failures_dir(&prepared.project.root),
+        memory_limit: args.memory_limit.or(target.memory_limit),
     };
     let printer = Printer::new(global.log_format, global.quiet);
     let summary = runtime.block_on(dp_engine::execute::build(

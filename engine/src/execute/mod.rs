@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use miette::SourceSpan;
 use tokio::task::JoinSet;
 use url::Url;
@@ -36,6 +38,9 @@ pub struct BuildOptions {
     pub vars: RenderOptions,
     /// Where failing rows of tests are written.
     pub failures_dir: std::path::PathBuf,
+    /// The most memory the build's queries may hold together, in bytes; beyond it they spill
+    /// to temporary files (or fail when they cannot).
+    pub memory_limit: Option<usize>,
 }
 
 /// The outcome of one model in a run.
@@ -52,6 +57,9 @@ pub struct ModelResult {
     pub version: Option<u64>,
     /// Leftover files of crashed builds deleted before this build.
     pub orphans_removed: usize,
+    /// How many files of each Parquet source (`source.table`) the model read: with a partition
+    /// filter, only the files of the partitions it selects.
+    pub source_files: BTreeMap<String, usize>,
     /// The model's unit tests and data tests, in the order they ran.
     pub tests: Vec<TestResult>,
     pub elapsed: Duration,
@@ -84,6 +92,7 @@ impl ModelResult {
             partitions: Vec::new(),
             version: None,
             orphans_removed: 0,
+            source_files: BTreeMap::new(),
             tests: Vec::new(),
             elapsed: Duration::ZERO,
         }
@@ -266,11 +275,26 @@ pub fn new_run_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// DataFusion's runtime for a build: a memory pool shared fairly by the operators that can spill,
+/// when there is a limit, and temporary files in the system's temporary folder.
+fn runtime_env(memory_limit: Option<usize>) -> Arc<RuntimeEnv> {
+    let mut builder = RuntimeEnvBuilder::new();
+    if let Some(limit) = memory_limit {
+        let top_consumers = std::num::NonZeroUsize::new(5).expect("5 is not zero");
+        builder = builder.with_memory_pool(Arc::new(TrackConsumersPool::new(
+            FairSpillPool::new(limit),
+            top_consumers,
+        )));
+    }
+    // As RuntimeEnv::default() does: the default disk manager creates nothing until it spills.
+    builder.build_arc().expect("the default runtime builds")
+}
+
 /// What every model task shares.
 struct BuildContext {
     options: BuildOptions,
     project: Project,
-    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    runtime: Arc<RuntimeEnv>,
 }
 
 /// Build every stored model of `plan` (ephemeral models are only inlined).
@@ -296,7 +320,7 @@ pub async fn build(
     let context = Arc::new(BuildContext {
         options: options.clone(),
         project: project.clone(),
-        runtime: Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default()),
+        runtime: runtime_env(options.memory_limit),
     });
 
     // Models wait until every upstream model of this build has finished.
@@ -520,6 +544,7 @@ async fn publish_model(
         .create_physical_plan()
         .await
         .map_err(|error| session::sql_error(model, &error))?;
+    result.source_files = source_scans.files_read();
     if let Some(reason) = missing_data(context, &source_scans)? {
         tracing::warn!(model = %model.name, %reason, "no data: nothing published");
         result.status = ModelStatus::NoData { reason };

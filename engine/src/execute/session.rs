@@ -2,6 +2,7 @@
 //! A Parquet source is registered behind a recorder that notes every scan that found no files,
 //! for the source's missing-partition policy.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -18,7 +19,6 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::TableProviderFilterPushDown;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::prelude::{Expr, SessionConfig, SessionContext};
 
 use super::ModelError;
@@ -28,18 +28,31 @@ use crate::project::{Relation, SourceFormat, SourceTable};
 use crate::storage::{StorageError, model_table_url, open_published};
 
 /// Every scan of a Parquet source in a session: the source, the filters it was read with, and
-/// whether it found any file.
+/// how many files it reads.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct SourceScans(Arc<Mutex<Vec<(String, String, bool)>>>);
+pub(crate) struct SourceScans(Arc<Mutex<Vec<(String, String, usize)>>>);
 
 impl SourceScans {
+    fn scans(&self) -> std::sync::MutexGuard<'_, Vec<(String, String, usize)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many files the scans of each source read.
+    pub(crate) fn files_read(&self) -> BTreeMap<String, usize> {
+        let mut files = BTreeMap::new();
+        for (source, _, read) in self.scans().iter() {
+            *files.entry(source.clone()).or_default() += read;
+        }
+        files
+    }
+
     /// The sources every scan of which found no file, with the filters of one such scan: a
     /// source one scan of which found files has data for this build.
     pub(crate) fn missing(&self) -> Vec<(String, String)> {
-        let scans = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        let scans = std::mem::take(&mut *self.scans());
         let mut empty: Vec<(String, String)> = Vec::new();
         for (source, filters, _) in &scans {
-            let all_empty = scans.iter().filter(|s| &s.0 == source).all(|s| !s.2);
+            let all_empty = scans.iter().filter(|s| &s.0 == source).all(|s| s.2 == 0);
             if all_empty && !empty.iter().any(|(s, _)| s == source) {
                 empty.push((source.clone(), filters.clone()));
             }
@@ -254,29 +267,31 @@ impl TableProvider for RecordingTable {
         } else {
             filters.join(" and ")
         };
+        let files = files_read(&plan);
         self.source_scans
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((self.source.clone(), filters, !reads_no_file(&plan)));
+            .scans()
+            .push((self.source.clone(), filters, files));
         Ok(plan)
     }
 }
 
-/// Whether a scan plan reads no file at all.
-fn reads_no_file(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    if plan.is::<EmptyExec>() {
-        return true;
-    }
-    match plan.downcast_ref::<DataSourceExec>() {
-        Some(exec) => exec
-            .data_source()
-            .downcast_ref::<FileScanConfig>()
-            .is_some_and(|config| config.file_groups.iter().all(|group| group.is_empty())),
-        None => {
-            plan.children().iter().all(|child| reads_no_file(child)) && !plan.children().is_empty()
+/// How many distinct files a scan plan reads (a large file may be split across partitions).
+fn files_read(plan: &Arc<dyn ExecutionPlan>) -> usize {
+    fn collect<'a>(plan: &'a Arc<dyn ExecutionPlan>, files: &mut BTreeSet<&'a str>) {
+        if let Some(config) = plan
+            .downcast_ref::<DataSourceExec>()
+            .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
+        {
+            let paths = config.file_groups.iter().flat_map(|group| group.iter());
+            files.extend(paths.map(|file| file.object_meta.location.as_ref()));
+        }
+        for child in plan.children() {
+            collect(child, files);
         }
     }
+    let mut files = BTreeSet::new();
+    collect(plan, &mut files);
+    files.len()
 }
 
 /// A DataFusion error in a model's SQL, pointing at the model's file.

@@ -45,6 +45,11 @@ pub struct TargetConfig {
     /// same model that is still running.
     #[serde(default)]
     pub orphan_min_age_secs: Option<u64>,
+    /// The most memory a build's queries may hold, such as `512MB` or `4GB` (K, M, G and T count
+    /// in 1024s). Sorts, aggregations and joins spill to temporary files to stay within it; a
+    /// query that still cannot fits fails with "resources exhausted". Default: no limit.
+    #[serde(default)]
+    pub memory_limit: Option<String>,
 }
 
 /// The warehouse folder used when a target names none.
@@ -52,3 +57,43 @@ pub const DEFAULT_WAREHOUSE: &str = "warehouse";
 
 /// The minimum age of an orphaned file before it is deleted, when the target sets none.
 pub const DEFAULT_ORPHAN_MIN_AGE_SECS: u64 = 3600;
+
+/// The bytes in a size such as `512MB`, `2G` or `1.5GiB`: K, M, G and T count in 1024s, as in
+/// DataFusion's own `memory_limit` setting. None when `text` is not such a size, or is zero.
+pub fn parse_byte_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: f64 = number.parse().ok()?;
+    let unit = unit.trim().to_ascii_uppercase();
+    let shift = match unit.trim_end_matches("IB").trim_end_matches('B') {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return None,
+    };
+    let bytes = number * (1u64 << shift) as f64;
+    (bytes >= 1.0).then_some(bytes as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_byte_size;
+
+    #[test]
+    fn byte_sizes_read_like_datafusions() {
+        assert_eq!(parse_byte_size("512MB"), Some(512 << 20));
+        assert_eq!(parse_byte_size("512M"), Some(512 << 20));
+        assert_eq!(parse_byte_size("2 GiB"), Some(2 << 30));
+        assert_eq!(parse_byte_size("1.5g"), Some(3 << 29));
+        assert_eq!(parse_byte_size("4096"), Some(4096));
+        assert_eq!(parse_byte_size("64kb"), Some(64 << 10));
+        for bad in ["", "MB", "0MB", "12 parsecs", "1..5G", "-1G"] {
+            assert_eq!(parse_byte_size(bad), None, "{bad}");
+        }
+    }
+}

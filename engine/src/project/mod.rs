@@ -14,6 +14,7 @@ use walkdir::WalkDir;
 
 pub use config::{
     DEFAULT_ORPHAN_MIN_AGE_SECS, DEFAULT_WAREHOUSE, PROJECT_FILE, ProjectConfig, TargetConfig,
+    parse_byte_size,
 };
 pub use data_tests::{
     DataTest, DataTestKind, Relation, Severity, Subject, TestConfig, Threshold, parse_relation,
@@ -196,6 +197,19 @@ pub enum LoadError {
         at: SourceSpan,
     },
 
+    #[error("`{value}` is not a memory size")]
+    #[diagnostic(
+        code(dp::project::memory_limit),
+        help("a number and a unit, such as 512MB or 4GB")
+    )]
+    BadMemoryLimit {
+        value: String,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("here")]
+        at: SourceSpan,
+    },
+
     #[error("{message}")]
     #[diagnostic(code(dp::project::invalid_test))]
     InvalidTest {
@@ -258,6 +272,8 @@ pub struct Target {
     pub threads: Option<usize>,
     /// Minimum age of an unreferenced data file before a build deletes it.
     pub orphan_min_age: std::time::Duration,
+    /// The most memory a build's queries may hold, in bytes, when the target sets it.
+    pub memory_limit: Option<usize>,
 }
 
 impl Project {
@@ -298,10 +314,23 @@ impl Project {
                 at: self.config_file.find(warehouse_text, 0),
                 src: self.config_file.named(),
             })?;
+        let memory_limit = match &config.memory_limit {
+            None => None,
+            Some(text) => Some(parse_byte_size(text).ok_or_else(|| {
+                LoadError::BadMemoryLimit {
+                    value: text.clone(),
+                    at: self
+                        .config_file
+                        .find(text, self.config_file.find("memory_limit", 0).offset()),
+                    src: self.config_file.named(),
+                }
+            })?),
+        };
         Ok(Target {
             name,
             warehouse,
             threads: config.threads,
+            memory_limit,
             orphan_min_age: std::time::Duration::from_secs(
                 config
                     .orphan_min_age_secs
