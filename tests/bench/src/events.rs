@@ -1,11 +1,6 @@
-//! Writes the example project's raw events: hive-partitioned Parquet files
-//! (`<out>/date=YYYY-MM-DD/part-0.parquet`), deterministic from a seed. About 3% of the events are
-//! delivered twice, as at-least-once pipelines do, so that deduplication matters.
-//!
-//! ```text
-//! cargo run -p dp-engine --example generate_events -- \
-//!     [--out example_project/data/raw/events] [--start 2024-01-12] [--days 7] [--rows 3000] [--seed 42]
-//! ```
+//! Raw events: hive-partitioned Parquet files (`<out>/date=YYYY-MM-DD/part-0.parquet`),
+//! deterministic from a seed. About 3% of the events are delivered twice, as at-least-once
+//! pipelines do, so that deduplication matters. The defaults make example_project's data.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -25,7 +20,7 @@ const COHORTS: [&str; 4] = ["organic", "paid_search", "social", "referral"];
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// SplitMix64: a small, fast, seedable generator; the same seed gives the same files.
-struct Random(u64);
+pub struct Random(pub u64);
 
 impl Random {
     fn next(&mut self) -> u64 {
@@ -36,45 +31,36 @@ impl Random {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 }
 
-struct Options {
-    out: PathBuf,
-    start: String,
-    days: i64,
-    rows: usize,
-    seed: u64,
-}
-
-fn options() -> Result<Options, String> {
-    let mut options = Options {
-        out: PathBuf::from("example_project/data/raw/events"),
-        start: "2024-01-12".into(),
-        days: 7,
-        rows: 3000,
-        seed: 42,
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    for pair in args.chunks(2) {
-        let value = pair.get(1).ok_or(format!("{} needs a value", pair[0]))?;
-        let bad = |e: &dyn std::fmt::Display| format!("{}: {e}", pair[0]);
-        match pair[0].as_str() {
-            "--out" => options.out = PathBuf::from(value),
-            "--start" => options.start = value.clone(),
-            "--days" => options.days = value.parse().map_err(|e| bad(&e))?,
-            "--rows" => options.rows = value.parse().map_err(|e| bad(&e))?,
-            "--seed" => options.seed = value.parse().map_err(|e| bad(&e))?,
-            other => return Err(format!("unknown option {other}")),
-        }
-    }
-    Ok(options)
+/// What to generate.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EventOptions {
+    /// The folder to write `date=.../part-0.parquet` into.
+    #[arg(long, default_value = "example_project/data/raw/events")]
+    pub out: PathBuf,
+    /// The first date.
+    #[arg(long, default_value = "2024-01-12")]
+    pub start: String,
+    /// How many dates.
+    #[arg(long, default_value_t = 7)]
+    pub days: i64,
+    /// Rows a date.
+    #[arg(long, default_value_t = 3000)]
+    pub rows: usize,
+    /// Distinct users the events come from.
+    #[arg(long, default_value_t = 2000)]
+    pub users: u64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
 }
 
 /// Days since 1970-01-01 of a `YYYY-MM-DD` date (proleptic Gregorian).
-fn days_from_civil(date: &str) -> Result<i64, String> {
+pub fn days_from_civil(date: &str) -> Result<i64, String> {
     let parts: Vec<i64> = date
         .split('-')
         .map(|p| p.parse().map_err(|_| format!("bad date {date}")))
@@ -91,7 +77,7 @@ fn days_from_civil(date: &str) -> Result<i64, String> {
 }
 
 /// The `YYYY-MM-DD` of a day number.
-fn civil_from_days(days: i64) -> String {
+pub fn civil_from_days(days: i64) -> String {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -104,8 +90,8 @@ fn civil_from_days(days: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let options = options()?;
+/// Write the events; prints one line a date.
+pub fn generate(options: &EventOptions) -> Result<(), Box<dyn std::error::Error>> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("event_id", DataType::Utf8, false),
         Field::new("user_id", DataType::Int64, false),
@@ -128,7 +114,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut rows: Vec<(String, i64, &str, i128, &str, i64)> = Vec::with_capacity(options.rows);
         while rows.len() < options.rows {
             next_event += 1;
-            let user = random.below(2_000) as i64 + 1;
+            let user = random.below(options.users) as i64 + 1;
             let event = EVENTS[[0, 0, 0, 1, 1, 2, 3][random.below(7) as usize]];
             let revenue = if event == "purchase" {
                 i128::from(random.below(19_500) + 500)

@@ -1,53 +1,31 @@
-//! Writes a synthetic dp project of N models in layers, for benchmarks and scale tests:
-//! staging models over a partitioned events source, intermediate models joining 1 to 3 earlier
-//! models, and marts aggregating one; each with data tests. Deterministic from a seed.
-//!
-//! ```text
-//! cargo run -p dp-engine --example generate_project -- --models 5000 --out /tmp/dp-5000 \
-//!     [--data example_project/data/raw] [--seed 7]
-//! ```
+//! A synthetic dp project of N models in layers, for benchmarks and scale tests: staging models
+//! over a partitioned events source, intermediate models joining 1 to 3 earlier models, and marts
+//! aggregating one; each with data tests. Deterministic from a seed.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-/// SplitMix64, as in generate_events.
-struct Random(u64);
+use crate::events::Random;
 
-impl Random {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) % n as u64) as usize
-    }
-}
-
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut models = 100;
-    let mut out = PathBuf::from("target/generated_project");
-    let mut data = PathBuf::from("example_project/data/raw");
-    let mut seed = 7;
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    for pair in args.chunks(2) {
-        let value = pair.get(1).ok_or(format!("{} needs a value", pair[0]))?;
-        match pair[0].as_str() {
-            "--models" => models = value.parse()?,
-            "--out" => out = PathBuf::from(value),
-            "--data" => data = PathBuf::from(value),
-            "--seed" => seed = value.parse()?,
-            other => return Err(format!("unknown option {other}").into()),
-        }
-    }
-    let data = std::path::absolute(&data)?;
-    generate(&out, &data, models, seed)?;
-    println!("{models} models -> {}", out.display());
-    Ok(())
+/// What to generate.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProjectOptions {
+    /// How many models.
+    #[arg(long, default_value_t = 100)]
+    pub models: usize,
+    /// The project folder to write (replaced when it exists).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// A folder holding `events/date=.../*.parquet`, which the project's source reads.
+    #[arg(long, default_value = "example_project/data/raw")]
+    pub data: PathBuf,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
 }
 
 /// Write the project: `models` models reading the events under `data` (a folder holding
 /// `events/date=.../*.parquet`).
-fn generate(out: &Path, data: &Path, models: usize, seed: u64) -> std::io::Result<()> {
+pub fn generate(out: &Path, data: &Path, models: usize, seed: u64) -> std::io::Result<()> {
     let _ = std::fs::remove_dir_all(out);
     for folder in ["staging", "intermediate", "marts"] {
         std::fs::create_dir_all(out.join("models").join(folder))?;
@@ -91,9 +69,9 @@ fn generate(out: &Path, data: &Path, models: usize, seed: u64) -> std::io::Resul
     }
     for i in 0..intermediate {
         let name = format!("int_users_{i}");
-        let inputs = 1 + random.below(3);
+        let inputs = 1 + random.below(3) as usize;
         let picked: Vec<&String> = (0..inputs)
-            .map(|_| &names[random.below(names.len())])
+            .map(|_| &names[random.below(names.len() as u64) as usize])
             .collect();
         let mut sql = String::from("select a.user_id, a.cohort, a.revenue");
         for (j, _) in picked.iter().enumerate().skip(1) {
@@ -119,7 +97,7 @@ fn generate(out: &Path, data: &Path, models: usize, seed: u64) -> std::io::Resul
     }
     for i in 0..marts {
         let name = format!("mart_daily_{i}");
-        let input = &names[random.below(names.len())];
+        let input = &names[random.below(names.len() as u64) as usize];
         write_model(
             out,
             "marts",
@@ -156,7 +134,7 @@ mod tests {
     #[test]
     fn a_generated_project_passes_dp_check() {
         let dir = tempfile::tempdir().unwrap();
-        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../example_project/data/raw");
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../example_project/data/raw");
         generate(dir.path(), &std::path::absolute(data).unwrap(), 60, 3).unwrap();
         let prepared = dp_engine::prepare(&dp_engine::PrepareOptions {
             project_dir: dir.path().to_path_buf(),

@@ -1,0 +1,67 @@
+//! Timing a command: several runs after a warm-up, the median, min and max wall-clock time, and
+//! the peak resident memory of the process (from the kernel's accounting of the child).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What several runs of a command took.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    pub median: Duration,
+    pub min: Duration,
+    pub max: Duration,
+    /// The largest resident set of any run, in bytes.
+    pub peak_memory: u64,
+}
+
+/// Run `command` once to warm up and then `runs` times, calling `prepare` before each run (not
+/// timed). Fails when a run exits unsuccessfully.
+pub fn measure(
+    runs: usize,
+    mut prepare: impl FnMut(),
+    command: &mut Command,
+) -> Result<Stats, String> {
+    let mut times = Vec::with_capacity(runs);
+    let mut peak_memory = 0;
+    for run in 0..=runs {
+        prepare();
+        let (elapsed, memory) = run_once(command)?;
+        if run > 0 {
+            times.push(elapsed);
+            peak_memory = peak_memory.max(memory);
+        }
+    }
+    times.sort();
+    Ok(Stats {
+        median: times[times.len() / 2],
+        min: times[0],
+        max: times[times.len() - 1],
+        peak_memory,
+    })
+}
+
+/// One run: its wall-clock time and peak resident memory in bytes.
+fn run_once(command: &mut Command) -> Result<(Duration, u64), String> {
+    command.stdout(Stdio::null()).stderr(Stdio::null());
+    let shown = format!("{command:?}");
+    let failed = |why: String| format!("{shown}: {why}");
+    let started = Instant::now();
+    let child = command.spawn().map_err(|e| failed(e.to_string()))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct that wait4 fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, writing into the two locals above.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let elapsed = started.elapsed();
+    if waited != pid {
+        return Err(failed(std::io::Error::last_os_error().to_string()));
+    }
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        return Err(failed(format!(
+            "failed (wait status {status}); run it by hand to see why"
+        )));
+    }
+    // Linux counts ru_maxrss in kilobytes.
+    Ok((elapsed, usage.ru_maxrss as u64 * 1024))
+}

@@ -1,0 +1,350 @@
+//! `dp-bench all`: every benchmark of BENCHMARKS.md, printed as Markdown tables.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::events::{civil_from_days, days_from_civil};
+use crate::measure::{Stats, measure};
+use crate::raw::daily_summary_sql;
+
+type Error = Box<dyn std::error::Error>;
+
+/// What `dp-bench all` measures, and how often.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SuiteOptions {
+    /// Where generated projects and data go (data is kept and reused between runs).
+    #[arg(long, default_value = "target/bench")]
+    pub work: PathBuf,
+    /// The dp binary (default: `dp` beside this program, from the same `cargo build --release`).
+    #[arg(long)]
+    pub dp: Option<PathBuf>,
+    /// Timed runs of the quick commands (ls, check, compile).
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    /// Timed runs of the builds.
+    #[arg(long, default_value_t = 5)]
+    pub build_runs: usize,
+    /// Project sizes for ls, check and compile.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+    pub sizes: Vec<usize>,
+    /// Project sizes to build over the small dataset.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    pub build_sizes: Vec<usize>,
+    /// Dates of the large dataset.
+    #[arg(long, default_value_t = 30)]
+    pub days: i64,
+    /// Rows a date of the large dataset.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: usize,
+    /// The memory limit of the constrained all-dates build.
+    #[arg(long, default_value = "512MB")]
+    pub memory_limit: String,
+}
+
+/// Run every benchmark and print the tables.
+pub fn run(options: &SuiteOptions) -> Result<(), Error> {
+    let dp = match &options.dp {
+        Some(dp) => dp.clone(),
+        None => std::env::current_exe()?.with_file_name("dp"),
+    };
+    if !dp.exists() {
+        return Err(format!(
+            "{} not found: build it first (cargo build --release -p dp-cli -p dp-bench)",
+            dp.display()
+        )
+        .into());
+    }
+    let bench = std::env::current_exe()?;
+    std::fs::create_dir_all(&options.work)?;
+    let work = std::path::absolute(&options.work)?;
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "dp-bench on {cores} cores; wall-clock median / min / max of each command, and the peak memory of its process.\n"
+    );
+
+    // 1. Load, render, resolve and plan as projects grow.
+    let small = work.join("small/events");
+    generate_events(&bench, &small, 7, 3000, 2000)?;
+    println!("## Project size\n");
+    println!("| command | models | median | min | max | per model | peak memory |");
+    println!("|---|---|---|---|---|---|---|");
+    let example = work.join("example_project");
+    copy_project(&repository.join("example_project"), &example)?;
+    let stats = measure(options.runs, || {}, &mut dp_in(&dp, &example, &["ls"]))?;
+    row("dp ls", "example", &stats, None);
+    for &size in &options.sizes {
+        let project = generate_project(&bench, &work, size, &small)?;
+        for (name, args) in [
+            ("dp ls", &["ls"][..]),
+            ("dp check", &["check", "-q"][..]),
+            ("dp compile", &["compile", "-q"][..]),
+        ] {
+            let stats = measure(options.runs, || {}, &mut dp_in(&dp, &project, args))?;
+            row(name, &size.to_string(), &stats, Some(size));
+        }
+    }
+
+    // 2. Whole builds of generated projects over a small dataset, into an empty warehouse.
+    println!("\n## Builds over the small dataset (7 dates x 3,000 rows)\n");
+    println!("| command | models | median | min | max | per model | peak memory |");
+    println!("|---|---|---|---|---|---|---|");
+    for &size in &options.build_sizes {
+        let project = generate_project(&bench, &work, size, &small)?;
+        let clean = || clean_outputs(&project);
+        let stats = measure(
+            options.build_runs,
+            clean,
+            &mut dp_in(&dp, &project, &["build", "-q"]),
+        )?;
+        row("dp build", &size.to_string(), &stats, Some(size));
+    }
+
+    // 3. daily_summary over the large dataset: dp against plain DataFusion, same SQL, same files.
+    let events = work.join(format!("events-{}x{}", options.days, options.rows));
+    generate_events(&bench, &events, options.days, options.rows, 100_000)?;
+    let project = summary_project(&work, &events)?;
+    let raw_out = work.join("raw-daily-summary");
+    let date = civil_from_days(days_from_civil("2024-01-12")? + options.days / 2);
+    let raw = |date: Option<&str>| {
+        let mut command = Command::new(&bench);
+        command
+            .arg("daily-summary")
+            .arg("--events")
+            .arg(&events)
+            .arg("--out")
+            .arg(&raw_out);
+        if let Some(date) = date {
+            command.arg("--date").arg(date);
+        }
+        command
+    };
+    let clean = || {
+        clean_outputs(&project);
+        let _ = std::fs::remove_dir_all(&raw_out);
+    };
+    let var = format!("date={date}");
+    println!(
+        "\n## daily_summary over {} dates x {} rows: dp against plain DataFusion\n",
+        options.days, options.rows
+    );
+    println!("| run | median | min | max | peak memory | dp / DataFusion (medians) |");
+    println!("|---|---|---|---|---|---|");
+    let one_dp = measure(
+        options.build_runs,
+        clean,
+        &mut dp_in(&dp, &project, &["build", "-q", "--vars", &var]),
+    )?;
+    let files = files_read(&project)?;
+    let one_raw = measure(options.build_runs, clean, &mut raw(Some(&date)))?;
+    compare(&format!("one date ({date})"), &one_dp, &one_raw);
+    let all_dp = measure(
+        options.build_runs,
+        clean,
+        &mut dp_in(&dp, &project, &["build", "-q"]),
+    )?;
+    let all_raw = measure(options.build_runs, clean, &mut raw(None))?;
+    compare("all dates", &all_dp, &all_raw);
+    let limited = measure(
+        options.build_runs,
+        clean,
+        &mut dp_in(
+            &dp,
+            &project,
+            &["build", "-q", "--memory-limit", &options.memory_limit],
+        ),
+    )?;
+    println!(
+        "| all dates, dp with --memory-limit {} | {} | {} | {} | {} | |",
+        options.memory_limit,
+        ms(limited.median),
+        ms(limited.min),
+        ms(limited.max),
+        mib(limited.peak_memory)
+    );
+    println!(
+        "\nThe one-date build read {files} of the {} event files (run results: `source_files`).",
+        options.days
+    );
+    Ok(())
+}
+
+/// `dp <args>` in `project`.
+fn dp_in(dp: &Path, project: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(dp);
+    command
+        .args(args)
+        .arg("--project-dir")
+        .arg(project)
+        .env_remove("RUST_LOG");
+    command
+}
+
+fn row(command: &str, models: &str, stats: &Stats, per: Option<usize>) {
+    let per_model = per.map_or_else(String::new, |n| {
+        format!("{:.2} ms", stats.median.as_secs_f64() * 1000.0 / n as f64)
+    });
+    println!(
+        "| `{command}` | {models} | {} | {} | {} | {per_model} | {} |",
+        ms(stats.median),
+        ms(stats.min),
+        ms(stats.max),
+        mib(stats.peak_memory)
+    );
+}
+
+fn compare(run: &str, dp: &Stats, raw: &Stats) {
+    let ratio = dp.median.as_secs_f64() / raw.median.as_secs_f64();
+    for (who, stats, ratio) in [
+        ("dp", dp, format!("{ratio:.2}x")),
+        ("DataFusion", raw, String::new()),
+    ] {
+        println!(
+            "| {run}, {who} | {} | {} | {} | {} | {ratio} |",
+            ms(stats.median),
+            ms(stats.min),
+            ms(stats.max),
+            mib(stats.peak_memory)
+        );
+    }
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.0} ms", duration.as_secs_f64() * 1000.0)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{} MiB", bytes >> 20)
+}
+
+/// Events in `out`, made by this program's `events` command unless an earlier run made them.
+fn generate_events(
+    bench: &Path,
+    out: &Path,
+    days: i64,
+    rows: usize,
+    users: u64,
+) -> Result<(), Error> {
+    let done = out.join(".complete");
+    if done.exists() {
+        return Ok(());
+    }
+    let _ = std::fs::remove_dir_all(out);
+    eprintln!(
+        "generating {days} dates x {rows} rows into {}",
+        out.display()
+    );
+    let status = Command::new(bench)
+        .arg("events")
+        .args(["--days", &days.to_string(), "--rows", &rows.to_string()])
+        .args(["--users", &users.to_string(), "--out"])
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    if !status.success() {
+        return Err(format!("generating events into {} failed", out.display()).into());
+    }
+    std::fs::write(done, "")?;
+    Ok(())
+}
+
+/// A generated project of `models` models over the events in `events`.
+fn generate_project(
+    bench: &Path,
+    work: &Path,
+    models: usize,
+    events: &Path,
+) -> Result<PathBuf, Error> {
+    let out = work.join(format!("project-{models}"));
+    let data = events.parent().expect("the events folder has a parent");
+    let status = Command::new(bench)
+        .args(["project", "--models", &models.to_string(), "--out"])
+        .arg(&out)
+        .arg("--data")
+        .arg(data)
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    if !status.success() {
+        return Err(format!("generating {} failed", out.display()).into());
+    }
+    Ok(out)
+}
+
+/// A project with one model, daily_summary, over the events in `events`.
+fn summary_project(work: &Path, events: &Path) -> Result<PathBuf, Error> {
+    let root = work.join("daily-summary-project");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("models"))?;
+    std::fs::write(root.join("dp_project.yml"), "name: daily_summary_bench\n")?;
+    std::fs::write(
+        root.join("models/sources.yml"),
+        format!(
+            "sources:\n  - name: raw\n    tables:\n      - name: events\n        location: file://{}/\n        partitioned_by: [date]\n",
+            events.display()
+        ),
+    )?;
+    let model = daily_summary_sql(
+        "{{ source('raw', 'events') }}",
+        "{% if var('date', none) %}where date = '{{ var(\"date\") }}'{% endif %}",
+    );
+    std::fs::write(
+        root.join("models/daily_summary.sql"),
+        format!("{{{{ config(materialized='partitioned', partition_by='date') }}}}\n{model}"),
+    )?;
+    Ok(root)
+}
+
+/// Copy a project's files, without what a run left in it.
+fn copy_project(from: &Path, to: &Path) -> Result<(), Error> {
+    let _ = std::fs::remove_dir_all(to);
+    let status = Command::new("cp").arg("-r").arg(from).arg(to).status()?;
+    if !status.success() {
+        return Err(format!("copying {} failed", from.display()).into());
+    }
+    clean_outputs(to);
+    Ok(())
+}
+
+/// Remove the warehouse and target folders of a project: the next build starts empty.
+fn clean_outputs(project: &Path) {
+    for folder in ["warehouse", "target"] {
+        let _ = std::fs::remove_dir_all(project.join(folder));
+    }
+}
+
+/// The files of `raw.events` that the last build's daily_summary read.
+fn files_read(project: &Path) -> Result<u64, Error> {
+    let text = std::fs::read_to_string(project.join("target/run_results.json"))?;
+    let results: serde_json::Value = serde_json::from_str(&text)?;
+    results["results"][0]["source_files"]["raw.events"]
+        .as_u64()
+        .ok_or_else(|| "run_results.json has no source_files for raw.events".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_daily_summary_project_passes_dp_check() {
+        let work = tempfile::tempdir().unwrap();
+        let events =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../example_project/data/raw/events");
+        let root = summary_project(work.path(), &std::path::absolute(events).unwrap()).unwrap();
+        let prepared = dp_engine::prepare(&dp_engine::PrepareOptions {
+            project_dir: root,
+            vars: vec!["date=2024-01-15".to_string()],
+            ..Default::default()
+        })
+        .unwrap();
+        let model = &prepared.graph.models["daily_summary"];
+        assert!(
+            model.sql.contains("where date = '2024-01-15'"),
+            "{}",
+            model.sql
+        );
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(dp_engine::check(&prepared)).unwrap();
+    }
+}
