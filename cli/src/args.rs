@@ -94,7 +94,7 @@ pub enum CheckFormat {
 pub struct BuildArgs {
     #[command(flatten)]
     pub select: SelectArgs,
-    /// Models built at once (default: the target's `threads`, else the number of cores).
+    /// Models built at once (default: the target's `threads`, else twice the number of cores).
     #[arg(long)]
     pub threads: Option<usize>,
     /// The most memory the build's queries may hold, such as 512MB or 4GB (default: the

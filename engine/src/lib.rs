@@ -22,6 +22,7 @@ pub mod storage;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use tracing::Instrument;
 
 pub use error::Error;
@@ -69,16 +70,19 @@ pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
 }
 
 /// Plan every model from schemas alone, without reading data, and report every problem of the
-/// selected models at once.
-pub async fn check(prepared: &Prepared) -> Result<(), Error> {
+/// selected models at once. Returns the plan of the selected models, ready to run.
+pub async fn check(prepared: &Prepared) -> Result<plan::Plan, Error> {
     let every_node: BTreeSet<NodeId> = prepared.graph.order().iter().cloned().collect();
-    let plan = stage("plan", || plan::plan(&prepared.graph, &every_node))?;
+    let mut plan = stage("plan", || plan::plan(&prepared.graph, &every_node))?;
     let selected = |name: &str| prepared.selected.contains(&NodeId::Model(name.to_string()));
     let mut problems = plan::check(&prepared.project, &plan, selected)
         .instrument(tracing::debug_span!("stage", name = "check"))
         .await;
     match problems.len() {
-        0 => Ok(()),
+        0 => {
+            plan.models.retain(|model| selected(&model.name));
+            Ok(plan)
+        }
         1 => Err(Error::Checked(problems.remove(0))),
         _ => Err(Error::Check { problems }),
     }
@@ -89,21 +93,26 @@ fn stage<T>(name: &'static str, run: impl FnOnce() -> T) -> T {
     tracing::debug_span!("stage", name).in_scope(run)
 }
 
-/// Write each planned model's compiled SQL to `target/compiled/<path of the model>`; returns the
-/// files written.
+/// Write each planned model's compiled SQL to `target/compiled/<path of the model>`, leaving a
+/// file that already holds it untouched; returns the files, in the plan's order.
 pub fn write_compiled(root: &Path, plan: &plan::Plan) -> Result<Vec<PathBuf>, Error> {
-    let mut written = Vec::new();
-    for model in &plan.models {
-        let path = root.join("target").join("compiled").join(model.file.path());
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(path.parent().expect("a compiled file has a folder"))?;
-            std::fs::write(&path, format!("{}\n", model.sql.trim_end()))
-        };
-        write().map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-        written.push(path);
-    }
-    Ok(written)
+    plan.models
+        .par_iter()
+        .map(|model| {
+            let path = root.join("target").join("compiled").join(model.file.path());
+            let text = format!("{}\n", model.sql.trim_end());
+            let write = || -> std::io::Result<()> {
+                if std::fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {
+                    return Ok(());
+                }
+                std::fs::create_dir_all(path.parent().expect("a compiled file has a folder"))?;
+                std::fs::write(&path, &text)
+            };
+            write().map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(path)
+        })
+        .collect()
 }

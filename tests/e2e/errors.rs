@@ -52,6 +52,7 @@ fn every_mistake_is_a_diagnostic_and_publishes_nothing() {
             filters => vec![
                 (root.as_str(), "[PROJECT]"),
                 (r"\d+\.\d\ds", "[TIME]"),
+                (r"\(\d+ at a time\)", "([THREADS] at a time)"),
             ],
         }, {
             insta::assert_snapshot!("diagnostic", text);

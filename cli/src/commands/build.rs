@@ -9,9 +9,7 @@ use crate::printer::Printer;
 
 pub fn run(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<ExitCode> {
     let runtime = super::runtime()?;
-    let prepared = super::prepare_checked(&runtime, global, &args.select)?;
-    let plan = dp_engine::plan::plan(&prepared.graph, &prepared.selected)
-        .map_err(dp_engine::Error::from)?;
+    let (prepared, plan) = super::prepare_checked(&runtime, global, &args.select)?;
     let target = prepared
         .project
         .target(global.target.as_deref())
@@ -19,7 +17,9 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<ExitCode> {
     let threads = args
         .threads
         .or(target.threads)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        // A model's build also waits on storage (creating files, committing): two per core keep
+        // the cores busy.
+        .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
     let options = BuildOptions {
         warehouse: target.warehouse,
         threads,

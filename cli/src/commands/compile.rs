@@ -5,9 +5,7 @@ use std::process::ExitCode;
 use crate::args::{GlobalArgs, SelectArgs};
 
 pub fn run(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<ExitCode> {
-    let prepared = super::prepare_checked(&super::runtime()?, global, args)?;
-    let plan = dp_engine::plan::plan(&prepared.graph, &prepared.selected)
-        .map_err(dp_engine::Error::from)?;
+    let (prepared, plan) = super::prepare_checked(&super::runtime()?, global, args)?;
     let written = dp_engine::write_compiled(&prepared.project.root, &plan)?;
     if !global.quiet {
         for path in &written {

@@ -54,15 +54,15 @@ fn runtime() -> miette::Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().map_err(|e| miette::miette!("cannot start the runtime: {e}"))
 }
 
-/// `prepare`, then the static checks of every selected model.
+/// `prepare`, then the static checks of every selected model; returns their plan.
 fn prepare_checked(
     runtime: &tokio::runtime::Runtime,
     global: &GlobalArgs,
     args: &SelectArgs,
-) -> miette::Result<dp_engine::Prepared> {
+) -> miette::Result<(dp_engine::Prepared, dp_engine::plan::Plan)> {
     let prepared = prepare(global, args)?;
-    runtime.block_on(dp_engine::check(&prepared))?;
-    Ok(prepared)
+    let plan = runtime.block_on(dp_engine::check(&prepared))?;
+    Ok((prepared, plan))
 }
 
 fn prepare(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<dp_engine::Prepared> {

@@ -37,7 +37,8 @@ pub struct TargetConfig {
     /// The folder (relative to the project) or URL holding one Delta table per model.
     #[serde(default)]
     pub warehouse: Option<String>,
-    /// How many models are built at once (default: the number of cores).
+    /// How many models are built at once (default: twice the number of cores, since a build also
+    /// waits on storage).
     #[serde(default)]
     pub threads: Option<usize>,
     /// How old an unreferenced data file in a model's table must be before a build deletes it as

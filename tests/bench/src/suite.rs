@@ -87,17 +87,19 @@ pub fn run(options: &SuiteOptions) -> Result<(), Error> {
     }
 
     // 2. Whole builds of generated projects over a small dataset, into an empty warehouse.
+    let trash = Trash::new(&work);
     println!("\n## Builds over the small dataset (7 dates x 3,000 rows)\n");
     println!("| command | models | median | min | max | per model | peak memory |");
     println!("|---|---|---|---|---|---|---|");
     for &size in &options.build_sizes {
         let project = generate_project(&bench, &work, size, &small)?;
-        let clean = || clean_outputs(&project);
+        let clean = || trash.clear(&project);
         let stats = measure(
             options.build_runs,
             clean,
             &mut dp_in(&dp, &project, &["build", "-q"]),
         )?;
+        trash.empty();
         row("dp build", &size.to_string(), &stats, Some(size));
     }
 
@@ -121,7 +123,7 @@ pub fn run(options: &SuiteOptions) -> Result<(), Error> {
         command
     };
     let clean = || {
-        clean_outputs(&project);
+        trash.clear(&project);
         let _ = std::fs::remove_dir_all(&raw_out);
     };
     let var = format!("date={date}");
@@ -163,6 +165,7 @@ pub fn run(options: &SuiteOptions) -> Result<(), Error> {
         ms(limited.max),
         mib(limited.peak_memory)
     );
+    trash.empty();
     println!(
         "\nThe one-date build read {files} of the {} event files (run results: `source_files`).",
         options.days
@@ -302,14 +305,44 @@ fn copy_project(from: &Path, to: &Path) -> Result<(), Error> {
     if !status.success() {
         return Err(format!("copying {} failed", from.display()).into());
     }
-    clean_outputs(to);
+    for folder in ["warehouse", "target"] {
+        let _ = std::fs::remove_dir_all(to.join(folder));
+    }
     Ok(())
 }
 
-/// Remove the warehouse and target folders of a project: the next build starts empty.
-fn clean_outputs(project: &Path) {
-    for folder in ["warehouse", "target"] {
-        let _ = std::fs::remove_dir_all(project.join(folder));
+/// Where the outputs of earlier runs go, so that each build starts with an empty warehouse.
+/// Deleting thousands of files right before a run slows the file creation the run does (ext4's
+/// inode allocator avoids recently freed inodes), so they are deleted after each benchmark.
+struct Trash {
+    folder: PathBuf,
+    moved: std::cell::Cell<usize>,
+}
+
+impl Trash {
+    fn new(work: &Path) -> Self {
+        let folder = work.join("trash");
+        let _ = std::fs::remove_dir_all(&folder);
+        Self {
+            folder,
+            moved: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Move the warehouse and target folders of `project` out of its way.
+    fn clear(&self, project: &Path) {
+        for name in ["warehouse", "target"] {
+            let from = project.join(name);
+            if from.exists() {
+                self.moved.set(self.moved.get() + 1);
+                let _ = std::fs::create_dir_all(&self.folder);
+                let _ = std::fs::rename(&from, self.folder.join(self.moved.get().to_string()));
+            }
+        }
+    }
+
+    fn empty(&self) {
+        let _ = std::fs::remove_dir_all(&self.folder);
     }
 }
 
