@@ -26,7 +26,7 @@ pub struct SuiteOptions {
     #[arg(long, default_value_t = 5)]
     pub build_runs: usize,
     /// Project sizes for ls, check and compile.
-    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,5000,10000")]
     pub sizes: Vec<usize>,
     /// Project sizes to build over the small dataset.
     #[arg(long, value_delimiter = ',', default_value = "100,1000")]
