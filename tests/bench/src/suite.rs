@@ -4,6 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+
 use crate::events::{civil_from_days, days_from_civil};
 use crate::measure::{Stats, measure};
 use crate::raw::daily_summary_sql;
@@ -165,12 +168,50 @@ pub fn run(options: &SuiteOptions) -> Result<(), Error> {
         ms(limited.max),
         mib(limited.peak_memory)
     );
+    // Both wrote the same rows (a fresh build's table folder holds only its current files).
+    clean();
+    run_to_end(&mut dp_in(&dp, &project, &["build", "-q", "--vars", &var]))?;
+    run_to_end(&mut raw(Some(&date)))?;
+    let rows = tokio::runtime::Runtime::new()?.block_on(same_rows(
+        &project.join("warehouse/daily_summary"),
+        &raw_out,
+    ))?;
     trash.empty();
     println!(
-        "\nThe one-date build read {files} of the {} event files (run results: `source_files`).",
+        "\nThe one-date build read {files} of the {} event files (run results: `source_files`); \
+         dp and DataFusion wrote the same {rows} rows.",
         options.days
     );
     Ok(())
+}
+
+fn run_to_end(command: &mut Command) -> Result<(), Error> {
+    let status = command.stdout(std::process::Stdio::null()).status()?;
+    if !status.success() {
+        return Err(format!("{command:?} failed").into());
+    }
+    Ok(())
+}
+
+/// The rows of the Parquet files under two date-partitioned folders, which must be equal;
+/// returns how many there are.
+async fn same_rows(one: &Path, other: &Path) -> Result<usize, Error> {
+    let mut tables = Vec::new();
+    for folder in [one, other] {
+        let ctx = datafusion::prelude::SessionContext::new();
+        let options = datafusion::prelude::ParquetReadOptions::default()
+            .table_partition_cols(vec![("date".to_string(), DataType::Utf8)]);
+        ctx.register_parquet("t", format!("{}/", folder.display()), options)
+            .await?;
+        let sql =
+            "select date, cohort, revenue, user_count, total_events from t order by date, cohort";
+        let batches = ctx.sql(sql).await?.collect().await?;
+        tables.push(pretty_format_batches(&batches)?.to_string());
+    }
+    if tables[0] != tables[1] {
+        return Err(format!("dp and DataFusion disagree:\n{}\n{}", tables[0], tables[1]).into());
+    }
+    Ok(tables[0].lines().count().saturating_sub(4))
 }
 
 /// `dp <args>` in `project`.
