@@ -169,10 +169,16 @@ pub(crate) async fn register_source(
                         .map(|column| (column.clone(), DataType::Utf8))
                         .collect(),
                 );
-            let schema = options
-                .infer_schema(&session.state(), &url)
-                .await
-                .map_err(|e| unreadable(e.strip_backtrace()))?;
+            let schema = match source.file_schema.get() {
+                Some(schema) => schema.clone(),
+                None => {
+                    let inferred = options
+                        .infer_schema(&session.state(), &url)
+                        .await
+                        .map_err(|e| unreadable(e.strip_backtrace()))?;
+                    source.file_schema.get_or_init(|| inferred).clone()
+                }
+            };
             let config = ListingTableConfig::new(url)
                 .with_listing_options(options)
                 .with_schema(schema);

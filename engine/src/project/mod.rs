@@ -7,6 +7,7 @@ mod yaml;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use miette::SourceSpan;
 use url::Url;
@@ -82,6 +83,10 @@ pub struct SourceTable {
     pub on_missing_partition: MissingPartition,
     /// The YAML file that declares it.
     pub file: SourceFile,
+    /// A Parquet table's schema, read from its files' footers the first time a session of this
+    /// process registers the table; later sessions (the check's, each model's) reuse it, and so
+    /// do the project's clones.
+    pub file_schema: Arc<OnceLock<datafusion::arrow::datatypes::SchemaRef>>,
 }
 
 impl Project {
@@ -664,6 +669,7 @@ fn add_source(
                 columns: table.columns,
                 on_missing_partition: table.on_missing_partition,
                 file: file.clone(),
+                file_schema: Arc::default(),
             },
         );
     }
