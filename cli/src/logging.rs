@@ -1,7 +1,6 @@
 //! tracing setup: structured logs to stderr, human or JSON.
 
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::format::FmtSpan;
 
 use crate::args::{GlobalArgs, LogFormat};
 
@@ -19,8 +18,6 @@ pub fn init(global: &GlobalArgs) {
         .unwrap_or_else(|_| EnvFilter::new(format!("{level},deltalake_core=off,delta_kernel=off")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        // A closed span logs its duration: how long each stage took, at debug level (-vv).
-        .with_span_events(FmtSpan::CLOSE)
         .with_writer(std::io::stderr);
     match global.log_format {
         LogFormat::Human => builder.with_target(false).init(),

@@ -23,7 +23,6 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use tracing::Instrument;
 
 pub use error::Error;
 use graph::{ModelGraph, NodeId};
@@ -75,9 +74,9 @@ pub async fn check(prepared: &Prepared) -> Result<plan::Plan, Error> {
     let every_node: BTreeSet<NodeId> = prepared.graph.order().iter().cloned().collect();
     let mut plan = stage("plan", || plan::plan(&prepared.graph, &every_node))?;
     let selected = |name: &str| prepared.selected.contains(&NodeId::Model(name.to_string()));
-    let mut problems = plan::check(&prepared.project, &plan, selected)
-        .instrument(tracing::debug_span!("stage", name = "check"))
-        .await;
+    let started = std::time::Instant::now();
+    let mut problems = plan::check(&prepared.project, &plan, selected).await;
+    stage_finished("check", started);
     match problems.len() {
         0 => {
             plan.models.retain(|model| selected(&model.name));
@@ -88,9 +87,17 @@ pub async fn check(prepared: &Prepared) -> Result<plan::Plan, Error> {
     }
 }
 
-/// Run one stage inside a debug span named after it, so that `-vv` logs how long it took.
+/// Run one stage and log how long it took (at debug level: `-vv`).
 fn stage<T>(name: &'static str, run: impl FnOnce() -> T) -> T {
-    tracing::debug_span!("stage", name).in_scope(run)
+    let started = std::time::Instant::now();
+    let result = run();
+    stage_finished(name, started);
+    result
+}
+
+fn stage_finished(name: &'static str, started: std::time::Instant) {
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::debug!(stage = name, elapsed_ms, "stage finished");
 }
 
 /// Write each planned model's compiled SQL to `target/compiled/<path of the model>`, leaving a

@@ -1,6 +1,6 @@
 //! The DataFusion session a model runs in: its sources and upstream models registered as tables.
-//! A Parquet source is registered behind a recorder that notes every scan that found no files,
-//! for the source's missing-partition policy.
+//! A Parquet source is registered behind a recorder that notes the files every scan plans to
+//! read: for the source's missing-partition policy, and for the run results.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -28,22 +28,34 @@ use crate::project::{Relation, SourceFormat, SourceTable};
 use crate::storage::{StorageError, model_table_url, open_published};
 
 /// Every scan of a Parquet source in a session: the source, the filters it was read with, and
-/// how many files it reads.
+/// the files it plans to read.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct SourceScans(Arc<Mutex<Vec<(String, String, usize)>>>);
+pub(crate) struct SourceScans(Arc<Mutex<Vec<SourceScan>>>);
+
+#[derive(Debug)]
+struct SourceScan {
+    source: String,
+    filters: String,
+    files: BTreeSet<String>,
+}
 
 impl SourceScans {
-    fn scans(&self) -> std::sync::MutexGuard<'_, Vec<(String, String, usize)>> {
+    fn scans(&self) -> std::sync::MutexGuard<'_, Vec<SourceScan>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// How many files the scans of each source read.
+    /// How many distinct files the scans of each source plan to read.
     pub(crate) fn files_read(&self) -> BTreeMap<String, usize> {
-        let mut files = BTreeMap::new();
-        for (source, _, read) in self.scans().iter() {
-            *files.entry(source.clone()).or_default() += read;
+        let mut files: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        let scans = self.scans();
+        for scan in scans.iter() {
+            let read = files.entry(&scan.source).or_default();
+            read.extend(scan.files.iter().map(String::as_str));
         }
         files
+            .into_iter()
+            .map(|(source, read)| (source.to_string(), read.len()))
+            .collect()
     }
 
     /// The sources every scan of which found no file, with the filters of one such scan: a
@@ -51,10 +63,13 @@ impl SourceScans {
     pub(crate) fn missing(&self) -> Vec<(String, String)> {
         let scans = std::mem::take(&mut *self.scans());
         let mut empty: Vec<(String, String)> = Vec::new();
-        for (source, filters, _) in &scans {
-            let all_empty = scans.iter().filter(|s| &s.0 == source).all(|s| s.2 == 0);
-            if all_empty && !empty.iter().any(|(s, _)| s == source) {
-                empty.push((source.clone(), filters.clone()));
+        for scan in &scans {
+            let all_empty = scans
+                .iter()
+                .filter(|s| s.source == scan.source)
+                .all(|s| s.files.is_empty());
+            if all_empty && !empty.iter().any(|(s, _)| *s == scan.source) {
+                empty.push((scan.source.clone(), scan.filters.clone()));
             }
         }
         empty
@@ -176,7 +191,12 @@ pub(crate) async fn register_source(
                         .infer_schema(&session.state(), &url)
                         .await
                         .map_err(|e| unreadable(e.strip_backtrace()))?;
-                    source.file_schema.get_or_init(|| inferred).clone()
+                    // A table without files yet has no schema to remember.
+                    if inferred.fields().is_empty() {
+                        inferred
+                    } else {
+                        source.file_schema.get_or_init(|| inferred).clone()
+                    }
                 }
             };
             let config = ListingTableConfig::new(url)
@@ -231,7 +251,7 @@ pub(crate) async fn register_source(
     Ok(())
 }
 
-/// A listing table that notes each scan that found no file.
+/// A listing table that notes the files each scan plans to read.
 #[derive(Debug)]
 struct RecordingTable {
     inner: Arc<ListingTable>,
@@ -273,23 +293,25 @@ impl TableProvider for RecordingTable {
         } else {
             filters.join(" and ")
         };
-        let files = files_read(&plan);
-        self.source_scans
-            .scans()
-            .push((self.source.clone(), filters, files));
+        let files = planned_files(&plan);
+        self.source_scans.scans().push(SourceScan {
+            source: self.source.clone(),
+            filters,
+            files,
+        });
         Ok(plan)
     }
 }
 
-/// How many distinct files a scan plan reads (a large file may be split across partitions).
-fn files_read(plan: &Arc<dyn ExecutionPlan>) -> usize {
-    fn collect<'a>(plan: &'a Arc<dyn ExecutionPlan>, files: &mut BTreeSet<&'a str>) {
+/// The files a scan plan reads (a large file may be split across partitions: it counts once).
+fn planned_files(plan: &Arc<dyn ExecutionPlan>) -> BTreeSet<String> {
+    fn collect(plan: &Arc<dyn ExecutionPlan>, files: &mut BTreeSet<String>) {
         if let Some(config) = plan
             .downcast_ref::<DataSourceExec>()
             .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
         {
             let paths = config.file_groups.iter().flat_map(|group| group.iter());
-            files.extend(paths.map(|file| file.object_meta.location.as_ref()));
+            files.extend(paths.map(|file| file.object_meta.location.to_string()));
         }
         for child in plan.children() {
             collect(child, files);
@@ -297,7 +319,7 @@ fn files_read(plan: &Arc<dyn ExecutionPlan>) -> usize {
     }
     let mut files = BTreeSet::new();
     collect(plan, &mut files);
-    files.len()
+    files
 }
 
 /// A DataFusion error in a model's SQL, pointing at the model's file.

@@ -48,7 +48,7 @@ pub struct TargetConfig {
     pub orphan_min_age_secs: Option<u64>,
     /// The most memory a build's queries may hold, such as `512MB` or `4GB` (K, M, G and T count
     /// in 1024s). Sorts, aggregations and joins spill to temporary files to stay within it; a
-    /// query that still cannot fits fails with "resources exhausted". Default: no limit.
+    /// query that still does not fit fails with "resources exhausted". Default: no limit.
     #[serde(default)]
     pub memory_limit: Option<String>,
 }
@@ -69,7 +69,12 @@ pub fn parse_byte_size(text: &str) -> Option<usize> {
     let (number, unit) = text.split_at(digits);
     let number: f64 = number.parse().ok()?;
     let unit = unit.trim().to_ascii_uppercase();
-    let shift = match unit.trim_end_matches("IB").trim_end_matches('B') {
+    let prefix = unit
+        .strip_suffix("IB")
+        .filter(|prefix| !prefix.is_empty())
+        .or_else(|| unit.strip_suffix('B'))
+        .unwrap_or(&unit);
+    let shift = match prefix {
         "" => 0,
         "K" => 10,
         "M" => 20,
@@ -78,7 +83,7 @@ pub fn parse_byte_size(text: &str) -> Option<usize> {
         _ => return None,
     };
     let bytes = number * (1u64 << shift) as f64;
-    (bytes >= 1.0).then_some(bytes as usize)
+    (bytes >= 1.0 && bytes <= usize::MAX as f64).then_some(bytes as usize)
 }
 
 #[cfg(test)]
@@ -93,7 +98,18 @@ mod tests {
         assert_eq!(parse_byte_size("1.5g"), Some(3 << 29));
         assert_eq!(parse_byte_size("4096"), Some(4096));
         assert_eq!(parse_byte_size("64kb"), Some(64 << 10));
-        for bad in ["", "MB", "0MB", "12 parsecs", "1..5G", "-1G"] {
+        for bad in [
+            "",
+            "MB",
+            "0MB",
+            "12 parsecs",
+            "1..5G",
+            "-1G",
+            "1BB",
+            "1IB",
+            "1KiBiB",
+            "99999999999T",
+        ] {
             assert_eq!(parse_byte_size(bad), None, "{bad}");
         }
     }

@@ -83,9 +83,9 @@ pub struct SourceTable {
     pub on_missing_partition: MissingPartition,
     /// The YAML file that declares it.
     pub file: SourceFile,
-    /// A Parquet table's schema, read from its files' footers the first time a session of this
-    /// process registers the table; later sessions (the check's, each model's) reuse it, and so
-    /// do the project's clones.
+    /// A Parquet table's schema, read from its files' footers the first time a session registers
+    /// the table; the later sessions of the loaded project (the check's, each model's, its
+    /// clones') reuse it.
     pub file_schema: Arc<OnceLock<datafusion::arrow::datatypes::SchemaRef>>,
 }
 
@@ -321,15 +321,17 @@ impl Project {
             })?;
         let memory_limit = match &config.memory_limit {
             None => None,
-            Some(text) => Some(parse_byte_size(text).ok_or_else(|| {
-                LoadError::BadMemoryLimit {
+            Some(text) => Some(
+                parse_byte_size(text).ok_or_else(|| LoadError::BadMemoryLimit {
                     value: text.clone(),
-                    at: self
-                        .config_file
-                        .find(text, self.config_file.find("memory_limit", 0).offset()),
+                    at: {
+                        let target = self.config_file.find(&format!("{name}:"), 0);
+                        let key = self.config_file.find("memory_limit", target.offset());
+                        self.config_file.find(text, key.offset())
+                    },
                     src: self.config_file.named(),
-                }
-            })?),
+                })?,
+            ),
         };
         Ok(Target {
             name,

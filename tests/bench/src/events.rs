@@ -47,13 +47,13 @@ pub struct EventOptions {
     #[arg(long, default_value = "2024-01-12")]
     pub start: String,
     /// How many dates.
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(i64).range(1..))]
     pub days: i64,
     /// Rows a date.
     #[arg(long, default_value_t = 3000)]
     pub rows: usize,
     /// Distinct users the events come from.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
     pub users: u64,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,

@@ -17,6 +17,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// The same allocator as dp's, so that the comparison with plain DataFusion is like for like.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "dp-bench",
@@ -43,7 +47,9 @@ fn main() -> ExitCode {
     let outcome: Result<(), Box<dyn std::error::Error>> = match Cli::parse().command {
         Command::All(options) => suite::run(&options),
         Command::Project(options) => std::path::absolute(&options.data)
-            .and_then(|data| project::generate(&options.out, &data, options.models, options.seed))
+            .and_then(|data| {
+                project::generate(&options.out, &data, options.models as usize, options.seed)
+            })
             .map_err(Into::into),
         Command::Events(options) => events::generate(&options),
         Command::DailySummary(options) => tokio::runtime::Runtime::new()

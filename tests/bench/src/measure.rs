@@ -14,14 +14,14 @@ pub struct Stats {
     pub peak_memory: u64,
 }
 
-/// Run `command` once to warm up and then `runs` times, calling `prepare` before each run (not
+/// Run `command` once to warm up and then `runs` (at least one) times, calling `prepare` before each run (not
 /// timed). Fails when a run exits unsuccessfully.
 pub fn measure(
-    runs: usize,
+    runs: u64,
     mut prepare: impl FnMut(),
     command: &mut Command,
 ) -> Result<Stats, String> {
-    let mut times = Vec::with_capacity(runs);
+    let mut times = Vec::new();
     let mut peak_memory = 0;
     for run in 0..=runs {
         prepare();
@@ -32,8 +32,14 @@ pub fn measure(
         }
     }
     times.sort();
+    let middle = times.len() / 2;
+    let median = if times.len() % 2 == 0 {
+        (times[middle - 1] + times[middle]) / 2
+    } else {
+        times[middle]
+    };
     Ok(Stats {
-        median: times[times.len() / 2],
+        median,
         min: times[0],
         max: times[times.len() - 1],
         peak_memory,
@@ -51,17 +57,23 @@ fn run_once(command: &mut Command) -> Result<(Duration, u64), String> {
     let mut status = 0;
     // SAFETY: an all-zero rusage is a valid value of the plain C struct that wait4 fills in.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child, writing into the two locals above.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let elapsed = started.elapsed();
-    if waited != pid {
-        return Err(failed(std::io::Error::last_os_error().to_string()));
-    }
+    let elapsed = loop {
+        // SAFETY: waits for our own child, writing into the two locals above.
+        let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if waited == pid {
+            break started.elapsed();
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(failed(error.to_string()));
+        }
+    };
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
         return Err(failed(format!(
             "failed (wait status {status}); run it by hand to see why"
         )));
     }
-    // Linux counts ru_maxrss in kilobytes.
+    // Linux counts ru_maxrss in kilobytes. It includes what this process had mapped when the
+    // child started (the child execs from a copy of it): a few MiB.
     Ok((elapsed, usage.ru_maxrss as u64 * 1024))
 }

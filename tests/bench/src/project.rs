@@ -10,9 +10,9 @@ use crate::events::Random;
 /// What to generate.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProjectOptions {
-    /// How many models.
-    #[arg(long, default_value_t = 100)]
-    pub models: usize,
+    /// How many models (at least two: one staging model and one mart).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(2..))]
+    pub models: u64,
     /// The project folder to write (replaced when it exists).
     #[arg(long)]
     pub out: PathBuf,

@@ -23,11 +23,11 @@ pub struct SuiteOptions {
     #[arg(long)]
     pub dp: Option<PathBuf>,
     /// Timed runs of the quick commands (ls, check, compile).
-    #[arg(long, default_value_t = 10)]
-    pub runs: usize,
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub runs: u64,
     /// Timed runs of the builds.
-    #[arg(long, default_value_t = 5)]
-    pub build_runs: usize,
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub build_runs: u64,
     /// Project sizes for ls, check and compile.
     #[arg(long, value_delimiter = ',', default_value = "100,1000,5000,10000")]
     pub sizes: Vec<usize>,
