@@ -189,31 +189,16 @@ fn run_results_record_every_model() {
     project.dp_ok(&["build", "--vars", "{date: 2024-01-15}"]);
     let results = project.run_results();
     assert_eq!(results["success"], true);
-    let models: Vec<&str> = results["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["model"].as_str().unwrap())
-        .collect();
-    assert_eq!(models.len(), 3);
-    let daily = results["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["model"] == "daily_summary")
-        .unwrap();
+    let entries = results["results"].as_array().unwrap();
+    assert_eq!(entries.len(), 3);
+    let result_of = |model: &str| entries.iter().find(|r| r["model"] == model).unwrap();
+    let daily = result_of("daily_summary");
     assert_eq!(daily["partitions"], serde_json::json!(["date=2024-01-15"]));
     assert_eq!(daily["rows"], 4);
     assert_eq!(daily["delta_version"], 1);
     // The date filter reached the scan: of the seven days' files, only that date's was read.
-    let staging = results["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["model"] == "stg_events")
-        .unwrap();
     assert_eq!(
-        staging["source_files"],
+        result_of("stg_events")["source_files"],
         serde_json::json!({"raw.events": 1})
     );
 
