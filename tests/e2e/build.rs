@@ -234,6 +234,11 @@ fn a_memory_limit_bounds_what_a_build_holds() {
     let output = project.dp(&["build", "--select", "daily_summary"]);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(project.version("daily_summary"), Some(1));
+    // And to `dp test`'s queries.
+    let output = project.dp(&["test", "--select", "daily_summary"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("Resources exhausted"), "{stdout}");
 
     // A size dp cannot read is refused before anything runs.
     let output = project.dp(&["build", "--memory-limit", "lots"]);

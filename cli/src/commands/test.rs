@@ -26,6 +26,7 @@ pub fn run(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<ExitCode> {
         failures_dir: dp_engine::audit::failures_dir(&prepared.project.root),
         kinds,
         run_id: dp_engine::execute::new_run_id(),
+        memory_limit: target.memory_limit,
     };
     let printer = Printer::new(global.log_format, global.quiet);
     let runtime = super::runtime()?;

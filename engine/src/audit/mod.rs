@@ -232,6 +232,8 @@ pub struct TestOptions {
     /// The kinds of test to run.
     pub kinds: std::collections::BTreeSet<TestKind>,
     pub run_id: String,
+    /// The most memory the tests' queries may hold together, in bytes.
+    pub memory_limit: Option<usize>,
 }
 
 /// Every test's outcome.
@@ -263,7 +265,7 @@ pub async fn run_tests(
     use crate::report::RunEvent;
 
     let started = std::time::Instant::now();
-    let runtime = std::sync::Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default());
+    let runtime = crate::execute::runtime_env(options.memory_limit);
     let node = |subject: &Subject| match subject {
         Subject::Model(name) => NodeId::Model(name.clone()),
         Subject::Source(id) => NodeId::Source(id.clone()),

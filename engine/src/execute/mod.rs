@@ -275,9 +275,9 @@ pub fn new_run_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// DataFusion's runtime for a build: a memory pool shared fairly by the operators that can spill,
-/// when there is a limit, and temporary files in the system's temporary folder.
-fn runtime_env(memory_limit: Option<usize>) -> Arc<RuntimeEnv> {
+/// DataFusion's runtime for a build or a test run: a memory pool shared fairly by the operators
+/// that can spill, when there is a limit, and temporary files in the system's temporary folder.
+pub(crate) fn runtime_env(memory_limit: Option<usize>) -> Arc<RuntimeEnv> {
     let mut builder = RuntimeEnvBuilder::new();
     if let Some(limit) = memory_limit {
         let top_consumers = std::num::NonZeroUsize::new(5).expect("5 is not zero");

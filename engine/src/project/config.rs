@@ -46,8 +46,8 @@ pub struct TargetConfig {
     /// same model that is still running.
     #[serde(default)]
     pub orphan_min_age_secs: Option<u64>,
-    /// The most memory a build's queries may hold, such as `512MB` or `4GB` (K, M, G and T count
-    /// in 1024s). Sorts, aggregations and joins spill to temporary files to stay within it; a
+    /// The most memory the queries of a build or of `dp test` may hold, such as `512MB` or `4GB`
+    /// (K, M, G and T count in 1024s). Sorts, aggregations and joins spill to temporary files to stay within it; a
     /// query that still does not fit fails with "resources exhausted". Default: no limit.
     #[serde(default)]
     pub memory_limit: Option<String>,
