@@ -4,7 +4,7 @@
 //! a model declares about its output (partition columns, tested columns, an enforced contract)
 //! is checked against the planned schema.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -69,12 +69,16 @@ pub async fn check(
     let session = new_session(&runtime);
     let warehouse = url::Url::parse("memory:///").expect("a valid URL");
     let scans = SourceScans::default();
+    let read: BTreeSet<&str> = plan
+        .models
+        .iter()
+        .flat_map(|model| model.sources.iter().map(String::as_str))
+        .collect();
     let mut unreadable: BTreeMap<&str, CheckError> = BTreeMap::new();
-    for id in plan.models.iter().flat_map(|model| &model.sources) {
-        let relation = Relation::Source(id.clone());
-        if !unreadable.contains_key(id.as_str())
-            && let Err(problem) =
-                register_relation(&session, &relation, &warehouse, &project.sources, &scans).await
+    for id in read {
+        let relation = Relation::Source(id.to_string());
+        if let Err(problem) =
+            register_relation(&session, &relation, &warehouse, &project.sources, &scans).await
         {
             unreadable.insert(id, problem.into());
         }

@@ -167,19 +167,6 @@ fn plan_model(graph: &ModelGraph, model: &RenderedModel) -> Result<ModelPlan, Pl
             }
         }
     }
-    let ordered: Vec<&RenderedModel> = if ephemerals.is_empty() {
-        Vec::new()
-    } else {
-        graph
-            .order()
-            .iter()
-            .filter_map(|node| match node {
-                NodeId::Model(name) if ephemerals.contains(name) => Some(&graph.models[name]),
-                _ => None,
-            })
-            .collect()
-    };
-
     let first_cte = parse_query(model)?;
     let own_piece = |compiled: Range<usize>, rendered_start: usize| Piece {
         compiled,
@@ -187,7 +174,7 @@ fn plan_model(graph: &ModelGraph, model: &RenderedModel) -> Result<ModelPlan, Pl
         file: model.file.clone(),
         map: model.source_map.clone(),
     };
-    if ordered.is_empty() {
+    if ephemerals.is_empty() {
         return Ok(ModelPlan {
             name: model.name.clone(),
             file: model.file.clone(),
@@ -198,6 +185,10 @@ fn plan_model(graph: &ModelGraph, model: &RenderedModel) -> Result<ModelPlan, Pl
             pieces: vec![own_piece(0..model.sql.len(), 0)],
         });
     }
+    let ordered = graph.order().iter().filter_map(|node| match node {
+        NodeId::Model(name) if ephemerals.contains(name) => Some(&graph.models[name]),
+        _ => None,
+    });
     // Before the first CTE of the model's own WITH, or before the query when it has none.
     let insert_at = first_cte.unwrap_or_else(|| statement_range(&model.sql).start);
     let mut sql = model.sql[..insert_at].to_string();
@@ -205,7 +196,7 @@ fn plan_model(graph: &ModelGraph, model: &RenderedModel) -> Result<ModelPlan, Pl
     if first_cte.is_none() {
         sql.push_str("with ");
     }
-    for (index, eph) in ordered.iter().enumerate() {
+    for (index, eph) in ordered.enumerate() {
         parse_query(eph)?;
         let body = statement_range(&eph.sql);
         if index > 0 {

@@ -7,7 +7,6 @@ use std::time::Duration;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
-use crate::events::{civil_from_days, days_from_civil};
 use crate::measure::{Stats, measure};
 use crate::raw::daily_summary_sql;
 
@@ -111,7 +110,8 @@ pub fn run(options: &SuiteOptions) -> Result<(), Error> {
     generate_events(&bench, &events, options.days, options.rows, 100_000)?;
     let project = summary_project(&work, &events)?;
     let raw_out = work.join("raw-daily-summary");
-    let date = civil_from_days(days_from_civil("2024-01-12")? + options.days / 2);
+    let first = chrono::NaiveDate::from_ymd_opt(2024, 1, 12).expect("a valid date");
+    let date = (first + chrono::Days::new(options.days as u64 / 2)).to_string();
     let raw = |date: Option<&str>| {
         let mut command = Command::new(&bench);
         command
@@ -279,16 +279,13 @@ fn generate_events(
         "generating {days} dates x {rows} rows into {}",
         out.display()
     );
-    let status = Command::new(bench)
-        .arg("events")
-        .args(["--days", &days.to_string(), "--rows", &rows.to_string()])
-        .args(["--users", &users.to_string(), "--out"])
-        .arg(out)
-        .stdout(std::process::Stdio::null())
-        .status()?;
-    if !status.success() {
-        return Err(format!("generating events into {} failed", out.display()).into());
-    }
+    run_to_end(
+        Command::new(bench)
+            .arg("events")
+            .args(["--days", &days.to_string(), "--rows", &rows.to_string()])
+            .args(["--users", &users.to_string(), "--out"])
+            .arg(out),
+    )?;
     std::fs::write(done, "")?;
     Ok(())
 }
@@ -302,16 +299,13 @@ fn generate_project(
 ) -> Result<PathBuf, Error> {
     let out = work.join(format!("project-{models}"));
     let data = events.parent().expect("the events folder has a parent");
-    let status = Command::new(bench)
-        .args(["project", "--models", &models.to_string(), "--out"])
-        .arg(&out)
-        .arg("--data")
-        .arg(data)
-        .stdout(std::process::Stdio::null())
-        .status()?;
-    if !status.success() {
-        return Err(format!("generating {} failed", out.display()).into());
-    }
+    run_to_end(
+        Command::new(bench)
+            .args(["project", "--models", &models.to_string(), "--out"])
+            .arg(&out)
+            .arg("--data")
+            .arg(data),
+    )?;
     Ok(out)
 }
 
