@@ -57,6 +57,34 @@ pub enum Command {
     Compile(SelectArgs),
     /// List the selected nodes in execution order.
     Ls(SelectArgs),
+    /// Delete the files of the selected models' tables that no version needs and that are
+    /// older than the retention: files replaced by later builds, and what killed builds left.
+    Vacuum(VacuumArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VacuumArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Keep files younger than this, such as 7d or 36h (default: the target's
+    /// `vacuum_retention`, else 7d); a build still running owns files younger than that.
+    #[arg(long, value_parser = duration)]
+    pub retain: Option<std::time::Duration>,
+    /// Only list the files that would be deleted.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Allow a retention shorter than the table's minimum (7 days unless the table sets
+    /// `delta.deletedFileRetentionDuration`): only when no build of these models can be running.
+    #[arg(long)]
+    pub force: bool,
+}
+
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    dp_engine::project::parse_duration(text).ok_or_else(|| {
+        format!(
+            "`{text}` is not a duration: give a whole number and a unit (s, m, h, d, w), such as 7d"
+        )
+    })
 }
 
 /// Which nodes, with which variables.

@@ -29,17 +29,32 @@ pub enum Error {
     Checked(crate::plan::CheckError),
 
     #[error("{} problems found", problems.len())]
-    #[diagnostic(code(dp::check::failed))]
+    #[diagnostic(code(dp::problems))]
     Check {
         #[related]
         problems: Vec<crate::plan::CheckError>,
     },
 
     #[error("cannot write {}", path.display())]
-    #[diagnostic(code(dp::io))]
+    #[diagnostic(code(dp::write))]
     Io {
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
     },
+}
+
+impl Error {
+    /// Whether dp could not look at the project at all (no project folder, a file it cannot
+    /// read or write, bad command-line arguments), rather than finding problems in its files.
+    pub fn cannot_run(&self) -> bool {
+        use crate::project::LoadError;
+        matches!(
+            self,
+            Error::Load(LoadError::NotFound { .. } | LoadError::Io { .. })
+                | Error::Render(crate::render::RenderError::InvalidVars { .. })
+                | Error::Select(_)
+                | Error::Io { .. }
+        )
+    }
 }

@@ -12,6 +12,7 @@ pub mod audit;
 mod error;
 pub mod execute;
 pub mod graph;
+pub mod ops;
 pub mod plan;
 pub mod project;
 pub mod render;

@@ -1,6 +1,7 @@
 //! A build killed with SIGKILL at random instants while it writes and commits leaves every table
 //! at a committed version holding wholly the old or wholly the new build's rows; the next build
-//! succeeds and removes the files the killed builds orphaned.
+//! succeeds, and `dp vacuum` removes the files the killed builds left once they are older than
+//! the retention (never before: a build still running may own them).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -58,7 +59,7 @@ fn data_files(project: &TestProject, model: &str) -> BTreeSet<String> {
 }
 
 #[test]
-fn a_killed_build_leaves_the_old_or_the_new_rows_and_the_next_build_cleans_up() {
+fn a_killed_build_leaves_the_old_or_the_new_rows_and_a_vacuum_cleans_up() {
     let project = TestProject::fixture("crash");
     let started = Instant::now();
     project.dp_ok(&["build", "--vars", "build=0"]);
@@ -132,11 +133,16 @@ fn a_killed_build_leaves_the_old_or_the_new_rows_and_the_next_build_cleans_up() 
 
     project.dp_ok(&["build", "--vars", "build=99"]);
     assert_eq!(builds(&project, "tagged_events", "count(*)").0, ["99"]);
+    // No build can be running now: a zero retention is safe (and needs --force).
+    project.dp_ok(&["vacuum", "--vars", "build=0", "--retain", "0s", "--force"]);
     assert_eq!(
         orphans(&project),
         BTreeSet::new(),
-        "orphaned files survived the next build"
+        "orphaned files survived the vacuum"
     );
+    assert_eq!(builds(&project, "tagged_events", "count(*)").0, ["99"]);
+    project.dp_ok(&["build", "--vars", "build=100"]);
+    assert_eq!(builds(&project, "tagged_events", "count(*)").0, ["100"]);
 }
 
 /// Data files on disk that no commit of either table refers to.
@@ -154,13 +160,21 @@ fn orphans(project: &TestProject) -> BTreeSet<String> {
 }
 
 #[test]
-fn orphans_younger_than_the_minimum_age_are_kept_for_a_build_that_may_still_be_running() {
+fn a_vacuum_keeps_files_younger_than_the_retention_and_no_build_deletes_them() {
     let project = TestProject::fixture("crash");
-    let config =
-        |age: u64| format!("name: crash\ntargets:\n  test:\n    orphan_min_age_secs: {age}\n");
-    project.write("dp_project.yml", &config(3600));
-    project.dp_ok(&["build", "--vars", "build=1"]);
-    // A finished file and an unfinished upload (as a killed writer leaves on local disk).
+    project.write(
+        "dp_project.yml",
+        "name: crash\ntargets:\n  test:\n    orphan_min_age_secs: 0\n",
+    );
+    let output = project.dp(&["build", "--vars", "build=1"]);
+    assert!(output.status.success(), "{}", crate::support::both(&output));
+    // The old cleanup setting is accepted and ignored, with a warning.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`orphan_min_age_secs` is deprecated and ignored"),
+        "{stderr}"
+    );
+    // A finished file and an unfinished upload (as a build still running, or a killed one, leaves).
     let partition = project.table_dir("tagged_events").join("date=2024-01-15");
     let staged = [
         partition.join("part-00000-in-flight.snappy.parquet"),
@@ -172,16 +186,44 @@ fn orphans_younger_than_the_minimum_age_are_kept_for_a_build_that_may_still_be_r
     project.dp_ok(&["build", "--vars", "build=2"]);
     assert!(
         staged.iter().all(|f| f.exists()),
-        "a young unreferenced file was deleted"
+        "a build deleted a file it did not write"
     );
 
-    project.write("dp_project.yml", &config(0));
+    // The default retention (7 days) keeps them.
+    project.dp_ok(&["vacuum", "--vars", "build=0"]);
+    assert!(
+        staged.iter().all(|f| f.exists()),
+        "a young file was vacuumed"
+    );
+    // A retention under the table's minimum is refused unless forced.
+    let refused = project.dp(&["vacuum", "--vars", "build=0", "--retain", "1h"]);
+    let text = crate::support::both(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{text}");
+    assert!(text.contains("dp::vacuum_retention"), "{text}");
+    assert!(staged.iter().all(|f| f.exists()));
+    // A dry run lists them and deletes nothing.
+    let listed = project.dp_ok(&[
+        "vacuum",
+        "--vars",
+        "build=0",
+        "--retain",
+        "0s",
+        "--force",
+        "--dry-run",
+    ]);
+    assert!(listed.contains("part-00000-in-flight"), "{listed}");
+    assert!(
+        listed.contains("part-00001-in-flight.snappy.parquet#1"),
+        "{listed}"
+    );
+    assert!(staged.iter().all(|f| f.exists()));
+
     std::thread::sleep(Duration::from_millis(20));
-    project.dp_ok(&["build", "--vars", "build=3"]);
+    project.dp_ok(&["vacuum", "--vars", "build=0", "--retain", "0s", "--force"]);
     assert!(
         staged.iter().all(|f| !f.exists()),
         "an orphaned file survived"
     );
     assert_eq!(orphans(&project), BTreeSet::new());
-    assert_eq!(builds(&project, "tagged_events", "count(*)").0, ["3"]);
+    assert_eq!(builds(&project, "tagged_events", "count(*)").0, ["2"]);
 }

@@ -71,7 +71,7 @@ fn check_reports_every_problem_of_a_project_at_once_as_json() {
     assert_eq!(problems[0]["file"], "models/first.sql");
     assert_eq!(problems[0]["line"], 1);
     assert_eq!(problems[0]["column"], 18);
-    assert_eq!(problems[0]["code"], "dp::execute::sql");
+    assert_eq!(problems[0]["code"], "dp::sql");
     assert!(
         problems[0]["help"]
             .as_str()

@@ -23,7 +23,6 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<ExitCode> {
     let options = BuildOptions {
         warehouse: target.warehouse,
         threads,
-        orphan_min_age: target.orphan_min_age,
         run_id: dp_engine::execute::new_run_id(),
         vars: prepared.render_options.clone(),
         failures_dir: dp_engine::audit::failures_dir(&prepared.project.root),

@@ -10,48 +10,77 @@ use crate::args::{CheckArgs, CheckFormat, GlobalArgs};
 
 pub fn run(global: &GlobalArgs, args: &CheckArgs) -> miette::Result<ExitCode> {
     let runtime = super::runtime()?;
-    let checked = check(&runtime, global, args);
-    match (checked, args.format) {
-        (Ok(models), CheckFormat::Human) => {
+    let (checked, warnings) = check(&runtime, global, args);
+    let checked = match checked {
+        // Not a finding about the project: dp could not look at it (exit 2).
+        Err(error) if error.cannot_run() => return Err((*error).into()),
+        checked => checked,
+    };
+    match args.format {
+        CheckFormat::Human => {
             if !global.quiet {
-                println!("No problems found ({models} models)");
+                for warning in &warnings {
+                    eprintln!("{:?}", miette::Report::new(warning.clone()));
+                }
             }
-            Ok(ExitCode::SUCCESS)
+            match checked {
+                Ok(models) => {
+                    if !global.quiet {
+                        super::out(&format!("No problems found ({models} models)\n"));
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    eprintln!("{:?}", miette::Report::new(*error));
+                    Ok(super::pipeline_failed())
+                }
+            }
         }
-        (Ok(_), CheckFormat::Json) => {
-            println!("[]");
-            Ok(ExitCode::SUCCESS)
-        }
-        (Err(error), CheckFormat::Human) => {
-            eprintln!("{:?}", miette::Report::new(*error));
-            Ok(super::pipeline_failed())
-        }
-        (Err(error), CheckFormat::Json) => {
+        CheckFormat::Json => {
             let mut records = Vec::new();
-            flatten(error.as_ref(), &mut records);
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&records).unwrap_or_default()
-            );
-            Ok(super::pipeline_failed())
+            for warning in &warnings {
+                flatten(warning, &mut records);
+            }
+            let failed = checked.as_ref().is_err();
+            if let Err(error) = &checked {
+                flatten(error.as_ref(), &mut records);
+            }
+            let json = serde_json::to_string_pretty(&records).unwrap_or_default();
+            super::out(&format!("{json}\n"));
+            Ok(if failed {
+                super::pipeline_failed()
+            } else {
+                ExitCode::SUCCESS
+            })
         }
     }
 }
 
-/// Load, render, resolve, select and plan: the number of models, or every problem found.
+/// Load, render, resolve, select and plan: the number of models, or every problem found; and
+/// the project's warnings.
 fn check(
     runtime: &tokio::runtime::Runtime,
     global: &GlobalArgs,
     args: &CheckArgs,
-) -> Result<usize, Box<dp_engine::Error>> {
-    let prepared = dp_engine::prepare(&PrepareOptions {
+) -> (
+    Result<usize, Box<dp_engine::Error>>,
+    Vec<dp_engine::project::LoadWarning>,
+) {
+    let prepared = match dp_engine::prepare(&PrepareOptions {
         project_dir: global.project_dir.clone(),
         vars: args.select.vars.clone(),
         select: args.select.select.clone(),
         exclude: args.select.exclude.clone(),
-    })?;
-    runtime.block_on(dp_engine::check(&prepared))?;
-    Ok(prepared.graph.models.len())
+    }) {
+        Ok(prepared) => prepared,
+        Err(error) => return (Err(Box::new(error)), Vec::new()),
+    };
+    let warnings = prepared.project.warnings.clone();
+    let checked = runtime
+        .block_on(dp_engine::check(&prepared))
+        .map(|_| prepared.graph.models.len())
+        .map_err(Box::new);
+    (checked, warnings)
 }
 
 /// One JSON record per problem: a diagnostic that gathers others stands for them.
@@ -84,6 +113,11 @@ fn flatten(diagnostic: &dyn Diagnostic, records: &mut Vec<Value>) {
         "file": file,
         "line": line,
         "column": column,
+        "severity": match diagnostic.severity() {
+            Some(miette::Severity::Warning) => "warning",
+            Some(miette::Severity::Advice) => "advice",
+            _ => "error",
+        },
         "code": diagnostic.code().map(|c| c.to_string()),
         "message": diagnostic.to_string(),
         "help": diagnostic.help().map(|h| h.to_string()),

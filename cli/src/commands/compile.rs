@@ -8,11 +8,13 @@ pub fn run(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<ExitCode> {
     let (prepared, plan) = super::prepare_checked(&super::runtime()?, global, args)?;
     let written = dp_engine::write_compiled(&prepared.project.root, &plan)?;
     if !global.quiet {
+        let mut text = String::new();
         for path in &written {
             let shown = path.strip_prefix(&prepared.project.root).unwrap_or(path);
-            println!("{}", shown.display());
+            text.push_str(&format!("{}\n", shown.display()));
         }
-        println!("Compiled {} models", written.len());
+        text.push_str(&format!("Compiled {} models\n", written.len()));
+        super::out(&text);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,6 +12,6 @@ pub fn run(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<ExitCode> {
             out.push_str(&format!("{node}\n"));
         }
     }
-    print!("{out}");
+    super::out(&out);
     Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,7 @@ mod check;
 mod compile;
 mod ls;
 mod test;
+mod vacuum;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Check(args) => check::run(&cli.global, args),
         Command::Ls(args) => ls::run(&cli.global, args),
         Command::Test(args) => test::run(&cli.global, args),
+        Command::Vacuum(args) => vacuum::run(&cli.global, args),
     }
 }
 
@@ -66,10 +68,34 @@ fn prepare_checked(
 }
 
 fn prepare(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<dp_engine::Prepared> {
-    Ok(dp_engine::prepare(&PrepareOptions {
+    let prepared = dp_engine::prepare(&PrepareOptions {
         project_dir: global.project_dir.clone(),
         vars: args.vars.clone(),
         select: args.select.clone(),
         exclude: args.exclude.clone(),
-    })?)
+    })?;
+    show_warnings(global, &prepared.project);
+    Ok(prepared)
+}
+
+/// Show what the project's files do that works but should change, as diagnostics on stderr.
+fn show_warnings(global: &GlobalArgs, project: &dp_engine::project::Project) {
+    if !global.quiet {
+        for warning in &project.warnings {
+            eprintln!("{:?}", miette::Report::new(warning.clone()));
+        }
+    }
+}
+
+/// Write `text` to stdout; a closed stdout (a pipe to `head`) ends the output, not dp.
+fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        && error.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        tracing::warn!(%error, "cannot write to stdout");
+    }
 }

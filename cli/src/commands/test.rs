@@ -56,7 +56,7 @@ fn test_types(select: &[String]) -> miette::Result<(Vec<String>, BTreeSet<TestKi
                     kinds.insert(*kind);
                 }
                 None => miette::bail!(
-                    code = "dp::select::test_type",
+                    code = "dp::unknown_test_type",
                     help = "use test_type:data, test_type:singular or test_type:unit",
                     "unknown test type `{kind}`"
                 ),

@@ -179,7 +179,8 @@ async fn failing_rows_report(
     Ok((failures, sample, file))
 }
 
-/// Write the failing rows to `<dir>/<test name>.csv`; a write that fails only loses the file.
+/// Write the failing rows to `<dir>/<test name>.csv`. A write that fails loses only the file:
+/// the test's outcome stands, and the warning says why the file is missing.
 async fn write_failures(
     rows: DataFrame,
     name: &str,
@@ -202,20 +203,29 @@ async fn write_failures(
         file.push('_');
     }
     let path = dir.join(format!("{file}.csv"));
-    let _ = std::fs::remove_file(&path);
-    std::fs::create_dir_all(dir).ok()?;
-    let rows = rows.limit(0, limit.map(|l| l as usize)).ok()?;
-    let written = rows
-        .write_csv(
-            path.to_str()?,
+    let written = async {
+        match std::fs::remove_file(&path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(error.to_string());
+            }
+            _ => {}
+        }
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let rows = rows
+            .limit(0, limit.map(|l| l as usize))
+            .map_err(|e| e.strip_backtrace())?;
+        rows.write_csv(
+            &path.to_string_lossy(),
             DataFrameWriteOptions::new().with_single_file_output(true),
             None,
         )
-        .await;
-    match written {
+        .await
+        .map_err(|e| e.strip_backtrace())
+    };
+    match written.await {
         Ok(_) => Some(path),
         Err(error) => {
-            tracing::warn!(test = name, %error, "could not write the failing rows");
+            tracing::warn!(test = name, path = %path.display(), %error, "could not write the failing rows");
             None
         }
     }

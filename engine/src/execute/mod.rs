@@ -30,8 +30,6 @@ pub struct BuildOptions {
     pub warehouse: Url,
     /// How many models build at once.
     pub threads: usize,
-    /// How old an unreferenced file in a model's table must be before it is deleted.
-    pub orphan_min_age: Duration,
     /// Identifies this run in logs and run results.
     pub run_id: String,
     /// The run's variables (unit tests render their model with them).
@@ -55,8 +53,6 @@ pub struct ModelResult {
     pub partitions: Vec<String>,
     /// The Delta version committed, if anything was.
     pub version: Option<u64>,
-    /// Leftover files of crashed builds deleted before this build.
-    pub orphans_removed: usize,
     /// How many files of each Parquet source (`source.table`) the model read: with a partition
     /// filter, only the files of the partitions it selects.
     pub source_files: BTreeMap<String, usize>,
@@ -91,7 +87,6 @@ impl ModelResult {
             rows: 0,
             partitions: Vec::new(),
             version: None,
-            orphans_removed: 0,
             source_files: BTreeMap::new(),
             tests: Vec::new(),
             elapsed: Duration::ZERO,
@@ -146,7 +141,7 @@ impl RunSummary {
 #[non_exhaustive]
 pub enum ModelError {
     #[error("`{model}`: {message}")]
-    #[diagnostic(code(dp::execute::sql))]
+    #[diagnostic(code(dp::sql))]
     Sql {
         model: String,
         message: String,
@@ -161,7 +156,7 @@ pub enum ModelError {
     },
 
     #[error("source `{source_id}` cannot be read at {location}: {message}")]
-    #[diagnostic(code(dp::execute::source))]
+    #[diagnostic(code(dp::unreadable_source))]
     Source {
         source_id: String,
         location: String,
@@ -173,7 +168,7 @@ pub enum ModelError {
     },
 
     #[error("`{model}` cannot be published as defined in {}", file.display())]
-    #[diagnostic(code(dp::execute::definition))]
+    #[diagnostic(code(dp::definition))]
     Definition {
         model: String,
         file: std::path::PathBuf,
@@ -188,7 +183,7 @@ pub enum ModelError {
 
     #[error("{subject} does not match its declared columns")]
     #[diagnostic(
-        code(dp::execute::contract),
+        code(dp::contract),
         help(
             "{differences}\nnothing was written: a schema change needs a person; change the data, the SQL or the declared columns"
         )
@@ -206,7 +201,7 @@ pub enum ModelError {
         "source `{source_id}` has no data for this build: no file under {location} matches {filters}"
     )]
     #[diagnostic(
-        code(dp::execute::missing_data),
+        code(dp::missing_data),
         help(
             "if a missing partition is expected, set `on_missing_partition: skip` on the source table to publish nothing instead"
         )
@@ -223,23 +218,10 @@ pub enum ModelError {
 
     #[error("`{model}` was not published: {} failed ({})", failed.len(), failed.join(", "))]
     #[diagnostic(
-        code(dp::execute::tests_failed),
+        code(dp::tests_failed),
         help("the published data is unchanged; the failures are listed above")
     )]
     TestsFailed { model: String, failed: Vec<String> },
-
-    #[error("the table of `{model}` would overlap source `{source_id}` at {location}")]
-    #[diagnostic(
-        code(dp::execute::overlaps_source),
-        help(
-            "a model's table and a source's files must not share a folder; point the target's warehouse elsewhere"
-        )
-    )]
-    OverlapsSource {
-        model: String,
-        source_id: String,
-        location: String,
-    },
 
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -551,22 +533,11 @@ async fn publish_model(
         return Ok(());
     }
 
-    let url = model_table_url(&context.options.warehouse, &model.name);
-    if let Some(source) = context.project.sources.values().find(|source| {
-        url.as_str().starts_with(source.location.as_str())
-            || source.location.as_str().starts_with(url.as_str())
-    }) {
-        return Err(ModelError::OverlapsSource {
-            model: model.name.clone(),
-            source_id: source.id(),
-            location: url.to_string(),
-        });
-    }
+    let url = model_table_url(&context.options.warehouse, &model.name)?;
     let definition = |error| ModelError::from_storage(model, error);
     let table = ModelTable::open_for_build(&model.name, &url, &output, &model.config.partition_by)
         .await
         .map_err(definition)?;
-    result.orphans_removed = table.remove_orphans(context.options.orphan_min_age).await?;
     let stream = datafusion::physical_plan::execute_stream(physical, session.task_ctx())
         .map_err(|error| session::sql_error(model, &error))?;
     let staged = table.stage(stream).await.map_err(definition)?;

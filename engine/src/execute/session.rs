@@ -104,7 +104,7 @@ pub(crate) async fn register_relation(
             register_source(session, source, source_scans).await
         }
         Relation::Model(name) => {
-            let url = model_table_url(warehouse, name);
+            let url = model_table_url(warehouse, name)?;
             let table = open_published(&url, name).await?;
             let provider =
                 delta_provider(session, &table)

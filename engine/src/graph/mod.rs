@@ -47,7 +47,7 @@ pub struct ModelGraph {
 pub enum GraphError {
     #[error("models refer to each other in a cycle: {cycle}")]
     #[diagnostic(
-        code(dp::graph::cycle),
+        code(dp::cycle),
         help("a model cannot depend on itself, directly or through other models; break the cycle")
     )]
     Cycle {

@@ -15,7 +15,7 @@ use super::{ModelGraph, NodeId};
 #[non_exhaustive]
 pub enum SelectError {
     #[error("nothing matches `{pattern}`")]
-    #[diagnostic(code(dp::select::no_match))]
+    #[diagnostic(code(dp::no_match))]
     NoMatch {
         pattern: String,
         #[source_code]
@@ -28,7 +28,7 @@ pub enum SelectError {
 
     #[error("unknown selector method `{method}`")]
     #[diagnostic(
-        code(dp::select::unknown_method),
+        code(dp::unknown_selector_method),
         help("use a model name, or one of tag:, path:, source:")
     )]
     UnknownMethod {
@@ -41,7 +41,7 @@ pub enum SelectError {
 
     #[error("malformed selector `{selector}`")]
     #[diagnostic(
-        code(dp::select::malformed),
+        code(dp::bad_selector),
         help("forms: name, +name, name+, 2+name, name+1, @name, tag:x, path:models/x, source:raw")
     )]
     Malformed {

@@ -28,7 +28,7 @@ pub enum CheckError {
     Model(#[from] ModelError),
 
     #[error("`{model}` is partitioned by `{column}`, which it does not output")]
-    #[diagnostic(code(dp::check::partition_column))]
+    #[diagnostic(code(dp::partition_column))]
     PartitionColumn {
         model: String,
         column: String,
@@ -41,7 +41,7 @@ pub enum CheckError {
     },
 
     #[error("test `{test}` is on column `{column}`, which `{model}` does not output")]
-    #[diagnostic(code(dp::check::test_column))]
+    #[diagnostic(code(dp::test_column))]
     TestColumn {
         test: String,
         model: String,

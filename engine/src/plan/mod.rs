@@ -88,7 +88,7 @@ impl ModelPlan {
 #[non_exhaustive]
 pub enum PlanError {
     #[error("`{model}` is not valid SQL: {message}")]
-    #[diagnostic(code(dp::plan::syntax))]
+    #[diagnostic(code(dp::sql_syntax))]
     Syntax {
         model: String,
         message: String,
@@ -100,7 +100,7 @@ pub enum PlanError {
 
     #[error("`{model}` must be one SELECT query")]
     #[diagnostic(
-        code(dp::plan::not_a_query),
+        code(dp::not_a_query),
         help(
             "a model is a single SELECT (or WITH ... SELECT); dp creates and replaces the table itself"
         )
@@ -114,7 +114,7 @@ pub enum PlanError {
     },
 
     #[error("{} models cannot be planned", problems.len())]
-    #[diagnostic(code(dp::plan::failed))]
+    #[diagnostic(code(dp::problems))]
     Many {
         #[related]
         problems: Vec<PlanError>,

@@ -41,11 +41,15 @@ pub struct TargetConfig {
     /// waits on storage).
     #[serde(default)]
     pub threads: Option<usize>,
-    /// How old an unreferenced data file in a model's table must be before a build deletes it as
-    /// the leftover of a crashed run (default: 3600). Younger files may belong to a build of the
-    /// same model that is still running.
+    /// Deprecated and ignored: a build no longer deletes files it did not write. `dp vacuum`
+    /// removes the leftovers of killed builds once they are older than `vacuum_retention`.
     #[serde(default)]
     pub orphan_min_age_secs: Option<u64>,
+    /// How old a file no version needs must be before `dp vacuum` deletes it, such as `7d`,
+    /// `36h` or `90m` (default: 7d, Delta's own minimum). A build of the model still running
+    /// owns files younger than that; a shorter retention needs `dp vacuum --force`.
+    #[serde(default)]
+    pub vacuum_retention: Option<String>,
     /// The most memory the queries of a build or of `dp test` may hold, such as `512MB` or `4GB`
     /// (K, M, G and T count in 1024s). Sorts, aggregations and joins spill to temporary files to stay within it; a
     /// query that still does not fit fails with "resources exhausted". Default: no limit.
@@ -56,8 +60,29 @@ pub struct TargetConfig {
 /// The warehouse folder used when a target names none.
 pub const DEFAULT_WAREHOUSE: &str = "warehouse";
 
-/// The minimum age of an orphaned file before it is deleted, when the target sets none.
-pub const DEFAULT_ORPHAN_MIN_AGE_SECS: u64 = 3600;
+/// How old an unneeded file must be before `dp vacuum` deletes it, when the target sets nothing.
+pub const DEFAULT_VACUUM_RETENTION: std::time::Duration =
+    std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// A duration such as `7d`, `36h`, `90m`, `45s` or `2w` (a bare number counts seconds). None
+/// when `text` is not such a duration or does not fit.
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    let unit: u64 = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return None,
+    };
+    number.checked_mul(unit).map(std::time::Duration::from_secs)
+}
 
 /// The bytes in a size such as `512MB`, `2G` or `1.5GiB`: K, M, G and T count in 1024s, as in
 /// DataFusion's own `memory_limit` setting. None when `text` is not such a size, or is zero.
@@ -88,7 +113,20 @@ pub fn parse_byte_size(text: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_byte_size;
+    use super::{parse_byte_size, parse_duration};
+
+    #[test]
+    fn durations_read_with_their_unit() {
+        let secs = |s: u64| Some(std::time::Duration::from_secs(s));
+        assert_eq!(parse_duration("7d"), secs(604_800));
+        assert_eq!(parse_duration("36h"), secs(129_600));
+        assert_eq!(parse_duration("90m"), secs(5_400));
+        assert_eq!(parse_duration("0s"), secs(0));
+        assert_eq!(parse_duration("42"), secs(42));
+        for bad in ["", "d", "7 days", "-1d", "1.5h", "18446744073709551615w"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn byte_sizes_read_like_datafusions() {

@@ -3,6 +3,7 @@
 
 mod config;
 mod data_tests;
+mod target;
 mod yaml;
 
 use std::collections::BTreeMap;
@@ -14,12 +15,13 @@ use url::Url;
 use walkdir::WalkDir;
 
 pub use config::{
-    DEFAULT_ORPHAN_MIN_AGE_SECS, DEFAULT_WAREHOUSE, PROJECT_FILE, ProjectConfig, TargetConfig,
-    parse_byte_size,
+    DEFAULT_VACUUM_RETENTION, DEFAULT_WAREHOUSE, PROJECT_FILE, ProjectConfig, TargetConfig,
+    parse_byte_size, parse_duration,
 };
 pub use data_tests::{
     DataTest, DataTestKind, Relation, Severity, Subject, TestConfig, Threshold, parse_relation,
 };
+pub use target::Target;
 pub use yaml::{
     ColumnProperties, ContractProperties, MissingPartition, ModelConfigProperties, ModelProperties,
     OneOrMany, PropertiesFile, RowsFormat, SourceFormat, SourceProperties, SourceTableProperties,
@@ -48,6 +50,25 @@ pub struct Project {
     pub unit_tests: Vec<UnitTest>,
     /// The singular tests: `tests/**/*.sql`, each a query returning the failing rows.
     pub singular_tests: Vec<SourceFile>,
+    /// What the project's files do that still works but should change (a deprecated key).
+    pub warnings: Vec<LoadWarning>,
+}
+
+/// Something in a project's files that works but should change: shown, never an error.
+#[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
+#[non_exhaustive]
+pub enum LoadWarning {
+    #[error("`{key}` is deprecated and ignored")]
+    #[diagnostic(code(dp::deprecated), severity(Warning))]
+    Deprecated {
+        key: String,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("ignored")]
+        at: SourceSpan,
+        #[help]
+        help: String,
+    },
 }
 
 /// A unit test and the file that declares it.
@@ -111,13 +132,13 @@ impl SourceTable {
 pub enum LoadError {
     #[error("no {PROJECT_FILE} in {} or any folder above it", start.display())]
     #[diagnostic(
-        code(dp::project::not_found),
+        code(dp::project_not_found),
         help("run dp inside a project folder, or pass --project-dir")
     )]
     NotFound { start: PathBuf },
 
     #[error("cannot read {}", path.display())]
-    #[diagnostic(code(dp::project::io))]
+    #[diagnostic(code(dp::io))]
     Io {
         path: PathBuf,
         #[source]
@@ -125,7 +146,7 @@ pub enum LoadError {
     },
 
     #[error("{message}")]
-    #[diagnostic(code(dp::project::invalid_yaml))]
+    #[diagnostic(code(dp::invalid_yaml))]
     Yaml {
         message: String,
         #[source_code]
@@ -138,7 +159,7 @@ pub enum LoadError {
 
     #[error("model `{name}` is defined twice")]
     #[diagnostic(
-        code(dp::project::duplicate_model),
+        code(dp::duplicate_model),
         help("model names must be unique; {other} defines it too")
     )]
     DuplicateModel {
@@ -152,7 +173,7 @@ pub enum LoadError {
 
     #[error("`{name}` cannot be a model name")]
     #[diagnostic(
-        code(dp::project::bad_model_name),
+        code(dp::bad_model_name),
         help(
             "a model is named by its file; use letters, digits and `_` only, such as daily_summary.sql"
         )
@@ -166,7 +187,7 @@ pub enum LoadError {
     },
 
     #[error("properties given for `{name}`, but no models/**/{name}.sql exists")]
-    #[diagnostic(code(dp::project::unknown_model))]
+    #[diagnostic(code(dp::unknown_model))]
     UnknownModel {
         name: String,
         #[source_code]
@@ -178,7 +199,7 @@ pub enum LoadError {
     },
 
     #[error("`{name}` is declared twice")]
-    #[diagnostic(code(dp::project::duplicate_declaration))]
+    #[diagnostic(code(dp::duplicate_declaration))]
     DuplicateDeclaration {
         name: String,
         #[source_code]
@@ -189,7 +210,7 @@ pub enum LoadError {
 
     #[error("`{location}` is not a valid location")]
     #[diagnostic(
-        code(dp::project::bad_location),
+        code(dp::bad_location),
         help(
             "use a folder relative to the project, or a URL such as file:///data/raw or s3://bucket/prefix"
         )
@@ -204,7 +225,7 @@ pub enum LoadError {
 
     #[error("`{value}` is not a memory size")]
     #[diagnostic(
-        code(dp::project::memory_limit),
+        code(dp::bad_memory_limit),
         help("a number and a unit, such as 512MB or 4GB")
     )]
     BadMemoryLimit {
@@ -215,8 +236,53 @@ pub enum LoadError {
         at: SourceSpan,
     },
 
+    #[error("`{value}` is not a duration")]
+    #[diagnostic(
+        code(dp::bad_duration),
+        help("a whole number and a unit: s, m, h, d or w, such as 7d or 36h")
+    )]
+    BadDuration {
+        value: String,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("here")]
+        at: SourceSpan,
+    },
+
+    #[error("{what} lies inside {other}")]
+    #[diagnostic(
+        code(dp::nested_location),
+        help(
+            "a model's table must not share a folder with a source or another target's tables: cleanup of one would reach the other's files; point the warehouse elsewhere"
+        )
+    )]
+    NestedLocation {
+        what: String,
+        other: String,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("this warehouse")]
+        at: SourceSpan,
+    },
+
+    #[error("models `{name}` and `{other}` differ only in case")]
+    #[diagnostic(
+        code(dp::model_name_case),
+        help(
+            "on a case-insensitive file system (macOS, Windows) they would share one table folder; rename one of them"
+        )
+    )]
+    ModelNameCase {
+        name: String,
+        other: String,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("this file")]
+        at: SourceSpan,
+    },
+
     #[error("{message}")]
-    #[diagnostic(code(dp::project::invalid_test))]
+    #[diagnostic(code(dp::invalid_test))]
     InvalidTest {
         message: String,
         #[source_code]
@@ -229,7 +295,7 @@ pub enum LoadError {
 
     #[error("unknown target `{name}`")]
     #[diagnostic(
-        code(dp::project::unknown_target),
+        code(dp::unknown_target),
         help("targets in {PROJECT_FILE}: {available}")
     )]
     UnknownTarget {
@@ -242,7 +308,7 @@ pub enum LoadError {
     },
 
     #[error("the project has {} problems", problems.len())]
-    #[diagnostic(code(dp::project::invalid))]
+    #[diagnostic(code(dp::invalid_project))]
     Many {
         #[related]
         problems: Vec<LoadError>,
@@ -265,86 +331,6 @@ pub fn json_schemas() -> Vec<(&'static str, String)> {
             pretty(schemars::schema_for!(PropertiesFile)),
         ),
     ]
-}
-
-/// The settings a run uses: one of the project's targets, resolved.
-#[derive(Debug, Clone)]
-pub struct Target {
-    pub name: String,
-    /// Folder URL holding one Delta table per model.
-    pub warehouse: Url,
-    /// Models built at once, when the target sets it.
-    pub threads: Option<usize>,
-    /// Minimum age of an unreferenced data file before a build deletes it.
-    pub orphan_min_age: std::time::Duration,
-    /// The most memory a build's queries may hold, in bytes, when the target sets it.
-    pub memory_limit: Option<usize>,
-}
-
-impl Project {
-    /// The target called `name`, or the project's default target (`target:`), or built-in
-    /// defaults when the project declares no targets.
-    pub fn target(&self, name: Option<&str>) -> Result<Target, LoadError> {
-        let name = name.or(self.config.target.as_deref());
-        let (name, config) = match name {
-            Some(name) => match self.config.targets.get(name) {
-                Some(config) => (name.to_string(), config.clone()),
-                None => {
-                    return Err(LoadError::UnknownTarget {
-                        name: name.to_string(),
-                        available: if self.config.targets.is_empty() {
-                            "none declared".into()
-                        } else {
-                            self.config
-                                .targets
-                                .keys()
-                                .cloned()
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        },
-                        at: self.config_file.find("targets:", 0),
-                        src: self.config_file.named(),
-                    });
-                }
-            },
-            None => match self.config.targets.first_key_value() {
-                Some((name, config)) => (name.clone(), config.clone()),
-                None => ("default".to_string(), TargetConfig::default()),
-            },
-        };
-        let warehouse_text = config.warehouse.as_deref().unwrap_or(DEFAULT_WAREHOUSE);
-        let warehouse =
-            resolve_location(&self.root, warehouse_text).ok_or_else(|| LoadError::BadLocation {
-                location: warehouse_text.to_string(),
-                at: self.config_file.find(warehouse_text, 0),
-                src: self.config_file.named(),
-            })?;
-        let memory_limit = match &config.memory_limit {
-            None => None,
-            Some(text) => Some(
-                parse_byte_size(text).ok_or_else(|| LoadError::BadMemoryLimit {
-                    value: text.clone(),
-                    at: {
-                        let target = self.config_file.find(&format!("{name}:"), 0);
-                        let key = self.config_file.find("memory_limit", target.offset());
-                        self.config_file.find(text, key.offset())
-                    },
-                    src: self.config_file.named(),
-                })?,
-            ),
-        };
-        Ok(Target {
-            name,
-            warehouse,
-            threads: config.threads,
-            memory_limit,
-            orphan_min_age: std::time::Duration::from_secs(
-                config
-                    .orphan_min_age_secs
-                    .unwrap_or(DEFAULT_ORPHAN_MIN_AGE_SECS),
-            ),
-        })
-    }
 }
 
 /// The folder holding `dp_project.yml`: `start` itself or the nearest folder above it.
@@ -403,6 +389,32 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
         );
     }
 
+    let mut lowercase: BTreeMap<String, &ModelFile> = BTreeMap::new();
+    for model in models.values() {
+        if let Some(other) = lowercase.insert(model.name.to_lowercase(), model) {
+            problems.push(LoadError::ModelNameCase {
+                name: model.name.clone(),
+                other: other.name.clone(),
+                at: (0, 0).into(),
+                src: model.file.named(),
+            });
+        }
+    }
+    let mut warnings = Vec::new();
+    for (name, target) in &config.targets {
+        if target.orphan_min_age_secs.is_some() {
+            let at = config_file.find(
+                "orphan_min_age_secs",
+                config_file.find(&format!("{name}:"), 0).offset(),
+            );
+            warnings.push(LoadWarning::Deprecated {
+                key: "orphan_min_age_secs".into(),
+                src: config_file.named(),
+                at,
+                help: "a build no longer deletes files it did not write; `dp vacuum` removes what killed builds left once it is older than the target's `vacuum_retention` (default 7d)".into(),
+            });
+        }
+    }
     let mut sources = BTreeMap::new();
     let mut data_tests = Vec::new();
     let mut unit_tests = Vec::new();
@@ -501,6 +513,7 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
             data_tests,
             unit_tests,
             singular_tests,
+            warnings,
         }),
         1 => Err(problems.remove(0)),
         _ => Err(LoadError::Many { problems }),
@@ -691,18 +704,60 @@ fn is_model_name(name: &str) -> bool {
 }
 
 /// The URL of a folder given as a URL or as a path relative to the project root. Folder URLs end
-/// with `/`.
+/// with `/`; a local folder's path is canonical (no `..`, symbolic links resolved as far as the
+/// folders exist), so that two spellings of one folder compare equal. `None` for a location that
+/// is not a folder dp can store in.
 pub fn resolve_location(root: &Path, location: &str) -> Option<Url> {
     let url = if location.contains("://") {
         Url::parse(location).ok()?
     } else {
         Url::from_directory_path(std::path::absolute(root.join(location)).ok()?).ok()?
     };
+    const SCHEMES: [&str; 10] = [
+        "file", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "azure", "memory",
+    ];
+    if url.cannot_be_a_base() || !SCHEMES.contains(&url.scheme()) {
+        return None;
+    }
+    let url = if url.scheme() == "file" {
+        Url::from_directory_path(canonical(&url.to_file_path().ok()?)).ok()?
+    } else {
+        url
+    };
     if url.path().ends_with('/') {
         Some(url)
     } else {
         Url::parse(&format!("{url}/")).ok()
     }
+}
+
+/// `path` with `.` and `..` taken out and the part of it that exists canonicalised (symbolic
+/// links resolved); the part that does not exist yet is appended as written.
+fn canonical(path: &Path) -> PathBuf {
+    let mut lexical = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                lexical.pop();
+            }
+            other => lexical.push(other),
+        }
+    }
+    let mut existing = lexical.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        let Some(parent) = existing.parent() else {
+            return lexical;
+        };
+        rest.push(existing.file_name().unwrap_or_default().to_os_string());
+        existing = parent;
+    }
+    let mut resolved = existing
+        .canonicalize()
+        .unwrap_or_else(|_| existing.to_path_buf());
+    resolved.extend(rest.iter().rev());
+    resolved
 }
 
 /// The span of `name:` followed by `value` in a YAML file, or of the value alone.

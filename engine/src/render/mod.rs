@@ -169,7 +169,7 @@ impl SourceMap {
 #[non_exhaustive]
 pub enum RenderError {
     #[error("`{model}` refers to unknown model `{target}`")]
-    #[diagnostic(code(dp::render::unknown_ref))]
+    #[diagnostic(code(dp::unknown_ref))]
     UnknownRef {
         model: String,
         target: String,
@@ -182,7 +182,7 @@ pub enum RenderError {
     },
 
     #[error("`{model}` refers to undeclared source `{target}`")]
-    #[diagnostic(code(dp::render::unknown_source))]
+    #[diagnostic(code(dp::unknown_source))]
     UnknownSource {
         model: String,
         target: String,
@@ -196,7 +196,7 @@ pub enum RenderError {
 
     #[error("var `{name}` has no value")]
     #[diagnostic(
-        code(dp::render::missing_var),
+        code(dp::missing_var),
         help(
             "pass --vars {name}=..., set `vars: {{{name}: ...}}` in dp_project.yml, or give a default: var('{name}', ...)"
         )
@@ -211,7 +211,7 @@ pub enum RenderError {
 
     #[error("environment variable `{name}` is not set")]
     #[diagnostic(
-        code(dp::render::missing_env_var),
+        code(dp::missing_env_var),
         help("set {name}, or give a default: env_var('{name}', ...)")
     )]
     MissingEnvVar {
@@ -223,7 +223,7 @@ pub enum RenderError {
     },
 
     #[error("invalid config for `{model}`: {message}")]
-    #[diagnostic(code(dp::render::invalid_config))]
+    #[diagnostic(code(dp::invalid_config))]
     InvalidConfig {
         model: String,
         message: String,
@@ -236,7 +236,7 @@ pub enum RenderError {
     },
 
     #[error("{message}")]
-    #[diagnostic(code(dp::render::template))]
+    #[diagnostic(code(dp::template))]
     Template {
         message: String,
         #[source_code]
@@ -247,7 +247,7 @@ pub enum RenderError {
 
     #[error("invalid --vars: {message}")]
     #[diagnostic(
-        code(dp::render::invalid_vars),
+        code(dp::invalid_vars),
         help("pass --vars date=2024-01-15 (repeatable) or --vars '{{date: 2024-01-15}}'")
     )]
     InvalidVars {
@@ -259,7 +259,7 @@ pub enum RenderError {
     },
 
     #[error("{} models could not be rendered", problems.len())]
-    #[diagnostic(code(dp::render::failed))]
+    #[diagnostic(code(dp::problems))]
     Many {
         #[related]
         problems: Vec<RenderError>,

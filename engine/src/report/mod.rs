@@ -64,7 +64,6 @@ struct RunResultEntry<'a> {
     rows: u64,
     partitions: &'a [String],
     delta_version: Option<u64>,
-    orphans_removed: usize,
     source_files: &'a std::collections::BTreeMap<String, usize>,
     elapsed_ms: u128,
     message: Option<String>,
@@ -109,7 +108,6 @@ fn entry(result: &ModelResult) -> RunResultEntry<'_> {
         rows: result.rows,
         partitions: &result.partitions,
         delta_version: result.version,
-        orphans_removed: result.orphans_removed,
         source_files: &result.source_files,
         elapsed_ms: result.elapsed.as_millis(),
         message: result.status.message(),
@@ -117,10 +115,19 @@ fn entry(result: &ModelResult) -> RunResultEntry<'_> {
     }
 }
 
+/// Write the file whole or not at all: into a temporary file beside it, then renamed over it, so
+/// that a reader (or a killed run) never leaves a half-written file.
 fn write_json(path: &Path, file: &RunResultsFile<'_>) -> std::io::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
+    let parent = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)?;
     let json = serde_json::to_string_pretty(file).map_err(std::io::Error::other)?;
-    std::fs::write(path, json)
+    let temporary = parent.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::write(&temporary, json)?;
+    std::fs::rename(&temporary, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temporary);
+    })
 }

@@ -3,13 +3,16 @@
 //! commit that also removes the files they replace ([`ModelTable::commit`]), or deletes them
 //! ([`ModelTable::discard`]). In: a record batch stream. Out: a committed Delta version.
 
+mod layout;
 mod partition;
 mod schema;
+mod vacuum;
+
+pub use vacuum::{VacuumOptions, vacuum};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::num::NonZeroU64;
 use std::sync::Arc;
-use std::time::Duration;
 
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -41,7 +44,7 @@ const TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
 pub enum StorageError {
     #[error("the output of `{model}` no longer matches its published table at {location}")]
     #[diagnostic(
-        code(dp::storage::schema_changed),
+        code(dp::schema_changed),
         help(
             "{difference}\ndp never changes a published table's columns silently: change the model back, or delete the table folder to rebuild it from scratch"
         )
@@ -54,7 +57,7 @@ pub enum StorageError {
 
     #[error("`{model}` has no column `{column}` to partition by")]
     #[diagnostic(
-        code(dp::storage::missing_partition_column),
+        code(dp::missing_partition_column),
         help("the model outputs: {columns}")
     )]
     MissingPartitionColumn {
@@ -65,7 +68,7 @@ pub enum StorageError {
 
     #[error("`{model}` produced an invalid value for partition column `{column}`: {value:?}")]
     #[diagnostic(
-        code(dp::storage::invalid_partition_value),
+        code(dp::invalid_partition_value),
         help(
             "{reason}; a partition value is data and can never form a path (nothing was published)"
         )
@@ -79,7 +82,7 @@ pub enum StorageError {
 
     #[error("another build of `{model}` committed to the same data first")]
     #[diagnostic(
-        code(dp::storage::conflict),
+        code(dp::conflict),
         help(
             "nothing of this build was published; run it again to build on the other build's result"
         )
@@ -90,24 +93,63 @@ pub enum StorageError {
         source: TransactionError,
     },
 
-    #[error("the table folder of `{model}` holds files but no Delta table: {location}")]
+    #[error(
+        "the table folder of `{model}` holds files dp did not write, and no Delta table: {location}"
+    )]
     #[diagnostic(
-        code(dp::storage::not_a_table),
+        code(dp::not_a_table),
         help(
-            "dp creates a model's table only in an empty folder and never deletes what it did not write; move those files, or point the target's warehouse elsewhere"
+            "found {found}; dp creates a model's table only in a folder holding nothing but files a dp build writes, and never deletes what it did not write: point the target's warehouse elsewhere"
         )
     )]
-    NotATable { model: String, location: String },
+    NotATable {
+        model: String,
+        location: String,
+        found: String,
+    },
+
+    #[error("a staged file of `{model}` vanished before the commit: {file}")]
+    #[diagnostic(
+        code(dp::staged_file_missing),
+        help(
+            "nothing was published; something deleted a file this build wrote and had not committed yet (a cleanup with a too short retention?); run the build again"
+        )
+    )]
+    StagedFileMissing { model: String, file: String },
+
+    #[error("`{location}` cannot hold model tables")]
+    #[diagnostic(
+        code(dp::bad_warehouse),
+        help(
+            "a warehouse is a folder or a URL such as file:///data/warehouse or s3://bucket/prefix"
+        )
+    )]
+    BadWarehouse { location: String },
+
+    #[error(
+        "vacuum of `{model}` refused: a retention of {retain} is shorter than the table's minimum of {minimum}"
+    )]
+    #[diagnostic(
+        code(dp::vacuum_retention),
+        help(
+            "a build still running may own files younger than that; pass a longer --retain, or --force when no build of this model can be running"
+        )
+    )]
+    RetentionTooShort {
+        model: String,
+        retain: String,
+        minimum: String,
+    },
 
     #[error("upstream model `{model}` has never been built (no table at {location})")]
     #[diagnostic(
-        code(dp::storage::not_built),
+        code(dp::not_built),
         help("build it first, or select it too: --select +{model}")
     )]
     NotBuilt { model: String, location: String },
 
     #[error("Delta table at {location}: {source}")]
-    #[diagnostic(code(dp::storage::delta))]
+    #[diagnostic(code(dp::delta))]
     Delta {
         location: String,
         #[source]
@@ -115,7 +157,7 @@ pub enum StorageError {
     },
 
     #[error("object store at {location}: {source}")]
-    #[diagnostic(code(dp::storage::object_store))]
+    #[diagnostic(code(dp::object_store))]
     ObjectStore {
         location: String,
         #[source]
@@ -123,7 +165,7 @@ pub enum StorageError {
     },
 
     #[error("reading the output of `{model}`: {source}")]
-    #[diagnostic(code(dp::storage::execution))]
+    #[diagnostic(code(dp::execution))]
     Execution {
         model: String,
         #[source]
@@ -131,11 +173,17 @@ pub enum StorageError {
     },
 }
 
-/// The URL of the Delta table of `model` under `warehouse`.
-pub fn model_table_url(warehouse: &Url, model: &str) -> Url {
+/// The URL of the Delta table of `model` under `warehouse`: a folder URL, since the target
+/// checked its warehouse can hold one (see `project::resolve_location`) and a model's name is
+/// letters, digits and `_` only. A warehouse that still cannot is an error, not a panic.
+pub fn model_table_url(warehouse: &Url, model: &str) -> Result<Url, StorageError> {
     warehouse
         .join(&format!("{model}/"))
-        .expect("a model name is a valid URL segment")
+        .ok()
+        .filter(|url| url.as_str().starts_with(warehouse.as_str()))
+        .ok_or_else(|| StorageError::BadWarehouse {
+            location: warehouse.to_string(),
+        })
 }
 
 /// The table at `url`, loaded at its latest version when it exists.
@@ -157,12 +205,11 @@ async fn open(url: &Url) -> Result<DeltaTable, StorageError> {
     Ok(table)
 }
 
-/// Open the published table of an upstream model, for reading. dp creates a model's table in a
-/// commit of its own (version 0) before the first build writes to it, so a table still at
-/// version 0 holds no build: reading it would be reading nothing, silently.
+/// Open the published table of an upstream model, for reading. A model's table is created by
+/// its first build's commit, so a table that exists holds a build (perhaps of zero rows).
 pub async fn open_published(url: &Url, model: &str) -> Result<DeltaTable, StorageError> {
     let table = open(url).await?;
-    if table.version().unwrap_or(0) == 0 {
+    if table.version().is_none() {
         return Err(StorageError::NotBuilt {
             model: model.to_string(),
             location: url.to_string(),
@@ -171,12 +218,14 @@ pub async fn open_published(url: &Url, model: &str) -> Result<DeltaTable, Storag
     Ok(table)
 }
 
-/// The Delta table a model is published to, opened for one build.
+/// The Delta table a model is published to, opened for one build. It may not exist yet: then
+/// the build's commit creates it.
 pub struct ModelTable {
     model: String,
     url: Url,
     table: DeltaTable,
     partition_by: Vec<String>,
+    /// The table's arrow schema: the published one, or the one the first commit creates.
     schema: SchemaRef,
 }
 
@@ -200,9 +249,10 @@ impl StagedWrite {
 }
 
 impl ModelTable {
-    /// Open the table of `model` at `url` for a build whose output has `output` as schema,
-    /// creating it when it does not exist yet. A published table whose columns differ from
-    /// the output is a schema change: an error, nothing is written.
+    /// Open the table of `model` at `url` for a build whose output has `output` as schema. A
+    /// published table whose columns differ from the output is a schema change: an error,
+    /// nothing is written. A folder without a table must hold nothing but files a dp build
+    /// writes (those of a build running now, or left by a killed one).
     pub async fn open_for_build(
         model: &str,
         url: &Url,
@@ -219,60 +269,53 @@ impl ModelTable {
             }
         }
         let wanted = schema::table_schema(output);
-        if let Some(path) = local_folder(url) {
-            std::fs::create_dir_all(&path).map_err(|source| StorageError::ObjectStore {
-                location: url.to_string(),
-                source: object_store::Error::Generic {
-                    store: "LocalFileSystem",
-                    source: Box::new(source),
-                },
-            })?;
-        }
-        let mut table = open(url).await?;
-        if table.version().is_none() {
-            let store = table.log_store().object_store(None);
-            if store.list(None).next().await.is_some() {
-                return Err(StorageError::NotATable {
-                    model: model.to_string(),
-                    location: url.to_string(),
-                });
+        let table = open(url).await?;
+        let schema = match table.version() {
+            None => {
+                let store = table.log_store().object_store(None);
+                let foreign: Vec<String> = store
+                    .list(None)
+                    .try_filter(|meta| {
+                        futures::future::ready(!layout::holds(&meta.location, partition_by))
+                    })
+                    .map_ok(|meta| meta.location.to_string())
+                    .take(3)
+                    .try_collect()
+                    .await
+                    .map_err(|source| store_error(url, source))?;
+                if !foreign.is_empty() {
+                    return Err(StorageError::NotATable {
+                        model: model.to_string(),
+                        location: url.to_string(),
+                        found: foreign.join(", "),
+                    });
+                }
+                wanted
             }
-            let columns =
-                schema::delta_columns(&wanted).map_err(|source| delta_error(url, source))?;
-            let created = table
-                .create()
-                .with_columns(columns)
-                .with_partition_columns(partition_by.to_vec())
-                .await;
-            table = match created {
-                Ok(table) => table,
-                // Another build of the model created it first: use theirs.
-                Err(error) => match open(url).await {
-                    Ok(table) if table.version().is_some() => table,
-                    _ => return Err(delta_error(url, error)),
-                },
-            };
-        }
-        let state = table
-            .snapshot()
-            .map_err(|source| delta_error(url, source))?;
-        let published = state.snapshot().arrow_schema();
-        let published_partitions = state.metadata().partition_columns().to_vec();
-        if let Some(difference) =
-            schema::difference(&published, &wanted, &published_partitions, partition_by)
-        {
-            return Err(StorageError::SchemaChanged {
-                model: model.to_string(),
-                location: url.to_string(),
-                difference,
-            });
-        }
+            Some(_) => {
+                let state = table
+                    .snapshot()
+                    .map_err(|source| delta_error(url, source))?;
+                let published = state.snapshot().arrow_schema();
+                let published_partitions = state.metadata().partition_columns().to_vec();
+                if let Some(difference) =
+                    schema::difference(&published, &wanted, &published_partitions, partition_by)
+                {
+                    return Err(StorageError::SchemaChanged {
+                        model: model.to_string(),
+                        location: url.to_string(),
+                        difference,
+                    });
+                }
+                published
+            }
+        };
         Ok(Self {
             model: model.to_string(),
             url: url.clone(),
             table,
             partition_by: partition_by.to_vec(),
-            schema: published,
+            schema,
         })
     }
 
@@ -280,104 +323,21 @@ impl ModelTable {
         self.table.log_store().object_store(None)
     }
 
-    /// Delete data files that no version of the table refers to and that are at least
-    /// `min_age` old: the leftovers of builds that crashed before they committed. Returns how
-    /// many were deleted.
-    pub async fn remove_orphans(&self, min_age: Duration) -> Result<usize, StorageError> {
-        let referenced = self.referenced_file_names().await?;
-        let cutoff = chrono::Utc::now()
-            - chrono::Duration::from_std(min_age).unwrap_or(chrono::TimeDelta::MAX);
-        let orphans: Vec<DataFile> = self
-            .data_files()
-            .await?
-            .into_iter()
-            .filter(|file| !referenced.contains(&file.name) && file.modified <= cutoff)
-            .collect();
-        let store = self.store();
-        for file in &orphans {
-            tracing::info!(model = %self.model, file = %file.name, "removing orphaned file");
-            match &file.location {
-                FileLocation::Store(path) => store
-                    .delete(path)
-                    .await
-                    .map_err(|source| self.store_error(source))?,
-                FileLocation::Local(path) => std::fs::remove_file(path).map_err(|source| {
-                    self.store_error(object_store::Error::Generic {
-                        store: "LocalFileSystem",
-                        source: Box::new(source),
-                    })
-                })?,
-            }
-        }
-        Ok(orphans.len())
-    }
-
-    /// Every data file the Delta writer made (or began) in the table folder. On local disk
-    /// the folder is walked directly: the object store's listing hides the `file.parquet#N`
-    /// staging files that a killed upload leaves behind.
-    async fn data_files(&self) -> Result<Vec<DataFile>, StorageError> {
-        // Only names of the form the Delta writer gives its files; anything else is not dp's.
-        let is_data = |name: &str| name.starts_with("part-") && name.contains(".parquet");
-        if let Some(root) = local_folder(&self.url) {
-            let mut files = Vec::new();
-            for entry in walkdir::WalkDir::new(&root)
-                .into_iter()
-                .filter_entry(|e| e.file_name() != "_delta_log")
-            {
-                let entry = entry.map_err(|error| {
-                    self.store_error(object_store::Error::Generic {
-                        store: "LocalFileSystem",
-                        source: Box::new(error),
-                    })
-                })?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if !entry.file_type().is_file() || !is_data(&name) {
-                    continue;
-                }
-                let modified = entry
-                    .metadata()
-                    .ok()
-                    .and_then(|m| m.modified().ok())
-                    .map_or_else(chrono::Utc::now, chrono::DateTime::from);
-                files.push(DataFile {
-                    name,
-                    modified,
-                    location: FileLocation::Local(entry.into_path()),
-                });
-            }
-            return Ok(files);
-        }
-        let metas: Vec<object_store::ObjectMeta> = self
-            .store()
-            .list(None)
-            .try_collect()
-            .await
-            .map_err(|source| self.store_error(source))?;
-        Ok(metas
-            .into_iter()
-            .filter(|meta| !meta.location.as_ref().starts_with("_delta_log"))
-            .filter_map(|meta| {
-                let name = meta.location.filename()?.to_string();
-                is_data(&name).then_some(DataFile {
-                    name,
-                    modified: meta.last_modified,
-                    location: FileLocation::Store(meta.location),
-                })
-            })
-            .collect())
-    }
-
     /// The names of the files the table's versions refer to: the current version's, and those
     /// every commit in the log added or removed. A line of the log that cannot be read is an
     /// error: a file must never be taken for an orphan because its commit was not understood.
     async fn referenced_file_names(&self) -> Result<HashSet<String>, StorageError> {
-        let mut names: HashSet<String> = self
-            .table
-            .get_active_add_actions_by_partitions(&[])
-            .map_ok(|file| file_name(&file.path()).to_string())
-            .try_collect()
-            .await
-            .map_err(|source| self.delta_error(source))?;
+        // The latest version's files (from its checkpoint too), not those this build opened.
+        let latest = open(&self.url).await?;
+        let mut names: HashSet<String> = HashSet::new();
+        if latest.version().is_some() {
+            names = latest
+                .get_active_add_actions_by_partitions(&[])
+                .map_ok(|file| file_name(&file.path()).to_string())
+                .try_collect()
+                .await
+                .map_err(|source| self.delta_error(source))?;
+        }
         let store = self.store();
         let log = Path::from("_delta_log");
         let commits: Vec<_> = store
@@ -419,17 +379,20 @@ impl ModelTable {
         &self,
         mut output: SendableRecordBatchStream,
     ) -> Result<StagedWrite, StorageError> {
-        let state = self
+        // A table not created yet indexes Delta's default number of columns.
+        let indexed_columns = self
             .table
             .snapshot()
-            .map_err(|source| self.delta_error(source))?;
+            .ok()
+            .map(|state| state.table_config().num_indexed_cols())
+            .unwrap_or_default();
         let config = WriterConfig::new(
             self.schema.clone(),
             self.partition_by.clone(),
             None,
             NonZeroU64::new(TARGET_FILE_SIZE),
             None,
-            state.table_config().num_indexed_cols(),
+            indexed_columns,
             None,
         );
         let mut writer = DeltaWriter::new(self.store(), config);
@@ -479,32 +442,41 @@ impl ModelTable {
     }
 
     /// Publish `staged` in one Delta commit that also removes the files it replaces: all of the
-    /// table's files, or for a partitioned model, those of the partitions it wrote. A
-    /// partitioned build that wrote no rows commits nothing.
+    /// table's files, or for a partitioned model, those of the partitions it wrote. The first
+    /// build's commit creates the table, even with no rows. A later partitioned build that wrote
+    /// no rows commits nothing. Every staged file is checked to exist first: a version never
+    /// points at a missing file.
     pub async fn commit(self, staged: StagedWrite) -> Result<Option<u64>, StorageError> {
         let partitions = staged.partitions();
         let partitioned = !self.partition_by.is_empty();
-        if partitioned && staged.adds.is_empty() {
+        let snapshot = self.table.snapshot().ok();
+        if partitioned && staged.adds.is_empty() && snapshot.is_some() {
             return Ok(None);
         }
-        let state = self
-            .table
-            .snapshot()
-            .map_err(|source| self.delta_error(source))?;
-        let replaced: Vec<Action> = self
-            .table
-            .get_active_add_actions_by_partitions(&[])
-            .try_filter(|file| {
-                let values: HashMap<String, Option<String>> = file.partition_values_map();
-                futures::future::ready(
-                    !partitioned || partitions.contains(&partition::key(&values)),
-                )
-            })
-            .map_ok(|file| Action::Remove(file.remove_action(true)))
-            .try_collect()
-            .await
-            .map_err(|source| self.delta_error(source))?;
-        let predicate = if partitioned {
+        if let Err(error) = self.check_staged_files(&staged).await {
+            self.discard(staged).await;
+            return Err(error);
+        }
+        let mut actions: Vec<Action> = Vec::new();
+        match snapshot {
+            None => actions.extend(self.create_actions()?),
+            Some(_) => actions.extend(
+                self.table
+                    .get_active_add_actions_by_partitions(&[])
+                    .try_filter(|file| {
+                        let values: HashMap<String, Option<String>> = file.partition_values_map();
+                        futures::future::ready(
+                            !partitioned || partitions.contains(&partition::key(&values)),
+                        )
+                    })
+                    .map_ok(|file| Action::Remove(file.remove_action(true)))
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .map_err(|source| self.delta_error(source))?,
+            ),
+        }
+        actions.extend(staged.adds.iter().cloned().map(Action::Add));
+        let predicate = if partitioned && !staged.adds.is_empty() {
             partition::predicate(&staged.adds)
         } else {
             "true".to_string()
@@ -514,18 +486,22 @@ impl ModelTable {
             partition_by: partitioned.then(|| self.partition_by.clone()),
             predicate: Some(predicate),
         };
-        let mut actions: Vec<Action> = staged.adds.iter().cloned().map(Action::Add).collect();
-        actions.extend(replaced);
-        // The log is never trimmed by dp: orphan removal reads every commit's files from it.
+        // The log is never trimmed by dp: it is the table's history.
         let properties = CommitProperties::default().with_cleanup_expired_logs(Some(false));
-        let committed = CommitBuilder::from(properties)
-            .with_actions(actions)
-            .build(Some(state), self.table.log_store(), operation)
-            .await;
+        let commit = CommitBuilder::from(properties).with_actions(actions);
+        let committed = match snapshot {
+            Some(snapshot) => commit
+                .build(Some(snapshot), self.table.log_store(), operation)
+                .await
+                .map(|finalized| finalized.version()),
+            None => self.create(commit, operation).await,
+        };
         let error = match committed {
-            Ok(finalized) => return Ok(Some(finalized.version())),
+            Ok(version) => return Ok(Some(version)),
             Err(DeltaTableError::Transaction {
-                source: source @ TransactionError::CommitConflict(_),
+                source:
+                    source @ (TransactionError::CommitConflict(_)
+                    | TransactionError::VersionAlreadyExists(_)),
             }) => StorageError::Conflict {
                 model: self.model.clone(),
                 source,
@@ -546,8 +522,80 @@ impl ModelTable {
                 self.discard(staged).await;
                 Err(error)
             }
-            Err(_) => Err(error),
+            Err(unknown) => {
+                tracing::warn!(model = %self.model, error = %unknown, "cannot tell whether the failed commit landed: its staged files are kept for dp vacuum");
+                Err(error)
+            }
         }
+    }
+
+    /// Write version 0, only if no other build wrote it first. (delta-rs, finding version 0
+    /// taken, would retry this commit on top of it as version 1 without any conflict check:
+    /// a second table definition, and both builds' rows.)
+    async fn create(
+        &self,
+        commit: CommitBuilder,
+        operation: DeltaOperation,
+    ) -> Result<u64, DeltaTableError> {
+        let log_store = self.table.log_store();
+        let prepared = commit
+            .build(None, log_store.clone(), operation)
+            .into_prepared_commit_future()
+            .await?;
+        let entry = prepared.commit_or_bytes().clone();
+        let operation_id = uuid::Uuid::new_v4();
+        match log_store
+            .write_commit_entry(0, entry.clone(), operation_id)
+            .await
+        {
+            Ok(()) => Ok(0),
+            Err(error) => {
+                if let Err(abort) = log_store.abort_commit_entry(0, entry, operation_id).await {
+                    tracing::warn!(model = %self.model, error = %abort, "could not remove a temporary commit file");
+                }
+                Err(DeltaTableError::Transaction { source: error })
+            }
+        }
+    }
+
+    /// The protocol and metadata actions that create the table in the first build's commit.
+    fn create_actions(&self) -> Result<[Action; 2], StorageError> {
+        let columns =
+            schema::delta_columns(&self.schema).map_err(|source| self.delta_error(source))?;
+        let structure = deltalake::kernel::StructType::try_new(columns)
+            .map_err(|source| self.delta_error(source.into()))?;
+        let metadata = deltalake::kernel::new_metadata(
+            &structure,
+            &self.partition_by,
+            std::iter::empty::<(String, String)>(),
+        )
+        .map_err(|source| self.delta_error(source.into()))?;
+        // What `DeltaTable::create` writes for a table without features: reader 1, writer 2.
+        let protocol: deltalake::kernel::Protocol = serde_json::from_value(
+            serde_json::json!({"minReaderVersion": 1, "minWriterVersion": 2}),
+        )
+        .map_err(|source| self.delta_error(source.into()))?;
+        Ok([Action::Protocol(protocol), Action::Metadata(metadata)])
+    }
+
+    /// Every staged file must still be there: something may have deleted it since it was
+    /// written (a cleanup with a too short retention), and a version naming it would be corrupt.
+    async fn check_staged_files(&self, staged: &StagedWrite) -> Result<(), StorageError> {
+        let store = self.store();
+        for add in &staged.adds {
+            let path = Path::parse(&add.path).map_err(|source| self.store_error(source.into()))?;
+            match store.head(&path).await {
+                Ok(_) => {}
+                Err(object_store::Error::NotFound { .. }) => {
+                    return Err(StorageError::StagedFileMissing {
+                        model: self.model.clone(),
+                        file: add.path.clone(),
+                    });
+                }
+                Err(other) => return Err(self.store_error(other)),
+            }
+        }
+        Ok(())
     }
 
     /// Whether any commit of the table names one of the staged files.
@@ -666,10 +714,7 @@ impl ModelTable {
     }
 
     fn store_error(&self, source: object_store::Error) -> StorageError {
-        StorageError::ObjectStore {
-            location: self.url.to_string(),
-            source,
-        }
+        store_error(&self.url, source)
     }
 }
 
@@ -686,25 +731,11 @@ fn file_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-/// A data file found in a table folder.
-struct DataFile {
-    name: String,
-    modified: chrono::DateTime<chrono::Utc>,
-    location: FileLocation,
-}
-
-enum FileLocation {
-    /// A path in the table's object store.
-    Store(Path),
-    /// A path on local disk.
-    Local(std::path::PathBuf),
-}
-
-/// The folder of a `file://` URL.
-fn local_folder(url: &Url) -> Option<std::path::PathBuf> {
-    (url.scheme() == "file")
-        .then(|| url.to_file_path().ok())
-        .flatten()
+fn store_error(url: &Url, source: object_store::Error) -> StorageError {
+    StorageError::ObjectStore {
+        location: url.to_string(),
+        source,
+    }
 }
 
 fn delta_error(url: &Url, source: DeltaTableError) -> StorageError {
@@ -755,17 +786,16 @@ mod tests {
         table.stage(output(dates, value).1).await.unwrap()
     }
 
-    fn parquet_files(dir: &tempfile::TempDir) -> usize {
+    fn parquet_file_paths(dir: &tempfile::TempDir) -> Vec<std::path::PathBuf> {
         walkdir::WalkDir::new(dir.path())
             .into_iter()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(".parquet")
-            })
-            .count()
+            .map(|e| e.unwrap().into_path())
+            .filter(|p| p.to_string_lossy().ends_with(".parquet"))
+            .collect()
+    }
+
+    fn parquet_files(dir: &tempfile::TempDir) -> usize {
+        parquet_file_paths(dir).len()
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -789,23 +819,45 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
-    async fn two_first_builds_of_a_table_model_never_both_commit() {
+    async fn two_first_builds_of_a_model_never_both_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let first = open(&dir, &[]).await;
-        let second = open(&dir, &[]).await;
-        let first_files = stage(&first, &["a", "b"], 1).await;
-        let second_files = stage(&second, &["a", "b"], 2).await;
-        first.commit(first_files).await.unwrap();
+        let first = open(&dir, &["date"]).await;
+        let second = open(&dir, &["date"]).await;
+        let first_files = stage(&first, &["2024-01-15"], 1).await;
+        let second_files = stage(&second, &["2024-01-16"], 2).await;
+        assert_eq!(first.commit(first_files).await.unwrap(), Some(0));
         let lost = second.commit(second_files).await;
         assert!(
             matches!(lost, Err(StorageError::Conflict { .. })),
             "{lost:?}"
         );
+        assert_eq!(parquet_files(&dir), 1, "the loser's files are deleted");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_first_build_creates_the_table_in_its_own_commit_even_without_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = open(&dir, &["date"]).await;
+        let staged = stage(&table, &[], 1).await;
+        assert_eq!(table.commit(staged).await.unwrap(), Some(0));
+        let url = Url::from_directory_path(dir.path().join("model")).unwrap();
+        let published = open_published(&url, "model").await.unwrap();
+        assert_eq!(published.version(), Some(0));
+        assert_eq!(published.get_file_uris().unwrap().count(), 0);
+        let log = std::fs::read_dir(dir.path().join("model/_delta_log")).unwrap();
+        assert_eq!(log.count(), 1, "one commit, no separate create");
+        // A later partitioned build without rows commits nothing.
+        let table = open(&dir, &["date"]).await;
+        let staged = stage(&table, &[], 1).await;
+        assert_eq!(table.commit(staged).await.unwrap(), None);
     }
 
     #[tokio::test(flavor = "multi_thread")]
     async fn builds_of_different_partitions_both_commit() {
         let dir = tempfile::tempdir().unwrap();
+        let creator = open(&dir, &["date"]).await;
+        let created = stage(&creator, &["2024-01-14"], 0).await;
+        creator.commit(created).await.unwrap();
         let first = open(&dir, &["date"]).await;
         let second = open(&dir, &["date"]).await;
         let first_files = stage(&first, &["2024-01-15"], 1).await;
@@ -815,7 +867,23 @@ mod tests {
         assert_eq!((v1, v2), (Some(1), Some(2)));
         let url = Url::from_directory_path(dir.path().join("model")).unwrap();
         let published = open_published(&url, "model").await.unwrap();
-        assert_eq!(published.get_file_uris().unwrap().count(), 2);
+        assert_eq!(published.get_file_uris().unwrap().count(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_staged_file_that_vanished_fails_the_commit_and_nothing_is_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = open(&dir, &["date"]).await;
+        let staged = stage(&table, &["2024-01-15", "2024-01-16"], 1).await;
+        let victim = parquet_file_paths(&dir)[0].clone();
+        std::fs::remove_file(&victim).unwrap();
+        let committed = table.commit(staged).await;
+        assert!(
+            matches!(committed, Err(StorageError::StagedFileMissing { .. })),
+            "{committed:?}"
+        );
+        assert!(!dir.path().join("model/_delta_log").exists());
+        assert_eq!(parquet_files(&dir), 0, "the other staged file is deleted");
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -832,17 +900,48 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
-    async fn orphan_removal_deletes_only_files_named_as_the_writer_names_them() {
+    async fn vacuum_deletes_only_unreferenced_writer_files_in_the_tables_layout() {
         let dir = tempfile::tempdir().unwrap();
         let table = open(&dir, &["date"]).await;
+        let staged = stage(&table, &["2024-01-15"], 1).await;
+        table.commit(staged).await.unwrap();
         let folder = dir.path().join("model");
-        let mine = folder.join("part-00000-0b6c1f0e-crashed-c000.snappy.parquet");
-        let theirs = folder.join("notes.parquet.bak");
-        std::fs::write(&mine, b"x").unwrap();
-        std::fs::write(&theirs, b"y").unwrap();
-        assert_eq!(table.remove_orphans(Duration::ZERO).await.unwrap(), 1);
-        assert!(!mine.exists());
-        assert!(theirs.exists());
+        let crashed =
+            folder.join("date=2024-01-15/part-00000-0b6c1f0e-crashed-c000.snappy.parquet");
+        let upload =
+            folder.join("date=2024-01-15/part-00001-0b6c1f0e-crashed-c000.snappy.parquet#1");
+        let theirs = folder.join("date=2024-01-15/notes.parquet.bak");
+        let nested = folder.join("other_target/t/part-00000-nested-c000.snappy.parquet");
+        std::fs::create_dir_all(nested.parent().unwrap()).unwrap();
+        for file in [&crashed, &upload, &theirs, &nested] {
+            std::fs::write(file, b"x").unwrap();
+        }
+        let url = Url::from_directory_path(&folder).unwrap();
+        let options = |retain: u64, force: bool| VacuumOptions {
+            retain: std::time::Duration::from_secs(retain),
+            dry_run: false,
+            force,
+        };
+        let refused = vacuum("model", &url, &options(0, false)).await;
+        assert!(
+            matches!(refused, Err(StorageError::RetentionTooShort { .. })),
+            "{refused:?}"
+        );
+        let young = vacuum("model", &url, &options(3600, true)).await.unwrap();
+        assert!(young.is_empty(), "{young:?}");
+        let deleted = vacuum("model", &url, &options(0, true)).await.unwrap();
+        assert_eq!(deleted.len(), 2, "{deleted:?}");
+        assert!(!crashed.exists() && !upload.exists());
+        assert!(theirs.exists() && nested.exists());
+        assert_eq!(
+            open_published(&url, "model")
+                .await
+                .unwrap()
+                .get_file_uris()
+                .unwrap()
+                .count(),
+            1
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]

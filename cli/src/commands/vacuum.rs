@@ -1,0 +1,60 @@
+//! `dp vacuum`: delete the files no version of the selected tables needs, past the retention.
+
+use std::process::ExitCode;
+
+use dp_engine::storage::VacuumOptions;
+
+use crate::args::{GlobalArgs, VacuumArgs};
+
+pub fn run(global: &GlobalArgs, args: &VacuumArgs) -> miette::Result<ExitCode> {
+    let prepared = super::prepare(global, &args.select)?;
+    let target = prepared
+        .project
+        .target(global.target.as_deref())
+        .map_err(dp_engine::Error::from)?;
+    let options = VacuumOptions {
+        retain: args.retain.unwrap_or(target.vacuum_retention),
+        dry_run: args.dry_run,
+        force: args.force,
+    };
+    let runtime = super::runtime()?;
+    let results = runtime.block_on(dp_engine::ops::vacuum(
+        &prepared,
+        &target.warehouse,
+        &options,
+    ));
+    let verb = if args.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    let mut failed = false;
+    let mut total = 0;
+    for result in results {
+        match result.outcome {
+            Ok(files) => {
+                total += files.len();
+                let mut text = String::new();
+                if !global.quiet || args.dry_run {
+                    text.push_str(&format!("{}: {verb} {} files\n", result.model, files.len()));
+                    for file in &files {
+                        text.push_str(&format!("  {}/{file}\n", result.model));
+                    }
+                }
+                super::out(&text);
+            }
+            Err(error) => {
+                failed = true;
+                eprintln!("{:?}", miette::Report::new(error));
+            }
+        }
+    }
+    if !global.quiet {
+        super::out(&format!("Vacuum {verb} {total} files\n"));
+    }
+    Ok(if failed {
+        super::pipeline_failed()
+    } else {
+        ExitCode::SUCCESS
+    })
+}

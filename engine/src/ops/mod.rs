@@ -1,0 +1,39 @@
+//! OPERATIONS: what an operator runs on published tables, beside builds. In: a prepared project
+//! and its target. Out: what was done, per model.
+
+use crate::render::Materialization;
+use crate::storage::{StorageError, VacuumOptions, model_table_url};
+
+/// One model's vacuum: the files deleted (or that a dry run would delete), or why it failed.
+#[derive(Debug)]
+pub struct VacuumResult {
+    pub model: String,
+    pub outcome: Result<Vec<String>, StorageError>,
+}
+
+/// Vacuum the tables of the selected stored models, one after the other, in execution order.
+pub async fn vacuum(
+    prepared: &crate::Prepared,
+    warehouse: &url::Url,
+    options: &VacuumOptions,
+) -> Vec<VacuumResult> {
+    let mut results = Vec::new();
+    for node in prepared.graph.order() {
+        let crate::graph::NodeId::Model(name) = node else {
+            continue;
+        };
+        let stored = prepared.graph.models[name].config.materialized != Materialization::Ephemeral;
+        if !stored || !prepared.selected.contains(node) {
+            continue;
+        }
+        let outcome = match model_table_url(warehouse, name) {
+            Ok(url) => crate::storage::vacuum(name, &url, options).await,
+            Err(error) => Err(error),
+        };
+        results.push(VacuumResult {
+            model: name.clone(),
+            outcome,
+        });
+    }
+    results
+}

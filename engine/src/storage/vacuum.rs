@@ -1,0 +1,158 @@
+//! VACUUM: delete the files no version of a table needs any more and that are older than a
+//! retention period no build can still be running in: files replaced by later builds, and files
+//! of builds that were killed before they committed. delta-rs's vacuum (full mode) plans it;
+//! dp deletes only what the table's own layout can hold.
+
+use std::time::Duration;
+
+use deltalake::operations::vacuum::VacuumMode;
+use deltalake::table::config::TablePropertiesExt;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use url::Url;
+
+use super::{StorageError, delta_error, layout, open, store_error};
+
+/// How a vacuum runs.
+#[derive(Debug, Clone, Copy)]
+pub struct VacuumOptions {
+    /// Files younger than this are kept: a build may still be writing them.
+    pub retain: Duration,
+    /// Only list what would be deleted.
+    pub dry_run: bool,
+    /// Allow a retention shorter than the table's minimum (when no build can be running).
+    pub force: bool,
+}
+
+/// Vacuum the table of `model` at `url`; returns the files deleted (or, in a dry run, those
+/// that would be), relative to the table folder, in order. A model without a table has none.
+pub async fn vacuum(
+    model: &str,
+    url: &Url,
+    options: &VacuumOptions,
+) -> Result<Vec<String>, StorageError> {
+    let table = open(url).await?;
+    let Ok(state) = table.snapshot() else {
+        return Ok(Vec::new());
+    };
+    let minimum = state.table_config().deleted_file_retention_duration();
+    if options.retain < minimum && !options.force {
+        return Err(StorageError::RetentionTooShort {
+            model: model.to_string(),
+            retain: show(options.retain),
+            minimum: show(minimum),
+        });
+    }
+    let partition_by = state.metadata().partition_columns().to_vec();
+    // A century stands for "forever" without overflowing the arithmetic on timestamps.
+    let retain = options
+        .retain
+        .min(Duration::from_secs(100 * 365 * 24 * 3600));
+    let retention = chrono::Duration::from_std(retain).unwrap_or(chrono::TimeDelta::MAX);
+    let store = table.log_store().object_store(None);
+    let (_, planned) = table
+        .vacuum()
+        .with_mode(VacuumMode::Full)
+        .with_retention_period(retention)
+        .with_enforce_retention_duration(false)
+        .with_dry_run(true)
+        .await
+        .map_err(|source| delta_error(url, source))?;
+    let mut files: Vec<Path> = planned
+        .files_deleted
+        .iter()
+        .filter_map(|file| Path::parse(file).ok())
+        .filter(|path| layout::is_data_file(path, &partition_by))
+        .collect();
+    let mut unfinished = unfinished_uploads(url, &partition_by, retain)?;
+    files.sort();
+    unfinished.sort();
+    if !options.dry_run {
+        for path in &files {
+            match store.delete(path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => return Err(store_error(url, source)),
+            }
+            tracing::info!(model, file = %path, "vacuum deleted a file");
+        }
+        for (path, relative) in &unfinished {
+            std::fs::remove_file(path).map_err(|source| {
+                store_error(
+                    url,
+                    object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: Box::new(source),
+                    },
+                )
+            })?;
+            tracing::info!(model, file = %relative, "vacuum deleted an unfinished upload");
+        }
+    }
+    Ok(files
+        .iter()
+        .map(ToString::to_string)
+        .chain(unfinished.into_iter().map(|(_, relative)| relative))
+        .collect())
+}
+
+/// The temporary files (`part-….parquet#1`) an upload killed mid-way leaves on local disk, older
+/// than `retain`, in the table's partition folders. Object stores keep no such files (and the
+/// local store's own listing hides them), so only a local folder is walked for them.
+fn unfinished_uploads(
+    url: &Url,
+    partition_by: &[String],
+    retain: Duration,
+) -> Result<Vec<(std::path::PathBuf, String)>, StorageError> {
+    let Some(root) = (url.scheme() == "file")
+        .then(|| url.to_file_path().ok())
+        .flatten()
+    else {
+        return Ok(Vec::new());
+    };
+    let mut found = Vec::new();
+    let walk = walkdir::WalkDir::new(&root)
+        .min_depth(partition_by.len() + 1)
+        .max_depth(partition_by.len() + 1)
+        .follow_links(false);
+    for entry in walk {
+        let entry = entry.map_err(|error| {
+            store_error(
+                url,
+                object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(error),
+                },
+            )
+        })?;
+        let name = entry.file_name().to_string_lossy();
+        let is_upload = name
+            .split_once('#')
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        let Ok(relative) = entry.path().strip_prefix(&root) else {
+            continue;
+        };
+        let relative = relative.to_string_lossy().replace('\\', "/");
+        let in_layout = Path::parse(relative.split('#').next().unwrap_or_default())
+            .is_ok_and(|path| layout::is_data_file(&path, partition_by));
+        let old_enough = entry
+            .metadata()
+            .ok()
+            .and_then(|meta| meta.modified().ok())
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|age| age >= retain);
+        if entry.file_type().is_file() && is_upload && in_layout && old_enough {
+            found.push((entry.into_path(), relative));
+        }
+    }
+    Ok(found)
+}
+
+/// A duration as a person reads it: `7d`, `36h`, `90s`.
+fn show(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    match secs {
+        s if s % 86_400 == 0 && s > 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 && s > 0 => format!("{}h", s / 3_600),
+        s => format!("{s}s"),
+    }
+}
