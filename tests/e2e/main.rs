@@ -5,5 +5,6 @@ mod audit;
 mod build;
 mod crash;
 mod errors;
+mod reliability;
 mod select;
 mod support;

@@ -120,10 +120,22 @@ impl TestProject {
     /// Rows of `sql` run over a model's published table, registered as `t`, read by deltalake's
     /// own DataFusion provider (not by dp).
     pub fn query(&self, model: &str, sql: &str) -> Vec<Vec<String>> {
+        self.query_at(model, None, sql)
+    }
+
+    /// `query` over one version of the table.
+    pub fn query_version(&self, model: &str, version: u64, sql: &str) -> Vec<Vec<String>> {
+        self.query_at(model, Some(version), sql)
+    }
+
+    fn query_at(&self, model: &str, version: Option<u64>, sql: &str) -> Vec<Vec<String>> {
         let dir = self.table_dir(model);
         block_on(async move {
             let url = url::Url::from_directory_path(dir).unwrap();
-            let table = deltalake::open_table(url).await.unwrap();
+            let mut table = deltalake::open_table(url).await.unwrap();
+            if let Some(version) = version {
+                table.load_version(version).await.unwrap();
+            }
             let ctx = SessionContext::new();
             table.update_datafusion_session(&ctx.state()).unwrap();
             ctx.register_table("t", table.table_provider().await.unwrap())

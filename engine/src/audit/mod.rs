@@ -20,6 +20,24 @@ pub use unit::run_unit_test;
 
 use crate::project::{Severity, TestConfig};
 
+/// The models the relationships tests of `model` read, in the order they are declared.
+pub fn related_models<'a>(
+    project: &'a crate::project::Project,
+    model: &str,
+) -> impl Iterator<Item = &'a str> {
+    use crate::project::{DataTestKind, Subject};
+    project
+        .data_tests_of(&Subject::Model(model.to_string()))
+        .iter()
+        .filter_map(|test| match &test.kind {
+            DataTestKind::Relationships {
+                to: Subject::Model(to),
+                ..
+            } => Some(to.as_str()),
+            _ => None,
+        })
+}
+
 /// How many failing rows a report shows.
 const SAMPLE_ROWS: usize = 5;
 
@@ -57,6 +75,22 @@ impl TestKind {
             TestKind::Data => "data",
             TestKind::Singular => "singular",
             TestKind::Unit => "unit",
+        }
+    }
+}
+
+impl TestResult {
+    /// A test that could not run, and why.
+    pub fn errored(name: &str, kind: TestKind, subject: &str, detail: String) -> Self {
+        Self {
+            name: name.to_string(),
+            kind,
+            subject: subject.to_string(),
+            status: TestStatus::Error,
+            failures: 0,
+            sample: None,
+            failures_file: None,
+            detail: Some(detail),
         }
     }
 }
@@ -387,16 +421,7 @@ async fn test_published(
         )
         .await;
         if let Err(error) = registered {
-            return TestResult {
-                name: test.name.to_string(),
-                kind: test.kind,
-                subject: test.subject.to_string(),
-                status: TestStatus::Error,
-                failures: 0,
-                sample: None,
-                failures_file: None,
-                detail: Some(error.to_string()),
-            };
+            return TestResult::errored(test.name, test.kind, test.subject, error.to_string());
         }
     }
     run_query_test(

@@ -324,14 +324,20 @@ pub async fn build(
             if started_models[index] || running.len() >= threads {
                 continue;
             }
-            let upstream: Vec<usize> = dependencies(project, model, &to_build)
+            let waits_for: Vec<usize> = dependencies(project, model)
                 .filter_map(|u| in_build.get(u).copied())
                 .collect();
-            if upstream.iter().any(|&u| outcome.results[u].is_none()) {
+            if waits_for.iter().any(|&u| outcome.results[u].is_none()) {
                 continue;
             }
             started_models[index] = true;
-            let upstream_results = upstream.iter().filter_map(|&u| outcome.results[u].as_ref());
+            // Only what the model reads decides whether it can build: a model its tests read
+            // is read as published, whatever became of it in this run.
+            let upstream_results = model
+                .upstream
+                .iter()
+                .filter_map(|u| in_build.get(u.as_str()))
+                .filter_map(|&u| outcome.results[u].as_ref());
             let not_built = upstream_results.clone().find(|r| !r.status.succeeded());
             let no_data = upstream_results
                 .clone()
@@ -364,16 +370,13 @@ pub async fn build(
             if outcome.finished < total && started_models.iter().all(|s| *s) {
                 continue;
             }
-            // Nothing runs and nothing can start: the models left wait on each other through
-            // their tests (a relationships test on a model that reads this one).
+            // Nothing runs and nothing can start: models wait on each other, which the check
+            // rules out (relationship tests that close a cycle are reported there).
             for (index, model) in to_build.iter().enumerate() {
                 if !started_models[index] {
                     started_models[index] = true;
                     let failure = ModelError::Internal {
-                        message: format!(
-                            "`{}` waits on a model that waits on it, through a relationships test",
-                            model.name
-                        ),
+                        message: format!("`{}` waits on a model that waits on it", model.name),
                     };
                     outcome.record(
                         index,
@@ -408,50 +411,14 @@ pub async fn build(
 }
 
 /// The models `model` waits for: those it reads, and those its relationships tests read (a
-/// test on published data must see them built).
-fn dependencies<'a>(
-    project: &'a Project,
-    model: &'a ModelPlan,
-    to_build: &'a [&'a ModelPlan],
-) -> impl Iterator<Item = &'a str> {
-    let tested = project
-        .data_tests_of(&Subject::Model(model.name.clone()))
+/// test reads the published table, so it must see this run's build of it).
+fn dependencies<'a>(project: &'a Project, model: &'a ModelPlan) -> impl Iterator<Item = &'a str> {
+    let tested = crate::audit::related_models(project, &model.name);
+    model
+        .upstream
         .iter()
-        .filter_map(move |test| match (&test.subject, &test.kind) {
-            (
-                Subject::Model(name),
-                crate::project::DataTestKind::Relationships {
-                    to: Subject::Model(to),
-                    ..
-                },
-                // A model that reads this one cannot be waited for: its test sees the published
-                // table instead.
-            ) if *name == model.name && *to != model.name && !reads(to_build, to, &model.name) => {
-                Some(to.as_str())
-            }
-            _ => None,
-        });
-    model.upstream.iter().map(String::as_str).chain(tested)
-}
-
-/// Whether the build's model `reader` reads `read`, directly or not.
-fn reads(to_build: &[&ModelPlan], reader: &str, read: &str) -> bool {
-    let mut stack = vec![reader];
-    let mut seen = std::collections::BTreeSet::new();
-    while let Some(name) = stack.pop() {
-        let Some(plan) = to_build.iter().find(|m| m.name == name) else {
-            continue;
-        };
-        for upstream in &plan.upstream {
-            if upstream == read {
-                return true;
-            }
-            if seen.insert(upstream.as_str()) {
-                stack.push(upstream);
-            }
-        }
-    }
-    false
+        .map(String::as_str)
+        .chain(tested.filter(|to| *to != model.name))
 }
 
 /// The results of a build's models as they finish, each reported when recorded.
@@ -583,21 +550,32 @@ async fn audit_staged(
         .map_err(|error| session::sql_error(model, &error))?;
     let mut results = Vec::new();
     for test in tests {
+        let staged = "\"staged-output\"";
+        let mut parent = None;
         if let crate::project::DataTestKind::Relationships { to, .. } = &test.kind {
-            let warehouse = &context.options.warehouse;
-            register_relation(
+            if *to == Subject::Model(model.name.clone()) {
+                // A relationship within the model itself is checked against its new rows.
+                parent = Some(staged);
+            } else if let Err(error) = register_relation(
                 session,
                 to,
-                warehouse,
+                &context.options.warehouse,
                 &context.project.sources,
                 &SourceScans::default(),
             )
-            .await?;
+            .await
+            {
+                // The test cannot run (the model it relates to was never built): the test
+                // errors, and says why.
+                results.push(TestResult::errored(
+                    &test.name,
+                    TestKind::Data,
+                    &model.name,
+                    error.to_string(),
+                ));
+                continue;
+            }
         }
-        let staged = "\"staged-output\"";
-        // A relationship within the model itself is checked against its new rows.
-        let parent = matches!(&test.kind, crate::project::DataTestKind::Relationships { to: Subject::Model(to), .. } if *to == model.name)
-            .then_some(staged);
         let sql = crate::audit::failing_rows_sql(test, staged, parent);
         results.push(
             run_query_test(

@@ -17,7 +17,8 @@ use tokio::task::JoinSet;
 use super::{ModelPlan, Plan};
 use crate::audit::{Contract, check_contract};
 use crate::execute::{ModelError, SourceScans, new_session, register_relation, sql_error};
-use crate::project::{Project, Relation, Subject};
+use crate::project::{DataTestKind, Project, Relation, Subject};
+use crate::render::Materialization;
 
 /// A mistake found by planning a model.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -38,6 +39,40 @@ pub enum CheckError {
         at: SourceSpan,
         #[help]
         help: String,
+    },
+
+    #[error("test `{test}` relates `{model}` to `{to}`, which reads `{model}`: {cycle}")]
+    #[diagnostic(
+        code(dp::relationship_cycle),
+        help(
+            "a relationships test waits for the model it relates to; that model waits for this one, so neither could build; test the relationship on the downstream model instead"
+        )
+    )]
+    RelationshipCycle {
+        test: String,
+        model: String,
+        to: String,
+        cycle: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("this test")]
+        at: SourceSpan,
+    },
+
+    #[error("test `{test}` relates to `{to}`, an ephemeral model, which has no table to read")]
+    #[diagnostic(
+        code(dp::relationship_to_ephemeral),
+        help(
+            "relate to the stored model the ephemeral one reads, or materialize `{to}` as a table"
+        )
+    )]
+    RelationshipToEphemeral {
+        test: String,
+        to: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("this test")]
+        at: SourceSpan,
     },
 
     #[error("test `{test}` is on column `{column}`, which `{model}` does not output")]
@@ -145,7 +180,7 @@ pub async fn check(
         }
     }
 
-    let mut problems = Vec::new();
+    let mut problems = relationship_problems(project, plan, &report);
     for (model, found) in plan.models.iter().zip(found) {
         if !report(&model.name) {
             continue;
@@ -162,6 +197,94 @@ pub async fn check(
     problems
 }
 
+/// The relationships tests of the models for which `report(name)` is true that can never run:
+/// to an ephemeral model, or to a model that waits (through what it reads and its own
+/// relationships tests) for the tested one.
+fn relationship_problems(
+    project: &Project,
+    plan: &Plan,
+    report: &impl Fn(&str) -> bool,
+) -> Vec<CheckError> {
+    let by_name: HashMap<&str, &ModelPlan> =
+        plan.models.iter().map(|m| (m.name.as_str(), m)).collect();
+    let ephemeral = |name: &str| {
+        by_name
+            .get(name)
+            .is_some_and(|m| m.config.materialized == Materialization::Ephemeral)
+    };
+    let waits_for = |name: &str| -> Vec<&str> {
+        let Some(model) = by_name.get(name) else {
+            return Vec::new();
+        };
+        model
+            .upstream
+            .iter()
+            .map(String::as_str)
+            .chain(crate::audit::related_models(project, name))
+            .filter(|other| *other != name && !ephemeral(other))
+            .collect()
+    };
+    let mut problems = Vec::new();
+    for model in plan.models.iter().filter(|m| report(&m.name)) {
+        for test in project.data_tests_of(&Subject::Model(model.name.clone())) {
+            let DataTestKind::Relationships {
+                to: Subject::Model(to),
+                ..
+            } = &test.kind
+            else {
+                continue;
+            };
+            if *to == model.name {
+                continue;
+            }
+            let at = test.file.find(to, test.at.offset());
+            if ephemeral(to) {
+                problems.push(CheckError::RelationshipToEphemeral {
+                    test: test.name.clone(),
+                    to: to.clone(),
+                    src: test.file.named(),
+                    at,
+                });
+                continue;
+            }
+            // Breadth first from `to` along what each model waits for, back to this model.
+            let mut came_from: HashMap<&str, &str> = HashMap::new();
+            let mut queue = std::collections::VecDeque::from([to.as_str()]);
+            while let Some(current) = queue.pop_front() {
+                if current == model.name {
+                    break;
+                }
+                for next in waits_for(current) {
+                    if next != to.as_str() && !came_from.contains_key(next) {
+                        came_from.insert(next, current);
+                        queue.push_back(next);
+                    }
+                }
+            }
+            if came_from.contains_key(model.name.as_str()) {
+                let mut path = vec![model.name.as_str()];
+                while let Some(previous) = came_from.get(path.last().expect("not empty")) {
+                    path.push(previous);
+                }
+                // `to` waits for ... for this model, which waits for `to` through the test.
+                let cycle = std::iter::once(model.name.as_str())
+                    .chain(path.iter().rev().copied())
+                    .collect::<Vec<_>>()
+                    .join(" -> ");
+                problems.push(CheckError::RelationshipCycle {
+                    test: test.name.clone(),
+                    model: model.name.clone(),
+                    to: to.clone(),
+                    cycle: format!("{cycle} (each waits for the next)"),
+                    src: test.file.named(),
+                    at,
+                });
+            }
+        }
+    }
+    problems
+}
+
 /// Register the model's planned output as an empty table, and return the mistakes in what it
 /// declares about its output; an error when the output cannot stand as a table.
 async fn check_model(
@@ -170,7 +293,7 @@ async fn check_model(
     session: &SessionContext,
     schema: SchemaRef,
 ) -> Result<Vec<CheckError>, CheckError> {
-    if model.config.materialized != crate::render::Materialization::Ephemeral {
+    if model.config.materialized != Materialization::Ephemeral {
         let table = MemTable::try_new(schema.clone(), vec![vec![]])
             .map_err(|error| sql_error(model, &error))?;
         session

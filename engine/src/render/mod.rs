@@ -60,6 +60,13 @@ impl RenderOptions {
     }
 }
 
+/// How many instructions one template may run: far more than any real model needs, few enough
+/// that a loop that never ends stops within a second.
+const FUEL: u64 = 20_000_000;
+
+/// The most SQL one template may write.
+const MAX_RENDERED_BYTES: usize = 16 << 20;
+
 /// Every model of the project, rendered.
 #[derive(Debug, Clone)]
 pub struct RenderedProject {
@@ -245,6 +252,22 @@ pub enum RenderError {
         at: SourceSpan,
     },
 
+    #[error("{message}")]
+    #[diagnostic(
+        code(dp::template_limit),
+        help(
+            "a template may run {FUEL} instructions and write {} MB of SQL; look for a loop that does not end or grows too fast",
+            MAX_RENDERED_BYTES >> 20
+        )
+    )]
+    Limit {
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("in this template")]
+        at: SourceSpan,
+    },
+
     #[error("invalid --vars: {message}")]
     #[diagnostic(
         code(dp::invalid_vars),
@@ -279,6 +302,7 @@ pub fn render(project: &Project, options: &RenderOptions) -> Result<RenderedProj
     let mut env = Environment::new();
     env.set_debug(true);
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
     functions::register(&mut env, Arc::new(known));
 
     let mut problems = Vec::new();
@@ -322,6 +346,15 @@ pub fn render(project: &Project, options: &RenderOptions) -> Result<RenderedProj
         let rendered = template.render_with_spans(());
         let recorded = functions::finish_recording();
         match rendered {
+            Ok((sql, _)) if sql.len() > MAX_RENDERED_BYTES => problems.push(RenderError::Limit {
+                message: format!(
+                    "{} writes {} MB of SQL",
+                    model.file.path().display(),
+                    sql.len() >> 20
+                ),
+                src: model.file.named(),
+                at: (0, 0).into(),
+            }),
             Ok((sql, spans)) => match finish_model(model, sql, &spans, prefix.len(), recorded) {
                 Ok(rendered) if model.file.path().starts_with("tests") => {
                     singular_tests.push(rendered);
@@ -565,6 +598,13 @@ fn template_error(
         (None, None) => (0, 0).into(),
     };
     let src = file.named();
+    if error.kind() == minijinja::ErrorKind::OutOfFuel {
+        return RenderError::Limit {
+            message: format!("{} runs too long to render", file.path().display()),
+            src,
+            at,
+        };
+    }
     match recorded.problem {
         Some(Problem::UnknownRef(target)) => RenderError::UnknownRef {
             model: model.name.clone(),

@@ -80,18 +80,14 @@ pub enum StorageError {
         reason: String,
     },
 
-    #[error("another build of `{model}` committed to the same data first")]
+    #[error("another build of `{model}` committed to the same data first: {reason}")]
     #[diagnostic(
         code(dp::conflict),
         help(
             "nothing of this build was published; run it again to build on the other build's result"
         )
     )]
-    Conflict {
-        model: String,
-        #[source]
-        source: TransactionError,
-    },
+    Conflict { model: String, reason: String },
 
     #[error(
         "the table folder of `{model}` holds files dp did not write, and no Delta table: {location}"
@@ -446,67 +442,14 @@ impl ModelTable {
     /// build's commit creates the table, even with no rows. A later partitioned build that wrote
     /// no rows commits nothing. Every staged file is checked to exist first: a version never
     /// points at a missing file.
-    pub async fn commit(self, staged: StagedWrite) -> Result<Option<u64>, StorageError> {
-        let partitions = staged.partitions();
-        let partitioned = !self.partition_by.is_empty();
-        let snapshot = self.table.snapshot().ok();
-        if partitioned && staged.adds.is_empty() && snapshot.is_some() {
-            return Ok(None);
-        }
+    pub async fn commit(mut self, staged: StagedWrite) -> Result<Option<u64>, StorageError> {
         if let Err(error) = self.check_staged_files(&staged).await {
             self.discard(staged).await;
             return Err(error);
         }
-        let mut actions: Vec<Action> = Vec::new();
-        match snapshot {
-            None => actions.extend(self.create_actions()?),
-            Some(_) => actions.extend(
-                self.table
-                    .get_active_add_actions_by_partitions(&[])
-                    .try_filter(|file| {
-                        let values: HashMap<String, Option<String>> = file.partition_values_map();
-                        futures::future::ready(
-                            !partitioned || partitions.contains(&partition::key(&values)),
-                        )
-                    })
-                    .map_ok(|file| Action::Remove(file.remove_action(true)))
-                    .try_collect::<Vec<_>>()
-                    .await
-                    .map_err(|source| self.delta_error(source))?,
-            ),
-        }
-        actions.extend(staged.adds.iter().cloned().map(Action::Add));
-        let predicate = if partitioned && !staged.adds.is_empty() {
-            partition::predicate(&staged.adds)
-        } else {
-            "true".to_string()
-        };
-        let operation = DeltaOperation::Write {
-            mode: SaveMode::Overwrite,
-            partition_by: partitioned.then(|| self.partition_by.clone()),
-            predicate: Some(predicate),
-        };
-        // The log is never trimmed by dp: it is the table's history.
-        let properties = CommitProperties::default().with_cleanup_expired_logs(Some(false));
-        let commit = CommitBuilder::from(properties).with_actions(actions);
-        let committed = match snapshot {
-            Some(snapshot) => commit
-                .build(Some(snapshot), self.table.log_store(), operation)
-                .await
-                .map(|finalized| finalized.version()),
-            None => self.create(commit, operation).await,
-        };
-        let error = match committed {
-            Ok(version) => return Ok(Some(version)),
-            Err(DeltaTableError::Transaction {
-                source:
-                    source @ (TransactionError::CommitConflict(_)
-                    | TransactionError::VersionAlreadyExists(_)),
-            }) => StorageError::Conflict {
-                model: self.model.clone(),
-                source,
-            },
-            Err(other) => self.delta_error(other),
+        let error = match self.publish(&staged).await {
+            Ok(version) => return Ok(version),
+            Err(error) => error,
         };
         // The commit may have landed all the same (a post-commit step failed, a retried put had
         // gone through): delete the staged files only when the log surely does not name them.
@@ -529,17 +472,74 @@ impl ModelTable {
         }
     }
 
-    /// Write version 0, only if no other build wrote it first. (delta-rs, finding version 0
-    /// taken, would retry this commit on top of it as version 1 without any conflict check:
-    /// a second table definition, and both builds' rows.)
-    async fn create(
-        &self,
-        commit: CommitBuilder,
-        operation: DeltaOperation,
-    ) -> Result<u64, DeltaTableError> {
+    /// Create the table with the staged files, or commit them to the table as it is. When
+    /// another build created the table meanwhile, commit on top of its version if it wrote other
+    /// partitions with the same columns (two first builds of a backfill), else it is a conflict.
+    async fn publish(&mut self, staged: &StagedWrite) -> Result<Option<u64>, StorageError> {
+        let mut rebased = false;
+        if self.table.version().is_none() {
+            match self.create(staged).await {
+                Err(DeltaTableError::Transaction {
+                    source: TransactionError::VersionAlreadyExists(0),
+                }) => {
+                    self.table = open(&self.url).await?;
+                    let state = self.table.snapshot().map_err(|e| self.delta_error(e))?;
+                    let published = state.snapshot().arrow_schema();
+                    let partitions = state.metadata().partition_columns().to_vec();
+                    if schema::difference(&published, &self.schema, &partitions, &self.partition_by)
+                        .is_some()
+                    {
+                        return Err(self.conflict("it created the table with other columns"));
+                    }
+                    rebased = true;
+                }
+                created => return created.map(Some).map_err(|e| self.commit_error(e)),
+            }
+        }
+        let partitions = staged.partitions();
+        let partitioned = !self.partition_by.is_empty();
+        if partitioned && staged.adds.is_empty() {
+            return Ok(None);
+        }
+        let replaced: Vec<Action> = self
+            .table
+            .get_active_add_actions_by_partitions(&[])
+            .try_filter(|file| {
+                let values: HashMap<String, Option<String>> = file.partition_values_map();
+                futures::future::ready(
+                    !partitioned || partitions.contains(&partition::key(&values)),
+                )
+            })
+            .map_ok(|file| Action::Remove(file.remove_action(true)))
+            .try_collect()
+            .await
+            .map_err(|source| self.delta_error(source))?;
+        if rebased && !replaced.is_empty() {
+            return Err(self.conflict("it created the table with data this build also wrote"));
+        }
+        let mut actions = replaced;
+        actions.extend(staged.adds.iter().cloned().map(Action::Add));
+        let snapshot = self.table.snapshot().map_err(|e| self.delta_error(e))?;
+        Self::commit_builder(actions)
+            .build(
+                Some(snapshot),
+                self.table.log_store(),
+                self.operation(staged),
+            )
+            .await
+            .map(|finalized| Some(finalized.version()))
+            .map_err(|e| self.commit_error(e))
+    }
+
+    /// Write version 0 with the table's definition and the staged files, only if no other build
+    /// wrote it first. (delta-rs, finding version 0 taken, would retry the commit on top of it
+    /// as version 1 without a conflict check: a second table definition, both builds' rows.)
+    async fn create(&self, staged: &StagedWrite) -> Result<u64, DeltaTableError> {
+        let mut actions: Vec<Action> = self.create_actions()?.into();
+        actions.extend(staged.adds.iter().cloned().map(Action::Add));
         let log_store = self.table.log_store();
-        let prepared = commit
-            .build(None, log_store.clone(), operation)
+        let prepared = Self::commit_builder(actions)
+            .build(None, log_store.clone(), self.operation(staged))
             .into_prepared_commit_future()
             .await?;
         let entry = prepared.commit_or_bytes().clone();
@@ -558,23 +558,59 @@ impl ModelTable {
         }
     }
 
+    fn commit_builder(actions: Vec<Action>) -> CommitBuilder {
+        // The log is never trimmed by dp: it is the table's history.
+        let properties = CommitProperties::default().with_cleanup_expired_logs(Some(false));
+        CommitBuilder::from(properties).with_actions(actions)
+    }
+
+    /// The commit's operation: an overwrite of exactly the partitions written (for a partitioned
+    /// model), which Delta's conflict check compares with what concurrent commits wrote.
+    fn operation(&self, staged: &StagedWrite) -> DeltaOperation {
+        let partitioned = !self.partition_by.is_empty();
+        let predicate = if partitioned && !staged.adds.is_empty() {
+            partition::predicate(&staged.adds)
+        } else {
+            "true".to_string()
+        };
+        DeltaOperation::Write {
+            mode: SaveMode::Overwrite,
+            partition_by: partitioned.then(|| self.partition_by.clone()),
+            predicate: Some(predicate),
+        }
+    }
+
+    fn commit_error(&self, error: DeltaTableError) -> StorageError {
+        match error {
+            DeltaTableError::Transaction {
+                source:
+                    source @ (TransactionError::CommitConflict(_)
+                    | TransactionError::VersionAlreadyExists(_)),
+            } => self.conflict(&source.to_string()),
+            other => self.delta_error(other),
+        }
+    }
+
+    fn conflict(&self, reason: &str) -> StorageError {
+        StorageError::Conflict {
+            model: self.model.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
     /// The protocol and metadata actions that create the table in the first build's commit.
-    fn create_actions(&self) -> Result<[Action; 2], StorageError> {
-        let columns =
-            schema::delta_columns(&self.schema).map_err(|source| self.delta_error(source))?;
-        let structure = deltalake::kernel::StructType::try_new(columns)
-            .map_err(|source| self.delta_error(source.into()))?;
+    fn create_actions(&self) -> Result<[Action; 2], DeltaTableError> {
+        let structure =
+            deltalake::kernel::StructType::try_new(schema::delta_columns(&self.schema)?)?;
         let metadata = deltalake::kernel::new_metadata(
             &structure,
             &self.partition_by,
             std::iter::empty::<(String, String)>(),
-        )
-        .map_err(|source| self.delta_error(source.into()))?;
+        )?;
         // What `DeltaTable::create` writes for a table without features: reader 1, writer 2.
         let protocol: deltalake::kernel::Protocol = serde_json::from_value(
             serde_json::json!({"minReaderVersion": 1, "minWriterVersion": 2}),
-        )
-        .map_err(|source| self.delta_error(source.into()))?;
+        )?;
         Ok([Action::Protocol(protocol), Action::Metadata(metadata)])
     }
 
@@ -819,19 +855,39 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
-    async fn two_first_builds_of_a_model_never_both_commit() {
+    async fn two_first_builds_of_the_same_data_never_both_commit() {
+        for partition_by in [&["date"][..], &[]] {
+            let dir = tempfile::tempdir().unwrap();
+            let first = open(&dir, partition_by).await;
+            let second = open(&dir, partition_by).await;
+            let first_files = stage(&first, &["2024-01-15"], 1).await;
+            let second_files = stage(&second, &["2024-01-15"], 2).await;
+            assert_eq!(first.commit(first_files).await.unwrap(), Some(0));
+            let lost = second.commit(second_files).await;
+            assert!(
+                matches!(lost, Err(StorageError::Conflict { .. })),
+                "{lost:?}"
+            );
+            assert_eq!(parquet_files(&dir), 1, "the loser's files are deleted");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn two_first_builds_of_different_partitions_both_commit() {
         let dir = tempfile::tempdir().unwrap();
         let first = open(&dir, &["date"]).await;
         let second = open(&dir, &["date"]).await;
         let first_files = stage(&first, &["2024-01-15"], 1).await;
         let second_files = stage(&second, &["2024-01-16"], 2).await;
         assert_eq!(first.commit(first_files).await.unwrap(), Some(0));
-        let lost = second.commit(second_files).await;
-        assert!(
-            matches!(lost, Err(StorageError::Conflict { .. })),
-            "{lost:?}"
+        assert_eq!(second.commit(second_files).await.unwrap(), Some(1));
+        let url = Url::from_directory_path(dir.path().join("model")).unwrap();
+        let published = open_published(&url, "model").await.unwrap();
+        assert_eq!(published.get_file_uris().unwrap().count(), 2);
+        assert_eq!(
+            published.snapshot().unwrap().metadata().partition_columns(),
+            &["date"]
         );
-        assert_eq!(parquet_files(&dir), 1, "the loser's files are deleted");
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -1,0 +1,363 @@
+//! Issue 15: nothing a second build, a crash or a mistake can do corrupts a table. Real `dp`
+//! processes race each other on one table; every table they leave is read back by deltalake.
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{TestProject, both, parquet_files};
+
+/// Start `dp` with `args` in the background, its output kept for later.
+fn spawn(project: &TestProject, args: &[&str]) -> Child {
+    project
+        .command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait for a background `dp`; its exit code and output.
+fn finish(child: Child) -> (Option<i32>, String) {
+    let output = child.wait_with_output().unwrap();
+    (output.status.code(), both(&output))
+}
+
+/// Wait until a data file exists under `folder`: the build writing there has staged its rows
+/// and is running its (slow) tests.
+fn wait_for_staged_file(folder: &Path) {
+    let started = Instant::now();
+    while parquet_files(folder).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no file was staged under {}",
+            folder.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Every file each version of the table names exists (a reader of any version succeeds).
+fn every_version_reads(project: &TestProject, model: &str) {
+    let latest = project.version(model).unwrap();
+    for version in 0..=latest {
+        let rows = project.query_version(model, version, "select count(*) from t");
+        assert_eq!(rows.len(), 1, "version {version} of {model}");
+    }
+}
+
+#[test]
+fn issue_15_two_dates_built_at_once_both_publish_and_the_table_stays_readable() {
+    let project = TestProject::fixture("race");
+    let first = spawn(&project, &["build", "--vars", "date=2024-01-15"]);
+    wait_for_staged_file(&project.table_dir("daily").join("date=2024-01-15"));
+    // While the first build runs its slow test, a second build of another date runs whole.
+    let second = project.dp(&["build", "--vars", "date=2024-01-16"]);
+    assert!(second.status.success(), "{}", both(&second));
+    let (code, text) = finish(first);
+    assert_eq!(code, Some(0), "{text}");
+
+    let rows = project.query(
+        "daily",
+        "select date, count(*) from t group by date order by date",
+    );
+    assert_eq!(
+        rows,
+        [["2024-01-15", "4"], ["2024-01-16", "4"]],
+        "both dates' rows are published"
+    );
+    // Two commits: the table was created by whichever committed first, the other on top.
+    assert_eq!(project.version("daily"), Some(1));
+    every_version_reads(&project, "daily");
+}
+
+#[test]
+fn issue_15_two_builds_of_one_partition_at_once_leave_one_commit_and_no_duplicates() {
+    let project = TestProject::fixture("race");
+    // The table exists (version 0); both builds replace the same date of it.
+    project.dp_ok(&["build", "--vars", "{date: 2024-01-15, build: zero}"]);
+    let first = spawn(
+        &project,
+        &["build", "--vars", "{date: 2024-01-15, build: one}"],
+    );
+    wait_for_staged_file(&project.table_dir("daily").join("date=2024-01-15"));
+    let mut staged = parquet_files(&project.table_dir("daily"));
+    while staged.len() < 2 {
+        staged = parquet_files(&project.table_dir("daily"));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = spawn(
+        &project,
+        &["build", "--vars", "{date: 2024-01-15, build: two}"],
+    );
+    let (first_code, first_text) = finish(first);
+    let (second_code, second_text) = finish(second);
+    assert_eq!(first_code, Some(0), "{first_text}");
+    assert_eq!(second_code, Some(1), "{second_text}");
+    assert!(second_text.contains("dp::conflict"), "{second_text}");
+
+    assert_eq!(
+        project.version("daily"),
+        Some(1),
+        "one commit on top of version 0"
+    );
+    let rows = project.query("daily", "select build, count(*) from t group by build");
+    assert_eq!(rows, [["one", "4"]], "one build's rows, once");
+    every_version_reads(&project, "daily");
+    // The loser deleted its own staged files: only the two committed builds' files remain.
+    assert_eq!(parquet_files(&project.table_dir("daily")).len(), 2);
+}
+
+#[test]
+fn issue_15_a_forced_vacuum_during_a_build_fails_the_build_and_publishes_nothing() {
+    let project = TestProject::fixture("race");
+    project.dp_ok(&["build", "--vars", "{date: 2024-01-15, build: zero}"]);
+    let first = spawn(
+        &project,
+        &["build", "--vars", "{date: 2024-01-15, build: one}"],
+    );
+    let folder = project.table_dir("daily");
+    while parquet_files(&folder).len() < 2 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The operator overrides the retention: the running build's staged file goes.
+    project.dp_ok(&["vacuum", "--vars", "date=x", "--retain", "0s", "--force"]);
+    let (code, text) = finish(first);
+    assert_eq!(code, Some(1), "{text}");
+    // Whether its test was still reading the file or it had passed: the build stops.
+    assert!(
+        text.contains("dp::staged_file_missing") || text.contains("not found"),
+        "{text}"
+    );
+    assert_eq!(project.version("daily"), Some(0), "nothing was committed");
+    assert_eq!(
+        project.query("daily", "select build, count(*) from t group by build"),
+        [["zero", "4"]]
+    );
+    every_version_reads(&project, "daily");
+}
+
+#[test]
+fn issue_15_relationships_tests_have_a_clear_meaning_and_never_wedge_a_model() {
+    let project = TestProject::fixture("relationships");
+    // A relationship to an unbuilt model outside the run: the test errors, saying why.
+    let output = project.dp(&["build", "--select", "users"]);
+    let text = both(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("relationships_users_cohort") && text.contains("has never been built"),
+        "{text}"
+    );
+    assert_eq!(project.version("users"), None);
+
+    // Everything at once, on the fresh warehouse: `users` waits for `cohorts`, and its
+    // relationship to itself is checked on its own new rows.
+    project.dp_ok(&["build"]);
+    assert_eq!(project.model_status("users"), "success");
+    let users = project.query("users", "select count(*), count(referred_by) from t");
+    assert_eq!(users, [["2000", "1999"]]);
+
+    // A day without data: `daily` has nothing to build, which does not spread to the model
+    // whose test only reads it; that test reads the published table.
+    let output = project.dp(&["build", "--vars", "date=2024-02-01"]);
+    assert!(output.status.success(), "{}", both(&output));
+    assert_eq!(project.model_status("daily"), "no_data");
+    assert_eq!(project.model_status("daily_notes"), "success");
+}
+
+#[test]
+fn issue_15_relationship_cycles_and_ephemeral_targets_are_found_by_dp_check() {
+    let project = TestProject::fixture("relationships");
+    // `cohorts` relates to `users`, which relates to `cohorts`; `daily_notes` relates to a
+    // model that reads it; and `daily` relates to an ephemeral model.
+    project.write(
+        "models/notes_digest.sql",
+        "select date from {{ ref('daily_notes') }}",
+    );
+    project.write(
+        "models/eph.sql",
+        "{{ config(materialized='ephemeral') }}\nselect 1 as id",
+    );
+    let schema = std::fs::read_to_string(project.root.join("models/schema.yml")).unwrap();
+    project.write(
+        "models/schema.yml",
+        &schema
+            .replace(
+                "relationships: {to: ref('daily'), field: date}",
+                "relationships: {to: ref('notes_digest'), field: date}",
+            )
+            .replace(
+                "  - name: cohorts\n",
+                "  - name: cohorts\n    columns:\n      - name: cohort\n        data_tests:\n          - relationships: {to: ref('users'), field: cohort}\n",
+            )
+            .replace(
+                "  - name: daily\n",
+                "  - name: daily\n    columns:\n      - name: events\n        data_tests:\n          - relationships: {to: ref('eph'), field: id}\n",
+            ),
+    );
+    let output = project.dp(&["check", "--format", "json"]);
+    let text = both(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let problems: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let codes: Vec<&str> = problems
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["code"].as_str())
+        .filter(|c| c.starts_with("dp::relationship"))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "dp::relationship_cycle",
+            "dp::relationship_to_ephemeral",
+            "dp::relationship_cycle",
+            "dp::relationship_cycle"
+        ],
+        "{text}"
+    );
+    assert!(text.contains("cohorts -> users -> cohorts"), "{text}");
+    assert!(
+        text.contains("daily_notes -> notes_digest -> daily_notes"),
+        "{text}"
+    );
+    // Nothing was built.
+    let build = project.dp(&["build"]);
+    assert_eq!(build.status.code(), Some(2), "{}", both(&build));
+    assert!(!project.root.join("warehouse").exists());
+}
+
+/// No backtrace, no panic message: a diagnostic and exit code 2.
+fn assert_clean_refusal(output: &std::process::Output, code: &str) {
+    let text = both(output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains(code), "{text}");
+    assert!(
+        !text.contains("panicked") && !text.contains("backtrace"),
+        "{text}"
+    );
+}
+
+#[test]
+fn issue_15_settings_that_panicked_are_diagnostics() {
+    let project = TestProject::example();
+    // A natural "never" for the old cleanup age: accepted, ignored, warned about.
+    project.write(
+        "dp_project.yml",
+        "name: shop_events\ntargets:\n  dev:\n    orphan_min_age_secs: 18446744073709551615\n",
+    );
+    let output = project.dp(&["build", "--select", "stg_events"]);
+    assert!(output.status.success(), "{}", both(&output));
+    assert!(both(&output).contains("dp::deprecated"));
+
+    // A warehouse URL that cannot hold tables.
+    project.write(
+        "dp_project.yml",
+        "name: shop_events\ntargets:\n  dev:\n    warehouse: \"x:y://z\"\n",
+    );
+    for command in ["build", "test", "vacuum"] {
+        assert_clean_refusal(&project.dp(&[command]), "dp::bad_location");
+    }
+    // Nor a retention that is not a duration.
+    project.write(
+        "dp_project.yml",
+        "name: shop_events\ntargets:\n  dev:\n    vacuum_retention: forever\n",
+    );
+    assert_clean_refusal(&project.dp(&["vacuum"]), "dp::bad_duration");
+}
+
+#[test]
+fn issue_15_a_listing_into_a_closed_pipe_ends_quietly() {
+    let project = TestProject::example();
+    for i in 0..4000 {
+        project.write(
+            &format!("models/generated/a_rather_long_generated_model_name_{i:05}.sql"),
+            "select 1 as one",
+        );
+    }
+    let mut child = project
+        .command(&["ls"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    // `dp ls | head -c 16`: the reader goes away with most of the listing unread.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn issue_15_a_first_build_without_rows_creates_the_table_its_readers_need() {
+    let project = TestProject::example();
+    // No event is that large: the partitioned model's first build has no rows to write.
+    project.write(
+        "models/marts/whale_purchases.sql",
+        "{{ config(materialized='partitioned', partition_by='date') }}\n\
+         select date, event_id, revenue from {{ ref('stg_events') }} where revenue > 1000000",
+    );
+    project.write(
+        "models/marts/whale_count.sql",
+        "select count(*) as whales from {{ ref('whale_purchases') }}",
+    );
+    let output = project.dp(&["build", "--select", "+whale_count"]);
+    let text = both(&output);
+    assert!(output.status.success(), "{text}");
+    assert_eq!(project.version("whale_purchases"), Some(0), "{text}");
+    assert_eq!(
+        project.query("whale_purchases", "select count(*) from t"),
+        [["0"]]
+    );
+    // Its downstream model read the empty table instead of failing "never been built".
+    assert_eq!(project.model_status("whale_count"), "success");
+    assert_eq!(
+        project.query("whale_count", "select whales from t"),
+        [["0"]]
+    );
+}
+
+#[test]
+fn issue_15_models_whose_names_differ_only_in_case_are_refused() {
+    let project = TestProject::example();
+    project.write("models/Daily_Summary.sql", "select 1 as one");
+    let output = project.dp(&["check"]);
+    assert_clean_refusal_or_problem(&output, "dp::model_name_case");
+}
+
+#[test]
+fn issue_15_a_template_that_never_ends_is_stopped_with_a_diagnostic() {
+    let project = TestProject::example();
+    project.write(
+        "models/forever.sql",
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}select 1 as one",
+    );
+    let started = Instant::now();
+    let output = project.dp(&["ls"]);
+    assert_clean_refusal(&output, "dp::template_limit");
+    assert!(both(&output).contains("models/forever.sql"));
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+/// A problem `dp check` reports: exit code 1, the code, no panic.
+fn assert_clean_refusal_or_problem(output: &std::process::Output, code: &str) {
+    let text = both(output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains(code), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+}
+
+#[test]
+fn issue_15_dp_check_exits_2_when_it_cannot_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dp"))
+        .args(["check", "--project-dir"])
+        .arg(dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_clean_refusal(&output, "dp::project_not_found");
+}
