@@ -32,7 +32,7 @@ pub enum Error {
     #[diagnostic(code(dp::problems))]
     Check {
         #[related]
-        problems: Vec<crate::plan::CheckError>,
+        problems: Vec<Error>,
     },
 
     #[error("cannot write {}", path.display())]
@@ -53,6 +53,7 @@ impl Error {
             self,
             Error::Load(LoadError::NotFound { .. } | LoadError::Io { .. })
                 | Error::Render(crate::render::RenderError::InvalidVars { .. })
+                | Error::Load(LoadError::UnknownTarget { .. })
                 | Error::Select(_)
                 | Error::Io { .. }
         )

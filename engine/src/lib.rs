@@ -23,18 +23,22 @@ pub mod storage;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use rayon::prelude::*;
 
 pub use error::Error;
 use graph::{ModelGraph, NodeId};
 use project::Project;
-use render::RenderOptions;
+use render::{RenderContext, RenderOptions, Renderer, TargetContext};
 
 /// What to load and select.
 #[derive(Debug, Clone, Default)]
 pub struct PrepareOptions {
     /// A folder inside the project (the project is the nearest folder holding `dp_project.yml`).
     pub project_dir: PathBuf,
+    /// `--target` (default: the project's `target:`).
+    pub target: Option<String>,
     /// `--vars` arguments.
     pub vars: Vec<String>,
     /// `--select` arguments (empty: everything).
@@ -44,28 +48,70 @@ pub struct PrepareOptions {
 }
 
 /// A loaded, rendered and resolved project with the nodes selected.
-#[derive(Debug, Clone)]
 pub struct Prepared {
     pub project: Project,
+    /// The target the run is for.
+    pub target: project::Target,
+    /// Renders the project's templates again (a unit test renders its model with its own vars).
+    pub renderer: Arc<Renderer>,
+    /// The run's vars and target, as templates see them.
+    pub context: RenderContext,
+    /// Every model that rendered, with the models that read only such models.
     pub graph: ModelGraph,
     pub selected: BTreeSet<NodeId>,
-    /// The run's `--vars`.
-    pub render_options: RenderOptions,
+    /// The models that did not render: only `dp check` goes on without them.
+    pub render_problems: Vec<render::RenderError>,
 }
 
-/// Load, render, resolve and select: everything that needs no data.
+impl Prepared {
+    /// What a unit test (and the check of one) renders and plans its model with.
+    pub fn unit_test_inputs(&self) -> audit::UnitTestInputs<'_> {
+        audit::UnitTestInputs {
+            project: &self.project,
+            renderer: &self.renderer,
+            graph: &self.graph,
+            context: &self.context,
+        }
+    }
+
+    /// The project, when every model rendered; else every render problem.
+    pub fn complete(mut self) -> Result<Self, Error> {
+        match self.render_problems.len() {
+            0 => Ok(self),
+            1 => Err(self.render_problems.remove(0).into()),
+            _ => Err(render::RenderError::Many {
+                problems: std::mem::take(&mut self.render_problems),
+            }
+            .into()),
+        }
+    }
+}
+
+/// Load, resolve the target, render, resolve and select: everything that needs no data. Models
+/// that do not render are left out of the graph and listed in `render_problems`.
 pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
     let root = project::find_root(&options.project_dir)?;
     let project = stage("load", || project::load(&root))?;
-    let render_options = RenderOptions::from_var_args(&options.vars)?;
-    let rendered = stage("render", || render::render(&project, &render_options))?;
-    let graph = stage("resolve", || graph::resolve(&project, &rendered))?;
+    let target = project.target(options.target.as_deref())?;
+    let context = RenderContext {
+        options: RenderOptions::from_var_args(&options.vars)?,
+        target: Some(TargetContext {
+            name: target.name.clone(),
+            warehouse: target.warehouse.to_string(),
+        }),
+    };
+    let renderer = Arc::new(Renderer::new(&project)?);
+    let rendered = stage("render", || render::render(&renderer, &project, &context));
+    let graph = stage("resolve", || graph::resolve(&project, &rendered.project))?;
     let selected = graph::select(&graph, &options.select, &options.exclude)?;
     Ok(Prepared {
         project,
+        target,
+        renderer,
+        context,
         graph,
         selected,
-        render_options,
+        render_problems: rendered.problems,
     })
 }
 
@@ -73,17 +119,26 @@ pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
 /// selected models at once. Returns the plan of the selected models, ready to run.
 pub async fn check(prepared: &Prepared) -> Result<plan::Plan, Error> {
     let every_node: BTreeSet<NodeId> = prepared.graph.order().iter().cloned().collect();
-    let mut plan = stage("plan", || plan::plan(&prepared.graph, &every_node))?;
+    let (mut plan, plan_problems) = stage("plan", || plan::plan(&prepared.graph, &every_node));
     let selected = |name: &str| prepared.selected.contains(&NodeId::Model(name.to_string()));
     let started = std::time::Instant::now();
-    let mut problems = plan::check(&prepared.project, &plan, selected).await;
+    let check_problems = plan::check(prepared.unit_test_inputs(), &plan, selected).await;
     stage_finished("check", started);
+    // Every stage's problems at once: a model that did not render or plan is left out of the
+    // later stages, which still look at every other model.
+    let mut problems: Vec<Error> = prepared
+        .render_problems
+        .iter()
+        .map(|problem| Error::Render(problem.clone()))
+        .collect();
+    problems.extend(plan_problems.into_iter().map(Error::from));
+    problems.extend(check_problems.into_iter().map(Error::Checked));
     match problems.len() {
         0 => {
             plan.models.retain(|model| selected(&model.name));
             Ok(plan)
         }
-        1 => Err(Error::Checked(problems.remove(0))),
+        1 => Err(problems.remove(0)),
         _ => Err(Error::Check { problems }),
     }
 }
@@ -123,4 +178,112 @@ pub fn write_compiled(root: &Path, plan: &plan::Plan) -> Result<Vec<PathBuf>, Er
             Ok(path)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A project of `files` (path, text) in a temporary folder.
+    fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        dir
+    }
+
+    fn prepare_in(dir: &Path, target: Option<&str>) -> Prepared {
+        prepare(&PrepareOptions {
+            project_dir: dir.to_path_buf(),
+            target: target.map(str::to_string),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn target_name_and_warehouse_render_per_target() {
+        let dir = project(&[
+            (
+                "dp_project.yml",
+                "name: t\ntargets:\n  dev: {warehouse: wh_dev}\n  prod: {warehouse: wh_prod}\n",
+            ),
+            (
+                "models/m.sql",
+                "select '{{ target.name }}' as target, '{{ target.warehouse }}' as warehouse",
+            ),
+        ]);
+        for name in ["dev", "prod"] {
+            let prepared = prepare_in(dir.path(), Some(name));
+            let sql = &prepared.graph.models["m"].sql;
+            assert!(
+                sql.starts_with(&format!("select '{name}' as target")),
+                "{sql}"
+            );
+            assert!(sql.contains(&format!("/wh_{name}/' as warehouse")), "{sql}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_unit_test_renders_its_own_model_and_the_ephemerals_it_reads_only() {
+        let mut files = vec![
+            ("dp_project.yml", "name: t\n".to_string()),
+            (
+                "models/eph.sql",
+                "{{ config(materialized='ephemeral') }}\nselect id from {{ ref('base') }}".into(),
+            ),
+            (
+                "models/tested.sql",
+                "select count(*) as n from {{ ref('eph') }} where id > {{ var('min') }}".into(),
+            ),
+            (
+                "models/tests.yml",
+                "unit_tests:\n  - name: counts\n    model: tested\n    overrides: {vars: {min: 1}}\n    given:\n      - input: ref('base')\n        rows: [{id: 1}, {id: 2}, {id: 3}]\n    expect:\n      rows: [{n: 2}]\n".into(),
+            ),
+        ];
+        let others: Vec<(String, String)> = (0..20)
+            .map(|i| {
+                (
+                    format!("models/other_{i}.sql"),
+                    "select 1 as id".to_string(),
+                )
+            })
+            .collect();
+        files.push(("models/base.sql", "select 1 as id".into()));
+        let mut all: Vec<(&str, &str)> = files.iter().map(|(p, t)| (*p, t.as_str())).collect();
+        all.extend(others.iter().map(|(p, t)| (p.as_str(), t.as_str())));
+        let dir = project(&all);
+        let prepared = prepare(&PrepareOptions {
+            project_dir: dir.path().to_path_buf(),
+            vars: vec!["min=0".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            prepared.renderer.renders(),
+            23,
+            "the run renders every model once"
+        );
+
+        let renderer = Arc::new(Renderer::new(&prepared.project).unwrap());
+        let inputs = audit::UnitTestInputs {
+            renderer: &renderer,
+            ..prepared.unit_test_inputs()
+        };
+        let result = audit::run_unit_test(inputs, &prepared.project.unit_tests[0]).await;
+        assert_eq!(
+            result.status,
+            audit::TestStatus::Pass,
+            "{:?}",
+            result.detail
+        );
+        assert_eq!(
+            renderer.renders(),
+            2,
+            "`tested` and the ephemeral `eph`, nothing else"
+        );
+    }
 }

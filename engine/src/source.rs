@@ -46,6 +46,17 @@ impl SourceFile {
         }
     }
 
+    /// `path:line` of byte `offset`, for messages that point at a definition.
+    pub fn location(&self, offset: usize) -> String {
+        let offset = offset.min(self.text.len());
+        let line = self.text.as_bytes()[..offset]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1;
+        format!("{}:{line}", self.path.display())
+    }
+
     /// The byte offset of a 1-based `line` and `column` (counted in characters).
     pub fn offset_of(text: &str, line: u64, column: u64) -> usize {
         let mut offset = 0;

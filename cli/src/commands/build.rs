@@ -10,10 +10,7 @@ use crate::printer::Printer;
 pub fn run(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<ExitCode> {
     let runtime = super::runtime()?;
     let (prepared, plan) = super::prepare_checked(&runtime, global, &args.select)?;
-    let target = prepared
-        .project
-        .target(global.target.as_deref())
-        .map_err(dp_engine::Error::from)?;
+    let target = &prepared.target;
     let threads = args
         .threads
         .or(target.threads)
@@ -21,17 +18,16 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<ExitCode> {
         // the cores busy.
         .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
     let options = BuildOptions {
-        warehouse: target.warehouse,
+        warehouse: target.warehouse.clone(),
         threads,
         run_id: dp_engine::execute::new_run_id(),
-        vars: prepared.render_options.clone(),
         failures_dir: dp_engine::audit::failures_dir(&prepared.project.root),
         memory_limit: args.memory_limit.or(target.memory_limit),
     };
     let printer = Printer::new(global.log_format, global.quiet);
     let summary = runtime.block_on(dp_engine::execute::build(
         &plan,
-        &prepared.project,
+        prepared.unit_test_inputs(),
         &options,
         &printer,
     ));

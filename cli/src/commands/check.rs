@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use dp_engine::PrepareOptions;
 use miette::Diagnostic;
 use serde_json::{Value, json};
 
@@ -66,12 +65,7 @@ fn check(
     Result<usize, Box<dp_engine::Error>>,
     Vec<dp_engine::project::LoadWarning>,
 ) {
-    let prepared = match dp_engine::prepare(&PrepareOptions {
-        project_dir: global.project_dir.clone(),
-        vars: args.select.vars.clone(),
-        select: args.select.select.clone(),
-        exclude: args.select.exclude.clone(),
-    }) {
+    let prepared = match dp_engine::prepare(&super::prepare_options(global, &args.select)) {
         Ok(prepared) => prepared,
         Err(error) => return (Err(Box::new(error)), Vec::new()),
     };

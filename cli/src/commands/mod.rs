@@ -62,20 +62,31 @@ fn prepare_checked(
     global: &GlobalArgs,
     args: &SelectArgs,
 ) -> miette::Result<(dp_engine::Prepared, dp_engine::plan::Plan)> {
-    let prepared = prepare(global, args)?;
+    let prepared = prepare_partial(global, args)?;
     let plan = runtime.block_on(dp_engine::check(&prepared))?;
     Ok((prepared, plan))
 }
 
+/// Load, render and select, for a command that needs every model rendered.
 fn prepare(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<dp_engine::Prepared> {
-    let prepared = dp_engine::prepare(&PrepareOptions {
+    Ok(prepare_partial(global, args)?.complete()?)
+}
+
+/// Load, render and select; models that did not render are left for the check to report.
+fn prepare_partial(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<dp_engine::Prepared> {
+    let prepared = dp_engine::prepare(&prepare_options(global, args))?;
+    show_warnings(global, &prepared.project);
+    Ok(prepared)
+}
+
+fn prepare_options(global: &GlobalArgs, args: &SelectArgs) -> PrepareOptions {
+    PrepareOptions {
         project_dir: global.project_dir.clone(),
+        target: global.target.clone(),
         vars: args.vars.clone(),
         select: args.select.clone(),
         exclude: args.exclude.clone(),
-    })?;
-    show_warnings(global, &prepared.project);
-    Ok(prepared)
+    }
 }
 
 /// Show what the project's files do that works but should change, as diagnostics on stderr.

@@ -15,24 +15,21 @@ pub fn run(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<ExitCode> {
         exclude: args.exclude.clone(),
         vars: args.vars.clone(),
     };
-    let prepared = super::prepare(global, &args)?;
-    let target = prepared
-        .project
-        .target(global.target.as_deref())
-        .map_err(dp_engine::Error::from)?;
+    // The same static check as build and compile: a test of a model that does not plan would
+    // only fail later, less clearly.
+    let runtime = super::runtime()?;
+    let (prepared, _) = super::prepare_checked(&runtime, global, &args)?;
+    let target = &prepared.target;
     let options = TestOptions {
-        warehouse: target.warehouse,
-        vars: prepared.render_options.clone(),
+        warehouse: target.warehouse.clone(),
         failures_dir: dp_engine::audit::failures_dir(&prepared.project.root),
         kinds,
         run_id: dp_engine::execute::new_run_id(),
         memory_limit: target.memory_limit,
     };
     let printer = Printer::new(global.log_format, global.quiet);
-    let runtime = super::runtime()?;
     let summary = runtime.block_on(dp_engine::audit::run_tests(
-        &prepared.project,
-        &prepared.graph,
+        prepared.unit_test_inputs(),
         &prepared.selected,
         &options,
         &printer,

@@ -8,10 +8,7 @@ use crate::args::{GlobalArgs, VacuumArgs};
 
 pub fn run(global: &GlobalArgs, args: &VacuumArgs) -> miette::Result<ExitCode> {
     let prepared = super::prepare(global, &args.select)?;
-    let target = prepared
-        .project
-        .target(global.target.as_deref())
-        .map_err(dp_engine::Error::from)?;
+    let target = &prepared.target;
     let options = VacuumOptions {
         retain: args.retain.unwrap_or(target.vacuum_retention),
         dry_run: args.dry_run,

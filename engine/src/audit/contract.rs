@@ -88,7 +88,7 @@ pub async fn check_contract(
 }
 
 /// The arrow type DataFusion gives a SQL type name, as its own CAST would.
-pub(super) async fn sql_type(session: &SessionContext, sql_type: &str) -> Result<DataType, String> {
+pub(crate) async fn sql_type(session: &SessionContext, sql_type: &str) -> Result<DataType, String> {
     let plan = session
         .state()
         .create_logical_plan(&format!("select cast(null as {sql_type}) as t"))

@@ -14,9 +14,11 @@ use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::{DataFrame, SessionContext};
 use serde::Serialize;
 
+pub(crate) use contract::sql_type;
 pub use contract::{Contract, ContractError, check_contract};
 pub use data_tests::{failing_rows_sql, relation_sql};
-pub use unit::run_unit_test;
+pub(crate) use unit::unit_test_problems;
+pub use unit::{UnitTestInputs, run_unit_test};
 
 use crate::project::{Severity, TestConfig};
 
@@ -270,8 +272,6 @@ async fn write_failures(
 pub struct TestOptions {
     /// Folder URL of the published model tables.
     pub warehouse: url::Url,
-    /// The run's variables (for unit tests).
-    pub vars: crate::render::RenderOptions,
     pub failures_dir: PathBuf,
     /// The kinds of test to run.
     pub kinds: std::collections::BTreeSet<TestKind>,
@@ -298,8 +298,7 @@ impl TestSummary {
 /// `dp test`: the data tests and singular tests of the selected nodes against the published
 /// tables and sources, and the unit tests of the selected models.
 pub async fn run_tests(
-    project: &crate::project::Project,
-    graph: &crate::graph::ModelGraph,
+    inputs: UnitTestInputs<'_>,
     selected: &std::collections::BTreeSet<crate::graph::NodeId>,
     options: &TestOptions,
     reporter: &dyn crate::report::Reporter,
@@ -308,6 +307,7 @@ pub async fn run_tests(
     use crate::project::{Relation, Subject, TestConfig};
     use crate::report::RunEvent;
 
+    let (project, graph) = (inputs.project, inputs.graph);
     let started = std::time::Instant::now();
     let runtime = crate::execute::runtime_env(options.memory_limit);
     let node = |subject: &Subject| match subject {
@@ -325,7 +325,7 @@ pub async fn run_tests(
     if options.kinds.contains(&TestKind::Unit) {
         for test in &project.unit_tests {
             if selected.contains(&NodeId::Model(test.properties.model.clone())) {
-                let result = run_unit_test(project, test, &options.vars).await;
+                let result = run_unit_test(inputs, test).await;
                 report(&result, &results);
                 results.push(result);
             }

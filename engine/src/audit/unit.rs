@@ -20,9 +20,12 @@ use serde_yaml::Value;
 
 use super::contract::sql_type;
 use super::{TestKind, TestResult, TestStatus};
-use crate::graph::NodeId;
-use crate::project::{ColumnProperties, Project, Relation, RowsFormat, UnitTest, UnitTestRows};
-use crate::render::RenderOptions;
+use crate::graph::ModelGraph;
+use crate::plan::ModelPlan;
+use crate::project::{
+    ColumnProperties, Materialization, Project, Relation, RowsFormat, UnitTest, UnitTestRows,
+};
+use crate::render::{RenderContext, RenderedModel, Renderer};
 
 /// Rows of a test: column names in order of appearance, and each row's values as text.
 struct Rows {
@@ -32,8 +35,19 @@ struct Rows {
     quoted: BTreeSet<String>,
 }
 
-/// Run `test` with the run's `vars` (the test's own overrides win).
-pub async fn run_unit_test(project: &Project, test: &UnitTest, vars: &RenderOptions) -> TestResult {
+/// What a unit test renders its model with: the project's templates, the run's graph (which of
+/// the model's parents are ephemeral) and the run's vars and target.
+#[derive(Clone, Copy)]
+pub struct UnitTestInputs<'a> {
+    pub project: &'a Project,
+    pub renderer: &'a std::sync::Arc<Renderer>,
+    pub graph: &'a ModelGraph,
+    pub context: &'a RenderContext,
+}
+
+/// Run `test` with the run's vars (the test's own overrides win).
+pub async fn run_unit_test(inputs: UnitTestInputs<'_>, test: &UnitTest) -> TestResult {
+    let defined_at = test.file.location(test.at.offset());
     let mut result = TestResult {
         name: test.properties.name.clone(),
         kind: TestKind::Unit,
@@ -44,38 +58,136 @@ pub async fn run_unit_test(project: &Project, test: &UnitTest, vars: &RenderOpti
         failures_file: None,
         detail: None,
     };
-    match run(project, test, vars).await {
+    match run(inputs, test).await {
         Ok(None) => {}
         Ok(Some((failures, diff))) => {
             result.status = TestStatus::Fail;
             result.failures = failures;
-            result.detail = Some(diff);
+            result.detail = Some(format!("{diff}\n  defined at {defined_at}"));
         }
         Err(error) => {
             result.status = TestStatus::Error;
-            result.detail = Some(error);
+            result.detail = Some(format!("{error}\n  defined at {defined_at}"));
         }
     }
     result
 }
 
-/// `None` when the output matches; else the count of differing rows and a diff.
-async fn run(
-    project: &Project,
+/// The model under test, rendered in the test's context with the ephemeral models it reads
+/// (and no other model), and planned.
+pub(crate) fn plan_for_test(
+    inputs: UnitTestInputs<'_>,
+    context: &RenderContext,
+    name: &str,
+) -> Result<ModelPlan, String> {
+    let project = inputs.project;
+    let render = |name: &str| -> Result<RenderedModel, String> {
+        let file = project
+            .models
+            .get(name)
+            .ok_or_else(|| format!("no model `{name}`"))?;
+        inputs
+            .renderer
+            .render_model(project, file, context)
+            .map_err(|e| e.to_string())
+    };
+    let model = render(name)?;
+    let mut ephemerals: BTreeMap<String, RenderedModel> = BTreeMap::new();
+    let mut waiting: Vec<String> = model.refs.iter().map(|c| c.target.clone()).collect();
+    while let Some(parent) = waiting.pop() {
+        let ephemeral = inputs
+            .graph
+            .models
+            .get(&parent)
+            .is_some_and(|m| m.config.materialized == Materialization::Ephemeral);
+        if ephemeral && !ephemerals.contains_key(&parent) {
+            let rendered = render(&parent)?;
+            waiting.extend(rendered.refs.iter().map(|c| c.target.clone()));
+            ephemerals.insert(parent, rendered);
+        }
+    }
+    crate::plan::plan_model(&|parent| ephemerals.get(parent), &model).map_err(|e| e.to_string())
+}
+
+/// What is wrong with `test` that shows without running it, each as a message, the text to point
+/// at in its YAML, and a hint: rows that cannot be read or typed, and columns its inputs and
+/// its expected rows name that the planned `schemas` of the inputs and of the model lack.
+pub(crate) async fn unit_test_problems(
+    session: &SessionContext,
+    inputs: UnitTestInputs<'_>,
     test: &UnitTest,
-    vars: &RenderOptions,
-) -> Result<Option<(u64, String)>, String> {
+    schemas: &BTreeMap<Relation, datafusion::arrow::datatypes::SchemaRef>,
+) -> Vec<(String, String, Option<String>)> {
     let properties = &test.properties;
-    let mut options = vars.clone();
-    options.vars.extend(properties.overrides.vars.clone());
-    options
+    let mut problems = Vec::new();
+    let missing = |columns: &[String], schema: &Schema, whose: &str| {
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        columns
+            .iter()
+            .filter(|c| schema.field_with_name(c).is_err())
+            .map(|c| {
+                let help = crate::source::did_you_mean(c, names.iter().copied())
+                    .unwrap_or_else(|| format!("its columns: {}", names.join(", ")));
+                (
+                    format!("{whose} has no column `{c}`"),
+                    c.clone(),
+                    Some(help),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    for (given, relation) in properties.given.iter().zip(&test.inputs) {
+        let rows = match read_rows(&given.rows) {
+            Ok(rows) => rows,
+            Err(error) => {
+                problems.push((
+                    format!("{}: {error}", given.input),
+                    given.input.clone(),
+                    None,
+                ));
+                continue;
+            }
+        };
+        if let Some(schema) = schemas.get(relation) {
+            problems.extend(missing(&rows.columns, schema, &given.input));
+        }
+        if let Err(error) =
+            mock_batch(session, &rows, &declared_columns(inputs.project, relation)).await
+        {
+            problems.push((
+                format!("{}: {error}", given.input),
+                given.input.clone(),
+                None,
+            ));
+        }
+    }
+    match read_rows(&properties.expect) {
+        Err(error) => problems.push((format!("expect: {error}"), "expect".into(), None)),
+        Ok(expected) => {
+            let output = Relation::Model(properties.model.clone());
+            if let Some(schema) = schemas.get(&output) {
+                let whose = format!("the output of `{}`", properties.model);
+                problems.extend(missing(&expected.columns, schema, &whose));
+            }
+        }
+    }
+    problems
+}
+
+/// `None` when the output matches; else the count of differing rows and a diff.
+async fn run(inputs: UnitTestInputs<'_>, test: &UnitTest) -> Result<Option<(u64, String)>, String> {
+    let properties = &test.properties;
+    let project = inputs.project;
+    let mut context = inputs.context.clone();
+    context
+        .options
+        .vars
+        .extend(properties.overrides.vars.clone());
+    context
+        .options
         .env_vars
         .extend(properties.overrides.env_vars.clone());
-    let rendered = crate::render::render(project, &options).map_err(|e| e.to_string())?;
-    let graph = crate::graph::resolve(project, &rendered).map_err(|e| e.to_string())?;
-    let selected = BTreeSet::from([NodeId::Model(properties.model.clone())]);
-    let plan = crate::plan::plan(&graph, &selected).map_err(|e| e.to_string())?;
-    let model = plan.models.first().ok_or("the model was not planned")?;
+    let model = &plan_for_test(inputs, &context, &properties.model)?;
 
     let session = SessionContext::new();
     let mut given = BTreeSet::new();

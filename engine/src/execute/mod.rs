@@ -16,10 +16,11 @@ use miette::SourceSpan;
 use tokio::task::JoinSet;
 use url::Url;
 
-use crate::audit::{TestKind, TestResult, run_query_test, run_unit_test};
+use crate::audit::{TestKind, TestResult, UnitTestInputs, run_query_test, run_unit_test};
+use crate::graph::ModelGraph;
 use crate::plan::{ModelPlan, Plan};
 use crate::project::{MissingPartition, Project, Subject};
-use crate::render::{Materialization, RenderOptions};
+use crate::render::{Materialization, RenderContext, Renderer};
 use crate::report::{Reporter, RunEvent};
 use crate::storage::{ModelTable, StorageError, model_table_url};
 
@@ -32,8 +33,6 @@ pub struct BuildOptions {
     pub threads: usize,
     /// Identifies this run in logs and run results.
     pub run_id: String,
-    /// The run's variables (unit tests render their model with them).
-    pub vars: RenderOptions,
     /// Where failing rows of tests are written.
     pub failures_dir: std::path::PathBuf,
     /// The most memory the build's queries may hold together, in bytes; beyond it they spill
@@ -276,16 +275,32 @@ pub(crate) fn runtime_env(memory_limit: Option<usize>) -> Arc<RuntimeEnv> {
 struct BuildContext {
     options: BuildOptions,
     project: Project,
+    /// For unit tests: the renderer, the run's graph and its vars and target.
+    renderer: Arc<Renderer>,
+    graph: ModelGraph,
+    render_context: RenderContext,
     runtime: Arc<RuntimeEnv>,
+}
+
+impl BuildContext {
+    fn unit_test_inputs(&self) -> UnitTestInputs<'_> {
+        UnitTestInputs {
+            project: &self.project,
+            renderer: &self.renderer,
+            graph: &self.graph,
+            context: &self.render_context,
+        }
+    }
 }
 
 /// Build every stored model of `plan` (ephemeral models are only inlined).
 pub async fn build(
     plan: &Plan,
-    project: &Project,
+    inputs: UnitTestInputs<'_>,
     options: &BuildOptions,
     reporter: &dyn Reporter,
 ) -> RunSummary {
+    let project = inputs.project;
     let started = Instant::now();
     let to_build: Vec<&ModelPlan> = plan
         .models
@@ -302,6 +317,9 @@ pub async fn build(
     let context = Arc::new(BuildContext {
         options: options.clone(),
         project: project.clone(),
+        renderer: inputs.renderer.clone(),
+        graph: inputs.graph.clone(),
+        render_context: inputs.context.clone(),
         runtime: runtime_env(options.memory_limit),
     });
 
@@ -479,7 +497,7 @@ async fn publish_model(
     {
         result
             .tests
-            .push(run_unit_test(&context.project, test, &context.options.vars).await);
+            .push(run_unit_test(context.unit_test_inputs(), test).await);
     }
     blocking_failures(model, &result.tests)?;
 

@@ -76,15 +76,40 @@ impl ModelGraph {
     }
 }
 
-/// Build the DAG from the calls each model made while rendering.
+/// Build the DAG from the calls each model made while rendering. A model that could not be
+/// rendered is not in it, and neither is any model that reads it (its problem is reported
+/// where the render failed).
 pub fn resolve(project: &Project, rendered: &RenderedProject) -> Result<ModelGraph, GraphError> {
+    let mut models: BTreeMap<&str, &RenderedModel> = rendered
+        .models
+        .iter()
+        .map(|(name, model)| (name.as_str(), model))
+        .collect();
+    loop {
+        let unresolved: Vec<&str> = models
+            .values()
+            .filter(|model| {
+                model
+                    .refs
+                    .iter()
+                    .any(|call| !models.contains_key(call.target.as_str()))
+            })
+            .map(|model| model.name.as_str())
+            .collect();
+        if unresolved.is_empty() {
+            break;
+        }
+        for name in unresolved {
+            models.remove(name);
+        }
+    }
     let mut parents: BTreeMap<NodeId, BTreeSet<NodeId>> = BTreeMap::new();
     let mut children: BTreeMap<NodeId, BTreeSet<NodeId>> = BTreeMap::new();
     for id in project.sources.keys() {
         parents.insert(NodeId::Source(id.clone()), BTreeSet::new());
         children.insert(NodeId::Source(id.clone()), BTreeSet::new());
     }
-    for model in rendered.models.values() {
+    for model in models.values() {
         let node = NodeId::Model(model.name.clone());
         let ups: BTreeSet<NodeId> = model
             .refs
@@ -129,7 +154,10 @@ pub fn resolve(project: &Project, rendered: &RenderedProject) -> Result<ModelGra
         return Err(cycle_error(rendered, &parents, &leftover));
     }
     Ok(ModelGraph {
-        models: rendered.models.clone(),
+        models: models
+            .into_iter()
+            .map(|(name, model)| (name.to_string(), model.clone()))
+            .collect(),
         singular_tests: rendered.singular_tests.clone(),
         sources: project.sources.clone(),
         parents,

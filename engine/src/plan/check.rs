@@ -15,7 +15,7 @@ use miette::SourceSpan;
 use tokio::task::JoinSet;
 
 use super::{ModelPlan, Plan};
-use crate::audit::{Contract, check_contract};
+use crate::audit::{Contract, UnitTestInputs, check_contract};
 use crate::execute::{ModelError, SourceScans, new_session, register_relation, sql_error};
 use crate::project::{DataTestKind, Project, Relation, Subject};
 use crate::render::Materialization;
@@ -75,6 +75,33 @@ pub enum CheckError {
         at: SourceSpan,
     },
 
+    #[error("unit test `{test}`: {message}")]
+    #[diagnostic(code(dp::unit_test))]
+    UnitTest {
+        test: String,
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("here")]
+        at: SourceSpan,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("`{data_type}` is not a type DataFusion knows: {message}")]
+    #[diagnostic(
+        code(dp::unknown_type),
+        help("a SQL type such as bigint, varchar, double, decimal(10,2), date or timestamp")
+    )]
+    UnknownType {
+        data_type: String,
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("declared here")]
+        at: SourceSpan,
+    },
+
     #[error("test `{test}` is on column `{column}`, which `{model}` does not output")]
     #[diagnostic(code(dp::test_column))]
     TestColumn {
@@ -94,10 +121,11 @@ pub enum CheckError {
 /// `report(name)` is true, in the plan's order. A model whose upstream could not be planned is not
 /// planned. Models are planned in parallel: each as soon as its upstream models are.
 pub async fn check(
-    project: &Project,
+    inputs: UnitTestInputs<'_>,
     plan: &Plan,
     report: impl Fn(&str) -> bool,
 ) -> Vec<CheckError> {
+    let project = inputs.project;
     // One session for the whole project: each source is registered (its footers read) once,
     // and each planned model becomes an empty table that its consumers are planned against.
     let runtime = Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default());
@@ -154,6 +182,7 @@ pub async fn check(
         start(&mut planning, i);
     }
     let mut found: Vec<Vec<CheckError>> = (0..plan.models.len()).map(|_| Vec::new()).collect();
+    let mut schemas: BTreeMap<Relation, SchemaRef> = BTreeMap::new();
     while let Some(planned) = planning.join_next().await {
         let (i, planned) =
             planned.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
@@ -165,6 +194,7 @@ pub async fn check(
                 continue;
             }
         };
+        schemas.insert(Relation::Model(model.name.clone()), schema.clone());
         match check_model(project, model, &session, schema).await {
             Ok(declared) => found[i] = declared,
             Err(problem) => {
@@ -180,7 +210,35 @@ pub async fn check(
         }
     }
 
-    let mut problems = relationship_problems(project, plan, &report);
+    for id in project.sources.keys() {
+        let (source, table) = id.split_once('.').unwrap_or(("", id));
+        if let Ok(provider) = session
+            .table_provider(TableReference::partial(source, table))
+            .await
+        {
+            schemas.insert(Relation::Source(id.clone()), provider.schema());
+        }
+    }
+    let mut problems = declared_type_problems(project, &session).await;
+    problems.extend(relationship_problems(project, plan, &report));
+    for test in &project.unit_tests {
+        let model = &test.properties.model;
+        if !report(model) || !schemas.contains_key(&Relation::Model(model.clone())) {
+            continue;
+        }
+        let found = crate::audit::unit_test_problems(&session, inputs, test, &schemas).await;
+        problems.extend(
+            found
+                .into_iter()
+                .map(|(message, needle, help)| CheckError::UnitTest {
+                    test: test.properties.name.clone(),
+                    message,
+                    at: test.file.find(&needle, test.at.offset()),
+                    src: test.file.named(),
+                    help,
+                }),
+        );
+    }
     for (model, found) in plan.models.iter().zip(found) {
         if !report(&model.name) {
             continue;
@@ -193,6 +251,38 @@ pub async fn check(
                 .filter_map(|id| unreadable.remove(id.as_str())),
         );
         problems.extend(found);
+    }
+    problems
+}
+
+/// Every declared `data_type` of a model's or source's column that DataFusion cannot read.
+async fn declared_type_problems(project: &Project, session: &SessionContext) -> Vec<CheckError> {
+    let mut declared: Vec<(
+        &crate::source::SourceFile,
+        &crate::project::ColumnProperties,
+    )> = Vec::new();
+    for model in project.models.values() {
+        if let (Some(properties), Some(file)) = (&model.properties, &model.properties_file) {
+            declared.extend(properties.columns.iter().map(|c| (file, c)));
+        }
+    }
+    for source in project.sources.values() {
+        declared.extend(source.columns.iter().map(|c| (&source.file, c)));
+    }
+    let mut problems = Vec::new();
+    for (file, column) in declared {
+        let Some(data_type) = &column.data_type else {
+            continue;
+        };
+        if let Err(message) = crate::audit::sql_type(session, data_type).await {
+            let at = file.find(data_type, file.find(&column.name, 0).offset());
+            problems.push(CheckError::UnknownType {
+                data_type: data_type.clone(),
+                message,
+                src: file.named(),
+                at,
+            });
+        }
     }
     problems
 }

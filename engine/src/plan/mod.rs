@@ -112,61 +112,80 @@ pub enum PlanError {
         #[label("this statement")]
         at: SourceSpan,
     },
-
-    #[error("{} models cannot be planned", problems.len())]
-    #[diagnostic(code(dp::problems))]
-    Many {
-        #[related]
-        problems: Vec<PlanError>,
-    },
 }
 
-/// Plan every selected model, in the graph's execution order (models are planned in parallel).
-pub fn plan(graph: &ModelGraph, selected: &BTreeSet<NodeId>) -> Result<Plan, PlanError> {
+/// Plan every selected model, in the graph's execution order (models are planned in parallel);
+/// a model that cannot be planned is left out, and its problem listed.
+pub fn plan(graph: &ModelGraph, selected: &BTreeSet<NodeId>) -> (Plan, Vec<PlanError>) {
     let planned: Vec<Result<ModelPlan, PlanError>> = graph
         .order()
         .par_iter()
         .filter_map(|node| match node {
-            NodeId::Model(name) if selected.contains(node) => {
-                Some(plan_model(graph, &graph.models[name]))
-            }
+            NodeId::Model(name) if selected.contains(node) => Some(plan_model(
+                &|parent| graph.models.get(parent),
+                &graph.models[name],
+            )),
             _ => None,
         })
         .collect();
     let mut models = Vec::new();
-    let mut problems = Vec::new();
+    let mut problems: Vec<PlanError> = Vec::new();
     for model in planned {
         match model {
             Ok(model) => models.push(model),
+            // An ephemeral model that does not parse fails each of its readers the same way:
+            // say it once.
+            Err(problem)
+                if problems
+                    .iter()
+                    .any(|p| p.to_string() == problem.to_string()) => {}
             Err(problem) => problems.push(problem),
         }
     }
-    match problems.len() {
-        0 => Ok(Plan { models }),
-        1 => Err(problems.remove(0)),
-        _ => Err(PlanError::Many { problems }),
-    }
+    (Plan { models }, problems)
 }
 
-fn plan_model(graph: &ModelGraph, model: &RenderedModel) -> Result<ModelPlan, PlanError> {
-    // The ephemeral models read through `model`, in execution order, and what they read.
-    let mut ephemerals = BTreeSet::new();
-    let mut upstream = BTreeSet::new();
-    let mut sources = BTreeSet::new();
-    let mut stack = vec![model];
-    while let Some(current) = stack.pop() {
+/// Plan one model whose parents `parent` finds: a parent it does not find, or that is not
+/// ephemeral, is a stored table the model reads.
+pub fn plan_model<'a>(
+    parent: &dyn Fn(&str) -> Option<&'a RenderedModel>,
+    model: &'a RenderedModel,
+) -> Result<ModelPlan, PlanError> {
+    // The ephemeral models read through `model`, each after those it reads, and what they read.
+    fn visit<'a>(
+        parent: &dyn Fn(&str) -> Option<&'a RenderedModel>,
+        current: &'a RenderedModel,
+        seen: &mut BTreeSet<&'a str>,
+        ordered: &mut Vec<&'a RenderedModel>,
+        upstream: &mut BTreeSet<String>,
+        sources: &mut BTreeSet<String>,
+    ) {
         sources.extend(current.sources.iter().map(|c| c.target.clone()));
         for call in &current.refs {
-            let parent = &graph.models[&call.target];
-            if parent.config.materialized == Materialization::Ephemeral {
-                if ephemerals.insert(parent.name.clone()) {
-                    stack.push(parent);
+            match parent(&call.target) {
+                Some(eph) if eph.config.materialized == Materialization::Ephemeral => {
+                    if seen.insert(eph.name.as_str()) {
+                        visit(parent, eph, seen, ordered, upstream, sources);
+                        ordered.push(eph);
+                    }
                 }
-            } else {
-                upstream.insert(parent.name.clone());
+                _ => {
+                    upstream.insert(call.target.clone());
+                }
             }
         }
     }
+    let mut ordered = Vec::new();
+    let mut upstream = BTreeSet::new();
+    let mut sources = BTreeSet::new();
+    visit(
+        parent,
+        model,
+        &mut BTreeSet::new(),
+        &mut ordered,
+        &mut upstream,
+        &mut sources,
+    );
     let first_cte = parse_query(model)?;
     let own_piece = |compiled: Range<usize>, rendered_start: usize| Piece {
         compiled,
@@ -174,7 +193,7 @@ fn plan_model(graph: &ModelGraph, model: &RenderedModel) -> Result<ModelPlan, Pl
         file: model.file.clone(),
         map: model.source_map.clone(),
     };
-    if ephemerals.is_empty() {
+    if ordered.is_empty() {
         return Ok(ModelPlan {
             name: model.name.clone(),
             file: model.file.clone(),
@@ -185,10 +204,6 @@ fn plan_model(graph: &ModelGraph, model: &RenderedModel) -> Result<ModelPlan, Pl
             pieces: vec![own_piece(0..model.sql.len(), 0)],
         });
     }
-    let ordered = graph.order().iter().filter_map(|node| match node {
-        NodeId::Model(name) if ephemerals.contains(name) => Some(&graph.models[name]),
-        _ => None,
-    });
     // Before the first CTE of the model's own WITH, or before the query when it has none.
     let insert_at = first_cte.unwrap_or_else(|| statement_range(&model.sql).start);
     let mut sql = model.sql[..insert_at].to_string();
@@ -196,7 +211,7 @@ fn plan_model(graph: &ModelGraph, model: &RenderedModel) -> Result<ModelPlan, Pl
     if first_cte.is_none() {
         sql.push_str("with ");
     }
-    for (index, eph) in ordered.enumerate() {
+    for (index, eph) in ordered.into_iter().enumerate() {
         parse_query(eph)?;
         let body = statement_range(&eph.sql);
         if index > 0 {
@@ -328,7 +343,7 @@ pub fn sql_error_location(message: &str) -> Option<(u64, u64, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::{RenderOptions, render};
+    use crate::render::render;
 
     /// Plan every model of a project made of `files` (path, text).
     fn plan_files(files: &[(&str, &str)]) -> Plan {
@@ -340,10 +355,14 @@ mod tests {
             std::fs::write(path, text).unwrap();
         }
         let project = crate::project::load(dir.path()).unwrap();
-        let rendered = render(&project, &RenderOptions::default()).unwrap();
-        let graph = crate::graph::resolve(&project, &rendered).unwrap();
+        let renderer = crate::render::Renderer::new(&project).unwrap();
+        let rendered = render(&renderer, &project, &Default::default());
+        assert!(rendered.problems.is_empty());
+        let graph = crate::graph::resolve(&project, &rendered.project).unwrap();
         let all = crate::graph::select(&graph, &[], &[]).unwrap();
-        plan(&graph, &all).unwrap()
+        let (plan, problems) = plan(&graph, &all);
+        assert!(problems.is_empty());
+        plan
     }
 
     fn model<'a>(plan: &'a Plan, name: &str) -> &'a ModelPlan {

@@ -3,6 +3,7 @@
 
 mod config;
 mod data_tests;
+mod model_config;
 mod target;
 mod yaml;
 
@@ -21,6 +22,7 @@ pub use config::{
 pub use data_tests::{
     DataTest, DataTestKind, Relation, Severity, Subject, TestConfig, Threshold, parse_relation,
 };
+pub use model_config::{InvalidConfig, Materialization, ModelConfig};
 pub use target::Target;
 pub use yaml::{
     ColumnProperties, ContractProperties, MissingPartition, ModelConfigProperties, ModelProperties,

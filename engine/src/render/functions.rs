@@ -1,26 +1,42 @@
-//! The functions a model template can call. Each records its call for the model being rendered
-//! (a per-thread recorder, since one template renders on one thread from start to end).
+//! The functions a model template can call. Each looks up the render it runs in (the
+//! [`RenderState`] passed in the render's context) and records its call there, so renders on
+//! any thread, in any order, never mix their records.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use minijinja::value::{Kwargs, Rest};
-use minijinja::{Environment, Error, ErrorKind, Value};
+use minijinja::value::{Kwargs, Object, Rest};
+use minijinja::{Environment, Error, ErrorKind, State, Value};
 
-/// The names the functions check calls against.
+use crate::project::ModelConfigProperties;
+
+/// The name under which a render's [`RenderState`] sits in its context.
+pub(super) const STATE: &str = "__dp_render";
+
+/// The names the functions check calls against: the same for every render of a project.
+#[derive(Debug)]
 pub(super) struct Known {
     pub models: BTreeSet<String>,
     pub sources: BTreeSet<String>,
+}
+
+/// One render: what its functions see, and what they record.
+#[derive(Debug)]
+pub(super) struct RenderState {
+    pub known: Arc<Known>,
     pub vars: BTreeMap<String, serde_yaml::Value>,
     pub env_vars: BTreeMap<String, String>,
+    pub recorded: Mutex<Recorded>,
 }
+
+impl Object for RenderState {}
 
 /// What one model's render recorded.
 #[derive(Debug, Default)]
 pub(super) struct Recorded {
     pub calls: Vec<RecordedCall>,
-    pub config: ConfigCall,
+    /// What `config()` was given (a later call wins, key by key).
+    pub config: ModelConfigProperties,
     /// Why the render failed, when a function made it fail.
     pub problem: Option<Problem>,
 }
@@ -33,14 +49,6 @@ pub(super) struct RecordedCall {
     pub is_source: bool,
 }
 
-/// The keys given to `config()`.
-#[derive(Debug, Default)]
-pub(super) struct ConfigCall {
-    pub materialized: Option<String>,
-    pub partition_by: Option<Vec<String>>,
-    pub tags: Vec<String>,
-}
-
 #[derive(Debug)]
 pub(super) enum Problem {
     UnknownRef(String),
@@ -50,25 +58,23 @@ pub(super) enum Problem {
     InvalidConfig(String),
 }
 
-thread_local! {
-    static RECORDER: RefCell<Recorded> = RefCell::default();
+impl RenderState {
+    fn record<T>(&self, f: impl FnOnce(&mut Recorded) -> T) -> T {
+        f(&mut self.recorded.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn fail(&self, problem: Problem, message: String) -> Error {
+        self.record(|r| r.problem = Some(problem));
+        Error::new(ErrorKind::InvalidOperation, message)
+    }
 }
 
-pub(super) fn start_recording() {
-    RECORDER.with(|r| *r.borrow_mut() = Recorded::default());
-}
-
-pub(super) fn finish_recording() -> Recorded {
-    RECORDER.with(|r| std::mem::take(&mut *r.borrow_mut()))
-}
-
-fn record<T>(f: impl FnOnce(&mut Recorded) -> T) -> T {
-    RECORDER.with(|r| f(&mut r.borrow_mut()))
-}
-
-fn fail(problem: Problem, message: String) -> Error {
-    record(|r| r.problem = Some(problem));
-    Error::new(ErrorKind::InvalidOperation, message)
+/// The render state of the render `state` belongs to.
+fn render_state(state: &State) -> Result<Arc<RenderState>, Error> {
+    state
+        .lookup(STATE)
+        .and_then(|value| value.downcast_object::<RenderState>())
+        .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "not inside a dp render"))
 }
 
 /// A SQL identifier, quoted so that DataFusion keeps its case.
@@ -76,39 +82,42 @@ pub fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-pub(super) fn register(env: &mut Environment<'static>, known: Arc<Known>) {
-    let k = known.clone();
-    env.add_function("ref", move |name: &str| -> Result<String, Error> {
-        if !k.models.contains(name) {
-            return Err(fail(
-                Problem::UnknownRef(name.into()),
-                format!("unknown model `{name}`"),
-            ));
-        }
-        let output = quote(name);
-        record(|r| {
-            r.calls.push(RecordedCall {
-                target: name.into(),
-                output: output.clone(),
-                is_source: false,
-            })
-        });
-        Ok(output)
-    });
+pub(super) fn register(env: &mut Environment<'static>) {
+    env.add_function(
+        "ref",
+        |state: &State, name: &str| -> Result<String, Error> {
+            let render = render_state(state)?;
+            if !render.known.models.contains(name) {
+                return Err(render.fail(
+                    Problem::UnknownRef(name.into()),
+                    format!("unknown model `{name}`"),
+                ));
+            }
+            let output = quote(name);
+            render.record(|r| {
+                r.calls.push(RecordedCall {
+                    target: name.into(),
+                    output: output.clone(),
+                    is_source: false,
+                })
+            });
+            Ok(output)
+        },
+    );
 
-    let k = known.clone();
     env.add_function(
         "source",
-        move |source: &str, table: &str| -> Result<String, Error> {
+        |state: &State, source: &str, table: &str| -> Result<String, Error> {
+            let render = render_state(state)?;
             let id = format!("{source}.{table}");
-            if !k.sources.contains(&id) {
-                return Err(fail(
+            if !render.known.sources.contains(&id) {
+                return Err(render.fail(
                     Problem::UnknownSource(id.clone()),
                     format!("unknown source `{id}`"),
                 ));
             }
             let output = format!("{}.{}", quote(source), quote(table));
-            record(|r| {
+            render.record(|r| {
                 r.calls.push(RecordedCall {
                     target: id,
                     output: output.clone(),
@@ -119,14 +128,14 @@ pub(super) fn register(env: &mut Environment<'static>, known: Arc<Known>) {
         },
     );
 
-    let k = known.clone();
     env.add_function(
         "var",
-        move |name: &str, default: Rest<Value>| -> Result<Value, Error> {
-            match (k.vars.get(name), default.first()) {
+        |state: &State, name: &str, default: Rest<Value>| -> Result<Value, Error> {
+            let render = render_state(state)?;
+            match (render.vars.get(name), default.first()) {
                 (Some(value), _) => Ok(Value::from(minijinja::value::Serde(value))),
                 (None, Some(default)) => Ok(default.clone()),
-                (None, None) => Err(fail(
+                (None, None) => Err(render.fail(
                     Problem::MissingVar(name.into()),
                     format!("var `{name}` has no value"),
                 )),
@@ -134,11 +143,11 @@ pub(super) fn register(env: &mut Environment<'static>, known: Arc<Known>) {
         },
     );
 
-    let k = known;
     env.add_function(
         "env_var",
-        move |name: &str, default: Rest<Value>| -> Result<Value, Error> {
-            let value = k
+        |state: &State, name: &str, default: Rest<Value>| -> Result<Value, Error> {
+            let render = render_state(state)?;
+            let value = render
                 .env_vars
                 .get(name)
                 .cloned()
@@ -146,7 +155,7 @@ pub(super) fn register(env: &mut Environment<'static>, known: Arc<Known>) {
             match (value, default.first()) {
                 (Some(value), _) => Ok(Value::from(value)),
                 (None, Some(default)) => Ok(default.clone()),
-                (None, None) => Err(fail(
+                (None, None) => Err(render.fail(
                     Problem::MissingEnvVar(name.into()),
                     format!("environment variable `{name}` is not set"),
                 )),
@@ -154,52 +163,32 @@ pub(super) fn register(env: &mut Environment<'static>, known: Arc<Known>) {
         },
     );
 
-    env.add_function("config", |kwargs: Kwargs| -> Result<String, Error> {
-        let invalid = |message: String| fail(Problem::InvalidConfig(message.clone()), message);
-        let materialized: Option<String> = kwargs
-            .get("materialized")
-            .map_err(|_| invalid("materialized must be a string".into()))?;
-        let partition_by = optional_list(&kwargs, "partition_by").map_err(invalid)?;
-        let tags = optional_list(&kwargs, "tags").map_err(invalid)?;
-        if let Some(unknown) = kwargs
-            .args()
-            .find(|key| !["materialized", "partition_by", "tags"].contains(key))
-        {
-            return Err(invalid(format!("unknown config key `{unknown}`")));
-        }
-        record(|r| {
-            if materialized.is_some() {
-                r.config.materialized = materialized;
+    env.add_function(
+        "config",
+        |state: &State, kwargs: Kwargs| -> Result<String, Error> {
+            let render = render_state(state)?;
+            let invalid =
+                |message: String| render.fail(Problem::InvalidConfig(message.clone()), message);
+            // The keys and their types are those of `config:` in YAML: one list, one reader.
+            let mut given = serde_yaml::Mapping::new();
+            for key in kwargs.args() {
+                let value: Value = kwargs.get(key).map_err(|e| invalid(e.to_string()))?;
+                let value = serde_yaml::to_value(&value).map_err(|e| invalid(e.to_string()))?;
+                given.insert(serde_yaml::Value::from(key), value);
             }
-            if partition_by.is_some() {
-                r.config.partition_by = partition_by;
-            }
-            r.config.tags.extend(tags.unwrap_or_default());
-        });
-        Ok(String::new())
-    });
-}
-
-/// A keyword argument given as one string or a list of strings.
-fn optional_list(kwargs: &Kwargs, key: &str) -> Result<Option<Vec<String>>, String> {
-    let Some(value) = kwargs
-        .get::<Option<Value>>(key)
-        .map_err(|e| e.to_string())?
-    else {
-        return Ok(None);
-    };
-    if let Some(one) = value.as_str() {
-        return Ok(Some(vec![one.to_string()]));
-    }
-    let items = value
-        .try_iter()
-        .map_err(|_| format!("{key} must be a string or a list of strings"))?;
-    items
-        .map(|item| {
-            item.as_str()
-                .map(str::to_string)
-                .ok_or_else(|| format!("{key} must be a string or a list of strings"))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
+            let given: ModelConfigProperties =
+                serde_yaml::from_value(serde_yaml::Value::Mapping(given)).map_err(|e| {
+                    let message = e.to_string();
+                    invalid(
+                        message
+                            .split(" at line ")
+                            .next()
+                            .unwrap_or(&message)
+                            .to_string(),
+                    )
+                })?;
+            render.record(|r| r.config = std::mem::take(&mut r.config).overridden_by(given));
+            Ok(String::new())
+        },
+    );
 }

@@ -5,13 +5,16 @@
 
 mod functions;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use miette::SourceSpan;
-use minijinja::{Environment, OutputSpanKind, UndefinedBehavior};
+use minijinja::{Environment, OutputSpanKind, UndefinedBehavior, Value};
+use rayon::prelude::*;
 
+pub use crate::project::{Materialization, ModelConfig};
 use crate::project::{ModelFile, Project};
 use crate::source::{SourceFile, span};
 pub use functions::quote as quote_identifier;
@@ -97,47 +100,6 @@ pub struct Call {
     pub at: SourceSpan,
 }
 
-/// How a model is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Materialization {
-    /// The whole table is replaced by each build, in one commit.
-    Table,
-    /// Only the partitions a build produced are replaced; the others stay as they are.
-    Partitioned,
-    /// Not stored: inlined into the SQL of every model that refers to it.
-    Ephemeral,
-}
-
-impl Materialization {
-    fn parse(name: &str) -> Option<Self> {
-        match name {
-            "table" => Some(Self::Table),
-            "partitioned" => Some(Self::Partitioned),
-            "ephemeral" | "view" => Some(Self::Ephemeral),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Materialization {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Table => "table",
-            Self::Partitioned => "partitioned",
-            Self::Ephemeral => "ephemeral",
-        })
-    }
-}
-
-/// A model's configuration: YAML `config:` overridden by `config()` in the SQL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelConfig {
-    pub materialized: Materialization,
-    pub partition_by: Vec<String>,
-    pub tags: BTreeSet<String>,
-}
-
 /// Where each stretch of rendered SQL came from in the model's template.
 #[derive(Debug, Clone, Default)]
 pub struct SourceMap {
@@ -172,7 +134,7 @@ impl SourceMap {
 }
 
 /// A problem found while rendering a model.
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
 #[non_exhaustive]
 pub enum RenderError {
     #[error("`{model}` refers to unknown model `{target}`")]
@@ -289,24 +251,151 @@ pub enum RenderError {
     },
 }
 
-/// Render every model of `project`.
-pub fn render(project: &Project, options: &RenderOptions) -> Result<RenderedProject, RenderError> {
-    let mut vars = project.config.vars.clone();
-    vars.extend(options.vars.clone());
-    let known = functions::Known {
-        models: project.models.keys().cloned().collect(),
-        sources: project.sources.keys().cloned().collect(),
-        vars,
-        env_vars: options.env_vars.clone(),
-    };
-    let mut env = Environment::new();
-    env.set_debug(true);
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.set_fuel(Some(FUEL));
-    functions::register(&mut env, Arc::new(known));
+/// What one render of a model sees besides the project: the run's variables and its target.
+#[derive(Debug, Clone, Default)]
+pub struct RenderContext {
+    /// `--vars` (or a unit test's overrides), over the project's `vars:`.
+    pub options: RenderOptions,
+    /// The target the run is for, as templates see it: `target.name`, `target.warehouse`.
+    pub target: Option<TargetContext>,
+}
 
-    let mut problems = Vec::new();
-    let prefix = import_macros(&mut env, project)?;
+/// `target` in a template.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TargetContext {
+    pub name: String,
+    pub warehouse: String,
+}
+
+/// Renders the project's templates: built once per project (the macros imported, every template
+/// parsed on first use), then one [`Renderer::render_model`] call per model and context, from
+/// any thread.
+pub struct Renderer {
+    env: Environment<'static>,
+    known: Arc<functions::Known>,
+    project_vars: BTreeMap<String, serde_yaml::Value>,
+    /// The length of the macro imports put before every model's text.
+    prefix_len: usize,
+    /// Templates rendered so far (a debug counter: tests check what a command renders).
+    renders: AtomicUsize,
+}
+
+impl Renderer {
+    /// A renderer of `project`'s models, singular tests and macros.
+    pub fn new(project: &Project) -> Result<Self, RenderError> {
+        let mut env = Environment::new();
+        env.set_debug(true);
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_fuel(Some(FUEL));
+        functions::register(&mut env);
+        let macros: BTreeMap<String, String> = project
+            .macros
+            .iter()
+            .map(|file| (file.path().display().to_string(), file.text().to_string()))
+            .collect();
+        let macro_loader = Arc::new(macros);
+        let loader = macro_loader.clone();
+        env.set_loader(move |name| Ok(loader.get(name).cloned()));
+        let prefix = import_macros(&env, project)?;
+        // Every template is the macro imports (on the first line, so line numbers hold) and
+        // the file's text.
+        let mut sources: BTreeMap<String, String> = (*macro_loader).clone();
+        for file in project
+            .models
+            .values()
+            .map(|m| &m.file)
+            .chain(&project.singular_tests)
+        {
+            sources.insert(
+                file.path().display().to_string(),
+                format!("{prefix}{}", file.text()),
+            );
+        }
+        env.set_loader(move |name| Ok(sources.get(name).cloned()));
+        Ok(Self {
+            env,
+            known: Arc::new(functions::Known {
+                models: project.models.keys().cloned().collect(),
+                sources: project.sources.keys().cloned().collect(),
+            }),
+            project_vars: project.config.vars.clone(),
+            prefix_len: prefix.len(),
+            renders: AtomicUsize::new(0),
+        })
+    }
+
+    /// How many templates this renderer has rendered.
+    pub fn renders(&self) -> usize {
+        self.renders.load(Ordering::Relaxed)
+    }
+
+    /// Render one model (or singular test) of `project` in `context`.
+    pub fn render_model(
+        &self,
+        project: &Project,
+        model: &ModelFile,
+        context: &RenderContext,
+    ) -> Result<RenderedModel, RenderError> {
+        self.renders.fetch_add(1, Ordering::Relaxed);
+        let mut vars = self.project_vars.clone();
+        vars.extend(context.options.vars.clone());
+        let state = Arc::new(functions::RenderState {
+            known: self.known.clone(),
+            vars,
+            env_vars: context.options.env_vars.clone(),
+            recorded: Default::default(),
+        });
+        let template = match self.env.get_template(&template_name(model)) {
+            Ok(template) => template,
+            Err(error) => {
+                return Err(template_error(
+                    project,
+                    model,
+                    &error,
+                    self.prefix_len,
+                    Recorded::default(),
+                ));
+            }
+        };
+        let root = minijinja::context! {
+            __dp_render => Value::from_dyn_object(state.clone()),
+            target => Value::from(minijinja::value::Serde(&context.target)),
+        };
+        let rendered = template.render_with_spans(root);
+        let recorded =
+            std::mem::take(&mut *state.recorded.lock().unwrap_or_else(|e| e.into_inner()));
+        match rendered {
+            Ok((sql, _)) if sql.len() > MAX_RENDERED_BYTES => Err(RenderError::Limit {
+                message: format!(
+                    "{} writes {} MB of SQL",
+                    model.file.path().display(),
+                    sql.len() >> 20
+                ),
+                src: model.file.named(),
+                at: (0, 0).into(),
+            }),
+            Ok((sql, spans)) => finish_model(model, sql, &spans, self.prefix_len, recorded),
+            Err(error) => Err(template_error(
+                project,
+                model,
+                &error,
+                self.prefix_len,
+                recorded,
+            )),
+        }
+    }
+}
+
+/// A project's models and singular tests rendered in one context, and what could not be.
+#[derive(Debug)]
+pub struct Rendered {
+    pub project: RenderedProject,
+    /// Every model's render problem, in model order.
+    pub problems: Vec<RenderError>,
+}
+
+/// Render every model and singular test of `project` in `context`, in parallel.
+pub fn render(renderer: &Renderer, project: &Project, context: &RenderContext) -> Rendered {
     let singular: Vec<ModelFile> = project
         .singular_tests
         .iter()
@@ -321,65 +410,28 @@ pub fn render(project: &Project, options: &RenderOptions) -> Result<RenderedProj
         })
         .collect();
     let templates: Vec<&ModelFile> = project.models.values().chain(&singular).collect();
-    for model in &templates {
-        let name = template_name(model);
-        if let Err(error) =
-            env.add_template_owned(name.clone(), format!("{prefix}{}", model.file.text()))
-        {
-            problems.push(template_error(
-                project,
-                model,
-                &error,
-                prefix.len(),
-                Recorded::default(),
-            ));
-        }
-    }
-
+    let outcomes: Vec<Result<RenderedModel, RenderError>> = templates
+        .par_iter()
+        .map(|model| renderer.render_model(project, model, context))
+        .collect();
     let mut models = BTreeMap::new();
     let mut singular_tests = Vec::new();
-    for model in templates {
-        let Ok(template) = env.get_template(&template_name(model)) else {
-            continue;
-        };
-        functions::start_recording();
-        let rendered = template.render_with_spans(());
-        let recorded = functions::finish_recording();
-        match rendered {
-            Ok((sql, _)) if sql.len() > MAX_RENDERED_BYTES => problems.push(RenderError::Limit {
-                message: format!(
-                    "{} writes {} MB of SQL",
-                    model.file.path().display(),
-                    sql.len() >> 20
-                ),
-                src: model.file.named(),
-                at: (0, 0).into(),
-            }),
-            Ok((sql, spans)) => match finish_model(model, sql, &spans, prefix.len(), recorded) {
-                Ok(rendered) if model.file.path().starts_with("tests") => {
-                    singular_tests.push(rendered);
-                }
-                Ok(rendered) => {
-                    models.insert(model.name.clone(), rendered);
-                }
-                Err(problem) => problems.push(problem),
-            },
-            Err(error) => problems.push(template_error(
-                project,
-                model,
-                &error,
-                prefix.len(),
-                recorded,
-            )),
+    let mut problems = Vec::new();
+    for (model, outcome) in templates.iter().zip(outcomes) {
+        match outcome {
+            Ok(rendered) if model.file.path().starts_with("tests") => singular_tests.push(rendered),
+            Ok(rendered) => {
+                models.insert(model.name.clone(), rendered);
+            }
+            Err(problem) => problems.push(problem),
         }
     }
-    match problems.len() {
-        0 => Ok(RenderedProject {
+    Rendered {
+        project: RenderedProject {
             models,
             singular_tests,
-        }),
-        1 => Err(problems.remove(0)),
-        _ => Err(RenderError::Many { problems }),
+        },
+        problems,
     }
 }
 
@@ -387,16 +439,15 @@ fn template_name(model: &ModelFile) -> String {
     model.file.path().display().to_string()
 }
 
-/// Add every macro file to the environment; returns the `{% from ... import ... %}` line that
-/// makes their macros callable by name in every model (kept on one line so line numbers hold).
-fn import_macros(env: &mut Environment<'static>, project: &Project) -> Result<String, RenderError> {
+/// The `{% from ... import ... %}` line that makes every macro callable by name in every model
+/// (kept on one line so that line numbers hold).
+fn import_macros(env: &Environment<'static>, project: &Project) -> Result<String, RenderError> {
     let mut prefix = String::new();
     for file in &project.macros {
         let name = file.path().display().to_string();
         let exports = env
-            .add_template_owned(name.clone(), file.text().to_string())
-            .and_then(|()| {
-                let template = env.get_template(&name)?;
+            .get_template(&name)
+            .and_then(|template| {
                 let captured = template.render_captured(())?;
                 Ok(captured
                     .state()
@@ -501,65 +552,26 @@ fn finish_model(
     })
 }
 
+/// The model's configuration: its properties' `config:`, overridden by what its SQL gave
+/// `config()`.
 fn merge_config(
     model: &ModelFile,
-    called: functions::ConfigCall,
+    called: crate::project::ModelConfigProperties,
 ) -> Result<ModelConfig, RenderError> {
     let yaml = model
         .properties
         .as_ref()
         .map(|p| p.config.clone())
         .unwrap_or_default();
-    let invalid = |message: String, help: Option<String>| RenderError::InvalidConfig {
-        model: model.name.clone(),
-        at: model.file.find("config(", 0),
-        src: model.file.named(),
-        message,
-        help,
-    };
-    let materialized_name = called
-        .materialized
-        .or(yaml.materialized)
-        .unwrap_or_else(|| "table".to_string());
-    let materialized = Materialization::parse(&materialized_name).ok_or_else(|| {
-        invalid(
-            format!("unknown materialization `{materialized_name}`"),
-            Some("use one of: table, partitioned, ephemeral (or view)".into()),
-        )
-    })?;
-    let partition_by = called
-        .partition_by
-        .or(yaml.partition_by.map(|p| p.into_vec()))
-        .unwrap_or_default();
-    match (materialized, partition_by.is_empty()) {
-        (Materialization::Partitioned, true) => {
-            return Err(invalid(
-                "a partitioned model needs partition_by".into(),
-                Some("for example: config(materialized='partitioned', partition_by='date')".into()),
-            ));
-        }
-        (Materialization::Table | Materialization::Ephemeral, false) => {
-            return Err(invalid(
-                format!(
-                    "partition_by is only used by partitioned models, not by {materialized} models"
-                ),
-                Some("set materialized='partitioned', or remove partition_by".into()),
-            ));
-        }
-        _ => {}
-    }
-    let mut tags: BTreeSet<String> = yaml
-        .tags
-        .map(|t| t.into_vec())
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    tags.extend(called.tags);
-    Ok(ModelConfig {
-        materialized,
-        partition_by,
-        tags,
-    })
+    yaml.overridden_by(called)
+        .resolve()
+        .map_err(|invalid| RenderError::InvalidConfig {
+            model: model.name.clone(),
+            at: model.file.find("config(", 0),
+            src: model.file.named(),
+            message: invalid.message,
+            help: Some(invalid.help),
+        })
 }
 
 /// Turn a minijinja error into a diagnostic in the file it happened in, typed by what the
@@ -631,7 +643,7 @@ fn template_error(
             message,
             src,
             at,
-            help: Some("config() takes materialized=, partition_by= and tags=".into()),
+            help: Some("config() takes the keys of `config:` in YAML: materialized, partition_by, tags, contract".into()),
         },
         None => RenderError::Template {
             message: format!(
