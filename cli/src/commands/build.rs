@@ -18,7 +18,7 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<ExitCode> {
         // the cores busy.
         .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
     let options = BuildOptions {
-        warehouse: target.warehouse.clone(),
+        warehouse: dp_engine::storage::Warehouse::at(target.warehouse.clone()),
         threads,
         run_id: dp_engine::execute::new_run_id(),
         failures_dir: dp_engine::audit::failures_dir(&prepared.project.root),

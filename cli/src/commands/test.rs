@@ -21,7 +21,7 @@ pub fn run(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<ExitCode> {
     let (prepared, _) = super::prepare_checked(&runtime, global, &args)?;
     let target = &prepared.target;
     let options = TestOptions {
-        warehouse: target.warehouse.clone(),
+        warehouse: dp_engine::storage::Warehouse::at(target.warehouse.clone()),
         failures_dir: dp_engine::audit::failures_dir(&prepared.project.root),
         kinds,
         run_id: dp_engine::execute::new_run_id(),

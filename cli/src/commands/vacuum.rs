@@ -17,7 +17,7 @@ pub fn run(global: &GlobalArgs, args: &VacuumArgs) -> miette::Result<ExitCode> {
     let runtime = super::runtime()?;
     let results = runtime.block_on(dp_engine::ops::vacuum(
         &prepared,
-        &target.warehouse,
+        &dp_engine::storage::Warehouse::at(target.warehouse.clone()),
         &options,
     ));
     let verb = if args.dry_run {

@@ -270,8 +270,8 @@ async fn write_failures(
 /// What `dp test` runs.
 #[derive(Debug, Clone)]
 pub struct TestOptions {
-    /// Folder URL of the published model tables.
-    pub warehouse: url::Url,
+    /// Where the published model tables live.
+    pub warehouse: crate::storage::Warehouse,
     pub failures_dir: PathBuf,
     /// The kinds of test to run.
     pub kinds: std::collections::BTreeSet<TestKind>,

@@ -14,7 +14,6 @@ use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use miette::SourceSpan;
 use tokio::task::JoinSet;
-use url::Url;
 
 use crate::audit::{TestKind, TestResult, UnitTestInputs, run_query_test, run_unit_test};
 use crate::graph::ModelGraph;
@@ -22,13 +21,13 @@ use crate::plan::{ModelPlan, Plan};
 use crate::project::{MissingPartition, Project, Subject};
 use crate::render::{Materialization, RenderContext, Renderer};
 use crate::report::{Reporter, RunEvent};
-use crate::storage::{ModelTable, StorageError, model_table_url};
+use crate::storage::{ModelTable, StorageError, Warehouse};
 
 /// How a build runs.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
-    /// Folder URL holding one Delta table per model.
-    pub warehouse: Url,
+    /// Where the model tables live.
+    pub warehouse: Warehouse,
     /// How many models build at once.
     pub threads: usize,
     /// Identifies this run in logs and run results.
@@ -314,13 +313,25 @@ pub async fn build(
         models: total,
         threads,
     });
+    let runtime = runtime_env(options.memory_limit);
+    // Sources are read through the run's stores too (the tables' own stores reach DataFusion
+    // with each table).
+    for source in project.sources.values() {
+        if let Err(error) = options
+            .warehouse
+            .stores
+            .register(&runtime, &source.location)
+        {
+            tracing::warn!(source = %source.id(), %error, "reading the source the default way");
+        }
+    }
     let context = Arc::new(BuildContext {
         options: options.clone(),
         project: project.clone(),
         renderer: inputs.renderer.clone(),
         graph: inputs.graph.clone(),
         render_context: inputs.context.clone(),
-        runtime: runtime_env(options.memory_limit),
+        runtime,
     });
 
     // Models wait until every upstream model of this build has finished.
@@ -518,11 +529,18 @@ async fn publish_model(
         return Ok(());
     }
 
-    let url = model_table_url(&context.options.warehouse, &model.name)?;
+    let warehouse = &context.options.warehouse;
+    let url = warehouse.table_url(&model.name)?;
     let definition = |error| ModelError::from_storage(model, error);
-    let table = ModelTable::open_for_build(&model.name, &url, &output, &model.config.partition_by)
-        .await
-        .map_err(definition)?;
+    let table = ModelTable::open_for_build(
+        &warehouse.stores,
+        &model.name,
+        &url,
+        &output,
+        &model.config.partition_by,
+    )
+    .await
+    .map_err(definition)?;
     let stream = datafusion::physical_plan::execute_stream(physical, session.task_ctx())
         .map_err(|error| session::sql_error(model, &error))?;
     let staged = table.stage(stream).await.map_err(definition)?;

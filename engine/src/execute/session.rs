@@ -25,7 +25,7 @@ use super::ModelError;
 use crate::audit::{Contract, check_contract};
 use crate::plan::{ModelPlan, sql_error_location};
 use crate::project::{Relation, SourceFormat, SourceTable};
-use crate::storage::{StorageError, model_table_url, open_published};
+use crate::storage::{StorageError, Warehouse, open_published};
 
 /// Every scan of a Parquet source in a session: the source, the filters it was read with, and
 /// the files it plans to read.
@@ -88,7 +88,7 @@ pub(crate) fn new_session(
 pub(crate) async fn register_relation(
     session: &SessionContext,
     relation: &Relation,
-    warehouse: &url::Url,
+    warehouse: &Warehouse,
     sources: &std::collections::BTreeMap<String, SourceTable>,
     source_scans: &SourceScans,
 ) -> Result<(), ModelError> {
@@ -104,8 +104,8 @@ pub(crate) async fn register_relation(
             register_source(session, source, source_scans).await
         }
         Relation::Model(name) => {
-            let url = model_table_url(warehouse, name)?;
-            let table = open_published(&url, name).await?;
+            let url = warehouse.table_url(name)?;
+            let table = open_published(&warehouse.stores, &url, name).await?;
             let provider =
                 delta_provider(session, &table)
                     .await
@@ -489,17 +489,24 @@ mod tests {
             .unwrap();
         let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
         let url = url::Url::from_directory_path(dir.path().join("stg")).unwrap();
-        let table =
-            crate::storage::ModelTable::open_for_build("stg", &url, &schema, &["date".into()])
-                .await
-                .unwrap();
+        let table = crate::storage::ModelTable::open_for_build(
+            &Default::default(),
+            "stg",
+            &url,
+            &schema,
+            &["date".into()],
+        )
+        .await
+        .unwrap();
         let staged = table
             .stage(frame.execute_stream().await.unwrap())
             .await
             .unwrap();
         table.commit(staged).await.unwrap();
 
-        let published = open_published(&url, "stg").await.unwrap();
+        let published = open_published(&Default::default(), &url, "stg")
+            .await
+            .unwrap();
         session
             .register_table("stg", delta_provider(&session, &published).await.unwrap())
             .unwrap();

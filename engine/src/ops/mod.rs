@@ -2,7 +2,7 @@
 //! and its target. Out: what was done, per model.
 
 use crate::render::Materialization;
-use crate::storage::{StorageError, VacuumOptions, model_table_url};
+use crate::storage::{StorageError, VacuumOptions, Warehouse};
 
 /// One model's vacuum: the files deleted (or that a dry run would delete), or why it failed.
 #[derive(Debug)]
@@ -14,7 +14,7 @@ pub struct VacuumResult {
 /// Vacuum the tables of the selected stored models, one after the other, in execution order.
 pub async fn vacuum(
     prepared: &crate::Prepared,
-    warehouse: &url::Url,
+    warehouse: &Warehouse,
     options: &VacuumOptions,
 ) -> Vec<VacuumResult> {
     let mut results = Vec::new();
@@ -26,8 +26,8 @@ pub async fn vacuum(
         if !stored || !prepared.selected.contains(node) {
             continue;
         }
-        let outcome = match model_table_url(warehouse, name) {
-            Ok(url) => crate::storage::vacuum(name, &url, options).await,
+        let outcome = match warehouse.table_url(name) {
+            Ok(url) => crate::storage::vacuum(&warehouse.stores, name, &url, options).await,
             Err(error) => Err(error),
         };
         results.push(VacuumResult {

@@ -19,6 +19,7 @@ use crate::audit::{Contract, UnitTestInputs, check_contract};
 use crate::execute::{ModelError, SourceScans, new_session, register_relation, sql_error};
 use crate::project::{DataTestKind, Project, Relation, Subject};
 use crate::render::Materialization;
+use crate::storage::Warehouse;
 
 /// A mistake found by planning a model.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -130,7 +131,8 @@ pub async fn check(
     // and each planned model becomes an empty table that its consumers are planned against.
     let runtime = Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default());
     let session = new_session(&runtime);
-    let warehouse = url::Url::parse("memory:///").expect("a valid URL");
+    // The check registers sources only: no table is opened.
+    let warehouse = Warehouse::at(url::Url::parse("memory:///").expect("a valid URL"));
     let scans = SourceScans::default();
     let read: BTreeSet<&str> = plan
         .models

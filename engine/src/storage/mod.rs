@@ -6,8 +6,10 @@
 mod layout;
 mod partition;
 mod schema;
+mod stores;
 mod vacuum;
 
+pub use stores::{StoreWrapper, Stores};
 pub use vacuum::{VacuumOptions, vacuum};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -104,6 +106,19 @@ pub enum StorageError {
         found: String,
     },
 
+    #[error("whether the commit of `{model}` landed is unknown: {error}")]
+    #[diagnostic(
+        code(dp::commit_unknown),
+        help(
+            "the store failed while committing and while checking ({check}); the table's log decides (any Delta reader shows whether this build's version is there); its files are kept either way"
+        )
+    )]
+    CommitUnknown {
+        model: String,
+        error: String,
+        check: String,
+    },
+
     #[error("a staged file of `{model}` vanished before the commit: {file}")]
     #[diagnostic(
         code(dp::staged_file_missing),
@@ -169,24 +184,40 @@ pub enum StorageError {
     },
 }
 
-/// The URL of the Delta table of `model` under `warehouse`: a folder URL, since the target
-/// checked its warehouse can hold one (see `project::resolve_location`) and a model's name is
-/// letters, digits and `_` only. A warehouse that still cannot is an error, not a panic.
-pub fn model_table_url(warehouse: &Url, model: &str) -> Result<Url, StorageError> {
-    warehouse
-        .join(&format!("{model}/"))
-        .ok()
-        .filter(|url| url.as_str().starts_with(warehouse.as_str()))
-        .ok_or_else(|| StorageError::BadWarehouse {
-            location: warehouse.to_string(),
-        })
+/// Where a run's model tables live: one Delta table per model under `url`, reached through
+/// `stores`.
+#[derive(Debug, Clone)]
+pub struct Warehouse {
+    pub url: Url,
+    pub stores: Stores,
+}
+
+impl Warehouse {
+    /// The warehouse at `url`, reached the default way.
+    pub fn at(url: Url) -> Self {
+        Self {
+            url,
+            stores: Stores::default(),
+        }
+    }
+
+    /// The URL of the Delta table of `model`: a folder URL, since the target checked its
+    /// warehouse can hold one (see `project::resolve_location`) and a model's name is letters,
+    /// digits and `_` only. A warehouse that still cannot is an error, not a panic.
+    pub fn table_url(&self, model: &str) -> Result<Url, StorageError> {
+        self.url
+            .join(&format!("{model}/"))
+            .ok()
+            .filter(|url| url.as_str().starts_with(self.url.as_str()))
+            .ok_or_else(|| StorageError::BadWarehouse {
+                location: self.url.to_string(),
+            })
+    }
 }
 
 /// The table at `url`, loaded at its latest version when it exists.
-async fn open(url: &Url) -> Result<DeltaTable, StorageError> {
-    let mut table = deltalake::DeltaTableBuilder::from_url(url.clone())
-        .and_then(|builder| builder.build())
-        .map_err(|source| delta_error(url, source))?;
+async fn open(stores: &Stores, url: &Url) -> Result<DeltaTable, StorageError> {
+    let mut table = stores.table(url)?;
     let exists = table
         .log_store()
         .is_delta_table_location()
@@ -203,8 +234,12 @@ async fn open(url: &Url) -> Result<DeltaTable, StorageError> {
 
 /// Open the published table of an upstream model, for reading. A model's table is created by
 /// its first build's commit, so a table that exists holds a build (perhaps of zero rows).
-pub async fn open_published(url: &Url, model: &str) -> Result<DeltaTable, StorageError> {
-    let table = open(url).await?;
+pub async fn open_published(
+    stores: &Stores,
+    url: &Url,
+    model: &str,
+) -> Result<DeltaTable, StorageError> {
+    let table = open(stores, url).await?;
     if table.version().is_none() {
         return Err(StorageError::NotBuilt {
             model: model.to_string(),
@@ -219,6 +254,7 @@ pub async fn open_published(url: &Url, model: &str) -> Result<DeltaTable, Storag
 pub struct ModelTable {
     model: String,
     url: Url,
+    stores: Stores,
     table: DeltaTable,
     partition_by: Vec<String>,
     /// The table's arrow schema: the published one, or the one the first commit creates.
@@ -250,6 +286,7 @@ impl ModelTable {
     /// nothing is written. A folder without a table must hold nothing but files a dp build
     /// writes (those of a build running now, or left by a killed one).
     pub async fn open_for_build(
+        stores: &Stores,
         model: &str,
         url: &Url,
         output: &SchemaRef,
@@ -265,7 +302,7 @@ impl ModelTable {
             }
         }
         let wanted = schema::table_schema(output);
-        let table = open(url).await?;
+        let table = open(stores, url).await?;
         let schema = match table.version() {
             None => {
                 let store = table.log_store().object_store(None);
@@ -309,6 +346,7 @@ impl ModelTable {
         Ok(Self {
             model: model.to_string(),
             url: url.clone(),
+            stores: stores.clone(),
             table,
             partition_by: partition_by.to_vec(),
             schema,
@@ -319,21 +357,11 @@ impl ModelTable {
         self.table.log_store().object_store(None)
     }
 
-    /// The names of the files the table's versions refer to: the current version's, and those
-    /// every commit in the log added or removed. A line of the log that cannot be read is an
-    /// error: a file must never be taken for an orphan because its commit was not understood.
-    async fn referenced_file_names(&self) -> Result<HashSet<String>, StorageError> {
-        // The latest version's files (from its checkpoint too), not those this build opened.
-        let latest = open(&self.url).await?;
-        let mut names: HashSet<String> = HashSet::new();
-        if latest.version().is_some() {
-            names = latest
-                .get_active_add_actions_by_partitions(&[])
-                .map_ok(|file| file_name(&file.path()).to_string())
-                .try_collect()
-                .await
-                .map_err(|source| self.delta_error(source))?;
-        }
+    /// The version whose commit added one of the staged files, if any commit did. A line of
+    /// the log that cannot be read is an error: staged files must never be deleted because
+    /// their commit was not understood.
+    async fn committed_version(&self, staged: &StagedWrite) -> Result<Option<u64>, StorageError> {
+        let names: HashSet<&str> = staged.adds.iter().map(|add| file_name(&add.path)).collect();
         let store = self.store();
         let log = Path::from("_delta_log");
         let commits: Vec<_> = store
@@ -357,14 +385,15 @@ impl ModelTable {
                         source: format!("{}: {error}", commit.location).into(),
                     })
                 })?;
-                for kind in ["add", "remove"] {
-                    if let Some(path) = action[kind]["path"].as_str() {
-                        names.insert(file_name(path).to_string());
-                    }
+                if let Some(path) = action["add"]["path"].as_str()
+                    && names.contains(file_name(path))
+                {
+                    let version = commit.location.filename().unwrap_or_default();
+                    return Ok(version.trim_end_matches(".json").parse().ok());
                 }
             }
         }
-        Ok(names)
+        Ok(None)
     }
 
     /// Write `output` into the table folder without committing it. Partition values are checked
@@ -453,22 +482,29 @@ impl ModelTable {
         };
         // The commit may have landed all the same (a post-commit step failed, a retried put had
         // gone through): delete the staged files only when the log surely does not name them.
-        match self.in_log(&staged).await {
-            Ok(true) => match open(&self.url).await.map(|table| table.version()) {
-                Ok(Some(version)) => {
-                    tracing::warn!(model = %self.model, %error, "the commit reported an error but is in the log");
-                    Ok(Some(version))
-                }
-                _ => Err(error),
-            },
-            Ok(false) => {
+        // The store's own errors are transient: ask a few times before giving up.
+        let mut committed = self.committed_version(&staged).await;
+        for attempt in 1..=5 {
+            if committed.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
+            committed = self.committed_version(&staged).await;
+        }
+        match committed {
+            Ok(Some(version)) => {
+                tracing::warn!(model = %self.model, %error, version, "the commit reported an error but is in the log");
+                Ok(Some(version))
+            }
+            Ok(None) => {
                 self.discard(staged).await;
                 Err(error)
             }
-            Err(unknown) => {
-                tracing::warn!(model = %self.model, error = %unknown, "cannot tell whether the failed commit landed: its staged files are kept for dp vacuum");
-                Err(error)
-            }
+            Err(unknown) => Err(StorageError::CommitUnknown {
+                model: self.model.clone(),
+                error: error.to_string(),
+                check: unknown.to_string(),
+            }),
         }
     }
 
@@ -482,7 +518,7 @@ impl ModelTable {
                 Err(DeltaTableError::Transaction {
                     source: TransactionError::VersionAlreadyExists(0),
                 }) => {
-                    self.table = open(&self.url).await?;
+                    self.table = open(&self.stores, &self.url).await?;
                     let state = self.table.snapshot().map_err(|e| self.delta_error(e))?;
                     let published = state.snapshot().arrow_schema();
                     let partitions = state.metadata().partition_columns().to_vec();
@@ -632,15 +668,6 @@ impl ModelTable {
             }
         }
         Ok(())
-    }
-
-    /// Whether any commit of the table names one of the staged files.
-    async fn in_log(&self, staged: &StagedWrite) -> Result<bool, StorageError> {
-        let referenced = self.referenced_file_names().await?;
-        Ok(staged
-            .adds
-            .iter()
-            .any(|add| referenced.contains(file_name(&add.path))))
     }
 
     /// The staged rows as a DataFrame in `session`: exactly the files `staged` wrote (a Delta
@@ -813,7 +840,7 @@ mod tests {
         let url = Url::from_directory_path(dir.path().join("model")).unwrap();
         let (schema, _) = output(&[], 0);
         let partition_by: Vec<String> = partition_by.iter().map(|c| c.to_string()).collect();
-        ModelTable::open_for_build("model", &url, &schema, &partition_by)
+        ModelTable::open_for_build(&Stores::default(), "model", &url, &schema, &partition_by)
             .await
             .unwrap()
     }
@@ -882,7 +909,9 @@ mod tests {
         assert_eq!(first.commit(first_files).await.unwrap(), Some(0));
         assert_eq!(second.commit(second_files).await.unwrap(), Some(1));
         let url = Url::from_directory_path(dir.path().join("model")).unwrap();
-        let published = open_published(&url, "model").await.unwrap();
+        let published = open_published(&Stores::default(), &url, "model")
+            .await
+            .unwrap();
         assert_eq!(published.get_file_uris().unwrap().count(), 2);
         assert_eq!(
             published.snapshot().unwrap().metadata().partition_columns(),
@@ -897,7 +926,9 @@ mod tests {
         let staged = stage(&table, &[], 1).await;
         assert_eq!(table.commit(staged).await.unwrap(), Some(0));
         let url = Url::from_directory_path(dir.path().join("model")).unwrap();
-        let published = open_published(&url, "model").await.unwrap();
+        let published = open_published(&Stores::default(), &url, "model")
+            .await
+            .unwrap();
         assert_eq!(published.version(), Some(0));
         assert_eq!(published.get_file_uris().unwrap().count(), 0);
         let log = std::fs::read_dir(dir.path().join("model/_delta_log")).unwrap();
@@ -922,7 +953,9 @@ mod tests {
         let v2 = second.commit(second_files).await.unwrap();
         assert_eq!((v1, v2), (Some(1), Some(2)));
         let url = Url::from_directory_path(dir.path().join("model")).unwrap();
-        let published = open_published(&url, "model").await.unwrap();
+        let published = open_published(&Stores::default(), &url, "model")
+            .await
+            .unwrap();
         assert_eq!(published.get_file_uris().unwrap().count(), 3);
     }
 
@@ -950,7 +983,8 @@ mod tests {
         std::fs::write(folder.join("raw.parquet"), b"someone else's data").unwrap();
         let url = Url::from_directory_path(&folder).unwrap();
         let (schema, _) = output(&[], 0);
-        let opened = ModelTable::open_for_build("model", &url, &schema, &[]).await;
+        let opened =
+            ModelTable::open_for_build(&Stores::default(), "model", &url, &schema, &[]).await;
         assert!(matches!(opened, Err(StorageError::NotATable { .. })));
         assert!(folder.join("raw.parquet").exists());
     }
@@ -978,19 +1012,23 @@ mod tests {
             dry_run: false,
             force,
         };
-        let refused = vacuum("model", &url, &options(0, false)).await;
+        let refused = vacuum(&Stores::default(), "model", &url, &options(0, false)).await;
         assert!(
             matches!(refused, Err(StorageError::RetentionTooShort { .. })),
             "{refused:?}"
         );
-        let young = vacuum("model", &url, &options(3600, true)).await.unwrap();
+        let young = vacuum(&Stores::default(), "model", &url, &options(3600, true))
+            .await
+            .unwrap();
         assert!(young.is_empty(), "{young:?}");
-        let deleted = vacuum("model", &url, &options(0, true)).await.unwrap();
+        let deleted = vacuum(&Stores::default(), "model", &url, &options(0, true))
+            .await
+            .unwrap();
         assert_eq!(deleted.len(), 2, "{deleted:?}");
         assert!(!crashed.exists() && !upload.exists());
         assert!(theirs.exists() && nested.exists());
         assert_eq!(
-            open_published(&url, "model")
+            open_published(&Stores::default(), &url, "model")
                 .await
                 .unwrap()
                 .get_file_uris()

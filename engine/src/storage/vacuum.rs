@@ -11,7 +11,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use url::Url;
 
-use super::{StorageError, delta_error, layout, open, store_error};
+use super::{StorageError, Stores, delta_error, layout, open, store_error};
 
 /// How a vacuum runs.
 #[derive(Debug, Clone, Copy)]
@@ -27,11 +27,12 @@ pub struct VacuumOptions {
 /// Vacuum the table of `model` at `url`; returns the files deleted (or, in a dry run, those
 /// that would be), relative to the table folder, in order. A model without a table has none.
 pub async fn vacuum(
+    stores: &Stores,
     model: &str,
     url: &Url,
     options: &VacuumOptions,
 ) -> Result<Vec<String>, StorageError> {
-    let table = open(url).await?;
+    let table = open(stores, url).await?;
     let Ok(state) = table.snapshot() else {
         return Ok(Vec::new());
     };

@@ -1,0 +1,333 @@
+//! Issue 15: an object store that fails a share of its calls (reads, writes, lists, deletes, the
+//! commit itself, before or after doing the work) never leaves a table half published: every run
+//! ends succeeded or failed cleanly, every version of every table reads whole, and the next run
+//! without faults succeeds. `DP_FAULT_RUNS` sets how many faulty runs (default 24).
+
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::prelude::SessionContext;
+use dp_engine::execute::{BuildOptions, ModelStatus};
+use dp_engine::report::{Reporter, RunEvent};
+use dp_engine::storage::{Stores, Warehouse};
+use futures::stream::{self, BoxStream, StreamExt};
+use object_store::path::Path as StorePath;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
+};
+
+/// Fails a share of calls at random: before the call reaches the store, or (for writes) after
+/// it did its work, as a lost response does.
+#[derive(Debug)]
+struct Flaky {
+    inner: Arc<dyn ObjectStore>,
+    dice: Arc<Dice>,
+}
+
+#[derive(Debug)]
+struct Dice {
+    /// Out of 1000 calls.
+    per_mille: u64,
+    on: AtomicBool,
+    seed: Mutex<u64>,
+    injected: AtomicU64,
+}
+
+impl Dice {
+    fn roll(&self, what: &str, location: &dyn fmt::Display) -> Result<()> {
+        if !self.on.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let draw = {
+            let mut seed = self.seed.lock().unwrap();
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            *seed % 1000
+        };
+        if draw >= self.per_mille {
+            return Ok(());
+        }
+        self.injected.fetch_add(1, Ordering::Relaxed);
+        Err(object_store::Error::Generic {
+            store: "flaky",
+            source: format!("injected failure: {what} {location}").into(),
+        })
+    }
+}
+
+impl fmt::Display for Flaky {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Flaky({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Flaky {
+    async fn put_opts(
+        &self,
+        location: &StorePath,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        self.dice.roll("put", location)?;
+        let done = self.inner.put_opts(location, payload, opts).await?;
+        self.dice.roll("put (done, response lost)", location)?;
+        Ok(done)
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &StorePath,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.dice.roll("multipart upload", location)?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &StorePath, options: GetOptions) -> Result<GetResult> {
+        self.dice.roll("get", location)?;
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<StorePath>>,
+    ) -> BoxStream<'static, Result<StorePath>> {
+        let dice = self.dice.clone();
+        let locations = locations
+            .map(move |location| {
+                let location = location?;
+                dice.roll("delete", &location)?;
+                Ok(location)
+            })
+            .boxed();
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&StorePath>) -> BoxStream<'static, Result<ObjectMeta>> {
+        let shown = prefix.map(ToString::to_string).unwrap_or_default();
+        match self.dice.roll("list", &shown) {
+            Ok(()) => self.inner.list(prefix),
+            Err(error) => stream::once(async { Err(error) }).boxed(),
+        }
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&StorePath>) -> Result<ListResult> {
+        let shown = prefix.map(ToString::to_string).unwrap_or_default();
+        self.dice.roll("list", &shown)?;
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &StorePath,
+        to: &StorePath,
+        options: CopyOptions,
+    ) -> Result<()> {
+        self.dice.roll("copy", from)?;
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(
+        &self,
+        from: &StorePath,
+        to: &StorePath,
+        options: RenameOptions,
+    ) -> Result<()> {
+        self.dice.roll("rename", from)?;
+        self.inner.rename_opts(from, to, options).await
+    }
+}
+
+struct Quiet;
+
+impl Reporter for Quiet {
+    fn report(&self, _: RunEvent<'_>) {}
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// Each version of the table at `dir`, read without faults: the builds its rows carry and
+/// its row count. Every file every version names must exist for the read to succeed.
+async fn versions(dir: &Path, count: &str) -> Vec<(Vec<String>, String)> {
+    let url = url::Url::from_directory_path(dir).unwrap();
+    let latest = deltalake::open_table(url.clone()).await.unwrap();
+    let mut found = Vec::new();
+    for version in 0..=latest.version().unwrap() {
+        let mut table = deltalake::open_table(url.clone()).await.unwrap();
+        table.load_version(version).await.unwrap();
+        let ctx = SessionContext::new();
+        table.update_datafusion_session(&ctx.state()).unwrap();
+        ctx.register_table("t", table.table_provider().await.unwrap())
+            .unwrap();
+        let builds = ctx
+            .sql("select distinct cast(build as varchar) as b from t order by b")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("version {version} of {}: {e}", dir.display()));
+        let builds: Vec<String> = builds
+            .iter()
+            .flat_map(|batch| {
+                let column = batch.column(0);
+                (0..batch.num_rows())
+                    .map(|i| {
+                        datafusion::arrow::util::display::array_value_to_string(column, i).unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let total = ctx
+            .sql(&format!("select cast({count} as varchar) from t"))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let total =
+            datafusion::arrow::util::display::array_value_to_string(total[0].column(0), 0).unwrap();
+        found.push((builds, total));
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_in_any_store_call_never_publish_half_a_build() {
+    let runs: u64 = std::env::var("DP_FAULT_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(24);
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("project");
+    copy_dir(&workspace.join("tests/fixtures/crash"), &root);
+    copy_dir(&workspace.join("example_project/data"), &root.join("data"));
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("seed {seed}");
+    let dice = Arc::new(Dice {
+        per_mille: 20,
+        on: AtomicBool::new(false),
+        seed: Mutex::new(seed),
+        injected: AtomicU64::new(0),
+    });
+    let wrapper_dice = dice.clone();
+    let stores = Stores::wrapped(Arc::new(move |inner| {
+        Arc::new(Flaky {
+            inner,
+            dice: wrapper_dice.clone(),
+        })
+    }));
+
+    let build = |number: u64| {
+        let root = root.clone();
+        let stores = stores.clone();
+        async move {
+            let prepared = dp_engine::prepare(&dp_engine::PrepareOptions {
+                project_dir: root.clone(),
+                vars: vec![format!("build={number}")],
+                ..Default::default()
+            })
+            .unwrap();
+            let plan = dp_engine::check(&prepared).await.unwrap();
+            let options = BuildOptions {
+                warehouse: Warehouse {
+                    url: prepared.target.warehouse.clone(),
+                    stores,
+                },
+                threads: 2,
+                run_id: format!("run-{number}"),
+                failures_dir: root.join("target/test_failures"),
+                memory_limit: None,
+            };
+            dp_engine::execute::build(&plan, prepared.unit_test_inputs(), &options, &Quiet).await
+        }
+    };
+
+    let tagged = root.join("warehouse/tagged_events");
+    let totals = root.join("warehouse/build_totals");
+    assert!(build(0).await.success());
+    let mut published = (0, 0);
+    let (mut succeeded, mut failed) = (0, 0);
+    dice.on.store(true, Ordering::Relaxed);
+    for number in 1..=runs {
+        let summary = build(number).await;
+        dice.on.store(false, Ordering::Relaxed);
+        let status = |model: &str| {
+            summary
+                .results
+                .iter()
+                .find(|r| r.model == model)
+                .map(|r| r.status.clone())
+                .unwrap()
+        };
+        for (model, dir, count, last) in [
+            ("tagged_events", &tagged, "count(*)", &mut published.0),
+            ("build_totals", &totals, "sum(events)", &mut published.1),
+        ] {
+            let versions = versions(dir, count).await;
+            // Every version holds one build's rows, whole.
+            for (version, (builds, total)) in versions.iter().enumerate() {
+                assert_eq!(
+                    builds.len(),
+                    1,
+                    "{model} v{version} after run {number}: {builds:?}"
+                );
+                assert_eq!(total, "21000", "{model} v{version} after run {number}");
+            }
+            let now: u64 = versions.last().unwrap().0[0].parse().unwrap();
+            match status(model) {
+                ModelStatus::Success => assert_eq!(now, number, "{model} reported built"),
+                // The store failed the commit and every look at the log after it: either way.
+                ModelStatus::Failed(error) if error.to_string().contains("is unknown") => {
+                    assert!(now == number || now == *last, "{model}: {error}")
+                }
+                other => {
+                    assert_eq!(now, *last, "{model} not built ({other:?}) but changed")
+                }
+            }
+            *last = now;
+        }
+        if summary.success() {
+            succeeded += 1;
+        } else {
+            failed += 1;
+        }
+        dice.on.store(true, Ordering::Relaxed);
+    }
+    dice.on.store(false, Ordering::Relaxed);
+    let injected = dice.injected.load(Ordering::Relaxed);
+    println!(
+        "{runs} runs: {succeeded} succeeded, {failed} failed cleanly; {injected} faults injected"
+    );
+    assert!(injected > 0, "no fault was injected");
+    assert!(
+        failed > 0,
+        "no run failed: the faults were too rare to test anything"
+    );
+
+    // Without faults, the next run succeeds.
+    let summary = build(runs + 1).await;
+    assert!(summary.success(), "{:?}", summary.results);
+    let last = versions(&tagged, "count(*)").await;
+    assert_eq!(last.last().unwrap().0, [(runs + 1).to_string()]);
+}
