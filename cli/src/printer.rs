@@ -102,6 +102,11 @@ fn test_lines(test: &TestResult, indent: &str) -> String {
     if let Some(file) = &test.failures_file {
         text.push_str(&format!(" (all in {})", file.display()));
     }
+    if test.status != TestStatus::Pass
+        && let Some(at) = &test.defined_at
+    {
+        text.push_str(&format!("\n{indent}defined at {at}"));
+    }
     for block in [&test.sample, &test.detail].into_iter().flatten() {
         for line in block.lines() {
             text.push('\n');

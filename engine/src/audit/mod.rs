@@ -59,6 +59,8 @@ pub struct TestResult {
     pub failures_file: Option<PathBuf>,
     /// Why it failed, when a count does not say it: a unit test's diff, a query that failed.
     pub detail: Option<String>,
+    /// Where the test is defined: `path:line`.
+    pub defined_at: Option<String>,
 }
 
 /// The three kinds of test.
@@ -82,6 +84,12 @@ impl TestKind {
 }
 
 impl TestResult {
+    /// The result, with where its test is defined.
+    pub fn defined_at(mut self, location: String) -> Self {
+        self.defined_at = Some(location);
+        self
+    }
+
     /// A test that could not run, and why.
     pub fn errored(name: &str, kind: TestKind, subject: &str, detail: String) -> Self {
         Self {
@@ -93,6 +101,7 @@ impl TestResult {
             sample: None,
             failures_file: None,
             detail: Some(detail),
+            defined_at: None,
         }
     }
 }
@@ -141,6 +150,7 @@ pub async fn run_query_test(
         sample: None,
         failures_file: None,
         detail: None,
+        defined_at: None,
     };
     match failing_rows_report(session, name, failing_rows, config, failures_dir).await {
         Ok((failures, sample, file)) => {
@@ -348,6 +358,7 @@ pub async fn run_tests(
                 sql: &failing_rows_sql(test, &relation_sql(&test.subject), None),
                 config: &test.config,
                 relations: &relations,
+                defined_at: test.file.location(test.at.offset()),
             };
             let result = test_published(project, &runtime, options, &query).await;
             report(&result, &results);
@@ -376,6 +387,7 @@ pub async fn run_tests(
                 sql: test.sql.trim().trim_end_matches(';'),
                 config: &TestConfig::default(),
                 relations: &relations,
+                defined_at: test.file.path().display().to_string(),
             };
             let result = test_published(project, &runtime, options, &query).await;
             report(&result, &results);
@@ -400,6 +412,8 @@ struct QueryTest<'a> {
     config: &'a TestConfig,
     /// What the query reads.
     relations: &'a [crate::project::Relation],
+    /// `path:line` of its definition.
+    defined_at: String,
 }
 
 /// Run a failing-rows query in a session holding the published relations it reads.
@@ -421,7 +435,8 @@ async fn test_published(
         )
         .await;
         if let Err(error) = registered {
-            return TestResult::errored(test.name, test.kind, test.subject, error.to_string());
+            return TestResult::errored(test.name, test.kind, test.subject, error.to_string())
+                .defined_at(test.defined_at.clone());
         }
     }
     run_query_test(
@@ -434,4 +449,5 @@ async fn test_published(
         &options.failures_dir,
     )
     .await
+    .defined_at(test.defined_at.clone())
 }

@@ -57,17 +57,18 @@ pub async fn run_unit_test(inputs: UnitTestInputs<'_>, test: &UnitTest) -> TestR
         sample: None,
         failures_file: None,
         detail: None,
+        defined_at: Some(defined_at),
     };
     match run(inputs, test).await {
         Ok(None) => {}
         Ok(Some((failures, diff))) => {
             result.status = TestStatus::Fail;
             result.failures = failures;
-            result.detail = Some(format!("{diff}\n  defined at {defined_at}"));
+            result.detail = Some(diff);
         }
         Err(error) => {
             result.status = TestStatus::Error;
-            result.detail = Some(format!("{error}\n  defined at {defined_at}"));
+            result.detail = Some(error);
         }
     }
     result

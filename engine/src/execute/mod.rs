@@ -586,6 +586,7 @@ async fn audit_staged(
         .map_err(|error| session::sql_error(model, &error))?;
     let mut results = Vec::new();
     for test in tests {
+        let defined_at = test.file.location(test.at.offset());
         let staged = "\"staged-output\"";
         let mut parent = None;
         if let crate::project::DataTestKind::Relationships { to, .. } = &test.kind {
@@ -603,12 +604,10 @@ async fn audit_staged(
             {
                 // The test cannot run (the model it relates to was never built): the test
                 // errors, and says why.
-                results.push(TestResult::errored(
-                    &test.name,
-                    TestKind::Data,
-                    &model.name,
-                    error.to_string(),
-                ));
+                results.push(
+                    TestResult::errored(&test.name, TestKind::Data, &model.name, error.to_string())
+                        .defined_at(defined_at),
+                );
                 continue;
             }
         }
@@ -623,7 +622,8 @@ async fn audit_staged(
                 &test.config,
                 &context.options.failures_dir,
             )
-            .await,
+            .await
+            .defined_at(defined_at),
         );
     }
     Ok(results)
@@ -634,7 +634,10 @@ fn blocking_failures(model: &ModelPlan, tests: &[TestResult]) -> Result<(), Mode
     let failed: Vec<String> = tests
         .iter()
         .filter(|t| t.status.blocks())
-        .map(|t| t.name.clone())
+        .map(|t| match &t.defined_at {
+            Some(at) => format!("{} at {at}", t.name),
+            None => t.name.clone(),
+        })
         .collect();
     if failed.is_empty() {
         Ok(())

@@ -1,0 +1,308 @@
+//! Issue 15: no input panics dp. Generated mutations of a real project (its YAML, SQL and
+//! Jinja, `dp_project.yml`, unit test rows), with generated vars and selectors, go through
+//! load, render, check and build; every run succeeds or fails with diagnostics that say where.
+//! `PROPTEST_CASES=2000 cargo test -p dp-engine --test fuzz` runs it longer (default: 48).
+
+use std::path::{Path, PathBuf};
+
+use dp_engine::execute::{BuildOptions, ModelStatus};
+use dp_engine::report::{Reporter, RunEvent};
+use dp_engine::storage::Warehouse;
+use miette::Diagnostic;
+use proptest::prelude::*;
+
+/// Pieces that break YAML, SQL, Jinja and paths in interesting ways.
+const TOKENS: &[&str] = &[
+    "{{",
+    "}}",
+    "{%",
+    "%}",
+    "{#",
+    "ref('nope')",
+    "ref('stg_events')",
+    "source('raw', 'nope')",
+    "var('date')",
+    "env_var('DP_FUZZ_UNSET')",
+    "config(materialized='partitioned')",
+    "config(partition_by='nope')",
+    "config(materialized='ephemeral')",
+    "config(tags=3)",
+    "{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}",
+    "{{ 'x' * 999999999 }}",
+    ":",
+    "- ",
+    "\t",
+    "'",
+    "\"",
+    "\\",
+    "\u{0}",
+    "é",
+    "😀",
+    "\n",
+    "18446744073709551615",
+    "-1",
+    "0",
+    "..",
+    "../..",
+    "/",
+    "date=",
+    "select",
+    "from",
+    ";",
+    "group by",
+    "where",
+    "(",
+    ")",
+    ",",
+    "*",
+    "null",
+    "true",
+    "[",
+    "]",
+    "{",
+    "}",
+    "&anchor",
+    "*anchor",
+    "!!binary",
+    "---",
+    "data_type: decimal(99999999999999999999,2)",
+    "relationships: {to: ref('daily_summary'), field: cohort}",
+    "warehouse: \"x:y://z\"",
+    "memory_limit: 0",
+    "vacuum_retention: 7y",
+    "orphan_min_age_secs: 18446744073709551615",
+    "partitioned_by: [nope]",
+    "format: delta",
+    "format: csv",
+    "rows: |\n  a,b\n  1\n",
+];
+
+const VARS: &[&str] = &[
+    "date=2024-01-15",
+    "date=../../x",
+    "date=",
+    "date=2024-01-15/x",
+    "{date: [1, 2]}",
+    "{date: null}",
+    "=",
+    "date",
+    "{",
+    "{date: 2024-01-16}",
+    "build=😀",
+];
+
+const SELECTORS: &[&str] = &[
+    "",
+    "daily_summary",
+    "+daily_summary",
+    "@stg_events",
+    "tag:nope",
+    "path:models/marts",
+    "source:raw+",
+    "3+",
+    "+",
+    "@",
+    "nope",
+    "a,b",
+    "test_type:unit",
+    "*",
+    "source:",
+];
+
+#[derive(Debug, Clone)]
+enum Edit {
+    Insert { at: usize, token: usize },
+    Delete { at: usize, len: usize },
+    Duplicate { line: usize },
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        (any::<usize>(), 0..TOKENS.len()).prop_map(|(at, token)| Edit::Insert { at, token }),
+        (any::<usize>(), 1usize..40).prop_map(|(at, len)| Edit::Delete { at, len }),
+        any::<usize>().prop_map(|line| Edit::Duplicate { line }),
+    ]
+}
+
+fn apply(text: &str, edit: &Edit) -> String {
+    let boundary = |at: usize| {
+        let mut at = at % (text.len() + 1);
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        at
+    };
+    match edit {
+        Edit::Insert { at, token } => {
+            let at = boundary(*at);
+            format!("{}{}{}", &text[..at], TOKENS[*token], &text[at..])
+        }
+        Edit::Delete { at, len } => {
+            let start = boundary(*at);
+            let end = boundary((start + len).min(text.len()));
+            format!("{}{}", &text[..start], &text[end.max(start)..])
+        }
+        Edit::Duplicate { line } => {
+            let lines: Vec<&str> = text.lines().collect();
+            if lines.is_empty() {
+                return text.to_string();
+            }
+            let line = line % lines.len();
+            let mut out = lines.clone();
+            out.insert(line, lines[line]);
+            out.join("\n")
+        }
+    }
+}
+
+struct Quiet;
+
+impl Reporter for Quiet {
+    fn report(&self, _: RunEvent<'_>) {}
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "warehouse" || name == "target" {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(name));
+        } else {
+            std::fs::copy(entry.path(), to.join(name)).unwrap();
+        }
+    }
+}
+
+/// The project's text files, relative to its root.
+fn text_files(root: &Path) -> Vec<PathBuf> {
+    let mut files = vec![PathBuf::from("dp_project.yml")];
+    for folder in ["models", "macros", "tests"] {
+        for entry in walkdir::WalkDir::new(root.join(folder)).sort_by_file_name() {
+            let entry = entry.unwrap();
+            if entry.file_type().is_file() {
+                files.push(entry.path().strip_prefix(root).unwrap().to_path_buf());
+            }
+        }
+    }
+    files
+}
+
+/// Every leaf diagnostic must say where: a file it points into, or a path in its message.
+fn assert_says_where(diagnostic: &dyn Diagnostic, case: &str) {
+    if let Some(related) = diagnostic.related() {
+        let related: Vec<&dyn Diagnostic> = related.collect();
+        if !related.is_empty() {
+            for inner in related {
+                assert_says_where(inner, case);
+            }
+            return;
+        }
+    }
+    let message = diagnostic.to_string();
+    assert!(
+        !message.contains("panicked") && !message.contains("crashed"),
+        "a panic became an error in {case}: {message}"
+    );
+    let named = diagnostic.source_code().is_some()
+        || message.contains('/')
+        || message.contains(".yml")
+        || message.contains(".sql");
+    assert!(
+        named,
+        "{case}: no file in `{message}` ({:?})",
+        diagnostic.code().map(|c| c.to_string())
+    );
+}
+
+fn run_case(root: &Path, vars: &str, select: &str, case: &str) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let prepared = match dp_engine::prepare(&dp_engine::PrepareOptions {
+            project_dir: root.to_path_buf(),
+            vars: vec![vars.to_string()],
+            select: if select.is_empty() {
+                vec![]
+            } else {
+                vec![select.to_string()]
+            },
+            ..Default::default()
+        }) {
+            Ok(prepared) => prepared,
+            Err(error) => return assert_says_where(&error, case),
+        };
+        let plan = match runtime.block_on(dp_engine::check(&prepared)) {
+            Ok(plan) => plan,
+            Err(error) => return assert_says_where(&error, case),
+        };
+        let options = BuildOptions {
+            warehouse: Warehouse::at(prepared.target.warehouse.clone()),
+            threads: 2,
+            run_id: "fuzz".into(),
+            failures_dir: root.join("target/test_failures"),
+            memory_limit: None,
+        };
+        let summary = runtime.block_on(dp_engine::execute::build(
+            &plan,
+            prepared.unit_test_inputs(),
+            &options,
+            &Quiet,
+        ));
+        for result in &summary.results {
+            if let ModelStatus::Failed(error) = &result.status {
+                assert_says_where(error.as_ref(), case);
+            }
+        }
+    }));
+    if let Err(panic) = outcome {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        // Assertion failures above arrive here too: report them as they are.
+        panic!("{case}: {message}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(48),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn no_mutated_project_panics_and_every_failure_says_where(
+        file in any::<usize>(),
+        edits in proptest::collection::vec(edit(), 1..4),
+        // Most runs get good arguments, so that mutated files reach the build.
+        vars in prop_oneof![3 => Just(0), 1 => 0..VARS.len()],
+        select in prop_oneof![3 => Just(0), 1 => 0..SELECTORS.len()],
+    ) {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../example_project");
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("project");
+        copy_dir(&example, &root);
+        let files = text_files(&root);
+        let chosen = &files[file % files.len()];
+        let path = root.join(chosen);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        for edit in &edits {
+            text = apply(&text, edit);
+        }
+        std::fs::write(&path, &text).unwrap();
+        let case = format!(
+            "{} edited by {edits:?}, --vars {:?}, --select {:?}",
+            chosen.display(), VARS[vars], SELECTORS[select]
+        );
+        run_case(&root, VARS[vars], SELECTORS[select], &case);
+    }
+}
