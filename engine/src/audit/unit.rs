@@ -22,9 +22,7 @@ use super::contract::sql_type;
 use super::{TestKind, TestResult, TestStatus};
 use crate::graph::ModelGraph;
 use crate::plan::ModelPlan;
-use crate::project::{
-    ColumnProperties, Materialization, Project, Relation, RowsFormat, UnitTest, UnitTestRows,
-};
+use crate::project::{ColumnProperties, Project, Relation, RowsFormat, UnitTest, UnitTestRows};
 use crate::render::{RenderContext, RenderedModel, Renderer};
 
 /// Rows of a test: column names in order of appearance, and each row's values as text.
@@ -100,7 +98,7 @@ pub(crate) fn plan_for_test(
             .graph
             .models
             .get(&parent)
-            .is_some_and(|m| m.config.materialized == Materialization::Ephemeral);
+            .is_some_and(|m| m.config.is_ephemeral());
         if ephemeral && !ephemerals.contains_key(&parent) {
             let rendered = render(&parent)?;
             waiting.extend(rendered.refs.iter().map(|c| c.target.clone()));

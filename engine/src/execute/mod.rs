@@ -21,7 +21,7 @@ use crate::plan::{ModelPlan, Plan};
 use crate::project::{MissingPartition, Project, Subject};
 use crate::render::{Materialization, RenderContext, Renderer};
 use crate::report::{Reporter, RunEvent};
-use crate::storage::{ModelTable, StorageError, Warehouse};
+use crate::storage::{ModelTable, StorageError, Warehouse, WriteMode};
 
 /// How a build runs.
 #[derive(Debug, Clone)]
@@ -304,7 +304,7 @@ pub async fn build(
     let to_build: Vec<&ModelPlan> = plan
         .models
         .iter()
-        .filter(|m| m.config.materialized != Materialization::Ephemeral)
+        .filter(|m| !m.config.is_ephemeral())
         .collect();
     let total = to_build.len();
     let threads = options.threads.max(1);
@@ -532,15 +532,12 @@ async fn publish_model(
     let warehouse = &context.options.warehouse;
     let url = warehouse.table_url(&model.name)?;
     let definition = |error| ModelError::from_storage(model, error);
-    let table = ModelTable::open_for_build(
-        &warehouse.stores,
-        &model.name,
-        &url,
-        &output,
-        &model.config.partition_by,
-    )
-    .await
-    .map_err(definition)?;
+    let mode = WriteMode::of(&model.config).ok_or_else(|| ModelError::Internal {
+        message: format!("`{}` is not stored, yet it was built", model.name),
+    })?;
+    let table = ModelTable::open_for_build(&warehouse.stores, &model.name, &url, &output, &mode)
+        .await
+        .map_err(definition)?;
     let stream = datafusion::physical_plan::execute_stream(physical, session.task_ctx())
         .map_err(|error| session::sql_error(model, &error))?;
     let staged = table.stage(stream).await.map_err(definition)?;

@@ -494,7 +494,9 @@ mod tests {
             "stg",
             &url,
             &schema,
-            &["date".into()],
+            &crate::storage::WriteMode::ReplacePartitions {
+                partition_by: vec!["date".into()],
+            },
         )
         .await
         .unwrap();

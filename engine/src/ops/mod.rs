@@ -1,7 +1,6 @@
 //! OPERATIONS: what an operator runs on published tables, beside builds. In: a prepared project
 //! and its target. Out: what was done, per model.
 
-use crate::render::Materialization;
 use crate::storage::{StorageError, VacuumOptions, Warehouse};
 
 /// One model's vacuum: the files deleted (or that a dry run would delete), or why it failed.
@@ -22,7 +21,7 @@ pub async fn vacuum(
         let crate::graph::NodeId::Model(name) = node else {
             continue;
         };
-        let stored = prepared.graph.models[name].config.materialized != Materialization::Ephemeral;
+        let stored = !prepared.graph.models[name].config.is_ephemeral();
         if !stored || !prepared.selected.contains(node) {
             continue;
         }

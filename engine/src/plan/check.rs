@@ -18,7 +18,6 @@ use super::{ModelPlan, Plan};
 use crate::audit::{Contract, UnitTestInputs, check_contract};
 use crate::execute::{ModelError, SourceScans, new_session, register_relation, sql_error};
 use crate::project::{DataTestKind, Project, Relation, Subject};
-use crate::render::Materialization;
 use crate::storage::Warehouse;
 
 /// A mistake found by planning a model.
@@ -299,11 +298,7 @@ fn relationship_problems(
 ) -> Vec<CheckError> {
     let by_name: HashMap<&str, &ModelPlan> =
         plan.models.iter().map(|m| (m.name.as_str(), m)).collect();
-    let ephemeral = |name: &str| {
-        by_name
-            .get(name)
-            .is_some_and(|m| m.config.materialized == Materialization::Ephemeral)
-    };
+    let ephemeral = |name: &str| by_name.get(name).is_some_and(|m| m.config.is_ephemeral());
     let waits_for = |name: &str| -> Vec<&str> {
         let Some(model) = by_name.get(name) else {
             return Vec::new();
@@ -385,7 +380,7 @@ async fn check_model(
     session: &SessionContext,
     schema: SchemaRef,
 ) -> Result<Vec<CheckError>, CheckError> {
-    if model.config.materialized != Materialization::Ephemeral {
+    if !model.config.is_ephemeral() {
         let table = MemTable::try_new(schema.clone(), vec![vec![]])
             .map_err(|error| sql_error(model, &error))?;
         session

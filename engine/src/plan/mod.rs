@@ -17,7 +17,7 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::graph::{ModelGraph, NodeId};
-use crate::render::{Materialization, ModelConfig, RenderedModel, SourceMap};
+use crate::render::{ModelConfig, RenderedModel, SourceMap};
 use crate::source::{SourceFile, span};
 
 pub use check::{CheckError, check};
@@ -163,7 +163,7 @@ pub fn plan_model<'a>(
         sources.extend(current.sources.iter().map(|c| c.target.clone()));
         for call in &current.refs {
             match parent(&call.target) {
-                Some(eph) if eph.config.materialized == Materialization::Ephemeral => {
+                Some(eph) if eph.config.is_ephemeral() => {
                     if seen.insert(eph.name.as_str()) {
                         visit(parent, eph, seen, ordered, upstream, sources);
                         ordered.push(eph);

@@ -50,6 +50,13 @@ pub struct ModelConfig {
     pub contract_enforced: bool,
 }
 
+impl ModelConfig {
+    /// Whether the model has no table: it is inlined into its readers.
+    pub fn is_ephemeral(&self) -> bool {
+        matches!(self.materialized, Materialization::Ephemeral)
+    }
+}
+
 /// A configuration that cannot be: the message, and a hint.
 #[derive(Debug)]
 pub struct InvalidConfig {

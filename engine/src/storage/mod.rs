@@ -8,9 +8,11 @@ mod partition;
 mod schema;
 mod stores;
 mod vacuum;
+mod write_mode;
 
 pub use stores::{StoreWrapper, Stores};
 pub use vacuum::{VacuumOptions, vacuum};
+pub use write_mode::WriteMode;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::num::NonZeroU64;
@@ -105,6 +107,10 @@ pub enum StorageError {
         location: String,
         found: String,
     },
+
+    #[error("`{model}` asks for a write mode dp does not write yet: {mode}")]
+    #[diagnostic(code(dp::unsupported_write_mode))]
+    UnsupportedWriteMode { model: String, mode: String },
 
     #[error("whether the commit of `{model}` landed is unknown: {error}")]
     #[diagnostic(
@@ -256,6 +262,8 @@ pub struct ModelTable {
     url: Url,
     stores: Stores,
     table: DeltaTable,
+    mode: WriteMode,
+    /// The table's partition columns (those of its write mode).
     partition_by: Vec<String>,
     /// The table's arrow schema: the published one, or the one the first commit creates.
     schema: SchemaRef,
@@ -290,8 +298,15 @@ impl ModelTable {
         model: &str,
         url: &Url,
         output: &SchemaRef,
-        partition_by: &[String],
+        mode: &WriteMode,
     ) -> Result<Self, StorageError> {
+        let partition_by = mode.partition_by();
+        if let WriteMode::Append | WriteMode::Merge { .. } = mode {
+            return Err(StorageError::UnsupportedWriteMode {
+                model: model.to_string(),
+                mode: format!("{mode:?}"),
+            });
+        }
         for column in partition_by {
             if output.field_with_name(column).is_err() {
                 return Err(StorageError::MissingPartitionColumn {
@@ -348,6 +363,7 @@ impl ModelTable {
             url: url.clone(),
             stores: stores.clone(),
             table,
+            mode: mode.clone(),
             partition_by: partition_by.to_vec(),
             schema,
         })
@@ -533,19 +549,18 @@ impl ModelTable {
             }
         }
         let partitions = staged.partitions();
-        let partitioned = !self.partition_by.is_empty();
-        if partitioned && staged.adds.is_empty() {
+        let replaces = |values: &HashMap<String, Option<String>>| match &self.mode {
+            WriteMode::ReplaceTable => true,
+            WriteMode::ReplacePartitions { .. } => partitions.contains(&partition::key(values)),
+            WriteMode::Append | WriteMode::Merge { .. } => false,
+        };
+        if staged.adds.is_empty() && !matches!(self.mode, WriteMode::ReplaceTable) {
             return Ok(None);
         }
         let replaced: Vec<Action> = self
             .table
             .get_active_add_actions_by_partitions(&[])
-            .try_filter(|file| {
-                let values: HashMap<String, Option<String>> = file.partition_values_map();
-                futures::future::ready(
-                    !partitioned || partitions.contains(&partition::key(&values)),
-                )
-            })
+            .try_filter(|file| futures::future::ready(replaces(&file.partition_values_map())))
             .map_ok(|file| Action::Remove(file.remove_action(true)))
             .try_collect()
             .await
@@ -603,16 +618,25 @@ impl ModelTable {
     /// The commit's operation: an overwrite of exactly the partitions written (for a partitioned
     /// model), which Delta's conflict check compares with what concurrent commits wrote.
     fn operation(&self, staged: &StagedWrite) -> DeltaOperation {
-        let partitioned = !self.partition_by.is_empty();
-        let predicate = if partitioned && !staged.adds.is_empty() {
-            partition::predicate(&staged.adds)
-        } else {
-            "true".to_string()
-        };
-        DeltaOperation::Write {
-            mode: SaveMode::Overwrite,
-            partition_by: partitioned.then(|| self.partition_by.clone()),
-            predicate: Some(predicate),
+        let partition_by = (!self.partition_by.is_empty()).then(|| self.partition_by.clone());
+        match &self.mode {
+            WriteMode::ReplacePartitions { .. } if !staged.adds.is_empty() => {
+                DeltaOperation::Write {
+                    mode: SaveMode::Overwrite,
+                    partition_by,
+                    predicate: Some(partition::predicate(&staged.adds)),
+                }
+            }
+            WriteMode::Append | WriteMode::Merge { .. } => DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by,
+                predicate: None,
+            },
+            _ => DeltaOperation::Write {
+                mode: SaveMode::Overwrite,
+                partition_by,
+                predicate: Some("true".into()),
+            },
         }
     }
 
@@ -839,8 +863,13 @@ mod tests {
     async fn open(dir: &tempfile::TempDir, partition_by: &[&str]) -> ModelTable {
         let url = Url::from_directory_path(dir.path().join("model")).unwrap();
         let (schema, _) = output(&[], 0);
-        let partition_by: Vec<String> = partition_by.iter().map(|c| c.to_string()).collect();
-        ModelTable::open_for_build(&Stores::default(), "model", &url, &schema, &partition_by)
+        let mode = match partition_by {
+            [] => WriteMode::ReplaceTable,
+            columns => WriteMode::ReplacePartitions {
+                partition_by: columns.iter().map(|c| c.to_string()).collect(),
+            },
+        };
+        ModelTable::open_for_build(&Stores::default(), "model", &url, &schema, &mode)
             .await
             .unwrap()
     }
@@ -983,8 +1012,14 @@ mod tests {
         std::fs::write(folder.join("raw.parquet"), b"someone else's data").unwrap();
         let url = Url::from_directory_path(&folder).unwrap();
         let (schema, _) = output(&[], 0);
-        let opened =
-            ModelTable::open_for_build(&Stores::default(), "model", &url, &schema, &[]).await;
+        let opened = ModelTable::open_for_build(
+            &Stores::default(),
+            "model",
+            &url,
+            &schema,
+            &WriteMode::ReplaceTable,
+        )
+        .await;
         assert!(matches!(opened, Err(StorageError::NotATable { .. })));
         assert!(folder.join("raw.parquet").exists());
     }
