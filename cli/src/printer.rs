@@ -3,9 +3,9 @@
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
-use dp_engine::audit::{TestResult, TestStatus};
-use dp_engine::execute::{ModelResult, ModelStatus, RunSummary};
-use dp_engine::report::{Reporter, RunEvent};
+use dp_engine::report::{
+    ModelResult, ModelStatus, Reporter, RunEvent, RunSummary, TestResult, TestStatus,
+};
 use miette::{GraphicalReportHandler, GraphicalTheme};
 
 use crate::args::LogFormat;

@@ -22,11 +22,11 @@ pub enum Error {
 
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Plan(#[from] crate::plan::PlanError),
+    Plan(#[from] crate::compile::PlanError),
 
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Checked(crate::plan::CheckError),
+    Checked(crate::check::CheckError),
 
     #[error("{} problems found", problems.len())]
     #[diagnostic(code(dp::problems))]

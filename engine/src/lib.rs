@@ -9,14 +9,16 @@
 #![allow(clippy::result_large_err)]
 
 pub mod audit;
+pub mod check;
+pub mod compile;
 mod error;
 pub mod execute;
 pub mod graph;
 pub mod ops;
-pub mod plan;
 pub mod project;
 pub mod render;
 pub mod report;
+pub mod session;
 pub mod source;
 pub mod storage;
 
@@ -63,7 +65,78 @@ pub struct Prepared {
     pub render_problems: Vec<render::RenderError>,
 }
 
+/// What `dp build` may set over the target's settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuildSettings {
+    /// Models built at once.
+    pub threads: Option<usize>,
+    /// The most memory the build's queries may hold, in bytes.
+    pub memory_limit: Option<usize>,
+}
+
 impl Prepared {
+    /// Where this run's model tables live.
+    pub fn warehouse(&self) -> session::Warehouse {
+        session::Warehouse::at(self.target.warehouse.clone())
+    }
+
+    /// Build the models of `plan` (what the check returned), then write the run's results.
+    pub async fn build(
+        &self,
+        plan: &compile::Plan,
+        settings: BuildSettings,
+        reporter: &dyn report::Reporter,
+    ) -> Result<report::RunSummary, Error> {
+        let threads = settings
+            .threads
+            .or(self.target.threads)
+            // A model's build also waits on storage (creating files, committing): two per core
+            // keep the cores busy.
+            .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let options = execute::BuildOptions {
+            warehouse: self.warehouse(),
+            threads,
+            run_id: execute::new_run_id(),
+            failures_dir: audit::failures_dir(&self.project.root),
+            memory_limit: settings.memory_limit.or(self.target.memory_limit),
+        };
+        let summary = execute::build(plan, self.unit_test_inputs(), &options, reporter).await;
+        let path = self.run_results_path();
+        report::write_run_results(&path, &summary).map_err(|source| Error::Io { path, source })?;
+        Ok(summary)
+    }
+
+    /// Run the selected nodes' tests of `kinds` against the published data, then write the
+    /// run's results.
+    pub async fn test(
+        &self,
+        kinds: BTreeSet<report::TestKind>,
+        reporter: &dyn report::Reporter,
+    ) -> Result<report::TestSummary, Error> {
+        let options = audit::TestOptions {
+            warehouse: self.warehouse(),
+            failures_dir: audit::failures_dir(&self.project.root),
+            kinds,
+            run_id: execute::new_run_id(),
+            memory_limit: self.target.memory_limit,
+        };
+        let summary =
+            audit::run_tests(self.unit_test_inputs(), &self.selected, &options, reporter).await;
+        let path = self.run_results_path();
+        report::write_test_results(&path, &summary).map_err(|source| Error::Io { path, source })?;
+        Ok(summary)
+    }
+
+    /// Vacuum the selected models' tables.
+    pub async fn vacuum(&self, options: &storage::VacuumOptions) -> Vec<ops::VacuumResult> {
+        ops::vacuum(self, &self.warehouse(), options).await
+    }
+
+    /// `target/run_results.json`.
+    fn run_results_path(&self) -> PathBuf {
+        self.project.root.join("target").join("run_results.json")
+    }
+
     /// What a unit test (and the check of one) renders and plans its model with.
     pub fn unit_test_inputs(&self) -> audit::UnitTestInputs<'_> {
         audit::UnitTestInputs {
@@ -117,12 +190,12 @@ pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
 
 /// Plan every model from schemas alone, without reading data, and report every problem of the
 /// selected models at once. Returns the plan of the selected models, ready to run.
-pub async fn check(prepared: &Prepared) -> Result<plan::Plan, Error> {
+pub async fn check(prepared: &Prepared) -> Result<compile::Plan, Error> {
     let every_node: BTreeSet<NodeId> = prepared.graph.order().iter().cloned().collect();
-    let (mut plan, plan_problems) = stage("plan", || plan::plan(&prepared.graph, &every_node));
+    let (mut plan, plan_problems) = stage("plan", || compile::plan(&prepared.graph, &every_node));
     let selected = |name: &str| prepared.selected.contains(&NodeId::Model(name.to_string()));
     let started = std::time::Instant::now();
-    let check_problems = plan::check(prepared.unit_test_inputs(), &plan, selected).await;
+    let check_problems = check::check(prepared.unit_test_inputs(), &plan, selected).await;
     stage_finished("check", started);
     // Every stage's problems at once: a model that did not render or plan is left out of the
     // later stages, which still look at every other model.
@@ -158,7 +231,7 @@ fn stage_finished(name: &'static str, started: std::time::Instant) {
 
 /// Write each planned model's compiled SQL to `target/compiled/<path of the model>`, leaving a
 /// file that already holds it untouched; returns the files, in the plan's order.
-pub fn write_compiled(root: &Path, plan: &plan::Plan) -> Result<Vec<PathBuf>, Error> {
+pub fn write_compiled(root: &Path, plan: &compile::Plan) -> Result<Vec<PathBuf>, Error> {
     plan.models
         .par_iter()
         .map(|model| {
@@ -276,7 +349,7 @@ mod tests {
         let result = audit::run_unit_test(inputs, &prepared.project.unit_tests[0]).await;
         assert_eq!(
             result.status,
-            audit::TestStatus::Pass,
+            report::TestStatus::Pass,
             "{:?}",
             result.detail
         );

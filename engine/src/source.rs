@@ -1,4 +1,5 @@
-//! Source files and spans: the one place where byte offsets in a user's file become miette spans.
+//! SOURCE: the user's files and spans, the one place where byte offsets in a file become miette
+//! spans; and the few helpers on SQL text every layer above shares.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -80,6 +81,11 @@ pub fn span(range: std::ops::Range<usize>, text_len: usize) -> SourceSpan {
     let start = range.start.min(text_len);
     let end = range.end.clamp(start, text_len);
     (start, end - start).into()
+}
+
+/// A SQL identifier, quoted so that DataFusion keeps its case.
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The closest of `candidates` to `name`, if one is close enough to be a likely typo.

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use datafusion::prelude::SessionContext;
-use dp_engine::execute::{BuildOptions, ModelStatus};
-use dp_engine::report::{Reporter, RunEvent};
-use dp_engine::storage::{Stores, Warehouse};
+use dp_engine::execute::BuildOptions;
+use dp_engine::report::{ModelStatus, Reporter, RunEvent};
+use dp_engine::session::{Stores, Warehouse};
 use futures::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path as StorePath;
 use object_store::{

@@ -5,9 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use dp_engine::execute::{BuildOptions, ModelStatus};
-use dp_engine::report::{Reporter, RunEvent};
-use dp_engine::storage::Warehouse;
+use dp_engine::report::{ModelStatus, Reporter, RunEvent};
 use miette::Diagnostic;
 use proptest::prelude::*;
 
@@ -242,19 +240,10 @@ fn run_case(root: &Path, vars: &str, select: &str, case: &str) {
             Ok(plan) => plan,
             Err(error) => return assert_says_where(&error, case),
         };
-        let options = BuildOptions {
-            warehouse: Warehouse::at(prepared.target.warehouse.clone()),
-            threads: 2,
-            run_id: "fuzz".into(),
-            failures_dir: root.join("target/test_failures"),
-            memory_limit: None,
+        let summary = match runtime.block_on(prepared.build(&plan, Default::default(), &Quiet)) {
+            Ok(summary) => summary,
+            Err(error) => return assert_says_where(&error, case),
         };
-        let summary = runtime.block_on(dp_engine::execute::build(
-            &plan,
-            prepared.unit_test_inputs(),
-            &options,
-            &Quiet,
-        ));
         for result in &summary.results {
             if let ModelStatus::Failed(error) = &result.status {
                 assert_says_where(error.as_ref(), case);

@@ -35,20 +35,13 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
     }
 }
 
-/// Write a run's results to `target/run_results.json` with `write`, and give the exit code of a
-/// run that `succeeded` or not.
-fn finish(
-    root: &std::path::Path,
-    write: impl FnOnce(&std::path::Path) -> std::io::Result<()>,
-    succeeded: bool,
-) -> miette::Result<ExitCode> {
-    let path = root.join("target").join("run_results.json");
-    write(&path).map_err(|source| dp_engine::Error::Io { path, source })?;
-    Ok(if succeeded {
+/// The exit code of a run that `succeeded` or not.
+fn exit_code(succeeded: bool) -> ExitCode {
+    if succeeded {
         ExitCode::SUCCESS
     } else {
         pipeline_failed()
-    })
+    }
 }
 
 /// The async runtime a command runs the engine on.
@@ -61,7 +54,7 @@ fn prepare_checked(
     runtime: &tokio::runtime::Runtime,
     global: &GlobalArgs,
     args: &SelectArgs,
-) -> miette::Result<(dp_engine::Prepared, dp_engine::plan::Plan)> {
+) -> miette::Result<(dp_engine::Prepared, dp_engine::compile::Plan)> {
     let prepared = prepare_partial(global, args)?;
     let plan = runtime.block_on(dp_engine::check(&prepared))?;
     Ok((prepared, plan))

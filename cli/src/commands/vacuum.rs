@@ -8,18 +8,13 @@ use crate::args::{GlobalArgs, VacuumArgs};
 
 pub fn run(global: &GlobalArgs, args: &VacuumArgs) -> miette::Result<ExitCode> {
     let prepared = super::prepare(global, &args.select)?;
-    let target = &prepared.target;
     let options = VacuumOptions {
-        retain: args.retain.unwrap_or(target.vacuum_retention),
+        retain: args.retain.unwrap_or(prepared.target.vacuum_retention),
         dry_run: args.dry_run,
         force: args.force,
     };
     let runtime = super::runtime()?;
-    let results = runtime.block_on(dp_engine::ops::vacuum(
-        &prepared,
-        &dp_engine::storage::Warehouse::at(target.warehouse.clone()),
-        &options,
-    ));
+    let results = runtime.block_on(prepared.vacuum(&options));
     let verb = if args.dry_run {
         "would delete"
     } else {
@@ -49,9 +44,5 @@ pub fn run(global: &GlobalArgs, args: &VacuumArgs) -> miette::Result<ExitCode> {
     if !global.quiet {
         super::out(&format!("Vacuum {verb} {total} files\n"));
     }
-    Ok(if failed {
-        super::pipeline_failed()
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(super::exit_code(!failed))
 }

@@ -4,20 +4,8 @@
 
 use serde_yaml::Value;
 
-use crate::project::{DataTest, DataTestKind, Relation};
-use crate::render::quote_identifier as quote;
-
-/// How SQL names a relation registered in a session: a model by its name, a source as
-/// `"source"."table"`.
-pub fn relation_sql(relation: &Relation) -> String {
-    match relation {
-        Relation::Model(name) => quote(name),
-        Relation::Source(id) => {
-            let (source, table) = id.split_once('.').unwrap_or(("", id));
-            format!("{}.{}", quote(source), quote(table))
-        }
-    }
-}
+use crate::project::{DataTest, DataTestKind};
+use crate::source::quote_identifier as quote;
 
 /// The query returning the rows of `tested` (a SQL relation) that fail `test`; a relationships
 /// test reads `parent` when given, else the relation it names.
@@ -55,7 +43,7 @@ pub fn failing_rows_sql(test: &DataTest, tested: &str, parent: Option<&str>) -> 
             "select tested.{column} as from_field from {from} \
              left join {} as parent on tested.{column} = parent.{} \
              where tested.{column} is not null and parent.{} is null",
-            parent.map_or_else(|| relation_sql(to), str::to_string),
+            parent.map_or_else(|| crate::session::relation_sql(to), str::to_string),
             self::quote(field),
             self::quote(field)
         ),

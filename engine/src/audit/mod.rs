@@ -4,7 +4,6 @@
 //! contracts compare a relation's columns with the declared ones. In: a DataFusion session with
 //! the relation registered. Out: [`TestResult`]s.
 
-mod contract;
 mod data_tests;
 mod unit;
 
@@ -12,15 +11,13 @@ use std::path::{Path, PathBuf};
 
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::{DataFrame, SessionContext};
-use serde::Serialize;
 
-pub(crate) use contract::sql_type;
-pub use contract::{Contract, ContractError, check_contract};
-pub use data_tests::{failing_rows_sql, relation_sql};
+pub use data_tests::failing_rows_sql;
 pub(crate) use unit::unit_test_problems;
 pub use unit::{UnitTestInputs, run_unit_test};
 
 use crate::project::{Severity, TestConfig};
+use crate::report::{TestKind, TestResult, TestStatus, TestSummary};
 
 /// The models the relationships tests of `model` read, in the order they are declared.
 pub fn related_models<'a>(
@@ -42,89 +39,6 @@ pub fn related_models<'a>(
 
 /// How many failing rows a report shows.
 const SAMPLE_ROWS: usize = 5;
-
-/// The outcome of one test.
-#[derive(Debug, Clone, Serialize)]
-pub struct TestResult {
-    pub name: String,
-    pub kind: TestKind,
-    /// The model or source it tests (for a singular test: its file).
-    pub subject: String,
-    pub status: TestStatus,
-    /// Failing rows (a unit test: rows missing or unexpected).
-    pub failures: u64,
-    /// The first failing rows as a table, for the report.
-    pub sample: Option<String>,
-    /// Where every failing row was written.
-    pub failures_file: Option<PathBuf>,
-    /// Why it failed, when a count does not say it: a unit test's diff, a query that failed.
-    pub detail: Option<String>,
-    /// Where the test is defined: `path:line`.
-    pub defined_at: Option<String>,
-}
-
-/// The three kinds of test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TestKind {
-    Data,
-    Singular,
-    Unit,
-}
-
-impl TestKind {
-    /// The name used by `test_type:` selectors.
-    pub fn name(self) -> &'static str {
-        match self {
-            TestKind::Data => "data",
-            TestKind::Singular => "singular",
-            TestKind::Unit => "unit",
-        }
-    }
-}
-
-impl TestResult {
-    /// The result, with where its test is defined.
-    pub fn defined_at(mut self, location: String) -> Self {
-        self.defined_at = Some(location);
-        self
-    }
-
-    /// A test that could not run, and why.
-    pub fn errored(name: &str, kind: TestKind, subject: &str, detail: String) -> Self {
-        Self {
-            name: name.to_string(),
-            kind,
-            subject: subject.to_string(),
-            status: TestStatus::Error,
-            failures: 0,
-            sample: None,
-            failures_file: None,
-            detail: Some(detail),
-            defined_at: None,
-        }
-    }
-}
-
-/// Whether a test passed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TestStatus {
-    Pass,
-    /// Failed, at warn severity (or below its error threshold): the data is published.
-    Warn,
-    /// Failed at error severity: the data is not published.
-    Fail,
-    /// The test could not run (its query failed): counts as a failure.
-    Error,
-}
-
-impl TestStatus {
-    /// Whether the test stops publication and fails the run.
-    pub fn blocks(self) -> bool {
-        matches!(self, TestStatus::Fail | TestStatus::Error)
-    }
-}
 
 /// Where a run's failing rows go: `target/test_failures/`.
 pub fn failures_dir(project_root: &Path) -> PathBuf {
@@ -281,28 +195,13 @@ async fn write_failures(
 #[derive(Debug, Clone)]
 pub struct TestOptions {
     /// Where the published model tables live.
-    pub warehouse: crate::storage::Warehouse,
+    pub warehouse: crate::session::Warehouse,
     pub failures_dir: PathBuf,
     /// The kinds of test to run.
     pub kinds: std::collections::BTreeSet<TestKind>,
     pub run_id: String,
     /// The most memory the tests' queries may hold together, in bytes.
     pub memory_limit: Option<usize>,
-}
-
-/// Every test's outcome.
-#[derive(Debug, Clone)]
-pub struct TestSummary {
-    pub run_id: String,
-    pub results: Vec<TestResult>,
-    pub elapsed: std::time::Duration,
-}
-
-impl TestSummary {
-    /// Whether no test stopped the run (warnings do not).
-    pub fn success(&self) -> bool {
-        !self.results.iter().any(|r| r.status.blocks())
-    }
 }
 
 /// `dp test`: the data tests and singular tests of the selected nodes against the published
@@ -319,7 +218,7 @@ pub async fn run_tests(
 
     let (project, graph) = (inputs.project, inputs.graph);
     let started = std::time::Instant::now();
-    let runtime = crate::execute::runtime_env(options.memory_limit);
+    let runtime = crate::session::runtime_env(options.memory_limit);
     let node = |subject: &Subject| match subject {
         Subject::Model(name) => NodeId::Model(name.clone()),
         Subject::Source(id) => NodeId::Source(id.clone()),
@@ -355,7 +254,7 @@ pub async fn run_tests(
                 name: &test.name,
                 kind: TestKind::Data,
                 subject: &test.subject.to_string(),
-                sql: &failing_rows_sql(test, &relation_sql(&test.subject), None),
+                sql: &failing_rows_sql(test, &crate::session::relation_sql(&test.subject), None),
                 config: &test.config,
                 relations: &relations,
                 defined_at: test.file.location(test.at.offset()),
@@ -423,10 +322,10 @@ async fn test_published(
     options: &TestOptions,
     test: &QueryTest<'_>,
 ) -> TestResult {
-    let session = crate::execute::new_session(runtime);
-    let scans = crate::execute::SourceScans::default();
+    let session = crate::session::new_session(runtime);
+    let scans = crate::session::SourceScans::default();
     for relation in test.relations {
-        let registered = crate::execute::register_relation(
+        let registered = crate::session::register_relation(
             &session,
             relation,
             &options.warehouse,

@@ -18,12 +18,12 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use serde_yaml::Value;
 
-use super::contract::sql_type;
-use super::{TestKind, TestResult, TestStatus};
+use crate::compile::ModelPlan;
 use crate::graph::ModelGraph;
-use crate::plan::ModelPlan;
 use crate::project::{ColumnProperties, Project, Relation, RowsFormat, UnitTest, UnitTestRows};
 use crate::render::{RenderContext, RenderedModel, Renderer};
+use crate::report::{TestKind, TestResult, TestStatus};
+use crate::session::contract::sql_type;
 
 /// Rows of a test: column names in order of appearance, and each row's values as text.
 struct Rows {
@@ -105,7 +105,7 @@ pub(crate) fn plan_for_test(
             ephemerals.insert(parent, rendered);
         }
     }
-    crate::plan::plan_model(&|parent| ephemerals.get(parent), &model).map_err(|e| e.to_string())
+    crate::compile::plan_model(&|parent| ephemerals.get(parent), &model).map_err(|e| e.to_string())
 }
 
 /// What is wrong with `test` that shows without running it, each as a message, the text to point

@@ -2,26 +2,27 @@
 //! Models run in dependency order, independent ones at the same time (up to `threads`); a model
 //! that fails skips its descendants only. In: a [`Plan`]. Out: a [`RunSummary`].
 
-mod session;
-
-pub(crate) use session::{SourceScans, new_session, register_relation, sql_error};
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
-use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::prelude::SessionContext;
 use miette::SourceSpan;
 use tokio::task::JoinSet;
 
-use crate::audit::{TestKind, TestResult, UnitTestInputs, run_query_test, run_unit_test};
+use crate::audit::{UnitTestInputs, run_query_test, run_unit_test};
+use crate::compile::{ModelPlan, Plan};
 use crate::graph::ModelGraph;
-use crate::plan::{ModelPlan, Plan};
+use crate::project::Relation;
 use crate::project::{MissingPartition, Project, Subject};
-use crate::render::{Materialization, RenderContext, Renderer};
+use crate::render::{RenderContext, Renderer};
+use crate::report::{ModelResult, ModelStatus, RunSummary, TestKind, TestResult};
 use crate::report::{Reporter, RunEvent};
-use crate::storage::{ModelTable, StorageError, Warehouse, WriteMode};
+use crate::session::{
+    SessionError, SourceScans, Warehouse, new_session, register_relation, runtime_env, sql_error,
+};
+use crate::storage::{ModelTable, StorageError, WriteMode};
 
 /// How a build runs.
 #[derive(Debug, Clone)]
@@ -39,132 +40,30 @@ pub struct BuildOptions {
     pub memory_limit: Option<usize>,
 }
 
-/// The outcome of one model in a run.
-#[derive(Debug, Clone)]
-pub struct ModelResult {
-    pub model: String,
-    pub materialized: Materialization,
-    pub status: ModelStatus,
-    /// Rows written.
-    pub rows: u64,
-    /// Partitions replaced (`col=value`), for a partitioned model.
-    pub partitions: Vec<String>,
-    /// The Delta version committed, if anything was.
-    pub version: Option<u64>,
-    /// How many files of each Parquet source (`source.table`) the model read: with a partition
-    /// filter, only the files of the partitions it selects.
-    pub source_files: BTreeMap<String, usize>,
-    /// The model's unit tests and data tests, in the order they ran.
-    pub tests: Vec<TestResult>,
-    pub elapsed: Duration,
-}
-
-/// Whether a model was built.
-#[derive(Debug, Clone)]
-pub enum ModelStatus {
-    Success,
-    Failed(Arc<ModelError>),
-    /// Not run because `because`, one of its upstream models, failed or was skipped.
-    Skipped {
-        because: String,
-    },
-    /// Nothing to build: a source it reads has no data for this build, and the source's
-    /// `on_missing_partition` is `skip`. Nothing was published; the run goes on.
-    NoData {
-        reason: String,
-    },
-}
-
-impl ModelResult {
-    /// A result with nothing written yet.
-    fn new(model: &ModelPlan, status: ModelStatus) -> Self {
-        Self {
-            model: model.name.clone(),
-            materialized: model.config.materialized,
-            status,
-            rows: 0,
-            partitions: Vec::new(),
-            version: None,
-            source_files: BTreeMap::new(),
-            tests: Vec::new(),
-            elapsed: Duration::ZERO,
-        }
+/// A result of `model` with nothing written yet.
+fn new_result(model: &ModelPlan, status: ModelStatus) -> ModelResult {
+    ModelResult {
+        model: model.name.clone(),
+        materialized: model.config.materialized.to_string(),
+        status,
+        rows: 0,
+        partitions: Vec::new(),
+        version: None,
+        source_files: BTreeMap::new(),
+        tests: Vec::new(),
+        elapsed: Duration::ZERO,
     }
 }
 
-impl ModelStatus {
-    /// Whether the run counts the model as done (built, or nothing to build by policy).
-    pub fn succeeded(&self) -> bool {
-        matches!(self, ModelStatus::Success | ModelStatus::NoData { .. })
-    }
-
-    /// Why the model was not built, in one line; `None` when it was.
-    pub fn message(&self) -> Option<String> {
-        match self {
-            ModelStatus::Success => None,
-            ModelStatus::Failed(error) => Some(error.to_string()),
-            ModelStatus::Skipped { because } => Some(format!("upstream `{because}` did not build")),
-            ModelStatus::NoData { reason } => Some(format!("skipped (no data): {reason}")),
-        }
-    }
-
-    /// A one-word name for the status.
-    pub fn name(&self) -> &'static str {
-        match self {
-            ModelStatus::Success => "success",
-            ModelStatus::Failed(_) => "error",
-            ModelStatus::Skipped { .. } => "skipped",
-            ModelStatus::NoData { .. } => "no_data",
-        }
-    }
-}
-
-/// Every model's outcome.
-#[derive(Debug, Clone)]
-pub struct RunSummary {
-    pub run_id: String,
-    pub results: Vec<ModelResult>,
-    pub elapsed: Duration,
-}
-
-impl RunSummary {
-    /// Whether every model was built, or had no data to build by its sources' policy.
-    pub fn success(&self) -> bool {
-        self.results.iter().all(|r| r.status.succeeded())
-    }
+/// A model that failed with `error`.
+fn failed(error: ModelError) -> ModelStatus {
+    ModelStatus::Failed(Arc::new(error))
 }
 
 /// Why a model failed.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[non_exhaustive]
 pub enum ModelError {
-    #[error("`{model}`: {message}")]
-    #[diagnostic(code(dp::sql))]
-    Sql {
-        model: String,
-        message: String,
-        #[source_code]
-        src: miette::NamedSource<Arc<str>>,
-        #[label("{label}")]
-        at: SourceSpan,
-        /// `here`, or which macro call wrote the offending SQL.
-        label: String,
-        #[help]
-        help: Option<String>,
-    },
-
-    #[error("source `{source_id}` cannot be read at {location}: {message}")]
-    #[diagnostic(code(dp::unreadable_source))]
-    Source {
-        source_id: String,
-        location: String,
-        message: String,
-        #[source_code]
-        src: miette::NamedSource<Arc<str>>,
-        #[label("declared here")]
-        at: SourceSpan,
-    },
-
     #[error("`{model}` cannot be published as defined in {}", file.display())]
     #[diagnostic(code(dp::definition))]
     Definition {
@@ -177,22 +76,6 @@ pub enum ModelError {
         #[source]
         #[diagnostic_source]
         error: StorageError,
-    },
-
-    #[error("{subject} does not match its declared columns")]
-    #[diagnostic(
-        code(dp::contract),
-        help(
-            "{differences}\nnothing was written: a schema change needs a person; change the data, the SQL or the declared columns"
-        )
-    )]
-    Contract {
-        subject: String,
-        differences: String,
-        #[source_code]
-        src: miette::NamedSource<Arc<str>>,
-        #[label("declared here")]
-        at: SourceSpan,
     },
 
     #[error(
@@ -228,6 +111,10 @@ pub enum ModelError {
     #[error("internal error: {message}")]
     #[diagnostic(code(dp::internal), help("this is a bug in dp; please report it"))]
     Internal { message: String },
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Session(#[from] SessionError),
 }
 
 impl ModelError {
@@ -253,21 +140,6 @@ impl ModelError {
 /// A fresh id for a run.
 pub fn new_run_id() -> String {
     uuid::Uuid::new_v4().to_string()
-}
-
-/// DataFusion's runtime for a build or a test run: a memory pool shared fairly by the operators
-/// that can spill, when there is a limit, and temporary files in the system's temporary folder.
-pub(crate) fn runtime_env(memory_limit: Option<usize>) -> Arc<RuntimeEnv> {
-    let mut builder = RuntimeEnvBuilder::new();
-    if let Some(limit) = memory_limit {
-        let top_consumers = std::num::NonZeroUsize::new(5).expect("5 is not zero");
-        builder = builder.with_memory_pool(Arc::new(TrackConsumersPool::new(
-            FairSpillPool::new(limit),
-            top_consumers,
-        )));
-    }
-    // As RuntimeEnv::default() does: the default disk manager creates nothing until it spills.
-    builder.build_arc().expect("the default runtime builds")
 }
 
 /// What every model task shares.
@@ -382,7 +254,7 @@ pub async fn build(
                 (None, None) => None,
             };
             if let Some(status) = status {
-                outcome.record(index, ModelResult::new(model, status));
+                outcome.record(index, new_result(model, status));
                 continue;
             }
             reporter.report(RunEvent::ModelStarted {
@@ -407,10 +279,7 @@ pub async fn build(
                     let failure = ModelError::Internal {
                         message: format!("`{}` waits on a model that waits on it", model.name),
                     };
-                    outcome.record(
-                        index,
-                        ModelResult::new(model, ModelStatus::Failed(Arc::new(failure))),
-                    );
+                    outcome.record(index, new_result(model, failed(failure)));
                 }
             }
             continue;
@@ -422,10 +291,7 @@ pub async fn build(
                 let failure = ModelError::Internal {
                     message: format!("building the model crashed: {error}"),
                 };
-                (
-                    index,
-                    ModelResult::new(to_build[index], ModelStatus::Failed(Arc::new(failure))),
-                )
+                (index, new_result(to_build[index], failed(failure)))
             }
         };
         outcome.record(index, result);
@@ -473,10 +339,10 @@ impl Outcomes<'_> {
 #[tracing::instrument(skip_all, fields(model = %model.name))]
 async fn run_model(context: &BuildContext, model: &ModelPlan) -> ModelResult {
     let started = Instant::now();
-    let mut result = ModelResult::new(model, ModelStatus::Success);
+    let mut result = new_result(model, ModelStatus::Success);
     if let Err(error) = publish_model(context, model, &mut result).await {
         tracing::info!(error = %error, "model failed");
-        result.status = ModelStatus::Failed(Arc::new(error));
+        result.status = failed(error);
         // Nothing of it was published.
         result.rows = 0;
         result.partitions.clear();
@@ -494,7 +360,7 @@ async fn run_model(context: &BuildContext, model: &ModelPlan) -> ModelResult {
 
 /// Run the model's unit tests, plan its SQL, write its result into its table, audit what was
 /// written, and commit it. (Its contracts were checked with the whole project, before the run:
-/// see `plan::check`; its sources' are checked again as they are registered.)
+/// see `check`; its sources' are checked again as they are registered.)
 async fn publish_model(
     context: &BuildContext,
     model: &ModelPlan,
@@ -512,16 +378,16 @@ async fn publish_model(
     }
     blocking_failures(model, &result.tests)?;
 
-    let (session, source_scans) = session::for_model(context, model).await?;
+    let (session, source_scans) = model_session(context, model).await?;
     let frame = session
         .sql(&model.sql)
         .await
-        .map_err(|error| session::sql_error(model, &error))?;
+        .map_err(|error| sql_error(model, &error))?;
     let output = Arc::new(frame.schema().as_arrow().clone());
     let physical = frame
         .create_physical_plan()
         .await
-        .map_err(|error| session::sql_error(model, &error))?;
+        .map_err(|error| sql_error(model, &error))?;
     result.source_files = source_scans.files_read();
     if let Some(reason) = missing_data(context, &source_scans)? {
         tracing::warn!(model = %model.name, %reason, "no data: nothing published");
@@ -539,7 +405,7 @@ async fn publish_model(
         .await
         .map_err(definition)?;
     let stream = datafusion::physical_plan::execute_stream(physical, session.task_ctx())
-        .map_err(|error| session::sql_error(model, &error))?;
+        .map_err(|error| sql_error(model, &error))?;
     let staged = table.stage(stream).await.map_err(definition)?;
     result.rows = staged.rows;
     result.partitions = staged.partitions().into_iter().collect();
@@ -562,6 +428,31 @@ async fn publish_model(
     Ok(())
 }
 
+/// A session holding exactly the tables `model` reads.
+async fn model_session(
+    context: &BuildContext,
+    model: &ModelPlan,
+) -> Result<(SessionContext, SourceScans), ModelError> {
+    let session = new_session(&context.runtime);
+    let source_scans = SourceScans::default();
+    let relations = model
+        .sources
+        .iter()
+        .map(|id| Relation::Source(id.clone()))
+        .chain(model.upstream.iter().map(|m| Relation::Model(m.clone())));
+    for relation in relations {
+        register_relation(
+            &session,
+            &relation,
+            &context.options.warehouse,
+            &context.project.sources,
+            &source_scans,
+        )
+        .await?;
+    }
+    Ok((session, source_scans))
+}
+
 /// The model's data tests, run on its staged rows (registered in `session` under a name no
 /// model can have).
 async fn audit_staged(
@@ -580,7 +471,7 @@ async fn audit_staged(
     let frame = table.staged_frame(session, staged).await?;
     session
         .register_table("staged-output", frame.into_view())
-        .map_err(|error| session::sql_error(model, &error))?;
+        .map_err(|error| sql_error(model, &error))?;
     let mut results = Vec::new();
     for test in tests {
         let defined_at = test.file.location(test.at.offset());

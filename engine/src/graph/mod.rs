@@ -11,7 +11,7 @@ use miette::SourceSpan;
 
 use crate::project::{Project, SourceTable};
 use crate::render::{RenderedModel, RenderedProject};
-pub use select::{SelectError, select};
+pub use select::{SelectError, select, split_test_types};
 
 /// A node of the graph: a model, or a declared source table.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

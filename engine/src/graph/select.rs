@@ -9,6 +9,7 @@ use std::sync::Arc;
 use miette::SourceSpan;
 
 use super::{ModelGraph, NodeId};
+use crate::report::TestKind;
 
 /// A selector that cannot be applied.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -51,6 +52,50 @@ pub enum SelectError {
         #[label("here")]
         at: SourceSpan,
     },
+
+    #[error("unknown test type `{kind}`")]
+    #[diagnostic(
+        code(dp::unknown_test_type),
+        help("use test_type:data, test_type:singular or test_type:unit")
+    )]
+    UnknownTestType {
+        kind: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("here")]
+        at: SourceSpan,
+    },
+}
+
+/// `dp test`'s selectors split: the node selectors, and the kinds of test `test_type:` picks
+/// (every kind when none does).
+pub fn split_test_types(
+    select: &[String],
+) -> Result<(Vec<String>, BTreeSet<TestKind>), SelectError> {
+    let all = [TestKind::Data, TestKind::Singular, TestKind::Unit];
+    let mut kinds = BTreeSet::new();
+    let mut nodes = Vec::new();
+    for word in select.iter().flat_map(|s| s.split_whitespace()) {
+        match word.strip_prefix("test_type:") {
+            Some(kind) => match all.iter().find(|k| k.name() == kind) {
+                Some(kind) => {
+                    kinds.insert(*kind);
+                }
+                None => {
+                    return Err(SelectError::UnknownTestType {
+                        kind: kind.to_string(),
+                        src: miette::NamedSource::new("--select", Arc::from(word)),
+                        at: (0, word.len()).into(),
+                    });
+                }
+            },
+            None => nodes.push(word.to_string()),
+        }
+    }
+    if kinds.is_empty() {
+        kinds.extend(all);
+    }
+    Ok((nodes, kinds))
 }
 
 /// The nodes picked by `select` (all nodes when empty) minus those picked by `exclude`.

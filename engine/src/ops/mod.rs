@@ -1,7 +1,8 @@
 //! OPERATIONS: what an operator runs on published tables, beside builds. In: a prepared project
 //! and its target. Out: what was done, per model.
 
-use crate::storage::{StorageError, VacuumOptions, Warehouse};
+use crate::session::Warehouse;
+use crate::storage::{StorageError, VacuumOptions};
 
 /// One model's vacuum: the files deleted (or that a dry run would delete), or why it failed.
 #[derive(Debug)]
@@ -27,7 +28,7 @@ pub async fn vacuum(
         }
         let outcome = match warehouse.table_url(name) {
             Ok(url) => crate::storage::vacuum(&warehouse.stores, name, &url, options).await,
-            Err(error) => Err(error),
+            Err(error) => Err(error.into()),
         };
         results.push(VacuumResult {
             model: name.clone(),

@@ -9,6 +9,7 @@ use minijinja::value::{Kwargs, Object, Rest};
 use minijinja::{Environment, Error, ErrorKind, State, Value};
 
 use crate::project::ModelConfigProperties;
+use crate::source::quote_identifier as quote;
 
 /// The name under which a render's [`RenderState`] sits in its context.
 pub(super) const STATE: &str = "__dp_render";
@@ -75,11 +76,6 @@ fn render_state(state: &State) -> Result<Arc<RenderState>, Error> {
         .lookup(STATE)
         .and_then(|value| value.downcast_object::<RenderState>())
         .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "not inside a dp render"))
-}
-
-/// A SQL identifier, quoted so that DataFusion keeps its case.
-pub fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 pub(super) fn register(env: &mut Environment<'static>) {

@@ -17,7 +17,6 @@ use rayon::prelude::*;
 pub use crate::project::{Materialization, ModelConfig};
 use crate::project::{ModelFile, Project};
 use crate::source::{SourceFile, span};
-pub use functions::quote as quote_identifier;
 use functions::{Problem, Recorded};
 
 /// The run's variables, from `--vars`; they override `vars:` of `dp_project.yml`.

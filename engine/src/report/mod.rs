@@ -1,12 +1,13 @@
-//! REPORT: what a run tells the outside world. The engine never prints: it sends [`RunEvent`]s to
+//! REPORT (the bottom layer: it imports nothing of the engine): what a run tells the outside world,
+//! the result types of builds and tests included. The engine never prints: it sends [`RunEvent`]s to
 //! a [`Reporter`] chosen by the caller, and writes `target/run_results.json` at the end of a run.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
-
-use crate::audit::{TestResult, TestSummary};
-use crate::execute::{ModelResult, RunSummary};
 
 /// Something that happened during a run.
 #[derive(Debug, Clone, Copy)]
@@ -59,7 +60,7 @@ struct RunResultsFile<'a> {
 #[derive(Serialize)]
 struct RunResultEntry<'a> {
     model: &'a str,
-    materialized: crate::render::Materialization,
+    materialized: &'a str,
     status: &'static str,
     rows: u64,
     partitions: &'a [String],
@@ -103,7 +104,7 @@ pub fn write_test_results(path: &Path, summary: &TestSummary) -> std::io::Result
 fn entry(result: &ModelResult) -> RunResultEntry<'_> {
     RunResultEntry {
         model: &result.model,
-        materialized: result.materialized,
+        materialized: &result.materialized,
         status: result.status.name(),
         rows: result.rows,
         partitions: &result.partitions,
@@ -130,4 +131,182 @@ fn write_json(path: &Path, file: &RunResultsFile<'_>) -> std::io::Result<()> {
     std::fs::rename(&temporary, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&temporary);
     })
+}
+
+/// The outcome of one model in a run.
+#[derive(Debug, Clone)]
+pub struct ModelResult {
+    pub model: String,
+    /// How it is stored: table, partitioned, ephemeral.
+    pub materialized: String,
+    pub status: ModelStatus,
+    /// Rows written.
+    pub rows: u64,
+    /// Partitions replaced (`col=value`), for a partitioned model.
+    pub partitions: Vec<String>,
+    /// The Delta version committed, if anything was.
+    pub version: Option<u64>,
+    /// How many files of each Parquet source (`source.table`) the model read: with a partition
+    /// filter, only the files of the partitions it selects.
+    pub source_files: BTreeMap<String, usize>,
+    /// The model's unit tests and data tests, in the order they ran.
+    pub tests: Vec<TestResult>,
+    pub elapsed: Duration,
+}
+
+/// Whether a model was built.
+#[derive(Debug, Clone)]
+pub enum ModelStatus {
+    Success,
+    /// Why, as the diagnostic the stage that failed made.
+    Failed(Arc<dyn miette::Diagnostic + Send + Sync>),
+    /// Not run because `because`, one of its upstream models, failed or was skipped.
+    Skipped {
+        because: String,
+    },
+    /// Nothing to build: a source it reads has no data for this build, and the source's
+    /// `on_missing_partition` is `skip`. Nothing was published; the run goes on.
+    NoData {
+        reason: String,
+    },
+}
+
+impl ModelStatus {
+    /// Whether the run counts the model as done (built, or nothing to build by policy).
+    pub fn succeeded(&self) -> bool {
+        matches!(self, ModelStatus::Success | ModelStatus::NoData { .. })
+    }
+
+    /// Why the model was not built, in one line; `None` when it was.
+    pub fn message(&self) -> Option<String> {
+        match self {
+            ModelStatus::Success => None,
+            ModelStatus::Failed(error) => Some(error.to_string()),
+            ModelStatus::Skipped { because } => Some(format!("upstream `{because}` did not build")),
+            ModelStatus::NoData { reason } => Some(format!("skipped (no data): {reason}")),
+        }
+    }
+
+    /// A one-word name for the status.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelStatus::Success => "success",
+            ModelStatus::Failed(_) => "error",
+            ModelStatus::Skipped { .. } => "skipped",
+            ModelStatus::NoData { .. } => "no_data",
+        }
+    }
+}
+
+/// Every model's outcome.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub results: Vec<ModelResult>,
+    pub elapsed: Duration,
+}
+
+impl RunSummary {
+    /// Whether every model was built, or had no data to build by its sources' policy.
+    pub fn success(&self) -> bool {
+        self.results.iter().all(|r| r.status.succeeded())
+    }
+}
+
+/// Every test's outcome.
+#[derive(Debug, Clone)]
+pub struct TestSummary {
+    pub run_id: String,
+    pub results: Vec<TestResult>,
+    pub elapsed: std::time::Duration,
+}
+
+impl TestSummary {
+    /// Whether no test stopped the run (warnings do not).
+    pub fn success(&self) -> bool {
+        !self.results.iter().any(|r| r.status.blocks())
+    }
+}
+
+/// The outcome of one test.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestResult {
+    pub name: String,
+    pub kind: TestKind,
+    /// The model or source it tests (for a singular test: its file).
+    pub subject: String,
+    pub status: TestStatus,
+    /// Failing rows (a unit test: rows missing or unexpected).
+    pub failures: u64,
+    /// The first failing rows as a table, for the report.
+    pub sample: Option<String>,
+    /// Where every failing row was written.
+    pub failures_file: Option<PathBuf>,
+    /// Why it failed, when a count does not say it: a unit test's diff, a query that failed.
+    pub detail: Option<String>,
+    /// Where the test is defined: `path:line`.
+    pub defined_at: Option<String>,
+}
+
+/// The three kinds of test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TestKind {
+    Data,
+    Singular,
+    Unit,
+}
+
+impl TestKind {
+    /// The name used by `test_type:` selectors.
+    pub fn name(self) -> &'static str {
+        match self {
+            TestKind::Data => "data",
+            TestKind::Singular => "singular",
+            TestKind::Unit => "unit",
+        }
+    }
+}
+
+impl TestResult {
+    /// The result, with where its test is defined.
+    pub fn defined_at(mut self, location: String) -> Self {
+        self.defined_at = Some(location);
+        self
+    }
+
+    /// A test that could not run, and why.
+    pub fn errored(name: &str, kind: TestKind, subject: &str, detail: String) -> Self {
+        Self {
+            name: name.to_string(),
+            kind,
+            subject: subject.to_string(),
+            status: TestStatus::Error,
+            failures: 0,
+            sample: None,
+            failures_file: None,
+            detail: Some(detail),
+            defined_at: None,
+        }
+    }
+}
+
+/// Whether a test passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TestStatus {
+    Pass,
+    /// Failed, at warn severity (or below its error threshold): the data is published.
+    Warn,
+    /// Failed at error severity: the data is not published.
+    Fail,
+    /// The test could not run (its query failed): counts as a failure.
+    Error,
+}
+
+impl TestStatus {
+    /// Whether the test stops publication and fails the run.
+    pub fn blocks(self) -> bool {
+        matches!(self, TestStatus::Fail | TestStatus::Error)
+    }
 }

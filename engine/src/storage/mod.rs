@@ -6,11 +6,9 @@
 mod layout;
 mod partition;
 mod schema;
-mod stores;
 mod vacuum;
 mod write_mode;
 
-pub use stores::{StoreWrapper, Stores};
 pub use vacuum::{VacuumOptions, vacuum};
 pub use write_mode::WriteMode;
 
@@ -38,6 +36,8 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
+
+use crate::session::{SessionError, Stores};
 
 /// Data files roll over to a new file past this size.
 const TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
@@ -134,15 +134,6 @@ pub enum StorageError {
     )]
     StagedFileMissing { model: String, file: String },
 
-    #[error("`{location}` cannot hold model tables")]
-    #[diagnostic(
-        code(dp::bad_warehouse),
-        help(
-            "a warehouse is a folder or a URL such as file:///data/warehouse or s3://bucket/prefix"
-        )
-    )]
-    BadWarehouse { location: String },
-
     #[error(
         "vacuum of `{model}` refused: a retention of {retain} is shorter than the table's minimum of {minimum}"
     )]
@@ -157,13 +148,6 @@ pub enum StorageError {
         retain: String,
         minimum: String,
     },
-
-    #[error("upstream model `{model}` has never been built (no table at {location})")]
-    #[diagnostic(
-        code(dp::not_built),
-        help("build it first, or select it too: --select +{model}")
-    )]
-    NotBuilt { model: String, location: String },
 
     #[error("Delta table at {location}: {source}")]
     #[diagnostic(code(dp::delta))]
@@ -188,37 +172,10 @@ pub enum StorageError {
         #[source]
         source: datafusion::error::DataFusionError,
     },
-}
 
-/// Where a run's model tables live: one Delta table per model under `url`, reached through
-/// `stores`.
-#[derive(Debug, Clone)]
-pub struct Warehouse {
-    pub url: Url,
-    pub stores: Stores,
-}
-
-impl Warehouse {
-    /// The warehouse at `url`, reached the default way.
-    pub fn at(url: Url) -> Self {
-        Self {
-            url,
-            stores: Stores::default(),
-        }
-    }
-
-    /// The URL of the Delta table of `model`: a folder URL, since the target checked its
-    /// warehouse can hold one (see `project::resolve_location`) and a model's name is letters,
-    /// digits and `_` only. A warehouse that still cannot is an error, not a panic.
-    pub fn table_url(&self, model: &str) -> Result<Url, StorageError> {
-        self.url
-            .join(&format!("{model}/"))
-            .ok()
-            .filter(|url| url.as_str().starts_with(self.url.as_str()))
-            .ok_or_else(|| StorageError::BadWarehouse {
-                location: self.url.to_string(),
-            })
-    }
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Session(#[from] SessionError),
 }
 
 /// The table at `url`, loaded at its latest version when it exists.
@@ -234,23 +191,6 @@ async fn open(stores: &Stores, url: &Url) -> Result<DeltaTable, StorageError> {
             .load()
             .await
             .map_err(|source| delta_error(url, source))?;
-    }
-    Ok(table)
-}
-
-/// Open the published table of an upstream model, for reading. A model's table is created by
-/// its first build's commit, so a table that exists holds a build (perhaps of zero rows).
-pub async fn open_published(
-    stores: &Stores,
-    url: &Url,
-    model: &str,
-) -> Result<DeltaTable, StorageError> {
-    let table = open(stores, url).await?;
-    if table.version().is_none() {
-        return Err(StorageError::NotBuilt {
-            model: model.to_string(),
-            location: url.to_string(),
-        });
     }
     Ok(table)
 }
@@ -938,7 +878,7 @@ mod tests {
         assert_eq!(first.commit(first_files).await.unwrap(), Some(0));
         assert_eq!(second.commit(second_files).await.unwrap(), Some(1));
         let url = Url::from_directory_path(dir.path().join("model")).unwrap();
-        let published = open_published(&Stores::default(), &url, "model")
+        let published = crate::session::open_published(&Stores::default(), &url, "model")
             .await
             .unwrap();
         assert_eq!(published.get_file_uris().unwrap().count(), 2);
@@ -955,7 +895,7 @@ mod tests {
         let staged = stage(&table, &[], 1).await;
         assert_eq!(table.commit(staged).await.unwrap(), Some(0));
         let url = Url::from_directory_path(dir.path().join("model")).unwrap();
-        let published = open_published(&Stores::default(), &url, "model")
+        let published = crate::session::open_published(&Stores::default(), &url, "model")
             .await
             .unwrap();
         assert_eq!(published.version(), Some(0));
@@ -982,7 +922,7 @@ mod tests {
         let v2 = second.commit(second_files).await.unwrap();
         assert_eq!((v1, v2), (Some(1), Some(2)));
         let url = Url::from_directory_path(dir.path().join("model")).unwrap();
-        let published = open_published(&Stores::default(), &url, "model")
+        let published = crate::session::open_published(&Stores::default(), &url, "model")
             .await
             .unwrap();
         assert_eq!(published.get_file_uris().unwrap().count(), 3);
@@ -1063,7 +1003,7 @@ mod tests {
         assert!(!crashed.exists() && !upload.exists());
         assert!(theirs.exists() && nested.exists());
         assert_eq!(
-            open_published(&Stores::default(), &url, "model")
+            crate::session::open_published(&Stores::default(), &url, "model")
                 .await
                 .unwrap()
                 .get_file_uris()

@@ -91,7 +91,7 @@ pub(super) fn predicate(adds: &[Add]) -> String {
             let terms: Vec<String> = values
                 .into_iter()
                 .map(|(column, value)| {
-                    let column = crate::render::quote_identifier(column);
+                    let column = crate::source::quote_identifier(column);
                     match value {
                         Some(value) => format!("{column} = '{}'", value.replace('\'', "''")),
                         None => format!("{column} IS NULL"),

@@ -11,7 +11,8 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use url::Url;
 
-use super::{StorageError, Stores, delta_error, layout, open, store_error};
+use super::{StorageError, delta_error, layout, open, store_error};
+use crate::session::Stores;
 
 /// How a vacuum runs.
 #[derive(Debug, Clone, Copy)]

@@ -1,9 +1,7 @@
-//! PLAN: the SQL each selected model runs. Ephemeral models are inlined into their consumers as
+//! COMPILE: the SQL each selected model runs. Ephemeral models are inlined into their consumers as
 //! CTEs (found with sqlparser, so a model's own `WITH` keeps working), and every byte of the
 //! compiled SQL can be traced back to the template it came from. In: a [`ModelGraph`] and the
 //! selected nodes. Out: a [`Plan`], in execution order.
-
-mod check;
 
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -19,8 +17,6 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 use crate::graph::{ModelGraph, NodeId};
 use crate::render::{ModelConfig, RenderedModel, SourceMap};
 use crate::source::{SourceFile, span};
-
-pub use check::{CheckError, check};
 
 /// The selected models, in execution order, with the SQL each runs.
 #[derive(Debug, Clone)]
@@ -219,7 +215,7 @@ pub fn plan_model<'a>(
         }
         sql.push_str(&format!(
             "{} as (\n",
-            crate::render::quote_identifier(&eph.name)
+            crate::source::quote_identifier(&eph.name)
         ));
         pieces.push(Piece {
             compiled: sql.len()..sql.len() + body.len(),

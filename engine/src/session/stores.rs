@@ -1,4 +1,4 @@
-//! The object stores a run reads and writes tables through: one place that builds them, so that
+//! SESSION: the object stores a run reads and writes tables through: one place that builds them, so that
 //! delta-rs (tables) and DataFusion (reading staged files, sources on the same store) share one
 //! client per store. Today a table's store is the one its URL names; a wrapper can stand
 //! between dp and every store (the fault tests make a share of calls fail through it).
@@ -9,7 +9,7 @@ use deltalake::DeltaTable;
 use object_store::ObjectStore;
 use url::Url;
 
-use super::{StorageError, delta_error};
+use super::SessionError;
 
 /// Wraps every object store a run uses.
 pub type StoreWrapper = Arc<dyn Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> + Send + Sync>;
@@ -38,18 +38,18 @@ impl Stores {
 
     /// The store at the root of `url`'s bucket or file system, as this run reaches it; `None`
     /// when dp reaches it the default way.
-    pub fn root_store(&self, url: &Url) -> Result<Option<Arc<dyn ObjectStore>>, StorageError> {
+    pub fn root_store(&self, url: &Url) -> Result<Option<Arc<dyn ObjectStore>>, SessionError> {
         let Some(wrapper) = &self.wrapper else {
             return Ok(None);
         };
         let root =
             Url::parse(&format!("{}://{}/", url.scheme(), url.authority())).map_err(|_| {
-                StorageError::BadWarehouse {
+                SessionError::BadWarehouse {
                     location: url.to_string(),
                 }
             })?;
         let (store, _) =
-            object_store::parse_url(&root).map_err(|source| StorageError::ObjectStore {
+            object_store::parse_url(&root).map_err(|source| SessionError::ObjectStore {
                 location: url.to_string(),
                 source,
             })?;
@@ -57,13 +57,16 @@ impl Stores {
     }
 
     /// The Delta table at `url` (not loaded).
-    pub(super) fn table(&self, url: &Url) -> Result<DeltaTable, StorageError> {
-        let mut builder = deltalake::DeltaTableBuilder::from_url(url.clone())
-            .map_err(|source| delta_error(url, source))?;
+    pub fn table(&self, url: &Url) -> Result<DeltaTable, SessionError> {
+        let delta = |source| SessionError::Delta {
+            location: url.to_string(),
+            source,
+        };
+        let mut builder = deltalake::DeltaTableBuilder::from_url(url.clone()).map_err(delta)?;
         if let Some(store) = self.root_store(url)? {
             builder = builder.with_storage_backend(store, url.clone());
         }
-        builder.build().map_err(|source| delta_error(url, source))
+        builder.build().map_err(delta)
     }
 
     /// Register this run's store of `url` with DataFusion's runtime, for reading sources.
@@ -71,10 +74,41 @@ impl Stores {
         &self,
         runtime: &datafusion::execution::runtime_env::RuntimeEnv,
         url: &Url,
-    ) -> Result<(), StorageError> {
+    ) -> Result<(), SessionError> {
         if let Some(store) = self.root_store(url)? {
             runtime.register_object_store(url, store);
         }
         Ok(())
+    }
+}
+
+/// Where a run's model tables live: one Delta table per model under `url`, reached through
+/// `stores`.
+#[derive(Debug, Clone)]
+pub struct Warehouse {
+    pub url: Url,
+    pub stores: Stores,
+}
+
+impl Warehouse {
+    /// The warehouse at `url`, reached the default way.
+    pub fn at(url: Url) -> Self {
+        Self {
+            url,
+            stores: Stores::default(),
+        }
+    }
+
+    /// The URL of the Delta table of `model`: a folder URL, since the target checked its
+    /// warehouse can hold one (see `project::resolve_location`) and a model's name is letters,
+    /// digits and `_` only. A warehouse that still cannot is an error, not a panic.
+    pub fn table_url(&self, model: &str) -> Result<Url, SessionError> {
+        self.url
+            .join(&format!("{model}/"))
+            .ok()
+            .filter(|url| url.as_str().starts_with(self.url.as_str()))
+            .ok_or_else(|| SessionError::BadWarehouse {
+                location: self.url.to_string(),
+            })
     }
 }

@@ -1,4 +1,4 @@
-//! Contracts: a relation's columns against the declared ones (`columns:` with `data_type`). A
+//! SESSION: contracts, a relation's columns against the declared ones (`columns:` with `data_type`). A
 //! missing, extra or retyped column is the seed's "schema change": the model stops before it
 //! writes anything.
 
@@ -88,7 +88,7 @@ pub async fn check_contract(
 }
 
 /// The arrow type DataFusion gives a SQL type name, as its own CAST would.
-pub(crate) async fn sql_type(session: &SessionContext, sql_type: &str) -> Result<DataType, String> {
+pub async fn sql_type(session: &SessionContext, sql_type: &str) -> Result<DataType, String> {
     let plan = session
         .state()
         .create_logical_plan(&format!("select cast(null as {sql_type}) as t"))

@@ -1,6 +1,12 @@
-//! The DataFusion session a model runs in: its sources and upstream models registered as tables.
-//! A Parquet source is registered behind a recorder that notes the files every scan plans to
-//! read: for the source's missing-partition policy, and for the run results.
+//! SESSION: DataFusion sessions and their runtime, shared by every stage that plans or reads:
+//! the object stores a run reaches tables through, sources and published model tables
+//! registered for reading (a source's declared columns checked as it is), SQL types, and
+//! DataFusion's errors mapped back to the user's file. A Parquet source is registered behind a
+//! recorder that notes the files every scan plans to read: for the source's missing-partition
+//! policy, and for the run results.
+
+pub mod contract;
+mod stores;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -21,16 +27,159 @@ use datafusion::logical_expr::TableProviderFilterPushDown;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{Expr, SessionConfig, SessionContext};
 
-use super::ModelError;
-use crate::audit::{Contract, check_contract};
-use crate::plan::{ModelPlan, sql_error_location};
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use miette::SourceSpan;
+use url::Url;
+
+use crate::compile::{ModelPlan, sql_error_location};
 use crate::project::{Relation, SourceFormat, SourceTable};
-use crate::storage::{StorageError, Warehouse, open_published};
+use crate::source::quote_identifier as quote;
+use contract::{Contract, check_contract};
+pub use stores::{StoreWrapper, Stores, Warehouse};
+
+/// Why a relation cannot be read, or a query cannot be planned.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[non_exhaustive]
+pub enum SessionError {
+    #[error("`{model}`: {message}")]
+    #[diagnostic(code(dp::sql))]
+    Sql {
+        model: String,
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("{label}")]
+        at: SourceSpan,
+        /// `here`, or which macro call wrote the offending SQL.
+        label: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("source `{source_id}` cannot be read at {location}: {message}")]
+    #[diagnostic(code(dp::unreadable_source))]
+    Source {
+        source_id: String,
+        location: String,
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("declared here")]
+        at: SourceSpan,
+    },
+
+    #[error("{subject} does not match its declared columns")]
+    #[diagnostic(
+        code(dp::contract),
+        help(
+            "{differences}\nnothing was written: a schema change needs a person; change the data, the SQL or the declared columns"
+        )
+    )]
+    Contract {
+        subject: String,
+        differences: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("declared here")]
+        at: SourceSpan,
+    },
+
+    #[error("upstream model `{model}` has never been built (no table at {location})")]
+    #[diagnostic(
+        code(dp::not_built),
+        help("build it first, or select it too: --select +{model}")
+    )]
+    NotBuilt { model: String, location: String },
+
+    #[error("`{location}` cannot hold model tables")]
+    #[diagnostic(
+        code(dp::bad_warehouse),
+        help(
+            "a warehouse is a folder or a URL such as file:///data/warehouse or s3://bucket/prefix"
+        )
+    )]
+    BadWarehouse { location: String },
+
+    #[error("Delta table at {location}: {source}")]
+    #[diagnostic(code(dp::delta))]
+    Delta {
+        location: String,
+        #[source]
+        source: deltalake::DeltaTableError,
+    },
+
+    #[error("object store at {location}: {source}")]
+    #[diagnostic(code(dp::object_store))]
+    ObjectStore {
+        location: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    #[error("internal error: {message}")]
+    #[diagnostic(code(dp::internal), help("this is a bug in dp; please report it"))]
+    Internal { message: String },
+}
+
+/// DataFusion's runtime for a build or a test run: a memory pool shared fairly by the operators
+/// that can spill, when there is a limit, and temporary files in the system's temporary folder.
+pub fn runtime_env(memory_limit: Option<usize>) -> Arc<RuntimeEnv> {
+    let mut builder = RuntimeEnvBuilder::new();
+    if let Some(limit) = memory_limit {
+        let top_consumers = std::num::NonZeroUsize::new(5).expect("5 is not zero");
+        builder = builder.with_memory_pool(Arc::new(TrackConsumersPool::new(
+            FairSpillPool::new(limit),
+            top_consumers,
+        )));
+    }
+    // As RuntimeEnv::default() does: the default disk manager creates nothing until it spills.
+    builder.build_arc().expect("the default runtime builds")
+}
+
+/// How SQL names a relation registered in a session: a model by its name, a source as
+/// `"source"."table"`.
+pub fn relation_sql(relation: &Relation) -> String {
+    match relation {
+        Relation::Model(name) => quote(name),
+        Relation::Source(id) => {
+            let (source, table) = id.split_once('.').unwrap_or(("", id));
+            format!("{}.{}", quote(source), quote(table))
+        }
+    }
+}
+
+/// Open the published table of an upstream model, for reading. A model's table is created by
+/// its first build's commit, so a table that exists holds a build (perhaps of zero rows).
+pub async fn open_published(
+    stores: &Stores,
+    url: &Url,
+    model: &str,
+) -> Result<deltalake::DeltaTable, SessionError> {
+    let mut table = stores.table(url)?;
+    let delta = |source| SessionError::Delta {
+        location: url.to_string(),
+        source,
+    };
+    if !table
+        .log_store()
+        .is_delta_table_location()
+        .await
+        .map_err(delta)?
+    {
+        return Err(SessionError::NotBuilt {
+            model: model.to_string(),
+            location: url.to_string(),
+        });
+    }
+    table.load().await.map_err(delta)?;
+    Ok(table)
+}
 
 /// Every scan of a Parquet source in a session: the source, the filters it was read with, and
 /// the files it plans to read.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct SourceScans(Arc<Mutex<Vec<SourceScan>>>);
+pub struct SourceScans(Arc<Mutex<Vec<SourceScan>>>);
 
 #[derive(Debug)]
 struct SourceScan {
@@ -45,7 +194,7 @@ impl SourceScans {
     }
 
     /// How many distinct files the scans of each source plan to read.
-    pub(crate) fn files_read(&self) -> BTreeMap<String, usize> {
+    pub fn files_read(&self) -> BTreeMap<String, usize> {
         let mut files: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         let scans = self.scans();
         for scan in scans.iter() {
@@ -60,7 +209,7 @@ impl SourceScans {
 
     /// The sources every scan of which found no file, with the filters of one such scan: a
     /// source one scan of which found files has data for this build.
-    pub(crate) fn missing(&self) -> Vec<(String, String)> {
+    pub fn missing(&self) -> Vec<(String, String)> {
         let scans = std::mem::take(&mut *self.scans());
         let mut empty: Vec<(String, String)> = Vec::new();
         for scan in &scans {
@@ -77,7 +226,7 @@ impl SourceScans {
 }
 
 /// A new session for one model's build or tests.
-pub(crate) fn new_session(
+pub fn new_session(
     runtime: &Arc<datafusion::execution::runtime_env::RuntimeEnv>,
 ) -> SessionContext {
     let config = SessionConfig::new().set_bool("datafusion.sql_parser.collect_spans", true);
@@ -85,20 +234,20 @@ pub(crate) fn new_session(
 }
 
 /// Register a model's published table or a source table in `session` (once), for reading.
-pub(crate) async fn register_relation(
+pub async fn register_relation(
     session: &SessionContext,
     relation: &Relation,
     warehouse: &Warehouse,
     sources: &std::collections::BTreeMap<String, SourceTable>,
     source_scans: &SourceScans,
-) -> Result<(), ModelError> {
-    let sql = crate::audit::relation_sql(relation);
+) -> Result<(), SessionError> {
+    let sql = relation_sql(relation);
     if session.table_exist(sql.as_str()).unwrap_or(false) {
         return Ok(());
     }
     match relation {
         Relation::Source(id) => {
-            let source = sources.get(id).ok_or_else(|| ModelError::Internal {
+            let source = sources.get(id).ok_or_else(|| SessionError::Internal {
                 message: format!("source `{id}` is not declared"),
             })?;
             register_source(session, source, source_scans).await
@@ -109,43 +258,18 @@ pub(crate) async fn register_relation(
             let provider =
                 delta_provider(session, &table)
                     .await
-                    .map_err(|source| StorageError::Delta {
+                    .map_err(|source| SessionError::Delta {
                         location: url.to_string(),
                         source,
                     })?;
             session
                 .register_table(TableReference::bare(name.as_str()), provider)
-                .map_err(|error| ModelError::Internal {
+                .map_err(|error| SessionError::Internal {
                     message: error.strip_backtrace(),
                 })?;
             Ok(())
         }
     }
-}
-
-/// A session holding exactly the tables `model` reads.
-pub(super) async fn for_model(
-    context: &super::BuildContext,
-    model: &ModelPlan,
-) -> Result<(SessionContext, SourceScans), ModelError> {
-    let session = new_session(&context.runtime);
-    let source_scans = SourceScans::default();
-    let relations = model
-        .sources
-        .iter()
-        .map(|id| Relation::Source(id.clone()))
-        .chain(model.upstream.iter().map(|m| Relation::Model(m.clone())));
-    for relation in relations {
-        register_relation(
-            &session,
-            &relation,
-            &context.options.warehouse,
-            &context.project.sources,
-            &source_scans,
-        )
-        .await?;
-    }
-    Ok((session, source_scans))
 }
 
 async fn delta_provider(
@@ -159,12 +283,12 @@ async fn delta_provider(
 /// Register a source table as `"source"."table"`: a listing table over its Parquet files, with
 /// its hive partition columns (so a filter on them skips whole folders), or a Delta table. Its
 /// columns are checked against the declared ones first.
-pub(crate) async fn register_source(
+pub async fn register_source(
     session: &SessionContext,
     source: &SourceTable,
     source_scans: &SourceScans,
-) -> Result<(), ModelError> {
-    let unreadable = |message: String| ModelError::Source {
+) -> Result<(), SessionError> {
+    let unreadable = |message: String| SessionError::Source {
         source_id: source.id(),
         location: source.location.to_string(),
         message,
@@ -225,7 +349,7 @@ pub(crate) async fn register_source(
         enforced: false,
     };
     if let Err(error) = check_contract(session, contract, &provider.schema()).await {
-        return Err(ModelError::Contract {
+        return Err(SessionError::Contract {
             subject: format!("source `{}`", source.id()),
             differences: error.to_string(),
             at: source
@@ -323,7 +447,7 @@ fn planned_files(plan: &Arc<dyn ExecutionPlan>) -> BTreeSet<String> {
 }
 
 /// A DataFusion error in a model's SQL, pointing at the model's file.
-pub(crate) fn sql_error(model: &ModelPlan, error: &DataFusionError) -> ModelError {
+pub fn sql_error(model: &ModelPlan, error: &DataFusionError) -> SessionError {
     let full = error.strip_backtrace();
     let diagnostic = error.diagnostic();
     let (file, at, message) = if let Some(diagnostic) = diagnostic
@@ -356,7 +480,7 @@ pub(crate) fn sql_error(model: &ModelPlan, error: &DataFusionError) -> ModelErro
         .chain(column_candidates(&full))
         .chain(signatures(&full))
         .collect();
-    ModelError::Sql {
+    SessionError::Sql {
         model: model.name.clone(),
         message,
         label: macro_call(&file, at).map_or_else(

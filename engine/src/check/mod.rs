@@ -14,11 +14,13 @@ use datafusion::prelude::SessionContext;
 use miette::SourceSpan;
 use tokio::task::JoinSet;
 
-use super::{ModelPlan, Plan};
-use crate::audit::{Contract, UnitTestInputs, check_contract};
-use crate::execute::{ModelError, SourceScans, new_session, register_relation, sql_error};
+use crate::audit::UnitTestInputs;
+use crate::compile::{ModelPlan, Plan};
 use crate::project::{DataTestKind, Project, Relation, Subject};
-use crate::storage::Warehouse;
+use crate::session::contract::{Contract, check_contract, sql_type};
+use crate::session::{
+    SessionError, SourceScans, Warehouse, new_session, register_relation, sql_error,
+};
 
 /// A mistake found by planning a model.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -26,7 +28,7 @@ use crate::storage::Warehouse;
 pub enum CheckError {
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Model(#[from] ModelError),
+    Session(#[from] SessionError),
 
     #[error("`{model}` is partitioned by `{column}`, which it does not output")]
     #[diagnostic(code(dp::partition_column))]
@@ -275,7 +277,7 @@ async fn declared_type_problems(project: &Project, session: &SessionContext) -> 
         let Some(data_type) = &column.data_type else {
             continue;
         };
-        if let Err(message) = crate::audit::sql_type(session, data_type).await {
+        if let Err(message) = sql_type(session, data_type).await {
             let at = file.find(data_type, file.find(&column.name, 0).offset());
             problems.push(CheckError::UnknownType {
                 data_type: data_type.clone(),
@@ -434,7 +436,7 @@ async fn check_model(
             enforced: true,
         };
         if let Err(error) = check_contract(session, contract, &schema).await {
-            problems.push(CheckError::Model(ModelError::Contract {
+            problems.push(CheckError::Session(SessionError::Contract {
                 subject: format!("the output of `{}`", model.name),
                 differences: error.to_string(),
                 at: file.find("contract", file.find(&model.name, 0).offset()),
