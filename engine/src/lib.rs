@@ -1,26 +1,48 @@
 //! dp's engine: load a SQL-first data project, render its templates, resolve the DAG, select,
-//! plan, execute in DataFusion and publish each model as a Delta Lake table.
+//! compile, check, execute in DataFusion and publish each model as a Delta Lake table.
 //!
-//! The stages run in this order, each a module: [`project`] → [`render`] → [`graph`] → [`plan`]
-//! → [`execute`] (with [`storage`]) → [`report`]. [`prepare`] chains the stages that need no data.
+//! One module per stage; each imports only the modules before it in this list, bottom first
+//! (`tests/layers.rs` fails on a back edge):
+//!
+//! 1. `report`: result and event types, run results: imports nothing of the engine
+//! 2. `source`: the user's files, spans, SQL quoting
+//! 3. [`project`]: load a project, one layered model config, targets
+//! 4. `render`: a renderer built once, one render per model with its context
+//! 5. `graph`: the DAG, selection, the scheduler
+//! 6. `compile`: ephemeral inlining, source maps
+//! 7. `session`: DataFusion sessions and runtime, object stores, registering relations,
+//!    contracts, SQL-error mapping
+//! 8. `storage`: Delta tables, write modes, staging and commits, vacuum
+//! 9. `audit`: data tests, unit tests
+//! 10. `check`: every model planned from schemas alone, every problem at once
+//! 11. `execute`: build orchestration
+//! 12. `ops`: operations on published tables (vacuum)
+//!
+//! This file is the facade over them: [`prepare`] (load, render, resolve, select), [`check`],
+//! and [`Prepared`]'s build, test and vacuum.
 
 // Diagnostics carry their source text and spans; they are built only on the error path, so their
 // size costs nothing where it matters and boxing them would only add noise.
 #![allow(clippy::result_large_err)]
 
-pub mod audit;
-pub mod check;
-pub mod compile;
+mod audit;
+mod check;
+mod compile;
 mod error;
-pub mod execute;
-pub mod graph;
-pub mod ops;
+mod execute;
+mod graph;
+mod ops;
 pub mod project;
-pub mod render;
+mod render;
 pub mod report;
-pub mod session;
-pub mod source;
-pub mod storage;
+mod session;
+mod source;
+mod storage;
+
+pub use compile::{ModelPlan, Plan};
+pub use ops::VacuumResult;
+pub use session::{StoreWrapper, Stores};
+pub use storage::VacuumOptions;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -55,29 +77,46 @@ pub struct Prepared {
     /// The target the run is for.
     pub target: project::Target,
     /// Renders the project's templates again (a unit test renders its model with its own vars).
-    pub renderer: Arc<Renderer>,
+    renderer: Arc<Renderer>,
     /// The run's vars and target, as templates see them.
-    pub context: RenderContext,
+    context: RenderContext,
     /// Every model that rendered, with the models that read only such models.
-    pub graph: ModelGraph,
-    pub selected: BTreeSet<NodeId>,
+    graph: ModelGraph,
+    selected: BTreeSet<NodeId>,
     /// The models that did not render: only `dp check` goes on without them.
-    pub render_problems: Vec<render::RenderError>,
+    render_problems: Vec<render::RenderError>,
 }
 
 /// What `dp build` may set over the target's settings.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct BuildSettings {
     /// Models built at once.
     pub threads: Option<usize>,
     /// The most memory the build's queries may hold, in bytes.
     pub memory_limit: Option<usize>,
+    /// How the build reaches its object stores (the default way, unless wrapped).
+    pub stores: Stores,
 }
 
 impl Prepared {
     /// Where this run's model tables live.
-    pub fn warehouse(&self) -> session::Warehouse {
+    fn warehouse(&self) -> session::Warehouse {
         session::Warehouse::at(self.target.warehouse.clone())
+    }
+
+    /// The selected nodes, in execution order, as `dp ls` shows them.
+    pub fn selected_nodes(&self) -> Vec<String> {
+        self.graph
+            .order()
+            .iter()
+            .filter(|node| self.selected.contains(node))
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    /// How many models rendered.
+    pub fn model_count(&self) -> usize {
+        self.graph.models.len()
     }
 
     /// Build the models of `plan` (what the check returned), then write the run's results.
@@ -94,7 +133,10 @@ impl Prepared {
             // keep the cores busy.
             .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
         let options = execute::BuildOptions {
-            warehouse: self.warehouse(),
+            warehouse: session::Warehouse {
+                url: self.target.warehouse.clone(),
+                stores: settings.stores,
+            },
             threads,
             run_id: execute::new_run_id(),
             failures_dir: audit::failures_dir(&self.project.root),
@@ -108,7 +150,7 @@ impl Prepared {
 
     /// Run the selected nodes' tests of `kinds` against the published data, then write the
     /// run's results.
-    pub async fn test(
+    async fn test(
         &self,
         kinds: BTreeSet<report::TestKind>,
         reporter: &dyn report::Reporter,
@@ -129,7 +171,7 @@ impl Prepared {
 
     /// Vacuum the selected models' tables.
     pub async fn vacuum(&self, options: &storage::VacuumOptions) -> Vec<ops::VacuumResult> {
-        ops::vacuum(self, &self.warehouse(), options).await
+        ops::vacuum(&self.graph, &self.selected, &self.warehouse(), options).await
     }
 
     /// `target/run_results.json`.
@@ -138,7 +180,7 @@ impl Prepared {
     }
 
     /// What a unit test (and the check of one) renders and plans its model with.
-    pub fn unit_test_inputs(&self) -> audit::UnitTestInputs<'_> {
+    fn unit_test_inputs(&self) -> audit::UnitTestInputs<'_> {
         audit::UnitTestInputs {
             project: &self.project,
             renderer: &self.renderer,
@@ -160,6 +202,23 @@ impl Prepared {
     }
 }
 
+/// `dp test`: split `test_type:` off the selectors, prepare and check the project, then run the
+/// selected nodes' tests of those kinds against the published data.
+pub async fn test(
+    options: &PrepareOptions,
+    reporter: &dyn report::Reporter,
+    on_prepared: impl FnOnce(&Prepared),
+) -> Result<report::TestSummary, Error> {
+    let (select, kinds) = graph::split_test_types(&options.select)?;
+    let prepared = prepare(&PrepareOptions {
+        select,
+        ..options.clone()
+    })?;
+    on_prepared(&prepared);
+    check(&prepared).await?;
+    prepared.test(kinds, reporter).await
+}
+
 /// Load, resolve the target, render, resolve and select: everything that needs no data. Models
 /// that do not render are left out of the graph and listed in `render_problems`.
 pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
@@ -175,6 +234,7 @@ pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
     };
     let renderer = Arc::new(Renderer::new(&project)?);
     let rendered = stage("render", || render::render(&renderer, &project, &context));
+    tracing::debug!(templates = renderer.renders(), "rendered");
     let graph = stage("resolve", || graph::resolve(&project, &rendered.project))?;
     let selected = graph::select(&graph, &options.select, &options.exclude)?;
     Ok(Prepared {

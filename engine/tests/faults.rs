@@ -10,9 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use datafusion::prelude::SessionContext;
-use dp_engine::execute::BuildOptions;
 use dp_engine::report::{ModelStatus, Reporter, RunEvent};
-use dp_engine::session::{Stores, Warehouse};
+use dp_engine::{BuildSettings, Stores};
 use futures::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path as StorePath;
 use object_store::{
@@ -249,17 +248,12 @@ async fn faults_in_any_store_call_never_publish_half_a_build() {
             })
             .unwrap();
             let plan = dp_engine::check(&prepared).await.unwrap();
-            let options = BuildOptions {
-                warehouse: Warehouse {
-                    url: prepared.target.warehouse.clone(),
-                    stores,
-                },
-                threads: 2,
-                run_id: format!("run-{number}"),
-                failures_dir: root.join("target/test_failures"),
-                memory_limit: None,
+            let settings = BuildSettings {
+                threads: Some(2),
+                stores,
+                ..Default::default()
             };
-            dp_engine::execute::build(&plan, prepared.unit_test_inputs(), &options, &Quiet).await
+            prepared.build(&plan, settings, &Quiet).await.unwrap()
         }
     };
 

@@ -13,6 +13,7 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<ExitCode> {
     let settings = BuildSettings {
         threads: args.threads,
         memory_limit: args.memory_limit,
+        ..Default::default()
     };
     let printer = Printer::new(global.log_format, global.quiet);
     let summary = runtime.block_on(prepared.build(&plan, settings, &printer))?;

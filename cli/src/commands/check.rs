@@ -72,7 +72,7 @@ fn check(
     let warnings = prepared.project.warnings.clone();
     let checked = runtime
         .block_on(dp_engine::check(&prepared))
-        .map(|_| prepared.graph.models.len())
+        .map(|_| prepared.model_count())
         .map_err(Box::new);
     (checked, warnings)
 }

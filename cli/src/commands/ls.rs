@@ -7,10 +7,8 @@ use crate::args::{GlobalArgs, SelectArgs};
 pub fn run(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<ExitCode> {
     let prepared = super::prepare(global, args)?;
     let mut out = String::new();
-    for node in prepared.graph.order() {
-        if prepared.selected.contains(node) {
-            out.push_str(&format!("{node}\n"));
-        }
+    for node in prepared.selected_nodes() {
+        out.push_str(&format!("{node}\n"));
     }
     super::out(&out);
     Ok(ExitCode::SUCCESS)

@@ -54,7 +54,7 @@ fn prepare_checked(
     runtime: &tokio::runtime::Runtime,
     global: &GlobalArgs,
     args: &SelectArgs,
-) -> miette::Result<(dp_engine::Prepared, dp_engine::compile::Plan)> {
+) -> miette::Result<(dp_engine::Prepared, dp_engine::Plan)> {
     let prepared = prepare_partial(global, args)?;
     let plan = runtime.block_on(dp_engine::check(&prepared))?;
     Ok((prepared, plan))

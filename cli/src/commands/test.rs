@@ -6,18 +6,14 @@ use crate::args::{GlobalArgs, SelectArgs};
 use crate::printer::Printer;
 
 pub fn run(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<ExitCode> {
-    let (select, kinds) =
-        dp_engine::graph::split_test_types(&args.select).map_err(dp_engine::Error::from)?;
-    let args = SelectArgs {
-        select,
-        exclude: args.exclude.clone(),
-        vars: args.vars.clone(),
-    };
-    // The same static check as build and compile: a test of a model that does not plan would
-    // only fail later, less clearly.
     let runtime = super::runtime()?;
-    let (prepared, _) = super::prepare_checked(&runtime, global, &args)?;
     let printer = Printer::new(global.log_format, global.quiet);
-    let summary = runtime.block_on(prepared.test(kinds, &printer))?;
+    // The engine splits `test_type:` off the selectors and runs the same static check as build
+    // and compile first.
+    let summary = runtime.block_on(dp_engine::test(
+        &super::prepare_options(global, args),
+        &printer,
+        |prepared| super::show_warnings(global, &prepared.project),
+    ))?;
     Ok(super::exit_code(summary.success()))
 }

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use dp_engine::storage::VacuumOptions;
+use dp_engine::VacuumOptions;
 
 use crate::args::{GlobalArgs, VacuumArgs};
 

@@ -1,6 +1,9 @@
 //! OPERATIONS: what an operator runs on published tables, beside builds. In: a prepared project
 //! and its target. Out: what was done, per model.
 
+use std::collections::BTreeSet;
+
+use crate::graph::{ModelGraph, NodeId};
 use crate::session::Warehouse;
 use crate::storage::{StorageError, VacuumOptions};
 
@@ -13,17 +16,18 @@ pub struct VacuumResult {
 
 /// Vacuum the tables of the selected stored models, one after the other, in execution order.
 pub async fn vacuum(
-    prepared: &crate::Prepared,
+    graph: &ModelGraph,
+    selected: &BTreeSet<NodeId>,
     warehouse: &Warehouse,
     options: &VacuumOptions,
 ) -> Vec<VacuumResult> {
     let mut results = Vec::new();
-    for node in prepared.graph.order() {
-        let crate::graph::NodeId::Model(name) = node else {
+    for node in graph.order() {
+        let NodeId::Model(name) = node else {
             continue;
         };
-        let stored = !prepared.graph.models[name].config.is_ephemeral();
-        if !stored || !prepared.selected.contains(node) {
+        let stored = !graph.models[name].config.is_ephemeral();
+        if !stored || !selected.contains(node) {
             continue;
         }
         let outcome = match warehouse.table_url(name) {

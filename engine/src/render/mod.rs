@@ -14,7 +14,7 @@ use miette::SourceSpan;
 use minijinja::{Environment, OutputSpanKind, UndefinedBehavior, Value};
 use rayon::prelude::*;
 
-pub use crate::project::{Materialization, ModelConfig};
+pub use crate::project::ModelConfig;
 use crate::project::{ModelFile, Project};
 use crate::source::{SourceFile, span};
 use functions::{Problem, Recorded};

@@ -5,6 +5,9 @@ use crate::project::{Materialization, ModelConfig};
 
 /// What a commit does with the table's existing files.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Append and Merge are the write modes of incremental models, which no materialization asks
+// for yet: the commit already handles them, `open_for_build` refuses them until then.
+#[allow(dead_code)]
 pub enum WriteMode {
     /// Every file is replaced: the table holds exactly this build's rows.
     ReplaceTable,

@@ -141,7 +141,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert_eq!(prepared.graph.models.len(), 60);
+        assert_eq!(prepared.model_count(), 60);
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(dp_engine::check(&prepared)).unwrap();
     }

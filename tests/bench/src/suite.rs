@@ -406,13 +406,17 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let model = &prepared.graph.models["daily_summary"];
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let plan = runtime.block_on(dp_engine::check(&prepared)).unwrap();
+        let model = plan
+            .models
+            .iter()
+            .find(|m| m.name == "daily_summary")
+            .unwrap();
         assert!(
             model.sql.contains("where date = '2024-01-15'"),
             "{}",
             model.sql
         );
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(dp_engine::check(&prepared)).unwrap();
     }
 }
