@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 
 use crate::audit::UnitTestInputs;
 use crate::compile::{ModelPlan, Plan};
+use crate::graph::Scheduler;
 use crate::project::{DataTestKind, Project, Relation, Subject};
 use crate::session::contract::{Contract, check_contract, sql_type};
 use crate::session::{
@@ -156,34 +157,30 @@ pub async fn check(
         .enumerate()
         .map(|(i, model)| (model.name.as_str(), i))
         .collect();
-    let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); plan.models.len()];
-    let mut waiting: Vec<usize> = vec![0; plan.models.len()];
+    let mut scheduler = Scheduler::new(plan.models.len());
     for (i, model) in plan.models.iter().enumerate() {
         for upstream in &model.upstream {
             // An upstream model outside the plan is never planned, and neither is this one.
-            waiting[i] += 1;
-            if let Some(&parent) = index.get(upstream.as_str()) {
-                consumers[parent].push(i);
-            }
+            scheduler.add_wait(i, index.get(upstream.as_str()).copied());
         }
     }
     let state = Arc::new(session.state());
     let mut planning = JoinSet::new();
-    let start = |planning: &mut JoinSet<_>, i: usize| {
-        let model: &ModelPlan = &plan.models[i];
-        if model
-            .sources
-            .iter()
-            .any(|id| unreadable.contains_key(id.as_str()))
-        {
-            return;
+    let start_ready = |planning: &mut JoinSet<_>, scheduler: &mut Scheduler| {
+        while let Some(i) = scheduler.next_ready() {
+            let model: &ModelPlan = &plan.models[i];
+            if model
+                .sources
+                .iter()
+                .any(|id| unreadable.contains_key(id.as_str()))
+            {
+                continue;
+            }
+            let (state, sql) = (state.clone(), model.sql.clone());
+            planning.spawn(async move { (i, state.create_logical_plan(&sql).await) });
         }
-        let (state, sql) = (state.clone(), model.sql.clone());
-        planning.spawn(async move { (i, state.create_logical_plan(&sql).await) });
     };
-    for i in (0..plan.models.len()).filter(|&i| waiting[i] == 0) {
-        start(&mut planning, i);
-    }
+    start_ready(&mut planning, &mut scheduler);
     let mut found: Vec<Vec<CheckError>> = (0..plan.models.len()).map(|_| Vec::new()).collect();
     let mut schemas: BTreeMap<Relation, SchemaRef> = BTreeMap::new();
     while let Some(planned) = planning.join_next().await {
@@ -205,12 +202,9 @@ pub async fn check(
                 continue;
             }
         }
-        for &consumer in &consumers[i] {
-            waiting[consumer] -= 1;
-            if waiting[consumer] == 0 {
-                start(&mut planning, consumer);
-            }
-        }
+        // Only a model planned cleanly lets its readers be planned against it.
+        scheduler.finish(i);
+        start_ready(&mut planning, &mut scheduler);
     }
 
     for id in project.sources.keys() {

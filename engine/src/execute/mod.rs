@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::audit::{UnitTestInputs, run_query_test, run_unit_test};
 use crate::compile::{ModelPlan, Plan};
-use crate::graph::ModelGraph;
+use crate::graph::{ModelGraph, Scheduler};
 use crate::project::Relation;
 use crate::project::{MissingPartition, Project, Subject};
 use crate::render::{RenderContext, Renderer};
@@ -217,21 +217,21 @@ pub async fn build(
         finished: 0,
         reporter,
     };
-    let mut started_models = vec![false; total];
+    let mut scheduler = Scheduler::new(total);
+    for (index, model) in to_build.iter().enumerate() {
+        for dependency in dependencies(project, model) {
+            if let Some(&upstream) = in_build.get(dependency) {
+                scheduler.add_wait(index, Some(upstream));
+            }
+        }
+    }
     let mut running = JoinSet::new();
     let mut task_model = HashMap::new();
     while outcome.finished < total {
-        for (index, model) in to_build.iter().enumerate() {
-            if started_models[index] || running.len() >= threads {
-                continue;
-            }
-            let waits_for: Vec<usize> = dependencies(project, model)
-                .filter_map(|u| in_build.get(u).copied())
-                .collect();
-            if waits_for.iter().any(|&u| outcome.results[u].is_none()) {
-                continue;
-            }
-            started_models[index] = true;
+        while running.len() < threads
+            && let Some(index) = scheduler.next_ready()
+        {
+            let model = to_build[index];
             // Only what the model reads decides whether it can build: a model its tests read
             // is read as published, whatever became of it in this run.
             let upstream_results = model
@@ -255,6 +255,7 @@ pub async fn build(
             };
             if let Some(status) = status {
                 outcome.record(index, new_result(model, status));
+                scheduler.finish(index);
                 continue;
             }
             reporter.report(RunEvent::ModelStarted {
@@ -263,26 +264,22 @@ pub async fn build(
                 total,
             });
             let context = context.clone();
-            let model = (*model).clone();
+            let model = model.clone();
             let task = running.spawn(async move { run_model(&context, &model).await });
             task_model.insert(task.id(), index);
         }
         let Some(joined) = running.join_next_with_id().await else {
-            if outcome.finished < total && started_models.iter().all(|s| *s) {
-                continue;
-            }
             // Nothing runs and nothing can start: models wait on each other, which the check
             // rules out (relationship tests that close a cycle are reported there).
-            for (index, model) in to_build.iter().enumerate() {
-                if !started_models[index] {
-                    started_models[index] = true;
-                    let failure = ModelError::Internal {
-                        message: format!("`{}` waits on a model that waits on it", model.name),
-                    };
-                    outcome.record(index, new_result(model, failed(failure)));
-                }
+            let stuck: Vec<usize> = scheduler.never_started().collect();
+            for index in stuck {
+                let model = to_build[index];
+                let failure = ModelError::Internal {
+                    message: format!("`{}` waits on a model that waits on it", model.name),
+                };
+                outcome.record(index, new_result(model, failed(failure)));
             }
-            continue;
+            break;
         };
         let (index, result) = match joined {
             Ok((id, result)) => (task_model[&id], result),
@@ -295,6 +292,7 @@ pub async fn build(
             }
         };
         outcome.record(index, result);
+        scheduler.finish(index);
     }
     let summary = RunSummary {
         run_id: options.run_id.clone(),

@@ -1,7 +1,8 @@
-//! RESOLVE: the `ref()`/`source()` calls recorded while rendering become a DAG of models and
+//! RESOLVE, SELECT, SCHEDULE: the `ref()`/`source()` calls recorded while rendering become a DAG of models and
 //! sources, checked for cycles. In: a [`Project`] and its [`RenderedProject`]. Out: a
 //! [`ModelGraph`] whose node order is an execution order.
 
+mod schedule;
 mod select;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -11,6 +12,7 @@ use miette::SourceSpan;
 
 use crate::project::{Project, SourceTable};
 use crate::render::{RenderedModel, RenderedProject};
+pub use schedule::Scheduler;
 pub use select::{SelectError, select, split_test_types};
 
 /// A node of the graph: a model, or a declared source table.
