@@ -24,13 +24,13 @@ pub fn related_models<'a>(
     project: &'a crate::project::Project,
     model: &str,
 ) -> impl Iterator<Item = &'a str> {
-    use crate::project::{DataTestKind, Subject};
+    use crate::project::{DataTestKind, NodeId};
     project
-        .data_tests_of(&Subject::Model(model.to_string()))
+        .data_tests_of(&NodeId::Model(model.to_string()))
         .iter()
         .filter_map(|test| match &test.kind {
             DataTestKind::Relationships {
-                to: Subject::Model(to),
+                to: NodeId::Model(to),
                 ..
             } => Some(to.as_str()),
             _ => None,
@@ -212,17 +212,12 @@ pub async fn run_tests(
     options: &TestOptions,
     reporter: &dyn crate::report::Reporter,
 ) -> TestSummary {
-    use crate::graph::NodeId;
-    use crate::project::{Relation, Subject, TestConfig};
+    use crate::project::{NodeId, TestConfig};
     use crate::report::RunEvent;
 
     let (project, graph) = (inputs.project, inputs.graph);
     let started = std::time::Instant::now();
     let runtime = crate::session::runtime_env(options.memory_limit);
-    let node = |subject: &Subject| match subject {
-        Subject::Model(name) => NodeId::Model(name.clone()),
-        Subject::Source(id) => NodeId::Source(id.clone()),
-    };
     let mut results = Vec::new();
     let report = |result: &TestResult, results: &Vec<TestResult>| {
         reporter.report(RunEvent::TestFinished {
@@ -244,7 +239,7 @@ pub async fn run_tests(
         for test in project
             .data_tests
             .iter()
-            .filter(|t| selected.contains(&node(&t.subject)))
+            .filter(|t| selected.contains(&t.subject))
         {
             let mut relations = vec![test.subject.clone()];
             if let crate::project::DataTestKind::Relationships { to, .. } = &test.kind {
@@ -266,17 +261,17 @@ pub async fn run_tests(
     }
     if options.kinds.contains(&TestKind::Singular) {
         for test in &graph.singular_tests {
-            let relations: Vec<Relation> = test
+            let relations: Vec<NodeId> = test
                 .refs
                 .iter()
-                .map(|c| Relation::Model(c.target.clone()))
+                .map(|c| NodeId::Model(c.target.clone()))
                 .chain(
                     test.sources
                         .iter()
-                        .map(|c| Relation::Source(c.target.clone())),
+                        .map(|c| NodeId::Source(c.target.clone())),
                 )
                 .collect();
-            if !relations.iter().any(|r| selected.contains(&node(r))) && !relations.is_empty() {
+            if !relations.iter().any(|r| selected.contains(r)) && !relations.is_empty() {
                 continue;
             }
             let query = QueryTest {
@@ -310,7 +305,7 @@ struct QueryTest<'a> {
     sql: &'a str,
     config: &'a TestConfig,
     /// What the query reads.
-    relations: &'a [crate::project::Relation],
+    relations: &'a [crate::project::NodeId],
     /// `path:line` of its definition.
     defined_at: String,
 }

@@ -20,7 +20,7 @@ use serde_yaml::Value;
 
 use crate::compile::ModelPlan;
 use crate::graph::ModelGraph;
-use crate::project::{ColumnProperties, Project, Relation, RowsFormat, UnitTest, UnitTestRows};
+use crate::project::{ColumnProperties, NodeId, Project, RowsFormat, UnitTest, UnitTestRows};
 use crate::render::{RenderContext, RenderedModel, Renderer};
 use crate::report::{TestKind, TestResult, TestStatus};
 use crate::session::contract::sql_type;
@@ -115,7 +115,7 @@ pub(crate) async fn unit_test_problems(
     session: &SessionContext,
     inputs: UnitTestInputs<'_>,
     test: &UnitTest,
-    schemas: &BTreeMap<Relation, datafusion::arrow::datatypes::SchemaRef>,
+    schemas: &BTreeMap<NodeId, datafusion::arrow::datatypes::SchemaRef>,
 ) -> Vec<(String, String, Option<String>)> {
     let properties = &test.properties;
     let mut problems = Vec::new();
@@ -163,7 +163,7 @@ pub(crate) async fn unit_test_problems(
     match read_rows(&properties.expect) {
         Err(error) => problems.push((format!("expect: {error}"), "expect".into(), None)),
         Ok(expected) => {
-            let output = Relation::Model(properties.model.clone());
+            let output = NodeId::Model(properties.model.clone());
             if let Some(schema) = schemas.get(&output) {
                 let whose = format!("the output of `{}`", properties.model);
                 problems.extend(missing(&expected.columns, schema, &whose));
@@ -199,8 +199,8 @@ async fn run(inputs: UnitTestInputs<'_>, test: &UnitTest) -> Result<Option<(u64,
     let needed = model
         .upstream
         .iter()
-        .map(|m| Relation::Model(m.clone()))
-        .chain(model.sources.iter().map(|s| Relation::Source(s.clone())));
+        .map(|m| NodeId::Model(m.clone()))
+        .chain(model.sources.iter().map(|s| NodeId::Source(s.clone())));
     for relation in needed {
         if !given.contains(&relation) {
             return Err(format!(
@@ -308,7 +308,7 @@ fn read_rows(rows: &UnitTestRows) -> Result<Rows, String> {
 
 /// The columns declared for a model or source table, with their SQL types where declared; a
 /// source's hive partition columns are text.
-fn declared_columns(project: &Project, relation: &Relation) -> Vec<(String, Option<String>)> {
+fn declared_columns(project: &Project, relation: &NodeId) -> Vec<(String, Option<String>)> {
     let typed = |columns: &[ColumnProperties]| -> Vec<(String, Option<String>)> {
         columns
             .iter()
@@ -316,12 +316,12 @@ fn declared_columns(project: &Project, relation: &Relation) -> Vec<(String, Opti
             .collect()
     };
     match relation {
-        Relation::Model(name) => project
+        NodeId::Model(name) => project
             .models
             .get(name)
             .and_then(|m| m.properties.as_ref())
             .map_or_else(Vec::new, |p| typed(&p.columns)),
-        Relation::Source(id) => project.sources.get(id).map_or_else(Vec::new, |source| {
+        NodeId::Source(id) => project.sources.get(id).map_or_else(Vec::new, |source| {
             let mut columns = typed(&source.columns);
             for partition in &source.partitioned_by {
                 if !columns.iter().any(|(name, _)| name == partition) {
@@ -398,15 +398,11 @@ fn typed(texts: &[Option<String>], data_type: &DataType) -> Result<ArrayRef, Str
     cast_with_options(&strings, data_type, &options).map_err(|e| e.to_string())
 }
 
-fn register(
-    session: &SessionContext,
-    relation: &Relation,
-    batch: RecordBatch,
-) -> Result<(), String> {
+fn register(session: &SessionContext, relation: &NodeId, batch: RecordBatch) -> Result<(), String> {
     let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(|e| e.to_string())?;
     let reference = match relation {
-        Relation::Model(name) => TableReference::bare(name.as_str()),
-        Relation::Source(id) => {
+        NodeId::Model(name) => TableReference::bare(name.as_str()),
+        NodeId::Source(id) => {
             let (source, table) = id.split_once('.').unwrap_or(("", id));
             let catalog = session
                 .catalog("datafusion")

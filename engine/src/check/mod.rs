@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use crate::audit::UnitTestInputs;
 use crate::compile::{ModelPlan, Plan};
 use crate::graph::Scheduler;
-use crate::project::{DataTestKind, Project, Relation, Subject};
+use crate::project::{DataTestKind, NodeId, Project};
 use crate::session::contract::{Contract, check_contract, sql_type};
 use crate::session::{
     SessionError, SourceScans, Warehouse, new_session, register_relation, sql_error,
@@ -143,7 +143,7 @@ pub async fn check(
         .collect();
     let mut unreadable: BTreeMap<&str, CheckError> = BTreeMap::new();
     for id in read {
-        let relation = Relation::Source(id.to_string());
+        let relation = NodeId::Source(id.to_string());
         if let Err(problem) =
             register_relation(&session, &relation, &warehouse, &project.sources, &scans).await
         {
@@ -182,7 +182,7 @@ pub async fn check(
     };
     start_ready(&mut planning, &mut scheduler);
     let mut found: Vec<Vec<CheckError>> = (0..plan.models.len()).map(|_| Vec::new()).collect();
-    let mut schemas: BTreeMap<Relation, SchemaRef> = BTreeMap::new();
+    let mut schemas: BTreeMap<NodeId, SchemaRef> = BTreeMap::new();
     while let Some(planned) = planning.join_next().await {
         let (i, planned) =
             planned.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
@@ -194,7 +194,7 @@ pub async fn check(
                 continue;
             }
         };
-        schemas.insert(Relation::Model(model.name.clone()), schema.clone());
+        schemas.insert(NodeId::Model(model.name.clone()), schema.clone());
         match check_model(project, model, &session, schema).await {
             Ok(declared) => found[i] = declared,
             Err(problem) => {
@@ -213,14 +213,14 @@ pub async fn check(
             .table_provider(TableReference::partial(source, table))
             .await
         {
-            schemas.insert(Relation::Source(id.clone()), provider.schema());
+            schemas.insert(NodeId::Source(id.clone()), provider.schema());
         }
     }
     let mut problems = declared_type_problems(project, &session).await;
     problems.extend(relationship_problems(project, plan, &report));
     for test in &project.unit_tests {
         let model = &test.properties.model;
-        if !report(model) || !schemas.contains_key(&Relation::Model(model.clone())) {
+        if !report(model) || !schemas.contains_key(&NodeId::Model(model.clone())) {
             continue;
         }
         let found = crate::audit::unit_test_problems(&session, inputs, test, &schemas).await;
@@ -309,9 +309,9 @@ fn relationship_problems(
     };
     let mut problems = Vec::new();
     for model in plan.models.iter().filter(|m| report(&m.name)) {
-        for test in project.data_tests_of(&Subject::Model(model.name.clone())) {
+        for test in project.data_tests_of(&NodeId::Model(model.name.clone())) {
             let DataTestKind::Relationships {
-                to: Subject::Model(to),
+                to: NodeId::Model(to),
                 ..
             } = &test.kind
             else {
@@ -399,7 +399,7 @@ async fn check_model(
             });
         }
     }
-    for test in project.data_tests_of(&Subject::Model(model.name.clone())) {
+    for test in project.data_tests_of(&NodeId::Model(model.name.clone())) {
         if let Some(column) = &test.column
             && !columns.contains(&column.as_str())
         {

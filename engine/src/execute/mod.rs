@@ -14,8 +14,7 @@ use tokio::task::JoinSet;
 use crate::audit::{UnitTestInputs, run_query_test, run_unit_test};
 use crate::compile::{ModelPlan, Plan};
 use crate::graph::{ModelGraph, Scheduler};
-use crate::project::Relation;
-use crate::project::{MissingPartition, Project, Subject};
+use crate::project::{MissingPartition, NodeId, Project};
 use crate::render::{RenderContext, Renderer};
 use crate::report::{ModelResult, ModelStatus, RunSummary, TestKind, TestResult};
 use crate::report::{Reporter, RunEvent};
@@ -436,8 +435,8 @@ async fn model_session(
     let relations = model
         .sources
         .iter()
-        .map(|id| Relation::Source(id.clone()))
-        .chain(model.upstream.iter().map(|m| Relation::Model(m.clone())));
+        .map(|id| NodeId::Source(id.clone()))
+        .chain(model.upstream.iter().map(|m| NodeId::Model(m.clone())));
     for relation in relations {
         register_relation(
             &session,
@@ -462,7 +461,7 @@ async fn audit_staged(
 ) -> Result<Vec<TestResult>, ModelError> {
     let tests = context
         .project
-        .data_tests_of(&Subject::Model(model.name.clone()));
+        .data_tests_of(&NodeId::Model(model.name.clone()));
     if tests.is_empty() {
         return Ok(Vec::new());
     }
@@ -476,7 +475,7 @@ async fn audit_staged(
         let staged = "\"staged-output\"";
         let mut parent = None;
         if let crate::project::DataTestKind::Relationships { to, .. } = &test.kind {
-            if *to == Subject::Model(model.name.clone()) {
+            if *to == NodeId::Model(model.name.clone()) {
                 // A relationship within the model itself is checked against its new rows.
                 parent = Some(staged);
             } else if let Err(error) = register_relation(

@@ -10,26 +10,11 @@ use std::sync::Arc;
 
 use miette::SourceSpan;
 
+pub use crate::project::NodeId;
 use crate::project::{Project, SourceTable};
 use crate::render::{RenderedModel, RenderedProject};
 pub use schedule::Scheduler;
 pub use select::{SelectError, select, split_test_types};
-
-/// A node of the graph: a model, or a declared source table.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum NodeId {
-    Source(String),
-    Model(String),
-}
-
-impl std::fmt::Display for NodeId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            NodeId::Source(id) => write!(f, "source:{id}"),
-            NodeId::Model(name) => f.write_str(name),
-        }
-    }
-}
 
 /// Models and sources with their dependency edges, in execution order.
 #[derive(Debug, Clone)]

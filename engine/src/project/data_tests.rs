@@ -10,31 +10,29 @@ use serde_yaml::Value;
 use super::LoadError;
 use crate::source::SourceFile;
 
-/// What a data test reads: a model, or a source table (`source.table`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Subject {
-    Model(String),
+/// The one identity of a node of the project: a model, or a declared source table
+/// (`source.table`). Sources order before models.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NodeId {
     Source(String),
+    Model(String),
 }
 
-impl std::fmt::Display for Subject {
+impl std::fmt::Display for NodeId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Subject::Model(name) => f.write_str(name),
-            Subject::Source(id) => write!(f, "source:{id}"),
+            NodeId::Source(id) => write!(f, "source:{id}"),
+            NodeId::Model(name) => f.write_str(name),
         }
     }
 }
-
-/// A relation a test names in its arguments: `ref('model')` or `source('source', 'table')`.
-pub type Relation = Subject;
 
 /// One assertion on the rows of a model or source table.
 #[derive(Debug, Clone)]
 pub struct DataTest {
     /// Unique in the project, such as `not_null_stg_events_event_id`.
     pub name: String,
-    pub subject: Subject,
+    pub subject: NodeId,
     pub column: Option<String>,
     pub kind: DataTestKind,
     pub config: TestConfig,
@@ -53,7 +51,7 @@ pub enum DataTestKind {
     /// Every non-null value of the column is one of `values`.
     AcceptedValues { values: Vec<Value>, quote: bool },
     /// Every non-null value of the column is a value of `field` in `to`.
-    Relationships { to: Relation, field: String },
+    Relationships { to: NodeId, field: String },
     /// Every row satisfies the SQL `expression` (after the column name, on a column).
     ExpressionIsTrue { expression: String },
     /// No combination of values of `columns` appears twice.
@@ -165,7 +163,7 @@ impl Threshold {
 
 /// Where a test entry was declared.
 pub(super) struct Declared<'a> {
-    pub subject: Subject,
+    pub subject: NodeId,
     pub column: Option<&'a str>,
     pub file: &'a SourceFile,
     /// Where the subject's entry starts in the file.
@@ -351,8 +349,8 @@ fn invalid(declared: &Declared<'_>, needle: &str, message: &str) -> LoadError {
 fn line_of(declared: &Declared<'_>) -> usize {
     let name = match (&declared.subject, declared.column) {
         (_, Some(column)) => column.to_string(),
-        (Subject::Model(name), None) => name.clone(),
-        (Subject::Source(id), None) => id.rsplit('.').next().unwrap_or(id).to_string(),
+        (NodeId::Model(name), None) => name.clone(),
+        (NodeId::Source(id), None) => id.rsplit('.').next().unwrap_or(id).to_string(),
     };
     declared.file.find(&name, declared.from).offset()
 }
@@ -416,7 +414,7 @@ fn parse_config(config: &BTreeMap<String, Value>) -> Result<TestConfig, String> 
 }
 
 /// `ref('x')` or `source('a', 'b')`, with either kind of quotes.
-pub fn parse_relation(text: &str) -> Option<Relation> {
+pub fn parse_relation(text: &str) -> Option<NodeId> {
     let text = text.trim();
     let (function, rest) = text.split_once('(')?;
     let inner = rest.strip_suffix(')')?;
@@ -425,24 +423,19 @@ pub fn parse_relation(text: &str) -> Option<Relation> {
         .map(|a| a.trim().trim_matches(|c| c == '\'' || c == '"'))
         .collect();
     match (function.trim(), args.as_slice()) {
-        ("ref", [model]) if !model.is_empty() => Some(Relation::Model(model.to_string())),
+        ("ref", [model]) if !model.is_empty() => Some(NodeId::Model(model.to_string())),
         ("source", [source, table]) if !source.is_empty() && !table.is_empty() => {
-            Some(Relation::Source(format!("{source}.{table}")))
+            Some(NodeId::Source(format!("{source}.{table}")))
         }
         _ => None,
     }
 }
 
 /// dbt's way of naming a test: `<test>_<subject>_<column>`, plus what sets it apart.
-fn default_name(
-    test: &str,
-    subject: &Subject,
-    column: Option<&str>,
-    kind: &DataTestKind,
-) -> String {
+fn default_name(test: &str, subject: &NodeId, column: Option<&str>, kind: &DataTestKind) -> String {
     let subject = match subject {
-        Subject::Model(name) => name.clone(),
-        Subject::Source(id) => format!("source_{}", id.replace('.', "_")),
+        NodeId::Model(name) => name.clone(),
+        NodeId::Source(id) => format!("source_{}", id.replace('.', "_")),
     };
     let mut parts = vec![test.to_string(), subject];
     parts.extend(column.map(str::to_string));
@@ -484,7 +477,7 @@ mod tests {
         parse(
             &value,
             &Declared {
-                subject: Subject::Model("orders".into()),
+                subject: NodeId::Model("orders".into()),
                 column,
                 file: &file,
                 from: 0,
@@ -532,11 +525,11 @@ mod tests {
     fn relations_are_refs_or_sources() {
         assert_eq!(
             parse_relation("ref('users')"),
-            Some(Relation::Model("users".into()))
+            Some(NodeId::Model("users".into()))
         );
         assert_eq!(
             parse_relation("source(\"raw\", 'users')"),
-            Some(Relation::Source("raw.users".into()))
+            Some(NodeId::Source("raw.users".into()))
         );
         assert_eq!(parse_relation("users"), None);
     }

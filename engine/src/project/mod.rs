@@ -20,7 +20,7 @@ pub use config::{
     parse_byte_size, parse_duration,
 };
 pub use data_tests::{
-    DataTest, DataTestKind, Relation, Severity, Subject, TestConfig, Threshold, parse_relation,
+    DataTest, DataTestKind, NodeId, Severity, TestConfig, Threshold, parse_relation,
 };
 pub use model_config::{InvalidConfig, Materialization, ModelConfig};
 pub use target::Target;
@@ -78,7 +78,7 @@ pub enum LoadWarning {
 pub struct UnitTest {
     pub properties: UnitTestProperties,
     /// Each `given` input, parsed.
-    pub inputs: Vec<Relation>,
+    pub inputs: Vec<NodeId>,
     pub file: SourceFile,
     pub at: SourceSpan,
 }
@@ -114,7 +114,7 @@ pub struct SourceTable {
 
 impl Project {
     /// The data tests of one model or source table.
-    pub fn data_tests_of(&self, subject: &Subject) -> &[DataTest] {
+    pub fn data_tests_of(&self, subject: &NodeId) -> &[DataTest] {
         let start = self.data_tests.partition_point(|t| t.subject < *subject);
         let end = self.data_tests.partition_point(|t| t.subject <= *subject);
         &self.data_tests[start..end]
@@ -441,7 +441,7 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
             }
             collect_tests(
                 cursor,
-                Subject::Model(model.name.clone()),
+                NodeId::Model(model.name.clone()),
                 &model.data_tests,
                 &model.columns,
                 &file,
@@ -453,7 +453,7 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
             for table in &source.tables {
                 collect_tests(
                     0,
-                    Subject::Source(format!("{}.{}", source.name, table.name)),
+                    NodeId::Source(format!("{}.{}", source.name, table.name)),
                     &table.data_tests,
                     &table.columns,
                     &file,
@@ -476,14 +476,14 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
     for test in &data_tests {
         if let DataTestKind::Relationships { to, .. } = &test.kind {
             let known = match to {
-                Relation::Model(name) => models.contains_key(name),
-                Relation::Source(id) => sources.contains_key(id),
+                NodeId::Model(name) => models.contains_key(name),
+                NodeId::Source(id) => sources.contains_key(id),
             };
             if !known {
                 problems.push(LoadError::InvalidTest {
                     message: match to {
-                        Relation::Model(name) => format!("test `{}` relates to unknown model `{name}`", test.name),
-                        Relation::Source(id) => format!("test `{}` relates to undeclared source `{id}`", test.name),
+                        NodeId::Model(name) => format!("test `{}` relates to unknown model `{name}`", test.name),
+                        NodeId::Source(id) => format!("test `{}` relates to undeclared source `{id}`", test.name),
                     },
                     src: test.file.named(),
                     at: test.at,
@@ -555,7 +555,7 @@ fn attach_model_properties(
 /// Read the tests of a subject and of its columns, declared from byte `from` of `file` on.
 fn collect_tests(
     from: usize,
-    subject: Subject,
+    subject: NodeId,
     tests: &[serde_yaml::Value],
     columns: &[ColumnProperties],
     file: &SourceFile,
@@ -624,8 +624,8 @@ fn check_unit_test(
     }
     for given in &test.properties.given {
         let known = match parse_relation(&given.input) {
-            Some(Relation::Model(name)) => models.contains_key(&name),
-            Some(Relation::Source(id)) => sources.contains_key(&id),
+            Some(NodeId::Model(name)) => models.contains_key(&name),
+            Some(NodeId::Source(id)) => sources.contains_key(&id),
             None => false,
         };
         if !known {

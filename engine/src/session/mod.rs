@@ -33,7 +33,7 @@ use miette::SourceSpan;
 use url::Url;
 
 use crate::compile::{ModelPlan, sql_error_location};
-use crate::project::{Relation, SourceFormat, SourceTable};
+use crate::project::{NodeId, SourceFormat, SourceTable};
 use crate::source::quote_identifier as quote;
 use contract::{Contract, check_contract};
 pub use stores::{StoreWrapper, Stores, Warehouse};
@@ -139,10 +139,10 @@ pub fn runtime_env(memory_limit: Option<usize>) -> Arc<RuntimeEnv> {
 
 /// How SQL names a relation registered in a session: a model by its name, a source as
 /// `"source"."table"`.
-pub fn relation_sql(relation: &Relation) -> String {
+pub fn relation_sql(relation: &NodeId) -> String {
     match relation {
-        Relation::Model(name) => quote(name),
-        Relation::Source(id) => {
+        NodeId::Model(name) => quote(name),
+        NodeId::Source(id) => {
             let (source, table) = id.split_once('.').unwrap_or(("", id));
             format!("{}.{}", quote(source), quote(table))
         }
@@ -236,7 +236,7 @@ pub fn new_session(
 /// Register a model's published table or a source table in `session` (once), for reading.
 pub async fn register_relation(
     session: &SessionContext,
-    relation: &Relation,
+    relation: &NodeId,
     warehouse: &Warehouse,
     sources: &std::collections::BTreeMap<String, SourceTable>,
     source_scans: &SourceScans,
@@ -246,13 +246,13 @@ pub async fn register_relation(
         return Ok(());
     }
     match relation {
-        Relation::Source(id) => {
+        NodeId::Source(id) => {
             let source = sources.get(id).ok_or_else(|| SessionError::Internal {
                 message: format!("source `{id}` is not declared"),
             })?;
             register_source(session, source, source_scans).await
         }
-        Relation::Model(name) => {
+        NodeId::Model(name) => {
             let url = warehouse.table_url(name)?;
             let table = open_published(&warehouse.stores, &url, name).await?;
             let provider =
