@@ -3,14 +3,17 @@
 //! ends succeeded or failed cleanly, every version of every table reads whole, and the next run
 //! without faults succeeds. `DP_FAULT_RUNS` sets how many faulty runs (default 24).
 
+mod common;
+
 use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use common::{Quiet, copy_dir};
 use datafusion::prelude::SessionContext;
-use dp_engine::report::{ModelStatus, Reporter, RunEvent};
+use dp_engine::report::ModelStatus;
 use dp_engine::{BuildSettings, Stores};
 use futures::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path as StorePath;
@@ -140,24 +143,6 @@ impl ObjectStore for Flaky {
     ) -> Result<()> {
         self.dice.roll("rename", from)?;
         self.inner.rename_opts(from, to, options).await
-    }
-}
-
-struct Quiet;
-
-impl Reporter for Quiet {
-    fn report(&self, _: RunEvent<'_>) {}
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
     }
 }
 

@@ -3,9 +3,12 @@
 //! load, render, check and build; every run succeeds or fails with diagnostics that say where.
 //! `PROPTEST_CASES=2000 cargo test -p dp-engine --test fuzz` runs it longer (default: 48).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use dp_engine::report::{ModelStatus, Reporter, RunEvent};
+use common::{Quiet, copy_dir};
+use dp_engine::report::ModelStatus;
 use miette::Diagnostic;
 use proptest::prelude::*;
 
@@ -149,28 +152,6 @@ fn apply(text: &str, edit: &Edit) -> String {
             let mut out = lines.clone();
             out.insert(line, lines[line]);
             out.join("\n")
-        }
-    }
-}
-
-struct Quiet;
-
-impl Reporter for Quiet {
-    fn report(&self, _: RunEvent<'_>) {}
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name == "warehouse" || name == "target" {
-            continue;
-        }
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to.join(name));
-        } else {
-            std::fs::copy(entry.path(), to.join(name)).unwrap();
         }
     }
 }

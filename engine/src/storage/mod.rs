@@ -149,22 +149,6 @@ pub enum StorageError {
         minimum: String,
     },
 
-    #[error("Delta table at {location}: {source}")]
-    #[diagnostic(code(dp::delta))]
-    Delta {
-        location: String,
-        #[source]
-        source: DeltaTableError,
-    },
-
-    #[error("object store at {location}: {source}")]
-    #[diagnostic(code(dp::object_store))]
-    ObjectStore {
-        location: String,
-        #[source]
-        source: object_store::Error,
-    },
-
     #[error("reading the output of `{model}`: {source}")]
     #[diagnostic(code(dp::execution))]
     Execution {
@@ -759,17 +743,17 @@ fn file_name(path: &str) -> &str {
 }
 
 fn store_error(url: &Url, source: object_store::Error) -> StorageError {
-    StorageError::ObjectStore {
+    StorageError::Session(SessionError::ObjectStore {
         location: url.to_string(),
         source,
-    }
+    })
 }
 
 fn delta_error(url: &Url, source: DeltaTableError) -> StorageError {
-    StorageError::Delta {
+    StorageError::Session(SessionError::Delta {
         location: url.to_string(),
         source,
-    }
+    })
 }
 
 #[cfg(test)]
