@@ -191,14 +191,9 @@ impl Prepared {
 
     /// The project, when every model rendered; else every render problem.
     pub fn complete(mut self) -> Result<Self, Error> {
-        match self.render_problems.len() {
-            0 => Ok(self),
-            1 => Err(self.render_problems.remove(0).into()),
-            _ => Err(render::RenderError::Many {
-                problems: std::mem::take(&mut self.render_problems),
-            }
-            .into()),
-        }
+        let found = std::mem::take(&mut self.render_problems);
+        source::problems(found, |problems| render::RenderError::Many { problems })?;
+        Ok(self)
     }
 }
 
@@ -266,14 +261,9 @@ pub async fn check(prepared: &Prepared) -> Result<compile::Plan, Error> {
         .collect();
     problems.extend(plan_problems.into_iter().map(Error::from));
     problems.extend(check_problems.into_iter().map(Error::Checked));
-    match problems.len() {
-        0 => {
-            plan.models.retain(|model| selected(&model.name));
-            Ok(plan)
-        }
-        1 => Err(problems.remove(0)),
-        _ => Err(Error::Check { problems }),
-    }
+    source::problems(problems, |problems| Error::Check { problems })?;
+    plan.models.retain(|model| selected(&model.name));
+    Ok(plan)
 }
 
 /// Run one stage and log how long it took (at debug level: `-vv`).

@@ -83,6 +83,16 @@ pub fn span(range: std::ops::Range<usize>, text_len: usize) -> SourceSpan {
     (start, end - start).into()
 }
 
+/// The one collector of a stage's problems: none is `Ok`, one is that problem, many are
+/// `many(problems)` (a diagnostic relating them all).
+pub fn problems<E>(mut found: Vec<E>, many: impl FnOnce(Vec<E>) -> E) -> Result<(), E> {
+    match found.len() {
+        0 => Ok(()),
+        1 => Err(found.remove(0)),
+        _ => Err(many(found)),
+    }
+}
+
 /// A SQL identifier, quoted so that DataFusion keeps its case.
 pub fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

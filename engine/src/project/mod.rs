@@ -504,22 +504,19 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
     let singular_tests = read_tree(root, "tests", "sql")?;
 
     let macros = read_tree(root, "macros", "sql")?;
-    match problems.len() {
-        0 => Ok(Project {
-            root: root.to_path_buf(),
-            config,
-            config_file,
-            models,
-            sources,
-            macros,
-            data_tests,
-            unit_tests,
-            singular_tests,
-            warnings,
-        }),
-        1 => Err(problems.remove(0)),
-        _ => Err(LoadError::Many { problems }),
-    }
+    crate::source::problems(problems, |problems| LoadError::Many { problems })?;
+    Ok(Project {
+        root: root.to_path_buf(),
+        config,
+        config_file,
+        models,
+        sources,
+        macros,
+        data_tests,
+        unit_tests,
+        singular_tests,
+        warnings,
+    })
 }
 
 fn attach_model_properties(
