@@ -83,6 +83,8 @@ pub struct Prepared {
     /// Every model that rendered, with the models that read only such models.
     graph: ModelGraph,
     selected: BTreeSet<NodeId>,
+    /// No `--select` or `--exclude` was given.
+    selects_everything: bool,
     /// The models that did not render: only `dp check` goes on without them.
     render_problems: Vec<render::RenderError>,
 }
@@ -169,9 +171,24 @@ impl Prepared {
         Ok(summary)
     }
 
-    /// Vacuum the selected models' tables.
+    /// Vacuum the selected models' tables. Selecting everything takes every model of the
+    /// project, also those that did not render (a vacuum needs no vars).
     pub async fn vacuum(&self, options: &storage::VacuumOptions) -> Vec<ops::VacuumResult> {
-        ops::vacuum(&self.graph, &self.selected, &self.warehouse(), options).await
+        let models: Vec<String> = if self.selects_everything {
+            self.project.models.keys().cloned().collect()
+        } else {
+            let stored = |name: &String| !self.graph.models[name].config.is_ephemeral();
+            self.graph
+                .order()
+                .iter()
+                .filter(|node| self.selected.contains(node))
+                .filter_map(|node| match node {
+                    NodeId::Model(name) if stored(name) => Some(name.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        ops::vacuum(&models, &self.warehouse(), options).await
     }
 
     /// `target/run_results.json`.
@@ -239,6 +256,7 @@ pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
         context,
         graph,
         selected,
+        selects_everything: options.select.is_empty() && options.exclude.is_empty(),
         render_problems: rendered.problems,
     })
 }

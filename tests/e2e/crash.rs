@@ -134,7 +134,7 @@ fn a_killed_build_leaves_the_old_or_the_new_rows_and_a_vacuum_cleans_up() {
     project.dp_ok(&["build", "--vars", "build=99"]);
     assert_eq!(builds(&project, "tagged_events", "count(*)").0, ["99"]);
     // No build can be running now: a zero retention is safe (and needs --force).
-    project.dp_ok(&["vacuum", "--vars", "build=0", "--retain", "0s", "--force"]);
+    project.dp_ok(&["vacuum", "--retain", "0s", "--force"]);
     assert_eq!(
         orphans(&project),
         BTreeSet::new(),
@@ -190,27 +190,19 @@ fn a_vacuum_keeps_files_younger_than_the_retention_and_no_build_deletes_them() {
     );
 
     // The default retention (7 days) keeps them.
-    project.dp_ok(&["vacuum", "--vars", "build=0"]);
+    project.dp_ok(&["vacuum"]);
     assert!(
         staged.iter().all(|f| f.exists()),
         "a young file was vacuumed"
     );
     // A retention under the table's minimum is refused unless forced.
-    let refused = project.dp(&["vacuum", "--vars", "build=0", "--retain", "1h"]);
+    let refused = project.dp(&["vacuum", "--retain", "1h"]);
     let text = crate::support::both(&refused);
     assert_eq!(refused.status.code(), Some(1), "{text}");
     assert!(text.contains("dp::vacuum_retention"), "{text}");
     assert!(staged.iter().all(|f| f.exists()));
     // A dry run lists them and deletes nothing.
-    let listed = project.dp_ok(&[
-        "vacuum",
-        "--vars",
-        "build=0",
-        "--retain",
-        "0s",
-        "--force",
-        "--dry-run",
-    ]);
+    let listed = project.dp_ok(&["vacuum", "--retain", "0s", "--force", "--dry-run"]);
     assert!(listed.contains("part-00000-in-flight"), "{listed}");
     assert!(
         listed.contains("part-00001-in-flight.snappy.parquet#1"),
@@ -219,7 +211,7 @@ fn a_vacuum_keeps_files_younger_than_the_retention_and_no_build_deletes_them() {
     assert!(staged.iter().all(|f| f.exists()));
 
     std::thread::sleep(Duration::from_millis(20));
-    project.dp_ok(&["vacuum", "--vars", "build=0", "--retain", "0s", "--force"]);
+    project.dp_ok(&["vacuum", "--retain", "0s", "--force"]);
     assert!(
         staged.iter().all(|f| !f.exists()),
         "an orphaned file survived"

@@ -7,7 +7,8 @@ use dp_engine::VacuumOptions;
 use crate::args::{GlobalArgs, VacuumArgs};
 
 pub fn run(global: &GlobalArgs, args: &VacuumArgs) -> miette::Result<ExitCode> {
-    let prepared = super::prepare(global, &args.select)?;
+    // Models whose templates need vars not given are vacuumed all the same.
+    let prepared = super::prepare_partial(global, &args.select)?;
     let options = VacuumOptions {
         retain: args.retain.unwrap_or(prepared.target.vacuum_retention),
         dry_run: args.dry_run,

@@ -1,9 +1,6 @@
 //! OPERATIONS: what an operator runs on published tables, beside builds. In: a prepared project
 //! and its target. Out: what was done, per model.
 
-use std::collections::BTreeSet;
-
-use crate::graph::{ModelGraph, NodeId};
 use crate::session::Warehouse;
 use crate::storage::{StorageError, VacuumOptions};
 
@@ -14,22 +11,15 @@ pub struct VacuumResult {
     pub outcome: Result<Vec<String>, StorageError>,
 }
 
-/// Vacuum the tables of the selected stored models, one after the other, in execution order.
+/// Vacuum the tables of `models`, one after the other. A model without a table (never built, or
+/// ephemeral) has nothing to vacuum.
 pub async fn vacuum(
-    graph: &ModelGraph,
-    selected: &BTreeSet<NodeId>,
+    models: &[String],
     warehouse: &Warehouse,
     options: &VacuumOptions,
 ) -> Vec<VacuumResult> {
     let mut results = Vec::new();
-    for node in graph.order() {
-        let NodeId::Model(name) = node else {
-            continue;
-        };
-        let stored = !graph.models[name].config.is_ephemeral();
-        if !stored || !selected.contains(node) {
-            continue;
-        }
+    for name in models {
         let outcome = match warehouse.table_url(name) {
             Ok(url) => crate::storage::vacuum(&warehouse.stores, name, &url, options).await,
             Err(error) => Err(error.into()),
