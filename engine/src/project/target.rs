@@ -1,6 +1,6 @@
 //! LOAD: a target of `dp_project.yml`, resolved: where its tables live and how its runs go. A
-//! warehouse must not lie inside a source, a model table of another target, or hold a source
-//! inside one of its own model tables: cleanup could then reach another table's files.
+//! warehouse must not lie inside a source or inside another target's warehouse (nor hold one),
+//! and no source may lie inside one of its model tables: cleanup could reach another's files.
 
 use std::time::Duration;
 
@@ -95,7 +95,7 @@ impl Project {
     }
 
     /// Refuse a warehouse whose tables could share files with a source or another target's
-    /// tables.
+    /// warehouse.
     fn check_nesting(
         &self,
         name: &str,
@@ -141,20 +141,10 @@ impl Project {
             if other_warehouse == *warehouse {
                 continue;
             }
-            let into_other = tables(&other_warehouse)
-                .into_iter()
-                .find(|t| inside(warehouse, t));
-            let from_other = own_tables.iter().find(|t| inside(&other_warehouse, t));
-            if let Some(table) = into_other {
+            if inside(warehouse, &other_warehouse) || inside(&other_warehouse, warehouse) {
                 return Err(nested(
                     format!("the warehouse {warehouse}"),
-                    format!("the model table {table} of target `{other}`"),
-                ));
-            }
-            if let Some(table) = from_other {
-                return Err(nested(
-                    format!("the warehouse {other_warehouse} of target `{other}`"),
-                    format!("the model table {table}"),
+                    format!("the warehouse {other_warehouse} of target `{other}` (or holds it)"),
                 ));
             }
         }
@@ -167,5 +157,52 @@ impl Project {
         let target = file.find(&format!("{name}:"), 0);
         let key = file.find(&format!("{key}:"), target.offset());
         file.find(value, key.offset())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(config: &str) -> (tempfile::TempDir, Project) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("dp_project.yml"), config).unwrap();
+        std::fs::create_dir_all(dir.path().join("models")).unwrap();
+        std::fs::write(dir.path().join("models/m.sql"), "select 1 as x").unwrap();
+        std::fs::write(
+            dir.path().join("models/sources.yml"),
+            "sources:\n  - name: raw\n    location: data/raw\n    tables: [{name: events}]\n",
+        )
+        .unwrap();
+        let project = crate::project::load(dir.path()).unwrap();
+        (dir, project)
+    }
+
+    fn nested(config: &str, target: &str) -> bool {
+        let (_dir, project) = project(config);
+        matches!(
+            project.target(Some(target)),
+            Err(LoadError::NestedLocation { .. })
+        )
+    }
+
+    #[test]
+    fn warehouses_that_could_reach_another_tables_files_are_refused() {
+        let targets = "name: t\ntargets:\n  dev: {warehouse: wh}\n  prod: {warehouse: wh/prod}\n  side: {warehouse: other}\n";
+        assert!(nested(targets, "dev"), "a warehouse around another");
+        assert!(nested(targets, "prod"), "a warehouse inside another");
+        assert!(!nested(targets, "side"));
+        // Spelled with `..`, the same folder as `wh`: the same warehouse, not a nested one.
+        let same = "name: t\ntargets:\n  a: {warehouse: wh}\n  b: {warehouse: x/../wh}\n";
+        assert!(!nested(same, "a"));
+        let (_dir, project) = project(same);
+        assert_eq!(
+            project.target(Some("a")).unwrap().warehouse,
+            project.target(Some("b")).unwrap().warehouse
+        );
+        // Inside a source; around one is fine while no model's table holds it (tests/e2e has
+        // the model whose table would).
+        assert!(nested("name: t\ntargets:\n  dev: {warehouse: data/raw/events/wh}\n", "dev"));
+        assert!(!nested("name: t\ntargets:\n  dev: {warehouse: data/raw/events/../..}\n", "dev"));
     }
 }
