@@ -368,6 +368,35 @@ mod tests {
         }
     }
 
+    #[test]
+    fn config_layers_folder_then_properties_then_config_call() {
+        let dir = project(&[
+            (
+                "dp_project.yml",
+                "name: t\nmodels:\n  +tags: [shop]\n  staging:\n    +materialized: ephemeral\n    +tags: staged\n",
+            ),
+            ("models/staging/folder_only.sql", "select 1 as id"),
+            ("models/staging/yaml_wins.sql", "select 1 as id"),
+            (
+                "models/staging/sql_wins.sql",
+                "{{ config(materialized='table') }}select 1 as id",
+            ),
+            (
+                "models/staging/props.yml",
+                "models:\n  - name: yaml_wins\n    config: {materialized: table}\n  - name: sql_wins\n    config: {materialized: ephemeral}\n",
+            ),
+            ("models/top.sql", "select 1 as id"),
+        ]);
+        let prepared = prepare_in(dir.path(), None);
+        let config = |name: &str| prepared.graph.models[name].config.clone();
+        assert!(config("folder_only").is_ephemeral());
+        assert!(!config("yaml_wins").is_ephemeral());
+        assert!(!config("sql_wins").is_ephemeral());
+        let tags: Vec<String> = config("folder_only").tags.into_iter().collect();
+        assert_eq!(tags, ["shop", "staged"]);
+        assert_eq!(config("top").tags.into_iter().collect::<Vec<_>>(), ["shop"]);
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn a_unit_test_renders_its_own_model_and_the_ephemerals_it_reads_only() {
         let mut files = vec![

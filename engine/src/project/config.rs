@@ -28,6 +28,12 @@ pub struct ProjectConfig {
     /// Named targets: where models are stored and how builds run.
     #[serde(default)]
     pub targets: BTreeMap<String, TargetConfig>,
+    /// Config of the models under each folder of models/, as in dbt_project.yml: config keys
+    /// (`+materialized: table`, or without the `+`) and folders (`staging:`) nested; the deeper
+    /// folder wins, then a model's own YAML `config:`, then its `config()`.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub models: serde_yaml::Value,
 }
 
 /// One target: where the model tables live and how a build runs.

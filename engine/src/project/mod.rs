@@ -22,7 +22,7 @@ pub use config::{
 pub use data_tests::{
     DataTest, DataTestKind, NodeId, Severity, TestConfig, Threshold, parse_relation,
 };
-pub use model_config::{InvalidConfig, Materialization, ModelConfig};
+pub use model_config::{FolderConfig, InvalidConfig, Materialization, ModelConfig};
 pub use target::Target;
 pub use yaml::{
     ColumnProperties, ContractProperties, MissingPartition, ModelConfigProperties, ModelProperties,
@@ -91,6 +91,8 @@ pub struct ModelFile {
     /// What a `models:` entry declares for it, and the YAML file of that entry.
     pub properties: Option<ModelProperties>,
     pub properties_file: Option<SourceFile>,
+    /// What `models:` of `dp_project.yml` gives the model's folder.
+    pub folder_config: ModelConfigProperties,
 }
 
 /// One table of a declared source.
@@ -238,6 +240,21 @@ pub enum LoadError {
         at: SourceSpan,
     },
 
+    #[error("{message}")]
+    #[diagnostic(
+        code(dp::invalid_config),
+        help(
+            "under `models:`, folders of models/ and config keys: +materialized, +partition_by, +tags, +contract"
+        )
+    )]
+    InvalidConfig {
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("here")]
+        at: SourceSpan,
+    },
+
     #[error("`{value}` is not a duration")]
     #[diagnostic(
         code(dp::bad_duration),
@@ -354,6 +371,12 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
     let config_file = read(root, Path::new(PROJECT_FILE))?;
     let config: ProjectConfig = parse_yaml(&config_file)?;
 
+    let folder_config =
+        FolderConfig::parse(&config.models).map_err(|message| LoadError::InvalidConfig {
+            message: format!("models: {message}"),
+            at: config_file.find("models:", 0),
+            src: config_file.named(),
+        })?;
     let mut models: BTreeMap<String, ModelFile> = BTreeMap::new();
     for file in read_tree(root, "models", "sql")? {
         let Some(name) = file
@@ -383,6 +406,7 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
         models.insert(
             name.clone(),
             ModelFile {
+                folder_config: folder_config.for_model(file.path()),
                 name,
                 file,
                 properties: None,

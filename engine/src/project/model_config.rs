@@ -1,9 +1,13 @@
-//! LOAD: one model's configuration, layered: defaults, then `config:` in the model's property
-//! YAML, then `config()` in its SQL; the most specific layer wins, key by key (tags add up).
+//! LOAD: one model's configuration, layered: defaults, then the folder tree of `models:` in
+//! `dp_project.yml` (the deeper folder winning), then `config:` in the model's property YAML,
+//! then `config()` in its SQL; the most specific layer wins, key by key (tags add up).
 //! [`ModelConfigProperties`] is the one list of keys: the YAML loader, `config()` and the JSON
 //! Schema all read it, so a new key is one field there and its use in [`ModelConfig`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde_yaml::Value;
 
 use super::yaml::ModelConfigProperties;
 
@@ -122,6 +126,88 @@ impl ModelConfigProperties {
     }
 }
 
+/// `models:` of `dp_project.yml`: the configuration of every model under a folder of `models/`.
+/// A key is config when it starts with `+`, or names a config key (`materialized`, `tags`...)
+/// and its value reads as that key's value; else it is a folder.
+#[derive(Debug, Clone, Default)]
+pub struct FolderConfig {
+    config: ModelConfigProperties,
+    folders: BTreeMap<String, FolderConfig>,
+}
+
+impl FolderConfig {
+    /// The tree under `models:`; an error names the key that is wrong.
+    pub fn parse(value: &Value) -> Result<Self, String> {
+        let Value::Mapping(entries) = value else {
+            return match value {
+                Value::Null => Ok(Self::default()),
+                _ => Err("`models:` is a mapping of folders and config keys".into()),
+            };
+        };
+        let keys = config_keys();
+        let mut config = serde_yaml::Mapping::new();
+        let mut folders = BTreeMap::new();
+        for (key, value) in entries {
+            let key = key.as_str().ok_or("a key under `models:` is a string")?;
+            match key.strip_prefix('+') {
+                Some(config_key) => {
+                    config.insert(config_key.into(), value.clone());
+                }
+                // A config key's name with a value that is no config of it: a folder so named.
+                None if keys.contains(key) && !(value.is_mapping() && !is_config(key, value)) => {
+                    config.insert(key.into(), value.clone());
+                }
+                None => {
+                    let folder = Self::parse(value).map_err(|e| format!("{key}: {e}"))?;
+                    folders.insert(key.to_string(), folder);
+                }
+            }
+        }
+        let config = serde_yaml::from_value(Value::Mapping(config)).map_err(|e| {
+            let message = e.to_string();
+            message
+                .split(" at line ")
+                .next()
+                .unwrap_or(&message)
+                .to_string()
+        })?;
+        Ok(Self { config, folders })
+    }
+
+    /// The configuration the tree gives a model whose file is at `path` (`models/a/b/m.sql`):
+    /// the root's, overridden by `a`'s, overridden by `a/b`'s.
+    pub fn for_model(&self, path: &Path) -> ModelConfigProperties {
+        let mut config = self.config.clone();
+        let mut node = self;
+        let folders = path.parent().into_iter().flat_map(|p| p.iter()).skip(1);
+        for folder in folders {
+            let Some(next) = node.folders.get(&*folder.to_string_lossy()) else {
+                break;
+            };
+            config = config.overridden_by(next.config.clone());
+            node = next;
+        }
+        config
+    }
+}
+
+/// Whether `key: value` reads as configuration.
+fn is_config(key: &str, value: &Value) -> bool {
+    let mut one = serde_yaml::Mapping::new();
+    one.insert(key.into(), value.clone());
+    serde_yaml::from_value::<ModelConfigProperties>(Value::Mapping(one)).is_ok()
+}
+
+/// The names of the config keys: those of [`ModelConfigProperties`], from its JSON Schema.
+fn config_keys() -> BTreeSet<String> {
+    let schema = schemars::schema_for!(ModelConfigProperties);
+    schema
+        .get("properties")
+        .and_then(|p| p.as_object())
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +225,33 @@ mod tests {
         assert_eq!(config.partition_by, ["day"]);
         assert_eq!(config.tags, BTreeSet::from(["a".into(), "b".into()]));
         assert!(!config.contract_enforced);
+    }
+
+    #[test]
+    fn the_folder_tree_configures_the_models_under_each_folder_the_deepest_winning() {
+        let tree: Value = serde_yaml::from_str(
+            "+tags: [all]\nmaterialized: table\nmarts:\n  +materialized: partitioned\n  partition_by: date\n  finance:\n    materialized: ephemeral\n    partition_by: []\n  tags:\n    +tags: [a_folder_named_tags]\n",
+        )
+        .unwrap();
+        let tree = FolderConfig::parse(&tree).unwrap();
+        let resolved = |path: &str| tree.for_model(Path::new(path)).resolve().unwrap();
+        let staging = resolved("models/staging/stg.sql");
+        assert_eq!(staging.materialized, Materialization::Table);
+        assert_eq!(staging.tags, BTreeSet::from(["all".into()]));
+        let marts = resolved("models/marts/daily.sql");
+        assert_eq!(marts.materialized, Materialization::Partitioned);
+        assert_eq!(marts.partition_by, ["date"]);
+        assert!(resolved("models/marts/finance/eph.sql").is_ephemeral());
+        assert_eq!(
+            resolved("models/marts/tags/t.sql").tags,
+            BTreeSet::from(["all".into(), "a_folder_named_tags".into()])
+        );
+        let wrong: Value = serde_yaml::from_str("marts:\n  +materialised: table\n").unwrap();
+        let error = FolderConfig::parse(&wrong).unwrap_err();
+        assert!(
+            error.contains("marts: unknown field `materialised`"),
+            "{error}"
+        );
     }
 
     #[test]

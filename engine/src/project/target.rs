@@ -202,7 +202,13 @@ mod tests {
         );
         // Inside a source; around one is fine while no model's table holds it (tests/e2e has
         // the model whose table would).
-        assert!(nested("name: t\ntargets:\n  dev: {warehouse: data/raw/events/wh}\n", "dev"));
-        assert!(!nested("name: t\ntargets:\n  dev: {warehouse: data/raw/events/../..}\n", "dev"));
+        assert!(nested(
+            "name: t\ntargets:\n  dev: {warehouse: data/raw/events/wh}\n",
+            "dev"
+        ));
+        assert!(!nested(
+            "name: t\ntargets:\n  dev: {warehouse: data/raw/events/../..}\n",
+            "dev"
+        ));
     }
 }

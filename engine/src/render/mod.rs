@@ -406,6 +406,7 @@ pub fn render(renderer: &Renderer, project: &Project, context: &RenderContext) -
             file: file.clone(),
             properties: None,
             properties_file: None,
+            folder_config: Default::default(),
         })
         .collect();
     let templates: Vec<&ModelFile> = project.models.values().chain(&singular).collect();
@@ -562,7 +563,11 @@ fn merge_config(
         .as_ref()
         .map(|p| p.config.clone())
         .unwrap_or_default();
-    yaml.overridden_by(called)
+    model
+        .folder_config
+        .clone()
+        .overridden_by(yaml)
+        .overridden_by(called)
         .resolve()
         .map_err(|invalid| RenderError::InvalidConfig {
             model: model.name.clone(),
