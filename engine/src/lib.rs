@@ -244,7 +244,7 @@ pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
             warehouse: target.warehouse.to_string(),
         }),
     };
-    let renderer = Arc::new(Renderer::new(&project)?);
+    let renderer = Arc::new(Renderer::new(&project, &context)?);
     let rendered = stage("render", || render::render(&renderer, &project, &context));
     tracing::debug!(templates = renderer.renders(), "rendered");
     let graph = stage("resolve", || graph::resolve(&project, &rendered.project))?;
@@ -369,6 +369,26 @@ mod tests {
     }
 
     #[test]
+    fn a_macro_file_may_use_vars_and_the_target_at_its_top_level() {
+        let dir = project(&[
+            ("dp_project.yml", "name: t\nvars: {schema: analytics}\n"),
+            (
+                "macros/names.sql",
+                "{% set prefix = var('schema') ~ '_' ~ target.name %}{% macro named(x) %}'{{ prefix }}_{{ x }}'{% endmacro %}",
+            ),
+            ("models/m.sql", "select {{ named('a') }} as name"),
+        ]);
+        let prepared = prepare_in(dir.path(), None);
+        assert!(
+            prepared.graph.models["m"]
+                .sql
+                .contains("'analytics_default_a'"),
+            "{}",
+            prepared.graph.models["m"].sql
+        );
+    }
+
+    #[test]
     fn config_layers_folder_then_properties_then_config_call() {
         let dir = project(&[
             (
@@ -438,7 +458,7 @@ mod tests {
             "the run renders every model once"
         );
 
-        let renderer = Arc::new(Renderer::new(&prepared.project).unwrap());
+        let renderer = Arc::new(Renderer::new(&prepared.project, &prepared.context).unwrap());
         let inputs = audit::UnitTestInputs {
             renderer: &renderer,
             ..prepared.unit_test_inputs()

@@ -183,9 +183,18 @@ pub async fn check(
     start_ready(&mut planning, &mut scheduler);
     let mut found: Vec<Vec<CheckError>> = (0..plan.models.len()).map(|_| Vec::new()).collect();
     let mut schemas: BTreeMap<NodeId, SchemaRef> = BTreeMap::new();
+    let mut problems_of_panics = Vec::new();
     while let Some(planned) = planning.join_next().await {
-        let (i, planned) =
-            planned.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
+        let (i, planned) = match planned {
+            Ok(planned) => planned,
+            // DataFusion panicked planning a model: a bug there, reported with the others.
+            Err(error) => {
+                problems_of_panics.push(CheckError::Session(SessionError::Internal {
+                    message: format!("planning a model panicked: {error}"),
+                }));
+                continue;
+            }
+        };
         let model = &plan.models[i];
         let schema: SchemaRef = match planned {
             Ok(logical) => Arc::new(logical.schema().as_arrow().clone()),
@@ -216,7 +225,8 @@ pub async fn check(
             schemas.insert(NodeId::Source(id.clone()), provider.schema());
         }
     }
-    let mut problems = declared_type_problems(project, &session).await;
+    let mut problems = problems_of_panics;
+    problems.extend(declared_type_problems(project, &session).await);
     problems.extend(relationship_problems(project, plan, &report));
     for test in &project.unit_tests {
         let model = &test.properties.model;

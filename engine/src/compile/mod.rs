@@ -351,7 +351,7 @@ mod tests {
             std::fs::write(path, text).unwrap();
         }
         let project = crate::project::load(dir.path()).unwrap();
-        let renderer = crate::render::Renderer::new(&project).unwrap();
+        let renderer = crate::render::Renderer::new(&project, &Default::default()).unwrap();
         let rendered = render(&renderer, &project, &Default::default());
         assert!(rendered.problems.is_empty());
         let graph = crate::graph::resolve(&project, &rendered.project).unwrap();

@@ -216,7 +216,7 @@ pub enum LoadError {
     #[diagnostic(
         code(dp::bad_location),
         help(
-            "use a folder relative to the project, or a URL such as file:///data/raw or s3://bucket/prefix"
+            "use a folder relative to the project, or a file:// URL such as file:///data/raw (object stores such as s3:// are not supported yet)"
         )
     )]
     BadLocation {
@@ -736,10 +736,8 @@ pub fn resolve_location(root: &Path, location: &str) -> Option<Url> {
     } else {
         Url::from_directory_path(std::path::absolute(root.join(location)).ok()?).ok()?
     };
-    const SCHEMES: [&str; 10] = [
-        "file", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "azure", "memory",
-    ];
-    if url.cannot_be_a_base() || !SCHEMES.contains(&url.scheme()) {
+    // Object stores (s3://...) are not built in yet: a local folder or file:// URL only.
+    if url.cannot_be_a_base() || url.scheme() != "file" {
         return None;
     }
     let url = if url.scheme() == "file" {
@@ -754,33 +752,37 @@ pub fn resolve_location(root: &Path, location: &str) -> Option<Url> {
     }
 }
 
-/// `path` with `.` and `..` taken out and the part of it that exists canonicalised (symbolic
-/// links resolved); the part that does not exist yet is appended as written.
+/// `path` as the operating system resolves it: each `..` applied after the symbolic links before
+/// it are followed, the part that exists canonicalised; the part that does not exist yet is
+/// appended as written (without `.` and `..`).
 fn canonical(path: &Path) -> PathBuf {
-    let mut lexical = PathBuf::new();
+    let mut resolved = PathBuf::new();
     for component in path.components() {
         match component {
             std::path::Component::CurDir => {}
             std::path::Component::ParentDir => {
-                lexical.pop();
+                if let Ok(real) = resolved.canonicalize() {
+                    resolved = real;
+                }
+                resolved.pop();
             }
-            other => lexical.push(other),
+            other => resolved.push(other),
         }
     }
-    let mut existing = lexical.as_path();
+    let mut existing = resolved.as_path();
     let mut rest = Vec::new();
     while !existing.exists() {
         let Some(parent) = existing.parent() else {
-            return lexical;
+            return resolved;
         };
         rest.push(existing.file_name().unwrap_or_default().to_os_string());
         existing = parent;
     }
-    let mut resolved = existing
+    let mut real = existing
         .canonicalize()
         .unwrap_or_else(|_| existing.to_path_buf());
-    resolved.extend(rest.iter().rev());
-    resolved
+    real.extend(rest.iter().rev());
+    real
 }
 
 /// The span of `name:` followed by `value` in a YAML file, or of the value alone.
@@ -940,6 +942,20 @@ mod tests {
         let project = "name: p\nvarz: {}\n";
         assert!(!validator("dp_project.schema.json").is_valid(&as_json(project)));
         assert!(parse_yaml::<ProjectConfig>(&SourceFile::new(PROJECT_FILE, project)).is_err());
+    }
+
+    #[test]
+    fn a_relative_location_follows_symbolic_links_before_going_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real/project");
+        std::fs::create_dir_all(&real).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let resolved = resolve_location(&link, "../wh").unwrap();
+        let expected = dir.path().canonicalize().unwrap().join("real/wh");
+        assert_eq!(resolved.to_file_path().unwrap(), expected);
+        assert_eq!(resolve_location(&link, "x:y://z"), None);
+        assert_eq!(resolve_location(&link, "s3://bucket/prefix"), None);
     }
 
     #[test]

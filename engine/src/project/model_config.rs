@@ -154,7 +154,7 @@ impl FolderConfig {
                     config.insert(config_key.into(), value.clone());
                 }
                 // A config key's name with a value that is no config of it: a folder so named.
-                None if keys.contains(key) && !(value.is_mapping() && !is_config(key, value)) => {
+                None if keys.contains(key) && (!value.is_mapping() || is_config(key, value)) => {
                     config.insert(key.into(), value.clone());
                 }
                 None => {

@@ -280,8 +280,9 @@ pub struct Renderer {
 }
 
 impl Renderer {
-    /// A renderer of `project`'s models, singular tests and macros.
-    pub fn new(project: &Project) -> Result<Self, RenderError> {
+    /// A renderer of `project`'s models, singular tests and macros; the macro files' top level
+    /// runs once here, in `context`.
+    pub fn new(project: &Project, context: &RenderContext) -> Result<Self, RenderError> {
         let mut env = Environment::new();
         env.set_debug(true);
         env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -295,7 +296,18 @@ impl Renderer {
         let macro_loader = Arc::new(macros);
         let loader = macro_loader.clone();
         env.set_loader(move |name| Ok(loader.get(name).cloned()));
-        let prefix = import_macros(&env, project)?;
+        let known = Arc::new(functions::Known {
+            models: project.models.keys().cloned().collect(),
+            sources: project.sources.keys().cloned().collect(),
+        });
+        let mut renderer = Self {
+            env,
+            known,
+            project_vars: project.config.vars.clone(),
+            prefix_len: 0,
+            renders: AtomicUsize::new(0),
+        };
+        let prefix = import_macros(&renderer, project, context)?;
         // Every template is the macro imports (on the first line, so line numbers hold) and
         // the file's text.
         let mut sources: BTreeMap<String, String> = (*macro_loader).clone();
@@ -310,17 +322,28 @@ impl Renderer {
                 format!("{prefix}{}", file.text()),
             );
         }
-        env.set_loader(move |name| Ok(sources.get(name).cloned()));
-        Ok(Self {
-            env,
-            known: Arc::new(functions::Known {
-                models: project.models.keys().cloned().collect(),
-                sources: project.sources.keys().cloned().collect(),
-            }),
-            project_vars: project.config.vars.clone(),
-            prefix_len: prefix.len(),
-            renders: AtomicUsize::new(0),
-        })
+        renderer
+            .env
+            .set_loader(move |name| Ok(sources.get(name).cloned()));
+        renderer.prefix_len = prefix.len();
+        Ok(renderer)
+    }
+
+    /// A render's state and the root of its template context: the functions' state, `target`.
+    fn root(&self, context: &RenderContext) -> (Arc<functions::RenderState>, Value) {
+        let mut vars = self.project_vars.clone();
+        vars.extend(context.options.vars.clone());
+        let state = Arc::new(functions::RenderState {
+            known: self.known.clone(),
+            vars,
+            env_vars: context.options.env_vars.clone(),
+            recorded: Default::default(),
+        });
+        let root = minijinja::context! {
+            __dp_render => Value::from_dyn_object(state.clone()),
+            target => Value::from(minijinja::value::Serde(&context.target)),
+        };
+        (state, root)
     }
 
     /// How many templates this renderer has rendered.
@@ -336,14 +359,7 @@ impl Renderer {
         context: &RenderContext,
     ) -> Result<RenderedModel, RenderError> {
         self.renders.fetch_add(1, Ordering::Relaxed);
-        let mut vars = self.project_vars.clone();
-        vars.extend(context.options.vars.clone());
-        let state = Arc::new(functions::RenderState {
-            known: self.known.clone(),
-            vars,
-            env_vars: context.options.env_vars.clone(),
-            recorded: Default::default(),
-        });
+        let (state, root) = self.root(context);
         let template = match self.env.get_template(&template_name(model)) {
             Ok(template) => template,
             Err(error) => {
@@ -355,10 +371,6 @@ impl Renderer {
                     Recorded::default(),
                 ));
             }
-        };
-        let root = minijinja::context! {
-            __dp_render => Value::from_dyn_object(state.clone()),
-            target => Value::from(minijinja::value::Serde(&context.target)),
         };
         let rendered = template.render_with_spans(root);
         let recorded =
@@ -441,14 +453,19 @@ fn template_name(model: &ModelFile) -> String {
 
 /// The `{% from ... import ... %}` line that makes every macro callable by name in every model
 /// (kept on one line so that line numbers hold).
-fn import_macros(env: &Environment<'static>, project: &Project) -> Result<String, RenderError> {
+fn import_macros(
+    renderer: &Renderer,
+    project: &Project,
+    context: &RenderContext,
+) -> Result<String, RenderError> {
     let mut prefix = String::new();
     for file in &project.macros {
         let name = file.path().display().to_string();
-        let exports = env
+        let exports = renderer
+            .env
             .get_template(&name)
             .and_then(|template| {
-                let captured = template.render_captured(())?;
+                let captured = template.render_captured(renderer.root(context).1)?;
                 Ok(captured
                     .state()
                     .exports()

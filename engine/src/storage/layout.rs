@@ -29,10 +29,40 @@ pub(super) fn is_data_file(path: &Path, partition_by: &[String]) -> bool {
         && is_data_file_name(name)
 }
 
-/// `part-<n>-<uuid>-c000.snappy.parquet`, the name the Delta writer gives a file (with `#<n>`
-/// after it while a local upload is in progress).
+/// `part-00000-<uuid>-c000.snappy.parquet` (the codec part optional), the name the Delta
+/// writer gives a file, with `#<n>` after it while a local upload is in progress.
 pub(super) fn is_data_file_name(name: &str) -> bool {
-    name.starts_with("part-") && name.contains(".parquet")
+    let name = match name.split_once('#') {
+        Some((name, upload))
+            if !upload.is_empty() && upload.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            name
+        }
+        Some(_) => return false,
+        None => name,
+    };
+    let Some(rest) = name.strip_prefix("part-") else {
+        return false;
+    };
+    let Some((part, rest)) = rest.split_once('-') else {
+        return false;
+    };
+    let Some((writer, rest)) = rest.split_at_checked(36) else {
+        return false;
+    };
+    let Some(codec) = rest
+        .strip_prefix("-c000")
+        .and_then(|rest| rest.strip_suffix(".parquet"))
+    else {
+        return false;
+    };
+    !part.is_empty()
+        && part.bytes().all(|b| b.is_ascii_digit())
+        && uuid::Uuid::parse_str(writer).is_ok()
+        && (codec.is_empty()
+            || codec
+                .strip_prefix('.')
+                .is_some_and(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric())))
 }
 
 #[cfg(test)]
@@ -43,20 +73,18 @@ mod tests {
     fn only_the_log_and_data_files_in_partition_folders_belong_to_a_table() {
         let date = ["date".to_string()];
         let yes = |p: &str, by: &[String]| holds(&Path::parse(p).unwrap(), by);
+        let file = "part-00001-02f09a3f-1624-3b1d-8409-44eff7708208-c000.snappy.parquet";
         assert!(yes("_delta_log/00000000000000000000.json", &date));
-        assert!(yes(
-            "date=2024-01-15/part-00000-x-c000.snappy.parquet",
-            &date
-        ));
-        assert!(yes("part-00000-x-c000.snappy.parquet", &[]));
-        assert!(!yes("part-00000-x-c000.snappy.parquet", &date));
+        assert!(yes(&format!("date=2024-01-15/{file}"), &date));
+        assert!(yes(&format!("date=2024-01-15/{file}#3"), &date));
+        assert!(yes(&file.replace(".snappy", ""), &[]));
+        assert!(!yes(file, &date));
         assert!(!yes("date=2024-01-15/notes.parquet", &date));
-        assert!(!yes("other/part-00000-x-c000.snappy.parquet", &date));
+        assert!(!yes(&format!("date=2024-01-15/{file}.bak"), &date));
+        assert!(!yes("date=2024-01-15/part-1.parquet", &date));
+        assert!(!yes(&format!("other/{file}"), &date));
         assert!(!yes("nested/_delta_log/00000000000000000000.json", &date));
-        assert!(!yes(
-            "date=2024-01-15/nested/part-00000-x-c000.snappy.parquet",
-            &date
-        ));
-        assert!(!yes("warehouse/model/part-00000-x.parquet", &[]));
+        assert!(!yes(&format!("date=2024-01-15/nested/{file}"), &date));
+        assert!(!yes(&format!("warehouse/model/{file}"), &[]));
     }
 }

@@ -116,7 +116,7 @@ pub enum StorageError {
     #[diagnostic(
         code(dp::commit_unknown),
         help(
-            "the store failed while committing and while checking ({check}); the table's log decides (any Delta reader shows whether this build's version is there); its files are kept either way"
+            "the store failed while committing, and then: {check}; the table's log decides (any Delta reader shows whether this build's version is there); its files are kept either way"
         )
     )]
     CommitUnknown {
@@ -420,9 +420,14 @@ impl ModelTable {
             Ok(version) => return Ok(version),
             Err(error) => error,
         };
-        // The commit may have landed all the same (a post-commit step failed, a retried put had
-        // gone through): delete the staged files only when the log surely does not name them.
-        // The store's own errors are transient: ask a few times before giving up.
+        // A conflict is a definite no: nothing of this build is in the log.
+        if let StorageError::Conflict { .. } = error {
+            self.discard(staged).await;
+            return Err(error);
+        }
+        // Otherwise the commit may have landed all the same (a post-commit step failed, a
+        // retried put had gone through): the log tells. The store's own errors are transient:
+        // ask a few times before giving up.
         let mut committed = self.committed_version(&staged).await;
         for attempt in 1..=5 {
             if committed.is_ok() {
@@ -436,10 +441,18 @@ impl ModelTable {
                 tracing::warn!(model = %self.model, %error, version, "the commit reported an error but is in the log");
                 Ok(Some(version))
             }
-            Ok(None) => {
-                self.discard(staged).await;
+            // Not in the log: the build failed. Its files stay for `dp vacuum` (past the
+            // retention), since a store may still land a put it reported as failed.
+            Ok(None) if !staged.adds.is_empty() => {
+                tracing::warn!(model = %self.model, %error, "the commit failed; its staged files are left to dp vacuum");
                 Err(error)
             }
+            // A commit of no files leaves no trace to look for.
+            Ok(None) => Err(StorageError::CommitUnknown {
+                model: self.model.clone(),
+                error: error.to_string(),
+                check: "a commit without files cannot be found in the log".into(),
+            }),
             Err(unknown) => Err(StorageError::CommitUnknown {
                 model: self.model.clone(),
                 error: error.to_string(),
@@ -591,10 +604,19 @@ impl ModelTable {
             &self.partition_by,
             std::iter::empty::<(String, String)>(),
         )?;
-        // What `DeltaTable::create` writes for a table without features: reader 1, writer 2.
-        let protocol: deltalake::kernel::Protocol = serde_json::from_value(
-            serde_json::json!({"minReaderVersion": 1, "minWriterVersion": 2}),
-        )?;
+        // As `DeltaTable::create` writes it: reader 1, writer 2; a timestamp without a time
+        // zone needs the timestampNtz table feature (reader 3, writer 7).
+        let protocol = if deltalake::kernel::contains_timestampntz(structure.fields()) {
+            serde_json::json!({
+                "minReaderVersion": 3,
+                "minWriterVersion": 7,
+                "readerFeatures": ["timestampNtz"],
+                "writerFeatures": ["timestampNtz"],
+            })
+        } else {
+            serde_json::json!({"minReaderVersion": 1, "minWriterVersion": 2})
+        };
+        let protocol: deltalake::kernel::Protocol = serde_json::from_value(protocol)?;
         Ok([Action::Protocol(protocol), Action::Metadata(metadata)])
     }
 
@@ -663,9 +685,10 @@ impl ModelTable {
                         .replace('%', "%25")
                         .replace('#', "%23")
                         .replace('?', "%3F");
+                    // `./` first: a first segment holding `:` must not read as a URL scheme.
                     let url = self
                         .url
-                        .join(&escaped)
+                        .join(&format!("./{escaped}"))
                         .map_err(|e| DataFusionError::External(Box::new(e)))?;
                     ListingTableUrl::parse(url.as_str())
                 })
@@ -913,6 +936,42 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    async fn a_first_build_with_a_timestamp_without_zone_creates_a_readable_table() {
+        use datafusion::arrow::array::TimestampMicrosecondArray;
+        use datafusion::arrow::datatypes::TimeUnit;
+        let dir = tempfile::tempdir().unwrap();
+        let url = Url::from_directory_path(dir.path().join("model")).unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            true,
+        )]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(TimestampMicrosecondArray::from(vec![
+                1_700_000_000_000_000,
+            ]))],
+        )
+        .unwrap();
+        let stream = MemoryStream::try_new(vec![batch], schema.clone(), None).unwrap();
+        let table = ModelTable::open_for_build(
+            &Stores::default(),
+            "model",
+            &url,
+            &schema,
+            &WriteMode::ReplaceTable,
+        )
+        .await
+        .unwrap();
+        let staged = table.stage(Box::pin(stream)).await.unwrap();
+        assert_eq!(table.commit(staged).await.unwrap(), Some(0));
+        let published = crate::session::open_published(&Stores::default(), &url, "model")
+            .await
+            .unwrap();
+        assert_eq!(published.get_file_uris().unwrap().count(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn a_staged_file_that_vanished_fails_the_commit_and_nothing_is_published() {
         let dir = tempfile::tempdir().unwrap();
         let table = open(&dir, &["date"]).await;
@@ -955,12 +1014,16 @@ mod tests {
         let staged = stage(&table, &["2024-01-15"], 1).await;
         table.commit(staged).await.unwrap();
         let folder = dir.path().join("model");
-        let crashed =
-            folder.join("date=2024-01-15/part-00000-0b6c1f0e-crashed-c000.snappy.parquet");
-        let upload =
-            folder.join("date=2024-01-15/part-00001-0b6c1f0e-crashed-c000.snappy.parquet#1");
+        let crashed = folder.join(
+            "date=2024-01-15/part-00000-0b6c1f0e-1624-3b1d-8409-44eff7708208-c000.snappy.parquet",
+        );
+        let upload = folder.join(
+            "date=2024-01-15/part-00001-0b6c1f0e-1624-3b1d-8409-44eff7708208-c000.snappy.parquet#1",
+        );
         let theirs = folder.join("date=2024-01-15/notes.parquet.bak");
-        let nested = folder.join("other_target/t/part-00000-nested-c000.snappy.parquet");
+        let nested = folder.join(
+            "other_target/t/part-00000-0b6c1f0e-1624-3b1d-8409-44eff7708209-c000.snappy.parquet",
+        );
         std::fs::create_dir_all(nested.parent().unwrap()).unwrap();
         for file in [&crashed, &upload, &theirs, &nested] {
             std::fs::write(file, b"x").unwrap();
