@@ -32,7 +32,12 @@ fn storage_type(data_type: &DataType) -> DataType {
         DataType::UInt32 | DataType::UInt64 => DataType::Int64,
         DataType::Float16 => DataType::Float32,
         DataType::Date64 => DataType::Date32,
-        DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+        // Delta's timestamp is an instant, stored as UTC: any zone's instants are the same
+        // values labelled "UTC" (Delta knows no other label, not even "+00:00").
+        DataType::Timestamp(_, Some(_)) => {
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        }
+        DataType::Timestamp(_, None) => DataType::Timestamp(TimeUnit::Microsecond, None),
         DataType::Null => DataType::Utf8,
         other => other.clone(),
     }
@@ -117,4 +122,25 @@ pub(super) fn column_list(schema: &SchemaRef) -> String {
         .map(|f| f.name().as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_zoned_timestamp_is_stored_as_utc_and_a_plain_one_stays_plain() {
+        let zoned = |tz: &str| DataType::Timestamp(TimeUnit::Nanosecond, Some(tz.into()));
+        let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        for tz in ["+00:00", "UTC", "Europe/Paris"] {
+            assert_eq!(storage_type(&zoned(tz)), utc);
+        }
+        let output: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new("ts", zoned("+00:00"), true)]));
+        assert!(delta_columns(&table_schema(&output)).is_ok());
+        assert_eq!(
+            storage_type(&DataType::Timestamp(TimeUnit::Second, None)),
+            DataType::Timestamp(TimeUnit::Microsecond, None)
+        );
+    }
 }
