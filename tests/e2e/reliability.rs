@@ -23,11 +23,11 @@ fn finish(child: Child) -> (Option<i32>, String) {
     (output.status.code(), both(&output))
 }
 
-/// Wait until a data file exists under `folder`: the build writing there has staged its rows
-/// and is running its (slow) tests.
-fn wait_for_staged_file(folder: &Path) {
+/// Wait until `count` data files exist under `folder`: the build writing there has staged its
+/// rows and is running its (slow) tests.
+fn wait_for_files(folder: &Path, count: usize) {
     let started = Instant::now();
-    while parquet_files(folder).is_empty() {
+    while parquet_files(folder).len() < count {
         assert!(
             started.elapsed() < Duration::from_secs(120),
             "no file was staged under {}",
@@ -50,7 +50,7 @@ fn every_version_reads(project: &TestProject, model: &str) {
 fn issue_15_two_dates_built_at_once_both_publish_and_the_table_stays_readable() {
     let project = TestProject::fixture("race");
     let first = spawn(&project, &["build", "--vars", "date=2024-01-15"]);
-    wait_for_staged_file(&project.table_dir("daily").join("date=2024-01-15"));
+    wait_for_files(&project.table_dir("daily").join("date=2024-01-15"), 1);
     // While the first build runs its slow test, a second build of another date runs whole.
     let second = project.dp(&["build", "--vars", "date=2024-01-16"]);
     assert!(second.status.success(), "{}", both(&second));
@@ -80,12 +80,8 @@ fn issue_15_two_builds_of_one_partition_at_once_leave_one_commit_and_no_duplicat
         &project,
         &["build", "--vars", "{date: 2024-01-15, build: one}"],
     );
-    wait_for_staged_file(&project.table_dir("daily").join("date=2024-01-15"));
-    let mut staged = parquet_files(&project.table_dir("daily"));
-    while staged.len() < 2 {
-        staged = parquet_files(&project.table_dir("daily"));
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // Version 0's file and the first build's staged one.
+    wait_for_files(&project.table_dir("daily"), 2);
     let second = spawn(
         &project,
         &["build", "--vars", "{date: 2024-01-15, build: two}"],
@@ -122,10 +118,7 @@ fn issue_15_a_forced_vacuum_during_a_build_fails_the_build_and_publishes_nothing
         &project,
         &["build", "--vars", "{date: 2024-01-15, build: one}"],
     );
-    let folder = project.table_dir("daily");
-    while parquet_files(&folder).len() < 2 {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_files(&project.table_dir("daily"), 2);
     // The operator overrides the retention: the running build's staged file goes.
     project.dp_ok(&["vacuum", "--retain", "0s", "--force"]);
     let (code, text) = finish(first);
