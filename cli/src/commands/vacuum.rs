@@ -24,22 +24,18 @@ pub fn run(global: &GlobalArgs, args: &VacuumArgs) -> miette::Result<ExitCode> {
     let mut failed = false;
     let mut total = 0;
     for result in results {
-        match result.outcome {
-            Ok(files) => {
-                total += files.len();
-                let mut text = String::new();
-                if !global.quiet || args.dry_run {
-                    text.push_str(&format!("{}: {verb} {} files\n", result.model, files.len()));
-                    for file in &files {
-                        text.push_str(&format!("  {}/{file}\n", result.model));
-                    }
-                }
-                super::out(&text);
+        let files = &result.vacuumed.files;
+        total += files.len();
+        if !global.quiet || args.dry_run {
+            let mut text = format!("{}: {verb} {} files\n", result.model, files.len());
+            for file in files {
+                text.push_str(&format!("  {}/{file}\n", result.model));
             }
-            Err(error) => {
-                failed = true;
-                eprintln!("{:?}", miette::Report::new(error));
-            }
+            super::out(&text);
+        }
+        if let Some(error) = result.vacuumed.error {
+            failed = true;
+            eprintln!("{:?}", miette::Report::new(error));
         }
     }
     if !global.quiet {

@@ -2,13 +2,13 @@
 //! and its target. Out: what was done, per model.
 
 use crate::session::Warehouse;
-use crate::storage::{StorageError, VacuumOptions};
+use crate::storage::{VacuumOptions, Vacuumed};
 
-/// One model's vacuum: the files deleted (or that a dry run would delete), or why it failed.
+/// One model's vacuum.
 #[derive(Debug)]
 pub struct VacuumResult {
     pub model: String,
-    pub outcome: Result<Vec<String>, StorageError>,
+    pub vacuumed: Vacuumed,
 }
 
 /// Vacuum the tables of `models`, one after the other. A model without a table (never built, or
@@ -20,13 +20,16 @@ pub async fn vacuum(
 ) -> Vec<VacuumResult> {
     let mut results = Vec::new();
     for name in models {
-        let outcome = match warehouse.table_url(name) {
+        let vacuumed = match warehouse.table_url(name) {
             Ok(url) => crate::storage::vacuum(&warehouse.stores, name, &url, options).await,
-            Err(error) => Err(error.into()),
+            Err(error) => Vacuumed {
+                files: Vec::new(),
+                error: Some(error.into()),
+            },
         };
         results.push(VacuumResult {
             model: name.clone(),
-            outcome,
+            vacuumed,
         });
     }
     results

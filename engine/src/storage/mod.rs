@@ -9,7 +9,7 @@ mod schema;
 mod vacuum;
 mod write_mode;
 
-pub use vacuum::{VacuumOptions, vacuum};
+pub use vacuum::{VacuumOptions, Vacuumed, vacuum};
 pub use write_mode::WriteMode;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -1036,17 +1036,14 @@ mod tests {
         };
         let refused = vacuum(&Stores::default(), "model", &url, &options(0, false)).await;
         assert!(
-            matches!(refused, Err(StorageError::RetentionTooShort { .. })),
+            matches!(refused.error, Some(StorageError::RetentionTooShort { .. })),
             "{refused:?}"
         );
-        let young = vacuum(&Stores::default(), "model", &url, &options(3600, true))
-            .await
-            .unwrap();
-        assert!(young.is_empty(), "{young:?}");
-        let deleted = vacuum(&Stores::default(), "model", &url, &options(0, true))
-            .await
-            .unwrap();
-        assert_eq!(deleted.len(), 2, "{deleted:?}");
+        let young = vacuum(&Stores::default(), "model", &url, &options(3600, true)).await;
+        assert!(young.error.is_none() && young.files.is_empty(), "{young:?}");
+        let deleted = vacuum(&Stores::default(), "model", &url, &options(0, true)).await;
+        assert!(deleted.error.is_none(), "{deleted:?}");
+        assert_eq!(deleted.files.len(), 2, "{deleted:?}");
         assert!(!crashed.exists() && !upload.exists());
         assert!(theirs.exists() && nested.exists());
         assert_eq!(

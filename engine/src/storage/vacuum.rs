@@ -25,17 +25,35 @@ pub struct VacuumOptions {
     pub force: bool,
 }
 
-/// Vacuum the table of `model` at `url`; returns the files deleted (or, in a dry run, those
-/// that would be), relative to the table folder, in order. A model without a table has none.
-pub async fn vacuum(
+/// What a vacuum of one table did.
+#[derive(Debug, Default)]
+pub struct Vacuumed {
+    /// The files deleted (or, in a dry run, those that would be), relative to the table folder.
+    pub files: Vec<String>,
+    /// Why it stopped before the end, if it did (the files listed were deleted all the same).
+    pub error: Option<StorageError>,
+}
+
+/// Vacuum the table of `model` at `url`. A model without a table has nothing to vacuum.
+pub async fn vacuum(stores: &Stores, model: &str, url: &Url, options: &VacuumOptions) -> Vacuumed {
+    let mut vacuumed = Vacuumed::default();
+    if let Err(error) = run(stores, model, url, options, &mut vacuumed.files).await {
+        vacuumed.error = Some(error);
+    }
+    vacuumed
+}
+
+/// Vacuum, noting each file in `done` as it goes.
+async fn run(
     stores: &Stores,
     model: &str,
     url: &Url,
     options: &VacuumOptions,
-) -> Result<Vec<String>, StorageError> {
+    done: &mut Vec<String>,
+) -> Result<(), StorageError> {
     let table = open(stores, url).await?;
     let Ok(state) = table.snapshot() else {
-        return Ok(Vec::new());
+        return Ok(());
     };
     let minimum = state.table_config().deleted_file_retention_duration();
     if options.retain < minimum && !options.force {
@@ -69,16 +87,19 @@ pub async fn vacuum(
     let mut unfinished = unfinished_uploads(url, &partition_by, retain)?;
     files.sort();
     unfinished.sort();
-    if !options.dry_run {
-        for path in &files {
+    for path in &files {
+        if !options.dry_run {
             match store.delete(path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(source) => return Err(store_error(url, source)),
             }
             tracing::info!(model, file = %path, "vacuum deleted a file");
         }
-        for (path, relative) in &unfinished {
-            std::fs::remove_file(path).map_err(|source| {
+        done.push(path.to_string());
+    }
+    for (path, relative) in unfinished {
+        if !options.dry_run {
+            std::fs::remove_file(&path).map_err(|source| {
                 store_error(
                     url,
                     object_store::Error::Generic {
@@ -89,12 +110,9 @@ pub async fn vacuum(
             })?;
             tracing::info!(model, file = %relative, "vacuum deleted an unfinished upload");
         }
+        done.push(relative);
     }
-    Ok(files
-        .iter()
-        .map(ToString::to_string)
-        .chain(unfinished.into_iter().map(|(_, relative)| relative))
-        .collect())
+    Ok(())
 }
 
 /// The temporary files (`part-….parquet#1`) an upload killed mid-way leaves on local disk, older
