@@ -389,6 +389,47 @@ mod tests {
     }
 
     #[test]
+    fn a_macro_file_needing_a_missing_var_still_exports_its_macros() {
+        let dir = project(&[
+            ("dp_project.yml", "name: t\n"),
+            (
+                "macros/m.sql",
+                "{% set day = var('day') %}\n{%- macro today() %}'{{ day }}'{% endmacro %}\n{% macro one() %}1{% endmacro %}",
+            ),
+            ("models/uses_one.sql", "select {{ one() }} as x"),
+            ("models/uses_today.sql", "select {{ today() }} as d"),
+        ]);
+        let prepared = prepare(&PrepareOptions {
+            project_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        })
+        .unwrap();
+        // Loading does not fail: each model that imports the macros reports the missing var
+        // at its own render (dp check lists them; dp vacuum needs none of them).
+        assert_eq!(prepared.render_problems.len(), 2);
+        assert!(
+            prepared
+                .render_problems
+                .iter()
+                .all(|p| matches!(p, render::RenderError::MissingVar { .. })),
+            "{:?}",
+            prepared.render_problems
+        );
+        let with_var = prepare(&PrepareOptions {
+            project_dir: dir.path().to_path_buf(),
+            vars: vec!["day=2024-01-15".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(with_var.render_problems.is_empty());
+        assert!(
+            with_var.graph.models["uses_today"]
+                .sql
+                .contains("'2024-01-15'")
+        );
+    }
+
+    #[test]
     fn config_layers_folder_then_properties_then_config_call() {
         let dir = project(&[
             (

@@ -11,6 +11,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::TableReference;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
+use futures::FutureExt;
 use miette::SourceSpan;
 use tokio::task::JoinSet;
 
@@ -177,25 +178,33 @@ pub async fn check(
                 continue;
             }
             let (state, sql) = (state.clone(), model.sql.clone());
-            planning.spawn(async move { (i, state.create_logical_plan(&sql).await) });
+            // A panic in DataFusion's planner comes back as this model's problem.
+            planning.spawn(async move {
+                let planned = std::panic::AssertUnwindSafe(state.create_logical_plan(&sql))
+                    .catch_unwind()
+                    .await;
+                (i, planned)
+            });
         }
     };
     start_ready(&mut planning, &mut scheduler);
     let mut found: Vec<Vec<CheckError>> = (0..plan.models.len()).map(|_| Vec::new()).collect();
     let mut schemas: BTreeMap<NodeId, SchemaRef> = BTreeMap::new();
-    let mut problems_of_panics = Vec::new();
-    while let Some(planned) = planning.join_next().await {
-        let (i, planned) = match planned {
+    while let Some(joined) = planning.join_next().await {
+        let Ok((i, planned)) = joined else {
+            // The task was cancelled: only the runtime shutting down does that.
+            break;
+        };
+        let model = &plan.models[i];
+        let planned = match planned {
             Ok(planned) => planned,
-            // DataFusion panicked planning a model: a bug there, reported with the others.
-            Err(error) => {
-                problems_of_panics.push(CheckError::Session(SessionError::Internal {
-                    message: format!("planning a model panicked: {error}"),
+            Err(_) => {
+                found[i].push(CheckError::Session(SessionError::Internal {
+                    message: format!("DataFusion panicked planning `{}`", model.name),
                 }));
                 continue;
             }
         };
-        let model = &plan.models[i];
         let schema: SchemaRef = match planned {
             Ok(logical) => Arc::new(logical.schema().as_arrow().clone()),
             Err(error) => {
@@ -225,8 +234,7 @@ pub async fn check(
             schemas.insert(NodeId::Source(id.clone()), provider.schema());
         }
     }
-    let mut problems = problems_of_panics;
-    problems.extend(declared_type_problems(project, &session).await);
+    let mut problems = declared_type_problems(project, &session).await;
     problems.extend(relationship_problems(project, plan, &report));
     for test in &project.unit_tests {
         let model = &test.properties.model;

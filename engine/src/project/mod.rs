@@ -944,6 +944,7 @@ mod tests {
         assert!(parse_yaml::<ProjectConfig>(&SourceFile::new(PROJECT_FILE, project)).is_err());
     }
 
+    #[cfg(unix)]
     #[test]
     fn a_relative_location_follows_symbolic_links_before_going_up() {
         let dir = tempfile::tempdir().unwrap();

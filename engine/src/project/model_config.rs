@@ -149,13 +149,21 @@ impl FolderConfig {
         let mut folders = BTreeMap::new();
         for (key, value) in entries {
             let key = key.as_str().ok_or("a key under `models:` is a string")?;
-            match key.strip_prefix('+') {
-                Some(config_key) => {
-                    config.insert(config_key.into(), value.clone());
-                }
+            let config_key = match key.strip_prefix('+') {
+                Some(config_key) => Some(config_key),
                 // A config key's name with a value that is no config of it: a folder so named.
                 None if keys.contains(key) && (!value.is_mapping() || is_config(key, value)) => {
-                    config.insert(key.into(), value.clone());
+                    Some(key)
+                }
+                None => None,
+            };
+            match config_key {
+                Some(config_key) => {
+                    if config.insert(config_key.into(), value.clone()).is_some() {
+                        return Err(format!(
+                            "`{config_key}` is given twice (with and without +)"
+                        ));
+                    }
                 }
                 None => {
                     let folder = Self::parse(value).map_err(|e| format!("{key}: {e}"))?;

@@ -464,15 +464,20 @@ fn import_macros(
         let exports = renderer
             .env
             .get_template(&name)
-            .and_then(|template| {
-                let captured = template.render_captured(renderer.root(context).1)?;
-                Ok(captured
-                    .state()
-                    .exports()
-                    .iter()
-                    .map(|name| name.to_string())
-                    .collect::<Vec<_>>())
-            })
+            // The top level may need what this run lacks (a var without a default): then the
+            // macros it declares are imported all the same, and each model's render reports
+            // the problem where it uses them.
+            .map(
+                |template| match template.render_captured(renderer.root(context).1) {
+                    Ok(captured) => captured
+                        .state()
+                        .exports()
+                        .iter()
+                        .map(|name| name.to_string())
+                        .collect::<Vec<_>>(),
+                    Err(_) => declared_macros(file.text()),
+                },
+            )
             .map_err(|error| RenderError::Template {
                 message: format!(
                     "{}: {}",
@@ -492,6 +497,22 @@ fn import_macros(
         }
     }
     Ok(prefix)
+}
+
+/// The names of the macros a template declares (`{% macro name(...) %}`), read from its text.
+fn declared_macros(text: &str) -> Vec<String> {
+    text.match_indices("{%")
+        .filter_map(|(at, _)| {
+            let rest = text[at + 2..].trim_start_matches('-').trim_start();
+            let rest = rest.strip_prefix("macro")?;
+            let name: String = rest
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            (!name.is_empty() && rest.starts_with(char::is_whitespace)).then_some(name)
+        })
+        .collect()
 }
 
 fn finish_model(

@@ -193,6 +193,15 @@ pub struct ModelTable {
     schema: SchemaRef,
 }
 
+/// A commit that did not go through.
+enum Unpublished {
+    /// Nothing of it can be in the log: it failed before its commit was written, or lost to
+    /// another build's.
+    Surely(StorageError),
+    /// The commit call itself failed: it may have landed all the same.
+    Maybe(StorageError),
+}
+
 /// Files written for one build and not yet committed.
 #[must_use = "staged files must be committed or discarded"]
 pub struct StagedWrite {
@@ -241,6 +250,8 @@ impl ModelTable {
             }
         }
         let wanted = schema::table_schema(output);
+        // A column Delta cannot store fails here, before any file is written.
+        schema::delta_columns(&wanted).map_err(|source| delta_error(url, source))?;
         let table = open(stores, url).await?;
         let schema = match table.version() {
             None => {
@@ -418,16 +429,15 @@ impl ModelTable {
         }
         let error = match self.publish(&staged).await {
             Ok(version) => return Ok(version),
-            Err(error) => error,
+            Err(Unpublished::Surely(error)) => {
+                self.discard(staged).await;
+                return Err(error);
+            }
+            Err(Unpublished::Maybe(error)) => error,
         };
-        // A conflict is a definite no: nothing of this build is in the log.
-        if let StorageError::Conflict { .. } = error {
-            self.discard(staged).await;
-            return Err(error);
-        }
-        // Otherwise the commit may have landed all the same (a post-commit step failed, a
-        // retried put had gone through): the log tells. The store's own errors are transient:
-        // ask a few times before giving up.
+        // The commit call failed, yet it may have landed (a post-commit step failed, a retried
+        // put had gone through): the log tells. The store's own errors are transient: ask a few
+        // times before giving up.
         let mut committed = self.committed_version(&staged).await;
         for attempt in 1..=5 {
             if committed.is_ok() {
@@ -441,18 +451,26 @@ impl ModelTable {
                 tracing::warn!(model = %self.model, %error, version, "the commit reported an error but is in the log");
                 Ok(Some(version))
             }
-            // Not in the log: the build failed. Its files stay for `dp vacuum` (past the
-            // retention), since a store may still land a put it reported as failed.
-            Ok(None) if !staged.adds.is_empty() => {
-                tracing::warn!(model = %self.model, %error, "the commit failed; its staged files are left to dp vacuum");
-                Err(error)
-            }
             // A commit of no files leaves no trace to look for.
-            Ok(None) => Err(StorageError::CommitUnknown {
+            Ok(None) if staged.adds.is_empty() => Err(StorageError::CommitUnknown {
                 model: self.model.clone(),
                 error: error.to_string(),
                 check: "a commit without files cannot be found in the log".into(),
             }),
+            // Not in the log: the build failed. On a table that exists its files stay for
+            // `dp vacuum` (past the retention), since a store may still land a put it reported
+            // as failed; where no table was created, no vacuum could reach them.
+            Ok(None) => {
+                if matches!(
+                    open(&self.stores, &self.url).await.map(|t| t.version()),
+                    Ok(None)
+                ) {
+                    self.discard(staged).await;
+                } else {
+                    tracing::warn!(model = %self.model, %error, "the commit failed; its staged files are left to dp vacuum");
+                }
+                Err(error)
+            }
             Err(unknown) => Err(StorageError::CommitUnknown {
                 model: self.model.clone(),
                 error: error.to_string(),
@@ -464,25 +482,29 @@ impl ModelTable {
     /// Create the table with the staged files, or commit them to the table as it is. When
     /// another build created the table meanwhile, commit on top of its version if it wrote other
     /// partitions with the same columns (two first builds of a backfill), else it is a conflict.
-    async fn publish(&mut self, staged: &StagedWrite) -> Result<Option<u64>, StorageError> {
+    async fn publish(&mut self, staged: &StagedWrite) -> Result<Option<u64>, Unpublished> {
+        let surely = Unpublished::Surely;
         let mut rebased = false;
         if self.table.version().is_none() {
-            match self.create(staged).await {
-                Err(DeltaTableError::Transaction {
-                    source: TransactionError::VersionAlreadyExists(0),
-                }) => {
-                    self.table = open(&self.stores, &self.url).await?;
-                    let state = self.table.snapshot().map_err(|e| self.delta_error(e))?;
+            match self.create(staged).await? {
+                Some(version) => return Ok(Some(version)),
+                None => {
+                    self.table = open(&self.stores, &self.url).await.map_err(surely)?;
+                    let state = self
+                        .table
+                        .snapshot()
+                        .map_err(|e| surely(self.delta_error(e)))?;
                     let published = state.snapshot().arrow_schema();
                     let partitions = state.metadata().partition_columns().to_vec();
                     if schema::difference(&published, &self.schema, &partitions, &self.partition_by)
                         .is_some()
                     {
-                        return Err(self.conflict("it created the table with other columns"));
+                        return Err(surely(
+                            self.conflict("it created the table with other columns"),
+                        ));
                     }
                     rebased = true;
                 }
-                created => return created.map(Some).map_err(|e| self.commit_error(e)),
             }
         }
         let partitions = staged.partitions();
@@ -501,13 +523,18 @@ impl ModelTable {
             .map_ok(|file| Action::Remove(file.remove_action(true)))
             .try_collect()
             .await
-            .map_err(|source| self.delta_error(source))?;
+            .map_err(|source| surely(self.delta_error(source)))?;
         if rebased && !replaced.is_empty() {
-            return Err(self.conflict("it created the table with data this build also wrote"));
+            return Err(surely(
+                self.conflict("it created the table with data this build also wrote"),
+            ));
         }
         let mut actions = replaced;
         actions.extend(staged.adds.iter().cloned().map(Action::Add));
-        let snapshot = self.table.snapshot().map_err(|e| self.delta_error(e))?;
+        let snapshot = self
+            .table
+            .snapshot()
+            .map_err(|e| surely(self.delta_error(e)))?;
         Self::commit_builder(actions)
             .build(
                 Some(snapshot),
@@ -520,29 +547,35 @@ impl ModelTable {
     }
 
     /// Write version 0 with the table's definition and the staged files, only if no other build
-    /// wrote it first. (delta-rs, finding version 0 taken, would retry the commit on top of it
-    /// as version 1 without a conflict check: a second table definition, both builds' rows.)
-    async fn create(&self, staged: &StagedWrite) -> Result<u64, DeltaTableError> {
-        let mut actions: Vec<Action> = self.create_actions()?.into();
+    /// wrote it first: `None` when one did. (delta-rs, finding version 0 taken, would retry the
+    /// commit on top of it as version 1 without a conflict check: a second table definition,
+    /// both builds' rows.)
+    async fn create(&self, staged: &StagedWrite) -> Result<Option<u64>, Unpublished> {
+        let surely = |e| Unpublished::Surely(self.delta_error(e));
+        let mut actions: Vec<Action> = self.create_actions().map_err(surely)?.into();
         actions.extend(staged.adds.iter().cloned().map(Action::Add));
         let log_store = self.table.log_store();
         let prepared = Self::commit_builder(actions)
             .build(None, log_store.clone(), self.operation(staged))
             .into_prepared_commit_future()
-            .await?;
+            .await
+            .map_err(surely)?;
         let entry = prepared.commit_or_bytes().clone();
         let operation_id = uuid::Uuid::new_v4();
-        match log_store
+        let written = log_store
             .write_commit_entry(0, entry.clone(), operation_id)
-            .await
+            .await;
+        if written.is_err()
+            && let Err(abort) = log_store.abort_commit_entry(0, entry, operation_id).await
         {
-            Ok(()) => Ok(0),
-            Err(error) => {
-                if let Err(abort) = log_store.abort_commit_entry(0, entry, operation_id).await {
-                    tracing::warn!(model = %self.model, error = %abort, "could not remove a temporary commit file");
-                }
-                Err(DeltaTableError::Transaction { source: error })
-            }
+            tracing::warn!(model = %self.model, error = %abort, "could not remove a temporary commit file");
+        }
+        match written {
+            Ok(()) => Ok(Some(0)),
+            Err(TransactionError::VersionAlreadyExists(0)) => Ok(None),
+            Err(error) => Err(Unpublished::Maybe(
+                self.delta_error(DeltaTableError::Transaction { source: error }),
+            )),
         }
     }
 
@@ -577,14 +610,15 @@ impl ModelTable {
         }
     }
 
-    fn commit_error(&self, error: DeltaTableError) -> StorageError {
+    /// A failed commit call: a conflict left no trace, anything else may have landed.
+    fn commit_error(&self, error: DeltaTableError) -> Unpublished {
         match error {
             DeltaTableError::Transaction {
                 source:
                     source @ (TransactionError::CommitConflict(_)
                     | TransactionError::VersionAlreadyExists(_)),
-            } => self.conflict(&source.to_string()),
-            other => self.delta_error(other),
+            } => Unpublished::Surely(self.conflict(&source.to_string())),
+            other => Unpublished::Maybe(self.delta_error(other)),
         }
     }
 
@@ -606,7 +640,10 @@ impl ModelTable {
         )?;
         // As `DeltaTable::create` writes it: reader 1, writer 2; a timestamp without a time
         // zone needs the timestampNtz table feature (reader 3, writer 7).
-        let protocol = if deltalake::kernel::contains_timestampntz(structure.fields()) {
+        let protocol = if structure
+            .fields()
+            .any(|f| schema::has_timestamp_ntz(f.data_type()))
+        {
             serde_json::json!({
                 "minReaderVersion": 3,
                 "minWriterVersion": 7,
@@ -969,6 +1006,28 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(published.get_file_uris().unwrap().count(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_column_delta_cannot_store_fails_before_any_file_is_written() {
+        use datafusion::arrow::datatypes::TimeUnit;
+        let dir = tempfile::tempdir().unwrap();
+        let url = Url::from_directory_path(dir.path().join("model")).unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "t",
+            DataType::Time64(TimeUnit::Microsecond),
+            true,
+        )]));
+        let opened = ModelTable::open_for_build(
+            &Stores::default(),
+            "model",
+            &url,
+            &schema,
+            &WriteMode::ReplaceTable,
+        )
+        .await;
+        assert!(opened.is_err());
+        assert_eq!(parquet_files(&dir), 0);
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -49,6 +49,18 @@ pub(super) fn delta_columns(schema: &SchemaRef) -> Result<Vec<StructField>, Delt
     Ok(structure.fields().cloned().collect())
 }
 
+/// Whether a Delta type holds a timestamp without time zone anywhere, also in a list, a struct
+/// or a map: the table then needs the timestampNtz feature.
+pub(super) fn has_timestamp_ntz(data_type: &deltalake::kernel::DataType) -> bool {
+    use deltalake::kernel::DataType as Delta;
+    match data_type {
+        Delta::Array(array) => has_timestamp_ntz(array.element_type()),
+        Delta::Struct(structure) => structure.fields().any(|f| has_timestamp_ntz(f.data_type())),
+        Delta::Map(map) => has_timestamp_ntz(map.key_type()) || has_timestamp_ntz(map.value_type()),
+        other => *other == Delta::TIMESTAMP_NTZ,
+    }
+}
+
 /// `batch` with its columns cast to `schema`'s types and order.
 pub(super) fn conform(
     batch: &RecordBatch,
@@ -142,5 +154,35 @@ mod tests {
             storage_type(&DataType::Timestamp(TimeUnit::Second, None)),
             DataType::Timestamp(TimeUnit::Microsecond, None)
         );
+    }
+
+    #[test]
+    fn a_timestamp_without_zone_is_found_inside_maps_too() {
+        let plain = DataType::Timestamp(TimeUnit::Microsecond, None);
+        let map = DataType::Map(
+            Arc::new(Field::new(
+                "entries",
+                DataType::Struct(
+                    vec![
+                        Field::new("key", DataType::Utf8, false),
+                        Field::new("value", plain, true),
+                    ]
+                    .into(),
+                ),
+                false,
+            )),
+            false,
+        );
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("m", map, true)]));
+        let columns = delta_columns(&schema).unwrap();
+        assert!(has_timestamp_ntz(columns[0].data_type()));
+        let utc: SchemaRef = Arc::new(Schema::new(vec![Field::new(
+            "t",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        )]));
+        assert!(!has_timestamp_ntz(
+            delta_columns(&utc).unwrap()[0].data_type()
+        ));
     }
 }
