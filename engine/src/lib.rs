@@ -429,6 +429,29 @@ mod tests {
         );
     }
 
+    #[tokio::test(flavor = "multi_thread")]
+    async fn dp_check_finds_a_column_delta_cannot_store_and_reads_tables_as_stored() {
+        let dir = project(&[
+            ("dp_project.yml", "name: t\n"),
+            ("models/times.sql", "select cast('10:00:00' as time) as t"),
+            (
+                "models/zoned.sql",
+                "select arrow_cast(now(), 'Timestamp(Nanosecond, Some(\"+00:00\"))') as ts",
+            ),
+            (
+                "models/reads_zoned.sql",
+                "select ts from {{ ref('zoned') }}",
+            ),
+        ]);
+        let prepared = prepare_in(dir.path(), None);
+        let Err(Error::Checked(check::CheckError::Unstorable { model, .. })) =
+            check(&prepared).await
+        else {
+            panic!("the time column was not reported alone");
+        };
+        assert_eq!(model, "times");
+    }
+
     #[test]
     fn config_layers_folder_then_properties_then_config_call() {
         let dir = project(&[

@@ -79,6 +79,22 @@ pub enum CheckError {
         at: SourceSpan,
     },
 
+    #[error("`{model}` outputs a column Delta cannot store: {message}")]
+    #[diagnostic(
+        code(dp::unstorable_column),
+        help(
+            "cast it in the model's SQL to a type Delta stores (such as varchar, bigint, timestamp)"
+        )
+    )]
+    Unstorable {
+        model: String,
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("this query")]
+        at: SourceSpan,
+    },
+
     #[error("unit test `{test}`: {message}")]
     #[diagnostic(code(dp::unit_test))]
     UnitTest {
@@ -395,8 +411,17 @@ async fn check_model(
     schema: SchemaRef,
 ) -> Result<Vec<CheckError>, CheckError> {
     if !model.config.is_ephemeral() {
-        let table = MemTable::try_new(schema.clone(), vec![vec![]])
-            .map_err(|error| sql_error(model, &error))?;
+        // Its readers see the table as Delta stores it (a timestamp's zone becomes UTC, a
+        // list's items `element`), as they will in a build.
+        let stored =
+            crate::storage::stored_schema(&schema).map_err(|message| CheckError::Unstorable {
+                model: model.name.clone(),
+                message,
+                at: model.file.find("select", 0),
+                src: model.file.named(),
+            })?;
+        let table =
+            MemTable::try_new(stored, vec![vec![]]).map_err(|error| sql_error(model, &error))?;
         session
             .register_table(TableReference::bare(model.name.as_str()), Arc::new(table))
             .map_err(|error| sql_error(model, &error))?;

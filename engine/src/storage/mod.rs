@@ -162,6 +162,12 @@ pub enum StorageError {
     Session(#[from] SessionError),
 }
 
+/// The schema a model of output `output` is published with: what its readers see; or why
+/// Delta cannot store it.
+pub fn stored_schema(output: &SchemaRef) -> Result<SchemaRef, String> {
+    schema::as_stored(&schema::table_schema(output)).map_err(|source| source.to_string())
+}
+
 /// The table at `url`, loaded at its latest version when it exists.
 async fn open(stores: &Stores, url: &Url) -> Result<DeltaTable, StorageError> {
     let mut table = stores.table(url)?;
@@ -249,9 +255,8 @@ impl ModelTable {
                 });
             }
         }
-        let wanted = schema::table_schema(output);
-        // A column Delta cannot store fails here, before any file is written.
-        schema::delta_columns(&wanted).map_err(|source| delta_error(url, source))?;
+        let wanted = schema::as_stored(&schema::table_schema(output))
+            .map_err(|source| delta_error(url, source))?;
         let table = open(stores, url).await?;
         let schema = match table.version() {
             None => {
@@ -1006,6 +1011,35 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(published.get_file_uris().unwrap().count(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_model_with_a_list_column_builds_twice() {
+        use datafusion::arrow::array::{ListArray, types::Int64Type};
+        let dir = tempfile::tempdir().unwrap();
+        let url = Url::from_directory_path(dir.path().join("model")).unwrap();
+        // DataFusion names a list's items `item`; Delta reads them back as `element`.
+        let list = DataType::List(Arc::new(Field::new("item", DataType::Int64, true)));
+        let schema = Arc::new(Schema::new(vec![Field::new("xs", list, true)]));
+        for build in 0..2 {
+            let values = ListArray::from_iter_primitive::<Int64Type, _, _>(vec![Some(vec![
+                Some(build),
+                Some(2),
+            ])]);
+            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap();
+            let stream = MemoryStream::try_new(vec![batch], schema.clone(), None).unwrap();
+            let table = ModelTable::open_for_build(
+                &Stores::default(),
+                "model",
+                &url,
+                &schema,
+                &WriteMode::ReplaceTable,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("build {build}: {e}"));
+            let staged = table.stage(Box::pin(stream)).await.unwrap();
+            assert_eq!(table.commit(staged).await.unwrap(), Some(build as u64));
+        }
     }
 
     #[tokio::test(flavor = "multi_thread")]

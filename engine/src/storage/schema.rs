@@ -9,7 +9,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use deltalake::DeltaTableError;
 use deltalake::kernel::StructField;
-use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
 
 /// The schema a table stores `output` as: types Delta supports, every column nullable.
 pub(super) fn table_schema(output: &SchemaRef) -> SchemaRef {
@@ -41,6 +41,15 @@ fn storage_type(data_type: &DataType) -> DataType {
         DataType::Null => DataType::Utf8,
         other => other.clone(),
     }
+}
+
+/// `schema` as a Delta table stores it and reads it back: the types and field names a published
+/// table's schema has (a list's items are `element`, not DataFusion's `item`). A type Delta
+/// cannot store is an error here, before anything is written.
+pub(super) fn as_stored(schema: &SchemaRef) -> Result<SchemaRef, DeltaTableError> {
+    let structure: deltalake::kernel::StructType = schema.as_ref().try_into_kernel()?;
+    let stored: Schema = (&structure).try_into_arrow()?;
+    Ok(Arc::new(stored))
 }
 
 /// The Delta columns of `schema`.
