@@ -37,6 +37,19 @@ fn wait_for_files(folder: &Path, count: usize) {
     }
 }
 
+/// Build `daily` for 2024-01-15 (version 0, build `zero`), then start a build of the same date
+/// (build `one`) and return once it has staged its file and runs its slow test.
+fn build_then_start_another(project: &TestProject) -> Child {
+    project.dp_ok(&["build", "--vars", "{date: 2024-01-15, build: zero}"]);
+    let running = spawn(
+        project,
+        &["build", "--vars", "{date: 2024-01-15, build: one}"],
+    );
+    // Version 0's file and the running build's staged one.
+    wait_for_files(&project.table_dir("daily"), 2);
+    running
+}
+
 /// Every file each version of the table names exists (a reader of any version succeeds).
 fn every_version_reads(project: &TestProject, model: &str) {
     let latest = project.version(model).unwrap();
@@ -74,14 +87,8 @@ fn issue_15_two_dates_built_at_once_both_publish_and_the_table_stays_readable() 
 #[test]
 fn issue_15_two_builds_of_one_partition_at_once_leave_one_commit_and_no_duplicates() {
     let project = TestProject::fixture("race");
-    // The table exists (version 0); both builds replace the same date of it.
-    project.dp_ok(&["build", "--vars", "{date: 2024-01-15, build: zero}"]);
-    let first = spawn(
-        &project,
-        &["build", "--vars", "{date: 2024-01-15, build: one}"],
-    );
-    // Version 0's file and the first build's staged one.
-    wait_for_files(&project.table_dir("daily"), 2);
+    // Both builds replace the same date of the table.
+    let first = build_then_start_another(&project);
     let second = spawn(
         &project,
         &["build", "--vars", "{date: 2024-01-15, build: two}"],
@@ -113,12 +120,7 @@ fn issue_15_two_builds_of_one_partition_at_once_leave_one_commit_and_no_duplicat
 #[test]
 fn issue_15_a_forced_vacuum_during_a_build_fails_the_build_and_publishes_nothing() {
     let project = TestProject::fixture("race");
-    project.dp_ok(&["build", "--vars", "{date: 2024-01-15, build: zero}"]);
-    let first = spawn(
-        &project,
-        &["build", "--vars", "{date: 2024-01-15, build: one}"],
-    );
-    wait_for_files(&project.table_dir("daily"), 2);
+    let first = build_then_start_another(&project);
     // The operator overrides the retention: the running build's staged file goes.
     project.dp_ok(&["vacuum", "--retain", "0s", "--force"]);
     let (code, text) = finish(first);
