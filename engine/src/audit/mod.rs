@@ -19,24 +19,6 @@ pub use unit::{UnitTestInputs, run_unit_test};
 use crate::project::{Severity, TestConfig};
 use crate::report::{TestKind, TestResult, TestStatus, TestSummary};
 
-/// The models the relationships tests of `model` read, in the order they are declared.
-pub fn related_models<'a>(
-    project: &'a crate::project::Project,
-    model: &str,
-) -> impl Iterator<Item = &'a str> {
-    use crate::project::{DataTestKind, NodeId};
-    project
-        .data_tests_of(&NodeId::Model(model.to_string()))
-        .iter()
-        .filter_map(|test| match &test.kind {
-            DataTestKind::Relationships {
-                to: NodeId::Model(to),
-                ..
-            } => Some(to.as_str()),
-            _ => None,
-        })
-}
-
 /// How many failing rows a report shows.
 const SAMPLE_ROWS: usize = 5;
 

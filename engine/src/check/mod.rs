@@ -334,11 +334,8 @@ fn relationship_problems(
             return Vec::new();
         };
         model
-            .upstream
-            .iter()
-            .map(String::as_str)
-            .chain(crate::audit::related_models(project, name))
-            .filter(|other| *other != name && !ephemeral(other))
+            .waits_for(project)
+            .filter(|other| !ephemeral(other))
             .collect()
     };
     let mut problems = Vec::new();

@@ -15,6 +15,7 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::graph::{ModelGraph, NodeId};
+use crate::project::Project;
 use crate::render::{ModelConfig, RenderedModel, SourceMap};
 use crate::source::{SourceFile, span};
 
@@ -49,6 +50,16 @@ struct Piece {
 }
 
 impl ModelPlan {
+    /// The models this one waits for in a build: those it reads, and those its relationships
+    /// tests read (a test reads the published table, so it must see this run's build of it).
+    pub fn waits_for<'a>(&'a self, project: &'a Project) -> impl Iterator<Item = &'a str> {
+        self.upstream.iter().map(String::as_str).chain(
+            project
+                .related_models(&self.name)
+                .filter(move |to| *to != self.name),
+        )
+    }
+
     /// The file and span that produced `len` bytes at `offset` of the compiled SQL.
     pub fn locate(&self, offset: usize, len: usize) -> (SourceFile, SourceSpan) {
         // Text dp wrote itself (`"eph" as (`, the end) belongs to the piece before it.

@@ -218,7 +218,7 @@ pub async fn build(
     };
     let mut scheduler = Scheduler::new(total);
     for (index, model) in to_build.iter().enumerate() {
-        for dependency in dependencies(project, model) {
+        for dependency in model.waits_for(project) {
             if let Some(&upstream) = in_build.get(dependency) {
                 scheduler.add_wait(index, Some(upstream));
             }
@@ -300,17 +300,6 @@ pub async fn build(
     };
     reporter.report(RunEvent::RunFinished { summary: &summary });
     summary
-}
-
-/// The models `model` waits for: those it reads, and those its relationships tests read (a
-/// test reads the published table, so it must see this run's build of it).
-fn dependencies<'a>(project: &'a Project, model: &'a ModelPlan) -> impl Iterator<Item = &'a str> {
-    let tested = crate::audit::related_models(project, &model.name);
-    model
-        .upstream
-        .iter()
-        .map(String::as_str)
-        .chain(tested.filter(|to| *to != model.name))
 }
 
 /// The results of a build's models as they finish, each reported when recorded.

@@ -115,6 +115,19 @@ pub struct SourceTable {
 }
 
 impl Project {
+    /// The models the relationships tests of `model` read, in the order they are declared.
+    pub fn related_models<'a>(&'a self, model: &str) -> impl Iterator<Item = &'a str> {
+        self.data_tests_of(&NodeId::Model(model.to_string()))
+            .iter()
+            .filter_map(|test| match &test.kind {
+                DataTestKind::Relationships {
+                    to: NodeId::Model(to),
+                    ..
+                } => Some(to.as_str()),
+                _ => None,
+            })
+    }
+
     /// The data tests of one model or source table.
     pub fn data_tests_of(&self, subject: &NodeId) -> &[DataTest] {
         let start = self.data_tests.partition_point(|t| t.subject < *subject);

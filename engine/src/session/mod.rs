@@ -149,6 +149,24 @@ pub fn relation_sql(relation: &NodeId) -> String {
     }
 }
 
+/// The Delta table at `url`, loaded at its latest version when it exists.
+pub async fn open_table(stores: &Stores, url: &Url) -> Result<deltalake::DeltaTable, SessionError> {
+    let mut table = stores.table(url)?;
+    let delta = |source| SessionError::Delta {
+        location: url.to_string(),
+        source,
+    };
+    if table
+        .log_store()
+        .is_delta_table_location()
+        .await
+        .map_err(delta)?
+    {
+        table.load().await.map_err(delta)?;
+    }
+    Ok(table)
+}
+
 /// Open the published table of an upstream model, for reading. A model's table is created by
 /// its first build's commit, so a table that exists holds a build (perhaps of zero rows).
 pub async fn open_published(
@@ -156,23 +174,13 @@ pub async fn open_published(
     url: &Url,
     model: &str,
 ) -> Result<deltalake::DeltaTable, SessionError> {
-    let mut table = stores.table(url)?;
-    let delta = |source| SessionError::Delta {
-        location: url.to_string(),
-        source,
-    };
-    if !table
-        .log_store()
-        .is_delta_table_location()
-        .await
-        .map_err(delta)?
-    {
+    let table = open_table(stores, url).await?;
+    if table.version().is_none() {
         return Err(SessionError::NotBuilt {
             model: model.to_string(),
             location: url.to_string(),
         });
     }
-    table.load().await.map_err(delta)?;
     Ok(table)
 }
 

@@ -37,7 +37,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
-use crate::session::{SessionError, Stores};
+use crate::session::{SessionError, Stores, open_table};
 
 /// Data files roll over to a new file past this size.
 const TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
@@ -168,23 +168,6 @@ pub fn stored_schema(output: &SchemaRef) -> Result<SchemaRef, String> {
     schema::as_stored(&schema::table_schema(output)).map_err(|source| source.to_string())
 }
 
-/// The table at `url`, loaded at its latest version when it exists.
-async fn open(stores: &Stores, url: &Url) -> Result<DeltaTable, StorageError> {
-    let mut table = stores.table(url)?;
-    let exists = table
-        .log_store()
-        .is_delta_table_location()
-        .await
-        .map_err(|source| delta_error(url, source))?;
-    if exists {
-        table
-            .load()
-            .await
-            .map_err(|source| delta_error(url, source))?;
-    }
-    Ok(table)
-}
-
 /// The Delta table a model is published to, opened for one build. It may not exist yet: then
 /// the build's commit creates it.
 pub struct ModelTable {
@@ -257,7 +240,7 @@ impl ModelTable {
         }
         let wanted = schema::as_stored(&schema::table_schema(output))
             .map_err(|source| delta_error(url, source))?;
-        let table = open(stores, url).await?;
+        let table = open_table(stores, url).await?;
         let schema = match table.version() {
             None => {
                 let store = table.log_store().object_store(None);
@@ -467,7 +450,9 @@ impl ModelTable {
             // as failed; where no table was created, no vacuum could reach them.
             Ok(None) => {
                 if matches!(
-                    open(&self.stores, &self.url).await.map(|t| t.version()),
+                    open_table(&self.stores, &self.url)
+                        .await
+                        .map(|t| t.version()),
                     Ok(None)
                 ) {
                     self.discard(staged).await;
@@ -494,7 +479,9 @@ impl ModelTable {
             match self.create(staged).await? {
                 Some(version) => return Ok(Some(version)),
                 None => {
-                    self.table = open(&self.stores, &self.url).await.map_err(surely)?;
+                    self.table = open_table(&self.stores, &self.url)
+                        .await
+                        .map_err(|e| surely(e.into()))?;
                     let state = self
                         .table
                         .snapshot()

@@ -11,8 +11,8 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use url::Url;
 
-use super::{StorageError, delta_error, layout, open, store_error};
-use crate::session::Stores;
+use super::{StorageError, delta_error, layout, store_error};
+use crate::session::{Stores, open_table};
 
 /// How a vacuum runs.
 #[derive(Debug, Clone, Copy)]
@@ -51,7 +51,7 @@ async fn run(
     options: &VacuumOptions,
     done: &mut Vec<String>,
 ) -> Result<(), StorageError> {
-    let table = open(stores, url).await?;
+    let table = open_table(stores, url).await?;
     let Ok(state) = table.snapshot() else {
         return Ok(());
     };
