@@ -60,6 +60,50 @@ pub enum Command {
     /// Delete the files of the selected models' tables that no version needs and that are
     /// older than the retention: files replaced by later builds, and what killed builds left.
     Vacuum(VacuumArgs),
+    /// Generate the project's documentation into target/ (manifest, catalog, column lineage
+    /// and a page that opens offline), or serve it.
+    Docs {
+        #[command(subcommand)]
+        command: DocsCommand,
+    },
+    /// Show where a model's columns come from and where they go: `model`, `model.column`,
+    /// `source.table` or `source.table.column`.
+    Lineage(LineageArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DocsCommand {
+    /// Write target/manifest.json, catalog.json, lineage.json and docs/index.html; the catalog
+    /// and lineage cover the selected models.
+    Generate(SelectArgs),
+    /// Serve target/ on 127.0.0.1 (Ctrl-C stops).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The port to listen on (0: any free port).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct LineageArgs {
+    /// `model`, `model.column`, `source.table` or `source.table.column`.
+    #[arg(value_name = "NODE[.COLUMN]")]
+    pub node: String,
+    /// Only the columns it is derived from.
+    #[arg(long, conflicts_with = "downstream")]
+    pub upstream: bool,
+    /// Only the columns derived from it.
+    #[arg(long)]
+    pub downstream: bool,
+    /// A tree for people, or JSON.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
+    pub format: CheckFormat,
+    /// Variables for var(): key=value (repeatable) or a YAML mapping such as '{date: 2024-01-15}'.
+    #[arg(long)]
+    pub vars: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -28,6 +28,14 @@ pub enum Error {
     #[diagnostic(transparent)]
     Checked(crate::check::CheckError),
 
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Docs(#[from] crate::docs::DocsError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Lineage(#[from] crate::docs::LineageError),
+
     #[error("{} problems found", problems.len())]
     #[diagnostic(code(dp::problems))]
     Check {
@@ -56,6 +64,7 @@ impl Error {
                 | Error::Load(LoadError::UnknownTarget { .. })
                 | Error::Select(_)
                 | Error::Io { .. }
+                | Error::Docs(crate::docs::DocsError::Io { .. })
         )
     }
 }

@@ -17,6 +17,7 @@
 //! 10. `check`: every model planned from schemas alone, every problem at once
 //! 11. `execute`: build orchestration
 //! 12. `ops`: operations on published tables (vacuum)
+//! 13. `docs`: manifest, catalog, column lineage and the docs page, from the plans
 //!
 //! This file is the facade over them: [`prepare`] (load, render, resolve, select), [`check`],
 //! and [`Prepared`]'s build, test and vacuum.
@@ -28,6 +29,7 @@
 mod audit;
 mod check;
 mod compile;
+mod docs;
 mod error;
 mod execute;
 mod graph;
@@ -40,6 +42,7 @@ mod source;
 mod storage;
 
 pub use compile::{ModelPlan, Plan};
+pub use docs::{Clause, Direction, Generated, How, LineageReport, LineageTree, RowFilter};
 pub use ops::VacuumResult;
 pub use session::{StoreWrapper, Stores};
 pub use storage::VacuumOptions;
@@ -189,6 +192,36 @@ impl Prepared {
                 .collect()
         };
         ops::vacuum(&models, &self.warehouse(), options).await
+    }
+
+    /// `dp docs generate`: check the project (docs of a project that does not check would
+    /// mislead), then write `target/manifest.json`, `catalog.json`, `lineage.json` and
+    /// `docs/index.html`. The catalog and lineage cover the selected models.
+    pub async fn generate_docs(&self, stores: Stores) -> Result<docs::Generated, Error> {
+        check(self).await?;
+        let every_node: BTreeSet<NodeId> = self.graph.order().iter().cloned().collect();
+        let (compiled, _) = compile::plan(&self.graph, &every_node);
+        let inputs = docs::DocsInputs {
+            project: &self.project,
+            graph: &self.graph,
+            selected: &self.selected,
+            compiled: &compiled,
+            target: &self.target,
+            stores: &stores,
+            vars: &self.context.options.vars,
+        };
+        Ok(docs::generate(&inputs).await?)
+    }
+
+    /// `dp lineage`: the lineage of `target` (`model`, `model.column`, `source.table` or
+    /// `source.table.column`), planned from schemas alone.
+    pub async fn lineage(
+        &self,
+        target: &str,
+        direction: Direction,
+    ) -> Result<LineageReport, Error> {
+        let planned = docs::plan(&self.project, &self.graph).await;
+        Ok(docs::report(&planned, &self.graph, target, direction)?)
     }
 
     /// `target/run_results.json`.

@@ -8,7 +8,7 @@ use std::path::Path;
 /// Bottom first: the order data flows through the engine (see `src/lib.rs`).
 const LAYERS: &[&str] = &[
     "report", "source", "project", "render", "graph", "compile", "session", "storage", "audit",
-    "check", "execute", "ops",
+    "check", "execute", "ops", "docs",
 ];
 
 /// The crate's top-level modules (or root items) that the code of `text` names.

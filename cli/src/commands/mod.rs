@@ -3,6 +3,8 @@
 mod build;
 mod check;
 mod compile;
+mod docs;
+mod lineage;
 mod ls;
 mod test;
 mod vacuum;
@@ -32,6 +34,8 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Ls(args) => ls::run(&cli.global, args),
         Command::Test(args) => test::run(&cli.global, args),
         Command::Vacuum(args) => vacuum::run(&cli.global, args),
+        Command::Docs { command } => docs::run(&cli.global, command),
+        Command::Lineage(args) => lineage::run(&cli.global, args),
     }
 }
 

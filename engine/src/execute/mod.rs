@@ -389,7 +389,8 @@ async fn publish_model(
     })?;
     let table = ModelTable::open_for_build(&warehouse.stores, &model.name, &url, &output, &mode)
         .await
-        .map_err(definition)?;
+        .map_err(definition)?
+        .with_run_id(&context.options.run_id);
     let stream = datafusion::physical_plan::execute_stream(physical, session.task_ctx())
         .map_err(|error| sql_error(model, &error))?;
     let staged = table.stage(stream).await.map_err(definition)?;

@@ -3,6 +3,7 @@
 
 mod config;
 mod data_tests;
+mod doc_blocks;
 mod model_config;
 mod target;
 mod yaml;
@@ -22,6 +23,7 @@ pub use config::{
 pub use data_tests::{
     DataTest, DataTestKind, NodeId, Severity, TestConfig, Threshold, parse_relation,
 };
+pub use doc_blocks::DocBlock;
 pub use model_config::{FolderConfig, InvalidConfig, Materialization, ModelConfig};
 pub use target::Target;
 pub use yaml::{
@@ -52,6 +54,8 @@ pub struct Project {
     pub unit_tests: Vec<UnitTest>,
     /// The singular tests: `tests/**/*.sql`, each a query returning the failing rows.
     pub singular_tests: Vec<SourceFile>,
+    /// The `{% docs %}` blocks of `models/**/*.md`, in path order.
+    pub doc_blocks: Vec<DocBlock>,
     /// What the project's files do that still works but should change (a deprecated key).
     pub warnings: Vec<LoadWarning>,
 }
@@ -106,6 +110,9 @@ pub struct SourceTable {
     pub partitioned_by: Vec<String>,
     pub columns: Vec<ColumnProperties>,
     pub on_missing_partition: MissingPartition,
+    /// The table's description, and its source's.
+    pub description: Option<String>,
+    pub source_description: Option<String>,
     /// The YAML file that declares it.
     pub file: SourceFile,
     /// A Parquet table's schema, read from its files' footers the first time a session registers
@@ -172,6 +179,16 @@ pub enum LoadError {
         at: SourceSpan,
         #[help]
         help: Option<String>,
+    },
+
+    #[error("{message}")]
+    #[diagnostic(code(dp::doc_block))]
+    DocBlock {
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("this block")]
+        at: SourceSpan,
     },
 
     #[error("model `{name}` is defined twice")]
@@ -541,6 +558,29 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
     let singular_tests = read_tree(root, "tests", "sql")?;
 
     let macros = read_tree(root, "macros", "sql")?;
+    let mut doc_blocks: Vec<DocBlock> = Vec::new();
+    for file in read_tree(root, "models", "md")? {
+        match doc_blocks::parse(&file) {
+            Ok(blocks) => {
+                for block in blocks {
+                    if let Some(first) = doc_blocks.iter().find(|b| b.name == block.name) {
+                        problems.push(LoadError::DocBlock {
+                            message: format!(
+                                "docs block `{}` is also defined in {}",
+                                block.name,
+                                first.file.path().display()
+                            ),
+                            src: block.file.named(),
+                            at: block.at,
+                        });
+                    } else {
+                        doc_blocks.push(block);
+                    }
+                }
+            }
+            Err(problem) => problems.push(problem),
+        }
+    }
     crate::source::problems(problems, |problems| LoadError::Many { problems })?;
     Ok(Project {
         root: root.to_path_buf(),
@@ -552,6 +592,7 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
         data_tests,
         unit_tests,
         singular_tests,
+        doc_blocks,
         warnings,
     })
 }
@@ -719,6 +760,8 @@ fn add_source(
                 partitioned_by: table.partitioned_by,
                 columns: table.columns,
                 on_missing_partition: table.on_missing_partition,
+                description: table.description,
+                source_description: source.description.clone(),
                 file: file.clone(),
                 file_schema: Arc::default(),
             },

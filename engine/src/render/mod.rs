@@ -500,7 +500,7 @@ fn import_macros(
 }
 
 /// The names of the macros a template declares (`{% macro name(...) %}`), read from its text.
-fn declared_macros(text: &str) -> Vec<String> {
+pub fn declared_macros(text: &str) -> Vec<String> {
     text.match_indices("{%")
         .filter_map(|(at, _)| {
             let rest = text[at + 2..].trim_start_matches('-').trim_start();

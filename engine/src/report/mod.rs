@@ -117,20 +117,24 @@ fn entry(result: &ModelResult) -> RunResultEntry<'_> {
 }
 
 /// Write the file whole or not at all: into a temporary file beside it, then renamed over it, so
-/// that a reader (or a killed run) never leaves a half-written file.
-fn write_json(path: &Path, file: &RunResultsFile<'_>) -> std::io::Result<()> {
+/// that a reader (or a killed run) never leaves a half-written file. Creates its folder.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let parent = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent)?;
-    let json = serde_json::to_string_pretty(file).map_err(std::io::Error::other)?;
     let temporary = parent.join(format!(
         ".{}.{}.tmp",
         path.file_name().unwrap_or_default().to_string_lossy(),
         std::process::id()
     ));
-    std::fs::write(&temporary, json)?;
+    std::fs::write(&temporary, contents)?;
     std::fs::rename(&temporary, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&temporary);
     })
+}
+
+fn write_json(path: &Path, file: &RunResultsFile<'_>) -> std::io::Result<()> {
+    let json = serde_json::to_string_pretty(file).map_err(std::io::Error::other)?;
+    write_atomically(path, json.as_bytes())
 }
 
 /// The outcome of one model in a run.

@@ -180,7 +180,12 @@ pub struct ModelTable {
     partition_by: Vec<String>,
     /// The table's arrow schema: the published one, or the one the first commit creates.
     schema: SchemaRef,
+    /// The run whose build this is, recorded in its commit.
+    run_id: Option<String>,
 }
+
+/// The key of the commit info field that holds the id of the run that made a commit.
+pub const RUN_ID_KEY: &str = "dp.runId";
 
 /// A commit that did not go through.
 enum Unpublished {
@@ -289,6 +294,7 @@ impl ModelTable {
             mode: mode.clone(),
             partition_by: partition_by.to_vec(),
             schema,
+            run_id: None,
         })
     }
 
@@ -527,7 +533,7 @@ impl ModelTable {
             .table
             .snapshot()
             .map_err(|e| surely(self.delta_error(e)))?;
-        Self::commit_builder(actions)
+        self.commit_builder(actions)
             .build(
                 Some(snapshot),
                 self.table.log_store(),
@@ -547,7 +553,8 @@ impl ModelTable {
         let mut actions: Vec<Action> = self.create_actions().map_err(surely)?.into();
         actions.extend(staged.adds.iter().cloned().map(Action::Add));
         let log_store = self.table.log_store();
-        let prepared = Self::commit_builder(actions)
+        let prepared = self
+            .commit_builder(actions)
             .build(None, log_store.clone(), self.operation(staged))
             .into_prepared_commit_future()
             .await
@@ -571,9 +578,21 @@ impl ModelTable {
         }
     }
 
-    fn commit_builder(actions: Vec<Action>) -> CommitBuilder {
+    /// Record `run_id` in this build's commit.
+    pub fn with_run_id(mut self, run_id: &str) -> Self {
+        self.run_id = Some(run_id.to_string());
+        self
+    }
+
+    fn commit_builder(&self, actions: Vec<Action>) -> CommitBuilder {
         // The log is never trimmed by dp: it is the table's history.
-        let properties = CommitProperties::default().with_cleanup_expired_logs(Some(false));
+        let properties = CommitProperties::default()
+            .with_cleanup_expired_logs(Some(false))
+            .with_metadata(
+                self.run_id
+                    .iter()
+                    .map(|id| (RUN_ID_KEY.to_string(), serde_json::Value::from(id.as_str()))),
+            );
         CommitBuilder::from(properties).with_actions(actions)
     }
 

@@ -1,0 +1,88 @@
+//! `dp lineage`: a model's or a column's lineage in the terminal, as trees.
+
+use std::process::ExitCode;
+
+use dp_engine::{Direction, LineageReport, LineageTree};
+
+use crate::args::{CheckFormat, GlobalArgs, LineageArgs, SelectArgs};
+
+pub fn run(global: &GlobalArgs, args: &LineageArgs) -> miette::Result<ExitCode> {
+    let select = SelectArgs {
+        select: Vec::new(),
+        exclude: Vec::new(),
+        vars: args.vars.clone(),
+    };
+    let prepared = super::prepare(global, &select)?;
+    let direction = match (args.upstream, args.downstream) {
+        (true, _) => Direction::Upstream,
+        (_, true) => Direction::Downstream,
+        _ => Direction::Both,
+    };
+    let report = super::runtime()?.block_on(prepared.lineage(&args.node, direction))?;
+    let text = match args.format {
+        CheckFormat::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&report).expect("a report serializes")
+        ),
+        CheckFormat::Human => human(&report),
+    };
+    super::out(&text);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Each column as a tree: what it comes from above `<-`, what reads it below `->`.
+fn human(report: &LineageReport) -> String {
+    let mut text = String::new();
+    for column in &report.columns {
+        text.push_str(&format!("{}.{}\n", column.node, column.column));
+        if !column.upstream.is_empty() {
+            text.push_str("  upstream\n");
+            branches(&column.upstream, |t| &t.upstream, "    ", &mut text);
+        }
+        if !column.downstream.is_empty() {
+            text.push_str("  downstream\n");
+            branches(&column.downstream, |t| &t.downstream, "    ", &mut text);
+        }
+    }
+    if !report.row_filters.is_empty() {
+        text.push_str(&format!("rows of {} decided by\n", report.node));
+        for filter in &report.row_filters {
+            let clause = serde_json::to_value(filter.clause).expect("a clause serializes");
+            text.push_str(&format!(
+                "  {}.{} ({})\n",
+                filter.node,
+                filter.column,
+                clause.as_str().unwrap_or_default()
+            ));
+        }
+    }
+    text
+}
+
+fn branches(
+    trees: &[LineageTree],
+    next: fn(&LineageTree) -> &Vec<LineageTree>,
+    indent: &str,
+    text: &mut String,
+) {
+    for (i, tree) in trees.iter().enumerate() {
+        let last = i + 1 == trees.len();
+        let how = tree
+            .how
+            .map(|how| serde_json::to_value(how).expect("a how serializes"))
+            .and_then(|how| how.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let kind = match tree.kind {
+            "model" => String::new(),
+            kind => format!(", {kind}"),
+        };
+        text.push_str(&format!(
+            "{indent}{} {}.{} ({how}{kind})\n",
+            if last { "└─" } else { "├─" },
+            tree.node,
+            tree.column
+        ));
+        let deeper = format!("{indent}{}", if last { "   " } else { "│  " });
+        branches(next(tree), next, &deeper, text);
+    }
+}

@@ -1,0 +1,186 @@
+//! `catalog.json`: each model's and source's planned columns, and each existing Delta table's
+//! figures, read from its log (no data file is opened).
+
+use std::collections::BTreeMap;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use futures::StreamExt;
+use serde_json::{Map, Value, json};
+
+use super::{DocsInputs, Planned, unique_id};
+use crate::graph::NodeId;
+use crate::session::{Warehouse, open_table};
+
+/// The catalog of the selected models and every source.
+pub fn catalog(
+    inputs: &DocsInputs<'_>,
+    planned: &Planned,
+    tables: &BTreeMap<String, Value>,
+    metadata: &Value,
+) -> Value {
+    let project = inputs.project;
+    let mut nodes = Map::new();
+    let mut sources = Map::new();
+    for (node, schema) in &planned.schemas {
+        let id = unique_id(project, node);
+        match node {
+            NodeId::Model(name) if inputs.selected.contains(node) => {
+                let entry = json!({
+                    "unique_id": id,
+                    "metadata": {
+                        "type": inputs.graph.models[name].config.materialized.to_string(),
+                        "name": name,
+                    },
+                    "columns": columns(schema),
+                    "table": tables.get(name).cloned().unwrap_or(Value::Null),
+                });
+                nodes.insert(id, entry);
+            }
+            NodeId::Source(source_id) => {
+                let format = match project.sources[source_id].format {
+                    crate::project::SourceFormat::Parquet => "parquet",
+                    crate::project::SourceFormat::Delta => "delta",
+                };
+                let entry = json!({
+                    "unique_id": id,
+                    "metadata": {"type": format, "name": source_id},
+                    "columns": columns(schema),
+                    "table": null,
+                });
+                sources.insert(id, entry);
+            }
+            NodeId::Model(_) => {}
+        }
+    }
+    json!({"metadata": metadata, "nodes": nodes, "sources": sources, "errors": planned.errors})
+}
+
+fn columns(schema: &SchemaRef) -> Map<String, Value> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(index, field)| {
+            let column = json!({
+                "name": field.name(),
+                "index": index,
+                "type": sql_name(field.data_type()),
+                "nullable": field.is_nullable(),
+            });
+            (field.name().clone(), column)
+        })
+        .collect()
+}
+
+/// The SQL name of an Arrow type, as a model's YAML would declare it.
+pub fn sql_name(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => "varchar".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Int8 => "tinyint".into(),
+        DataType::Int16 => "smallint".into(),
+        DataType::Int32 => "int".into(),
+        DataType::Int64 => "bigint".into(),
+        DataType::UInt8 => "tinyint unsigned".into(),
+        DataType::UInt16 => "smallint unsigned".into(),
+        DataType::UInt32 => "int unsigned".into(),
+        DataType::UInt64 => "bigint unsigned".into(),
+        DataType::Float32 => "real".into(),
+        DataType::Float64 => "double".into(),
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("decimal({p},{s})"),
+        DataType::Date32 | DataType::Date64 => "date".into(),
+        DataType::Timestamp(unit, zone) => {
+            let precision = match unit {
+                TimeUnit::Second => "(0)",
+                TimeUnit::Millisecond => "(3)",
+                TimeUnit::Microsecond => "",
+                TimeUnit::Nanosecond => "(9)",
+            };
+            let zone = if zone.is_some() {
+                " with time zone"
+            } else {
+                ""
+            };
+            format!("timestamp{precision}{zone}")
+        }
+        DataType::Binary | DataType::BinaryView | DataType::LargeBinary => "bytea".into(),
+        DataType::Dictionary(_, values) => sql_name(values),
+        DataType::List(item) | DataType::LargeList(item) | DataType::ListView(item) => {
+            format!("{}[]", sql_name(item.data_type()))
+        }
+        other => other.to_string().to_lowercase(),
+    }
+}
+
+/// Each selected stored model's Delta table figures, for the models whose table exists.
+pub async fn tables(inputs: &DocsInputs<'_>) -> BTreeMap<String, Value> {
+    let warehouse = Warehouse {
+        url: inputs.target.warehouse.clone(),
+        stores: inputs.stores.clone(),
+    };
+    let stored: Vec<&String> = inputs
+        .graph
+        .models
+        .iter()
+        .filter(|(name, model)| {
+            !model.config.is_ephemeral()
+                && inputs.selected.contains(&NodeId::Model((*name).clone()))
+        })
+        .map(|(name, _)| name)
+        .collect();
+    futures::stream::iter(stored)
+        .map(|name| {
+            let warehouse = &warehouse;
+            async move { (name.clone(), table(warehouse, name).await) }
+        })
+        .buffer_unordered(16)
+        .filter_map(|(name, table)| async move { table.map(|table| (name, table)) })
+        .collect()
+        .await
+}
+
+/// One model's table figures; `None` when it has no table (or it cannot be read).
+async fn table(warehouse: &Warehouse, model: &str) -> Option<Value> {
+    let url = warehouse.table_url(model).ok()?;
+    let table = match open_table(&warehouse.stores, &url).await {
+        Ok(table) => table,
+        Err(error) => {
+            tracing::warn!(model, %error, "cannot read the table's log");
+            return None;
+        }
+    };
+    let version = table.version()?;
+    let snapshot = table.snapshot().ok()?;
+    let (mut rows, mut bytes, mut files) = (Some(0_u64), 0_u64, 0_u64);
+    for file in snapshot.log_data().iter() {
+        files += 1;
+        bytes += u64::try_from(file.size()).unwrap_or(0);
+        rows = rows.zip(file.num_records()).map(|(sum, n)| sum + n as u64);
+    }
+    let last_commit = table
+        .history(Some(1))
+        .next()
+        .await
+        .and_then(Result::ok)
+        .map(|commit| {
+            let at = commit
+                .timestamp
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            let run_id = commit
+                .info
+                .get(crate::storage::RUN_ID_KEY)
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            json!({"timestamp": at, "operation": commit.operation, "run_id": run_id})
+        });
+    Some(json!({
+        "location": url.as_str(),
+        "version": version,
+        "num_rows": rows,
+        "num_bytes": bytes,
+        "num_files": files,
+        "partition_columns": snapshot.metadata().partition_columns(),
+        "last_commit": last_commit,
+    }))
+}
