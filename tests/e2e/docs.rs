@@ -1,0 +1,528 @@
+//! Issue 16: `dp docs generate` (manifest, catalog, lineage, the page), `dp docs serve` and
+//! `dp lineage`, on example_project and the lineage fixture.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, Read, Write};
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::support::{TestProject, both, workspace};
+
+/// `(node, column, how)` of each column `model.column` is derived from, node ids shortened to
+/// their name (`stg_events`, `raw.events`).
+fn derived(lineage: &Value, model: &str, column: &str) -> BTreeSet<(String, String, String)> {
+    let node = node_of(lineage, model);
+    node["columns"][column]["derived_from"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{model}.{column} has no lineage: {node}"))
+        .iter()
+        .map(|from| {
+            (
+                short(from["node"].as_str().unwrap()),
+                from["column"].as_str().unwrap().to_string(),
+                from["how"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `(node, column, clause)` of each column that decides the rows of `model`.
+fn row_filters(lineage: &Value, model: &str) -> BTreeSet<(String, String, String)> {
+    node_of(lineage, model)["row_filters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|filter| {
+            (
+                short(filter["node"].as_str().unwrap()),
+                filter["column"].as_str().unwrap().to_string(),
+                filter["clause"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn node_of<'a>(lineage: &'a Value, model: &str) -> &'a Value {
+    let nodes = lineage["nodes"].as_object().unwrap();
+    nodes
+        .iter()
+        .find(|(id, _)| id.starts_with("model.") && id.ends_with(&format!(".{model}")))
+        .map(|(_, node)| node)
+        .unwrap_or_else(|| panic!("no node {model} in {:?}", nodes.keys()))
+}
+
+/// `model.shop_events.stg_events` → `stg_events`; `source.shop_events.raw.events` → `raw.events`.
+fn short(id: &str) -> String {
+    id.splitn(3, '.').nth(2).unwrap().to_string()
+}
+
+fn set(items: &[(&str, &str, &str)]) -> BTreeSet<(String, String, String)> {
+    items
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect()
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{path:?}: {e}")))
+        .unwrap()
+}
+
+/// Validate `instance` against `schemas/<name>`.
+fn assert_valid(name: &str, instance: &Value) {
+    let schema = read_json(&workspace().join("schemas").join(name));
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .take(10)
+        .collect();
+    assert!(errors.is_empty(), "{name}: {errors:#?}");
+}
+
+#[test]
+fn example_project_lineage_is_exact() {
+    let project = TestProject::example();
+    project.dp_ok(&["docs", "generate", "--vars", "date=2024-01-15"]);
+    let lineage = read_json(&project.root.join("target/lineage.json"));
+
+    // daily_summary.revenue is the sum of stg_events.revenue, which passes raw.events.revenue on.
+    assert_eq!(
+        derived(&lineage, "daily_summary", "revenue"),
+        set(&[("stg_events", "revenue", "aggregated")])
+    );
+    assert_eq!(
+        derived(&lineage, "stg_events", "revenue"),
+        set(&[("raw.events", "revenue", "passthrough")])
+    );
+    assert_eq!(
+        derived(&lineage, "daily_summary", "user_count"),
+        set(&[("stg_events", "user_id", "aggregated")])
+    );
+    // count(*) reads no column.
+    assert_eq!(derived(&lineage, "daily_summary", "total_events"), set(&[]));
+    // The macro's WHERE on date, and the GROUP BY, decide daily_summary's rows.
+    assert_eq!(
+        row_filters(&lineage, "daily_summary"),
+        set(&[
+            ("stg_events", "date", "where"),
+            ("stg_events", "date", "group_by"),
+            ("stg_events", "cohort", "group_by"),
+        ])
+    );
+    // The window function's inputs decide which deliveries stg_events keeps.
+    assert_eq!(
+        row_filters(&lineage, "stg_events"),
+        set(&[
+            ("raw.events", "date", "where"),
+            ("raw.events", "event_id", "where"),
+            ("raw.events", "ts", "where"),
+        ])
+    );
+    // Lineage crosses the ephemeral int_purchases, a node of its own.
+    assert_eq!(
+        derived(&lineage, "cohort_revenue", "revenue"),
+        set(&[("int_purchases", "revenue", "aggregated")])
+    );
+    assert_eq!(
+        derived(&lineage, "int_purchases", "revenue"),
+        set(&[("stg_events", "revenue", "passthrough")])
+    );
+    assert_eq!(
+        node_of(&lineage, "int_purchases")["materialized"],
+        "ephemeral"
+    );
+    assert_eq!(
+        row_filters(&lineage, "int_purchases"),
+        set(&[("stg_events", "event", "where")])
+    );
+    assert_eq!(
+        derived(&lineage, "cohort_revenue", "buyers"),
+        set(&[("int_purchases", "user_id", "aggregated")])
+    );
+    // The columns of every model, in output order.
+    let columns: Vec<&String> = node_of(&lineage, "daily_summary")["columns"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(
+        columns,
+        ["date", "cohort", "revenue", "user_count", "total_events"]
+    );
+    assert_valid("lineage.schema.json", &lineage);
+}
+
+#[test]
+fn fixture_lineage_covers_joins_windows_unions_ctes_and_star() {
+    let project = TestProject::fixture("lineage");
+    project.dp_ok(&["docs", "generate"]);
+    let lineage = read_json(&project.root.join("target/lineage.json"));
+
+    // `select *` through two levels.
+    assert_eq!(
+        derived(&lineage, "events_again", "revenue"),
+        set(&[("events", "revenue", "passthrough")])
+    );
+    assert_eq!(
+        derived(&lineage, "events", "revenue"),
+        set(&[("raw.events", "revenue", "passthrough")])
+    );
+    // A self-join: both sides are the same model; a column computed from two inputs lists both
+    // (here the same column of each side); the join keys decide the rows.
+    assert_eq!(
+        derived(&lineage, "repeat_purchases", "earlier_event_id"),
+        set(&[("events", "event_id", "renamed")])
+    );
+    assert_eq!(
+        derived(&lineage, "repeat_purchases", "revenue_change"),
+        set(&[("events", "revenue", "computed")])
+    );
+    assert_eq!(
+        row_filters(&lineage, "repeat_purchases"),
+        set(&[("events", "user_id", "join"), ("events", "ts", "join")])
+    );
+    // A window function reads its argument, partition and order columns.
+    assert_eq!(
+        derived(&lineage, "running_revenue", "running_revenue"),
+        set(&[
+            ("events", "revenue", "windowed"),
+            ("events", "user_id", "windowed"),
+            ("events", "ts", "windowed"),
+        ])
+    );
+    assert_eq!(
+        row_filters(&lineage, "last_event"),
+        set(&[
+            ("events", "user_id", "qualify"),
+            ("events", "ts", "qualify")
+        ])
+    );
+    // UNION: each output column from both branches.
+    assert_eq!(
+        derived(&lineage, "amounts", "amount"),
+        set(&[
+            ("events", "revenue", "renamed"),
+            ("events_again", "revenue", "computed"),
+        ])
+    );
+    // The CTE named `events` shadows the model `events`.
+    assert_eq!(
+        derived(&lineage, "shadowed", "cents"),
+        set(&[("events_again", "revenue", "computed")])
+    );
+    // HAVING and a cast; a subquery in WHERE decides rows by what it reads.
+    assert_eq!(derived(&lineage, "cohort_purchases", "purchases"), set(&[]));
+    assert_eq!(
+        row_filters(&lineage, "cohort_purchases"),
+        set(&[
+            ("events", "event", "where"),
+            ("events", "cohort", "group_by"),
+            ("events", "revenue", "having"),
+        ])
+    );
+    assert_eq!(
+        derived(&lineage, "big_spenders", "revenue_double"),
+        set(&[("events", "revenue", "cast")])
+    );
+    assert_eq!(
+        row_filters(&lineage, "big_spenders"),
+        set(&[
+            ("events", "revenue", "where"),
+            ("events_again", "revenue", "where"),
+        ])
+    );
+    assert_valid("lineage.schema.json", &lineage);
+}
+
+#[test]
+fn manifest_and_catalog_describe_every_node_and_the_built_tables() {
+    let project = TestProject::example();
+    project.dp_ok(&["build", "--vars", "date=2024-01-15"]);
+    let run_id = project.run_results()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    project.dp_ok(&["docs", "generate", "--vars", "date=2024-01-15"]);
+    let manifest = read_json(&project.root.join("target/manifest.json"));
+    let catalog = read_json(&project.root.join("target/catalog.json"));
+    assert_valid("manifest.schema.json", &manifest);
+    assert_valid("catalog.schema.json", &catalog);
+
+    let nodes = manifest["nodes"].as_object().unwrap();
+    let models: BTreeSet<&str> = nodes
+        .values()
+        .filter(|n| n["resource_type"] == "model")
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        models,
+        BTreeSet::from([
+            "stg_events",
+            "int_purchases",
+            "daily_summary",
+            "cohort_revenue"
+        ])
+    );
+    let daily = &nodes["model.shop_events.daily_summary"];
+    assert_eq!(
+        daily["original_file_path"],
+        "models/marts/daily_summary.sql"
+    );
+    assert_eq!(daily["patch_path"], "models/marts/schema.yml");
+    assert_eq!(daily["config"]["materialized"], "partitioned");
+    assert_eq!(daily["config"]["partition_by"], serde_json::json!(["date"]));
+    assert_eq!(daily["tags"], serde_json::json!(["daily"]));
+    assert_eq!(
+        daily["columns"]["user_count"]["description"],
+        "Distinct users that day"
+    );
+    assert_eq!(
+        daily["depends_on"]["nodes"],
+        serde_json::json!(["model.shop_events.stg_events"])
+    );
+    assert_eq!(
+        daily["depends_on"]["macros"],
+        serde_json::json!(["macro.shop_events.date_filter"])
+    );
+    assert!(
+        daily["raw_code"]
+            .as_str()
+            .unwrap()
+            .contains("{{ date_filter() }}")
+    );
+    assert!(
+        daily["compiled_code"]
+            .as_str()
+            .unwrap()
+            .contains("where date = '2024-01-15'")
+    );
+    // The ephemeral model's SQL is inlined into its reader's compiled SQL.
+    let cohort = &nodes["model.shop_events.cohort_revenue"];
+    assert!(
+        cohort["compiled_code"]
+            .as_str()
+            .unwrap()
+            .contains("\"int_purchases\" as (")
+    );
+    // Tests: generic ones attached to their node, the singular one with its SQL.
+    let not_null = &nodes["test.shop_events.not_null_daily_summary_date"];
+    assert_eq!(not_null["attached_node"], "model.shop_events.daily_summary");
+    assert_eq!(not_null["test_metadata"]["name"], "not_null");
+    assert_eq!(not_null["column_name"], "date");
+    let singular = &nodes["test.shop_events.daily_summary_counts_every_event"];
+    assert!(
+        singular["raw_code"]
+            .as_str()
+            .unwrap()
+            .contains("summary.events")
+    );
+    assert_eq!(
+        manifest["unit_tests"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        [
+            "unit_test.shop_events.daily_summary.daily_summary_sums_per_day_and_cohort",
+            "unit_test.shop_events.stg_events.stg_events_keeps_one_row_per_event",
+        ]
+    );
+    // Sources, macros, docs blocks and doc() in descriptions.
+    let events = &manifest["sources"]["source.shop_events.raw.events"];
+    assert_eq!(events["partitioned_by"], serde_json::json!(["date"]));
+    assert_eq!(
+        events["columns"]["revenue"]["description"],
+        "Order value of a purchase, in the shop's currency; **0** for any other event."
+    );
+    assert_eq!(
+        manifest["macros"]["macro.shop_events.date_filter"]["original_file_path"],
+        "macros/date_filter.sql"
+    );
+    assert!(
+        manifest["docs"]["doc.shop_events.__overview__"]["block_contents"]
+            .as_str()
+            .unwrap()
+            .starts_with("# Shop events")
+    );
+    // The graph, both ways.
+    assert_eq!(
+        manifest["parent_map"]["model.shop_events.cohort_revenue"],
+        serde_json::json!(["model.shop_events.int_purchases"])
+    );
+    let children = manifest["child_map"]["model.shop_events.stg_events"]
+        .as_array()
+        .unwrap();
+    for child in [
+        "model.shop_events.daily_summary",
+        "model.shop_events.int_purchases",
+        "test.shop_events.not_null_stg_events_event_id",
+        "test.shop_events.daily_summary_counts_every_event",
+    ] {
+        assert!(
+            children.iter().any(|c| c == child),
+            "{child} in {children:?}"
+        );
+    }
+
+    // The catalog: planned types, and the built tables' figures from their Delta logs.
+    let daily = &catalog["nodes"]["model.shop_events.daily_summary"];
+    assert_eq!(daily["columns"]["revenue"]["type"], "decimal(20,2)");
+    assert_eq!(daily["columns"]["user_count"]["index"], 3);
+    let table = &daily["table"];
+    let rows = project.query("daily_summary", "select count(*) from t")[0][0].clone();
+    assert_eq!(table["num_rows"].to_string(), rows);
+    assert_eq!(table["version"], 0);
+    assert_eq!(table["partition_columns"], serde_json::json!(["date"]));
+    let bytes: u64 = crate::support::parquet_files(&project.table_dir("daily_summary"))
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
+    assert_eq!(table["num_bytes"], bytes);
+    assert_eq!(table["last_commit"]["run_id"], run_id.as_str());
+    assert_eq!(table["last_commit"]["operation"], "WRITE");
+    // An ephemeral model has no table; a source's columns come from its files.
+    assert_eq!(
+        catalog["nodes"]["model.shop_events.int_purchases"]["table"],
+        Value::Null
+    );
+    assert_eq!(
+        catalog["sources"]["source.shop_events.raw.events"]["columns"]["date"]["type"],
+        "varchar"
+    );
+}
+
+#[test]
+fn docs_follow_the_selection_and_name_unknown_doc_blocks() {
+    let project = TestProject::example();
+    project.dp_ok(&["docs", "generate", "--select", "stg_events"]);
+    let catalog = read_json(&project.root.join("target/catalog.json"));
+    let documented: Vec<&String> = catalog["nodes"].as_object().unwrap().keys().collect();
+    assert_eq!(documented, ["model.shop_events.stg_events"]);
+    // The manifest keeps every node.
+    let manifest = read_json(&project.root.join("target/manifest.json"));
+    assert_eq!(
+        manifest["nodes"]["model.shop_events.daily_summary"]["selected"],
+        false
+    );
+
+    let sources = project.root.join("models/staging/sources.yml");
+    let text = std::fs::read_to_string(&sources).unwrap();
+    std::fs::write(
+        &sources,
+        text.replace("doc('order_value')", "doc('order_valu')"),
+    )
+    .unwrap();
+    // As a build, a project with a mistake is one dp cannot document: nothing is written.
+    std::fs::remove_dir_all(project.root.join("target")).unwrap();
+    let output = project.dp(&["docs", "generate"]);
+    assert_eq!(output.status.code(), Some(2), "{}", both(&output));
+    assert!(!project.root.join("target/manifest.json").exists());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("dp::unknown_doc"), "{stderr}");
+    assert!(
+        stderr.contains("no docs block named `order_valu`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `order_value`?"), "{stderr}");
+    assert!(stderr.contains("models/staging/sources.yml"), "{stderr}");
+}
+
+#[test]
+fn dp_lineage_prints_trees_and_json_and_names_close_matches() {
+    let project = TestProject::example();
+    let tree = project.dp_ok(&["lineage", "daily_summary.revenue", "--upstream"]);
+    assert_eq!(
+        tree,
+        "daily_summary.revenue\n  upstream\n    └─ stg_events.revenue (aggregated)\n       \
+         └─ raw.events.revenue (passthrough, source)\nrows of daily_summary decided by\n  \
+         stg_events.cohort (group_by)\n  stg_events.date (group_by)\n"
+    );
+    let down: Value = serde_json::from_str(&project.dp_ok(&[
+        "lineage",
+        "raw.events.revenue",
+        "--downstream",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    let first = &down["columns"][0];
+    let readers: BTreeSet<&str> = first["downstream"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(readers, BTreeSet::from(["stg_events"]));
+    let below: BTreeSet<String> = first["downstream"][0]["downstream"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| format!("{}.{}:{}", t["node"], t["column"], t["kind"]))
+        .collect();
+    assert_eq!(
+        below,
+        BTreeSet::from([
+            "\"daily_summary\".\"revenue\":\"model\"".to_string(),
+            "\"int_purchases\".\"revenue\":\"ephemeral\"".to_string(),
+        ])
+    );
+    // Every column of a model.
+    let all = project.dp_ok(&["lineage", "cohort_revenue", "--format", "json"]);
+    let all: Value = serde_json::from_str(&all).unwrap();
+    assert_eq!(all["columns"].as_array().unwrap().len(), 6);
+
+    let output = project.dp(&["lineage", "daily_summary.revenu"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("dp::unknown_column"), "{stderr}");
+    assert!(stderr.contains("did you mean `revenue`?"), "{stderr}");
+    let output = project.dp(&["lineage", "daily_sumary.revenue"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("dp::unknown_node"), "{stderr}");
+    assert!(stderr.contains("did you mean `daily_summary`?"), "{stderr}");
+}
+
+#[test]
+fn dp_docs_serve_serves_target_on_loopback_only() {
+    let project = TestProject::example();
+    project.dp_ok(&["docs", "generate"]);
+    let mut server = project
+        .command(&["docs", "serve", "--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string();
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    let get = |path: &str| {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    let page = get("/docs/index.html");
+    let lineage = get("/lineage.json");
+    let outside = get("/../dp_project.yml");
+    let _ = server.kill();
+    let _ = server.wait();
+    let status = |response: &str| response.split(' ').nth(1).unwrap_or_default().to_string();
+    assert_eq!(status(&page), "200", "{page:.200}");
+    assert!(page.contains("id=\"dp-data\""));
+    assert!(lineage.contains("application/json") && lineage.contains("\"nodes\""));
+    assert_eq!(status(&outside), "404", "{outside:.200}");
+    assert!(
+        std::net::TcpStream::connect(&address).is_err(),
+        "still serving after a stop"
+    );
+}
