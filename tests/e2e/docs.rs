@@ -526,3 +526,261 @@ fn dp_docs_serve_serves_target_on_loopback_only() {
         "still serving after a stop"
     );
 }
+
+/// Every column `(node, column)` reaches by following `derived_from` (upstream) or its reverse
+/// (downstream), read from lineage.json.
+fn reach(lineage: &Value, from: (&str, &str), upstream: bool) -> BTreeSet<(String, String)> {
+    let mut edges: Vec<((String, String), (String, String))> = Vec::new();
+    for (id, node) in lineage["nodes"].as_object().unwrap() {
+        for (column, entry) in node["columns"].as_object().unwrap() {
+            for parent in entry["derived_from"].as_array().unwrap() {
+                let parent = (
+                    parent["node"].as_str().unwrap().to_string(),
+                    parent["column"].as_str().unwrap().to_string(),
+                );
+                edges.push(((id.clone(), column.clone()), parent));
+            }
+        }
+    }
+    let mut found = BTreeSet::new();
+    let mut todo = vec![(from.0.to_string(), from.1.to_string())];
+    while let Some(at) = todo.pop() {
+        for (child, parent) in &edges {
+            let (here, next) = if upstream {
+                (child, parent)
+            } else {
+                (parent, child)
+            };
+            if *here == at && found.insert(next.clone()) {
+                todo.push(next.clone());
+            }
+        }
+    }
+    found
+}
+
+/// Kills the child process when dropped.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_docs_page_works_in_a_real_browser() {
+    // The project's own script installs Chromium and its WebDriver when absent; a machine where
+    // that fails fails this test.
+    let installed = std::process::Command::new("bash")
+        .arg(workspace().join("tests/services/chromium.sh"))
+        .status()
+        .expect("bash runs");
+    assert!(installed.success(), "Chromium could not be installed");
+
+    let project = TestProject::example();
+    project.dp_ok(&["build", "--vars", "date=2024-01-15"]);
+    project.dp_ok(&["docs", "generate", "--vars", "date=2024-01-15"]);
+    let manifest = read_json(&project.root.join("target/manifest.json"));
+    let lineage = read_json(&project.root.join("target/lineage.json"));
+    let page = project.root.join("target/docs/index.html");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _driver = Running(
+        std::process::Command::new("/usr/bin/chromedriver")
+            .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+    );
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "chromedriver did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let profile = tempfile::tempdir().unwrap();
+    let screenshot = crate::support::block_on(async {
+        use fantoccini::{ClientBuilder, Locator};
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1400,900",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a Chromium session starts");
+        let wait = std::time::Duration::from_secs(20);
+        client
+            .goto(url::Url::from_file_path(&page).unwrap().as_str())
+            .await
+            .unwrap();
+        client
+            .wait()
+            .at_most(wait)
+            .for_element(Locator::Css("html[data-dp-ready='true']"))
+            .await
+            .expect("the page starts");
+
+        // Every model and source is a node of the graph.
+        let drawn = client
+            .execute(
+                "return [...document.querySelectorAll('#graph g.node')].map(n => n.dataset.nodeId)",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let drawn: BTreeSet<&str> = drawn
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let mut expected: BTreeSet<&str> = manifest["nodes"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, node)| node["resource_type"] == "model")
+            .map(|(id, _)| id.as_str())
+            .collect();
+        expected.extend(
+            manifest["sources"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str),
+        );
+        assert_eq!(drawn, expected);
+
+        // Search for a model and open it: its details and its tests' results from the build.
+        client
+            .find(Locator::Css("#search"))
+            .await
+            .unwrap()
+            .send_keys("daily_sum")
+            .await
+            .unwrap();
+        client
+            .wait()
+            .at_most(wait)
+            .for_element(Locator::Css(
+                "#search-results li.result-node[data-node-id='model.shop_events.daily_summary']",
+            ))
+            .await
+            .expect("the search finds daily_summary")
+            .click()
+            .await
+            .unwrap();
+        let name = client
+            .wait()
+            .at_most(wait)
+            .for_element(Locator::Css("#details-name"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(name.trim(), "daily_summary");
+        let passed = client
+            .find_all(Locator::Css(
+                "#details-tests span.badge[data-status='pass']",
+            ))
+            .await
+            .unwrap();
+        assert!(passed.len() >= 5, "{} passing tests shown", passed.len());
+
+        // Click a column: exactly its upstream and downstream columns light up.
+        client
+            .find(Locator::Css(
+                "#graph g.column[data-node-id='model.shop_events.stg_events'][data-column='revenue']",
+            ))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let highlighted = |class: &'static str| {
+            let client = &client;
+            async move {
+                let found = client
+                    .execute(
+                        &format!(
+                            "return [...document.querySelectorAll('#graph g.column.{class}')]\
+                             .map(c => [c.dataset.nodeId, c.dataset.column])"
+                        ),
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+                found
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|pair| {
+                        (
+                            pair[0].as_str().unwrap().to_string(),
+                            pair[1].as_str().unwrap().to_string(),
+                        )
+                    })
+                    .collect::<BTreeSet<(String, String)>>()
+            }
+        };
+        let column =
+            |node: &str, column: &str| (format!("model.shop_events.{node}"), column.to_string());
+        assert_eq!(
+            highlighted("col-selected").await,
+            BTreeSet::from([column("stg_events", "revenue")])
+        );
+        let upstream = highlighted("col-upstream").await;
+        assert_eq!(
+            upstream,
+            BTreeSet::from([(
+                "source.shop_events.raw.events".to_string(),
+                "revenue".to_string()
+            )])
+        );
+        assert_eq!(
+            upstream,
+            reach(&lineage, ("model.shop_events.stg_events", "revenue"), true)
+        );
+        let downstream = highlighted("col-downstream").await;
+        assert_eq!(
+            downstream,
+            BTreeSet::from([
+                column("daily_summary", "revenue"),
+                column("int_purchases", "revenue"),
+                column("cohort_revenue", "revenue"),
+            ])
+        );
+        assert_eq!(
+            downstream,
+            reach(&lineage, ("model.shop_events.stg_events", "revenue"), false)
+        );
+
+        let screenshot = client.screenshot().await.unwrap();
+        client.close().await.unwrap();
+        screenshot
+    });
+    assert!(screenshot.starts_with(b"\x89PNG"), "not a PNG");
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap();
+    std::fs::write(target.join("docs-screenshot.png"), &screenshot).unwrap();
+}
