@@ -99,8 +99,8 @@ pub struct LineageArgs {
     #[arg(long)]
     pub downstream: bool,
     /// A tree for people, or JSON.
-    #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
-    pub format: CheckFormat,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub format: OutputFormat,
     /// Variables for var(): key=value (repeatable) or a YAML mapping such as '{date: 2024-01-15}'.
     #[arg(long)]
     pub vars: Vec<String>,
@@ -152,12 +152,12 @@ pub struct CheckArgs {
     pub select: SelectArgs,
     /// How problems are written: for people, or as a JSON array (file, line, column, code,
     /// message, help) for editors and CI annotations.
-    #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
-    pub format: CheckFormat,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CheckFormat {
+pub enum OutputFormat {
     Human,
     Json,
 }

@@ -42,7 +42,9 @@ mod source;
 mod storage;
 
 pub use compile::{ModelPlan, Plan};
-pub use docs::{Clause, Direction, Generated, How, LineageReport, LineageTree, RowFilter};
+pub use docs::{
+    Clause, Direction, Generated, How, LineageReport, LineageTree, NodeKind, RowFilter,
+};
 pub use ops::VacuumResult;
 pub use session::{StoreWrapper, Stores};
 pub use storage::VacuumOptions;
@@ -198,9 +200,7 @@ impl Prepared {
     /// mislead), then write `target/manifest.json`, `catalog.json`, `lineage.json` and
     /// `docs/index.html`. The catalog and lineage cover the selected models.
     pub async fn generate_docs(&self, stores: Stores) -> Result<docs::Generated, Error> {
-        check(self).await?;
-        let every_node: BTreeSet<NodeId> = self.graph.order().iter().cloned().collect();
-        let (compiled, _) = compile::plan(&self.graph, &every_node);
+        let compiled = check_every_model(self).await?;
         let inputs = docs::DocsInputs {
             project: &self.project,
             graph: &self.graph,
@@ -220,8 +220,13 @@ impl Prepared {
         target: &str,
         direction: Direction,
     ) -> Result<LineageReport, Error> {
-        let planned = docs::plan(&self.project, &self.graph).await;
-        Ok(docs::report(&planned, &self.graph, target, direction)?)
+        let planned = docs::plan_lineage(&self.project, &self.graph).await;
+        Ok(docs::lineage_report(
+            &planned,
+            &self.graph,
+            target,
+            direction,
+        )?)
     }
 
     /// `target/run_results.json`.
@@ -297,8 +302,19 @@ pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
 /// Plan every model from schemas alone, without reading data, and report every problem of the
 /// selected models at once. Returns the plan of the selected models, ready to run.
 pub async fn check(prepared: &Prepared) -> Result<compile::Plan, Error> {
+    let mut plan = check_every_model(prepared).await?;
+    plan.models.retain(|model| {
+        prepared
+            .selected
+            .contains(&NodeId::Model(model.name.clone()))
+    });
+    Ok(plan)
+}
+
+/// [`check`], returning the plan of every model.
+async fn check_every_model(prepared: &Prepared) -> Result<compile::Plan, Error> {
     let every_node: BTreeSet<NodeId> = prepared.graph.order().iter().cloned().collect();
-    let (mut plan, plan_problems) = stage("plan", || compile::plan(&prepared.graph, &every_node));
+    let (plan, plan_problems) = stage("plan", || compile::plan(&prepared.graph, &every_node));
     let selected = |name: &str| prepared.selected.contains(&NodeId::Model(name.to_string()));
     let started = std::time::Instant::now();
     let check_problems = check::check(prepared.unit_test_inputs(), &plan, selected).await;
@@ -313,7 +329,6 @@ pub async fn check(prepared: &Prepared) -> Result<compile::Plan, Error> {
     problems.extend(plan_problems.into_iter().map(Error::from));
     problems.extend(check_problems.into_iter().map(Error::Checked));
     source::problems(problems, |problems| Error::Check { problems })?;
-    plan.models.retain(|model| selected(&model.name));
     Ok(plan)
 }
 

@@ -234,6 +234,16 @@ fn fixture_lineage_covers_joins_windows_unions_ctes_and_star() {
         ])
     );
     assert_valid("lineage.schema.json", &lineage);
+
+    // A diamond (amounts reads events and events_again, which reads events): the second
+    // meeting of amounts.amount is marked, not expanded again.
+    let tree = project.dp_ok(&["lineage", "events.revenue", "--downstream"]);
+    assert!(tree.contains("    ├─ amounts.amount (renamed)\n"), "{tree}");
+    assert!(
+        tree.contains("    │  ├─ amounts.amount (computed) (*)\n"),
+        "{tree}"
+    );
+    assert_eq!(tree.matches("amounts.amount").count(), 2, "{tree}");
 }
 
 #[test]
@@ -504,16 +514,26 @@ fn dp_docs_serve_serves_target_on_loopback_only() {
         .unwrap_or_else(|| panic!("no URL in {line:?}"))
         .to_string();
     assert!(address.starts_with("127.0.0.1:"), "{address}");
-    let get = |path: &str| {
+    let get_from = |host: &str, path: &str| {
         let mut stream = std::net::TcpStream::connect(&address).unwrap();
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         response
     };
+    let get = |path: &str| get_from(&address, path);
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(
+        project.root.join("dp_project.yml"),
+        project.root.join("target/linked.yml"),
+    )
+    .unwrap();
     let page = get("/docs/index.html");
     let lineage = get("/lineage.json");
     let outside = get("/../dp_project.yml");
+    let linked = get("/linked.yml");
+    // A page whose DNS name was rebound to 127.0.0.1 sends its own name.
+    let rebound = get_from("attacker.example:80", "/manifest.json");
     let _ = server.kill();
     let _ = server.wait();
     let status = |response: &str| response.split(' ').nth(1).unwrap_or_default().to_string();
@@ -521,6 +541,8 @@ fn dp_docs_serve_serves_target_on_loopback_only() {
     assert!(page.contains("id=\"dp-data\""));
     assert!(lineage.contains("application/json") && lineage.contains("\"nodes\""));
     assert_eq!(status(&outside), "404", "{outside:.200}");
+    assert_eq!(status(&linked), "404", "{linked:.200}");
+    assert_eq!(status(&rebound), "403", "{rebound:.200}");
     assert!(
         std::net::TcpStream::connect(&address).is_err(),
         "still serving after a stop"
@@ -559,6 +581,29 @@ fn reach(lineage: &Value, from: (&str, &str), upstream: bool) -> BTreeSet<(Strin
     found
 }
 
+/// Replace the models of `project` by `count` models in a binary tree: `m0000` reads the
+/// source, `mN` reads `m((N-1)/2)`.
+fn large_project(project: &TestProject, count: usize) {
+    let models = project.root.join("models");
+    for folder in ["intermediate", "marts"] {
+        std::fs::remove_dir_all(models.join(folder)).unwrap();
+    }
+    for file in ["staging/stg_events.sql", "staging/schema.yml"] {
+        std::fs::remove_file(models.join(file)).unwrap();
+    }
+    std::fs::remove_dir_all(project.root.join("tests")).unwrap();
+    for n in 0..count {
+        let from = match n {
+            0 => "{{ source('raw', 'events') }}".to_string(),
+            n => format!("{{{{ ref('m{:04}') }}}}", (n - 1) / 2),
+        };
+        project.write(
+            &format!("models/generated/m{n:04}.sql"),
+            &format!("select user_id, revenue, date from {from}\n"),
+        );
+    }
+}
+
 /// Kills the child process when dropped.
 struct Running(std::process::Child);
 
@@ -585,6 +630,10 @@ fn the_docs_page_works_in_a_real_browser() {
     let manifest = read_json(&project.root.join("target/manifest.json"));
     let lineage = read_json(&project.root.join("target/lineage.json"));
     let page = project.root.join("target/docs/index.html");
+    let large = TestProject::example();
+    large_project(&large, 1000);
+    large.dp_ok(&["docs", "generate", "-q"]);
+    let large_page = large.root.join("target/docs/index.html");
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -777,6 +826,64 @@ fn the_docs_page_works_in_a_real_browser() {
         );
 
         let screenshot = client.screenshot().await.unwrap();
+
+        // 1,000 models: nothing is drawn until a node is chosen, then only its neighbourhood.
+        client
+            .goto(url::Url::from_file_path(&large_page).unwrap().as_str())
+            .await
+            .unwrap();
+        client
+            .wait()
+            .at_most(wait)
+            .for_element(Locator::Css("html[data-dp-ready='true']"))
+            .await
+            .expect("the large page starts");
+        let drawn = || async {
+            let ids = client
+                .execute(
+                    "return [...document.querySelectorAll('#graph g.node')].map(n => n.dataset.nodeId)",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            ids.as_array()
+                .unwrap()
+                .iter()
+                .map(|id| {
+                    id.as_str()
+                        .unwrap()
+                        .trim_start_matches("model.shop_events.")
+                        .to_string()
+                })
+                .collect::<BTreeSet<String>>()
+        };
+        assert_eq!(drawn().await, BTreeSet::new());
+        client
+            .find(Locator::Css("#search"))
+            .await
+            .unwrap()
+            .send_keys("m0100")
+            .await
+            .unwrap();
+        client
+            .wait()
+            .at_most(wait)
+            .for_element(Locator::Css(
+                "#search-results li.result-node[data-node-id='model.shop_events.m0100']",
+            ))
+            .await
+            .expect("the search finds m0100")
+            .click()
+            .await
+            .unwrap();
+        // Two steps up and down the binary tree of models.
+        let neighbourhood = [
+            "m0024", "m0049", "m0100", "m0201", "m0202", "m0403", "m0404", "m0405", "m0406",
+        ];
+        assert_eq!(
+            drawn().await,
+            neighbourhood.iter().map(|m| m.to_string()).collect()
+        );
         client.close().await.unwrap();
         screenshot
     });

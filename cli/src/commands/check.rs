@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use miette::Diagnostic;
 use serde_json::{Value, json};
 
-use crate::args::{CheckArgs, CheckFormat, GlobalArgs};
+use crate::args::{CheckArgs, GlobalArgs, OutputFormat};
 
 pub fn run(global: &GlobalArgs, args: &CheckArgs) -> miette::Result<ExitCode> {
     let runtime = super::runtime()?;
@@ -16,7 +16,7 @@ pub fn run(global: &GlobalArgs, args: &CheckArgs) -> miette::Result<ExitCode> {
         checked => checked,
     };
     match args.format {
-        CheckFormat::Human => {
+        OutputFormat::Human => {
             if !global.quiet {
                 for warning in &warnings {
                     eprintln!("{:?}", miette::Report::new(warning.clone()));
@@ -35,7 +35,7 @@ pub fn run(global: &GlobalArgs, args: &CheckArgs) -> miette::Result<ExitCode> {
                 }
             }
         }
-        CheckFormat::Json => {
+        OutputFormat::Json => {
             let mut records = Vec::new();
             for warning in &warnings {
                 flatten(warning, &mut records);

@@ -57,8 +57,25 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> miette::Result<ExitCode> {
         "Serving {} at http://{address}/docs/index.html (Ctrl-C stops)\n",
         root.display()
     ));
+    // Only this machine's own names: a web page elsewhere that rebinds its DNS name to
+    // 127.0.0.1 gets nothing.
+    let hosts = [
+        format!("127.0.0.1:{}", address.port()),
+        format!("localhost:{}", address.port()),
+    ];
+    let root = root
+        .canonicalize()
+        .map_err(|e| miette::miette!("cannot read {}: {e}", root.display()))?;
     for request in server.incoming_requests() {
-        let response = respond(&root, request.url());
+        let host_allowed = request
+            .headers()
+            .iter()
+            .find(|header| header.field.equiv("Host"))
+            .is_some_and(|host| hosts.iter().any(|allowed| host.value.as_str() == allowed));
+        let response = match host_allowed {
+            true => respond(&root, request.url()),
+            false => tiny_http::Response::from_data(b"forbidden".to_vec()).with_status_code(403),
+        };
         if let Err(error) = request.respond(response) {
             tracing::debug!(%error, "a docs request was not answered");
         }
@@ -66,7 +83,8 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> miette::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The response to a GET of `url` from the files under `root`.
+/// The response to a GET of `url` from the files under `root` (canonical): nothing outside it
+/// is read, also through a symbolic link.
 fn respond(root: &Path, url: &str) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
     let path = url.split(['?', '#']).next().unwrap_or_default();
     if path == "/" {
@@ -76,12 +94,17 @@ fn respond(root: &Path, url: &str) -> tiny_http::Response<std::io::Cursor<Vec<u8
             .with_status_code(302)
             .with_header(location);
     }
+    let not_found = || tiny_http::Response::from_data(b"not found".to_vec()).with_status_code(404);
     let relative = PathBuf::from(path.trim_start_matches('/'));
     let inside = relative
         .components()
         .all(|c| matches!(c, Component::Normal(_)));
-    match std::fs::read(root.join(&relative)) {
-        Ok(bytes) if inside => {
+    let file = match root.join(&relative).canonicalize() {
+        Ok(file) if inside && file.starts_with(root) && file.is_file() => file,
+        _ => return not_found(),
+    };
+    match std::fs::read(&file) {
+        Ok(bytes) => {
             let content_type = match relative.extension().and_then(|e| e.to_str()) {
                 Some("html") => "text/html; charset=utf-8",
                 Some("json") => "application/json",
@@ -93,6 +116,6 @@ fn respond(root: &Path, url: &str) -> tiny_http::Response<std::io::Cursor<Vec<u8
                 .expect("a valid header");
             tiny_http::Response::from_data(bytes).with_header(header)
         }
-        _ => tiny_http::Response::from_data(b"not found".to_vec()).with_status_code(404),
+        Err(_) => not_found(),
     }
 }

@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
-use dp_engine::{Direction, LineageReport, LineageTree};
+use dp_engine::{Direction, LineageReport, LineageTree, NodeKind};
 
-use crate::args::{CheckFormat, GlobalArgs, LineageArgs, SelectArgs};
+use crate::args::{GlobalArgs, LineageArgs, OutputFormat, SelectArgs};
 
 pub fn run(global: &GlobalArgs, args: &LineageArgs) -> miette::Result<ExitCode> {
     let select = SelectArgs {
@@ -20,17 +20,18 @@ pub fn run(global: &GlobalArgs, args: &LineageArgs) -> miette::Result<ExitCode> 
     };
     let report = super::runtime()?.block_on(prepared.lineage(&args.node, direction))?;
     let text = match args.format {
-        CheckFormat::Json => format!(
+        OutputFormat::Json => format!(
             "{}\n",
             serde_json::to_string_pretty(&report).expect("a report serializes")
         ),
-        CheckFormat::Human => human(&report),
+        OutputFormat::Human => human(&report),
     };
     super::out(&text);
     Ok(ExitCode::SUCCESS)
 }
 
-/// Each column as a tree: what it comes from above `<-`, what reads it below `->`.
+/// Each column as a tree of what it comes from and of what reads it; `(*)` marks a column whose
+/// own tree is shown above.
 fn human(report: &LineageReport) -> String {
     let mut text = String::new();
     for column in &report.columns {
@@ -73,11 +74,14 @@ fn branches(
             .and_then(|how| how.as_str().map(str::to_string))
             .unwrap_or_default();
         let kind = match tree.kind {
-            "model" => String::new(),
-            kind => format!(", {kind}"),
+            NodeKind::Model => "",
+            NodeKind::Ephemeral => ", ephemeral",
+            NodeKind::Source => ", source",
         };
+        // A column whose tree was shown above is not shown again.
+        let repeated = if tree.repeated { " (*)" } else { "" };
         text.push_str(&format!(
-            "{indent}{} {}.{} ({how}{kind})\n",
+            "{indent}{} {}.{} ({how}{kind}){repeated}\n",
             if last { "└─" } else { "├─" },
             tree.node,
             tree.column

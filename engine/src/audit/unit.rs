@@ -20,10 +20,13 @@ use serde_yaml::Value;
 
 use crate::compile::ModelPlan;
 use crate::graph::ModelGraph;
-use crate::project::{ColumnProperties, NodeId, Project, RowsFormat, UnitTest, UnitTestRows};
+use crate::project::{
+    ColumnProperties, NodeId, Project, RowsFormat, UnitTest, UnitTestRows, split_source_id,
+};
 use crate::render::{RenderContext, RenderedModel, Renderer};
 use crate::report::{TestKind, TestResult, TestStatus};
 use crate::session::contract::sql_type;
+use crate::session::source_reference;
 
 /// Rows of a test: column names in order of appearance, and each row's values as text.
 struct Rows {
@@ -403,7 +406,7 @@ fn register(session: &SessionContext, relation: &NodeId, batch: RecordBatch) -> 
     let reference = match relation {
         NodeId::Model(name) => TableReference::bare(name.as_str()),
         NodeId::Source(id) => {
-            let (source, table) = id.split_once('.').unwrap_or(("", id));
+            let (source, _) = split_source_id(id);
             let catalog = session
                 .catalog("datafusion")
                 .expect("the default catalog exists");
@@ -412,7 +415,7 @@ fn register(session: &SessionContext, relation: &NodeId, batch: RecordBatch) -> 
                     .register_schema(source, Arc::new(MemorySchemaProvider::new()))
                     .map_err(|e| e.to_string())?;
             }
-            TableReference::partial(source, table)
+            source_reference(id)
         }
     };
     session

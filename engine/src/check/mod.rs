@@ -21,7 +21,8 @@ use crate::graph::Scheduler;
 use crate::project::{DataTestKind, NodeId, Project};
 use crate::session::contract::{Contract, check_contract, sql_type};
 use crate::session::{
-    SessionError, SourceScans, Warehouse, new_session, register_relation, sql_error,
+    SessionError, SourceScans, Warehouse, new_session, register_relation, source_reference,
+    sql_error,
 };
 
 /// A mistake found by planning a model.
@@ -242,11 +243,7 @@ pub async fn check(
     }
 
     for id in project.sources.keys() {
-        let (source, table) = id.split_once('.').unwrap_or(("", id));
-        if let Ok(provider) = session
-            .table_provider(TableReference::partial(source, table))
-            .await
-        {
+        if let Ok(provider) = session.table_provider(source_reference(id)).await {
             schemas.insert(NodeId::Source(id.clone()), provider.schema());
         }
     }
@@ -408,19 +405,14 @@ async fn check_model(
     schema: SchemaRef,
 ) -> Result<Vec<CheckError>, CheckError> {
     if !model.config.is_ephemeral() {
-        // Its readers see the table as Delta stores it (a timestamp's zone becomes UTC, a
-        // list's items `element`), as they will in a build.
-        let stored =
-            crate::storage::stored_schema(&schema).map_err(|message| CheckError::Unstorable {
-                model: model.name.clone(),
-                message,
-                at: model.file.find("select", 0),
-                src: model.file.named(),
-            })?;
-        let table =
-            MemTable::try_new(stored, vec![vec![]]).map_err(|error| sql_error(model, &error))?;
+        let table = stored_empty_table(&schema).map_err(|message| CheckError::Unstorable {
+            model: model.name.clone(),
+            message,
+            at: model.file.find("select", 0),
+            src: model.file.named(),
+        })?;
         session
-            .register_table(TableReference::bare(model.name.as_str()), Arc::new(table))
+            .register_table(TableReference::bare(model.name.as_str()), table)
             .map_err(|error| sql_error(model, &error))?;
     }
     let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -479,6 +471,18 @@ async fn check_model(
         }
     }
     Ok(problems)
+}
+
+/// An empty table of a planned model's output, as its readers see it in a build: as Delta
+/// stores it (a timestamp's zone becomes UTC, a list's items `element`). An error when Delta
+/// cannot store it.
+pub fn stored_empty_table(schema: &SchemaRef) -> Result<Arc<MemTable>, String> {
+    Ok(empty_table(crate::storage::stored_schema(schema)?))
+}
+
+/// An empty table of `schema`, for planning its readers.
+pub fn empty_table(schema: SchemaRef) -> Arc<MemTable> {
+    Arc::new(MemTable::try_new(schema, vec![vec![]]).expect("an empty table fits any schema"))
 }
 
 /// "did you mean" and the columns there are.

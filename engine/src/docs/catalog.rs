@@ -7,15 +7,15 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
-use super::{DocsInputs, Planned, unique_id};
+use super::{DocsInputs, ProjectLineage, unique_id};
 use crate::graph::NodeId;
 use crate::session::{Warehouse, open_table};
 
 /// The catalog of the selected models and every source.
 pub fn catalog(
     inputs: &DocsInputs<'_>,
-    planned: &Planned,
-    tables: &BTreeMap<String, Value>,
+    planned: &ProjectLineage,
+    tables: &Tables,
     metadata: &Value,
 ) -> Value {
     let project = inputs.project;
@@ -32,15 +32,12 @@ pub fn catalog(
                         "name": name,
                     },
                     "columns": columns(schema),
-                    "table": tables.get(name).cloned().unwrap_or(Value::Null),
+                    "table": tables.found.get(name).cloned().unwrap_or(Value::Null),
                 });
                 nodes.insert(id, entry);
             }
             NodeId::Source(source_id) => {
-                let format = match project.sources[source_id].format {
-                    crate::project::SourceFormat::Parquet => "parquet",
-                    crate::project::SourceFormat::Delta => "delta",
-                };
+                let format = project.sources.get(source_id).map(|source| source.format);
                 let entry = json!({
                     "unique_id": id,
                     "metadata": {"type": format, "name": source_id},
@@ -52,7 +49,8 @@ pub fn catalog(
             NodeId::Model(_) => {}
         }
     }
-    json!({"metadata": metadata, "nodes": nodes, "sources": sources, "errors": planned.errors})
+    let errors: Vec<&String> = planned.errors.iter().chain(&tables.errors).collect();
+    json!({"metadata": metadata, "nodes": nodes, "sources": sources, "errors": errors})
 }
 
 fn columns(schema: &SchemaRef) -> Map<String, Value> {
@@ -112,8 +110,17 @@ pub fn sql_name(data_type: &DataType) -> String {
     }
 }
 
+/// The Delta tables of the selected stored models.
+#[derive(Debug, Default)]
+pub struct Tables {
+    /// Each existing table's figures, by model.
+    pub found: BTreeMap<String, Value>,
+    /// The tables that exist but could not be read, and why.
+    pub errors: Vec<String>,
+}
+
 /// Each selected stored model's Delta table figures, for the models whose table exists.
-pub async fn tables(inputs: &DocsInputs<'_>) -> BTreeMap<String, Value> {
+pub async fn tables(inputs: &DocsInputs<'_>) -> Tables {
     let warehouse = Warehouse {
         url: inputs.target.warehouse.clone(),
         stores: inputs.stores.clone(),
@@ -134,23 +141,29 @@ pub async fn tables(inputs: &DocsInputs<'_>) -> BTreeMap<String, Value> {
             async move { (name.clone(), table(warehouse, name).await) }
         })
         .buffer_unordered(16)
-        .filter_map(|(name, table)| async move { table.map(|table| (name, table)) })
-        .collect()
+        .fold(Tables::default(), |mut tables, (name, table)| async move {
+            match table {
+                Ok(Some(table)) => {
+                    tables.found.insert(name, table);
+                }
+                Ok(None) => {}
+                Err(error) => tables.errors.push(format!("table of `{name}`: {error}")),
+            }
+            tables
+        })
         .await
 }
 
-/// One model's table figures; `None` when it has no table (or it cannot be read).
-async fn table(warehouse: &Warehouse, model: &str) -> Option<Value> {
-    let url = warehouse.table_url(model).ok()?;
-    let table = match open_table(&warehouse.stores, &url).await {
-        Ok(table) => table,
-        Err(error) => {
-            tracing::warn!(model, %error, "cannot read the table's log");
-            return None;
-        }
+/// One model's table figures; `None` when it has no table.
+async fn table(warehouse: &Warehouse, model: &str) -> Result<Option<Value>, String> {
+    let url = warehouse.table_url(model).map_err(|e| e.to_string())?;
+    let table = open_table(&warehouse.stores, &url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(version) = table.version() else {
+        return Ok(None);
     };
-    let version = table.version()?;
-    let snapshot = table.snapshot().ok()?;
+    let snapshot = table.snapshot().map_err(|e| e.to_string())?;
     let (mut rows, mut bytes, mut files) = (Some(0_u64), 0_u64, 0_u64);
     for file in snapshot.log_data().iter() {
         files += 1;
@@ -174,7 +187,7 @@ async fn table(warehouse: &Warehouse, model: &str) -> Option<Value> {
                 .map(str::to_string);
             json!({"timestamp": at, "operation": commit.operation, "run_id": run_id})
         });
-    Some(json!({
+    Ok(Some(json!({
         "location": url.as_str(),
         "version": version,
         "num_rows": rows,
@@ -182,5 +195,5 @@ async fn table(warehouse: &Warehouse, model: &str) -> Option<Value> {
         "num_files": files,
         "partition_columns": snapshot.metadata().partition_columns(),
         "last_commit": last_commit,
-    }))
+    })))
 }

@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, DFSchema, JoinType, TableReference};
+use datafusion::common::{Column, DFSchema, JoinType};
 use datafusion::logical_expr::utils::grouping_set_to_exprlist;
-use datafusion::logical_expr::{Distinct, Expr, LogicalPlan};
+use datafusion::logical_expr::{Distinct, Expr, LogicalPlan, TableScan};
 use serde::Serialize;
 
 use crate::graph::NodeId;
@@ -35,17 +35,24 @@ pub enum How {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Clause {
+    /// A `WHERE` condition (also one of a subquery in `FROM`).
     Where,
+    /// A join's `ON` (or `USING`) condition.
     Join,
+    /// A `GROUP BY` expression (or `DISTINCT ON`).
     GroupBy,
+    /// A `HAVING` condition.
     Having,
+    /// A `QUALIFY` condition.
     Qualify,
 }
 
 /// A column of a relation a model reads.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct UpstreamColumn {
+    /// The model, ephemeral model or source table.
     pub node: NodeId,
+    /// The column's name there.
     pub column: String,
 }
 
@@ -62,14 +69,13 @@ pub struct ModelLineage {
 }
 
 /// The lineage of `plan`, a model's unoptimized logical plan; `relation` names the node a
-/// scanned table is (a model, an ephemeral model or a source), `None` for anything else.
-pub fn trace(
-    plan: &LogicalPlan,
-    relation: &dyn Fn(&TableReference) -> Option<NodeId>,
-) -> ModelLineage {
+/// table scan reads (a model, an ephemeral model or a source), `None` for anything else (a
+/// recursive CTE's own rows, a table function).
+pub fn trace(plan: &LogicalPlan, relation: &dyn Fn(&TableScan) -> Option<NodeId>) -> ModelLineage {
     let mut tracer = Tracer {
         relation,
         row_filters: BTreeSet::new(),
+        outer: Vec::new(),
     };
     let traced = tracer.plan(plan);
     let columns = plan
@@ -99,8 +105,11 @@ pub fn trace(
 }
 
 struct Tracer<'a> {
-    relation: &'a dyn Fn(&TableReference) -> Option<NodeId>,
+    relation: &'a dyn Fn(&TableScan) -> Option<NodeId>,
     row_filters: BTreeSet<(UpstreamColumn, Clause)>,
+    /// The scopes of the queries a subquery being traced sits in, innermost last: its outer
+    /// references are looked up there.
+    outer: Vec<Vec<(DFSchema, Vec<Origins>)>>,
 }
 
 /// The inputs of a plan node an expression's columns are looked up in.
@@ -111,7 +120,7 @@ impl Tracer<'_> {
     fn plan(&mut self, plan: &LogicalPlan) -> Vec<Origins> {
         match plan {
             LogicalPlan::TableScan(scan) => {
-                let node = (self.relation)(&scan.table_name);
+                let node = (self.relation)(scan);
                 plan.schema()
                     .fields()
                     .iter()
@@ -139,6 +148,8 @@ impl Tracer<'_> {
             }
             LogicalPlan::Filter(filter) => {
                 let input = self.plan(&filter.input);
+                // DataFusion's SQL planner puts HAVING right over the aggregate and QUALIFY
+                // right over the window functions.
                 let clause = match filter.input.as_ref() {
                     LogicalPlan::Aggregate(_) => Clause::Having,
                     LogicalPlan::Window(_) => Clause::Qualify,
@@ -223,6 +234,34 @@ impl Tracer<'_> {
                     .map(|expr| self.expr(expr, &scope))
                     .collect()
             }
+            LogicalPlan::Unnest(unnest) => {
+                let input = self.plan(&unnest.input);
+                let unnested: BTreeSet<usize> = unnest
+                    .list_type_columns
+                    .iter()
+                    .map(|(index, _)| *index)
+                    .chain(unnest.struct_type_columns.iter().copied())
+                    .collect();
+                unnest
+                    .dependency_indices
+                    .iter()
+                    .map(|&index| {
+                        let mut origins = Origins::new();
+                        let how = match unnested.contains(&index) {
+                            true => How::Computed,
+                            false => How::Passthrough,
+                        };
+                        merge(
+                            &mut origins,
+                            input.get(index).cloned().unwrap_or_default(),
+                            how,
+                        );
+                        origins
+                    })
+                    .collect()
+            }
+            // The recursive term reads the CTE's own rows, which no relation names: its columns
+            // add what else they read to the static term's.
             LogicalPlan::RecursiveQuery(recursive) => {
                 let mut out = self.plan(&recursive.static_term);
                 for (merged, origins) in out.iter_mut().zip(self.plan(&recursive.recursive_term)) {
@@ -254,17 +293,48 @@ impl Tracer<'_> {
         }
     }
 
-    /// The origins of an expression over `scope`.
+    /// The origins of an expression over `scope`. A subquery's value depends on what it reads
+    /// and on the columns that decide its rows; its outer references are looked up in `scope`.
     fn expr(&mut self, expr: &Expr, scope: &Scope<'_>) -> Origins {
         let how = how(expr);
         let mut origins = Origins::new();
         for column in expr.column_refs() {
             merge(&mut origins, lookup(scope, column), how);
         }
-        for subquery in subqueries(expr) {
-            for from in self.plan(subquery) {
-                merge(&mut origins, from, How::Computed.max(how));
+        for column in outer_references(expr) {
+            let found = self
+                .outer
+                .iter()
+                .rev()
+                .map(|scope| {
+                    let borrowed: Vec<(&DFSchema, &[Origins])> =
+                        scope.iter().map(|(s, o)| (s, o.as_slice())).collect();
+                    lookup(&borrowed, column)
+                })
+                .find(|origins| !origins.is_empty())
+                .unwrap_or_default();
+            merge(&mut origins, found, How::Computed);
+        }
+        let subqueries = subqueries(expr);
+        if !subqueries.is_empty() {
+            self.outer.push(
+                scope
+                    .iter()
+                    .map(|(schema, origins)| ((*schema).clone(), origins.to_vec()))
+                    .collect(),
+            );
+            let outside = std::mem::take(&mut self.row_filters);
+            for subquery in subqueries {
+                for from in self.plan(subquery) {
+                    merge(&mut origins, from, How::Computed.max(how));
+                }
             }
+            let inside = std::mem::replace(&mut self.row_filters, outside);
+            let deciding = inside
+                .into_iter()
+                .map(|(column, _)| (column, How::Computed));
+            merge(&mut origins, deciding.collect(), How::Computed);
+            self.outer.pop();
         }
         origins
     }
@@ -324,9 +394,197 @@ fn subqueries(expr: &Expr) -> Vec<&LogicalPlan> {
             Expr::ScalarSubquery(subquery) => found.push(subquery.subquery.as_ref()),
             Expr::InSubquery(in_subquery) => found.push(in_subquery.subquery.subquery.as_ref()),
             Expr::Exists(exists) => found.push(exists.subquery.subquery.as_ref()),
+            Expr::SetComparison(comparison) => found.push(comparison.subquery.subquery.as_ref()),
             _ => {}
         }
         Ok(TreeNodeRecursion::Continue)
     });
     found
+}
+
+/// The columns of enclosing queries a (correlated) subquery's expression reads.
+fn outer_references(expr: &Expr) -> Vec<&Column> {
+    let mut found = Vec::new();
+    let _ = expr.apply(|e| {
+        if let Expr::OuterReferenceColumn(_, column) = e {
+            found.push(column);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::SessionContext;
+
+    use super::*;
+
+    /// The lineage of `sql` over models `a(id, k, x, tags)` and `b(id, k, y)`: each output
+    /// column with `model.column:how` of its origins, and the row filters as `model.column:clause`.
+    async fn lineage_of(sql: &str) -> (Vec<(String, Vec<String>)>, Vec<String>) {
+        let session = SessionContext::new();
+        let a = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("k", DataType::Utf8, true),
+            Field::new("x", DataType::Int64, true),
+            Field::new_list("tags", Field::new_list_field(DataType::Utf8, true), true),
+        ]);
+        let b = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("k", DataType::Utf8, true),
+            Field::new("y", DataType::Int64, true),
+        ]);
+        for (name, schema) in [("a", a), ("b", b)] {
+            let table = MemTable::try_new(Arc::new(schema), vec![vec![]]).unwrap();
+            session.register_table(name, Arc::new(table)).unwrap();
+        }
+        let plan = session.state().create_logical_plan(sql).await.unwrap();
+        let relation = |scan: &TableScan| {
+            let name = scan.table_name.table();
+            ["a", "b"]
+                .contains(&name)
+                .then(|| NodeId::Model(name.into()))
+        };
+        let lineage = trace(&plan, &relation);
+        let name = |c: &UpstreamColumn| format!("{}.{}", c.node, c.column);
+        let columns = lineage
+            .columns
+            .iter()
+            .map(|(column, origins)| {
+                let origins = origins
+                    .iter()
+                    .map(|(from, how)| format!("{}:{}", name(from), json(how)))
+                    .collect();
+                (column.clone(), origins)
+            })
+            .collect();
+        let filters = lineage
+            .row_filters
+            .iter()
+            .map(|(from, clause)| format!("{}:{}", name(from), json(clause)))
+            .collect();
+        (columns, filters)
+    }
+
+    fn json(value: &impl Serialize) -> String {
+        serde_json::to_value(value)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn column(name: &str, origins: &[&str]) -> (String, Vec<String>) {
+        (name.into(), origins.iter().map(|o| o.to_string()).collect())
+    }
+
+    #[tokio::test]
+    async fn a_column_computed_from_two_inputs_lists_both() {
+        let (columns, filters) =
+            lineage_of("select a.x + b.y as t from a join b on a.id = b.id").await;
+        assert_eq!(columns, [column("t", &["a.x:computed", "b.y:computed"])]);
+        assert_eq!(filters, ["a.id:join", "b.id:join"]);
+    }
+
+    #[tokio::test]
+    async fn using_and_semi_joins_keep_their_sides() {
+        let (columns, filters) = lineage_of("select a.id, b.y from a join b using (id)").await;
+        assert_eq!(
+            columns,
+            [
+                column("id", &["a.id:passthrough"]),
+                column("y", &["b.y:passthrough"])
+            ]
+        );
+        assert_eq!(filters, ["a.id:join", "b.id:join"]);
+        let (columns, filters) =
+            lineage_of("select a.id from a left semi join b on a.k = b.k").await;
+        assert_eq!(columns, [column("id", &["a.id:passthrough"])]);
+        assert_eq!(filters, ["a.k:join", "b.k:join"]);
+    }
+
+    #[tokio::test]
+    async fn grouping_sets_and_distinct_on_line_up_with_their_outputs() {
+        let (columns, filters) =
+            lineage_of("select k, id, sum(x) as s from a group by rollup (k, id)").await;
+        assert_eq!(
+            columns,
+            [
+                column("k", &["a.k:passthrough"]),
+                column("id", &["a.id:passthrough"]),
+                column("s", &["a.x:aggregated"]),
+            ]
+        );
+        assert_eq!(filters, ["a.id:group_by", "a.k:group_by"]);
+        let (columns, filters) =
+            lineage_of("select distinct on (k) id, x from a order by k, x").await;
+        assert_eq!(
+            columns,
+            [
+                column("id", &["a.id:passthrough"]),
+                column("x", &["a.x:passthrough"])
+            ]
+        );
+        assert_eq!(filters, ["a.k:group_by"]);
+    }
+
+    #[tokio::test]
+    async fn a_recursive_cte_takes_its_static_terms_lineage() {
+        let (columns, _) = lineage_of(
+            "with recursive r as (select id, x from a union all \
+             select id, x + 1 from r where x < 10) select id, x from r",
+        )
+        .await;
+        assert_eq!(
+            columns,
+            [
+                column("id", &["a.id:passthrough"]),
+                column("x", &["a.x:passthrough"])
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn unnest_computes_only_the_unnested_column() {
+        let (columns, _) = lineage_of("select id, unnest(tags) as tag from a").await;
+        assert_eq!(
+            columns,
+            [
+                column("id", &["a.id:passthrough"]),
+                column("tag", &["a.tags:computed"])
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn correlated_subqueries_read_their_outer_columns() {
+        // A value: what the subquery reads and what decides its rows, not the model's rows.
+        let (columns, filters) =
+            lineage_of("select id, (select count(*) from b where b.k = a.k) as n from a").await;
+        assert_eq!(
+            columns,
+            [
+                column("id", &["a.id:passthrough"]),
+                column("n", &["a.k:computed", "b.k:computed"]),
+            ]
+        );
+        assert!(filters.is_empty(), "{filters:?}");
+        // A condition: it decides the model's rows.
+        let (_, filters) =
+            lineage_of("select id from a where exists (select 1 from b where b.id = a.id)").await;
+        assert_eq!(filters, ["a.id:where", "b.id:where"]);
+        let (_, filters) = lineage_of("select id from a where x > any (select y from b)").await;
+        assert_eq!(filters, ["a.x:where", "b.y:where"]);
+    }
+
+    #[tokio::test]
+    async fn values_come_from_no_column() {
+        let (columns, _) = lineage_of("select id from a union all values (1)").await;
+        assert_eq!(columns, [column("id", &["a.id:passthrough"])]);
+    }
 }

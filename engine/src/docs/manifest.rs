@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::{DocsError, DocsInputs, unique_id};
 use crate::graph::NodeId;
-use crate::project::{ColumnProperties, DataTestKind, Project, Severity};
+use crate::project::{ColumnProperties, DataTestKind, Project, split_source_id};
 use crate::render::{RenderedModel, declared_macros};
 use crate::source::SourceFile;
 
@@ -82,7 +82,7 @@ pub fn manifest(inputs: &DocsInputs<'_>, metadata: &Value) -> Result<Value, Docs
                 "test_metadata": {"name": test_name, "kwargs": kwargs},
                 "attached_node": unique_id(project, &test.subject),
                 "column_name": test.column,
-                "config": {"severity": severity(test.config.severity)},
+                "config": {"severity": test.config.severity},
                 "raw_code": null,
                 "depends_on": split_depends(reads, Vec::new()),
             }),
@@ -149,10 +149,7 @@ pub fn manifest(inputs: &DocsInputs<'_>, metadata: &Value) -> Result<Value, Docs
                 "description": descriptions.render(table.description.as_deref(), Some(&table.file))?,
                 "source_description": descriptions.render(table.source_description.as_deref(), Some(&table.file))?,
                 "location": table.location.as_str(),
-                "format": match table.format {
-                    crate::project::SourceFormat::Parquet => "parquet",
-                    crate::project::SourceFormat::Delta => "delta",
-                },
+                "format": table.format,
                 "partitioned_by": table.partitioned_by,
                 "columns": columns(&descriptions, &table.columns, Some(&table.file))?,
             }),
@@ -268,7 +265,7 @@ fn test_metadata(kind: &DataTestKind) -> (&'static str, Map<String, Value>) {
             json!({"to": match to {
                 NodeId::Model(model) => format!("ref('{model}')"),
                 NodeId::Source(id) => {
-                    let (source, table) = id.split_once('.').unwrap_or(("", id));
+                    let (source, table) = split_source_id(id);
                     format!("source('{source}', '{table}')")
                 }
             }, "field": field}),
@@ -286,13 +283,6 @@ fn test_metadata(kind: &DataTestKind) -> (&'static str, Map<String, Value>) {
         unreachable!("kwargs are objects")
     };
     (name, kwargs)
-}
-
-fn severity(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Error => "error",
-        Severity::Warn => "warn",
-    }
 }
 
 fn columns(
@@ -357,6 +347,9 @@ impl Macros {
     }
 }
 
+/// How the error of `doc()` with an unknown name starts.
+const UNKNOWN_DOC: &str = "no docs block named";
+
 /// Renders descriptions, replacing `{{ doc('name') }}` with the project's docs blocks.
 struct Descriptions {
     env: minijinja::Environment<'static>,
@@ -371,6 +364,8 @@ impl Descriptions {
             .collect();
         let mut env = minijinja::Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        // A description is short: a loop in one is a mistake, not work to finish.
+        env.set_fuel(Some(100_000));
         env.add_function(
             "doc",
             move |name: String| -> Result<String, minijinja::Error> {
@@ -381,7 +376,7 @@ impl Descriptions {
                             .unwrap_or_default();
                     minijinja::Error::new(
                         minijinja::ErrorKind::InvalidOperation,
-                        format!("no docs block named `{name}`{known}"),
+                        format!("{UNKNOWN_DOC} `{name}`{known}"),
                     )
                 })
             },
@@ -399,10 +394,20 @@ impl Descriptions {
         }
         self.env.render_str(text, ()).map_err(|error| {
             let file = file.cloned().unwrap_or_else(|| SourceFile::new("", ""));
-            DocsError::Description {
-                message: error.detail().unwrap_or("invalid description").to_string(),
-                at: file.find(text.lines().next().unwrap_or(text), 0),
-                src: file.named(),
+            let message = error.detail().unwrap_or("invalid description").to_string();
+            let at = file.find(text.lines().next().unwrap_or(text), 0);
+            if message.starts_with(UNKNOWN_DOC) {
+                DocsError::UnknownDoc {
+                    message,
+                    at,
+                    src: file.named(),
+                }
+            } else {
+                DocsError::Description {
+                    message,
+                    at,
+                    src: file.named(),
+                }
             }
         })
     }

@@ -10,43 +10,58 @@ mod manifest;
 mod site;
 mod trees;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
+use datafusion::catalog::default_table_source::source_as_provider;
 use datafusion::common::TableReference;
-use datafusion::datasource::MemTable;
+use datafusion::logical_expr::TableScan;
+use futures::FutureExt;
 use miette::SourceSpan;
 use serde_json::{Value, json};
 
 pub use lineage::{Clause, How, ModelLineage, UpstreamColumn};
-pub use trees::{Direction, LineageError, LineageReport, LineageTree, RowFilter, report};
+pub use trees::{
+    Direction, LineageError, LineageReport, LineageTree, NodeKind, RowFilter, lineage_report,
+};
 
+use crate::check::empty_table;
 use crate::compile::Plan;
 use crate::graph::{ModelGraph, NodeId};
 use crate::project::{Project, Target};
-use crate::session::{SourceScans, Stores, Warehouse, new_session, register_relation};
+use crate::session::{
+    SourceScans, Stores, Warehouse, new_session, register_relation, source_reference,
+};
 
 /// What the docs are generated from.
 pub struct DocsInputs<'a> {
     pub project: &'a Project,
+    /// The rendered models.
     pub graph: &'a ModelGraph,
     /// The nodes whose columns and lineage are documented (the manifest has every node).
     pub selected: &'a BTreeSet<NodeId>,
     /// Every model's compiled SQL.
     pub compiled: &'a Plan,
+    /// Where the models' tables are.
     pub target: &'a Target,
     pub stores: &'a Stores,
+    /// The vars the models were rendered with, for the files' metadata.
     pub vars: &'a BTreeMap<String, serde_yaml::Value>,
 }
 
 /// The files `dp docs generate` wrote, and what they hold.
 #[derive(Debug)]
 pub struct Generated {
+    /// The files written.
     pub files: Vec<PathBuf>,
+    /// Models in the catalog (the selected ones).
     pub models: usize,
+    /// Sources in the catalog.
     pub sources: usize,
+    /// Columns of the models and sources in the catalog.
     pub columns: usize,
     /// Models that exist as Delta tables.
     pub tables: usize,
@@ -61,6 +76,19 @@ pub enum DocsError {
         code(dp::unknown_doc),
         help("define it in a Markdown file under models/: {{% docs name %}} ... {{% enddocs %}}")
     )]
+    UnknownDoc {
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("in this description")]
+        at: SourceSpan,
+    },
+
+    #[error("{message}")]
+    #[diagnostic(
+        code(dp::description),
+        help("a description is Markdown; it may pull in docs blocks with {{{{ doc('name') }}}}")
+    )]
     Description {
         message: String,
         #[source_code]
@@ -70,7 +98,7 @@ pub enum DocsError {
     },
 
     #[error("cannot write {}", path.display())]
-    #[diagnostic(code(dp::io))]
+    #[diagnostic(code(dp::write))]
     Io {
         path: PathBuf,
         #[source]
@@ -80,56 +108,43 @@ pub enum DocsError {
 
 /// Every node's planned columns and lineage, from one planning pass over the project.
 #[derive(Debug, Default)]
-pub struct Planned {
+pub struct ProjectLineage {
     /// Each model's and source's output columns.
     pub schemas: BTreeMap<NodeId, SchemaRef>,
     /// Each model's lineage (ephemeral models included, as nodes of their own).
     pub lineage: BTreeMap<NodeId, ModelLineage>,
-    /// What could not be planned.
+    /// What could not be planned or read.
     pub errors: Vec<String>,
 }
 
 /// Plan every model of `graph` from its own rendered SQL, each against empty tables of the
-/// models and sources it reads: the models' output schemas and their one-hop lineage.
-pub async fn plan(project: &Project, graph: &ModelGraph) -> Planned {
+/// models and sources it reads: every node's output schema and one-hop lineage. A model whose
+/// parent could not be planned is not planned.
+pub async fn plan_lineage(project: &Project, graph: &ModelGraph) -> ProjectLineage {
     let runtime = Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default());
     let session = new_session(&runtime);
     let warehouse = Warehouse::at(url::Url::parse("memory:///").expect("a valid URL"));
     let scans = SourceScans::default();
-    let mut planned = Planned::default();
-    let read: BTreeSet<&str> = graph
-        .models
-        .values()
-        .flat_map(|model| model.sources.iter().map(|call| call.target.as_str()))
-        .collect();
-    for id in read {
-        let relation = NodeId::Source(id.to_string());
-        match register_relation(&session, &relation, &warehouse, &project.sources, &scans).await {
-            Ok(()) => {
-                let (source, table) = id.split_once('.').unwrap_or(("", id));
-                if let Ok(provider) = session
-                    .table_provider(TableReference::partial(source, table))
-                    .await
-                {
-                    planned.schemas.insert(relation, provider.schema());
-                }
+    let mut planned = ProjectLineage::default();
+    // A scan names the node it reads by the table it scans (a CTE may shadow a model's name).
+    let mut relations: HashMap<usize, NodeId> = HashMap::new();
+    let address = |provider: &Arc<dyn TableProvider>| Arc::as_ptr(provider) as *const () as usize;
+    for id in project.sources.keys() {
+        let relation = NodeId::Source(id.clone());
+        let registered =
+            register_relation(&session, &relation, &warehouse, &project.sources, &scans).await;
+        let provider = match registered {
+            Ok(()) => session.table_provider(source_reference(id)).await,
+            Err(error) => {
+                planned.errors.push(format!("source `{id}`: {error}"));
+                continue;
             }
-            Err(error) => planned.errors.push(format!("source `{id}`: {error}")),
+        };
+        if let Ok(provider) = provider {
+            planned.schemas.insert(relation.clone(), provider.schema());
+            relations.insert(address(&provider), relation);
         }
     }
-    let relation = |table: &TableReference| match table {
-        TableReference::Bare { table } if graph.models.contains_key(table.as_ref()) => {
-            Some(NodeId::Model(table.to_string()))
-        }
-        TableReference::Partial { schema, table } => {
-            let id = format!("{schema}.{table}");
-            project
-                .sources
-                .contains_key(&id)
-                .then_some(NodeId::Source(id))
-        }
-        _ => None,
-    };
     let state = session.state();
     for node in graph.order() {
         let NodeId::Model(name) = node else { continue };
@@ -142,34 +157,47 @@ pub async fn plan(project: &Project, graph: &ModelGraph) -> Planned {
         if !readable {
             continue;
         }
-        let logical = match state.create_logical_plan(&model.sql).await {
-            Ok(logical) => logical,
-            Err(error) => {
-                planned
-                    .errors
-                    .push(format!("model `{name}`: {}", error.strip_backtrace()));
+        // A panic in DataFusion's planner is this model's problem.
+        let planning = std::panic::AssertUnwindSafe(state.create_logical_plan(&model.sql));
+        let logical = match planning.catch_unwind().await {
+            Ok(Ok(logical)) => logical,
+            Ok(Err(error)) => {
+                let message = error.strip_backtrace();
+                planned.errors.push(format!("model `{name}`: {message}"));
+                continue;
+            }
+            Err(_) => {
+                let message = "DataFusion panicked planning it";
+                planned.errors.push(format!("model `{name}`: {message}"));
                 continue;
             }
         };
         let schema: SchemaRef = Arc::new(logical.schema().as_arrow().clone());
-        // Readers see a stored model as Delta stores it, as in a build.
-        let stored = if model.config.is_ephemeral() {
-            Ok(schema.clone())
-        } else {
-            crate::storage::stored_schema(&schema)
+        // Readers see a stored model as a build stores it, an ephemeral one as planned.
+        let table = match model.config.is_ephemeral() {
+            true => Ok(empty_table(schema.clone())),
+            false => crate::check::stored_empty_table(&schema),
         };
-        let registered = stored
-            .map_err(|message| message.to_string())
-            .and_then(|stored| MemTable::try_new(stored, vec![vec![]]).map_err(|e| e.to_string()))
-            .and_then(|table| {
-                session
-                    .register_table(TableReference::bare(name.as_str()), Arc::new(table))
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(message) = registered {
-            planned.errors.push(format!("model `{name}`: {message}"));
-            continue;
+        let registered = table.and_then(|table| {
+            let provider: Arc<dyn TableProvider> = table;
+            session
+                .register_table(TableReference::bare(name.as_str()), provider.clone())
+                .map_err(|e| e.strip_backtrace())?;
+            Ok(provider)
+        });
+        match registered {
+            Ok(provider) => {
+                relations.insert(address(&provider), node.clone());
+            }
+            Err(message) => {
+                planned.errors.push(format!("model `{name}`: {message}"));
+                continue;
+            }
         }
+        let relation = |scan: &TableScan| {
+            let provider = source_as_provider(&scan.source).ok()?;
+            relations.get(&address(&provider)).cloned()
+        };
         planned
             .lineage
             .insert(node.clone(), lineage::trace(&logical, &relation));
@@ -181,7 +209,7 @@ pub async fn plan(project: &Project, graph: &ModelGraph) -> Planned {
 /// `dp docs generate`: plan the project, then write the manifest, the catalog, the lineage and
 /// the page under `<project>/target/`.
 pub async fn generate(inputs: &DocsInputs<'_>) -> Result<Generated, DocsError> {
-    let planned = plan(inputs.project, inputs.graph).await;
+    let planned = plan_lineage(inputs.project, inputs.graph).await;
     let metadata = metadata(inputs);
     let manifest = manifest::manifest(inputs, &metadata)?;
     let tables = catalog::tables(inputs).await;
@@ -218,13 +246,14 @@ pub async fn generate(inputs: &DocsInputs<'_>) -> Result<Generated, DocsError> {
         sources: catalog["sources"]
             .as_object()
             .map_or(0, |nodes| nodes.len()),
-        columns: planned
-            .schemas
+        columns: ["nodes", "sources"]
             .iter()
-            .filter(|(node, _)| inputs.selected.contains(node))
-            .map(|(_, schema)| schema.fields().len())
+            .filter_map(|kind| catalog[kind].as_object())
+            .flat_map(|nodes| nodes.values())
+            .filter_map(|node| node["columns"].as_object())
+            .map(|columns| columns.len())
             .sum(),
-        tables: tables.len(),
+        tables: tables.found.len(),
     })
 }
 
@@ -240,7 +269,8 @@ fn metadata(inputs: &DocsInputs<'_>) -> Value {
         "project_name": inputs.project.config.name,
         "target": inputs.target.name,
         "invocation_id": uuid::Uuid::new_v4().to_string(),
-        "vars": inputs.vars,
+        // A YAML var keyed by something other than a string has no JSON form: show it as text.
+        "vars": serde_json::to_value(inputs.vars).unwrap_or_else(|_| json!(format!("{:?}", inputs.vars))),
     })
 }
 
@@ -254,7 +284,7 @@ pub fn unique_id(project: &Project, node: &NodeId) -> String {
 
 /// `lineage.json`: every selected model's (and every source's) columns with what each is
 /// derived from, and the columns that decide its rows.
-fn lineage_json(inputs: &DocsInputs<'_>, planned: &Planned, metadata: &Value) -> Value {
+fn lineage_json(inputs: &DocsInputs<'_>, planned: &ProjectLineage, metadata: &Value) -> Value {
     let project = inputs.project;
     let mut nodes = serde_json::Map::new();
     for (node, schema) in &planned.schemas {

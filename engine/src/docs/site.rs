@@ -28,3 +28,25 @@ fn escape_html(text: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_that_looks_like_markup_stays_data() {
+        let hostile = "</script><script>alert(1)</script><!-- <script>";
+        let data = serde_json::json!({"description": hostile});
+        let html = page("a<b>&\"c\"", &data);
+        let start = html
+            .find(r#"<script id="dp-data" type="application/json">"#)
+            .unwrap();
+        let json_start = html[start..].find('>').unwrap() + start + 1;
+        let json_end = html[json_start..].find("</script>").unwrap() + json_start;
+        // The element ends where dp ended it, and its text parses back to the same data.
+        let parsed: Value = serde_json::from_str(&html[json_start..json_end]).unwrap();
+        assert_eq!(parsed, data);
+        assert!(!html[json_start..json_end].contains("<!--"));
+        assert!(html.contains("<title>a&lt;b&gt;&amp;&quot;c&quot; · dp docs</title>"));
+    }
+}

@@ -1,11 +1,11 @@
 //! `dp lineage`: one model's (or one column's) lineage as trees, upstream to the sources and
 //! downstream to the last model that reads it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::Planned;
+use super::ProjectLineage;
 use super::lineage::{Clause, How, UpstreamColumn};
 use crate::graph::{ModelGraph, NodeId};
 use crate::source::did_you_mean;
@@ -13,9 +13,22 @@ use crate::source::did_you_mean;
 /// Which way `dp lineage` follows a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
+    /// To the columns it is derived from, down to the sources.
     Upstream,
+    /// To the columns derived from it.
     Downstream,
+    /// Both ways.
     Both,
+}
+
+/// What kind of node a column belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    Model,
+    /// A model with no table, inlined into its readers.
+    Ephemeral,
+    Source,
 }
 
 /// One column and the columns it is derived from (upstream) or that derive from it
@@ -24,13 +37,15 @@ pub enum Direction {
 pub struct LineageTree {
     /// A model's name, or `source.table`.
     pub node: String,
-    /// `model`, `ephemeral` or `source`.
-    pub kind: &'static str,
+    pub kind: NodeKind,
     pub column: String,
     /// How this column is derived from its parent in the tree (how the parent is derived from
     /// it, downstream); none at the root.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub how: Option<How>,
+    /// This column's own tree is shown once, where it first appears: here it is cut short.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub repeated: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub upstream: Vec<LineageTree>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -41,16 +56,21 @@ pub struct LineageTree {
 /// decide which rows the model holds.
 #[derive(Debug, Clone, Serialize)]
 pub struct LineageReport {
+    /// The model or source asked about.
     pub node: String,
+    /// The tree of each column asked about.
     pub columns: Vec<LineageTree>,
+    /// The upstream columns that decide which rows the model holds.
     pub row_filters: Vec<RowFilter>,
 }
 
 /// An upstream column that decides which rows a model holds.
 #[derive(Debug, Clone, Serialize)]
 pub struct RowFilter {
+    /// A model's name, or `source.table`.
     pub node: String,
     pub column: String,
+    /// Through which clause.
     pub clause: Clause,
 }
 
@@ -80,37 +100,49 @@ pub enum LineageError {
     NotPlanned { node: String },
 }
 
-/// The lineage of `target`: `model`, `model.column`, `source.table` or `source.table.column`.
-pub fn report(
-    planned: &Planned,
+/// The lineage of `target`: `model`, `model.column`, `source.table` or `source.table.column`
+/// (a column name may hold dots: the longest prefix that names a node is the node).
+pub fn lineage_report(
+    planned: &ProjectLineage,
     graph: &ModelGraph,
     target: &str,
     direction: Direction,
 ) -> Result<LineageReport, LineageError> {
     let named = |name: &str| {
-        let node = match graph.models.contains_key(name) {
-            true => NodeId::Model(name.to_string()),
-            false => NodeId::Source(name.to_string()),
-        };
-        (graph.models.contains_key(name) || graph.sources.contains_key(name)).then_some(node)
+        if graph.models.contains_key(name) {
+            Some(NodeId::Model(name.to_string()))
+        } else {
+            graph
+                .sources
+                .contains_key(name)
+                .then(|| NodeId::Source(name.to_string()))
+        }
     };
-    let (node, column) = match named(target) {
-        Some(node) => (node, None),
-        None => match target
-            .rsplit_once('.')
-            .and_then(|(n, c)| Some((named(n)?, c)))
-        {
-            Some((node, column)) => (node, Some(column)),
-            None => {
-                let head = target.split('.').next().unwrap_or(target);
-                let names = graph.models.keys().chain(graph.sources.keys());
-                return Err(LineageError::UnknownNode {
-                    name: head.to_string(),
-                    help: did_you_mean(head, names.map(String::as_str))
-                        .unwrap_or_else(|| "`dp ls` lists the models and sources".into()),
-                });
-            }
-        },
+    let split = std::iter::once((target, None)).chain(
+        target
+            .match_indices('.')
+            .rev()
+            .map(|(at, _)| (&target[..at], Some(&target[at + 1..]))),
+    );
+    let Some((node, column)) = split
+        .into_iter()
+        .find_map(|(name, column)| Some((named(name)?, column)))
+    else {
+        let names: Vec<&str> = graph
+            .models
+            .keys()
+            .chain(graph.sources.keys())
+            .map(String::as_str)
+            .collect();
+        // The closest node to the whole argument, or to it without its column.
+        let near = did_you_mean(target, names.iter().copied()).or_else(|| {
+            let head = target.rsplit_once('.').map_or(target, |(head, _)| head);
+            did_you_mean(head, names.iter().copied())
+        });
+        return Err(LineageError::UnknownNode {
+            name: target.to_string(),
+            help: near.unwrap_or_else(|| "`dp ls` lists the models and sources".into()),
+        });
     };
     let name = display(&node);
     let schema = planned
@@ -142,10 +174,10 @@ pub fn report(
             };
             let mut tree = walker.leaf(&root, None);
             if direction != Direction::Downstream {
-                tree.upstream = walker.upstream(&root);
+                tree.upstream = walker.upstream(&root, &mut BTreeSet::new());
             }
             if direction != Direction::Upstream {
-                tree.downstream = walker.downstream(&root);
+                tree.downstream = walker.downstream(&root, &mut BTreeSet::new());
             }
             tree
         })
@@ -178,16 +210,17 @@ fn display(node: &NodeId) -> String {
     }
 }
 
-/// Follows columns through the project's lineage, both ways.
+/// Follows columns through the project's lineage, both ways. A column met again in one tree (a
+/// diamond in the graph) is shown once, then marked `repeated`: trees stay as large as the graph.
 struct Walker<'a> {
-    planned: &'a Planned,
+    planned: &'a ProjectLineage,
     graph: &'a ModelGraph,
     /// Each column's readers: the columns derived from it, and how.
     readers: BTreeMap<&'a UpstreamColumn, Vec<(UpstreamColumn, How)>>,
 }
 
 impl<'a> Walker<'a> {
-    fn new(planned: &'a Planned, graph: &'a ModelGraph) -> Self {
+    fn new(planned: &'a ProjectLineage, graph: &'a ModelGraph) -> Self {
         let mut readers: BTreeMap<&UpstreamColumn, Vec<(UpstreamColumn, How)>> = BTreeMap::new();
         for (node, lineage) in &planned.lineage {
             for (column, origins) in &lineage.columns {
@@ -209,48 +242,66 @@ impl<'a> Walker<'a> {
 
     fn leaf(&self, column: &UpstreamColumn, how: Option<How>) -> LineageTree {
         let kind = match &column.node {
-            NodeId::Source(_) => "source",
-            NodeId::Model(name) if self.graph.models[name].config.is_ephemeral() => "ephemeral",
-            NodeId::Model(_) => "model",
+            NodeId::Source(_) => NodeKind::Source,
+            NodeId::Model(name) if self.graph.models[name].config.is_ephemeral() => {
+                NodeKind::Ephemeral
+            }
+            NodeId::Model(_) => NodeKind::Model,
         };
         LineageTree {
             node: display(&column.node),
             kind,
             column: column.column.clone(),
             how,
+            repeated: false,
             upstream: Vec::new(),
             downstream: Vec::new(),
         }
     }
 
-    fn upstream(&self, column: &UpstreamColumn) -> Vec<LineageTree> {
-        let Some(lineage) = self.planned.lineage.get(&column.node) else {
-            return Vec::new();
-        };
-        let origins = lineage
-            .columns
-            .iter()
-            .find(|(name, _)| *name == column.column)
-            .map(|(_, origins)| origins);
+    fn upstream(
+        &self,
+        column: &UpstreamColumn,
+        seen: &mut BTreeSet<UpstreamColumn>,
+    ) -> Vec<LineageTree> {
+        let origins = self.planned.lineage.get(&column.node).and_then(|lineage| {
+            lineage
+                .columns
+                .iter()
+                .find(|(name, _)| *name == column.column)
+                .map(|(_, origins)| origins)
+        });
         origins
             .into_iter()
             .flatten()
             .map(|(from, how)| {
                 let mut tree = self.leaf(from, Some(*how));
-                tree.upstream = self.upstream(from);
+                if seen.insert(from.clone()) {
+                    tree.upstream = self.upstream(from, seen);
+                } else {
+                    tree.repeated = true;
+                }
                 tree
             })
             .collect()
     }
 
-    fn downstream(&self, column: &UpstreamColumn) -> Vec<LineageTree> {
+    fn downstream(
+        &self,
+        column: &UpstreamColumn,
+        seen: &mut BTreeSet<UpstreamColumn>,
+    ) -> Vec<LineageTree> {
         self.readers
             .get(column)
             .into_iter()
             .flatten()
             .map(|(reader, how)| {
                 let mut tree = self.leaf(reader, Some(*how));
-                tree.downstream = self.downstream(reader);
+                if seen.insert(reader.clone()) {
+                    tree.downstream = self.downstream(reader, seen);
+                } else {
+                    tree.repeated = true;
+                }
                 tree
             })
             .collect()

@@ -18,6 +18,11 @@ pub enum NodeId {
     Model(String),
 }
 
+/// The source and table of a source table's id `source.table`.
+pub fn split_source_id(id: &str) -> (&str, &str) {
+    id.split_once('.').unwrap_or(("", id))
+}
+
 impl std::fmt::Display for NodeId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -97,7 +102,8 @@ impl Default for TestConfig {
 }
 
 /// Whether a failing test stops the model (`error`) or only warns (`warn`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Severity {
     Error,
     Warn,

@@ -22,6 +22,7 @@ pub use config::{
 };
 pub use data_tests::{
     DataTest, DataTestKind, NodeId, Severity, TestConfig, Threshold, parse_relation,
+    split_source_id,
 };
 pub use doc_blocks::DocBlock;
 pub use model_config::{FolderConfig, InvalidConfig, Materialization, ModelConfig};

@@ -133,7 +133,7 @@ pub struct SourceProperties {
 }
 
 /// The storage format of a source's tables.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceFormat {
     /// Parquet files, optionally in hive partition folders (`date=2024-01-15/`).

@@ -33,7 +33,7 @@ use miette::SourceSpan;
 use url::Url;
 
 use crate::compile::{ModelPlan, sql_error_location};
-use crate::project::{NodeId, SourceFormat, SourceTable};
+use crate::project::{NodeId, SourceFormat, SourceTable, split_source_id};
 use crate::source::quote_identifier as quote;
 use contract::{Contract, check_contract};
 pub use stores::{StoreWrapper, Stores, Warehouse};
@@ -143,10 +143,16 @@ pub fn relation_sql(relation: &NodeId) -> String {
     match relation {
         NodeId::Model(name) => quote(name),
         NodeId::Source(id) => {
-            let (source, table) = id.split_once('.').unwrap_or(("", id));
+            let (source, table) = split_source_id(id);
             format!("{}.{}", quote(source), quote(table))
         }
     }
+}
+
+/// How a session names a registered source table `source.table`.
+pub fn source_reference(id: &str) -> TableReference {
+    let (source, table) = split_source_id(id);
+    TableReference::partial(source, table)
 }
 
 /// The Delta table at `url`, loaded at its latest version when it exists.

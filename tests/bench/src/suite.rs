@@ -82,6 +82,7 @@ pub fn run(options: &SuiteOptions) -> Result<(), Error> {
             ("dp ls", &["ls"][..]),
             ("dp check", &["check", "-q"][..]),
             ("dp compile", &["compile", "-q"][..]),
+            ("dp docs generate", &["docs", "generate", "-q"][..]),
         ] {
             let stats = measure(options.runs, || {}, &mut dp_in(&dp, &project, args))?;
             row(name, &size.to_string(), &stats, Some(size));
