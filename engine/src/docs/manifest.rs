@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use rayon::prelude::*;
 use serde_json::{Map, Value, json};
 
 use super::{DocsError, DocsInputs, unique_id};
@@ -25,18 +26,20 @@ pub fn manifest(inputs: &DocsInputs<'_>, metadata: &Value) -> Result<Value, Docs
     let mut parents: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut nodes = Map::new();
 
-    for (model_name, model) in &inputs.graph.models {
-        let node = NodeId::Model(model_name.clone());
+    // Models are described in parallel, then listed in name order.
+    let models: Vec<(String, Value, BTreeSet<String>)> = inputs
+        .graph
+        .models
+        .par_iter()
+        .map(|(model_name, model)| {
+            let node = NodeId::Model(model_name.clone());
         let id = unique_id(project, &node);
         let declared = &project.models[model_name];
         let properties = declared.properties.as_ref();
         let yaml = declared.properties_file.as_ref();
         let depends = depends_on(project, model, &macros);
-        parents.insert(id.clone(), reads(project, model));
         let config = &model.config;
-        nodes.insert(
-            id.clone(),
-            json!({
+        let value = json!({
                 "unique_id": id,
                 "resource_type": "model",
                 "name": model_name,
@@ -56,8 +59,13 @@ pub fn manifest(inputs: &DocsInputs<'_>, metadata: &Value) -> Result<Value, Docs
                 "columns": columns(&descriptions, properties.map_or(&[][..], |p| &p.columns), yaml)?,
                 "depends_on": depends,
                 "selected": inputs.selected.contains(&node),
-            }),
-        );
+            });
+            Ok((id, value, reads(project, model)))
+        })
+        .collect::<Result<_, DocsError>>()?;
+    for (id, value, reads) in models {
+        parents.insert(id.clone(), reads);
+        nodes.insert(id, value);
     }
 
     for test in &project.data_tests {

@@ -216,28 +216,28 @@ pub async fn generate(inputs: &DocsInputs<'_>) -> Result<Generated, DocsError> {
     let catalog = catalog::catalog(inputs, &planned, &tables, &metadata);
     let lineage = lineage_json(inputs, &planned, &metadata);
     let target = inputs.project.root.join("target");
-    let run_results: Value = std::fs::read(target.join("run_results.json"))
+    let run_results = std::fs::read(target.join("run_results.json"))
         .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
         .unwrap_or(Value::Null);
-    let page = site::page(
-        &inputs.project.config.name,
-        &json!({
-            "manifest": manifest,
-            "catalog": catalog,
-            "lineage": lineage,
-            "run_results": run_results,
-        }),
+    // Each file is serialized once (compact, as dbt writes its artifacts), and the page embeds
+    // the same text.
+    let [manifest_text, catalog_text, lineage_text, run_results_text] =
+        [&manifest, &catalog, &lineage, &run_results]
+            .map(|value| serde_json::to_string(value).expect("JSON values serialize"));
+    let data = format!(
+        r#"{{"manifest":{manifest_text},"catalog":{catalog_text},"lineage":{lineage_text},"run_results":{run_results_text}}}"#
     );
+    let page = site::page(&inputs.project.config.name, &data);
     let mut files = Vec::new();
     for (name, text) in [
-        ("manifest.json", json_text(&manifest)),
-        ("catalog.json", json_text(&catalog)),
-        ("lineage.json", json_text(&lineage)),
-        ("docs/index.html", page),
+        ("manifest.json", &manifest_text),
+        ("catalog.json", &catalog_text),
+        ("lineage.json", &lineage_text),
+        ("docs/index.html", &page),
     ] {
         let path = target.join(name);
-        write_file(&path, &text)?;
+        write_file(&path, text)?;
         files.push(path);
     }
     Ok(Generated {
@@ -255,10 +255,6 @@ pub async fn generate(inputs: &DocsInputs<'_>) -> Result<Generated, DocsError> {
             .sum(),
         tables: tables.found.len(),
     })
-}
-
-fn json_text(value: &Value) -> String {
-    serde_json::to_string_pretty(value).expect("JSON values serialize")
 }
 
 /// The `metadata` object at the top of every file.

@@ -2,16 +2,14 @@
 //! libraries are vendored under `site/vendor/` with their licences and inlined, as is the data:
 //! the page opens from disk on a machine with no network.
 
-use serde_json::Value;
-
 const PAGE: &str = include_str!("site/page.html");
 const DAGRE: &str = include_str!("site/vendor/dagre.min.js");
 const MARKED: &str = include_str!("site/vendor/marked.min.js");
 
-/// The page of project `title`, showing `data` (`{manifest, catalog, lineage, run_results}`).
-pub fn page(title: &str, data: &Value) -> String {
-    let json = serde_json::to_string(data)
-        .expect("JSON values serialize")
+/// The page of project `title`, showing `data`, the JSON text of
+/// `{manifest, catalog, lineage, run_results}`.
+pub fn page(title: &str, data: &str) -> String {
+    let json = data
         // Inside a <script> element, `</` could end it early and `<!--` change how it ends.
         .replace("</", "<\\/")
         .replace("<!--", "\\u003c!--");
@@ -32,12 +30,13 @@ fn escape_html(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn data_that_looks_like_markup_stays_data() {
         let hostile = "</script><script>alert(1)</script><!-- <script>";
         let data = serde_json::json!({"description": hostile});
-        let html = page("a<b>&\"c\"", &data);
+        let html = page("a<b>&\"c\"", &data.to_string());
         let start = html
             .find(r#"<script id="dp-data" type="application/json">"#)
             .unwrap();
