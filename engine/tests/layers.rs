@@ -55,7 +55,8 @@ fn back_edges(src: &Path) -> Vec<(String, String)> {
         }) else {
             continue;
         };
-        if !entry.file_type().is_file() || module == "lib" || module == "error" {
+        let rust = entry.path().extension().is_some_and(|e| e == "rs");
+        if !entry.file_type().is_file() || !rust || module == "lib" || module == "error" {
             continue;
         }
         let Some(layer) = LAYERS.iter().position(|l| *l == module) else {
