@@ -21,13 +21,13 @@ pub struct SuiteOptions {
     /// The dp binary (default: `dp` beside this program, from the same `cargo build --release`).
     #[arg(long)]
     pub dp: Option<PathBuf>,
-    /// Timed runs of the quick commands (ls, check, compile).
+    /// Timed runs of the quick commands (ls, check, compile, docs generate).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub runs: u64,
     /// Timed runs of the builds.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub build_runs: u64,
-    /// Project sizes for ls, check and compile.
+    /// Project sizes for ls, check, compile and docs generate.
     #[arg(long, value_delimiter = ',', default_value = "100,1000,5000,10000")]
     pub sizes: Vec<usize>,
     /// Project sizes to build over the small dataset.
