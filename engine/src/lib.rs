@@ -81,6 +81,8 @@ pub struct Prepared {
     pub project: Project,
     /// The target the run is for.
     pub target: project::Target,
+    /// How the run reaches the target's object stores.
+    stores: Stores,
     /// Renders the project's templates again (a unit test renders its model with its own vars).
     renderer: Arc<Renderer>,
     /// The run's vars and target, as templates see them.
@@ -95,20 +97,23 @@ pub struct Prepared {
 }
 
 /// What `dp build` may set over the target's settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct BuildSettings {
     /// Models built at once.
     pub threads: Option<usize>,
     /// The most memory the build's queries may hold, in bytes.
     pub memory_limit: Option<usize>,
-    /// How the build reaches its object stores (the default way, unless wrapped).
-    pub stores: Stores,
+    /// Stands between the build and each of its object stores (the fault tests' flaky store).
+    pub store_wrapper: Option<StoreWrapper>,
 }
 
 impl Prepared {
     /// Where this run's model tables live.
     fn warehouse(&self) -> session::Warehouse {
-        session::Warehouse::at(self.target.warehouse.clone())
+        session::Warehouse {
+            url: self.target.warehouse.clone(),
+            stores: self.stores.clone(),
+        }
     }
 
     /// The selected nodes, in execution order, as `dp ls` shows them.
@@ -140,9 +145,12 @@ impl Prepared {
             // keep the cores busy.
             .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
         let options = execute::BuildOptions {
-            warehouse: session::Warehouse {
-                url: self.target.warehouse.clone(),
-                stores: settings.stores,
+            warehouse: match settings.store_wrapper {
+                Some(wrapper) => session::Warehouse {
+                    url: self.target.warehouse.clone(),
+                    stores: self.stores.clone().wrapped(wrapper),
+                },
+                None => self.warehouse(),
             },
             threads,
             run_id: execute::new_run_id(),
@@ -199,7 +207,7 @@ impl Prepared {
     /// `dp docs generate`: check the project (docs of a project that does not check would
     /// mislead), then write `target/manifest.json`, `catalog.json`, `lineage.json` and
     /// `docs/index.html`. The catalog and lineage cover the selected models.
-    pub async fn generate_docs(&self, stores: Stores) -> Result<docs::Generated, Error> {
+    pub async fn generate_docs(&self) -> Result<docs::Generated, Error> {
         let compiled = check_every_model(self).await?;
         let inputs = docs::DocsInputs {
             project: &self.project,
@@ -207,7 +215,7 @@ impl Prepared {
             selected: &self.selected,
             compiled: &compiled,
             target: &self.target,
-            stores: &stores,
+            stores: &self.stores,
             vars: &self.context.options.vars,
         };
         Ok(docs::generate(&inputs).await?)
@@ -220,7 +228,7 @@ impl Prepared {
         target: &str,
         direction: Direction,
     ) -> Result<LineageReport, Error> {
-        let planned = docs::plan_lineage(&self.project, &self.graph).await;
+        let planned = docs::plan_lineage(&self.project, &self.graph, &self.stores).await;
         Ok(docs::lineage_report(
             &planned,
             &self.graph,
@@ -289,6 +297,7 @@ pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
     let selected = graph::select(&graph, &options.select, &options.exclude)?;
     Ok(Prepared {
         project,
+        stores: Stores::new(target.storage_options.clone()),
         target,
         renderer,
         context,
@@ -317,7 +326,13 @@ async fn check_every_model(prepared: &Prepared) -> Result<compile::Plan, Error> 
     let (plan, plan_problems) = stage("plan", || compile::plan(&prepared.graph, &every_node));
     let selected = |name: &str| prepared.selected.contains(&NodeId::Model(name.to_string()));
     let started = std::time::Instant::now();
-    let check_problems = check::check(prepared.unit_test_inputs(), &plan, selected).await;
+    let check_problems = check::check(
+        prepared.unit_test_inputs(),
+        &plan,
+        &prepared.stores,
+        selected,
+    )
+    .await;
     stage_finished("check", started);
     // Every stage's problems at once: a model that did not render or plan is left out of the
     // later stages, which still look at every other model.

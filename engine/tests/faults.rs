@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use common::{Quiet, copy_dir};
 use datafusion::prelude::SessionContext;
 use dp_engine::report::ModelStatus;
-use dp_engine::{BuildSettings, Stores};
+use dp_engine::{BuildSettings, StoreWrapper};
 use futures::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path as StorePath;
 use object_store::{
@@ -215,16 +215,16 @@ async fn faults_in_any_store_call_never_publish_half_a_build() {
         injected: AtomicU64::new(0),
     });
     let wrapper_dice = dice.clone();
-    let stores = Stores::wrapped(Arc::new(move |inner| {
+    let wrapper: StoreWrapper = Arc::new(move |inner| {
         Arc::new(Flaky {
             inner,
             dice: wrapper_dice.clone(),
-        })
-    }));
+        }) as Arc<dyn ObjectStore>
+    });
 
     let build = |number: u64| {
         let root = root.clone();
-        let stores = stores.clone();
+        let wrapper = wrapper.clone();
         async move {
             let prepared = dp_engine::prepare(&dp_engine::PrepareOptions {
                 project_dir: root.clone(),
@@ -235,7 +235,7 @@ async fn faults_in_any_store_call_never_publish_half_a_build() {
             let plan = dp_engine::check(&prepared).await.unwrap();
             let settings = BuildSettings {
                 threads: Some(2),
-                stores,
+                store_wrapper: Some(wrapper),
                 ..Default::default()
             };
             prepared.build(&plan, settings, &Quiet).await.unwrap()

@@ -15,7 +15,7 @@ pub fn run(global: &GlobalArgs, command: &DocsCommand) -> miette::Result<ExitCod
 fn generate(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<ExitCode> {
     let prepared = super::prepare(global, args)?;
     let runtime = super::runtime()?;
-    let generated = runtime.block_on(prepared.generate_docs(dp_engine::Stores::default()))?;
+    let generated = runtime.block_on(prepared.generate_docs())?;
     if !global.quiet {
         let mut text = String::new();
         for path in &generated.files {

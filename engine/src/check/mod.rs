@@ -21,7 +21,7 @@ use crate::graph::Scheduler;
 use crate::project::{DataTestKind, NodeId, Project};
 use crate::session::contract::{Contract, check_contract, sql_type};
 use crate::session::{
-    SessionError, SourceScans, Warehouse, new_session, register_relation, source_reference,
+    SessionError, SourceScans, Stores, Warehouse, new_session, register_relation, source_reference,
     sql_error,
 };
 
@@ -144,6 +144,7 @@ pub enum CheckError {
 pub async fn check(
     inputs: UnitTestInputs<'_>,
     plan: &Plan,
+    stores: &Stores,
     report: impl Fn(&str) -> bool,
 ) -> Vec<CheckError> {
     let project = inputs.project;
@@ -152,7 +153,10 @@ pub async fn check(
     let runtime = Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default());
     let session = new_session(&runtime);
     // The check registers sources only: no table is opened.
-    let warehouse = Warehouse::at(url::Url::parse("memory:///").expect("a valid URL"));
+    let warehouse = Warehouse {
+        url: url::Url::parse("memory:///").expect("a valid URL"),
+        stores: stores.clone(),
+    };
     let scans = SourceScans::default();
     let read: BTreeSet<&str> = plan
         .models

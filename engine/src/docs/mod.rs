@@ -120,10 +120,17 @@ pub struct ProjectLineage {
 /// Plan every model of `graph` from its own rendered SQL, each against empty tables of the
 /// models and sources it reads: every node's output schema and one-hop lineage. A model whose
 /// parent could not be planned is not planned.
-pub async fn plan_lineage(project: &Project, graph: &ModelGraph) -> ProjectLineage {
+pub async fn plan_lineage(
+    project: &Project,
+    graph: &ModelGraph,
+    stores: &Stores,
+) -> ProjectLineage {
     let runtime = Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default());
     let session = new_session(&runtime);
-    let warehouse = Warehouse::at(url::Url::parse("memory:///").expect("a valid URL"));
+    let warehouse = Warehouse {
+        url: url::Url::parse("memory:///").expect("a valid URL"),
+        stores: stores.clone(),
+    };
     let scans = SourceScans::default();
     let mut planned = ProjectLineage::default();
     // A scan names the node it reads by the table it scans (a CTE may shadow a model's name).
@@ -209,7 +216,7 @@ pub async fn plan_lineage(project: &Project, graph: &ModelGraph) -> ProjectLinea
 /// `dp docs generate`: plan the project, then write the manifest, the catalog, the lineage and
 /// the page under `<project>/target/`.
 pub async fn generate(inputs: &DocsInputs<'_>) -> Result<Generated, DocsError> {
-    let planned = plan_lineage(inputs.project, inputs.graph).await;
+    let planned = plan_lineage(inputs.project, inputs.graph, inputs.stores).await;
     let metadata = metadata(inputs);
     let manifest = manifest::manifest(inputs, &metadata)?;
     let tables = catalog::tables(inputs).await;

@@ -185,17 +185,6 @@ pub async fn build(
         threads,
     });
     let runtime = runtime_env(options.memory_limit);
-    // Sources are read through the run's stores too (the tables' own stores reach DataFusion
-    // with each table).
-    for source in project.sources.values() {
-        if let Err(error) = options
-            .warehouse
-            .stores
-            .register(&runtime, &source.location)
-        {
-            tracing::warn!(source = %source.id(), %error, "reading the source the default way");
-        }
-    }
     let context = Arc::new(BuildContext {
         options: options.clone(),
         project: project.clone(),

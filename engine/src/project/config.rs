@@ -61,6 +61,14 @@ pub struct TargetConfig {
     /// query that still does not fit fails with "resources exhausted". Default: no limit.
     #[serde(default)]
     pub memory_limit: Option<String>,
+    /// How dp reaches an S3-compatible store (`warehouse: s3://bucket/prefix`, sources on
+    /// `s3://`): object_store's S3 settings, such as `endpoint`, `region`, `allow_http`,
+    /// `virtual_hosted_style_request`, `access_key_id`, `secret_access_key`. Give secrets as
+    /// `{{ env_var('NAME') }}`; what is not set here comes from the `AWS_*` environment and the
+    /// usual credential chain. Settings that make commits unsafe are refused.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
+    pub storage_options: BTreeMap<String, serde_yaml::Value>,
 }
 
 /// The warehouse folder used when a target names none.

@@ -5,6 +5,7 @@ mod config;
 mod data_tests;
 mod doc_blocks;
 mod model_config;
+mod storage_options;
 mod target;
 mod yaml;
 
@@ -26,6 +27,7 @@ pub use data_tests::{
 };
 pub use doc_blocks::DocBlock;
 pub use model_config::{FolderConfig, InvalidConfig, Materialization, ModelConfig};
+pub use storage_options::{StorageOptions, unsafe_setting};
 pub use target::Target;
 pub use yaml::{
     ColumnProperties, ContractProperties, MissingPartition, ModelConfigProperties, ModelProperties,
@@ -255,6 +257,21 @@ pub enum LoadError {
         #[source_code]
         src: miette::NamedSource<std::sync::Arc<str>>,
         #[label("here")]
+        at: SourceSpan,
+    },
+
+    #[error("{message}")]
+    #[diagnostic(
+        code(dp::storage_option),
+        help(
+            "storage_options take object_store's S3 settings; give secrets as {{{{ env_var('NAME') }}}}"
+        )
+    )]
+    StorageOption {
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("this setting")]
         at: SourceSpan,
     },
 
@@ -793,8 +810,12 @@ pub fn resolve_location(root: &Path, location: &str) -> Option<Url> {
     } else {
         Url::from_directory_path(std::path::absolute(root.join(location)).ok()?).ok()?
     };
-    // Object stores (s3://...) are not built in yet: a local folder or file:// URL only.
-    if url.cannot_be_a_base() || url.scheme() != "file" {
+    // A local folder or file:// URL, or a bucket of an S3-compatible store.
+    let s3 = matches!(url.scheme(), "s3" | "s3a") && url.host_str().is_some_and(|h| !h.is_empty());
+    if url.cannot_be_a_base() || !(url.scheme() == "file" || s3) {
+        return None;
+    }
+    if s3 && url.path_segments()?.any(|s| s == ".." || s == ".") {
         return None;
     }
     let url = if url.scheme() == "file" {
@@ -1013,7 +1034,14 @@ mod tests {
         let expected = dir.path().canonicalize().unwrap().join("real/wh");
         assert_eq!(resolved.to_file_path().unwrap(), expected);
         assert_eq!(resolve_location(&link, "x:y://z"), None);
-        assert_eq!(resolve_location(&link, "s3://bucket/prefix"), None);
+        assert_eq!(
+            resolve_location(&link, "s3://bucket/prefix")
+                .unwrap()
+                .as_str(),
+            "s3://bucket/prefix/"
+        );
+        assert_eq!(resolve_location(&link, "s3:///no-bucket"), None);
+        assert_eq!(resolve_location(&link, "gs://bucket/prefix"), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use super::storage_options::{self, RefusedOption, StorageOptions};
 use super::{
     DEFAULT_VACUUM_RETENTION, DEFAULT_WAREHOUSE, LoadError, Project, TargetConfig, parse_byte_size,
     parse_duration, resolve_location,
@@ -23,6 +24,8 @@ pub struct Target {
     pub memory_limit: Option<usize>,
     /// How old an unneeded file must be before `dp vacuum` deletes it.
     pub vacuum_retention: Duration,
+    /// How the target's object stores are reached (values are secrets).
+    pub storage_options: StorageOptions,
 }
 
 impl Project {
@@ -76,12 +79,38 @@ impl Project {
                 src: self.config_file.named(),
             })?,
         };
+        let env: storage_options::Env = std::sync::Arc::new(|name| std::env::var(name).ok());
+        let storage_options =
+            storage_options::resolve(&config.storage_options, &env).map_err(|refused| {
+                let problems = refused
+                    .into_iter()
+                    .map(|(key, why)| LoadError::StorageOption {
+                        at: self.target_value_span(&name, "storage_options", &key),
+                        message: match why {
+                            RefusedOption::Unknown { did_you_mean } => format!(
+                                "`{key}` is not an S3 storage setting{}",
+                                did_you_mean.map(|d| format!(" ({d})")).unwrap_or_default()
+                            ),
+                            RefusedOption::Unsafe { why } => format!("`{key}` is refused: {why}"),
+                            RefusedOption::Unset { variable } => format!(
+                                "`{key}` reads environment variable `{variable}`, which is not set"
+                            ),
+                            RefusedOption::Template { message } => {
+                                format!("`{key}`: {message}")
+                            }
+                        },
+                        src: self.config_file.named(),
+                    })
+                    .collect();
+                LoadError::Many { problems }
+            })?;
         Ok(Target {
             name,
             warehouse,
             threads: config.threads,
             memory_limit,
             vacuum_retention,
+            storage_options,
         })
     }
 

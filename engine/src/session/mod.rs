@@ -109,6 +109,19 @@ pub enum SessionError {
         source: deltalake::DeltaTableError,
     },
 
+    #[error("{setting} makes commits to {location} unsafe: {why}")]
+    #[diagnostic(
+        code(dp::unsafe_store),
+        help(
+            "unset it: dp commits with conditional writes (If-None-Match), which S3 and the safe S3-compatible servers honour"
+        )
+    )]
+    UnsafeStore {
+        location: String,
+        setting: String,
+        why: String,
+    },
+
     #[error("object store at {location}: {source}")]
     #[diagnostic(code(dp::object_store))]
     ObjectStore {
@@ -264,7 +277,7 @@ pub async fn register_relation(
             let source = sources.get(id).ok_or_else(|| SessionError::Internal {
                 message: format!("source `{id}` is not declared"),
             })?;
-            register_source(session, source, source_scans).await
+            register_source(session, source, &warehouse.stores, source_scans).await
         }
         NodeId::Model(name) => {
             let url = warehouse.table_url(name)?;
@@ -300,6 +313,7 @@ async fn delta_provider(
 pub async fn register_source(
     session: &SessionContext,
     source: &SourceTable,
+    stores: &Stores,
     source_scans: &SourceScans,
 ) -> Result<(), SessionError> {
     let unreadable = |message: String| SessionError::Source {
@@ -309,6 +323,10 @@ pub async fn register_source(
         at: source.file.find(&source.table, 0),
         src: source.file.named(),
     };
+    // Read through the run's store of the source's bucket (or file system).
+    stores
+        .register(session.runtime_env().as_ref(), &source.location)
+        .map_err(|e| unreadable(e.to_string()))?;
     let provider: Arc<dyn TableProvider> = match source.format {
         SourceFormat::Parquet => {
             let url = ListingTableUrl::parse(source.location.as_str())
@@ -349,9 +367,12 @@ pub async fn register_source(
             })
         }
         SourceFormat::Delta => {
-            let table = deltalake::open_table(source.location.clone())
+            let table = open_table(stores, &source.location)
                 .await
                 .map_err(|e| unreadable(e.to_string()))?;
+            if table.version().is_none() {
+                return Err(unreadable("no Delta table is there".into()));
+            }
             delta_provider(session, &table)
                 .await
                 .map_err(|e| unreadable(e.to_string()))?
@@ -587,6 +608,7 @@ mod tests {
         register_source(
             &session,
             &project.sources["raw.events"],
+            &Stores::default(),
             &SourceScans::default(),
         )
         .await

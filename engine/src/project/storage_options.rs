@@ -1,0 +1,234 @@
+//! LOAD: a target's `storage_options:`, how dp reaches an S3-compatible object store: each key
+//! one of object_store's S3 settings, each value text or `{{ env_var('NAME') }}`, resolved at
+//! load. Settings that would make Delta commits unsafe are refused. Values are secrets: they are
+//! never shown (`Debug` prints the keys only), and an error names the key, not the value.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use object_store::aws::AmazonS3ConfigKey;
+
+/// A target's resolved storage settings, by object_store's canonical key name.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct StorageOptions(BTreeMap<String, String>);
+
+impl std::fmt::Debug for StorageOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl StorageOptions {
+    /// Each setting as object_store's S3 builder takes it.
+    pub fn s3_settings(&self) -> impl Iterator<Item = (AmazonS3ConfigKey, &str)> {
+        self.0.iter().filter_map(|(key, value)| {
+            AmazonS3ConfigKey::from_str(key)
+                .ok()
+                .map(|key| (key, value.as_str()))
+        })
+    }
+
+    /// Every value, for checking that none is ever shown.
+    pub fn values(&self) -> impl Iterator<Item = &str> {
+        self.0.values().map(String::as_str)
+    }
+}
+
+/// Why a storage setting is refused, said without its value.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RefusedOption {
+    Unknown { did_you_mean: Option<String> },
+    Unsafe { why: &'static str },
+    Unset { variable: String },
+    Template { message: String },
+}
+
+/// Reads an environment variable.
+pub type Env = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// The settings of `raw` (key → text), resolved: env_var() rendered, keys checked.
+pub fn resolve(
+    raw: &BTreeMap<String, serde_yaml::Value>,
+    env: &Env,
+) -> Result<StorageOptions, Vec<(String, RefusedOption)>> {
+    let mut resolved = BTreeMap::new();
+    let mut refused = Vec::new();
+    for (key, value) in raw {
+        let text = match value {
+            serde_yaml::Value::String(text) => text.clone(),
+            serde_yaml::Value::Bool(flag) => flag.to_string(),
+            serde_yaml::Value::Number(number) => number.to_string(),
+            _ => {
+                let message = "a setting is text, a number or true/false".to_string();
+                refused.push((key.clone(), RefusedOption::Template { message }));
+                continue;
+            }
+        };
+        let text = &text;
+        let lower = key.to_ascii_lowercase();
+        if let Some(why) = unsafe_setting(&lower, text) {
+            refused.push((key.clone(), RefusedOption::Unsafe { why }));
+            continue;
+        }
+        let Ok(parsed) = AmazonS3ConfigKey::from_str(&lower) else {
+            let known = KNOWN.iter().copied();
+            let did_you_mean = crate::source::did_you_mean(&lower, known);
+            refused.push((key.clone(), RefusedOption::Unknown { did_you_mean }));
+            continue;
+        };
+        match render(text, env) {
+            Ok(value) => {
+                if let Some(why) = unsafe_setting(parsed.as_ref(), &value) {
+                    refused.push((key.clone(), RefusedOption::Unsafe { why }));
+                } else {
+                    resolved.insert(parsed.as_ref().to_string(), value);
+                }
+            }
+            Err(problem) => refused.push((key.clone(), problem)),
+        }
+    }
+    if refused.is_empty() {
+        Ok(StorageOptions(resolved))
+    } else {
+        Err(refused)
+    }
+}
+
+/// The short names of the settings a target most often needs, for "did you mean".
+const KNOWN: &[&str] = &[
+    "endpoint",
+    "region",
+    "access_key_id",
+    "secret_access_key",
+    "session_token",
+    "allow_http",
+    "virtual_hosted_style_request",
+    "skip_signature",
+    "bucket",
+];
+
+/// Why a setting makes Delta commits unsafe, if it does.
+pub fn unsafe_setting(key: &str, value: &str) -> Option<&'static str> {
+    let key = key.to_ascii_lowercase();
+    let key = key.trim_start_matches("aws_");
+    match key {
+        "s3_allow_unsafe_rename" | "allow_unsafe_rename"
+            if !matches!(
+                value.trim().to_ascii_lowercase().as_str(),
+                "false" | "0" | "no" | ""
+            ) =>
+        {
+            Some(
+                "an unsafe rename lets two concurrent commits both write one table version: one is lost",
+            )
+        }
+        "s3_locking_provider" | "locking_provider" => Some(
+            "dp commits with conditional writes (If-None-Match); an external lock is not supported",
+        ),
+        "conditional_put" if !value.trim().eq_ignore_ascii_case("etag") => Some(
+            "without conditional writes (conditional_put: etag, the default) two concurrent commits can both write one table version",
+        ),
+        "copy_if_not_exists" => Some("dp commits with conditional puts, not copies"),
+        _ => None,
+    }
+}
+
+/// `text` with `{{ env_var('NAME') }}` (and `{{ env_var('NAME', 'default') }}`) replaced.
+fn render(text: &str, env: &Env) -> Result<String, RefusedOption> {
+    if !text.contains("{{") && !text.contains("{%") {
+        return Ok(text.to_string());
+    }
+    let unset = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let mut jinja = minijinja::Environment::new();
+    jinja.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    let (env, noted) = (env.clone(), unset.clone());
+    jinja.add_function(
+        "env_var",
+        move |name: String, default: Option<String>| -> Result<String, minijinja::Error> {
+            env(&name).or(default).ok_or_else(|| {
+                *noted.lock().unwrap_or_else(|e| e.into_inner()) = Some(name.clone());
+                minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!("environment variable `{name}` is not set"),
+                )
+            })
+        },
+    );
+    jinja.render_str(text, ()).map_err(|error| {
+        match unset.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(variable) => RefusedOption::Unset { variable },
+            None => RefusedOption::Template {
+                message: error.detail().unwrap_or("invalid template").to_string(),
+            },
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(pairs: &[(&str, &str)]) -> BTreeMap<String, serde_yaml::Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_yaml::Value::String(v.to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn values_come_from_the_environment_and_never_show() {
+        let env: Env =
+            std::sync::Arc::new(|name: &str| (name == "S3_SECRET").then(|| "hunter2".to_string()));
+        let options = resolve(
+            &raw(&[
+                ("endpoint", "http://127.0.0.1:9000"),
+                ("secret_access_key", "{{ env_var('S3_SECRET') }}"),
+                ("region", "{{ env_var('NO_SUCH', 'us-east-1') }}"),
+            ]),
+            &env,
+        )
+        .unwrap();
+        let values: Vec<&str> = options.values().collect();
+        assert!(values.contains(&"hunter2") && values.contains(&"us-east-1"));
+        assert!(!format!("{options:?}").contains("hunter2"), "{options:?}");
+        assert_eq!(options.s3_settings().count(), 3);
+    }
+
+    #[test]
+    fn unsafe_unknown_and_unset_settings_are_refused_by_key() {
+        let env: Env = std::sync::Arc::new(|_: &str| None);
+        let refused = resolve(
+            &raw(&[
+                ("AWS_S3_ALLOW_UNSAFE_RENAME", "true"),
+                ("conditional_put", "disabled"),
+                ("endpiont", "x"),
+                ("access_key_id", "{{ env_var('MISSING') }}"),
+            ]),
+            &env,
+        )
+        .unwrap_err();
+        let by_key: BTreeMap<&str, &RefusedOption> =
+            refused.iter().map(|(k, why)| (k.as_str(), why)).collect();
+        assert!(matches!(
+            by_key["AWS_S3_ALLOW_UNSAFE_RENAME"],
+            RefusedOption::Unsafe { .. }
+        ));
+        assert!(matches!(
+            by_key["conditional_put"],
+            RefusedOption::Unsafe { .. }
+        ));
+        assert_eq!(
+            by_key["endpiont"],
+            &RefusedOption::Unknown {
+                did_you_mean: Some("did you mean `endpoint`?".into())
+            }
+        );
+        assert_eq!(
+            by_key["access_key_id"],
+            &RefusedOption::Unset {
+                variable: "MISSING".into()
+            }
+        );
+        assert!(resolve(&raw(&[("conditional_put", "etag")]), &env).is_ok());
+    }
+}
