@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{TestProject, both, workspace};
+use crate::support::{Running, TestProject, both, free_port, wait_for_port, workspace};
 
 /// `(node, column, how)` of each column `model.column` is derived from, node ids shortened to
 /// their name (`stg_events`, `raw.events`).
@@ -604,16 +604,6 @@ fn large_project(project: &TestProject, count: usize) {
     }
 }
 
-/// Kills the child process when dropped.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn the_docs_page_works_in_a_real_browser() {
     // The project's own script installs Chromium and its WebDriver when absent; a machine where
@@ -635,11 +625,7 @@ fn the_docs_page_works_in_a_real_browser() {
     large.dp_ok(&["docs", "generate", "-q"]);
     let large_page = large.root.join("target/docs/index.html");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let _driver = Running(
         std::process::Command::new("/usr/bin/chromedriver")
             .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
@@ -648,14 +634,7 @@ fn the_docs_page_works_in_a_real_browser() {
             .spawn()
             .expect("chromedriver starts"),
     );
-    let started = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed().as_secs() < 30,
-            "chromedriver did not listen"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_for_port(port, "chromedriver");
     let profile = tempfile::tempdir().unwrap();
     let screenshot = crate::support::block_on(async {
         use fantoccini::{ClientBuilder, Locator};

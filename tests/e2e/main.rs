@@ -7,5 +7,6 @@ mod crash;
 mod docs;
 mod errors;
 mod reliability;
+mod s3;
 mod select;
 mod support;

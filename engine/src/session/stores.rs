@@ -124,6 +124,7 @@ impl Stores {
             location: url.to_string(),
             source,
         };
+        register_s3_log_stores();
         let mut builder = deltalake::DeltaTableBuilder::from_url(url.clone()).map_err(delta)?;
         if let Some(store) = self.root_store(url)? {
             builder = builder.with_storage_backend(store, url.clone());
@@ -143,6 +144,40 @@ impl Stores {
         }
         Ok(())
     }
+}
+
+/// Let delta-rs commit to `s3://` tables through the store dp gives each table: Delta's
+/// default log store, which writes each version with a put-if-absent (`If-None-Match: *`).
+/// (deltalake's own S3 support would build a second client from its own settings.)
+fn register_s3_log_stores() {
+    use deltalake::logstore::{
+        LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig, default_logstore,
+        logstore_factories,
+    };
+    struct ConditionalPutLogStore;
+    impl LogStoreFactory for ConditionalPutLogStore {
+        fn with_options(
+            &self,
+            prefixed_store: ObjectStoreRef,
+            root_store: ObjectStoreRef,
+            location: &Url,
+            options: &StorageConfig,
+        ) -> deltalake::DeltaResult<Arc<dyn LogStore>> {
+            Ok(default_logstore(
+                prefixed_store,
+                root_store,
+                location,
+                options,
+            ))
+        }
+    }
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        for scheme in ["s3://", "s3a://"] {
+            let scheme = Url::parse(scheme).expect("a valid scheme URL");
+            logstore_factories().insert(scheme, Arc::new(ConditionalPutLogStore));
+        }
+    });
 }
 
 /// Where a run's model tables live: one Delta table per model under `url`, reached through

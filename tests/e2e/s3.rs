@@ -1,0 +1,365 @@
+//! Issue 17: example_project on a real S3-compatible server (moto, started on 127.0.0.1 by the
+//! test and stopped when it ends): conditional writes, builds, rebuilds, tests, a failed
+//! assertion, an outside reader, and a secret that never shows.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use crate::support::{Running, TestProject, both, free_port, wait_for_port, workspace};
+
+/// A planted secret: the S3 secret key of every run here.
+const SECRET: &str = "dp-planted-secret-7f3a9c";
+
+/// The S3 server of one test.
+struct S3Server {
+    _process: Running,
+    endpoint: String,
+    bin: PathBuf,
+}
+
+impl S3Server {
+    /// Install (when absent) and start moto's server on a free port of 127.0.0.1.
+    fn start() -> Self {
+        let installed = Command::new("bash")
+            .arg(workspace().join("tests/services/s3.sh"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("bash runs");
+        assert!(
+            installed.status.success(),
+            "the S3 server could not be installed"
+        );
+        let bin = PathBuf::from(String::from_utf8(installed.stdout).unwrap().trim());
+        let port = free_port();
+        let process = Running(
+            Command::new(bin.join("moto_server"))
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("moto_server starts"),
+        );
+        wait_for_port(port, "moto_server");
+        Self {
+            _process: process,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            bin,
+        }
+    }
+
+    /// Run Python `script` (boto3 and deltalake available) with `args`; its stdout.
+    fn python(&self, script: &str, args: &[&str]) -> String {
+        let output = Command::new(self.bin.join("python"))
+            .arg("-c")
+            .arg(format!(
+                "import sys, json, boto3\n\
+                 s3 = boto3.client('s3', endpoint_url='{endpoint}', region_name='us-east-1',\n\
+                     aws_access_key_id='testing', aws_secret_access_key='{SECRET}')\n\
+                 options = {{'AWS_ENDPOINT_URL': '{endpoint}', 'AWS_REGION': 'us-east-1',\n\
+                     'AWS_ACCESS_KEY_ID': 'testing', 'AWS_SECRET_ACCESS_KEY': '{SECRET}',\n\
+                     'AWS_ALLOW_HTTP': 'true'}}\n{script}\n\
+                 # deltalake's runtime can abort the interpreter's shutdown: leave at once.\n\
+                 import os\nsys.stdout.flush()\nos._exit(0)",
+                endpoint = self.endpoint
+            ))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "python: {}", both(&output));
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn create_bucket(&self, bucket: &str) {
+        self.python("s3.create_bucket(Bucket=sys.argv[1])", &[bucket]);
+    }
+
+    /// Upload every file under `folder` to `s3://bucket/prefix/...`.
+    fn upload(&self, folder: &std::path::Path, bucket: &str, prefix: &str) {
+        self.python(
+            "import os\n\
+             root, bucket, prefix = sys.argv[1:4]\n\
+             for folder, _, files in os.walk(root):\n\
+             \x20   for name in files:\n\
+             \x20       path = os.path.join(folder, name)\n\
+             \x20       s3.upload_file(path, bucket, prefix + '/' + os.path.relpath(path, root))",
+            &[folder.to_str().unwrap(), bucket, prefix],
+        );
+    }
+
+    /// Every object under `s3://bucket/prefix/`, with its ETag.
+    fn objects(&self, bucket: &str, prefix: &str) -> BTreeMap<String, String> {
+        let listed = self.python(
+            "pages = s3.get_paginator('list_objects_v2').paginate(Bucket=sys.argv[1], Prefix=sys.argv[2])\n\
+             print(json.dumps({o['Key']: o['ETag'] for p in pages for o in p.get('Contents', [])}))",
+            &[bucket, &format!("{prefix}/")],
+        );
+        serde_json::from_str(&listed).unwrap()
+    }
+
+    /// The text of every object under `s3://bucket/prefix/`, joined.
+    fn text_of(&self, bucket: &str, prefix: &str) -> String {
+        self.objects(bucket, prefix)
+            .keys()
+            .map(|key| {
+                self.python(
+                    "sys.stdout.write(s3.get_object(Bucket=sys.argv[1], Key=sys.argv[2])['Body'].read().decode('utf-8', 'replace'))",
+                    &[bucket, key],
+                )
+            })
+            .collect()
+    }
+
+    /// The rows of the Delta table at `uri`, as Python's deltalake reads them, sorted.
+    fn rows(&self, uri: &str) -> Vec<String> {
+        let rows = self.python(
+            "from deltalake import DeltaTable\n\
+             uri = sys.argv[1]\n\
+             table = DeltaTable(uri, storage_options=options if uri.startswith('s3://') else None)\n\
+             rows = sorted(json.dumps(r, sort_keys=True, default=str) for r in table.to_pyarrow_table().to_pylist())\n\
+             print(json.dumps(rows))",
+            &[uri],
+        );
+        serde_json::from_str(&rows).unwrap()
+    }
+
+    /// The version of the Delta table at `uri`, as Python's deltalake reads it.
+    fn version(&self, uri: &str) -> u64 {
+        self.python(
+            "from deltalake import DeltaTable\n\
+             print(DeltaTable(sys.argv[1], storage_options=options).version())",
+            &[uri],
+        )
+        .trim()
+        .parse()
+        .unwrap()
+    }
+}
+
+/// A copy of example_project whose raw data and warehouse are in `bucket` on `server`.
+fn example_on(server: &S3Server, bucket: &str) -> TestProject {
+    let project = TestProject::example();
+    server.create_bucket(bucket);
+    server.upload(&project.root.join("data/raw"), bucket, "raw");
+    let sources = project.root.join("models/staging/sources.yml");
+    let text = std::fs::read_to_string(&sources).unwrap();
+    std::fs::write(
+        &sources,
+        text.replace(
+            "location: data/raw",
+            &format!("location: s3://{bucket}/raw"),
+        ),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(project.root.join("data")).unwrap();
+    let config = project.root.join("dp_project.yml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace("target: dev\n", "target: s3\n")
+        + &format!(
+            "  s3:\n\
+             \x20   warehouse: s3://{bucket}/warehouse\n\
+             \x20   storage_options:\n\
+             \x20     endpoint: {endpoint}\n\
+             \x20     region: us-east-1\n\
+             \x20     allow_http: true\n\
+             \x20     virtual_hosted_style_request: false\n\
+             \x20     access_key_id: testing\n\
+             \x20     secret_access_key: \"{{{{ env_var('DP_TEST_S3_SECRET') }}}}\"\n",
+            endpoint = server.endpoint
+        );
+    std::fs::write(&config, text).unwrap();
+    project
+}
+
+/// Run dp in `project` with the secret in its environment.
+fn dp(project: &TestProject, args: &[&str]) -> Output {
+    project
+        .command(args)
+        .env("DP_TEST_S3_SECRET", SECRET)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .unwrap()
+}
+
+fn dp_ok(project: &TestProject, args: &[&str]) -> String {
+    let output = dp(project, args);
+    assert!(output.status.success(), "dp {args:?}: {}", both(&output));
+    assert!(
+        !both(&output).contains(SECRET),
+        "dp {args:?} printed the secret"
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn the_s3_server_lets_exactly_one_of_concurrent_conditional_puts_win() {
+    use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, path::Path};
+    let server = S3Server::start();
+    server.create_bucket("race");
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&server.endpoint)
+        .with_bucket_name("race")
+        .with_region("us-east-1")
+        .with_allow_http(true)
+        .with_access_key_id("testing")
+        .with_secret_access_key(SECRET)
+        .build()
+        .unwrap();
+    let store: std::sync::Arc<dyn ObjectStore> = std::sync::Arc::new(store);
+    let results = crate::support::block_on(async {
+        let puts = (0..16).map(|writer| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let options = PutOptions::from(PutMode::Create);
+                let payload = format!("writer {writer}");
+                let put = store
+                    .put_opts(
+                        &Path::from("_delta_log/00000.json"),
+                        payload.into(),
+                        options,
+                    )
+                    .await;
+                (writer, put.is_ok())
+            })
+        });
+        let mut results = Vec::new();
+        for put in futures::future::join_all(puts).await {
+            results.push(put.unwrap());
+        }
+        let stored = store
+            .get(&Path::from("_delta_log/00000.json"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        (results, String::from_utf8(stored.to_vec()).unwrap())
+    });
+    let (results, stored) = results;
+    let winners: Vec<usize> = results
+        .iter()
+        .filter(|(_, won)| *won)
+        .map(|(w, _)| *w)
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    assert_eq!(stored, format!("writer {}", winners[0]));
+}
+
+#[test]
+fn example_project_builds_on_s3_as_on_disk_and_keeps_its_secret() {
+    let server = S3Server::start();
+    let project = example_on(&server, "example");
+    let local = TestProject::example();
+    let table = |model: &str| format!("s3://example/warehouse/{model}");
+    let local_table = |model: &str| local.table_dir(model).display().to_string();
+
+    // One date, then the whole project: the rows of the local run, read by an outside reader.
+    dp_ok(&project, &["build", "-vv", "--vars", "date=2024-01-15"]);
+    local.dp_ok(&["build", "--vars", "date=2024-01-15"]);
+    assert_eq!(
+        server.rows(&table("daily_summary")),
+        server.rows(&local_table("daily_summary"))
+    );
+    // The date filter pruned the source's folders on S3 as on disk.
+    let results =
+        String::from_utf8(std::fs::read(project.root.join("target/run_results.json")).unwrap())
+            .unwrap();
+    assert!(results.contains("\"raw.events\": 1"), "{results}");
+    dp_ok(&project, &["build"]);
+    local.dp_ok(&["build"]);
+    for model in ["stg_events", "daily_summary", "cohort_revenue"] {
+        let rows = server.rows(&table(model));
+        assert!(!rows.is_empty(), "{model} is empty");
+        assert_eq!(rows, server.rows(&local_table(model)), "{model}");
+    }
+
+    // Rebuilding a date publishes the same rows and leaves the other dates' files as they were.
+    let before = server.objects("example", "warehouse/daily_summary");
+    let rows = server.rows(&table("daily_summary"));
+    dp_ok(
+        &project,
+        &[
+            "build",
+            "--select",
+            "daily_summary",
+            "--vars",
+            "date=2024-01-15",
+        ],
+    );
+    let after = server.objects("example", "warehouse/daily_summary");
+    assert_eq!(server.rows(&table("daily_summary")), rows);
+    for (key, etag) in &before {
+        let data = key.ends_with(".parquet");
+        if data && !key.contains("date=2024-01-15") {
+            assert_eq!(after.get(key), Some(etag), "{key} changed");
+        }
+    }
+
+    // Tests, the check and the docs run against the bucket too.
+    dp_ok(&project, &["test"]);
+    dp_ok(&project, &["check"]);
+    dp_ok(&project, &["docs", "generate"]);
+
+    // The secret is nowhere: run results, compiled SQL, the docs, the Delta logs.
+    for (what, text) in [
+        ("target/", target_text(&project.root.join("target"))),
+        ("the Delta logs", server.text_of("example", "warehouse")),
+    ] {
+        assert!(!text.is_empty(), "nothing in {what}");
+        assert!(!text.contains(SECRET), "the secret is in {what}");
+    }
+}
+
+#[test]
+fn a_failed_assertion_on_s3_changes_nothing_and_leaves_no_file() {
+    let server = S3Server::start();
+    let project = example_on(&server, "audit");
+    dp_ok(
+        &project,
+        &[
+            "build",
+            "--select",
+            "stg_events",
+            "--vars",
+            "date=2024-01-15",
+        ],
+    );
+    let uri = "s3://audit/warehouse/stg_events";
+    let (version, rows) = (server.version(uri), server.rows(uri));
+    let objects = server.objects("audit", "warehouse/stg_events");
+
+    let schema = project.root.join("models/staging/schema.yml");
+    let text = std::fs::read_to_string(&schema).unwrap();
+    std::fs::write(
+        &schema,
+        text.replace(
+            "values: [page_view, click, add_to_cart, purchase]",
+            "values: [click]",
+        ),
+    )
+    .unwrap();
+    let output = dp(
+        &project,
+        &[
+            "build",
+            "--select",
+            "stg_events",
+            "--vars",
+            "date=2024-01-16",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", both(&output));
+    assert_eq!(server.version(uri), version);
+    assert_eq!(server.rows(uri), rows);
+    assert_eq!(server.objects("audit", "warehouse/stg_events"), objects);
+}
+
+/// The text of every file under `folder`.
+fn target_text(folder: &std::path::Path) -> String {
+    crate::support::walk(folder)
+        .into_iter()
+        .filter_map(|path| std::fs::read(path).ok())
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .collect()
+}
