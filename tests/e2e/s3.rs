@@ -363,3 +363,133 @@ fn target_text(folder: &std::path::Path) -> String {
         .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
         .collect()
 }
+
+/// `(date, rows)` of the daily_summary table at `uri`, as Python's deltalake reads it.
+fn rows_per_date(server: &S3Server, uri: &str) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for row in server.rows(uri) {
+        let row: serde_json::Value = serde_json::from_str(&row).unwrap();
+        *counts
+            .entry(row["date"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    counts
+}
+
+#[test]
+fn concurrent_builds_of_one_partition_on_s3_commit_once_each_and_never_duplicate() {
+    let server = S3Server::start();
+    let project = example_on(&server, "race");
+    dp_ok(
+        &project,
+        &[
+            "build",
+            "--select",
+            "stg_events",
+            "--vars",
+            "date=2024-01-15",
+        ],
+    );
+    // Three processes build the same partition of a table that does not exist yet.
+    let builds: Vec<_> = (0..3)
+        .map(|_| {
+            project
+                .command(&[
+                    "build",
+                    "--select",
+                    "daily_summary",
+                    "--vars",
+                    "date=2024-01-15",
+                ])
+                .env("DP_TEST_S3_SECRET", SECRET)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<Output> = builds
+        .into_iter()
+        .map(|b| b.wait_with_output().unwrap())
+        .collect();
+    let won = outputs.iter().filter(|o| o.status.success()).count();
+    assert!(won >= 1, "no build committed");
+    for output in outputs.iter().filter(|o| !o.status.success()) {
+        assert_eq!(output.status.code(), Some(1), "{}", both(output));
+        assert!(both(output).contains("dp::conflict"), "{}", both(output));
+    }
+    let uri = "s3://race/warehouse/daily_summary";
+    // Each winner is one commit; the rows are one build's, once.
+    assert_eq!(server.version(uri) as usize, won - 1);
+    assert_eq!(
+        rows_per_date(&server, uri),
+        BTreeMap::from([("2024-01-15".into(), 4)])
+    );
+    // The losers deleted what they staged: the objects are the winners' files.
+    let parquet = server
+        .objects("race", "warehouse/daily_summary")
+        .keys()
+        .filter(|k| k.ends_with(".parquet"))
+        .count();
+    let live = server
+        .python(
+            "from deltalake import DeltaTable\n\
+             print(len(DeltaTable(sys.argv[1], storage_options=options).file_uris()))",
+            &[uri],
+        )
+        .trim()
+        .parse::<usize>()
+        .unwrap();
+    assert_eq!(parquet, won * live);
+}
+
+#[test]
+fn builds_killed_on_s3_leave_a_readable_table_and_vacuum_cleans_after_them() {
+    let server = S3Server::start();
+    let project = example_on(&server, "crash");
+    dp_ok(&project, &["build", "--vars", "date=2024-01-15"]);
+    let uri = "s3://crash/warehouse/daily_summary";
+    for delay_ms in [200, 600, 1200, 2000] {
+        let mut child = project
+            .command(&["build", "--vars", "date=2024-01-16"])
+            .env("DP_TEST_S3_SECRET", SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        // A reader sees a committed version: the first date whole, the second whole or absent.
+        let counts = rows_per_date(&server, uri);
+        assert_eq!(counts.get("2024-01-15"), Some(&4), "{counts:?}");
+        assert!(
+            matches!(counts.get("2024-01-16"), None | Some(4)),
+            "{counts:?}"
+        );
+    }
+    dp_ok(&project, &["build", "--vars", "date=2024-01-16"]);
+    let counts = rows_per_date(&server, uri);
+    assert_eq!(
+        counts,
+        BTreeMap::from([("2024-01-15".into(), 4), ("2024-01-16".into(), 4)])
+    );
+    // Whatever the killed builds left, a vacuum past the retention removes, and only that.
+    let rows = server.rows(uri);
+    dp_ok(&project, &["vacuum", "--retain", "0s", "--force"]);
+    assert_eq!(server.rows(uri), rows);
+    let live = server
+        .python(
+            "from deltalake import DeltaTable\n\
+             print(json.dumps(sorted(u.split('/warehouse/')[1] for u in DeltaTable(sys.argv[1], storage_options=options).file_uris())))",
+            &[uri],
+        );
+    let live: Vec<String> = serde_json::from_str(&live).unwrap();
+    let stored: Vec<String> = server
+        .objects("crash", "warehouse/daily_summary")
+        .into_keys()
+        .filter(|k| k.ends_with(".parquet"))
+        .map(|k| k.trim_start_matches("warehouse/").to_string())
+        .collect();
+    assert_eq!(stored, live);
+}
