@@ -249,7 +249,7 @@ pub enum LoadError {
     #[diagnostic(
         code(dp::bad_location),
         help(
-            "use a folder relative to the project, or a file:// URL such as file:///data/raw (object stores such as s3:// are not supported yet)"
+            "use a folder relative to the project, a file:// URL such as file:///data/raw, or a bucket's s3://bucket/prefix; {{ env_var('NAME', 'default') }} reads the environment"
         )
     )]
     BadLocation {
@@ -756,13 +756,25 @@ fn add_source(
             });
             continue;
         }
-        let location_text = table
+        let written = table
             .location
             .clone()
             .unwrap_or_else(|| format!("{}/{}", source_location.trim_end_matches('/'), table.name));
+        // `{{ env_var('RAW_LOCATION', 'data/raw') }}`: each machine or target its own data.
+        let location_text = match storage_options::render_env_vars(&written) {
+            Ok(text) => text,
+            Err(problem) => {
+                problems.push(LoadError::BadLocation {
+                    at: file.find(&written, 0),
+                    location: format!("{written}: {problem}"),
+                    src: file.named(),
+                });
+                continue;
+            }
+        };
         let Some(location) = resolve_location(root, &location_text) else {
             problems.push(LoadError::BadLocation {
-                at: file.find(&location_text, 0),
+                at: file.find(&written, 0),
                 location: location_text,
                 src: file.named(),
             });
@@ -1042,6 +1054,43 @@ mod tests {
         );
         assert_eq!(resolve_location(&link, "s3:///no-bucket"), None);
         assert_eq!(resolve_location(&link, "gs://bucket/prefix"), None);
+    }
+
+    #[test]
+    fn a_source_location_may_come_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(PROJECT_FILE), "name: t\n").unwrap();
+        std::fs::create_dir(dir.path().join("models")).unwrap();
+        let sources = |variable: &str| {
+            format!(
+                "sources:\n  - name: raw\n    tables:\n      - name: events\n        \
+                 location: \"{{{{ env_var('{variable}', 'data/raw/events') }}}}\"\n"
+            )
+        };
+        // Set only here, and read by no other test.
+        unsafe { std::env::set_var("DP_TEST_EVENTS_LOCATION", "s3://prod-lake/raw/events") };
+        std::fs::write(
+            dir.path().join("models/s.yml"),
+            sources("DP_TEST_EVENTS_LOCATION"),
+        )
+        .unwrap();
+        let loaded = load(dir.path()).unwrap();
+        assert_eq!(
+            loaded.sources["raw.events"].location.as_str(),
+            "s3://prod-lake/raw/events/"
+        );
+        std::fs::write(
+            dir.path().join("models/s.yml"),
+            sources("DP_TEST_UNSET_LOCATION"),
+        )
+        .unwrap();
+        let loaded = load(dir.path()).unwrap();
+        assert!(
+            loaded.sources["raw.events"]
+                .location
+                .as_str()
+                .ends_with("/data/raw/events/")
+        );
     }
 
     #[test]
