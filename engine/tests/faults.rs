@@ -4,6 +4,10 @@
 //! without faults succeeds. `DP_FAULT_RUNS` sets how many faulty runs (default 24).
 
 mod common;
+// Shared with the end-to-end tests, which also use its Python.
+#[allow(dead_code)]
+#[path = "../../tests/services/moto.rs"]
+mod moto;
 
 use std::fmt;
 use std::path::Path;
@@ -16,6 +20,7 @@ use datafusion::prelude::SessionContext;
 use dp_engine::report::ModelStatus;
 use dp_engine::{BuildSettings, StoreWrapper};
 use futures::stream::{self, BoxStream, StreamExt};
+use moto::Moto;
 use object_store::path::Path as StorePath;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
@@ -146,14 +151,43 @@ impl ObjectStore for Flaky {
     }
 }
 
-/// Each version of the table at `dir`, read without faults: the builds its rows carry and
-/// its row count. Every file every version names must exist for the read to succeed.
-async fn versions(dir: &Path, count: &str) -> Vec<(Vec<String>, String)> {
-    let url = url::Url::from_directory_path(dir).unwrap();
-    let latest = deltalake::open_table(url.clone()).await.unwrap();
+/// Where the tables of a faulty run are: on local disk, or in a bucket of an S3 server.
+enum Warehouse {
+    Local(std::path::PathBuf),
+    S3 {
+        url: url::Url,
+        store: Arc<dyn ObjectStore>,
+    },
+}
+
+impl Warehouse {
+    /// The Delta table of `model`, read without faults.
+    async fn open(&self, model: &str) -> deltalake::DeltaTable {
+        match self {
+            Warehouse::Local(dir) => {
+                let url = url::Url::from_directory_path(dir.join(model)).unwrap();
+                deltalake::open_table(url).await.unwrap()
+            }
+            Warehouse::S3 { url, store } => {
+                let url = url.join(&format!("{model}/")).unwrap();
+                deltalake::DeltaTableBuilder::from_url(url.clone())
+                    .unwrap()
+                    .with_storage_backend(store.clone(), url)
+                    .load()
+                    .await
+                    .unwrap()
+            }
+        }
+    }
+}
+
+/// Each version of `model`'s table, read without faults: the builds its rows carry and its row
+/// count. Every file every version names must exist for the read to succeed.
+async fn versions(warehouse: &Warehouse, model: &str, count: &str) -> Vec<(Vec<String>, String)> {
+    let latest = warehouse.open(model).await;
     let mut found = Vec::new();
     for version in 0..=latest.version().unwrap() {
-        let mut table = deltalake::open_table(url.clone()).await.unwrap();
+        let mut table = warehouse.open(model).await;
         table.load_version(version).await.unwrap();
         let ctx = SessionContext::new();
         table.update_datafusion_session(&ctx.state()).unwrap();
@@ -165,7 +199,7 @@ async fn versions(dir: &Path, count: &str) -> Vec<(Vec<String>, String)> {
             .unwrap()
             .collect()
             .await
-            .unwrap_or_else(|e| panic!("version {version} of {}: {e}", dir.display()));
+            .unwrap_or_else(|e| panic!("version {version} of {model}: {e}"));
         let builds: Vec<String> = builds
             .iter()
             .flat_map(|batch| {
@@ -191,17 +225,64 @@ async fn versions(dir: &Path, count: &str) -> Vec<(Vec<String>, String)> {
     found
 }
 
+/// A copy of the crash fixture, with example_project's data.
+fn crash_project(dir: &Path) -> std::path::PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = dir.join("project");
+    copy_dir(&workspace.join("tests/fixtures/crash"), &root);
+    copy_dir(&workspace.join("example_project/data"), &root.join("data"));
+    root
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn faults_in_any_store_call_never_publish_half_a_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = crash_project(dir.path());
+    let warehouse = Warehouse::Local(root.join("warehouse"));
+    faulty_runs(&root, &warehouse).await;
+}
+
+/// The same faults in the calls to an S3 server (moto, on 127.0.0.1) holding the warehouse.
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_in_any_s3_call_never_publish_half_a_build() {
+    let server = tokio::task::spawn_blocking(Moto::start).await.unwrap();
+    server.create_bucket("faults");
+    let dir = tempfile::tempdir().unwrap();
+    let root = crash_project(dir.path());
+    let config = root.join("dp_project.yml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("target: test\n", "target: s3\n")
+            + &server.target_yaml("s3", "faults", "DP_TEST_FAULTS_SECRET"),
+    )
+    .unwrap();
+    // Read by this test's process only.
+    unsafe { std::env::set_var("DP_TEST_FAULTS_SECRET", "secret") };
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&server.endpoint)
+        .with_bucket_name("faults")
+        .with_region("us-east-1")
+        .with_allow_http(true)
+        .with_access_key_id("testing")
+        .with_secret_access_key("secret")
+        .build()
+        .unwrap();
+    let warehouse = Warehouse::S3 {
+        url: url::Url::parse("s3://faults/warehouse/").unwrap(),
+        store: Arc::new(store),
+    };
+    faulty_runs(&root, &warehouse).await;
+}
+
+/// `DP_FAULT_RUNS` builds of the project at `root` through a store that fails a share of its
+/// calls: each ends succeeded or failed cleanly, every version of every table reads whole, and
+/// the next run without faults succeeds.
+async fn faulty_runs(root: &Path, warehouse: &Warehouse) {
     let runs: u64 = std::env::var("DP_FAULT_RUNS")
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(24);
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("project");
-    copy_dir(&workspace.join("tests/fixtures/crash"), &root);
-    copy_dir(&workspace.join("example_project/data"), &root.join("data"));
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -223,7 +304,7 @@ async fn faults_in_any_store_call_never_publish_half_a_build() {
     });
 
     let build = |number: u64| {
-        let root = root.clone();
+        let root = root.to_path_buf();
         let wrapper = wrapper.clone();
         async move {
             let prepared = dp_engine::prepare(&dp_engine::PrepareOptions {
@@ -242,8 +323,6 @@ async fn faults_in_any_store_call_never_publish_half_a_build() {
         }
     };
 
-    let tagged = root.join("warehouse/tagged_events");
-    let totals = root.join("warehouse/build_totals");
     assert!(build(0).await.success());
     let mut published = (0, 0);
     let (mut succeeded, mut failed) = (0, 0);
@@ -259,11 +338,11 @@ async fn faults_in_any_store_call_never_publish_half_a_build() {
                 .map(|r| r.status.clone())
                 .unwrap()
         };
-        for (model, dir, count, last) in [
-            ("tagged_events", &tagged, "count(*)", &mut published.0),
-            ("build_totals", &totals, "sum(events)", &mut published.1),
+        for (model, count, last) in [
+            ("tagged_events", "count(*)", &mut published.0),
+            ("build_totals", "sum(events)", &mut published.1),
         ] {
-            let versions = versions(dir, count).await;
+            let versions = versions(warehouse, model, count).await;
             // Every version holds one build's rows, whole.
             for (version, (builds, total)) in versions.iter().enumerate() {
                 assert_eq!(
@@ -307,6 +386,6 @@ async fn faults_in_any_store_call_never_publish_half_a_build() {
     // Without faults, the next run succeeds.
     let summary = build(runs + 1).await;
     assert!(summary.success(), "{:?}", summary.results);
-    let last = versions(&tagged, "count(*)").await;
+    let last = versions(warehouse, "tagged_events", "count(*)").await;
     assert_eq!(last.last().unwrap().0, [(runs + 1).to_string()]);
 }

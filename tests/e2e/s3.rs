@@ -3,54 +3,33 @@
 //! assertion, an outside reader, and a secret that never shows.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use crate::support::{Running, TestProject, both, free_port, wait_for_port, workspace};
+use crate::support::{TestProject, both};
+
+#[path = "../services/moto.rs"]
+mod moto;
+use moto::Moto;
 
 /// A planted secret: the S3 secret key of every run here.
 const SECRET: &str = "dp-planted-secret-7f3a9c";
 
-/// The S3 server of one test.
+/// The S3 server of one test, with Python helpers (boto3, deltalake) to look at it.
 struct S3Server {
-    _process: Running,
+    moto: Moto,
     endpoint: String,
-    bin: PathBuf,
 }
 
 impl S3Server {
-    /// Install (when absent) and start moto's server on a free port of 127.0.0.1.
     fn start() -> Self {
-        let installed = Command::new("bash")
-            .arg(workspace().join("tests/services/s3.sh"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("bash runs");
-        assert!(
-            installed.status.success(),
-            "the S3 server could not be installed"
-        );
-        let bin = PathBuf::from(String::from_utf8(installed.stdout).unwrap().trim());
-        let port = free_port();
-        let process = Running(
-            Command::new(bin.join("moto_server"))
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("moto_server starts"),
-        );
-        wait_for_port(port, "moto_server");
-        Self {
-            _process: process,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            bin,
-        }
+        let moto = Moto::start();
+        let endpoint = moto.endpoint.clone();
+        Self { moto, endpoint }
     }
 
     /// Run Python `script` (boto3 and deltalake available) with `args`; its stdout.
     fn python(&self, script: &str, args: &[&str]) -> String {
-        let output = Command::new(self.bin.join("python"))
+        let output = Command::new(self.moto.bin.join("python"))
             .arg("-c")
             .arg(format!(
                 "import sys, json, boto3\n\
@@ -71,7 +50,7 @@ impl S3Server {
     }
 
     fn create_bucket(&self, bucket: &str) {
-        self.python("s3.create_bucket(Bucket=sys.argv[1])", &[bucket]);
+        self.moto.create_bucket(bucket);
     }
 
     /// Upload every file under `folder` to `s3://bucket/prefix/...`.
@@ -155,18 +134,7 @@ fn example_on(server: &S3Server, bucket: &str) -> TestProject {
     let config = project.root.join("dp_project.yml");
     let text = std::fs::read_to_string(&config).unwrap();
     let text = text.replace("target: dev\n", "target: s3\n")
-        + &format!(
-            "  s3:\n\
-             \x20   warehouse: s3://{bucket}/warehouse\n\
-             \x20   storage_options:\n\
-             \x20     endpoint: {endpoint}\n\
-             \x20     region: us-east-1\n\
-             \x20     allow_http: true\n\
-             \x20     virtual_hosted_style_request: false\n\
-             \x20     access_key_id: testing\n\
-             \x20     secret_access_key: \"{{{{ env_var('DP_TEST_S3_SECRET') }}}}\"\n",
-            endpoint = server.endpoint
-        );
+        + &server.moto.target_yaml("s3", bucket, "DP_TEST_S3_SECRET");
     std::fs::write(&config, text).unwrap();
     project
 }
