@@ -267,7 +267,27 @@ fn example_project_builds_on_s3_as_on_disk_and_keeps_its_secret() {
     // Tests, the check and the docs run against the bucket too.
     dp_ok(&project, &["test"]);
     dp_ok(&project, &["check"]);
+    dp_ok(&project, &["compile"]);
     dp_ok(&project, &["docs", "generate"]);
+    // Logs at every level, the S3 client's included.
+    let traced = project
+        .command(&[
+            "build",
+            "--select",
+            "daily_summary",
+            "--vars",
+            "date=2024-01-16",
+        ])
+        .env("DP_TEST_S3_SECRET", SECRET)
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    assert!(traced.status.success(), "{}", both(&traced));
+    assert!(both(&traced).len() > 100_000, "trace logs were written");
+    assert!(
+        !both(&traced).contains(SECRET),
+        "the secret is in the trace logs"
+    );
 
     // The secret is nowhere: run results, compiled SQL, the docs, the Delta logs.
     for (what, text) in [
