@@ -9,15 +9,27 @@ set -euo pipefail
 VENV="${DP_SERVICES_DIR:-$HOME/.cache/dp-services}/s3-venv"
 MOTO_VERSION="5.2.5"
 DELTALAKE_VERSION="1.6.6"
+PYARROW_VERSION="26.0.1"
 
-if [[ -x "$VENV/bin/moto_server" && -f "$VENV/.dp-ready-$MOTO_VERSION-$DELTALAKE_VERSION" ]]; then
+READY="$VENV/.dp-ready-$MOTO_VERSION-$DELTALAKE_VERSION-$PYARROW_VERSION"
+if [[ -f "$READY" ]]; then
   echo "$VENV/bin"
   exit 0
 fi
 
+# Tests run in parallel: one installs, the others wait for it.
+mkdir -p "$(dirname "$VENV")"
+exec 9>"$VENV.lock"
+flock 9
+if [[ -f "$READY" ]]; then
+  echo "$VENV/bin"
+  exit 0
+fi
+rm -rf "$VENV"
+
 echo "s3.sh: installing moto $MOTO_VERSION and deltalake $DELTALAKE_VERSION into $VENV" >&2
 python3 -m venv "$VENV" >&2
 "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-  "moto[s3,server]==$MOTO_VERSION" "deltalake==$DELTALAKE_VERSION" "pyarrow" >&2
-touch "$VENV/.dp-ready-$MOTO_VERSION-$DELTALAKE_VERSION"
+  "moto[s3,server]==$MOTO_VERSION" "deltalake==$DELTALAKE_VERSION" "pyarrow==$PYARROW_VERSION" >&2
+touch "$READY"
 echo "$VENV/bin"
