@@ -462,9 +462,25 @@ fn builds_killed_on_s3_leave_a_readable_table_and_vacuum_cleans_after_them() {
         counts,
         BTreeMap::from([("2024-01-15".into(), 4), ("2024-01-16".into(), 4)])
     );
-    // Whatever the killed builds left, a vacuum past the retention removes, and only that.
+    // Whatever the killed builds left, a vacuum past the retention removes, and only that: also
+    // a staged file planted as a killed writer names it, but not a file of someone else's.
+    server.python(
+        "import uuid\n\
+         keys = [o['Key'] for o in s3.list_objects_v2(Bucket='crash', Prefix='warehouse/daily_summary/date=2024-01-15/')['Contents']]\n\
+         live = [k for k in keys if k.endswith('.parquet')][0]\n\
+         s3.copy_object(Bucket='crash', CopySource={'Bucket': 'crash', 'Key': live},\n\
+             Key='warehouse/daily_summary/date=2024-01-15/part-00000-%s-c000.snappy.parquet' % uuid.uuid4())\n\
+         s3.put_object(Bucket='crash', Key='warehouse/daily_summary/notes.txt', Body=b'mine')",
+        &[],
+    );
     let rows = server.rows(uri);
     dp_ok(&project, &["vacuum", "--retain", "0s", "--force"]);
+    assert!(
+        server
+            .objects("crash", "warehouse/daily_summary")
+            .contains_key("warehouse/daily_summary/notes.txt"),
+        "vacuum deleted a file dp did not write"
+    );
     assert_eq!(server.rows(uri), rows);
     let live = server
         .python(
