@@ -24,7 +24,7 @@ use moto::Moto;
 use object_store::path::Path as StorePath;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
+    PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
 
 /// Fails a share of calls at random: before the call reaches the store, or (for writes) after
@@ -42,6 +42,9 @@ struct Dice {
     on: AtomicBool,
     seed: Mutex<u64>,
     injected: AtomicU64,
+    /// The next put-if-absent lands, then answers "already exists", as a retried conditional
+    /// put does when the first attempt's response was lost.
+    lose_create_response: AtomicBool,
 }
 
 impl Dice {
@@ -82,7 +85,19 @@ impl ObjectStore for Flaky {
         opts: PutOptions,
     ) -> Result<PutResult> {
         self.dice.roll("put", location)?;
+        let create = matches!(opts.mode, PutMode::Create);
         let done = self.inner.put_opts(location, payload, opts).await?;
+        if create
+            && self
+                .dice
+                .lose_create_response
+                .swap(false, Ordering::Relaxed)
+        {
+            return Err(object_store::Error::AlreadyExists {
+                path: location.to_string(),
+                source: "injected: the retry of a put that landed".into(),
+            });
+        }
         self.dice.roll("put (done, response lost)", location)?;
         Ok(done)
     }
@@ -294,6 +309,7 @@ async fn faulty_runs(root: &Path, warehouse: &Warehouse) {
         on: AtomicBool::new(false),
         seed: Mutex::new(seed),
         injected: AtomicU64::new(0),
+        lose_create_response: AtomicBool::new(false),
     });
     let wrapper_dice = dice.clone();
     let wrapper: StoreWrapper = Arc::new(move |inner| {
@@ -388,4 +404,55 @@ async fn faulty_runs(root: &Path, warehouse: &Warehouse) {
     assert!(summary.success(), "{:?}", summary.results);
     let last = versions(warehouse, "tagged_events", "count(*)").await;
     assert_eq!(last.last().unwrap().0, [(runs + 1).to_string()]);
+}
+
+/// A commit whose conditional put landed but answered "already exists" (the client retried it
+/// after a lost response) is this build's own: it is kept, files and all, for the first build
+/// (version 0) as for a later one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_that_lands_but_reads_as_lost_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = crash_project(dir.path());
+    let warehouse = Warehouse::Local(root.join("warehouse"));
+    let dice = Arc::new(Dice {
+        per_mille: 0,
+        on: AtomicBool::new(false),
+        seed: Mutex::new(1),
+        injected: AtomicU64::new(0),
+        lose_create_response: AtomicBool::new(false),
+    });
+    let wrapper_dice = dice.clone();
+    let wrapper: StoreWrapper = Arc::new(move |inner| {
+        Arc::new(Flaky {
+            inner,
+            dice: wrapper_dice.clone(),
+        }) as Arc<dyn ObjectStore>
+    });
+    for number in 0..2_u64 {
+        let prepared = dp_engine::prepare(&dp_engine::PrepareOptions {
+            project_dir: root.clone(),
+            vars: vec![format!("build={number}")],
+            select: vec!["tagged_events".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let plan = dp_engine::check(&prepared).await.unwrap();
+        dice.lose_create_response.store(true, Ordering::Relaxed);
+        let settings = BuildSettings {
+            threads: Some(1),
+            store_wrapper: Some(wrapper.clone()),
+            ..Default::default()
+        };
+        let summary = prepared.build(&plan, settings, &Quiet).await.unwrap();
+        assert!(
+            !dice.lose_create_response.load(Ordering::Relaxed),
+            "no put-if-absent was made"
+        );
+        let result = &summary.results[0];
+        assert!(summary.success(), "build {number}: {:?}", result.status);
+        assert_eq!(result.version, Some(number));
+        let versions = versions(&warehouse, "tagged_events", "count(*)").await;
+        assert_eq!(versions.len() as u64, number + 1);
+        assert_eq!(versions.last().unwrap().0, [number.to_string()]);
+    }
 }

@@ -424,6 +424,16 @@ impl ModelTable {
         let error = match self.publish(&staged).await {
             Ok(version) => return Ok(version),
             Err(Unpublished::Surely(error)) => {
+                // A conditional put whose response was lost and that the client retried reads
+                // as a lost race (the retry finds the version taken, by this very commit): the
+                // log tells. Its files must then stay.
+                if matches!(error, StorageError::Conflict { .. })
+                    && !staged.adds.is_empty()
+                    && let Ok(Some(version)) = self.committed_version(&staged).await
+                {
+                    tracing::warn!(model = %self.model, %error, version, "the commit reported a conflict with itself: it is in the log");
+                    return Ok(Some(version));
+                }
                 self.discard(staged).await;
                 return Err(error);
             }
