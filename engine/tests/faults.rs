@@ -269,11 +269,9 @@ async fn faults_in_any_s3_call_never_publish_half_a_build() {
     std::fs::write(
         &config,
         text.replace("target: test\n", "target: s3\n")
-            + &server.target_yaml("s3", "faults", "DP_TEST_FAULTS_SECRET"),
+            + &server.target_yaml("s3", "faults", "testing", "secret"),
     )
     .unwrap();
-    // Read by this test's process only.
-    unsafe { std::env::set_var("DP_TEST_FAULTS_SECRET", "secret") };
     let store = object_store::aws::AmazonS3Builder::new()
         .with_endpoint(&server.endpoint)
         .with_bucket_name("faults")

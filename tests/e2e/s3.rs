@@ -11,8 +11,9 @@ use crate::support::{TestProject, both};
 mod moto;
 use moto::Moto;
 
-/// A planted secret: the S3 secret key of every run here.
+/// Planted secrets: the S3 secret key and access key of every run here.
 const SECRET: &str = "dp-planted-secret-7f3a9c";
+const KEY: &str = "AKIAPLANTEDKEY7F3A9C";
 
 /// The S3 server of one test, with Python helpers (boto3, deltalake) to look at it.
 struct S3Server {
@@ -134,29 +135,44 @@ fn example_on(server: &S3Server, bucket: &str) -> TestProject {
     let config = project.root.join("dp_project.yml");
     let text = std::fs::read_to_string(&config).unwrap();
     let text = text.replace("target: dev\n", "target: s3\n")
-        + &server.moto.target_yaml("s3", bucket, "DP_TEST_S3_SECRET");
+        + &server.moto.target_yaml(
+            "s3",
+            bucket,
+            "{{ env_var('DP_TEST_S3_KEY') }}",
+            "{{ env_var('DP_TEST_S3_SECRET') }}",
+        );
     std::fs::write(&config, text).unwrap();
     project
 }
 
-/// Run dp in `project` with the secret in its environment.
-fn dp(project: &TestProject, args: &[&str]) -> Output {
-    project
-        .command(args)
+/// dp in `project`, with the planted credentials in its environment and no other `AWS_*`
+/// setting of the machine's.
+fn command(project: &TestProject, args: &[&str]) -> Command {
+    let mut command = project.command(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AWS_") {
+            command.env_remove(name);
+        }
+    }
+    command
         .env("DP_TEST_S3_SECRET", SECRET)
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .output()
-        .unwrap()
+        .env("DP_TEST_S3_KEY", KEY);
+    command
+}
+
+fn dp(project: &TestProject, args: &[&str]) -> Output {
+    command(project, args).output().unwrap()
+}
+
+/// Whether `text` holds a planted credential.
+fn leaks(text: &str) -> bool {
+    text.contains(SECRET) || text.contains(KEY)
 }
 
 fn dp_ok(project: &TestProject, args: &[&str]) -> String {
     let output = dp(project, args);
     assert!(output.status.success(), "dp {args:?}: {}", both(&output));
-    assert!(
-        !both(&output).contains(SECRET),
-        "dp {args:?} printed the secret"
-    );
+    assert!(!leaks(&both(&output)), "dp {args:?} printed a credential");
     String::from_utf8(output.stdout).unwrap()
 }
 
@@ -170,7 +186,7 @@ fn the_s3_server_lets_exactly_one_of_concurrent_conditional_puts_win() {
         .with_bucket_name("race")
         .with_region("us-east-1")
         .with_allow_http(true)
-        .with_access_key_id("testing")
+        .with_access_key_id(KEY)
         .with_secret_access_key(SECRET)
         .build()
         .unwrap();
@@ -270,24 +286,22 @@ fn example_project_builds_on_s3_as_on_disk_and_keeps_its_secret() {
     dp_ok(&project, &["compile"]);
     dp_ok(&project, &["docs", "generate"]);
     // Logs at every level, the S3 client's included.
-    let traced = project
-        .command(&[
+    let traced = command(
+        &project,
+        &[
             "build",
             "--select",
             "daily_summary",
             "--vars",
             "date=2024-01-16",
-        ])
-        .env("DP_TEST_S3_SECRET", SECRET)
-        .env("RUST_LOG", "trace")
-        .output()
-        .unwrap();
+        ],
+    )
+    .env("RUST_LOG", "trace")
+    .output()
+    .unwrap();
     assert!(traced.status.success(), "{}", both(&traced));
     assert!(both(&traced).len() > 100_000, "trace logs were written");
-    assert!(
-        !both(&traced).contains(SECRET),
-        "the secret is in the trace logs"
-    );
+    assert!(!leaks(&both(&traced)), "a credential is in the trace logs");
 
     // The secret is nowhere: run results, compiled SQL, the docs, the Delta logs.
     for (what, text) in [
@@ -295,7 +309,7 @@ fn example_project_builds_on_s3_as_on_disk_and_keeps_its_secret() {
         ("the Delta logs", server.text_of("example", "warehouse")),
     ] {
         assert!(!text.is_empty(), "nothing in {what}");
-        assert!(!text.contains(SECRET), "the secret is in {what}");
+        assert!(!leaks(&text), "a credential is in {what}");
     }
 }
 
@@ -381,19 +395,20 @@ fn concurrent_builds_of_one_partition_on_s3_commit_once_each_and_never_duplicate
     // Three processes build the same partition of a table that does not exist yet.
     let builds: Vec<_> = (0..3)
         .map(|_| {
-            project
-                .command(&[
+            command(
+                &project,
+                &[
                     "build",
                     "--select",
                     "daily_summary",
                     "--vars",
                     "date=2024-01-15",
-                ])
-                .env("DP_TEST_S3_SECRET", SECRET)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+                ],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
         })
         .collect();
     let outputs: Vec<Output> = builds
@@ -438,9 +453,7 @@ fn builds_killed_on_s3_leave_a_readable_table_and_vacuum_cleans_after_them() {
     dp_ok(&project, &["build", "--vars", "date=2024-01-15"]);
     let uri = "s3://crash/warehouse/daily_summary";
     for delay_ms in [200, 600, 1200, 2000] {
-        let mut child = project
-            .command(&["build", "--vars", "date=2024-01-16"])
-            .env("DP_TEST_S3_SECRET", SECRET)
+        let mut child = command(&project, &["build", "--vars", "date=2024-01-16"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

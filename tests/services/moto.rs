@@ -73,8 +73,8 @@ impl Moto {
     }
 
     /// A target for `dp_project.yml` whose warehouse is `s3://bucket/warehouse` on this server,
-    /// its secret key read from the environment variable `secret_variable`.
-    pub fn target_yaml(&self, name: &str, bucket: &str, secret_variable: &str) -> String {
+    /// with the credentials `key` and `secret` as written (text, or `{{ env_var('...') }}`).
+    pub fn target_yaml(&self, name: &str, bucket: &str, key: &str, secret: &str) -> String {
         format!(
             "  {name}:\n\
              \x20   warehouse: s3://{bucket}/warehouse\n\
@@ -83,8 +83,8 @@ impl Moto {
              \x20     region: us-east-1\n\
              \x20     allow_http: true\n\
              \x20     virtual_hosted_style_request: false\n\
-             \x20     access_key_id: testing\n\
-             \x20     secret_access_key: \"{{{{ env_var('{secret_variable}') }}}}\"\n",
+             \x20     access_key_id: \"{key}\"\n\
+             \x20     secret_access_key: \"{secret}\"\n",
             endpoint = self.endpoint
         )
     }

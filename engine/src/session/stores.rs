@@ -9,8 +9,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use deltalake::DeltaTable;
-use object_store::ObjectStore;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+};
 use url::Url;
 
 use super::SessionError;
@@ -72,7 +77,21 @@ impl Stores {
             source,
         };
         let store: Arc<dyn ObjectStore> = if s3 {
-            Arc::new(self.s3(&root)?.build().map_err(failed)?)
+            let builder = self.s3(&root)?;
+            let secrets = [
+                AmazonS3ConfigKey::AccessKeyId,
+                AmazonS3ConfigKey::SecretAccessKey,
+                AmazonS3ConfigKey::Token,
+            ]
+            .iter()
+            .filter_map(|key| builder.get_config_value(key))
+            .filter(|value| !value.is_empty())
+            .collect();
+            Arc::new(Redacted {
+                inner: Arc::new(builder.build().map_err(failed)?),
+                name: root.clone(),
+                secrets,
+            })
         } else {
             let parsed = Url::parse(&root).map_err(|_| SessionError::BadWarehouse {
                 location: url.to_string(),
@@ -200,5 +219,165 @@ impl Warehouse {
             .ok_or_else(|| SessionError::BadWarehouse {
                 location: self.url.to_string(),
             })
+    }
+}
+
+/// An S3 client that never shows its credentials: its `Debug` and `Display` name the bucket
+/// only (delta-rs logs its store), and its errors are stripped of the credentials (an S3 error
+/// body can quote the access key and the signed session token).
+struct Redacted {
+    inner: Arc<dyn ObjectStore>,
+    /// `s3://bucket/`.
+    name: String,
+    secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "S3({})", self.name)
+    }
+}
+
+impl std::fmt::Display for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "S3({})", self.name)
+    }
+}
+
+impl Redacted {
+    /// `error`, its text without the credentials.
+    fn redact(&self, error: object_store::Error) -> object_store::Error {
+        use object_store::Error;
+        let text = error.to_string();
+        if !self
+            .secrets
+            .iter()
+            .any(|secret| text.contains(secret.as_str()))
+        {
+            return error;
+        }
+        let clean = |source: &dyn std::error::Error| -> Box<dyn std::error::Error + Send + Sync> {
+            let mut text = source.to_string();
+            for secret in &self.secrets {
+                text = text.replace(secret.as_str(), "***");
+            }
+            text.into()
+        };
+        match error {
+            Error::NotFound { path, source } => Error::NotFound {
+                path,
+                source: clean(source.as_ref()),
+            },
+            Error::AlreadyExists { path, source } => Error::AlreadyExists {
+                path,
+                source: clean(source.as_ref()),
+            },
+            Error::Precondition { path, source } => Error::Precondition {
+                path,
+                source: clean(source.as_ref()),
+            },
+            Error::NotModified { path, source } => Error::NotModified {
+                path,
+                source: clean(source.as_ref()),
+            },
+            Error::PermissionDenied { path, source } => Error::PermissionDenied {
+                path,
+                source: clean(source.as_ref()),
+            },
+            Error::Unauthenticated { path, source } => Error::Unauthenticated {
+                path,
+                source: clean(source.as_ref()),
+            },
+            other => Error::Generic {
+                store: "S3",
+                source: clean(&other),
+            },
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Redacted {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        let put = self.inner.put_opts(location, payload, opts).await;
+        put.map_err(|e| self.redact(e))
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        let upload = self.inner.put_multipart_opts(location, opts).await;
+        upload.map_err(|e| self.redact(e))
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        let get = self.inner.get_opts(location, options).await;
+        get.map_err(|e| self.redact(e))
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        let secrets = self.redactor();
+        self.inner
+            .delete_stream(locations)
+            .map_err(move |e| secrets.redact(e))
+            .boxed()
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        let secrets = self.redactor();
+        self.inner
+            .list(prefix)
+            .map_err(move |e| secrets.redact(e))
+            .boxed()
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        let listed = self.inner.list_with_delimiter(prefix).await;
+        listed.map_err(|e| self.redact(e))
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        let copied = self.inner.copy_opts(from, to, options).await;
+        copied.map_err(|e| self.redact(e))
+    }
+
+    async fn rename_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: RenameOptions,
+    ) -> object_store::Result<()> {
+        let renamed = self.inner.rename_opts(from, to, options).await;
+        renamed.map_err(|e| self.redact(e))
+    }
+}
+
+impl Redacted {
+    /// A copy that redacts, for a stream that outlives `self`.
+    fn redactor(&self) -> Arc<Redacted> {
+        Arc::new(Redacted {
+            inner: self.inner.clone(),
+            name: self.name.clone(),
+            secrets: self.secrets.clone(),
+        })
     }
 }
