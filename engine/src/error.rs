@@ -59,8 +59,11 @@ impl Error {
         use crate::project::LoadError;
         matches!(
             self,
-            Error::Load(LoadError::NotFound { .. } | LoadError::Io { .. })
-                | Error::Render(crate::render::RenderError::InvalidVars { .. })
+            Error::Load(
+                LoadError::NotFound { .. }
+                    | LoadError::Io { .. }
+                    | LoadError::UnsafeEnvironment { .. }
+            ) | Error::Render(crate::render::RenderError::InvalidVars { .. })
                 | Error::Load(LoadError::UnknownTarget { .. })
                 | Error::Select(_)
                 | Error::Io { .. }

@@ -269,7 +269,12 @@ async fn faults_in_any_s3_call_never_publish_half_a_build() {
     std::fs::write(
         &config,
         text.replace("target: test\n", "target: s3\n")
-            + &server.target_yaml("s3", "faults", "testing", "secret"),
+            + &server.target_yaml(
+                "s3",
+                "faults",
+                "testing",
+                "{{ env_var('DP_TEST_FAULTS_SECRET', 'secret') }}",
+            ),
     )
     .unwrap();
     let store = object_store::aws::AmazonS3Builder::new()

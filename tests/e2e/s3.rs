@@ -510,3 +510,47 @@ fn builds_killed_on_s3_leave_a_readable_table_and_vacuum_cleans_after_them() {
         .collect();
     assert_eq!(stored, live);
 }
+
+#[test]
+fn settings_that_make_commits_unsafe_or_show_a_secret_are_refused() {
+    let project = TestProject::example();
+    let config = project.root.join("dp_project.yml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let with_secret = |secret: &str| {
+        format!(
+            "{}  s3:\n    warehouse: s3://bucket/warehouse\n    storage_options:\n      \
+             endpoint: http://127.0.0.1:9\n      secret_access_key: {secret}\n",
+            text.replace("target: dev\n", "target: s3\n")
+        )
+    };
+    std::fs::write(
+        &config,
+        with_secret("\"{{ env_var('DP_TEST_S3_SECRET') }}\""),
+    )
+    .unwrap();
+    for (variable, value) in [
+        ("AWS_CONDITIONAL_PUT", "disabled"),
+        ("AWS_S3_ALLOW_UNSAFE_RENAME", "TRUE"),
+    ] {
+        let output = command(&project, &["check"])
+            .env(variable, value)
+            .output()
+            .unwrap();
+        let text = both(&output);
+        assert_eq!(output.status.code(), Some(2), "{text}");
+        assert!(
+            text.contains("dp::unsafe_environment") && text.contains(variable),
+            "{text}"
+        );
+    }
+    // A secret written in the file is refused, and not shown.
+    std::fs::write(&config, with_secret(SECRET)).unwrap();
+    let output = dp(&project, &["check"]);
+    let text = both(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("dp::literal_secret") && text.contains("secret_access_key"),
+        "{text}"
+    );
+    assert!(!leaks(&text), "{text}");
+}

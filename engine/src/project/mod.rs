@@ -27,7 +27,7 @@ pub use data_tests::{
 };
 pub use doc_blocks::DocBlock;
 pub use model_config::{FolderConfig, InvalidConfig, Materialization, ModelConfig};
-pub use storage_options::{StorageOptions, unsafe_setting};
+pub use storage_options::StorageOptions;
 pub use target::Target;
 pub use yaml::{
     ColumnProperties, ContractProperties, MissingPartition, ModelConfigProperties, ModelProperties,
@@ -249,7 +249,7 @@ pub enum LoadError {
     #[diagnostic(
         code(dp::bad_location),
         help(
-            "use a folder relative to the project, a file:// URL such as file:///data/raw, or a bucket's s3://bucket/prefix; {{ env_var('NAME', 'default') }} reads the environment"
+            "use a folder relative to the project, a file:// URL such as file:///data/raw, or a bucket's s3://bucket/prefix; {{{{ env_var('NAME', 'default') }}}} reads the environment"
         )
     )]
     BadLocation {
@@ -274,6 +274,24 @@ pub enum LoadError {
         #[label("this setting")]
         at: SourceSpan,
     },
+
+    #[error("`{key}` of target `{target}` is a secret written in dp_project.yml")]
+    #[diagnostic(
+        code(dp::literal_secret),
+        help(
+            "read it from the environment: {key}: \"{{{{ env_var('NAME') }}}}\"; and take it out of the file's history"
+        )
+    )]
+    LiteralSecret { key: String, target: String },
+
+    #[error("{variable} makes commits unsafe: {why}")]
+    #[diagnostic(
+        code(dp::unsafe_environment),
+        help(
+            "unset {variable}: dp commits with conditional writes (If-None-Match), which S3 and the safe S3-compatible servers honour"
+        )
+    )]
+    UnsafeEnvironment { variable: String, why: String },
 
     #[error("`{value}` is not a memory size")]
     #[diagnostic(
@@ -759,9 +777,14 @@ fn add_source(
         let written = table
             .location
             .clone()
-            .unwrap_or_else(|| format!("{}/{}", source_location.trim_end_matches('/'), table.name));
+            .unwrap_or_else(|| source_location.clone());
         // `{{ env_var('RAW_LOCATION', 'data/raw') }}`: each machine or target its own data.
-        let location_text = match storage_options::render_env_vars(&written) {
+        let rendered =
+            storage_options::render_env_vars(&written).map(|text| match &table.location {
+                Some(_) => text,
+                None => format!("{}/{}", text.trim_end_matches('/'), table.name),
+            });
+        let location_text = match rendered {
             Ok(text) => text,
             Err(problem) => {
                 problems.push(LoadError::BadLocation {
@@ -827,7 +850,17 @@ pub fn resolve_location(root: &Path, location: &str) -> Option<Url> {
     if url.cannot_be_a_base() || !(url.scheme() == "file" || s3) {
         return None;
     }
-    if s3 && url.path_segments()?.any(|s| s == ".." || s == ".") {
+    // A bucket URL names the bucket and a folder only: credentials in it would be shown wherever
+    // the location is.
+    let extra = !url.username().is_empty()
+        || url.password().is_some()
+        || url.port().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some();
+    let segments: Vec<&str> = url.path_segments()?.collect();
+    let odd =
+        |i: usize, s: &&str| *s == ".." || *s == "." || (s.is_empty() && i + 1 < segments.len());
+    if s3 && (extra || segments.iter().enumerate().any(|(i, s)| odd(i, &s))) {
         return None;
     }
     let url = if url.scheme() == "file" {
@@ -1053,6 +1086,14 @@ mod tests {
             "s3://bucket/prefix/"
         );
         assert_eq!(resolve_location(&link, "s3:///no-bucket"), None);
+        for shown in [
+            "s3://key:secret@bucket/p",
+            "s3://bucket:9000/p",
+            "s3://bucket/p?x=1",
+            "s3://bucket/a//b",
+        ] {
+            assert_eq!(resolve_location(&link, shown), None, "{shown}");
+        }
         assert_eq!(resolve_location(&link, "gs://bucket/prefix"), None);
     }
 

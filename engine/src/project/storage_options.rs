@@ -27,20 +27,29 @@ impl StorageOptions {
                 .map(|key| (key, value.as_str()))
         })
     }
-
-    /// Every value, for checking that none is ever shown.
-    pub fn values(&self) -> impl Iterator<Item = &str> {
-        self.0.values().map(String::as_str)
-    }
 }
 
 /// Why a storage setting is refused, said without its value.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RefusedOption {
+    /// Not one of object_store's S3 settings.
     Unknown { did_you_mean: Option<String> },
+    /// It would make commits unsafe.
     Unsafe { why: &'static str },
+    /// Its `env_var()` names a variable that is not set.
     Unset { variable: String },
+    /// A credential written in the file instead of read with `env_var()`.
+    LiteralSecret,
+    /// Not a value, or a template that does not render.
     Template { message: String },
+}
+
+/// Whether `key` (lower case) names a secret credential, which only `env_var()` may give.
+fn is_secret(key: &str) -> bool {
+    matches!(
+        key.trim_start_matches("aws_"),
+        "secret_access_key" | "session_token" | "token" | "sse_customer_key_base64"
+    )
 }
 
 /// Reads an environment variable.
@@ -64,9 +73,21 @@ pub fn resolve(
                 continue;
             }
         };
-        let text = &text;
         let lower = key.to_ascii_lowercase();
-        if let Some(why) = unsafe_setting(&lower, text) {
+        let templated = text.contains("{{");
+        if is_secret(&lower) && !templated {
+            refused.push((key.clone(), RefusedOption::LiteralSecret));
+            continue;
+        }
+        let value = match render(&text, env) {
+            Ok(value) => value,
+            Err(problem) => {
+                refused.push((key.clone(), problem));
+                continue;
+            }
+        };
+        // Keys dp refuses whatever object_store makes of them (delta-rs' own settings).
+        if let Some(why) = unsafe_setting(&lower, &value) {
             refused.push((key.clone(), RefusedOption::Unsafe { why }));
             continue;
         }
@@ -76,15 +97,10 @@ pub fn resolve(
             refused.push((key.clone(), RefusedOption::Unknown { did_you_mean }));
             continue;
         };
-        match render(text, env) {
-            Ok(value) => {
-                if let Some(why) = unsafe_setting(parsed.as_ref(), &value) {
-                    refused.push((key.clone(), RefusedOption::Unsafe { why }));
-                } else {
-                    resolved.insert(parsed.as_ref().to_string(), value);
-                }
-            }
-            Err(problem) => refused.push((key.clone(), problem)),
+        if let Some(why) = unsafe_setting(parsed.as_ref(), &value) {
+            refused.push((key.clone(), RefusedOption::Unsafe { why }));
+        } else {
+            resolved.insert(parsed.as_ref().to_string(), value);
         }
     }
     if refused.is_empty() {
@@ -125,7 +141,7 @@ pub fn unsafe_setting(key: &str, value: &str) -> Option<&'static str> {
         "s3_locking_provider" | "locking_provider" => Some(
             "dp commits with conditional writes (If-None-Match); an external lock is not supported",
         ),
-        "conditional_put" if !value.trim().eq_ignore_ascii_case("etag") => Some(
+        "conditional_put" if value.trim() != "etag" => Some(
             "without conditional writes (conditional_put: etag, the default) two concurrent commits can both write one table version",
         ),
         "copy_if_not_exists" => Some("dp commits with conditional puts, not copies"),
@@ -142,7 +158,9 @@ pub fn render_env_vars(text: &str) -> Result<String, String> {
             format!("environment variable `{variable}` is not set")
         }
         RefusedOption::Template { message } => message,
-        RefusedOption::Unknown { .. } | RefusedOption::Unsafe { .. } => "invalid".into(),
+        RefusedOption::Unknown { .. }
+        | RefusedOption::Unsafe { .. }
+        | RefusedOption::LiteralSecret => "invalid".into(),
     })
 }
 
@@ -201,7 +219,7 @@ mod tests {
             &env,
         )
         .unwrap();
-        let values: Vec<&str> = options.values().collect();
+        let values: Vec<&str> = options.s3_settings().map(|(_, value)| value).collect();
         assert!(values.contains(&"hunter2") && values.contains(&"us-east-1"));
         assert!(!format!("{options:?}").contains("hunter2"), "{options:?}");
         assert_eq!(options.s3_settings().count(), 3);
@@ -243,5 +261,16 @@ mod tests {
             }
         );
         assert!(resolve(&raw(&[("conditional_put", "etag")]), &env).is_ok());
+        // Judged by the value the template gives, not by its text.
+        let defaulted = raw(&[("conditional_put", "{{ env_var('NO_SUCH', 'etag') }}")]);
+        assert!(resolve(&defaulted, &env).is_ok());
+        let literal = raw(&[("secret_access_key", "hunter2")]);
+        assert_eq!(
+            resolve(&literal, &env).unwrap_err(),
+            [(
+                "secret_access_key".to_string(),
+                RefusedOption::LiteralSecret
+            )]
+        );
     }
 }

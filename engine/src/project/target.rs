@@ -82,6 +82,19 @@ impl Project {
         let env: storage_options::Env = std::sync::Arc::new(|name| std::env::var(name).ok());
         let storage_options =
             storage_options::resolve(&config.storage_options, &env).map_err(|refused| {
+                // A secret written in the file is named without a snippet of the file, which
+                // would show it.
+                let literal: Vec<LoadError> = refused
+                    .iter()
+                    .filter(|(_, why)| *why == RefusedOption::LiteralSecret)
+                    .map(|(key, _)| LoadError::LiteralSecret {
+                        key: key.clone(),
+                        target: name.clone(),
+                    })
+                    .collect();
+                if !literal.is_empty() {
+                    return LoadError::Many { problems: literal };
+                }
                 let problems = refused
                     .into_iter()
                     .map(|(key, why)| LoadError::StorageOption {
@@ -98,12 +111,29 @@ impl Project {
                             RefusedOption::Template { message } => {
                                 format!("`{key}`: {message}")
                             }
+                            RefusedOption::LiteralSecret => unreachable!("reported apart"),
                         },
                         src: self.config_file.named(),
                     })
                     .collect();
                 LoadError::Many { problems }
             })?;
+        // The environment can turn conditional writes off behind the YAML's back.
+        let on_s3 = std::iter::once(&warehouse)
+            .chain(self.sources.values().map(|source| &source.location))
+            .any(|url| matches!(url.scheme(), "s3" | "s3a"));
+        if on_s3 {
+            for variable in ["AWS_CONDITIONAL_PUT", "AWS_S3_ALLOW_UNSAFE_RENAME"] {
+                if let Ok(value) = std::env::var(variable)
+                    && let Some(why) = storage_options::unsafe_setting(variable, &value)
+                {
+                    return Err(LoadError::UnsafeEnvironment {
+                        variable: variable.to_string(),
+                        why: why.to_string(),
+                    });
+                }
+            }
+        }
         Ok(Target {
             name,
             warehouse,

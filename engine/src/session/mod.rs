@@ -109,19 +109,6 @@ pub enum SessionError {
         source: deltalake::DeltaTableError,
     },
 
-    #[error("{setting} makes commits to {location} unsafe: {why}")]
-    #[diagnostic(
-        code(dp::unsafe_store),
-        help(
-            "unset it: dp commits with conditional writes (If-None-Match), which S3 and the safe S3-compatible servers honour"
-        )
-    )]
-    UnsafeStore {
-        location: String,
-        setting: String,
-        why: String,
-    },
-
     #[error("object store at {location}: {source}")]
     #[diagnostic(code(dp::object_store))]
     ObjectStore {

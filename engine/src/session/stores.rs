@@ -19,7 +19,7 @@ use object_store::{
 use url::Url;
 
 use super::SessionError;
-use crate::project::{StorageOptions, unsafe_setting};
+use crate::project::StorageOptions;
 
 /// Wraps every object store a run uses.
 pub type StoreWrapper = Arc<dyn Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> + Send + Sync>;
@@ -77,7 +77,7 @@ impl Stores {
             source,
         };
         let store: Arc<dyn ObjectStore> = if s3 {
-            let builder = self.s3(&root)?;
+            let builder = self.s3(&root);
             let secrets = [
                 AmazonS3ConfigKey::AccessKeyId,
                 AmazonS3ConfigKey::SecretAccessKey,
@@ -107,34 +107,17 @@ impl Stores {
     }
 
     /// The S3 client of bucket `root`: the `AWS_*` environment, then the target's settings
-    /// over it; transient failures (timeouts, 5xx, throttling) retried with backoff (10 times,
-    /// within three minutes). A setting that makes commits unsafe is refused: the target's YAML
-    /// was checked at load, this catches the environment.
-    fn s3(&self, root: &str) -> Result<AmazonS3Builder, SessionError> {
+    /// over it (the target refused unsafe ones, in the YAML and in the environment, when it
+    /// loaded); transient failures (timeouts, 5xx, throttling) retried with backoff, object_store's
+    /// policy: 10 times, within three minutes.
+    fn s3(&self, root: &str) -> AmazonS3Builder {
         let mut builder = AmazonS3Builder::from_env();
         for (key, value) in self.options.s3_settings() {
             builder = builder.with_config(key, value);
         }
-        let from_environment = [
-            builder
-                .get_config_value(&AmazonS3ConfigKey::ConditionalPut)
-                .map(|value| ("AWS_CONDITIONAL_PUT", value)),
-            std::env::var("AWS_S3_ALLOW_UNSAFE_RENAME")
-                .ok()
-                .map(|value| ("AWS_S3_ALLOW_UNSAFE_RENAME", value)),
-        ];
-        for (name, value) in from_environment.into_iter().flatten() {
-            if let Some(why) = unsafe_setting(name, &value) {
-                return Err(SessionError::UnsafeStore {
-                    location: root.to_string(),
-                    setting: name.to_string(),
-                    why: why.to_string(),
-                });
-            }
-        }
-        Ok(builder
+        builder
             .with_url(root)
-            .with_retry(object_store::RetryConfig::default()))
+            .with_retry(object_store::RetryConfig::default())
     }
 
     /// The Delta table at `url` (not loaded).
