@@ -860,7 +860,7 @@ pub fn resolve_location(root: &Path, location: &str) -> Option<Url> {
     let segments: Vec<&str> = url.path_segments()?.collect();
     let odd =
         |i: usize, s: &&str| *s == ".." || *s == "." || (s.is_empty() && i + 1 < segments.len());
-    if s3 && (extra || segments.iter().enumerate().any(|(i, s)| odd(i, &s))) {
+    if s3 && (extra || segments.iter().enumerate().any(|(i, s)| odd(i, s))) {
         return None;
     }
     let url = if url.scheme() == "file" {
