@@ -6,8 +6,8 @@
 mod common;
 // Shared with the end-to-end tests, which also use its Python.
 #[allow(dead_code)]
-#[path = "../../tests/services/moto.rs"]
-mod moto;
+#[path = "../../tests/services/mod.rs"]
+mod services;
 
 use std::fmt;
 use std::path::Path;
@@ -20,12 +20,12 @@ use datafusion::prelude::SessionContext;
 use dp_engine::report::ModelStatus;
 use dp_engine::{BuildSettings, StoreWrapper};
 use futures::stream::{self, BoxStream, StreamExt};
-use moto::Moto;
 use object_store::path::Path as StorePath;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
+use services::Moto;
 
 /// Fails a share of calls at random: before the call reaches the store, or (for writes) after
 /// it did its work, as a lost response does.

@@ -626,7 +626,7 @@ fn the_docs_page_works_in_a_real_browser() {
     let large_page = large.root.join("target/docs/index.html");
 
     let port = free_port();
-    let _driver = Running(
+    let mut driver = Running(
         std::process::Command::new("/usr/bin/chromedriver")
             .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
             .stdout(std::process::Stdio::null())
@@ -634,7 +634,10 @@ fn the_docs_page_works_in_a_real_browser() {
             .spawn()
             .expect("chromedriver starts"),
     );
-    wait_for_port(port, "chromedriver");
+    assert!(
+        wait_for_port(port, "chromedriver", &mut driver.0),
+        "chromedriver exited"
+    );
     let profile = tempfile::tempdir().unwrap();
     let screenshot = crate::support::block_on(async {
         use fantoccini::{ClientBuilder, Locator};

@@ -9,4 +9,6 @@ mod errors;
 mod reliability;
 mod s3;
 mod select;
+#[path = "../services/mod.rs"]
+mod services;
 mod support;

@@ -248,20 +248,4 @@ impl Drop for Running {
     }
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Wait until `service` listens on `port` of 127.0.0.1 (30 s at most).
-pub fn wait_for_port(port: u16, service: &str) {
-    let started = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed().as_secs() < 30, "{service} did not listen");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
+pub use crate::services::{free_port, wait_for_port};

@@ -779,8 +779,9 @@ fn add_source(
             .clone()
             .unwrap_or_else(|| source_location.clone());
         // `{{ env_var('RAW_LOCATION', 'data/raw') }}`: each machine or target its own data.
+        let env: storage_options::Env = Arc::new(|name| std::env::var(name).ok());
         let rendered =
-            storage_options::render_env_vars(&written).map(|text| match &table.location {
+            storage_options::render_env_vars(&written, &env).map(|text| match &table.location {
                 Some(_) => text,
                 None => format!("{}/{}", text.trim_end_matches('/'), table.name),
             });
@@ -1099,30 +1100,31 @@ mod tests {
 
     #[test]
     fn a_source_location_may_come_from_the_environment() {
+        let env: storage_options::Env = Arc::new(|name: &str| {
+            (name == "RAW_LOCATION").then(|| "s3://prod-lake/raw".to_string())
+        });
+        let read = |text: &str| storage_options::render_env_vars(text, &env);
+        assert_eq!(
+            read("{{ env_var('RAW_LOCATION', 'data/raw') }}").unwrap(),
+            "s3://prod-lake/raw"
+        );
+        assert_eq!(
+            read("{{ env_var('UNSET', 'data/raw') }}").unwrap(),
+            "data/raw"
+        );
+        assert!(
+            read("{{ env_var('UNSET') }}")
+                .unwrap_err()
+                .contains("`UNSET` is not set")
+        );
+        // In a project: the default, when the variable is not set.
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(PROJECT_FILE), "name: t\n").unwrap();
         std::fs::create_dir(dir.path().join("models")).unwrap();
-        let sources = |variable: &str| {
-            format!(
-                "sources:\n  - name: raw\n    tables:\n      - name: events\n        \
-                 location: \"{{{{ env_var('{variable}', 'data/raw/events') }}}}\"\n"
-            )
-        };
-        // Set only here, and read by no other test.
-        unsafe { std::env::set_var("DP_TEST_EVENTS_LOCATION", "s3://prod-lake/raw/events") };
         std::fs::write(
             dir.path().join("models/s.yml"),
-            sources("DP_TEST_EVENTS_LOCATION"),
-        )
-        .unwrap();
-        let loaded = load(dir.path()).unwrap();
-        assert_eq!(
-            loaded.sources["raw.events"].location.as_str(),
-            "s3://prod-lake/raw/events/"
-        );
-        std::fs::write(
-            dir.path().join("models/s.yml"),
-            sources("DP_TEST_UNSET_LOCATION"),
+            "sources:\n  - name: raw\n    location: \"{{ env_var('DP_TEST_NEVER_SET', 'data/raw') }}\"\n    \
+             tables:\n      - name: events\n",
         )
         .unwrap();
         let loaded = load(dir.path()).unwrap();

@@ -151,9 +151,8 @@ pub fn unsafe_setting(key: &str, value: &str) -> Option<&'static str> {
 
 /// `text` with `{{ env_var('NAME') }}` (and `{{ env_var('NAME', 'default') }}`) read from the
 /// process environment; why not, said without the text.
-pub fn render_env_vars(text: &str) -> Result<String, String> {
-    let env: Env = std::sync::Arc::new(|name| std::env::var(name).ok());
-    render(text, &env).map_err(|problem| match problem {
+pub fn render_env_vars(text: &str, env: &Env) -> Result<String, String> {
+    render(text, env).map_err(|problem| match problem {
         RefusedOption::Unset { variable } => {
             format!("environment variable `{variable}` is not set")
         }

@@ -1,6 +1,6 @@
-//! The S3-compatible server of the tests that need one (shared by the engine's and the end-to-end
-//! tests): moto's server, installed by `tests/services/s3.sh` when absent, started on a free port
-//! of 127.0.0.1, stopped when dropped.
+//! The services tests start beside dp, shared by the engine's and the end-to-end tests: free
+//! ports on 127.0.0.1, waiting for a server to listen, and moto's S3 server (installed by
+//! `tests/services/s3.sh` when absent, stopped when dropped).
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -31,31 +31,32 @@ impl Moto {
             "the S3 server could not be installed"
         );
         let bin = PathBuf::from(String::from_utf8(installed.stdout).unwrap().trim());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let process = Command::new(bin.join("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server starts");
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed().as_secs() < 30,
-                "moto_server did not listen"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
+        // Another process may take the free port before moto binds it: then try another.
+        for _ in 0..3 {
+            let port = free_port();
+            // moto logs every request: into a file, which (unlike a pipe) never fills up.
+            let log = std::env::temp_dir().join(format!("dp-moto-{port}.log"));
+            let mut process = Command::new(bin.join("moto_server"))
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("moto_server starts");
+            let listening = wait_for_port(port, "moto_server", &mut process);
+            if !listening {
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                eprintln!("moto_server on port {port} exited: {said}");
+            }
+            if listening {
+                return Self {
+                    process,
+                    port,
+                    endpoint: format!("http://127.0.0.1:{port}"),
+                    bin,
+                };
+            }
         }
-        Self {
-            process,
-            port,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            bin,
-        }
+        panic!("moto_server exited three times before it listened");
     }
 
     /// Create `bucket` (moto takes an unsigned request).
@@ -95,4 +96,28 @@ impl Drop for Moto {
         let _ = self.process.kill();
         let _ = self.process.wait();
     }
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Wait until `service` (the `process`) listens on `port` of 127.0.0.1: true once it does, false
+/// when it exited first; panics after 30 s.
+pub fn wait_for_port(port: u16, service: &str, process: &mut Child) -> bool {
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = process.try_wait() {
+            eprintln!("{service} exited ({status}) before it listened");
+            return false;
+        }
+        assert!(started.elapsed().as_secs() < 30, "{service} did not listen");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    true
 }
