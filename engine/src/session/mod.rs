@@ -110,7 +110,12 @@ pub enum SessionError {
     },
 
     #[error("object store at {location}: {source}")]
-    #[diagnostic(code(dp::object_store))]
+    #[diagnostic(
+        code(dp::object_store),
+        help(
+            "check the location; for s3://, that the bucket exists and the target's storage_options (endpoint, region, credentials) reach it"
+        )
+    )]
     ObjectStore {
         location: String,
         #[source]
