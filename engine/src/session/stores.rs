@@ -186,7 +186,9 @@ fn register_s3_log_stores() {
 /// `stores`.
 #[derive(Debug, Clone)]
 pub struct Warehouse {
+    /// The folder (or bucket prefix) URL holding one table per model.
     pub url: Url,
+    /// How the run reaches it, and its sources.
     pub stores: Stores,
 }
 
