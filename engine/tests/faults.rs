@@ -48,6 +48,26 @@ struct Dice {
 }
 
 impl Dice {
+    /// Dice failing `per_mille` of the calls once turned on, drawn from `seed`; and the wrapper
+    /// that puts a [`Flaky`] store throwing them in front of every store of a build.
+    fn new(per_mille: u64, seed: u64) -> (Arc<Dice>, StoreWrapper) {
+        let dice = Arc::new(Dice {
+            per_mille,
+            on: AtomicBool::new(false),
+            seed: Mutex::new(seed),
+            injected: AtomicU64::new(0),
+            lose_create_response: AtomicBool::new(false),
+        });
+        let thrown = dice.clone();
+        let wrapper: StoreWrapper = Arc::new(move |inner| {
+            Arc::new(Flaky {
+                inner,
+                dice: thrown.clone(),
+            }) as Arc<dyn ObjectStore>
+        });
+        (dice, wrapper)
+    }
+
     fn roll(&self, what: &str, location: &dyn fmt::Display) -> Result<()> {
         if !self.on.load(Ordering::Relaxed) {
             return Ok(());
@@ -307,20 +327,7 @@ async fn faulty_runs(root: &Path, warehouse: &Warehouse) {
         .as_nanos() as u64
         | 1;
     println!("seed {seed}");
-    let dice = Arc::new(Dice {
-        per_mille: 20,
-        on: AtomicBool::new(false),
-        seed: Mutex::new(seed),
-        injected: AtomicU64::new(0),
-        lose_create_response: AtomicBool::new(false),
-    });
-    let wrapper_dice = dice.clone();
-    let wrapper: StoreWrapper = Arc::new(move |inner| {
-        Arc::new(Flaky {
-            inner,
-            dice: wrapper_dice.clone(),
-        }) as Arc<dyn ObjectStore>
-    });
+    let (dice, wrapper) = Dice::new(20, seed);
 
     let build = |number: u64| {
         let root = root.to_path_buf();
@@ -417,20 +424,7 @@ async fn a_commit_that_lands_but_reads_as_lost_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     let root = crash_project(dir.path());
     let warehouse = Warehouse::Local(root.join("warehouse"));
-    let dice = Arc::new(Dice {
-        per_mille: 0,
-        on: AtomicBool::new(false),
-        seed: Mutex::new(1),
-        injected: AtomicU64::new(0),
-        lose_create_response: AtomicBool::new(false),
-    });
-    let wrapper_dice = dice.clone();
-    let wrapper: StoreWrapper = Arc::new(move |inner| {
-        Arc::new(Flaky {
-            inner,
-            dice: wrapper_dice.clone(),
-        }) as Arc<dyn ObjectStore>
-    });
+    let (dice, wrapper) = Dice::new(0, 1);
     for number in 0..2_u64 {
         let prepared = dp_engine::prepare(&dp_engine::PrepareOptions {
             project_dir: root.clone(),

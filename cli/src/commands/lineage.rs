@@ -48,12 +48,11 @@ fn human(report: &LineageReport) -> String {
     if !report.row_filters.is_empty() {
         text.push_str(&format!("rows of {} decided by\n", report.node));
         for filter in &report.row_filters {
-            let clause = serde_json::to_value(filter.clause).expect("a clause serializes");
             text.push_str(&format!(
                 "  {}.{} ({})\n",
                 filter.node,
                 filter.column,
-                clause.as_str().unwrap_or_default()
+                json_name(filter.clause)
             ));
         }
     }
@@ -68,11 +67,7 @@ fn branches(
 ) {
     for (i, tree) in trees.iter().enumerate() {
         let last = i + 1 == trees.len();
-        let how = tree
-            .how
-            .map(|how| serde_json::to_value(how).expect("a how serializes"))
-            .and_then(|how| how.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let how = tree.how.map(json_name).unwrap_or_default();
         let kind = match tree.kind {
             NodeKind::Model => "",
             NodeKind::Ephemeral => ", ephemeral",
@@ -88,5 +83,13 @@ fn branches(
         ));
         let deeper = format!("{indent}{}", if last { "   " } else { "│  " });
         branches(next(tree), next, &deeper, text);
+    }
+}
+
+/// A name as the JSON output writes it (`group_by`, `aggregated`).
+fn json_name(value: impl serde::Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => String::new(),
     }
 }

@@ -153,10 +153,7 @@ pub async fn check(
     let runtime = Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default());
     let session = new_session(&runtime);
     // The check registers sources only: no table is opened.
-    let warehouse = Warehouse {
-        url: url::Url::parse("memory:///").expect("a valid URL"),
-        stores: stores.clone(),
-    };
+    let warehouse = Warehouse::for_planning(stores);
     let scans = SourceScans::default();
     let read: BTreeSet<&str> = plan
         .models

@@ -315,6 +315,8 @@ fn columns(
 struct Macros {
     defined: BTreeMap<String, SourceFile>,
     package: String,
+    /// Parses templates, to find the names they use.
+    parser: minijinja::Environment<'static>,
 }
 
 impl Macros {
@@ -331,6 +333,7 @@ impl Macros {
         Macros {
             defined,
             package: project.config.name.clone(),
+            parser: minijinja::Environment::new(),
         }
     }
 
@@ -340,8 +343,7 @@ impl Macros {
         if self.defined.is_empty() {
             return Vec::new();
         }
-        let env = minijinja::Environment::new();
-        let Ok(parsed) = env.template_from_str(template) else {
+        let Ok(parsed) = self.parser.template_from_str(template) else {
             return Vec::new();
         };
         parsed

@@ -127,10 +127,7 @@ pub async fn plan_lineage(
 ) -> ProjectLineage {
     let runtime = Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default());
     let session = new_session(&runtime);
-    let warehouse = Warehouse {
-        url: url::Url::parse("memory:///").expect("a valid URL"),
-        stores: stores.clone(),
-    };
+    let warehouse = Warehouse::for_planning(stores);
     let scans = SourceScans::default();
     let mut planned = ProjectLineage::default();
     // A scan names the node it reads by the table it scans (a CTE may shadow a model's name).

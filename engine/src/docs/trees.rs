@@ -174,10 +174,10 @@ pub fn lineage_report(
             };
             let mut tree = walker.leaf(&root, None);
             if direction != Direction::Downstream {
-                tree.upstream = walker.upstream(&root, &mut BTreeSet::new());
+                tree.upstream = walker.follow(&root, true, &mut BTreeSet::new());
             }
             if direction != Direction::Upstream {
-                tree.downstream = walker.downstream(&root, &mut BTreeSet::new());
+                tree.downstream = walker.follow(&root, false, &mut BTreeSet::new());
             }
             tree
         })
@@ -213,29 +213,39 @@ fn display(node: &NodeId) -> String {
 /// Follows columns through the project's lineage, both ways. A column met again in one tree (a
 /// diamond in the graph) is shown once, then marked `repeated`: trees stay as large as the graph.
 struct Walker<'a> {
-    planned: &'a ProjectLineage,
     graph: &'a ModelGraph,
+    /// Each column's origins: the columns it is derived from, and how.
+    origins: Edges,
     /// Each column's readers: the columns derived from it, and how.
-    readers: BTreeMap<&'a UpstreamColumn, Vec<(UpstreamColumn, How)>>,
+    readers: Edges,
 }
 
+type Edges = BTreeMap<UpstreamColumn, Vec<(UpstreamColumn, How)>>;
+
 impl<'a> Walker<'a> {
-    fn new(planned: &'a ProjectLineage, graph: &'a ModelGraph) -> Self {
-        let mut readers: BTreeMap<&UpstreamColumn, Vec<(UpstreamColumn, How)>> = BTreeMap::new();
+    fn new(planned: &ProjectLineage, graph: &'a ModelGraph) -> Self {
+        let (mut origins, mut readers) = (Edges::new(), Edges::new());
         for (node, lineage) in &planned.lineage {
-            for (column, origins) in &lineage.columns {
-                for (from, how) in origins {
-                    let reader = UpstreamColumn {
-                        node: node.clone(),
-                        column: column.clone(),
-                    };
-                    readers.entry(from).or_default().push((reader, *how));
+            for (column, derived) in &lineage.columns {
+                let reader = UpstreamColumn {
+                    node: node.clone(),
+                    column: column.clone(),
+                };
+                for (from, how) in derived {
+                    readers
+                        .entry(from.clone())
+                        .or_default()
+                        .push((reader.clone(), *how));
+                    origins
+                        .entry(reader.clone())
+                        .or_default()
+                        .push((from.clone(), *how));
                 }
             }
         }
         Walker {
-            planned,
             graph,
+            origins,
             readers,
         }
     }
@@ -259,48 +269,30 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn upstream(
+    /// The trees of the columns `column` is derived from (`upstream`) or that derive from it.
+    fn follow(
         &self,
         column: &UpstreamColumn,
+        upstream: bool,
         seen: &mut BTreeSet<UpstreamColumn>,
     ) -> Vec<LineageTree> {
-        let origins = self.planned.lineage.get(&column.node).and_then(|lineage| {
-            lineage
-                .columns
-                .iter()
-                .find(|(name, _)| *name == column.column)
-                .map(|(_, origins)| origins)
-        });
-        origins
-            .into_iter()
-            .flatten()
-            .map(|(from, how)| {
-                let mut tree = self.leaf(from, Some(*how));
-                if seen.insert(from.clone()) {
-                    tree.upstream = self.upstream(from, seen);
-                } else {
-                    tree.repeated = true;
-                }
-                tree
-            })
-            .collect()
-    }
-
-    fn downstream(
-        &self,
-        column: &UpstreamColumn,
-        seen: &mut BTreeSet<UpstreamColumn>,
-    ) -> Vec<LineageTree> {
-        self.readers
+        let edges = if upstream {
+            &self.origins
+        } else {
+            &self.readers
+        };
+        edges
             .get(column)
             .into_iter()
             .flatten()
-            .map(|(reader, how)| {
-                let mut tree = self.leaf(reader, Some(*how));
-                if seen.insert(reader.clone()) {
-                    tree.downstream = self.downstream(reader, seen);
-                } else {
+            .map(|(next, how)| {
+                let mut tree = self.leaf(next, Some(*how));
+                if !seen.insert(next.clone()) {
                     tree.repeated = true;
+                } else if upstream {
+                    tree.upstream = self.follow(next, true, seen);
+                } else {
+                    tree.downstream = self.follow(next, false, seen);
                 }
                 tree
             })

@@ -86,7 +86,8 @@ impl Stores {
             .iter()
             .filter_map(|key| builder.get_config_value(key))
             .filter(|value| !value.is_empty())
-            .collect();
+            .collect::<Vec<_>>()
+            .into();
             Arc::new(Redacted {
                 inner: Arc::new(builder.build().map_err(failed)?),
                 name: root.clone(),
@@ -193,6 +194,15 @@ pub struct Warehouse {
 }
 
 impl Warehouse {
+    /// A warehouse that holds no table, for planning from schemas alone: only sources are
+    /// registered, read through `stores`.
+    pub fn for_planning(stores: &Stores) -> Self {
+        Self {
+            url: Url::parse("memory:///").expect("a valid URL"),
+            stores: stores.clone(),
+        }
+    }
+
     /// The URL of the Delta table of `model`: a folder URL, since the target checked its
     /// warehouse can hold one (see `project::resolve_location`) and a model's name is letters,
     /// digits and `_` only. A warehouse that still cannot is an error, not a panic.
@@ -214,7 +224,7 @@ struct Redacted {
     inner: Arc<dyn ObjectStore>,
     /// `s3://bucket/`.
     name: String,
-    secrets: Vec<String>,
+    secrets: Arc<[String]>,
 }
 
 impl std::fmt::Debug for Redacted {
@@ -229,55 +239,38 @@ impl std::fmt::Display for Redacted {
     }
 }
 
-impl Redacted {
-    /// `error`, its text without the credentials.
-    fn redact(&self, error: object_store::Error) -> object_store::Error {
-        use object_store::Error;
-        let text = error.to_string();
-        if !self
-            .secrets
-            .iter()
-            .any(|secret| text.contains(secret.as_str()))
-        {
-            return error;
+/// `error`, its text without `secrets`. The kinds delta-rs tells apart (not found, already
+/// exists, precondition failed) stay what they are.
+fn redact(secrets: &[String], error: object_store::Error) -> object_store::Error {
+    use object_store::Error;
+    let text = error.to_string();
+    if !secrets.iter().any(|secret| text.contains(secret.as_str())) {
+        return error;
+    }
+    let clean = |source: &dyn std::error::Error| -> Box<dyn std::error::Error + Send + Sync> {
+        let mut text = source.to_string();
+        for secret in secrets {
+            text = text.replace(secret.as_str(), "***");
         }
-        let clean = |source: &dyn std::error::Error| -> Box<dyn std::error::Error + Send + Sync> {
-            let mut text = source.to_string();
-            for secret in &self.secrets {
-                text = text.replace(secret.as_str(), "***");
-            }
-            text.into()
-        };
-        match error {
-            Error::NotFound { path, source } => Error::NotFound {
-                path,
-                source: clean(source.as_ref()),
-            },
-            Error::AlreadyExists { path, source } => Error::AlreadyExists {
-                path,
-                source: clean(source.as_ref()),
-            },
-            Error::Precondition { path, source } => Error::Precondition {
-                path,
-                source: clean(source.as_ref()),
-            },
-            Error::NotModified { path, source } => Error::NotModified {
-                path,
-                source: clean(source.as_ref()),
-            },
-            Error::PermissionDenied { path, source } => Error::PermissionDenied {
-                path,
-                source: clean(source.as_ref()),
-            },
-            Error::Unauthenticated { path, source } => Error::Unauthenticated {
-                path,
-                source: clean(source.as_ref()),
-            },
-            other => Error::Generic {
-                store: "S3",
-                source: clean(&other),
-            },
-        }
+        text.into()
+    };
+    match error {
+        Error::NotFound { path, source } => Error::NotFound {
+            path,
+            source: clean(source.as_ref()),
+        },
+        Error::AlreadyExists { path, source } => Error::AlreadyExists {
+            path,
+            source: clean(source.as_ref()),
+        },
+        Error::Precondition { path, source } => Error::Precondition {
+            path,
+            source: clean(source.as_ref()),
+        },
+        other => Error::Generic {
+            store: "S3",
+            source: clean(&other),
+        },
     }
 }
 
@@ -290,7 +283,7 @@ impl ObjectStore for Redacted {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         let put = self.inner.put_opts(location, payload, opts).await;
-        put.map_err(|e| self.redact(e))
+        put.map_err(|e| redact(&self.secrets, e))
     }
 
     async fn put_multipart_opts(
@@ -299,7 +292,7 @@ impl ObjectStore for Redacted {
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
         let upload = self.inner.put_multipart_opts(location, opts).await;
-        upload.map_err(|e| self.redact(e))
+        upload.map_err(|e| redact(&self.secrets, e))
     }
 
     async fn get_opts(
@@ -308,31 +301,27 @@ impl ObjectStore for Redacted {
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
         let get = self.inner.get_opts(location, options).await;
-        get.map_err(|e| self.redact(e))
+        get.map_err(|e| redact(&self.secrets, e))
     }
 
     fn delete_stream(
         &self,
         locations: BoxStream<'static, object_store::Result<Path>>,
     ) -> BoxStream<'static, object_store::Result<Path>> {
-        let secrets = self.redactor();
-        self.inner
-            .delete_stream(locations)
-            .map_err(move |e| secrets.redact(e))
-            .boxed()
+        let secrets = self.secrets.clone();
+        let deleted = self.inner.delete_stream(locations);
+        deleted.map_err(move |e| redact(&secrets, e)).boxed()
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        let secrets = self.redactor();
-        self.inner
-            .list(prefix)
-            .map_err(move |e| secrets.redact(e))
-            .boxed()
+        let secrets = self.secrets.clone();
+        let listed = self.inner.list(prefix);
+        listed.map_err(move |e| redact(&secrets, e)).boxed()
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
         let listed = self.inner.list_with_delimiter(prefix).await;
-        listed.map_err(|e| self.redact(e))
+        listed.map_err(|e| redact(&self.secrets, e))
     }
 
     async fn copy_opts(
@@ -342,7 +331,7 @@ impl ObjectStore for Redacted {
         options: CopyOptions,
     ) -> object_store::Result<()> {
         let copied = self.inner.copy_opts(from, to, options).await;
-        copied.map_err(|e| self.redact(e))
+        copied.map_err(|e| redact(&self.secrets, e))
     }
 
     async fn rename_opts(
@@ -352,17 +341,6 @@ impl ObjectStore for Redacted {
         options: RenameOptions,
     ) -> object_store::Result<()> {
         let renamed = self.inner.rename_opts(from, to, options).await;
-        renamed.map_err(|e| self.redact(e))
-    }
-}
-
-impl Redacted {
-    /// A copy that redacts, for a stream that outlives `self`.
-    fn redactor(&self) -> Arc<Redacted> {
-        Arc::new(Redacted {
-            inner: self.inner.clone(),
-            name: self.name.clone(),
-            secrets: self.secrets.clone(),
-        })
+        renamed.map_err(|e| redact(&self.secrets, e))
     }
 }
