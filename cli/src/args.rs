@@ -45,8 +45,10 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the selected models and publish each to its Delta table.
+    /// Run the selected models and seeds and publish each to its Delta table.
     Build(BuildArgs),
+    /// Load the selected seeds (CSV files under seeds/) into their Delta tables.
+    Seed(BuildArgs),
     /// Run the tests of the selected nodes: data and singular tests against the published data,
     /// and unit tests (`--select test_type:unit` for only those).
     Test(SelectArgs),
@@ -173,6 +175,9 @@ pub struct BuildArgs {
     /// target's `memory_limit`, else none); sorts, aggregations and joins spill to disk beyond it.
     #[arg(long, value_parser = memory_size)]
     pub memory_limit: Option<usize>,
+    /// Rebuild incremental models whole (those whose config does not say full_refresh: false).
+    #[arg(long)]
+    pub full_refresh: bool,
 }
 
 fn memory_size(text: &str) -> Result<usize, String> {

@@ -105,6 +105,8 @@ pub struct BuildSettings {
     pub memory_limit: Option<usize>,
     /// Stands between the build and each of its object stores (the fault tests' flaky store).
     pub store_wrapper: Option<StoreWrapper>,
+    /// `--full-refresh`: incremental models are rebuilt whole.
+    pub full_refresh: bool,
 }
 
 impl Prepared {
@@ -154,8 +156,9 @@ impl Prepared {
             },
             threads,
             run_id: execute::new_run_id(),
-            failures_dir: audit::failures_dir(&self.project.root),
+            failures_dir: audit::failures_dir(&self.project.target_dir()),
             memory_limit: settings.memory_limit.or(self.target.memory_limit),
+            full_refresh: settings.full_refresh,
         };
         let summary = execute::build(plan, self.unit_test_inputs(), &options, reporter).await;
         let path = self.run_results_path();
@@ -172,7 +175,7 @@ impl Prepared {
     ) -> Result<report::TestSummary, Error> {
         let options = audit::TestOptions {
             warehouse: self.warehouse(),
-            failures_dir: audit::failures_dir(&self.project.root),
+            failures_dir: audit::failures_dir(&self.project.target_dir()),
             kinds,
             run_id: execute::new_run_id(),
             memory_limit: self.target.memory_limit,
@@ -239,7 +242,7 @@ impl Prepared {
 
     /// `target/run_results.json`.
     fn run_results_path(&self) -> PathBuf {
-        self.project.root.join("target").join("run_results.json")
+        self.project.target_dir().join("run_results.json")
     }
 
     /// What a unit test (and the check of one) renders and plans its model with.
@@ -287,8 +290,11 @@ pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
         options: RenderOptions::from_var_args(&options.vars)?,
         target: Some(TargetContext {
             name: target.name.clone(),
+            schema: target.name.clone(),
             warehouse: target.warehouse.to_string(),
+            kind: "dp",
         }),
+        is_incremental: false,
     };
     let renderer = Arc::new(Renderer::new(&project, &context)?);
     let rendered = stage("render", || render::render(&renderer, &project, &context));
@@ -360,13 +366,13 @@ fn stage_finished(name: &'static str, started: std::time::Instant) {
     tracing::debug!(stage = name, elapsed_ms, "stage finished");
 }
 
-/// Write each planned model's compiled SQL to `target/compiled/<path of the model>`, leaving a
-/// file that already holds it untouched; returns the files, in the plan's order.
-pub fn write_compiled(root: &Path, plan: &compile::Plan) -> Result<Vec<PathBuf>, Error> {
+/// Write each planned model's compiled SQL to `<target dir>/compiled/<path of the model>`,
+/// leaving a file that already holds it untouched; returns the files, in the plan's order.
+pub fn write_compiled(target_dir: &Path, plan: &compile::Plan) -> Result<Vec<PathBuf>, Error> {
     plan.models
         .par_iter()
         .map(|model| {
-            let path = root.join("target").join("compiled").join(model.file.path());
+            let path = target_dir.join("compiled").join(model.file.path());
             let text = format!("{}\n", model.sql.trim_end());
             let write = || -> std::io::Result<()> {
                 if std::fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {

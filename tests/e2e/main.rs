@@ -4,6 +4,7 @@
 mod audit;
 mod build;
 mod crash;
+mod dbt;
 mod docs;
 mod errors;
 mod reliability;

@@ -6,7 +6,7 @@ use crate::args::{GlobalArgs, SelectArgs};
 
 pub fn run(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<ExitCode> {
     let (prepared, plan) = super::prepare_checked(&super::runtime()?, global, args)?;
-    let written = dp_engine::write_compiled(&prepared.project.root, &plan)?;
+    let written = dp_engine::write_compiled(&prepared.project.target_dir(), &plan)?;
     if !global.quiet {
         let mut text = String::new();
         for path in &written {

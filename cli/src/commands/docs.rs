@@ -33,7 +33,8 @@ fn generate(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<ExitCode> 
 
 /// Serve `target/` on 127.0.0.1 until the process is stopped.
 fn serve(global: &GlobalArgs, args: &ServeArgs) -> miette::Result<ExitCode> {
-    let root = dp_engine::project::find_root(&global.project_dir)?.join("target");
+    let project = dp_engine::project::find_root(&global.project_dir)?;
+    let root = dp_engine::project::load(&project)?.target_dir();
     if !root.join("docs").join("index.html").is_file() {
         return Err(miette::miette!(
             code = "dp::no_docs",

@@ -13,8 +13,8 @@ use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::{DataFrame, SessionContext};
 
 pub use data_tests::failing_rows_sql;
-pub(crate) use unit::unit_test_problems;
 pub use unit::{UnitTestInputs, run_unit_test};
+pub(crate) use unit::{plan_in_context, unit_test_problems};
 
 use crate::project::{Severity, TestConfig};
 use crate::report::{TestKind, TestResult, TestStatus, TestSummary};
@@ -23,8 +23,8 @@ use crate::report::{TestKind, TestResult, TestStatus, TestSummary};
 const SAMPLE_ROWS: usize = 5;
 
 /// Where a run's failing rows go: `target/test_failures/`.
-pub fn failures_dir(project_root: &Path) -> PathBuf {
-    project_root.join("target").join("test_failures")
+pub fn failures_dir(target_dir: &Path) -> PathBuf {
+    target_dir.join("test_failures")
 }
 
 /// Run a query returning failing rows and judge the count by `config`.

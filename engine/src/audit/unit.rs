@@ -77,7 +77,7 @@ pub async fn run_unit_test(inputs: UnitTestInputs<'_>, test: &UnitTest) -> TestR
 
 /// The model under test, rendered in the test's context with the ephemeral models it reads
 /// (and no other model), and planned.
-pub(crate) fn plan_for_test(
+pub(crate) fn plan_in_context(
     inputs: UnitTestInputs<'_>,
     context: &RenderContext,
     name: &str,
@@ -189,7 +189,7 @@ async fn run(inputs: UnitTestInputs<'_>, test: &UnitTest) -> Result<Option<(u64,
         .options
         .env_vars
         .extend(properties.overrides.env_vars.clone());
-    let model = &plan_for_test(inputs, &context, &properties.model)?;
+    let model = &plan_in_context(inputs, &context, &properties.model)?;
 
     let session = SessionContext::new();
     let mut given = BTreeSet::new();

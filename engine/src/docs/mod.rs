@@ -219,7 +219,7 @@ pub async fn generate(inputs: &DocsInputs<'_>) -> Result<Generated, DocsError> {
     let tables = catalog::tables(inputs).await;
     let catalog = catalog::catalog(inputs, &planned, &tables, &metadata);
     let lineage = lineage_json(inputs, &planned, &metadata);
-    let target = inputs.project.root.join("target");
+    let target = inputs.project.target_dir();
     let run_results = std::fs::read(target.join("run_results.json"))
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())

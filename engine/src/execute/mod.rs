@@ -11,7 +11,7 @@ use datafusion::prelude::SessionContext;
 use miette::SourceSpan;
 use tokio::task::JoinSet;
 
-use crate::audit::{UnitTestInputs, run_query_test, run_unit_test};
+use crate::audit::{UnitTestInputs, plan_in_context, run_query_test, run_unit_test};
 use crate::compile::{ModelPlan, Plan};
 use crate::graph::{ModelGraph, Scheduler};
 use crate::project::{MissingPartition, NodeId, Project};
@@ -37,6 +37,8 @@ pub struct BuildOptions {
     /// The most memory the build's queries may hold together, in bytes; beyond it they spill
     /// to temporary files (or fail when they cannot).
     pub memory_limit: Option<usize>,
+    /// `--full-refresh`: incremental models are rebuilt whole.
+    pub full_refresh: bool,
 }
 
 /// A result of `model` with nothing written yet.
@@ -107,6 +109,15 @@ pub enum ModelError {
     #[diagnostic(transparent)]
     Storage(#[from] StorageError),
 
+    #[error("`{model}` does not render or plan for its incremental run: {message}")]
+    #[diagnostic(
+        code(dp::incremental_render),
+        help(
+            "is_incremental() is true in this run: check the SQL of its incremental branch, such as what it reads from {{{{ this }}}}"
+        )
+    )]
+    IncrementalRender { model: String, message: String },
+
     #[error("internal error: {message}")]
     #[diagnostic(code(dp::internal), help("this is a bug in dp; please report it"))]
     Internal { message: String },
@@ -123,7 +134,9 @@ impl ModelError {
         let needle = match &error {
             StorageError::MissingPartitionColumn { .. }
             | StorageError::InvalidPartitionValue { .. } => "partition_by",
-            StorageError::SchemaChanged { .. } => "select",
+            StorageError::SchemaChanged { .. } | StorageError::IncrementalSchemaChanged { .. } => {
+                "select"
+            }
             _ => return ModelError::Storage(error),
         };
         ModelError::Definition {
@@ -353,7 +366,40 @@ async fn publish_model(
     }
     blocking_failures(model, &result.tests)?;
 
-    let (session, source_scans) = model_session(context, model).await?;
+    let warehouse = &context.options.warehouse;
+    let url = warehouse.table_url(&model.name)?;
+    // An incremental model whose table exists runs its incremental branch, rendered now.
+    let incremental = match &model.config.incremental {
+        Some(incremental)
+            if !(context.options.full_refresh && incremental.full_refresh)
+                && crate::session::open_table(&warehouse.stores, &url)
+                    .await?
+                    .version()
+                    .is_some() =>
+        {
+            Some(incremental)
+        }
+        _ => None,
+    };
+    let incremental_plan;
+    let model = match incremental {
+        None => model,
+        Some(_) => {
+            let render_context = RenderContext {
+                is_incremental: true,
+                ..context.render_context.clone()
+            };
+            incremental_plan =
+                plan_in_context(context.unit_test_inputs(), &render_context, &model.name).map_err(
+                    |message| ModelError::IncrementalRender {
+                        model: model.name.clone(),
+                        message,
+                    },
+                )?;
+            &incremental_plan
+        }
+    };
+    let (session, source_scans) = model_session(context, model, incremental.is_some()).await?;
     let frame = session
         .sql(&model.sql)
         .await
@@ -370,21 +416,51 @@ async fn publish_model(
         return Ok(());
     }
 
-    let warehouse = &context.options.warehouse;
-    let url = warehouse.table_url(&model.name)?;
     let definition = |error| ModelError::from_storage(model, error);
-    let mode = WriteMode::of(&model.config).ok_or_else(|| ModelError::Internal {
-        message: format!("`{}` is not stored, yet it was built", model.name),
+    let mode = WriteMode::of(&model.config, incremental.is_some()).ok_or_else(|| {
+        ModelError::Internal {
+            message: format!("`{}` is not stored, yet it was built", model.name),
+        }
     })?;
-    let table = ModelTable::open_for_build(&warehouse.stores, &model.name, &url, &output, &mode)
-        .await
-        .map_err(definition)?
-        .with_run_id(&context.options.run_id);
+    let table = ModelTable::open_for_build(
+        &warehouse.stores,
+        &model.name,
+        &url,
+        &output,
+        &mode,
+        incremental.map(|i| i.on_schema_change),
+    )
+    .await
+    .map_err(definition)?
+    .with_run_id(&context.options.run_id);
     let stream = datafusion::physical_plan::execute_stream(physical, session.task_ctx())
         .map_err(|error| sql_error(model, &error))?;
     let staged = table.stage(stream).await.map_err(definition)?;
     result.rows = staged.rows;
     result.partitions = staged.partitions().into_iter().collect();
+    let staged = match incremental {
+        None => staged,
+        Some(incremental) => {
+            // A merge rewrites the published files holding the keys it replaces, in the
+            // same commit: staged here, audited with the rest, discarded with the rest.
+            let new_files = staged.files_written();
+            match table
+                .stage_rewrites(&session, staged, &incremental.predicates)
+                .await
+            {
+                Ok(staged) => {
+                    tracing::info!(
+                        files_rewritten = staged.files_rewritten(),
+                        files_written = staged.files_written(),
+                        new_files,
+                        "incremental run staged"
+                    );
+                    staged
+                }
+                Err(error) => return Err(definition(error)),
+            }
+        }
+    };
 
     // Audit exactly the staged rows; publish only what passed.
     let audited = audit_staged(context, &session, &table, &staged, model).await;
@@ -404,10 +480,12 @@ async fn publish_model(
     Ok(())
 }
 
-/// A session holding exactly the tables `model` reads.
+/// A session holding exactly the tables `model` reads (its own published table too, as
+/// `{{ this }}`, in an incremental run).
 async fn model_session(
     context: &BuildContext,
     model: &ModelPlan,
+    reads_itself: bool,
 ) -> Result<(SessionContext, SourceScans), ModelError> {
     let session = new_session(&context.runtime);
     let source_scans = SourceScans::default();
@@ -415,7 +493,8 @@ async fn model_session(
         .sources
         .iter()
         .map(|id| NodeId::Source(id.clone()))
-        .chain(model.upstream.iter().map(|m| NodeId::Model(m.clone())));
+        .chain(model.upstream.iter().map(|m| NodeId::Model(m.clone())))
+        .chain(reads_itself.then(|| NodeId::Model(model.name.clone())));
     for relation in relations {
         register_relation(
             &session,
@@ -444,7 +523,7 @@ async fn audit_staged(
     if tests.is_empty() {
         return Ok(Vec::new());
     }
-    let frame = table.staged_frame(session, staged).await?;
+    let frame = table.audited_frame(session, staged).await?;
     session
         .register_table("staged-output", frame.into_view())
         .map_err(|error| sql_error(model, &error))?;

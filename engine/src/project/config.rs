@@ -8,6 +8,9 @@ use serde::Deserialize;
 /// The file every dp project has at its root.
 pub const PROJECT_FILE: &str = "dp_project.yml";
 
+/// The file at the root of a dbt project, which dp reads when there is no `dp_project.yml`.
+pub const DBT_PROJECT_FILE: &str = "dbt_project.yml";
+
 /// dp_project.yml: the project's name, variable defaults and targets.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +37,154 @@ pub struct ProjectConfig {
     #[serde(default)]
     #[schemars(with = "Option<serde_json::Value>")]
     pub models: serde_yaml::Value,
+    /// Config of the seeds under each folder of seeds/, as `models:` (a seed's own name may be
+    /// the last key): `+column_types: {id: bigint}`, `+delimiter`, `+enabled`.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub seeds: serde_yaml::Value,
+}
+
+/// `dbt_project.yml`: what dp reads of it, and what it accepts and ignores. Targets are dp's
+/// (a dbt profile names a warehouse connection dp does not need): the defaults, or `target:`
+/// and `targets:` as in dp_project.yml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DbtProjectConfig {
+    pub name: String,
+    #[serde(default)]
+    pub version: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub model_paths: Option<Vec<String>>,
+    #[serde(default)]
+    pub seed_paths: Option<Vec<String>>,
+    #[serde(default)]
+    pub test_paths: Option<Vec<String>>,
+    #[serde(default)]
+    pub macro_paths: Option<Vec<String>>,
+    #[serde(default)]
+    pub docs_paths: Option<Vec<String>>,
+    #[serde(default)]
+    pub target_path: Option<String>,
+    /// Global vars, and per package: `vars: {<project name>: {x: 1}}`.
+    #[serde(default)]
+    pub vars: BTreeMap<String, serde_yaml::Value>,
+    /// The config tree: the project's name, then folders of the model paths.
+    #[serde(default)]
+    pub models: serde_yaml::Value,
+    #[serde(default)]
+    pub seeds: serde_yaml::Value,
+    /// dp's targets, for a dbt project that needs other than the defaults.
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetConfig>,
+    /// Every other key: those of [`ACCEPTED_DBT_KEYS`], and the ones shown as ignored
+    /// (`snapshots:`, `on-run-start:`...).
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_yaml::Value>,
+}
+
+/// Keys of dbt_project.yml that mean nothing to dp and need no warning: the profile (dp
+/// connects to no warehouse), versions, analyses (never run) and what `dbt clean` deletes.
+pub const ACCEPTED_DBT_KEYS: &[&str] = &[
+    "profile",
+    "config-version",
+    "require-dbt-version",
+    "analysis-paths",
+    "clean-targets",
+];
+
+/// Where a project keeps each kind of file, relative to its root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectPaths {
+    pub models: Vec<String>,
+    pub seeds: Vec<String>,
+    pub tests: Vec<String>,
+    pub macros: Vec<String>,
+    /// Folders besides the model folders holding `{% docs %}` blocks.
+    pub docs: Vec<String>,
+    /// Where dp writes run results, compiled SQL, test failures and the docs.
+    pub target: String,
+}
+
+impl Default for ProjectPaths {
+    fn default() -> Self {
+        let one = |folder: &str| vec![folder.to_string()];
+        Self {
+            models: one("models"),
+            seeds: one("seeds"),
+            tests: one("tests"),
+            macros: one("macros"),
+            docs: Vec::new(),
+            target: "target".into(),
+        }
+    }
+}
+
+impl DbtProjectConfig {
+    /// What dp runs of it: the project's config, where its files are, and the keys it ignores.
+    pub fn into_dp(self) -> (ProjectConfig, ProjectPaths, Vec<String>) {
+        let defaults = ProjectPaths::default();
+        let paths = ProjectPaths {
+            models: self.model_paths.unwrap_or(defaults.models),
+            seeds: self.seed_paths.unwrap_or(defaults.seeds),
+            tests: self.test_paths.unwrap_or(defaults.tests),
+            macros: self.macro_paths.unwrap_or(defaults.macros),
+            docs: self.docs_paths.unwrap_or_default(),
+            target: self.target_path.unwrap_or(defaults.target),
+        };
+        // `vars: {<this project>: {...}}` are this project's; other packages' are not.
+        let mut vars = self.vars;
+        if let Some(serde_yaml::Value::Mapping(own)) = vars.remove(&self.name) {
+            for (key, value) in own {
+                if let Some(key) = key.as_str() {
+                    vars.insert(key.to_string(), value);
+                }
+            }
+        }
+        let config = ProjectConfig {
+            models: package_tree(&self.models, &self.name),
+            seeds: package_tree(&self.seeds, &self.name),
+            name: self.name,
+            version: self.version,
+            vars,
+            target: self.target,
+            targets: self.targets,
+        };
+        let ignored = self
+            .other
+            .into_keys()
+            .filter(|key| !ACCEPTED_DBT_KEYS.contains(&key.as_str()))
+            .collect();
+        (config, paths, ignored)
+    }
+}
+
+/// A dbt config tree (`models:` of dbt_project.yml) as dp's: the keys at its top that are
+/// config (`+materialized`), overridden by those under the project's name; other packages'
+/// entries dropped.
+fn package_tree(tree: &serde_yaml::Value, project: &str) -> serde_yaml::Value {
+    let serde_yaml::Value::Mapping(entries) = tree else {
+        return tree.clone();
+    };
+    let mut merged = serde_yaml::Mapping::new();
+    for (key, value) in entries {
+        if key.as_str().is_some_and(|k| k.starts_with('+')) || !value.is_mapping() {
+            merged.insert(key.clone(), value.clone());
+        }
+    }
+    if let Some(serde_yaml::Value::Mapping(own)) = entries.get(project) {
+        for (key, value) in own {
+            // The project's own level wins over the top's, with or without its `+`.
+            if let Some(name) = key.as_str() {
+                let bare = name.trim_start_matches('+');
+                merged.remove(bare);
+                merged.remove(format!("+{bare}"));
+            }
+            merged.insert(key.clone(), value.clone());
+        }
+    }
+    serde_yaml::Value::Mapping(merged)
 }
 
 /// One target: where the model tables live and how a build runs.

@@ -18,15 +18,18 @@ use url::Url;
 use walkdir::WalkDir;
 
 pub use config::{
-    DEFAULT_VACUUM_RETENTION, DEFAULT_WAREHOUSE, PROJECT_FILE, ProjectConfig, TargetConfig,
-    parse_byte_size, parse_duration,
+    DBT_PROJECT_FILE, DEFAULT_VACUUM_RETENTION, DEFAULT_WAREHOUSE, PROJECT_FILE, ProjectConfig,
+    ProjectPaths, TargetConfig, parse_byte_size, parse_duration,
 };
 pub use data_tests::{
     DataTest, DataTestKind, NodeId, Severity, TestConfig, Threshold, parse_relation,
     split_source_id,
 };
 pub use doc_blocks::DocBlock;
-pub use model_config::{FolderConfig, InvalidConfig, Materialization, ModelConfig};
+pub use model_config::{
+    FolderConfig, Incremental, IncrementalStrategy, InvalidConfig, Materialization, ModelConfig,
+    OnSchemaChange,
+};
 pub use storage_options::StorageOptions;
 pub use target::Target;
 pub use yaml::{
@@ -40,12 +43,14 @@ use crate::source::SourceFile;
 /// A loaded project: its configuration and every file that defines a node.
 #[derive(Debug, Clone)]
 pub struct Project {
-    /// The folder holding `dp_project.yml`.
+    /// The folder holding `dp_project.yml` (or `dbt_project.yml`).
     pub root: PathBuf,
     pub config: ProjectConfig,
-    /// `dp_project.yml` itself.
+    /// `dp_project.yml` (or `dbt_project.yml`) itself.
     pub config_file: SourceFile,
-    /// Models by name (the SQL file's stem), in name order.
+    /// Where the project keeps each kind of file.
+    pub paths: ProjectPaths,
+    /// Models and seeds by name (the file's stem), in name order.
     pub models: BTreeMap<String, ModelFile>,
     /// Source tables by `source.table`, in name order.
     pub sources: BTreeMap<String, SourceTable>,
@@ -78,6 +83,14 @@ pub enum LoadWarning {
         #[help]
         help: String,
     },
+
+    #[error("{message}")]
+    #[diagnostic(code(dp::ignored), severity(Warning))]
+    Ignored {
+        message: String,
+        #[help]
+        help: String,
+    },
 }
 
 /// A unit test and the file that declares it.
@@ -90,16 +103,25 @@ pub struct UnitTest {
     pub at: SourceSpan,
 }
 
-/// A model's SQL file and the properties declared for it in YAML.
+/// A model's SQL file (or a seed's CSV file) and the properties declared for it in YAML.
 #[derive(Debug, Clone)]
 pub struct ModelFile {
     pub name: String,
     pub file: SourceFile,
+    /// A seed: a CSV file loaded as a table, not a template.
+    pub is_seed: bool,
     /// What a `models:` entry declares for it, and the YAML file of that entry.
     pub properties: Option<ModelProperties>,
     pub properties_file: Option<SourceFile>,
-    /// What `models:` of `dp_project.yml` gives the model's folder.
+    /// What `models:` (or `seeds:`) of the project file gives the model's folder.
     pub folder_config: ModelConfigProperties,
+}
+
+impl Project {
+    /// The folder dp writes run results, compiled SQL, test failures and the docs into.
+    pub fn target_dir(&self) -> PathBuf {
+        self.root.join(&self.paths.target)
+    }
 }
 
 /// One table of a declared source.
@@ -157,7 +179,7 @@ impl SourceTable {
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[non_exhaustive]
 pub enum LoadError {
-    #[error("no {PROJECT_FILE} in {} or any folder above it", start.display())]
+    #[error("no {PROJECT_FILE} or {DBT_PROJECT_FILE} in {} or any folder above it", start.display())]
     #[diagnostic(
         code(dp::project_not_found),
         help("run dp inside a project folder, or pass --project-dir")
@@ -418,7 +440,8 @@ pub fn json_schemas() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// The folder holding `dp_project.yml`: `start` itself or the nearest folder above it.
+/// The folder holding `dp_project.yml` or `dbt_project.yml`: `start` itself or the nearest
+/// folder above it.
 pub fn find_root(start: &Path) -> Result<PathBuf, LoadError> {
     let start = std::path::absolute(start).map_err(|source| LoadError::Io {
         path: start.to_path_buf(),
@@ -426,25 +449,91 @@ pub fn find_root(start: &Path) -> Result<PathBuf, LoadError> {
     })?;
     start
         .ancestors()
-        .find(|dir| dir.join(PROJECT_FILE).is_file())
+        .find(|dir| dir.join(PROJECT_FILE).is_file() || dir.join(DBT_PROJECT_FILE).is_file())
         .map(Path::to_path_buf)
         .ok_or(LoadError::NotFound { start })
 }
 
-/// Load the project rooted at `root` (a folder holding `dp_project.yml`).
+/// The project file of `root`, read: `dp_project.yml`, else `dbt_project.yml` (then dp's
+/// defaults for what dbt sets elsewhere); and what it says that dp ignores.
+fn read_project_file(
+    root: &Path,
+) -> Result<(SourceFile, ProjectConfig, ProjectPaths, Vec<LoadWarning>), LoadError> {
+    let mut warnings = Vec::new();
+    if root.join(PROJECT_FILE).is_file() {
+        let file = read(root, Path::new(PROJECT_FILE))?;
+        let config = parse_yaml(&file)?;
+        if root.join(DBT_PROJECT_FILE).is_file() {
+            warnings.push(LoadWarning::Ignored {
+                message: format!("{DBT_PROJECT_FILE} is ignored: {PROJECT_FILE} is here too"),
+                help: format!("dp reads {PROJECT_FILE} when a folder has both; remove it to run the dbt project as it is"),
+            });
+        }
+        return Ok((file, config, ProjectPaths::default(), warnings));
+    }
+    let file = read(root, Path::new(DBT_PROJECT_FILE))?;
+    let dbt: config::DbtProjectConfig = parse_yaml(&file)?;
+    let (config, paths, ignored) = dbt.into_dp();
+    if !ignored.is_empty() {
+        warnings.push(LoadWarning::Ignored {
+            message: format!("{DBT_PROJECT_FILE}: {} ignored", ignored.join(", ")),
+            help: "dp runs models, seeds, tests, macros and docs; see \"Coming from dbt\" in the README".into(),
+        });
+    }
+    Ok((file, config, paths, warnings))
+}
+
+/// Every file ending in `.extension` under each of `folders`, in folder then path order.
+fn read_trees(
+    root: &Path,
+    folders: &[String],
+    extension: &str,
+) -> Result<Vec<SourceFile>, LoadError> {
+    let mut files = Vec::new();
+    for folder in folders {
+        files.extend(read_tree(root, folder, extension)?);
+    }
+    Ok(files)
+}
+
+/// `file`'s path below whichever of `folders` holds it.
+fn below<'a>(file: &'a SourceFile, folders: &[String]) -> &'a Path {
+    folders
+        .iter()
+        .find_map(|folder| file.path().strip_prefix(folder).ok())
+        .unwrap_or(file.path())
+}
+
+/// Load the project rooted at `root` (a folder holding `dp_project.yml` or `dbt_project.yml`).
 pub fn load(root: &Path) -> Result<Project, LoadError> {
     let mut problems = Vec::new();
-    let config_file = read(root, Path::new(PROJECT_FILE))?;
-    let config: ProjectConfig = parse_yaml(&config_file)?;
+    let (config_file, config, paths, mut warnings) = read_project_file(root)?;
 
-    let folder_config =
-        FolderConfig::parse(&config.models).map_err(|message| LoadError::InvalidConfig {
-            message: format!("models: {message}"),
-            at: config_file.find("models:", 0),
+    let tree = |key: &str, value: &serde_yaml::Value| {
+        FolderConfig::parse(value).map_err(|message| LoadError::InvalidConfig {
+            message: format!("{key}: {message}"),
+            at: config_file.find(&format!("{key}:"), 0),
             src: config_file.named(),
-        })?;
+        })
+    };
+    let model_tree = tree("models", &config.models)?;
+    let seed_tree = tree("seeds", &config.seeds)?;
+    let model_files = read_trees(root, &paths.models, "sql")?
+        .into_iter()
+        .map(|file| {
+            (
+                model_tree.for_model(below(&file, &paths.models)),
+                file,
+                false,
+            )
+        });
+    // An empty CSV file is no seed (a folder may hold placeholders).
+    let seed_files = read_trees(root, &paths.seeds, "csv")?
+        .into_iter()
+        .filter(|file| !file.text().trim().is_empty())
+        .map(|file| (seed_tree.for_model(below(&file, &paths.seeds)), file, true));
     let mut models: BTreeMap<String, ModelFile> = BTreeMap::new();
-    for file in read_tree(root, "models", "sql")? {
+    for (folder_config, file, is_seed) in model_files.chain(seed_files) {
         let Some(name) = file
             .path()
             .file_stem()
@@ -472,9 +561,10 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
         models.insert(
             name.clone(),
             ModelFile {
-                folder_config: folder_config.for_model(file.path()),
+                folder_config,
                 name,
                 file,
+                is_seed,
                 properties: None,
                 properties_file: None,
             },
@@ -492,7 +582,6 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
             });
         }
     }
-    let mut warnings = Vec::new();
     for (name, target) in &config.targets {
         if target.orphan_min_age_secs.is_some() {
             let at = config_file.find(
@@ -510,17 +599,24 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
     let mut sources = BTreeMap::new();
     let mut data_tests = Vec::new();
     let mut unit_tests = Vec::new();
-    for file in read_tree(root, "models", "yml")?
+    let mut ignored_keys = std::collections::BTreeSet::new();
+    let property_folders: Vec<String> = paths.models.iter().chain(&paths.seeds).cloned().collect();
+    for file in read_trees(root, &property_folders, "yml")?
         .into_iter()
-        .chain(read_tree(root, "models", "yaml")?)
+        .chain(read_trees(root, &property_folders, "yaml")?)
     {
-        let properties: PropertiesFile = match parse_yaml(&file) {
+        let mut properties: PropertiesFile = match parse_yaml(&file) {
             Ok(properties) => properties,
             Err(problem) => {
                 problems.push(problem);
                 continue;
             }
         };
+        // A seed's properties are a model's: description, config, columns and their tests.
+        properties.models.append(&mut properties.seeds);
+        for key in properties.ignored_keys() {
+            ignored_keys.insert(key);
+        }
         // Entries are searched for in file order, each from the one before: linear in the file.
         let mut cursor = 0;
         for model in &properties.models {
@@ -560,6 +656,33 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
             unit_tests.push(unit_test(test, &file));
         }
     }
+    if !ignored_keys.is_empty() {
+        warnings.push(LoadWarning::Ignored {
+            message: format!(
+                "property files: {} ignored",
+                ignored_keys.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+            help: "dp builds models and seeds, and runs their tests; see \"Coming from dbt\" in the README".into(),
+        });
+    }
+    // `enabled: false` (from the folder tree or the YAML): as if the file did not exist.
+    let disabled: std::collections::BTreeSet<String> = models
+        .values()
+        .filter(|model| {
+            let yaml = model.properties.as_ref().map(|p| p.config.clone());
+            model
+                .folder_config
+                .clone()
+                .overridden_by(yaml.unwrap_or_default())
+                .enabled
+                == Some(false)
+        })
+        .map(|model| model.name.clone())
+        .collect();
+    models.retain(|name, _| !disabled.contains(name));
+    data_tests
+        .retain(|test| !matches!(&test.subject, NodeId::Model(name) if disabled.contains(name)));
+    unit_tests.retain(|test| !disabled.contains(&test.properties.model));
     for test in &unit_tests {
         check_unit_test(test, &models, &sources, &mut problems);
     }
@@ -591,11 +714,17 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
         }
     }
     data_tests.sort_by(|a, b| a.subject.cmp(&b.subject));
-    let singular_tests = read_tree(root, "tests", "sql")?;
+    let singular_tests = read_trees(root, &paths.tests, "sql")?;
 
-    let macros = read_tree(root, "macros", "sql")?;
+    let macros = read_trees(root, &paths.macros, "sql")?;
     let mut doc_blocks: Vec<DocBlock> = Vec::new();
-    for file in read_tree(root, "models", "md")? {
+    let docs_folders: Vec<String> = paths
+        .models
+        .iter()
+        .chain(paths.docs.iter().filter(|d| !paths.models.contains(d)))
+        .cloned()
+        .collect();
+    for file in read_trees(root, &docs_folders, "md")? {
         match doc_blocks::parse(&file) {
             Ok(blocks) => {
                 for block in blocks {
@@ -622,6 +751,7 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
         root: root.to_path_buf(),
         config,
         config_file,
+        paths,
         models,
         sources,
         macros,

@@ -21,6 +21,9 @@ pub enum Materialization {
     Partitioned,
     /// Not stored: inlined into the SQL of every model that refers to it.
     Ephemeral,
+    /// Built whole the first time (and on `--full-refresh`); later runs change the table by
+    /// their strategy, with `is_incremental()` true in the template.
+    Incremental,
 }
 
 impl Materialization {
@@ -29,6 +32,7 @@ impl Materialization {
             "table" => Some(Self::Table),
             "partitioned" => Some(Self::Partitioned),
             "ephemeral" | "view" => Some(Self::Ephemeral),
+            "incremental" => Some(Self::Incremental),
             _ => None,
         }
     }
@@ -40,6 +44,7 @@ impl std::fmt::Display for Materialization {
             Self::Table => "table",
             Self::Partitioned => "partitioned",
             Self::Ephemeral => "ephemeral",
+            Self::Incremental => "incremental",
         })
     }
 }
@@ -52,6 +57,52 @@ pub struct ModelConfig {
     pub tags: BTreeSet<String>,
     /// The output must have exactly the declared columns and types.
     pub contract_enforced: bool,
+    /// `enabled: false`: the model is left out of the project.
+    pub enabled: bool,
+    /// How an incremental model's later runs change its table.
+    pub incremental: Option<Incremental>,
+    /// A seed's column types, overriding those read from its values.
+    pub column_types: BTreeMap<String, String>,
+    /// A seed's field separator.
+    pub delimiter: u8,
+    /// Keys that are set and mean nothing for a Delta table (`grants`, `schema`...).
+    pub ignored: Vec<&'static str>,
+}
+
+/// What an incremental model's run (one that is not its first or a full refresh) does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incremental {
+    pub strategy: IncrementalStrategy,
+    pub on_schema_change: OnSchemaChange,
+    /// SQL conditions on the published rows a merge looks in (`DBT_INTERNAL_DEST.x`).
+    pub predicates: Vec<String>,
+    /// Whether `--full-refresh` rebuilds it.
+    pub full_refresh: bool,
+}
+
+/// How an incremental run's rows change the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IncrementalStrategy {
+    /// The rows are added.
+    Append,
+    /// Published rows with a key of the run's rows are replaced by them; the others are
+    /// added (dbt's `merge` and `delete+insert`, one Delta commit either way).
+    Merge { unique_key: Vec<String> },
+    /// The partitions the run produced are replaced whole.
+    InsertOverwrite,
+}
+
+/// What an incremental run does when the model's columns differ from its table's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnSchemaChange {
+    /// Write the table's columns: the model's new columns are dropped.
+    Ignore,
+    /// Stop the run; nothing is written.
+    Fail,
+    /// Add the model's new columns to the table (older rows read them as NULL).
+    AppendNewColumns,
+    /// Make the table's columns the model's: new ones added, missing ones dropped.
+    SyncAllColumns,
 }
 
 impl ModelConfig {
@@ -83,17 +134,78 @@ impl ModelConfigProperties {
             partition_by: specific.partition_by.or(self.partition_by),
             tags: (!tags.is_empty()).then_some(super::OneOrMany::Many(tags)),
             contract: specific.contract.or(self.contract),
+            enabled: specific.enabled.or(self.enabled),
+            unique_key: specific.unique_key.or(self.unique_key),
+            incremental_strategy: specific.incremental_strategy.or(self.incremental_strategy),
+            on_schema_change: specific.on_schema_change.or(self.on_schema_change),
+            incremental_predicates: specific
+                .incremental_predicates
+                .or(self.incremental_predicates),
+            full_refresh: specific.full_refresh.or(self.full_refresh),
+            meta: specific.meta.or(self.meta),
+            docs: specific.docs.or(self.docs),
+            store_failures: specific.store_failures.or(self.store_failures),
+            column_types: specific.column_types.or(self.column_types),
+            delimiter: specific.delimiter.or(self.delimiter),
+            quote_columns: specific.quote_columns.or(self.quote_columns),
+            alias: specific.alias.or(self.alias),
+            schema: specific.schema.or(self.schema),
+            database: specific.database.or(self.database),
+            persist_docs: specific.persist_docs.or(self.persist_docs),
+            grants: specific.grants.or(self.grants),
+            quoting: specific.quoting.or(self.quoting),
+            pre_hook: specific.pre_hook.or(self.pre_hook),
+            post_hook: specific.post_hook.or(self.post_hook),
         }
+    }
+
+    /// The keys set that mean nothing for a Delta table, which dp accepts and ignores.
+    fn ignored(&self) -> Vec<&'static str> {
+        [
+            ("alias", self.alias.is_some()),
+            ("schema", self.schema.is_some()),
+            ("database", self.database.is_some()),
+            ("persist_docs", self.persist_docs.is_some()),
+            ("grants", self.grants.is_some()),
+            ("quoting", self.quoting.is_some()),
+            ("pre-hook", self.pre_hook.is_some()),
+            ("post-hook", self.post_hook.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect()
     }
 
     /// The configuration these keys give, over the defaults.
     pub fn resolve(self) -> Result<ModelConfig, InvalidConfig> {
-        let name = self.materialized.unwrap_or_else(|| "table".to_string());
+        let ignored = self.ignored();
+        let name = self
+            .materialized
+            .clone()
+            .unwrap_or_else(|| "table".to_string());
         let materialized = Materialization::parse(&name).ok_or_else(|| InvalidConfig {
             message: format!("unknown materialization `{name}`"),
-            help: "use one of: table, partitioned, ephemeral (or view)".into(),
+            help: "use one of: table, partitioned, incremental, ephemeral (or view)".into(),
         })?;
-        let partition_by = self.partition_by.map(|p| p.into_vec()).unwrap_or_default();
+        let partition_by = self
+            .partition_by
+            .clone()
+            .map(|p| p.into_vec())
+            .unwrap_or_default();
+        let incremental = match materialized {
+            Materialization::Incremental => Some(self.incremental(&partition_by)?),
+            _ => None,
+        };
+        let delimiter = match self.delimiter.as_deref().map(str::as_bytes) {
+            None => b',',
+            Some([byte]) if byte.is_ascii() => *byte,
+            Some(_) => {
+                return Err(InvalidConfig {
+                    message: "a seed's delimiter is one character".into(),
+                    help: "for example: delimiter: ';'".into(),
+                });
+            }
+        };
         match (materialized, partition_by.is_empty()) {
             (Materialization::Partitioned, true) => {
                 return Err(InvalidConfig {
@@ -105,7 +217,7 @@ impl ModelConfigProperties {
             (Materialization::Table | Materialization::Ephemeral, false) => {
                 return Err(InvalidConfig {
                     message: format!(
-                        "partition_by is only used by partitioned models, not by {materialized} models"
+                        "partition_by is only used by partitioned and incremental models, not by {materialized} models"
                     ),
                     help: "set materialized='partitioned', or remove partition_by".into(),
                 });
@@ -122,6 +234,73 @@ impl ModelConfigProperties {
                 .into_iter()
                 .collect(),
             contract_enforced: self.contract.is_some_and(|c| c.enforced),
+            enabled: self.enabled.unwrap_or(true),
+            incremental,
+            column_types: self.column_types.unwrap_or_default(),
+            delimiter,
+            ignored,
+        })
+    }
+
+    /// An incremental model's strategy and schema policy, as dbt names them.
+    fn incremental(&self, partition_by: &[String]) -> Result<Incremental, InvalidConfig> {
+        let unique_key = self
+            .unique_key
+            .clone()
+            .map(|k| k.into_vec())
+            .unwrap_or_default();
+        let strategy = match (self.incremental_strategy.as_deref(), unique_key.is_empty()) {
+            (None | Some("merge" | "delete+insert"), false) => {
+                IncrementalStrategy::Merge { unique_key }
+            }
+            (None | Some("append"), true) => IncrementalStrategy::Append,
+            (Some("merge" | "delete+insert"), true) => {
+                return Err(InvalidConfig {
+                    message: "the merge and delete+insert strategies need a unique_key".into(),
+                    help: "for example: config(materialized='incremental', unique_key='id')".into(),
+                });
+            }
+            (Some("append"), false) => {
+                return Err(InvalidConfig {
+                    message: "the append strategy does not use a unique_key".into(),
+                    help: "remove unique_key, or use incremental_strategy='merge'".into(),
+                });
+            }
+            (Some("insert_overwrite"), _) if partition_by.is_empty() => {
+                return Err(InvalidConfig {
+                    message: "the insert_overwrite strategy replaces partitions: it needs partition_by".into(),
+                    help: "for example: config(materialized='incremental', incremental_strategy='insert_overwrite', partition_by='date')".into(),
+                });
+            }
+            (Some("insert_overwrite"), _) => IncrementalStrategy::InsertOverwrite,
+            (Some(other), _) => {
+                return Err(InvalidConfig {
+                    message: format!("unknown incremental_strategy `{other}`"),
+                    help: "use one of: merge, delete+insert, append, insert_overwrite".into(),
+                });
+            }
+        };
+        let on_schema_change = match self.on_schema_change.as_deref() {
+            None | Some("ignore") => OnSchemaChange::Ignore,
+            Some("fail") => OnSchemaChange::Fail,
+            Some("append_new_columns") => OnSchemaChange::AppendNewColumns,
+            Some("sync_all_columns") => OnSchemaChange::SyncAllColumns,
+            Some(other) => {
+                return Err(InvalidConfig {
+                    message: format!("unknown on_schema_change `{other}`"),
+                    help: "use one of: ignore, fail, append_new_columns, sync_all_columns".into(),
+                });
+            }
+        };
+        Ok(Incremental {
+            strategy,
+            on_schema_change,
+            predicates: self
+                .incremental_predicates
+                .clone()
+                .map(|p| p.into_vec())
+                .unwrap_or_default(),
+            full_refresh: self.full_refresh.unwrap_or(true),
         })
     }
 }
@@ -152,7 +331,10 @@ impl FolderConfig {
             let config_key = match key.strip_prefix('+') {
                 Some(config_key) => Some(config_key),
                 // A config key's name with a value that is no config of it: a folder so named.
-                None if keys.contains(key) && (!value.is_mapping() || is_config(key, value)) => {
+                None if keys.contains(key)
+                    && (!value.is_mapping()
+                        || (!FREE_FORM.contains(&key) && is_config(key, value))) =>
+                {
                     Some(key)
                 }
                 None => None,
@@ -182,12 +364,17 @@ impl FolderConfig {
         Ok(Self { config, folders })
     }
 
-    /// The configuration the tree gives a model whose file is at `path` (`models/a/b/m.sql`):
-    /// the root's, overridden by `a`'s, overridden by `a/b`'s.
+    /// The configuration the tree gives a model whose file is at `path` under its model folder
+    /// (`a/b/m.sql`): the root's, overridden by `a`'s, by `a/b`'s, then by an entry named
+    /// after the model itself (`a: {b: {m: {...}}}`).
     pub fn for_model(&self, path: &Path) -> ModelConfigProperties {
         let mut config = self.config.clone();
         let mut node = self;
-        let folders = path.parent().into_iter().flat_map(|p| p.iter()).skip(1);
+        let folders = path
+            .parent()
+            .into_iter()
+            .flat_map(|p| p.iter())
+            .chain(path.file_stem());
         for folder in folders {
             let Some(next) = node.folders.get(&*folder.to_string_lossy()) else {
                 break;
@@ -198,6 +385,20 @@ impl FolderConfig {
         config
     }
 }
+
+/// Config keys whose value may be any mapping: bare, such a key with a mapping is a folder; as
+/// config it takes its `+` (`+meta: {owner: x}`).
+const FREE_FORM: &[&str] = &[
+    "meta",
+    "docs",
+    "store_failures",
+    "quote_columns",
+    "persist_docs",
+    "grants",
+    "quoting",
+    "pre_hook",
+    "post_hook",
+];
 
 /// Whether `key: value` reads as configuration.
 fn is_config(key: &str, value: &Value) -> bool {
@@ -243,15 +444,15 @@ mod tests {
         .unwrap();
         let tree = FolderConfig::parse(&tree).unwrap();
         let resolved = |path: &str| tree.for_model(Path::new(path)).resolve().unwrap();
-        let staging = resolved("models/staging/stg.sql");
+        let staging = resolved("staging/stg.sql");
         assert_eq!(staging.materialized, Materialization::Table);
         assert_eq!(staging.tags, BTreeSet::from(["all".into()]));
-        let marts = resolved("models/marts/daily.sql");
+        let marts = resolved("marts/daily.sql");
         assert_eq!(marts.materialized, Materialization::Partitioned);
         assert_eq!(marts.partition_by, ["date"]);
-        assert!(resolved("models/marts/finance/eph.sql").is_ephemeral());
+        assert!(resolved("marts/finance/eph.sql").is_ephemeral());
         assert_eq!(
-            resolved("models/marts/tags/t.sql").tags,
+            resolved("marts/tags/t.sql").tags,
             BTreeSet::from(["all".into(), "a_folder_named_tags".into()])
         );
         let wrong: Value = serde_yaml::from_str("marts:\n  +materialised: table\n").unwrap();

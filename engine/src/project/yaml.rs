@@ -21,6 +21,53 @@ pub struct PropertiesFile {
     /// Tests of a model's logic on rows written in the test itself.
     #[serde(default)]
     pub unit_tests: Vec<UnitTestProperties>,
+    /// Properties of seeds (CSV files under seeds/), with the keys of `models:`.
+    #[serde(default)]
+    pub seeds: Vec<ModelProperties>,
+    /// dbt's macro properties: accepted and ignored.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub macros: Option<serde_yaml::Value>,
+    /// dbt's exposures: accepted and ignored.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub exposures: Option<serde_yaml::Value>,
+    /// dbt's analyses: accepted and ignored.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub analyses: Option<serde_yaml::Value>,
+    /// dbt's snapshots: accepted and ignored.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub snapshots: Option<serde_yaml::Value>,
+    /// dbt's metrics: accepted and ignored.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub metrics: Option<serde_yaml::Value>,
+    /// dbt's semantic models: accepted and ignored.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub semantic_models: Option<serde_yaml::Value>,
+    /// dbt's groups: accepted and ignored.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub groups: Option<serde_yaml::Value>,
+}
+
+impl PropertiesFile {
+    /// The dbt keys given that dp accepts and ignores.
+    pub fn ignored_keys(&self) -> impl Iterator<Item = &'static str> {
+        [
+            ("exposures", self.exposures.is_some()),
+            ("analyses", self.analyses.is_some()),
+            ("snapshots", self.snapshots.is_some()),
+            ("metrics", self.metrics.is_some()),
+            ("semantic_models", self.semantic_models.is_some()),
+            ("groups", self.groups.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+    }
 }
 
 /// Properties of one model, declared in YAML beside its SQL.
@@ -63,6 +110,81 @@ pub struct ModelConfigProperties {
     /// checked before anything is written.
     #[serde(default)]
     pub contract: Option<ContractProperties>,
+    /// `false` leaves the model (or seed) out of the project, as if its file did not exist.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// An incremental model's key: one column or several. A run's rows replace the published
+    /// rows with the same key and add the others, in one commit.
+    #[serde(default)]
+    pub unique_key: Option<OneOrMany>,
+    /// How an incremental run changes the table: `merge` (the default with a `unique_key`),
+    /// `delete+insert` (the same on Delta), `append` (the default without), or
+    /// `insert_overwrite` (the partitions the run produced are replaced).
+    #[serde(default)]
+    pub incremental_strategy: Option<String>,
+    /// What an incremental run does when the model's columns differ from the table's:
+    /// `ignore` (the default: new columns are dropped), `fail`, `append_new_columns` or
+    /// `sync_all_columns`; the table's schema changes in the run's own commit.
+    #[serde(default)]
+    pub on_schema_change: Option<String>,
+    /// SQL conditions on the published rows (`DBT_INTERNAL_DEST.date >= '2024-01-01'`) that a
+    /// merge looks in for matching keys; files whose partition fails them are not rewritten.
+    #[serde(default)]
+    pub incremental_predicates: Option<OneOrMany>,
+    /// `false`: `--full-refresh` does not rebuild this incremental model.
+    #[serde(default)]
+    pub full_refresh: Option<bool>,
+    /// Free-form metadata, shown in the docs.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub meta: Option<serde_yaml::Value>,
+    /// dbt's docs settings (`show`, `node_color`): accepted.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub docs: Option<serde_yaml::Value>,
+    /// dbt's: dp writes a failing test's rows to target/test_failures/ always; accepted.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub store_failures: Option<serde_yaml::Value>,
+    /// Column types of a seed, overriding the types read from its values: `{id: bigint}`.
+    #[serde(default)]
+    pub column_types: Option<std::collections::BTreeMap<String, String>>,
+    /// A seed's field separator (default `,`).
+    #[serde(default)]
+    pub delimiter: Option<String>,
+    /// dbt's; dp quotes every column name: accepted and ignored.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub quote_columns: Option<serde_yaml::Value>,
+    /// dbt's table name: dp stores a model at `<warehouse>/<model name>`; ignored, with a warning.
+    #[serde(default)]
+    pub alias: Option<String>,
+    /// dbt's schema: no meaning for a Delta table; ignored, with a warning.
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// dbt's database: no meaning for a Delta table; ignored, with a warning.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// dbt's warehouse comments: no meaning for a Delta table; ignored, with a warning.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub persist_docs: Option<serde_yaml::Value>,
+    /// dbt's grants: no meaning for a Delta table; ignored, with a warning.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub grants: Option<serde_yaml::Value>,
+    /// dbt's identifier quoting: dp always quotes; ignored, with a warning.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub quoting: Option<serde_yaml::Value>,
+    /// dbt's SQL run before the model: dp runs no hooks; ignored, with a warning.
+    #[serde(default, alias = "pre-hook")]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub pre_hook: Option<serde_yaml::Value>,
+    /// dbt's SQL run after the model: dp runs no hooks; ignored, with a warning.
+    #[serde(default, alias = "post-hook")]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub post_hook: Option<serde_yaml::Value>,
 }
 
 /// A model's contract.

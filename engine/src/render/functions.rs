@@ -27,10 +27,50 @@ pub(super) struct RenderState {
     pub known: Arc<Known>,
     pub vars: BTreeMap<String, serde_yaml::Value>,
     pub env_vars: BTreeMap<String, String>,
+    pub is_incremental: bool,
     pub recorded: Mutex<Recorded>,
 }
 
 impl Object for RenderState {}
+
+/// `{{ this }}`: the model's own published table, as dbt's relation (`this.identifier`,
+/// `this.name`); it renders as the quoted table name the model's session knows it by.
+#[derive(Debug)]
+pub(super) struct Relation(pub String);
+
+impl Object for Relation {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match key.as_str()? {
+            "name" | "identifier" | "table" => Some(Value::from(self.0.clone())),
+            _ => None,
+        }
+    }
+
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&quote(&self.0))
+    }
+}
+
+/// `adapter`: `adapter.quote(name)` quotes an identifier as DataFusion reads it.
+#[derive(Debug)]
+pub(super) struct Adapter;
+
+impl Object for Adapter {
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match (method, args) {
+            ("quote", [name]) => Ok(Value::from(quote(&name.to_string()))),
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("dp's adapter has quote(name) only, not {method}()"),
+            )),
+        }
+    }
+}
 
 /// What one model's render recorded.
 #[derive(Debug, Default)]
@@ -158,6 +198,19 @@ pub(super) fn register(env: &mut Environment<'static>) {
             }
         },
     );
+
+    env.add_function("is_incremental", |state: &State| -> Result<bool, Error> {
+        Ok(render_state(state)?.is_incremental)
+    });
+
+    // dbt's `log(msg, info=False)`: to dp's log (info, or debug), writing nothing.
+    env.add_function("log", |message: Value, info: Rest<Value>| -> String {
+        match info.first().is_some_and(Value::is_true) {
+            true => tracing::info!(message = %message, "template log"),
+            false => tracing::debug!(message = %message, "template log"),
+        }
+        String::new()
+    });
 
     env.add_function(
         "config",

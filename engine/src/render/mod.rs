@@ -4,6 +4,7 @@
 //! Out: a [`RenderedProject`], or every model's render problem at once.
 
 mod functions;
+mod seed;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -229,6 +230,22 @@ pub enum RenderError {
         at: SourceSpan,
     },
 
+    #[error("seed `{model}`: {message}")]
+    #[diagnostic(
+        code(dp::seed),
+        help(
+            "a seed is a CSV file with a header line; quote fields holding the delimiter; `column_types` in the seed's config sets a column's type"
+        )
+    )]
+    Seed {
+        model: String,
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("here")]
+        at: SourceSpan,
+    },
+
     #[error("invalid --vars: {message}")]
     #[diagnostic(
         code(dp::invalid_vars),
@@ -257,13 +274,21 @@ pub struct RenderContext {
     pub options: RenderOptions,
     /// The target the run is for, as templates see it: `target.name`, `target.warehouse`.
     pub target: Option<TargetContext>,
+    /// What `is_incremental()` returns: true when an incremental model's table exists and the
+    /// run is no full refresh (decided by the build, which renders such a model again).
+    pub is_incremental: bool,
 }
 
 /// `target` in a template.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TargetContext {
     pub name: String,
+    /// dbt's `target.schema`: the target's name (a dp target is one warehouse of tables).
+    pub schema: String,
     pub warehouse: String,
+    /// dbt's `target.type`: `dp`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
 }
 
 /// Renders the project's templates: built once per project (the macros imported, every template
@@ -314,6 +339,7 @@ impl Renderer {
         for file in project
             .models
             .values()
+            .filter(|m| !m.is_seed)
             .map(|m| &m.file)
             .chain(&project.singular_tests)
         {
@@ -329,19 +355,27 @@ impl Renderer {
         Ok(renderer)
     }
 
-    /// A render's state and the root of its template context: the functions' state, `target`.
-    fn root(&self, context: &RenderContext) -> (Arc<functions::RenderState>, Value) {
+    /// A render's state and the root of its template context: the functions' state, `target`,
+    /// and `this` (the model being rendered, when there is one).
+    fn root(
+        &self,
+        context: &RenderContext,
+        this: Option<&str>,
+    ) -> (Arc<functions::RenderState>, Value) {
         let mut vars = self.project_vars.clone();
         vars.extend(context.options.vars.clone());
         let state = Arc::new(functions::RenderState {
             known: self.known.clone(),
             vars,
             env_vars: context.options.env_vars.clone(),
+            is_incremental: context.is_incremental,
             recorded: Default::default(),
         });
         let root = minijinja::context! {
             __dp_render => Value::from_dyn_object(state.clone()),
             target => Value::from(minijinja::value::Serde(&context.target)),
+            this => this.map(|name| Value::from_object(functions::Relation(name.to_string()))),
+            adapter => Value::from_object(functions::Adapter),
         };
         (state, root)
     }
@@ -359,7 +393,10 @@ impl Renderer {
         context: &RenderContext,
     ) -> Result<RenderedModel, RenderError> {
         self.renders.fetch_add(1, Ordering::Relaxed);
-        let (state, root) = self.root(context);
+        if model.is_seed {
+            return render_seed(model);
+        }
+        let (state, root) = self.root(context, Some(&model.name));
         let template = match self.env.get_template(&template_name(model)) {
             Ok(template) => template,
             Err(error) => {
@@ -416,6 +453,7 @@ pub fn render(renderer: &Renderer, project: &Project, context: &RenderContext) -
                 .file_stem()
                 .map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
             file: file.clone(),
+            is_seed: false,
             properties: None,
             properties_file: None,
             folder_config: Default::default(),
@@ -429,9 +467,9 @@ pub fn render(renderer: &Renderer, project: &Project, context: &RenderContext) -
     let mut models = BTreeMap::new();
     let mut singular_tests = Vec::new();
     let mut problems = Vec::new();
-    for (model, outcome) in templates.iter().zip(outcomes) {
+    for (index, (model, outcome)) in templates.iter().zip(outcomes).enumerate() {
         match outcome {
-            Ok(rendered) if model.file.path().starts_with("tests") => singular_tests.push(rendered),
+            Ok(rendered) if index >= project.models.len() => singular_tests.push(rendered),
             Ok(rendered) => {
                 models.insert(model.name.clone(), rendered);
             }
@@ -468,7 +506,7 @@ fn import_macros(
             // macros it declares are imported all the same, and each model's render reports
             // the problem where it uses them.
             .map(
-                |template| match template.render_captured(renderer.root(context).1) {
+                |template| match template.render_captured(renderer.root(context, None).1) {
                     Ok(captured) => captured
                         .state()
                         .exports()
@@ -586,6 +624,26 @@ fn finish_model(
         source_map: SourceMap { spans: mapped },
         refs,
         sources,
+        config,
+    })
+}
+
+/// A seed as a model: the query over its CSV file's values.
+fn render_seed(model: &ModelFile) -> Result<RenderedModel, RenderError> {
+    let config = merge_config(model, Default::default())?;
+    let sql = seed::seed_sql(&model.file, &config).map_err(|bad| RenderError::Seed {
+        model: model.name.clone(),
+        message: bad.message,
+        at: span(bad.at..bad.at + 1, model.file.text().len()),
+        src: model.file.named(),
+    })?;
+    Ok(RenderedModel {
+        name: model.name.clone(),
+        file: model.file.clone(),
+        sql,
+        source_map: SourceMap::default(),
+        refs: Vec::new(),
+        sources: Vec::new(),
         config,
     })
 }

@@ -649,6 +649,7 @@ mod tests {
             &crate::storage::WriteMode::ReplacePartitions {
                 partition_by: vec!["date".into()],
             },
+            None,
         )
         .await
         .unwrap();

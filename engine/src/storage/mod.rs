@@ -37,6 +37,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
+use crate::project::OnSchemaChange;
 use crate::session::{SessionError, Stores, open_table};
 
 /// Data files roll over to a new file past this size.
@@ -108,9 +109,19 @@ pub enum StorageError {
         found: String,
     },
 
-    #[error("`{model}` asks for a write mode dp does not write yet: {mode}")]
-    #[diagnostic(code(dp::unsupported_write_mode))]
-    UnsupportedWriteMode { model: String, mode: String },
+    #[error("the output of `{model}` no longer matches its published table at {location}")]
+    #[diagnostic(
+        code(dp::schema_changed),
+        help(
+            "{difference}\nthe model's on_schema_change is `{policy}`: set on_schema_change='append_new_columns' or 'sync_all_columns', or rebuild it with --full-refresh"
+        )
+    )]
+    IncrementalSchemaChanged {
+        model: String,
+        location: String,
+        difference: String,
+        policy: String,
+    },
 
     #[error("whether the commit of `{model}` landed is unknown: {error}")]
     #[diagnostic(
@@ -182,6 +193,27 @@ pub struct ModelTable {
     schema: SchemaRef,
     /// The run whose build this is, recorded in its commit.
     run_id: Option<String>,
+    /// An incremental run: its tests see the table as it will be after the commit.
+    incremental: bool,
+    /// The commit changes the table's columns (an incremental run's schema evolution).
+    evolved: bool,
+    /// The commit rewrites every published file (columns dropped or retyped).
+    rewrite_all: bool,
+}
+
+/// A data file of the table, published or staged: where it is and its partition values.
+struct DataFile {
+    path: String,
+    partition_values: HashMap<String, Option<String>>,
+}
+
+impl From<&Add> for DataFile {
+    fn from(add: &Add) -> Self {
+        DataFile {
+            path: add.path.clone(),
+            partition_values: add.partition_values.clone(),
+        }
+    }
 }
 
 /// The key of the commit info field that holds the id of the run that made a commit.
@@ -200,6 +232,9 @@ enum Unpublished {
 #[must_use = "staged files must be committed or discarded"]
 pub struct StagedWrite {
     adds: Vec<Add>,
+    /// Published files the commit replaces besides what the write mode replaces (those a merge
+    /// or a schema change rewrote into `adds`), by path.
+    rewritten: BTreeMap<String, HashMap<String, Option<String>>>,
     /// Rows written.
     pub rows: u64,
 }
@@ -213,27 +248,35 @@ impl StagedWrite {
             .map(|add| partition::key(&add.partition_values))
             .collect()
     }
+
+    /// How many files were staged (new rows and rewritten ones).
+    pub fn files_written(&self) -> usize {
+        self.adds.len()
+    }
+
+    /// How many published files the commit rewrites.
+    pub fn files_rewritten(&self) -> usize {
+        self.rewritten.len()
+    }
 }
 
 impl ModelTable {
     /// Open the table of `model` at `url` for a build whose output has `output` as schema. A
     /// published table whose columns differ from the output is a schema change: an error,
-    /// nothing is written. A folder without a table must hold nothing but files a dp build
-    /// writes (those of a build running now, or left by a killed one).
+    /// nothing is written, unless `incremental` (an incremental run) names a policy that
+    /// evolves the table's columns. A folder without a table must hold nothing but files a dp
+    /// build writes (those of a build running now, or left by a killed one).
     pub async fn open_for_build(
         stores: &Stores,
         model: &str,
         url: &Url,
         output: &SchemaRef,
         mode: &WriteMode,
+        incremental: Option<OnSchemaChange>,
     ) -> Result<Self, StorageError> {
         let partition_by = mode.partition_by();
-        if let WriteMode::Append | WriteMode::Merge { .. } = mode {
-            return Err(StorageError::UnsupportedWriteMode {
-                model: model.to_string(),
-                mode: format!("{mode:?}"),
-            });
-        }
+        let mut evolved = false;
+        let mut rewrite_all = false;
         for column in partition_by {
             if output.field_with_name(column).is_err() {
                 return Err(StorageError::MissingPartitionColumn {
@@ -274,16 +317,65 @@ impl ModelTable {
                     .map_err(|source| delta_error(url, source))?;
                 let published = state.snapshot().arrow_schema();
                 let published_partitions = state.metadata().partition_columns().to_vec();
-                if let Some(difference) =
-                    schema::difference(&published, &wanted, &published_partitions, partition_by)
-                {
-                    return Err(StorageError::SchemaChanged {
-                        model: model.to_string(),
-                        location: url.to_string(),
-                        difference,
-                    });
+                match schema::difference(&published, &wanted, &published_partitions, partition_by) {
+                    None => published,
+                    Some(difference) => {
+                        let changed = |policy: &str| StorageError::IncrementalSchemaChanged {
+                            model: model.to_string(),
+                            location: url.to_string(),
+                            difference: difference.clone(),
+                            policy: policy.to_string(),
+                        };
+                        let gone = published
+                            .fields()
+                            .iter()
+                            .any(|f| wanted.field_with_name(f.name()).is_err());
+                        let retyped = published.fields().iter().any(|f| {
+                            wanted
+                                .field_with_name(f.name())
+                                .is_ok_and(|w| w.data_type() != f.data_type())
+                        });
+                        match incremental {
+                            None => {
+                                return Err(StorageError::SchemaChanged {
+                                    model: model.to_string(),
+                                    location: url.to_string(),
+                                    difference,
+                                });
+                            }
+                            // Partition columns are the table's layout: only a rebuild changes them.
+                            Some(_) if published_partitions != partition_by => {
+                                return Err(changed(
+                                    "any: partition columns never change in place",
+                                ));
+                            }
+                            Some(OnSchemaChange::Fail) => return Err(changed("fail")),
+                            // The table's columns, the model's new ones dropped; one it lacks
+                            // cannot be written (as in dbt).
+                            Some(OnSchemaChange::Ignore) if gone => return Err(changed("ignore")),
+                            Some(OnSchemaChange::Ignore) => published,
+                            Some(OnSchemaChange::AppendNewColumns) => {
+                                let mut fields: Vec<_> =
+                                    published.fields().iter().cloned().collect();
+                                fields.extend(
+                                    wanted
+                                        .fields()
+                                        .iter()
+                                        .filter(|f| published.field_with_name(f.name()).is_err())
+                                        .cloned(),
+                                );
+                                let appended = Arc::new(Schema::new(fields));
+                                evolved = appended.fields().len() != published.fields().len();
+                                appended
+                            }
+                            Some(OnSchemaChange::SyncAllColumns) => {
+                                evolved = true;
+                                rewrite_all = gone || retyped;
+                                wanted
+                            }
+                        }
+                    }
                 }
-                published
             }
         };
         Ok(Self {
@@ -295,6 +387,9 @@ impl ModelTable {
             partition_by: partition_by.to_vec(),
             schema,
             run_id: None,
+            incremental: incremental.is_some(),
+            evolved,
+            rewrite_all,
         })
     }
 
@@ -408,7 +503,126 @@ impl ModelTable {
             .close()
             .await
             .map_err(|source| self.delta_error(source))?;
-        Ok(StagedWrite { adds, rows })
+        Ok(StagedWrite {
+            adds,
+            rewritten: BTreeMap::new(),
+            rows,
+        })
+    }
+
+    /// The published files the commit of `staged` replaces, as the write mode says (the whole
+    /// table, or the partitions written) and those rewritten into it.
+    async fn replaced_files(
+        &self,
+        staged: &StagedWrite,
+    ) -> Result<Vec<deltalake::kernel::LogicalFileView>, StorageError> {
+        if self.table.version().is_none() {
+            return Ok(Vec::new());
+        }
+        let partitions = staged.partitions();
+        let replaces = |file: &deltalake::kernel::LogicalFileView| match &self.mode {
+            WriteMode::ReplaceTable { .. } => true,
+            WriteMode::ReplacePartitions { .. } => {
+                partitions.contains(&partition::key(&file.partition_values_map()))
+            }
+            WriteMode::Append { .. } | WriteMode::Merge { .. } => false,
+        } || staged.rewritten.contains_key(file.path().as_ref());
+        self.table
+            .get_active_add_actions_by_partitions(&[])
+            .try_filter(|file| futures::future::ready(replaces(file)))
+            .try_collect()
+            .await
+            .map_err(|source| self.delta_error(source))
+    }
+
+    /// For an incremental run, stage the published rows the commit must rewrite, next to the
+    /// run's new rows in `staged`: a merge's files holding a key of the new rows (only in the
+    /// partitions the new rows touch when the partition columns are part of the key, and whose
+    /// partition passes the `predicates`), without the rows of those keys; every file, when
+    /// the table's columns are dropped or retyped. Their files are replaced in the same commit.
+    pub async fn stage_rewrites(
+        &self,
+        session: &SessionContext,
+        mut staged: StagedWrite,
+        predicates: &[String],
+    ) -> Result<StagedWrite, StorageError> {
+        if self.table.version().is_none() || staged.adds.is_empty() {
+            return Ok(staged);
+        }
+        let unique_key = match &self.mode {
+            WriteMode::Merge { unique_key, .. } => Some(unique_key.as_slice()),
+            _ if self.rewrite_all => None,
+            _ => return Ok(staged),
+        };
+        let touched = staged.partitions();
+        let by_partition = unique_key.is_some_and(|key| {
+            !self.partition_by.is_empty() && self.partition_by.iter().all(|c| key.contains(c))
+        });
+        let replaced_anyway: BTreeSet<String> = self
+            .replaced_files(&staged)
+            .await?
+            .iter()
+            .map(|file| file.path().to_string())
+            .collect();
+        let published: Vec<deltalake::kernel::LogicalFileView> = self
+            .table
+            .get_active_add_actions_by_partitions(&[])
+            .try_collect()
+            .await
+            .map_err(|source| self.delta_error(source))?;
+        let mut candidates: Vec<DataFile> = Vec::new();
+        for file in published {
+            let values = file.partition_values_map();
+            let in_scope =
+                self.rewrite_all || !by_partition || touched.contains(&partition::key(&values));
+            if in_scope
+                && !replaced_anyway.contains(file.path().as_ref())
+                && (self.rewrite_all
+                    || partition::passes(session, &values, &self.schema, predicates).await?)
+            {
+                candidates.push(DataFile {
+                    path: file.path().to_string(),
+                    partition_values: values,
+                });
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(staged);
+        }
+        let execution = |source| StorageError::Execution {
+            model: self.model.clone(),
+            source,
+        };
+        let mut kept = self.frame_of(session, &candidates)?;
+        if let Some(key) = unique_key {
+            let new_files: Vec<DataFile> = staged.adds.iter().map(DataFile::from).collect();
+            let key_columns: Vec<Expr> = key
+                .iter()
+                .map(|c| col(Column::new_unqualified(c)))
+                .collect();
+            let new_keys = self
+                .frame_of(session, &new_files)?
+                .select(key_columns)
+                .map_err(execution)?;
+            let key: Vec<&str> = key.iter().map(String::as_str).collect();
+            kept = kept
+                .join(
+                    new_keys,
+                    datafusion::common::JoinType::LeftAnti,
+                    &key,
+                    &key,
+                    None,
+                )
+                .map_err(execution)?;
+        }
+        let stream = kept.execute_stream().await.map_err(execution)?;
+        let rewritten = self.stage(stream).await?;
+        staged.adds.extend(rewritten.adds);
+        staged.rewritten = candidates
+            .into_iter()
+            .map(|file| (file.path, file.partition_values))
+            .collect();
+        Ok(staged)
     }
 
     /// Publish `staged` in one Delta commit that also removes the files it replaces: all of the
@@ -515,34 +729,35 @@ impl ModelTable {
                 }
             }
         }
-        let partitions = staged.partitions();
-        let replaces = |values: &HashMap<String, Option<String>>| match &self.mode {
-            WriteMode::ReplaceTable => true,
-            WriteMode::ReplacePartitions { .. } => partitions.contains(&partition::key(values)),
-            WriteMode::Append | WriteMode::Merge { .. } => false,
-        };
-        if staged.adds.is_empty() && !matches!(self.mode, WriteMode::ReplaceTable) {
+        if staged.adds.is_empty() && !matches!(self.mode, WriteMode::ReplaceTable { .. }) {
             return Ok(None);
         }
         let replaced: Vec<Action> = self
-            .table
-            .get_active_add_actions_by_partitions(&[])
-            .try_filter(|file| futures::future::ready(replaces(&file.partition_values_map())))
-            .map_ok(|file| Action::Remove(file.remove_action(true)))
-            .try_collect()
+            .replaced_files(staged)
             .await
-            .map_err(|source| surely(self.delta_error(source)))?;
+            .map_err(surely)?
+            .iter()
+            .map(|file| Action::Remove(file.remove_action(true)))
+            .collect();
         if rebased && !replaced.is_empty() {
             return Err(surely(
                 self.conflict("it created the table with data this build also wrote"),
             ));
         }
-        let mut actions = replaced;
-        actions.extend(staged.adds.iter().cloned().map(Action::Add));
         let snapshot = self
             .table
             .snapshot()
             .map_err(|e| surely(self.delta_error(e)))?;
+        let mut actions = Vec::new();
+        if self.evolved && !rebased {
+            // The table's new columns, in the commit that writes them.
+            let metadata = self
+                .evolved_metadata(snapshot.metadata())
+                .map_err(|e| surely(self.delta_error(e)))?;
+            actions.push(Action::Metadata(metadata));
+        }
+        actions.extend(replaced);
+        actions.extend(staged.adds.iter().cloned().map(Action::Add));
         self.commit_builder(actions)
             .build(
                 Some(snapshot),
@@ -611,14 +826,31 @@ impl ModelTable {
     fn operation(&self, staged: &StagedWrite) -> DeltaOperation {
         let partition_by = (!self.partition_by.is_empty()).then(|| self.partition_by.clone());
         match &self.mode {
+            // A rewrite conflicts with any commit to the partitions it reads and rewrites.
+            _ if !staged.rewritten.is_empty() => DeltaOperation::Write {
+                mode: SaveMode::Overwrite,
+                predicate: Some(match partition_by.is_some() {
+                    true => partition::predicate(
+                        staged
+                            .adds
+                            .iter()
+                            .map(|add| &add.partition_values)
+                            .chain(staged.rewritten.values()),
+                    ),
+                    false => "true".into(),
+                }),
+                partition_by,
+            },
             WriteMode::ReplacePartitions { .. } if !staged.adds.is_empty() => {
                 DeltaOperation::Write {
                     mode: SaveMode::Overwrite,
                     partition_by,
-                    predicate: Some(partition::predicate(&staged.adds)),
+                    predicate: Some(partition::predicate(
+                        staged.adds.iter().map(|add| &add.partition_values),
+                    )),
                 }
             }
-            WriteMode::Append | WriteMode::Merge { .. } => DeltaOperation::Write {
+            WriteMode::Append { .. } | WriteMode::Merge { .. } => DeltaOperation::Write {
                 mode: SaveMode::Append,
                 partition_by,
                 predicate: None,
@@ -648,6 +880,17 @@ impl ModelTable {
             model: self.model.clone(),
             reason: reason.to_string(),
         }
+    }
+
+    /// The table's metadata with this build's columns.
+    fn evolved_metadata(
+        &self,
+        published: &deltalake::kernel::Metadata,
+    ) -> Result<deltalake::kernel::Metadata, DeltaTableError> {
+        use deltalake::kernel::MetadataExt;
+        let structure =
+            deltalake::kernel::StructType::try_new(schema::delta_columns(&self.schema)?)?;
+        Ok(published.clone().with_schema(&structure)?)
     }
 
     /// The protocol and metadata actions that create the table in the first build's commit.
@@ -698,12 +941,47 @@ impl ModelTable {
         Ok(())
     }
 
-    /// The staged rows as a DataFrame in `session`: exactly the files `staged` wrote (a Delta
-    /// reader would not see them yet), with the partition values of each file as columns.
-    pub async fn staged_frame(
+    /// The rows a build's tests see, as a DataFrame in `session`: exactly the files `staged`
+    /// wrote (a Delta reader would not see them yet); for an incremental run, the table as it
+    /// will be after the commit (the published files it keeps, and the staged ones).
+    pub async fn audited_frame(
         &self,
         session: &SessionContext,
         staged: &StagedWrite,
+    ) -> Result<DataFrame, StorageError> {
+        let mut files: Vec<DataFile> = staged.adds.iter().map(DataFile::from).collect();
+        if self.incremental {
+            let replaced: BTreeSet<String> = self
+                .replaced_files(staged)
+                .await?
+                .iter()
+                .map(|file| file.path().to_string())
+                .collect();
+            let published: Vec<deltalake::kernel::LogicalFileView> = self
+                .table
+                .get_active_add_actions_by_partitions(&[])
+                .try_collect()
+                .await
+                .map_err(|source| self.delta_error(source))?;
+            files.extend(
+                published
+                    .iter()
+                    .filter(|file| !replaced.contains(file.path().as_ref()))
+                    .map(|file| DataFile {
+                        path: file.path().to_string(),
+                        partition_values: file.partition_values_map(),
+                    }),
+            );
+        }
+        self.frame_of(session, &files)
+    }
+
+    /// The rows of `files` of this table as a DataFrame in `session`, with the partition values
+    /// of each file as columns; a file without a column of the table reads it as NULL.
+    fn frame_of(
+        &self,
+        session: &SessionContext,
+        files: &[DataFile],
     ) -> Result<DataFrame, StorageError> {
         self.table
             .update_datafusion_session(&session.state())
@@ -712,7 +990,7 @@ impl ModelTable {
             model: self.model.clone(),
             source,
         };
-        if staged.adds.is_empty() {
+        if files.is_empty() {
             let empty = RecordBatch::new_empty(self.schema.clone());
             return session.read_batch(empty).map_err(execution);
         }
@@ -725,12 +1003,12 @@ impl ModelTable {
                 .collect::<Vec<_>>(),
         ));
         // One scan per partition: its files, and its values as literal columns.
-        let mut partitions: BTreeMap<String, Vec<&Add>> = BTreeMap::new();
-        for add in &staged.adds {
+        let mut partitions: BTreeMap<String, Vec<&DataFile>> = BTreeMap::new();
+        for file in files {
             partitions
-                .entry(partition::key(&add.partition_values))
+                .entry(partition::key(&file.partition_values))
                 .or_default()
-                .push(add);
+                .push(file);
         }
         let mut frames = Vec::new();
         for adds in partitions.values() {
@@ -779,9 +1057,7 @@ impl ModelTable {
             frames.push(frame);
         }
         let mut frames = frames.into_iter();
-        let first = frames
-            .next()
-            .expect("staged files make at least one partition");
+        let first = frames.next().expect("files make at least one partition");
         frames
             .try_fold(first, |all, frame| all.union(frame))
             .map_err(execution)
@@ -869,12 +1145,14 @@ mod tests {
         let url = Url::from_directory_path(dir.path().join("model")).unwrap();
         let (schema, _) = output(&[], 0);
         let mode = match partition_by {
-            [] => WriteMode::ReplaceTable,
+            [] => WriteMode::ReplaceTable {
+                partition_by: vec![],
+            },
             columns => WriteMode::ReplacePartitions {
                 partition_by: columns.iter().map(|c| c.to_string()).collect(),
             },
         };
-        ModelTable::open_for_build(&Stores::default(), "model", &url, &schema, &mode)
+        ModelTable::open_for_build(&Stores::default(), "model", &url, &schema, &mode, None)
             .await
             .unwrap()
     }
@@ -1017,7 +1295,10 @@ mod tests {
             "model",
             &url,
             &schema,
-            &WriteMode::ReplaceTable,
+            &WriteMode::ReplaceTable {
+                partition_by: vec![],
+            },
+            None,
         )
         .await
         .unwrap();
@@ -1049,7 +1330,10 @@ mod tests {
                 "model",
                 &url,
                 &schema,
-                &WriteMode::ReplaceTable,
+                &WriteMode::ReplaceTable {
+                    partition_by: vec![],
+                },
+                None,
             )
             .await
             .unwrap_or_else(|e| panic!("build {build}: {e}"));
@@ -1073,7 +1357,10 @@ mod tests {
             "model",
             &url,
             &schema,
-            &WriteMode::ReplaceTable,
+            &WriteMode::ReplaceTable {
+                partition_by: vec![],
+            },
+            None,
         )
         .await;
         assert!(opened.is_err());
@@ -1109,7 +1396,10 @@ mod tests {
             "model",
             &url,
             &schema,
-            &WriteMode::ReplaceTable,
+            &WriteMode::ReplaceTable {
+                partition_by: vec![],
+            },
+            None,
         )
         .await;
         assert!(matches!(opened, Err(StorageError::NotATable { .. })));

@@ -4,9 +4,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use deltalake::kernel::Add;
+use datafusion::prelude::SessionContext;
 
 use super::StorageError;
 
@@ -74,13 +74,15 @@ pub(super) fn key(values: &HashMap<String, Option<String>>) -> String {
         .join("/")
 }
 
-/// The predicate naming exactly the partitions `adds` write, for the commit: Delta's conflict
-/// check compares it with what concurrent commits wrote.
-pub(super) fn predicate(adds: &[Add]) -> String {
-    let partitions: BTreeSet<Vec<(&String, &Option<String>)>> = adds
-        .iter()
-        .map(|add| {
-            let mut values: Vec<_> = add.partition_values.iter().collect();
+/// The predicate naming exactly the partitions of `files` (each given by its partition values),
+/// for the commit: Delta's conflict check compares it with what concurrent commits wrote.
+pub(super) fn predicate<'a>(
+    files: impl IntoIterator<Item = &'a HashMap<String, Option<String>>>,
+) -> String {
+    let partitions: BTreeSet<Vec<(&String, &Option<String>)>> = files
+        .into_iter()
+        .map(|values| {
+            let mut values: Vec<_> = values.iter().collect();
             values.sort();
             values
         })
@@ -104,9 +106,56 @@ pub(super) fn predicate(adds: &[Add]) -> String {
         .join(" OR ")
 }
 
+/// Whether a partition with `values` passes every one of `predicates`, SQL conditions on the
+/// table's rows as `DBT_INTERNAL_DEST` (dbt's name for a merge's target). A predicate that reads
+/// more than partition columns cannot rule a partition out: it passes.
+pub(super) async fn passes(
+    session: &SessionContext,
+    values: &HashMap<String, Option<String>>,
+    schema: &SchemaRef,
+    predicates: &[String],
+) -> Result<bool, StorageError> {
+    if predicates.is_empty() {
+        return Ok(true);
+    }
+    let columns: Vec<String> = values
+        .iter()
+        .filter_map(|(column, value)| {
+            let field = schema.field_with_name(column).ok()?;
+            let value = match value {
+                Some(value) => format!("'{}'", value.replace('\'', "''")),
+                None => "null".into(),
+            };
+            Some(format!(
+                "arrow_cast({value}, '{}') as {}",
+                field.data_type(),
+                crate::source::quote_identifier(column)
+            ))
+        })
+        .collect();
+    let sql = format!(
+        "select 1 from (select {}) as \"DBT_INTERNAL_DEST\" where ({})",
+        columns.join(", "),
+        predicates.join(") and (")
+    );
+    let rows = match session.sql(&sql).await {
+        Ok(frame) => frame.count().await,
+        Err(error) => {
+            tracing::debug!(%error, "an incremental predicate reads more than partition columns");
+            return Ok(true);
+        }
+    };
+    rows.map(|rows| rows > 0)
+        .map_err(|source| StorageError::Execution {
+            model: String::new(),
+            source,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use deltalake::kernel::Add;
 
     #[test]
     fn rejects_values_that_could_form_a_path() {
@@ -134,7 +183,7 @@ mod tests {
         };
         let adds = [add("2024-01-15"), add("2024-01-15"), add("it's")];
         assert_eq!(
-            predicate(&adds),
+            predicate(adds.iter().map(|add| &add.partition_values)),
             "(\"date\" = '2024-01-15') OR (\"date\" = 'it''s')"
         );
     }

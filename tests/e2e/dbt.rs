@@ -1,0 +1,159 @@
+//! dbt projects run unmodified: dbt_project.yml without dp_project.yml, its config tree, seeds,
+//! incremental models and the YAML dbt projects contain. Rows are checked with deltalake's own
+//! reader, and incremental runs by their Delta versions.
+
+use std::collections::BTreeSet;
+
+use crate::support::{TestProject, both, parquet_files};
+
+fn table(project: &TestProject, model: &str) -> Vec<Vec<String>> {
+    project.query(
+        model,
+        "select cast(id as varchar) as i, cast(day as varchar) as d, cast(amount as varchar) as a, \
+         status from t order by id, amount",
+    )
+}
+
+fn row(values: [&str; 4]) -> Vec<String> {
+    values.iter().map(|v| v.to_string()).collect()
+}
+
+/// The data files of a table that its current version references, by path.
+fn live_files(project: &TestProject, model: &str) -> BTreeSet<String> {
+    crate::support::block_on(async {
+        let url = url::Url::from_directory_path(project.table_dir(model)).unwrap();
+        let table = deltalake::open_table(url).await.unwrap();
+        table
+            .get_file_uris()
+            .unwrap()
+            .map(|uri| uri.rsplit('/').take(2).collect::<Vec<_>>().join("<"))
+            .collect()
+    })
+}
+
+#[test]
+fn incremental_models_merge_append_and_overwrite_in_one_commit_each() {
+    let project = TestProject::fixture("dbt_incremental");
+    assert!(!project.root.join("dp_project.yml").exists());
+    project.dp_ok(&["build", "--vars", "batch=1"]);
+    for model in [
+        "orders_merge",
+        "orders_append",
+        "orders_overwrite",
+        "orders_by_day",
+    ] {
+        assert_eq!(project.version(model), Some(0), "{model}");
+    }
+    let by_day_before = live_files(&project, "orders_by_day");
+
+    project.dp_ok(&["build", "--vars", "batch=2"]);
+    // merge on id: 2 updated, 4 inserted, 1 and 3 kept.
+    assert_eq!(
+        table(&project, "orders_merge"),
+        [
+            row(["1", "2024-01-01", "10", "new"]),
+            row(["2", "2024-01-01", "25", "shipped"]),
+            row(["3", "2024-01-02", "30", "new"]),
+            row(["4", "2024-01-03", "40", "new"]),
+        ]
+    );
+    // append: both batches' rows.
+    assert_eq!(table(&project, "orders_append").len(), 5);
+    // insert_overwrite: the days batch 2 produced are replaced, 2024-01-02 stays.
+    assert_eq!(
+        table(&project, "orders_overwrite"),
+        [
+            row(["2", "2024-01-01", "25", "shipped"]),
+            row(["3", "2024-01-02", "30", "new"]),
+            row(["4", "2024-01-03", "40", "new"]),
+        ]
+    );
+    assert_eq!(
+        table(&project, "orders_by_day"),
+        table(&project, "orders_merge")
+    );
+    for model in [
+        "orders_merge",
+        "orders_append",
+        "orders_overwrite",
+        "orders_by_day",
+    ] {
+        assert_eq!(
+            project.version(model),
+            Some(1),
+            "{model}: one commit per run"
+        );
+    }
+    // The merge keyed by (day, id) on a table partitioned by day rewrote only the day it
+    // touched: 2024-01-02's file is the very same file.
+    let by_day_after = live_files(&project, "orders_by_day");
+    let untouched: Vec<&String> = by_day_before
+        .iter()
+        .filter(|f| f.contains("day=2024-01-02"))
+        .collect();
+    assert_eq!(untouched.len(), 1);
+    assert!(by_day_after.contains(untouched[0]));
+    assert!(
+        by_day_before
+            .iter()
+            .filter(|f| f.contains("day=2024-01-01"))
+            .all(|f| !by_day_after.contains(f)),
+        "the touched day was rewritten"
+    );
+}
+
+#[test]
+fn a_merge_that_would_publish_a_duplicate_key_is_refused_by_its_test() {
+    let project = TestProject::fixture("dbt_incremental");
+    project.dp_ok(&["build", "--vars", "batch=1", "-s", "+orders_merge"]);
+    project.dp_ok(&["build", "--vars", "batch=2", "-s", "+orders_merge"]);
+    let published = table(&project, "orders_merge");
+    // Batch 3 holds id 5 twice: the table after the merge would too.
+    let output = project.dp(&["build", "--vars", "batch=3", "-s", "orders_merge"]);
+    assert_eq!(output.status.code(), Some(1), "{}", both(&output));
+    assert!(
+        both(&output).contains("unique_orders_merge_id"),
+        "{}",
+        both(&output)
+    );
+    assert_eq!(project.version("orders_merge"), Some(1));
+    assert_eq!(table(&project, "orders_merge"), published);
+    // Nothing of the refused run is left among the table's files but what a vacuum removes:
+    // the live files are those of version 1.
+    assert_eq!(
+        parquet_files(&project.table_dir("orders_merge")).len(),
+        live_files(&project, "orders_merge").len() + 1,
+        "the first version's replaced file stays for history; the refused run's files are gone"
+    );
+}
+
+#[test]
+fn full_refresh_rebuilds_an_incremental_model_whole() {
+    let project = TestProject::fixture("dbt_incremental");
+    project.dp_ok(&["build", "--vars", "batch=1", "-s", "+orders_append"]);
+    project.dp_ok(&["build", "--vars", "batch=2", "-s", "orders_append"]);
+    assert_eq!(table(&project, "orders_append").len(), 5);
+    project.dp_ok(&[
+        "build",
+        "--vars",
+        "batch=2",
+        "-s",
+        "orders_append",
+        "--full-refresh",
+    ]);
+    assert_eq!(
+        table(&project, "orders_append"),
+        [
+            row(["2", "2024-01-01", "25", "shipped"]),
+            row(["4", "2024-01-03", "40", "new"]),
+        ]
+    );
+    assert_eq!(project.version("orders_append"), Some(2));
+    // The versions before it are history: version 1 holds both batches.
+    assert_eq!(
+        project
+            .query_version("orders_append", 1, "select count(*) from t")
+            .concat(),
+        ["5"]
+    );
+}
