@@ -18,7 +18,7 @@ fn row(values: [&str; 4]) -> Vec<String> {
     values.iter().map(|v| v.to_string()).collect()
 }
 
-/// The data files of a table that its current version references, by path.
+/// The data files the current version of a model's table references, by path.
 fn live_files(project: &TestProject, model: &str) -> BTreeSet<String> {
     crate::support::block_on(async {
         let url = url::Url::from_directory_path(project.table_dir(model)).unwrap();
@@ -26,7 +26,7 @@ fn live_files(project: &TestProject, model: &str) -> BTreeSet<String> {
         table
             .get_file_uris()
             .unwrap()
-            .map(|uri| uri.rsplit('/').take(2).collect::<Vec<_>>().join("<"))
+            .map(|uri| uri.trim_start_matches("file://").to_string())
             .collect()
     })
 }
@@ -156,4 +156,99 @@ fn full_refresh_rebuilds_an_incremental_model_whole() {
             .concat(),
         ["5"]
     );
+}
+
+/// The columns of a model's published table, as its Delta log declares them.
+fn columns(project: &TestProject, model: &str) -> Vec<String> {
+    crate::support::block_on(async {
+        let url = url::Url::from_directory_path(project.table_dir(model)).unwrap();
+        let table = deltalake::open_table(url).await.unwrap();
+        let schema = table.snapshot().unwrap().snapshot().arrow_schema();
+        schema.fields().iter().map(|f| f.name().clone()).collect()
+    })
+}
+
+#[test]
+fn on_schema_change_evolves_the_table_in_the_runs_own_commit_or_stops_it() {
+    let project = TestProject::fixture("dbt_schema_change");
+    project.dp_ok(&["build", "--vars", "v=1"]);
+    // v2 adds `extra`: fail stops (and only it), the others publish.
+    let output = project.dp(&["build", "--vars", "v=2"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        both(&output).contains("on_schema_change is `fail`"),
+        "{}",
+        both(&output)
+    );
+    assert_eq!(project.version("evolve_fail"), Some(0));
+    assert_eq!(columns(&project, "evolve_fail"), ["id", "amount"]);
+    // ignore: the table's columns, the new one dropped.
+    assert_eq!(columns(&project, "evolve_ignore"), ["id", "amount"]);
+    assert_eq!(
+        project.query("evolve_ignore", "select id, amount from t order by id"),
+        [["1", "10"], ["2", "20"]]
+    );
+    // append_new_columns and sync_all_columns: the new column, NULL in the older rows, in
+    // version 1 (one commit); appended after the table's columns, or in the model's order.
+    for (model, order) in [
+        ("evolve_append_new_columns", ["id", "amount", "extra"]),
+        ("evolve_sync_all_columns", ["id", "extra", "amount"]),
+    ] {
+        assert_eq!(project.version(model), Some(1));
+        assert_eq!(columns(&project, model), order, "{model}");
+        assert_eq!(
+            project.query(model, "select id, amount, extra from t order by id"),
+            [["1", "10", ""], ["2", "20", "x2"]],
+            "{model}"
+        );
+    }
+
+    // v3 drops `amount`: ignore cannot write a column it lacks; append_new_columns keeps it
+    // (NULL in the new row); sync_all_columns drops it, every old file rewritten without it.
+    let output = project.dp(&["build", "--vars", "v=3"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        both(&output).contains("on_schema_change is `ignore`"),
+        "{}",
+        both(&output)
+    );
+    assert_eq!(project.version("evolve_ignore"), Some(1));
+    assert_eq!(
+        project.query(
+            "evolve_append_new_columns",
+            "select id, amount, extra from t order by id"
+        ),
+        [["1", "10", ""], ["2", "20", "x2"], ["3", "", "x3"]]
+    );
+    assert_eq!(
+        columns(&project, "evolve_sync_all_columns"),
+        ["id", "extra"]
+    );
+    assert_eq!(project.version("evolve_sync_all_columns"), Some(2));
+    assert_eq!(
+        project.query(
+            "evolve_sync_all_columns",
+            "select id, extra from t order by id"
+        ),
+        [["1", ""], ["2", "x2"], ["3", "x3"]]
+    );
+    // The files version 2 reads hold no `amount` column: were it added again, no old value
+    // could come back.
+    for file in live_files(&project, "evolve_sync_all_columns") {
+        use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+        let path = std::path::PathBuf::from(file);
+        let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+        let schema = reader
+            .metadata()
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect::<Vec<_>>();
+        assert!(
+            !schema.contains(&"amount".to_string()),
+            "{path:?}: {schema:?}"
+        );
+    }
 }

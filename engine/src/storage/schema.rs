@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::new_null_array;
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -70,7 +71,8 @@ pub(super) fn has_timestamp_ntz(data_type: &deltalake::kernel::DataType) -> bool
     }
 }
 
-/// `batch` with its columns cast to `schema`'s types and order.
+/// `batch` with its columns cast to `schema`'s types and order; a column of `schema` the batch
+/// lacks is NULL (an incremental run that keeps a column its model no longer writes).
 pub(super) fn conform(
     batch: &RecordBatch,
     schema: &SchemaRef,
@@ -82,11 +84,9 @@ pub(super) fn conform(
     let columns = schema
         .fields()
         .iter()
-        .map(|field| {
-            let column = batch.column_by_name(field.name()).ok_or_else(|| {
-                DataFusionError::Internal(format!("output has no column {}", field.name()))
-            })?;
-            Ok(cast_with_options(column, field.data_type(), &options)?)
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) => Ok(cast_with_options(column, field.data_type(), &options)?),
+            None => Ok(new_null_array(field.data_type(), batch.num_rows())),
         })
         .collect::<Result<Vec<_>, DataFusionError>>()?;
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
