@@ -284,7 +284,7 @@ pub async fn test(
 /// that do not render are left out of the graph and listed in `render_problems`.
 pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
     let root = project::find_root(&options.project_dir)?;
-    let project = stage("load", || project::load(&root))?;
+    let mut project = stage("load", || project::load(&root))?;
     let target = project.target(options.target.as_deref())?;
     let context = RenderContext {
         options: RenderOptions::from_var_args(&options.vars)?,
@@ -299,6 +299,20 @@ pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
     let renderer = Arc::new(Renderer::new(&project, &context)?);
     let rendered = stage("render", || render::render(&renderer, &project, &context));
     tracing::debug!(templates = renderer.renders(), "rendered");
+    // Config keys that mean nothing for a Delta table: said once, whichever models set them.
+    let ignored: BTreeSet<&str> = rendered
+        .project
+        .models
+        .values()
+        .flat_map(|model| model.config.ignored.iter().copied())
+        .collect();
+    if !ignored.is_empty() {
+        let keys: Vec<&str> = ignored.into_iter().collect();
+        project.warnings.push(project::LoadWarning::Ignored {
+            message: format!("config {} ignored", keys.join(", ")),
+            help: "a dp model is a Delta table at <warehouse>/<model name>: warehouse schemas, aliases, grants, comments and hooks have no meaning there".into(),
+        });
+    }
     let graph = stage("resolve", || graph::resolve(&project, &rendered.project))?;
     let selected = graph::select(&graph, &options.select, &options.exclude)?;
     Ok(Prepared {

@@ -252,3 +252,151 @@ fn on_schema_change_evolves_the_table_in_the_runs_own_commit_or_stops_it() {
         );
     }
 }
+
+#[test]
+fn a_dbt_project_with_its_own_folders_and_config_tree_builds_as_dbt_would() {
+    let project = TestProject::fixture("dbt_jaffle");
+    let output = project.dp(&["build"]);
+    let text = both(&output);
+    assert!(output.status.success(), "{text}");
+    // What dp accepts and ignores is said once; the profile and the paths are used silently.
+    assert_eq!(text.matches("on-run-start ignored").count(), 1, "{text}");
+    assert_eq!(
+        text.matches("config grants, schema ignored").count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(text.matches("exposures ignored").count(), 1, "{text}");
+    assert!(!text.contains("profile"), "{text}");
+    // target-path: run results go to out/, nothing to target/.
+    assert!(project.root.join("out/run_results.json").is_file());
+    assert!(!project.root.join("target").exists());
+
+    // The tree: staging is `view` (inlined, no table) except stg_payments, named as the leaf;
+    // the disabled folder's model is neither built nor planned.
+    let tables: BTreeSet<String> = std::fs::read_dir(project.root.join("warehouse"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        tables,
+        BTreeSet::from(
+            ["customer_revenue", "customers", "payments", "stg_payments"].map(String::from)
+        )
+    );
+    // vars: the global `currency`, the project's own `min_amount` (5, not the other
+    // package's 1000), the seed's decimal(10,2) override.
+    assert_eq!(
+        project.query(
+            "customer_revenue",
+            "select customer_id, name, cast(revenue as varchar) as r, currency from t order by customer_id"
+        ),
+        [
+            ["1", "Doe, Jane", "10.50", "EUR"],
+            ["2", "Smith \"Jo\"", "20.00", "EUR"],
+            ["3", "Lee", "7.25", "EUR"],
+        ]
+    );
+    // Tags from the tree add up: `all` at the top (of models:, so no seed), `mart` on marts.
+    assert_eq!(
+        project.dp_ok(&["ls", "-s", "tag:mart"]).trim(),
+        "customer_revenue"
+    );
+    assert_eq!(
+        project.dp_ok(&["ls", "-s", "tag:all"]),
+        "stg_customers\nstg_payments\ncustomer_revenue\n"
+    );
+    // The singular test under test-paths runs.
+    let tested = project.dp_ok(&["test"]);
+    assert!(tested.contains("assert_revenue_positive"), "{tested}");
+}
+
+#[test]
+fn seeds_are_typed_as_dbt_types_them_and_replaced_in_one_commit() {
+    let project = TestProject::fixture("dbt_jaffle");
+    project.dp_ok(&["seed"]);
+    // Only seeds: no model table.
+    assert_eq!(project.version("customers"), Some(0));
+    assert_eq!(project.version("payments"), Some(0));
+    assert_eq!(project.version("stg_payments"), None);
+    // CRLF line ends, quoted fields with a comma and a doubled quote, NULLs from empty fields
+    // and `null`; integers, text, dates, booleans, decimals and timestamps inferred; `zip` kept
+    // as text by column_types (its leading zeros stay).
+    assert_eq!(
+        columns(&project, "customers"),
+        [
+            "id",
+            "name",
+            "signup_date",
+            "is_active",
+            "score",
+            "last_seen",
+            "zip"
+        ]
+    );
+    let types = crate::support::block_on(async {
+        let url = url::Url::from_directory_path(project.table_dir("customers")).unwrap();
+        let table = deltalake::open_table(url).await.unwrap();
+        let schema = table.snapshot().unwrap().snapshot().arrow_schema();
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.data_type().to_string())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(
+        types,
+        [
+            "Int64",
+            "Utf8",
+            "Date32",
+            "Boolean",
+            "Float64",
+            "Timestamp(µs)",
+            "Utf8"
+        ]
+    );
+    assert_eq!(
+        project.query(
+            "customers",
+            "select id, name, cast(signup_date as varchar) as d, is_active, score, \
+             cast(last_seen as varchar) as s, zip from t order by id"
+        ),
+        [
+            [
+                "1",
+                "Doe, Jane",
+                "2024-01-15",
+                "true",
+                "4.5",
+                "2024-01-15T10:30:00",
+                "01234"
+            ],
+            [
+                "2",
+                "Smith \"Jo\"",
+                "2024-02-01",
+                "false",
+                "3.0",
+                "2024-02-01T08:00:00",
+                "98765"
+            ],
+            ["3", "Lee", "", "true", "", "", "00501"],
+        ]
+    );
+    let all_text = project.query("customers", "select concat_ws('|', name, zip) as x from t");
+    assert!(all_text.concat().iter().all(|v| !v.contains('\r')));
+
+    // A changed CSV replaces the seed in one commit; `dp seed -s` loads only what it selects.
+    project.write(
+        "data_seeds/customers.csv",
+        "id,name,signup_date,is_active,score,last_seen,zip\n7,New,2024-03-01,true,1.5,2024-03-01 00:00:00,02134\n",
+    );
+    project.dp_ok(&["seed", "-s", "customers"]);
+    assert_eq!(project.version("customers"), Some(1));
+    assert_eq!(project.version("payments"), Some(0));
+    assert_eq!(
+        project.query("customers", "select id, name, zip from t"),
+        [["7", "New", "02134"]]
+    );
+}

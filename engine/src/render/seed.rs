@@ -1,6 +1,7 @@
 //! Seeds: a CSV file becomes a query over its values, each column cast to the type dbt would
 //! read its values as (integer, decimal, date, timestamp, boolean, else text), or to the type
-//! `column_types` gives it. Read with the `csv` crate: quoted fields, CRLF or LF line ends.
+//! `column_types` gives it (a folder's `column_types` may name columns a seed lacks: ignored).
+//! Read with the `csv` crate: quoted fields, CRLF or LF line ends.
 
 use crate::project::ModelConfig;
 use crate::source::{SourceFile, quote_identifier};
@@ -103,12 +104,6 @@ pub(super) fn seed_sql(file: &SourceFile, config: &ModelConfig) -> Result<String
                 at: 0,
             });
         }
-    }
-    if let Some(unknown) = config.column_types.keys().find(|c| !header.contains(c)) {
-        return Err(BadSeed {
-            message: format!("column_types names `{unknown}`, which is not a column of the seed"),
-            at: 0,
-        });
     }
     let mut rows: Vec<csv::StringRecord> = Vec::new();
     for record in reader.records() {
