@@ -452,6 +452,50 @@ mod tests {
     }
 
     #[test]
+    fn the_jinja_dbt_projects_use_renders() {
+        let dir = project(&[
+            (
+                "dbt_project.yml",
+                "name: shop\nprofile: shop\nvars: {shop: {n: 3}, other: {n: 9}}\n",
+            ),
+            (
+                "models/m.sql",
+                "{{ config(materialized='incremental', unique_key='id') }}\n\
+                 {%- set columns = ['a', 'b'] -%}\n\
+                 {{ log('rendering ' ~ this.identifier, info=True) }}\n\
+                 select {% for c in columns %}{{ adapter.quote(c) }}, {% endfor %}\n\
+                 '{{ target.schema }}' as s, {{ var('n') }} as n from {{ this }}\n\
+                 {% if is_incremental() %}where true{% endif %}",
+            ),
+        ]);
+        let prepared = prepare_in(dir.path(), None);
+        assert!(
+            prepared.render_problems.is_empty(),
+            "{:?}",
+            prepared.render_problems
+        );
+        let sql = &prepared.graph.models["m"].sql;
+        assert_eq!(
+            sql.trim(),
+            "select \"a\", \"b\", \n'default' as s, 3 as n from \"m\""
+        );
+        let incremental = RenderContext {
+            is_incremental: true,
+            ..prepared.context.clone()
+        };
+        let model = &prepared.project.models["m"];
+        let again = prepared
+            .renderer
+            .render_model(&prepared.project, model, &incremental)
+            .unwrap();
+        assert!(
+            again.sql.trim_end().ends_with("where true"),
+            "{}",
+            again.sql
+        );
+    }
+
+    #[test]
     fn a_macro_file_may_use_vars_and_the_target_at_its_top_level() {
         let dir = project(&[
             ("dp_project.yml", "name: t\nvars: {schema: analytics}\n"),

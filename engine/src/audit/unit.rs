@@ -276,26 +276,25 @@ fn read_rows(rows: &UnitTestRows) -> Result<Rows, String> {
                 .rows
                 .as_str()
                 .ok_or("with format: csv, `rows` is CSV text with a header line")?;
-            let mut lines = csv.lines().map(str::trim).filter(|l| !l.is_empty());
-            columns = lines
-                .next()
-                .ok_or("the CSV has no header line")?
-                .split(',')
-                .map(|c| c.trim().to_string())
+            // The reader seeds use: quoted fields (a comma or a quote inside a value), CRLF.
+            let mut reader = csv::ReaderBuilder::new()
+                .trim(csv::Trim::All)
+                .from_reader(csv.trim().as_bytes());
+            columns = reader
+                .headers()
+                .map_err(|e| format!("the CSV header: {e}"))?
+                .iter()
+                .map(str::to_string)
                 .collect();
-            for line in lines {
-                let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-                if cells.len() != columns.len() {
-                    return Err(format!(
-                        "CSV line `{line}` has {} values for {} columns",
-                        cells.len(),
-                        columns.len()
-                    ));
-                }
+            if columns.iter().all(String::is_empty) {
+                return Err("the CSV has no header line".into());
+            }
+            for record in reader.records() {
+                let record = record.map_err(|e| format!("CSV {e}"))?;
                 values.push(
                     columns
                         .iter()
-                        .zip(cells)
+                        .zip(record.iter())
                         .map(|(c, v)| (c.clone(), (!v.is_empty()).then(|| v.to_string())))
                         .collect(),
                 );
@@ -518,4 +517,30 @@ fn compare(
         (missing.len() + unexpected.len()) as u64,
         diff.trim_end().to_string(),
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_rows_are_read_by_a_csv_reader_not_split_on_commas() {
+        let rows = UnitTestRows {
+            format: RowsFormat::Csv,
+            rows: Value::String(
+                "id, name , note\r\n1,\"Doe, Jane\",\"say \"\"hi\"\"\"\r\n2,Lee,\r\n".into(),
+            ),
+        };
+        let read = read_rows(&rows).unwrap();
+        assert_eq!(read.columns, ["id", "name", "note"]);
+        let value = |row: usize, column: &str| read.values[row][column].clone();
+        assert_eq!(value(0, "name").as_deref(), Some("Doe, Jane"));
+        assert_eq!(value(0, "note").as_deref(), Some("say \"hi\""));
+        assert_eq!(value(1, "note"), None);
+        let ragged = UnitTestRows {
+            format: RowsFormat::Csv,
+            rows: Value::String("a,b\n1,2,3\n".into()),
+        };
+        assert!(read_rows(&ragged).is_err_and(|e| e.contains("CSV")));
+    }
 }

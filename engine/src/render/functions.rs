@@ -204,13 +204,18 @@ pub(super) fn register(env: &mut Environment<'static>) {
     });
 
     // dbt's `log(msg, info=False)`: to dp's log (info, or debug), writing nothing.
-    env.add_function("log", |message: Value, info: Rest<Value>| -> String {
-        match info.first().is_some_and(Value::is_true) {
-            true => tracing::info!(message = %message, "template log"),
-            false => tracing::debug!(message = %message, "template log"),
-        }
-        String::new()
-    });
+    env.add_function(
+        "log",
+        |message: Value, info: Option<bool>, kwargs: Kwargs| -> Result<String, Error> {
+            let info = info.or(kwargs.get::<Option<bool>>("info")?);
+            kwargs.assert_all_used()?;
+            match info.unwrap_or(false) {
+                true => tracing::info!(message = %message, "template log"),
+                false => tracing::debug!(message = %message, "template log"),
+            }
+            Ok(String::new())
+        },
+    );
 
     env.add_function(
         "config",
