@@ -28,7 +28,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, Expr, SessionContext, cast, col, lit};
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
-use deltalake::kernel::{Action, Add};
+use deltalake::kernel::{Action, Add, LogicalFileView};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::table::config::TablePropertiesExt;
 use deltalake::{DeltaTable, DeltaTableError};
@@ -515,21 +515,27 @@ impl ModelTable {
     async fn replaced_files(
         &self,
         staged: &StagedWrite,
-    ) -> Result<Vec<deltalake::kernel::LogicalFileView>, StorageError> {
-        if self.table.version().is_none() {
-            return Ok(Vec::new());
-        }
+    ) -> Result<Vec<LogicalFileView>, StorageError> {
         let partitions = staged.partitions();
-        let replaces = |file: &deltalake::kernel::LogicalFileView| match &self.mode {
+        let replaces = |file: &LogicalFileView| match &self.mode {
             WriteMode::ReplaceTable { .. } => true,
             WriteMode::ReplacePartitions { .. } => {
                 partitions.contains(&partition::key(&file.partition_values_map()))
             }
             WriteMode::Append { .. } | WriteMode::Merge { .. } => false,
         } || staged.rewritten.contains_key(file.path().as_ref());
+        let mut files = self.published_files().await?;
+        files.retain(replaces);
+        Ok(files)
+    }
+
+    /// The data files of the published version (none before the table exists).
+    async fn published_files(&self) -> Result<Vec<LogicalFileView>, StorageError> {
+        if self.table.version().is_none() {
+            return Ok(Vec::new());
+        }
         self.table
             .get_active_add_actions_by_partitions(&[])
-            .try_filter(|file| futures::future::ready(replaces(file)))
             .try_collect()
             .await
             .map_err(|source| self.delta_error(source))
@@ -558,20 +564,9 @@ impl ModelTable {
         let by_partition = unique_key.is_some_and(|key| {
             !self.partition_by.is_empty() && self.partition_by.iter().all(|c| key.contains(c))
         });
-        let replaced_anyway: BTreeSet<String> = self
-            .replaced_files(&staged)
-            .await?
-            .iter()
-            .map(|file| file.path().to_string())
-            .collect();
-        let published: Vec<deltalake::kernel::LogicalFileView> = self
-            .table
-            .get_active_add_actions_by_partitions(&[])
-            .try_collect()
-            .await
-            .map_err(|source| self.delta_error(source))?;
+        let replaced_anyway = paths(&self.replaced_files(&staged).await?);
         let mut candidates: Vec<DataFile> = Vec::new();
-        for file in published {
+        for file in self.published_files().await? {
             let values = file.partition_values_map();
             let in_scope =
                 self.rewrite_all || !by_partition || touched.contains(&partition::key(&values));
@@ -951,20 +946,10 @@ impl ModelTable {
     ) -> Result<DataFrame, StorageError> {
         let mut files: Vec<DataFile> = staged.adds.iter().map(DataFile::from).collect();
         if self.incremental {
-            let replaced: BTreeSet<String> = self
-                .replaced_files(staged)
-                .await?
-                .iter()
-                .map(|file| file.path().to_string())
-                .collect();
-            let published: Vec<deltalake::kernel::LogicalFileView> = self
-                .table
-                .get_active_add_actions_by_partitions(&[])
-                .try_collect()
-                .await
-                .map_err(|source| self.delta_error(source))?;
+            let replaced = paths(&self.replaced_files(staged).await?);
             files.extend(
-                published
+                self.published_files()
+                    .await?
                     .iter()
                     .filter(|file| !replaced.contains(file.path().as_ref()))
                     .map(|file| DataFile {
@@ -1084,6 +1069,11 @@ impl ModelTable {
     fn store_error(&self, source: object_store::Error) -> StorageError {
         store_error(&self.url, source)
     }
+}
+
+/// The paths of `files`.
+fn paths(files: &[LogicalFileView]) -> BTreeSet<String> {
+    files.iter().map(|file| file.path().to_string()).collect()
 }
 
 /// Whether a file of `_delta_log/` is a commit (`00000000000000000042.json`), not a temporary
