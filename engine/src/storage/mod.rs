@@ -845,7 +845,19 @@ impl ModelTable {
                     )),
                 }
             }
-            WriteMode::Append { .. } | WriteMode::Merge { .. } => DeltaOperation::Write {
+            // A merge reads the partitions it writes to (whether a key is there): any commit to
+            // them since its snapshot is a conflict, even when it rewrote no file.
+            WriteMode::Merge { .. } => DeltaOperation::Write {
+                mode: SaveMode::Overwrite,
+                predicate: Some(match partition_by.is_some() {
+                    true => {
+                        partition::predicate(staged.adds.iter().map(|add| &add.partition_values))
+                    }
+                    false => "true".into(),
+                }),
+                partition_by,
+            },
+            WriteMode::Append { .. } => DeltaOperation::Write {
                 mode: SaveMode::Append,
                 partition_by,
                 predicate: None,
@@ -1180,6 +1192,40 @@ mod tests {
             parquet_files(&dir),
             1,
             "the losing build's files are deleted"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn two_merges_into_the_same_new_partition_never_both_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let created = open(&dir, &["date"]).await;
+        let files = stage(&created, &["2024-01-15"], 1).await;
+        created.commit(files).await.unwrap();
+        let url = Url::from_directory_path(dir.path().join("model")).unwrap();
+        let (schema, _) = output(&[], 0);
+        let mode = WriteMode::Merge {
+            partition_by: vec!["date".into()],
+            unique_key: vec!["date".into()],
+        };
+        let stores = Stores::default();
+        let merge = || ModelTable::open_for_build(&stores, "model", &url, &schema, &mode, None);
+        let (first, second) = (merge().await.unwrap(), merge().await.unwrap());
+        // Neither finds a file to rewrite (the partition is new): both would add the key.
+        let session = SessionContext::new();
+        let first_files = first
+            .stage_rewrites(&session, stage(&first, &["2024-01-16"], 1).await, &[])
+            .await
+            .unwrap();
+        let second_files = second
+            .stage_rewrites(&session, stage(&second, &["2024-01-16"], 2).await, &[])
+            .await
+            .unwrap();
+        assert_eq!(first_files.files_rewritten(), 0);
+        assert!(first.commit(first_files).await.unwrap().is_some());
+        let lost = second.commit(second_files).await;
+        assert!(
+            matches!(lost, Err(StorageError::Conflict { .. })),
+            "{lost:?}"
         );
     }
 
