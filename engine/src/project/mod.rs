@@ -117,6 +117,17 @@ pub struct ModelFile {
     pub folder_config: ModelConfigProperties,
 }
 
+impl ModelFile {
+    /// The configuration its files declare: the folder tree's, overridden by its YAML
+    /// `config:` (a model's `config()` call comes on top when it renders).
+    pub fn declared_config(&self) -> ModelConfigProperties {
+        let yaml = self.properties.as_ref().map(|p| p.config.clone());
+        self.folder_config
+            .clone()
+            .overridden_by(yaml.unwrap_or_default())
+    }
+}
+
 impl Project {
     /// The folder dp writes run results, compiled SQL, test failures and the docs into.
     pub fn target_dir(&self) -> PathBuf {
@@ -668,15 +679,7 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
     // `enabled: false` (from the folder tree or the YAML): as if the file did not exist.
     let disabled: std::collections::BTreeSet<String> = models
         .values()
-        .filter(|model| {
-            let yaml = model.properties.as_ref().map(|p| p.config.clone());
-            model
-                .folder_config
-                .clone()
-                .overridden_by(yaml.unwrap_or_default())
-                .enabled
-                == Some(false)
-        })
+        .filter(|model| model.declared_config().enabled == Some(false))
         .map(|model| model.name.clone())
         .collect();
     models.retain(|name, _| !disabled.contains(name));

@@ -654,15 +654,8 @@ fn merge_config(
     model: &ModelFile,
     called: crate::project::ModelConfigProperties,
 ) -> Result<ModelConfig, RenderError> {
-    let yaml = model
-        .properties
-        .as_ref()
-        .map(|p| p.config.clone())
-        .unwrap_or_default();
     model
-        .folder_config
-        .clone()
-        .overridden_by(yaml)
+        .declared_config()
         .overridden_by(called)
         .resolve()
         .map_err(|invalid| RenderError::InvalidConfig {

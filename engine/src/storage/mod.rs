@@ -207,6 +207,15 @@ struct DataFile {
     partition_values: HashMap<String, Option<String>>,
 }
 
+impl From<&LogicalFileView> for DataFile {
+    fn from(file: &LogicalFileView) -> Self {
+        DataFile {
+            path: file.path().to_string(),
+            partition_values: file.partition_values_map(),
+        }
+    }
+}
+
 impl From<&Add> for DataFile {
     fn from(add: &Add) -> Self {
         DataFile {
@@ -510,23 +519,20 @@ impl ModelTable {
         })
     }
 
-    /// The published files the commit of `staged` replaces, as the write mode says (the whole
-    /// table, or the partitions written) and those rewritten into it.
-    async fn replaced_files(
-        &self,
-        staged: &StagedWrite,
-    ) -> Result<Vec<LogicalFileView>, StorageError> {
+    /// Whether the commit of `staged` replaces a published file: as the write mode says (the
+    /// whole table, or the partitions written), or because it was rewritten into `staged`.
+    fn replaces<'a>(&'a self, staged: &'a StagedWrite) -> impl Fn(&LogicalFileView) -> bool + 'a {
         let partitions = staged.partitions();
-        let replaces = |file: &LogicalFileView| match &self.mode {
-            WriteMode::ReplaceTable { .. } => true,
-            WriteMode::ReplacePartitions { .. } => {
-                partitions.contains(&partition::key(&file.partition_values_map()))
-            }
-            WriteMode::Append { .. } | WriteMode::Merge { .. } => false,
-        } || staged.rewritten.contains_key(file.path().as_ref());
-        let mut files = self.published_files().await?;
-        files.retain(replaces);
-        Ok(files)
+        move |file| {
+            staged.rewritten.contains_key(file.path().as_ref())
+                || match &self.mode {
+                    WriteMode::ReplaceTable { .. } => true,
+                    WriteMode::ReplacePartitions { .. } => {
+                        partitions.contains(&partition::key(&file.partition_values_map()))
+                    }
+                    WriteMode::Append { .. } | WriteMode::Merge { .. } => false,
+                }
+        }
     }
 
     /// The data files of the published version (none before the table exists).
@@ -564,23 +570,31 @@ impl ModelTable {
         let by_partition = unique_key.is_some_and(|key| {
             !self.partition_by.is_empty() && self.partition_by.iter().all(|c| key.contains(c))
         });
-        let replaced_anyway = paths(&self.replaced_files(&staged).await?);
+        let replaced_anyway = self.replaces(&staged);
+        // The predicates are asked once per partition, not once per file.
+        let mut passing: BTreeMap<String, bool> = BTreeMap::new();
         let mut candidates: Vec<DataFile> = Vec::new();
         for file in self.published_files().await? {
-            let values = file.partition_values_map();
-            let in_scope =
-                self.rewrite_all || !by_partition || touched.contains(&partition::key(&values));
-            if in_scope
-                && !replaced_anyway.contains(file.path().as_ref())
-                && (self.rewrite_all
-                    || partition::passes(session, &values, &self.schema, predicates).await?)
-            {
-                candidates.push(DataFile {
-                    path: file.path().to_string(),
-                    partition_values: values,
-                });
+            let file_partition = partition::key(&file.partition_values_map());
+            let in_scope = self.rewrite_all || !by_partition || touched.contains(&file_partition);
+            if !in_scope || replaced_anyway(&file) {
+                continue;
+            }
+            let passes = self.rewrite_all
+                || match passing.get(&file_partition) {
+                    Some(passes) => *passes,
+                    None => {
+                        let values = file.partition_values_map();
+                        let passes =
+                            partition::passes(session, &values, &self.schema, predicates).await?;
+                        *passing.entry(file_partition).or_insert(passes)
+                    }
+                };
+            if passes {
+                candidates.push(DataFile::from(&file));
             }
         }
+        drop(replaced_anyway);
         if candidates.is_empty() {
             return Ok(staged);
         }
@@ -727,11 +741,13 @@ impl ModelTable {
         if staged.adds.is_empty() && !matches!(self.mode, WriteMode::ReplaceTable { .. }) {
             return Ok(None);
         }
+        let replaces = self.replaces(staged);
         let replaced: Vec<Action> = self
-            .replaced_files(staged)
+            .published_files()
             .await
             .map_err(surely)?
             .iter()
+            .filter(|file| replaces(file))
             .map(|file| Action::Remove(file.remove_action(true)))
             .collect();
         if rebased && !replaced.is_empty() {
@@ -958,16 +974,13 @@ impl ModelTable {
     ) -> Result<DataFrame, StorageError> {
         let mut files: Vec<DataFile> = staged.adds.iter().map(DataFile::from).collect();
         if self.incremental {
-            let replaced = paths(&self.replaced_files(staged).await?);
+            let replaces = self.replaces(staged);
             files.extend(
                 self.published_files()
                     .await?
                     .iter()
-                    .filter(|file| !replaced.contains(file.path().as_ref()))
-                    .map(|file| DataFile {
-                        path: file.path().to_string(),
-                        partition_values: file.partition_values_map(),
-                    }),
+                    .filter(|file| !replaces(file))
+                    .map(DataFile::from),
             );
         }
         self.frame_of(session, &files)
@@ -1083,11 +1096,6 @@ impl ModelTable {
     }
 }
 
-/// The paths of `files`.
-fn paths(files: &[LogicalFileView]) -> BTreeSet<String> {
-    files.iter().map(|file| file.path().to_string()).collect()
-}
-
 /// Whether a file of `_delta_log/` is a commit (`00000000000000000042.json`), not a temporary
 /// file a killed writer left or a checkpoint.
 fn is_commit(name: &str) -> bool {
@@ -1141,6 +1149,14 @@ mod tests {
         .unwrap();
         let stream = MemoryStream::try_new(vec![batch], schema.clone(), None).unwrap();
         (schema, Box::pin(stream))
+    }
+
+    /// The table at `url` opened for a build that replaces it whole.
+    async fn open_whole(url: &Url, schema: &SchemaRef) -> Result<ModelTable, StorageError> {
+        let mode = WriteMode::ReplaceTable {
+            partition_by: vec![],
+        };
+        ModelTable::open_for_build(&Stores::default(), "model", url, schema, &mode, None).await
     }
 
     async fn open(dir: &tempfile::TempDir, partition_by: &[&str]) -> ModelTable {
@@ -1326,18 +1342,7 @@ mod tests {
         )
         .unwrap();
         let stream = MemoryStream::try_new(vec![batch], schema.clone(), None).unwrap();
-        let table = ModelTable::open_for_build(
-            &Stores::default(),
-            "model",
-            &url,
-            &schema,
-            &WriteMode::ReplaceTable {
-                partition_by: vec![],
-            },
-            None,
-        )
-        .await
-        .unwrap();
+        let table = open_whole(&url, &schema).await.unwrap();
         let staged = table.stage(Box::pin(stream)).await.unwrap();
         assert_eq!(table.commit(staged).await.unwrap(), Some(0));
         let published = crate::session::open_published(&Stores::default(), &url, "model")
@@ -1361,18 +1366,9 @@ mod tests {
             ])]);
             let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap();
             let stream = MemoryStream::try_new(vec![batch], schema.clone(), None).unwrap();
-            let table = ModelTable::open_for_build(
-                &Stores::default(),
-                "model",
-                &url,
-                &schema,
-                &WriteMode::ReplaceTable {
-                    partition_by: vec![],
-                },
-                None,
-            )
-            .await
-            .unwrap_or_else(|e| panic!("build {build}: {e}"));
+            let table = open_whole(&url, &schema)
+                .await
+                .unwrap_or_else(|e| panic!("build {build}: {e}"));
             let staged = table.stage(Box::pin(stream)).await.unwrap();
             assert_eq!(table.commit(staged).await.unwrap(), Some(build as u64));
         }
@@ -1388,17 +1384,7 @@ mod tests {
             DataType::Time64(TimeUnit::Microsecond),
             true,
         )]));
-        let opened = ModelTable::open_for_build(
-            &Stores::default(),
-            "model",
-            &url,
-            &schema,
-            &WriteMode::ReplaceTable {
-                partition_by: vec![],
-            },
-            None,
-        )
-        .await;
+        let opened = open_whole(&url, &schema).await;
         assert!(opened.is_err());
         assert_eq!(parquet_files(&dir), 0);
     }
@@ -1427,17 +1413,7 @@ mod tests {
         std::fs::write(folder.join("raw.parquet"), b"someone else's data").unwrap();
         let url = Url::from_directory_path(&folder).unwrap();
         let (schema, _) = output(&[], 0);
-        let opened = ModelTable::open_for_build(
-            &Stores::default(),
-            "model",
-            &url,
-            &schema,
-            &WriteMode::ReplaceTable {
-                partition_by: vec![],
-            },
-            None,
-        )
-        .await;
+        let opened = open_whole(&url, &schema).await;
         assert!(matches!(opened, Err(StorageError::NotATable { .. })));
         assert!(folder.join("raw.parquet").exists());
     }
