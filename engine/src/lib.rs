@@ -297,6 +297,7 @@ pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
         is_incremental: false,
     };
     let renderer = Arc::new(Renderer::new(&project, &context)?);
+    render::render_tests(&renderer, &mut project.data_tests, &context)?;
     let rendered = stage("render", || render::render(&renderer, &project, &context));
     tracing::debug!(templates = renderer.renders(), "rendered");
     // Config keys that mean nothing for a Delta table: said once, whichever models set them.

@@ -267,7 +267,19 @@ fn a_dbt_project_with_its_own_folders_and_config_tree_builds_as_dbt_would() {
         "{text}"
     );
     assert_eq!(text.matches("exposures ignored").count(), 1, "{text}");
+    // The relationships test gives `to:` and `field:` beside its name: deprecated, not wrong.
+    assert!(
+        text.contains("data tests giving their arguments beside the test's name: 1"),
+        "{text}"
+    );
     assert!(!text.contains("profile"), "{text}");
+    // `where:` and the expression of a test are rendered (unrendered, `{{` would not plan).
+    assert!(
+        text.contains(
+            "PASS  data test expression_is_true_customer_revenue_revenue__var__min_amount"
+        ),
+        "{text}"
+    );
     // target-path: run results go to out/, nothing to target/.
     assert!(project.root.join("out/run_results.json").is_file());
     assert!(!project.root.join("target").exists());
@@ -306,9 +318,20 @@ fn a_dbt_project_with_its_own_folders_and_config_tree_builds_as_dbt_would() {
         project.dp_ok(&["ls", "-s", "tag:all"]),
         "stg_customers\nstg_payments\ncustomer_revenue\n"
     );
-    // The singular test under test-paths runs.
+    // The singular tests under test-paths run; `config()` in one makes its failures a warning.
     let tested = project.dp_ok(&["test"]);
     assert!(tested.contains("assert_revenue_positive"), "{tested}");
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(project.root.join("out/run_results.json")).unwrap())
+            .unwrap();
+    let singular = results["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "assert_single_customer")
+        .unwrap_or_else(|| panic!("{results}"));
+    assert_eq!(singular["status"], "warn", "{singular}");
+    assert_eq!(singular["failures"], 2, "{singular}");
 }
 
 #[test]

@@ -194,7 +194,7 @@ pub async fn run_tests(
     options: &TestOptions,
     reporter: &dyn crate::report::Reporter,
 ) -> TestSummary {
-    use crate::project::{NodeId, TestConfig};
+    use crate::project::NodeId;
     use crate::report::RunEvent;
 
     let (project, graph) = (inputs.project, inputs.graph);
@@ -261,7 +261,7 @@ pub async fn run_tests(
                 kind: TestKind::Singular,
                 subject: &test.file.path().display().to_string(),
                 sql: test.sql.trim().trim_end_matches(';'),
-                config: &TestConfig::default(),
+                config: &test.config.test,
                 relations: &relations,
                 defined_at: test.file.path().display().to_string(),
             };

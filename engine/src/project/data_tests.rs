@@ -76,7 +76,7 @@ const BUILT_INS: [&str; 7] = [
 ];
 
 /// How a test's failures are judged and kept.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestConfig {
     pub severity: Severity,
     /// When failures make a warning (default `!=0`).
@@ -176,8 +176,9 @@ pub(super) struct Declared<'a> {
     pub from: usize,
 }
 
-/// Read one `data_tests:` entry.
-pub(super) fn parse(entry: &Value, declared: &Declared<'_>) -> Result<DataTest, LoadError> {
+/// Read one `data_tests:` entry; and whether it gives arguments beside the test's name, the
+/// layout dbt 1.10 deprecates.
+pub(super) fn parse(entry: &Value, declared: &Declared<'_>) -> Result<(DataTest, bool), LoadError> {
     let (test_name, body) = match entry {
         Value::String(name) => (name.clone(), Value::Null),
         Value::Mapping(map) if map.len() == 1 => {
@@ -216,6 +217,7 @@ pub(super) fn parse(entry: &Value, declared: &Declared<'_>) -> Result<DataTest, 
     let mut arguments = BTreeMap::new();
     let mut config = BTreeMap::new();
     let mut custom_name = None;
+    let mut arguments_beside = false;
     if let Value::Mapping(map) = &body {
         for (key, value) in map {
             let key = key.as_str().unwrap_or_default();
@@ -227,6 +229,7 @@ pub(super) fn parse(entry: &Value, declared: &Declared<'_>) -> Result<DataTest, 
                     config.insert(key.to_string(), value.clone());
                 }
                 _ => {
+                    arguments_beside = true;
                     arguments.insert(key.to_string(), value.clone());
                 }
             }
@@ -331,7 +334,7 @@ pub(super) fn parse(entry: &Value, declared: &Declared<'_>) -> Result<DataTest, 
     let config = parse_config(&config).map_err(&fail)?;
     let name = custom_name
         .unwrap_or_else(|| default_name(&test_name, &declared.subject, column.as_deref(), &kind));
-    Ok(DataTest {
+    let test = DataTest {
         name,
         subject: declared.subject.clone(),
         column,
@@ -339,7 +342,8 @@ pub(super) fn parse(entry: &Value, declared: &Declared<'_>) -> Result<DataTest, 
         config,
         file: declared.file.clone(),
         at,
-    })
+    };
+    Ok((test, arguments_beside))
 }
 
 fn invalid(declared: &Declared<'_>, needle: &str, message: &str) -> LoadError {
@@ -358,7 +362,8 @@ fn line_of(declared: &Declared<'_>) -> usize {
         (NodeId::Model(name), None) => name.clone(),
         (NodeId::Source(id), None) => id.rsplit('.').next().unwrap_or(id).to_string(),
     };
-    declared.file.find(&name, declared.from).offset()
+    // `name: revenue`, not the `revenue` in `customer_revenue` before it.
+    super::name_span(declared.file, &name, declared.from).offset()
 }
 
 fn mapping(value: &Value, what: &str) -> Result<BTreeMap<String, Value>, String> {
@@ -376,7 +381,7 @@ fn string(value: Option<Value>) -> Option<String> {
     value.and_then(|v| v.as_str().map(str::to_string))
 }
 
-fn parse_config(config: &BTreeMap<String, Value>) -> Result<TestConfig, String> {
+pub(super) fn parse_config(config: &BTreeMap<String, Value>) -> Result<TestConfig, String> {
     let mut parsed = TestConfig::default();
     for (key, value) in config {
         let text = match value {
@@ -489,6 +494,7 @@ mod tests {
                 from: 0,
             },
         )
+        .map(|(test, _)| test)
     }
 
     #[test]
@@ -507,6 +513,23 @@ mod tests {
         assert_eq!(new.config, old.config);
         assert_eq!(new.config.severity, Severity::Warn);
         assert_eq!(new.name, "accepted_values_orders_status");
+        let beside = |yaml: &str| {
+            let file = SourceFile::new("models/schema.yml", yaml);
+            let declared = Declared {
+                subject: NodeId::Model("orders".into()),
+                column: Some("status"),
+                file: &file,
+                from: 0,
+            };
+            parse(&serde_yaml::from_str(yaml).unwrap(), &declared)
+                .unwrap()
+                .1
+        };
+        assert!(!beside(
+            "accepted_values: {arguments: {values: [a]}, config: {severity: warn}}"
+        ));
+        assert!(beside("accepted_values: {values: [a], severity: warn}"));
+        assert!(!beside("not_null"));
     }
 
     #[test]

@@ -84,6 +84,16 @@ pub enum LoadWarning {
         help: String,
     },
 
+    #[error("data tests giving their arguments beside the test's name: {count}")]
+    #[diagnostic(
+        code(dp::deprecated_test_arguments),
+        severity(Warning),
+        help(
+            "they still work; dbt 1.10 deprecates this layout: write `- accepted_values: {{arguments: {{values: [...]}}}}`"
+        )
+    )]
+    TestArgumentsBeside { count: usize },
+
     #[error("{message}")]
     #[diagnostic(code(dp::ignored), severity(Warning))]
     Ignored {
@@ -611,6 +621,7 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
     let mut data_tests = Vec::new();
     let mut unit_tests = Vec::new();
     let mut ignored_keys = std::collections::BTreeSet::new();
+    let mut arguments_beside = 0;
     let property_folders: Vec<String> = paths.models.iter().chain(&paths.seeds).cloned().collect();
     for file in read_trees(root, &property_folders, "yml")?
         .into_iter()
@@ -636,7 +647,7 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
             {
                 cursor = name_span(&file, &model.name, cursor).offset();
             }
-            collect_tests(
+            arguments_beside += collect_tests(
                 cursor,
                 NodeId::Model(model.name.clone()),
                 &model.data_tests,
@@ -648,7 +659,7 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
         }
         for source in &properties.sources {
             for table in &source.tables {
-                collect_tests(
+                arguments_beside += collect_tests(
                     0,
                     NodeId::Source(format!("{}.{}", source.name, table.name)),
                     &table.data_tests,
@@ -666,6 +677,11 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
         for test in properties.unit_tests {
             unit_tests.push(unit_test(test, &file));
         }
+    }
+    if arguments_beside > 0 {
+        warnings.push(LoadWarning::TestArgumentsBeside {
+            count: arguments_beside,
+        });
     }
     if !ignored_keys.is_empty() {
         warnings.push(LoadWarning::Ignored {
@@ -797,6 +813,7 @@ fn attach_model_properties(
 }
 
 /// Read the tests of a subject and of its columns, declared from byte `from` of `file` on.
+/// Returns how many give their arguments beside the test's name (dbt's older layout).
 fn collect_tests(
     from: usize,
     subject: NodeId,
@@ -805,7 +822,8 @@ fn collect_tests(
     file: &SourceFile,
     found: &mut Vec<DataTest>,
     problems: &mut Vec<LoadError>,
-) {
+) -> usize {
+    let mut arguments_beside = 0;
     let entries = tests
         .iter()
         .map(|entry| (entry, None))
@@ -822,10 +840,14 @@ fn collect_tests(
             from,
         };
         match data_tests::parse(entry, &declared) {
-            Ok(test) => found.push(test),
+            Ok((test, beside)) => {
+                arguments_beside += usize::from(beside);
+                found.push(test);
+            }
             Err(problem) => problems.push(problem),
         }
     }
+    arguments_beside
 }
 
 fn unit_test(properties: UnitTestProperties, file: &SourceFile) -> UnitTest {

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde_yaml::Value;
 
+use super::data_tests::{TestConfig, parse_config};
 use super::yaml::ModelConfigProperties;
 
 /// How a model is stored.
@@ -67,6 +68,8 @@ pub struct ModelConfig {
     pub delimiter: u8,
     /// Keys that are set and mean nothing for a Delta table (`grants`, `schema`...).
     pub ignored: Vec<&'static str>,
+    /// How a singular test's failing rows are judged (`config(severity='warn')` in its SQL).
+    pub test: TestConfig,
 }
 
 /// What an incremental model's run (one that is not its first or a full refresh) does.
@@ -154,6 +157,10 @@ impl ModelConfigProperties {
             persist_docs: specific.persist_docs.or(self.persist_docs),
             grants: specific.grants.or(self.grants),
             quoting: specific.quoting.or(self.quoting),
+            severity: specific.severity.or(self.severity),
+            warn_if: specific.warn_if.or(self.warn_if),
+            error_if: specific.error_if.or(self.error_if),
+            limit: specific.limit.or(self.limit),
             pre_hook: specific.pre_hook.or(self.pre_hook),
             post_hook: specific.post_hook.or(self.post_hook),
         }
@@ -196,6 +203,12 @@ impl ModelConfigProperties {
             Materialization::Incremental => Some(self.incremental(&partition_by)?),
             _ => None,
         };
+        let test = self.test_config().map_err(|message| InvalidConfig {
+            message,
+            help:
+                "a singular test's config: severity='warn', warn_if='>0', error_if='>10', limit=100"
+                    .into(),
+        })?;
         let delimiter = match self.delimiter.as_deref().map(str::as_bytes) {
             None => b',',
             Some([byte]) if byte.is_ascii() => *byte,
@@ -239,7 +252,24 @@ impl ModelConfigProperties {
             column_types: self.column_types.unwrap_or_default(),
             delimiter,
             ignored,
+            test,
         })
+    }
+
+    /// The test config these keys give a singular test, read as a data test's `config:`.
+    fn test_config(&self) -> Result<TestConfig, String> {
+        let text = |value: &Option<String>| value.clone().map(serde_yaml::Value::from);
+        let keys = [
+            ("severity", text(&self.severity)),
+            ("warn_if", text(&self.warn_if)),
+            ("error_if", text(&self.error_if)),
+            ("limit", self.limit.map(serde_yaml::Value::from)),
+        ];
+        let given = keys
+            .into_iter()
+            .filter_map(|(key, value)| Some((key.to_string(), value?)))
+            .collect();
+        parse_config(&given)
     }
 
     /// An incremental model's strategy and schema policy, as dbt names them.

@@ -177,6 +177,18 @@ pub struct ModelConfigProperties {
     #[serde(default)]
     #[schemars(with = "Option<serde_json::Value>")]
     pub quoting: Option<serde_yaml::Value>,
+    /// A singular test's severity: `error` (the default) or `warn`.
+    #[serde(default)]
+    pub severity: Option<String>,
+    /// A singular test's warning threshold on its failing rows, such as `>0`.
+    #[serde(default)]
+    pub warn_if: Option<String>,
+    /// A singular test's error threshold on its failing rows, such as `>10`.
+    #[serde(default)]
+    pub error_if: Option<String>,
+    /// How many failing rows of a singular test are kept under target/test_failures/.
+    #[serde(default)]
+    pub limit: Option<u64>,
     /// dbt's SQL run before the model: dp runs no hooks; ignored, with a warning.
     #[serde(default, alias = "pre-hook")]
     #[schemars(with = "Option<serde_json::Value>")]

@@ -298,8 +298,8 @@ pub struct Renderer {
     env: Environment<'static>,
     known: Arc<functions::Known>,
     project_vars: BTreeMap<String, serde_yaml::Value>,
-    /// The length of the macro imports put before every model's text.
-    prefix_len: usize,
+    /// The macro imports put before every model's text.
+    prefix: String,
     /// Templates rendered so far (a debug counter: tests check what a command renders).
     renders: AtomicUsize,
 }
@@ -329,7 +329,7 @@ impl Renderer {
             env,
             known,
             project_vars: project.config.vars.clone(),
-            prefix_len: 0,
+            prefix: String::new(),
             renders: AtomicUsize::new(0),
         };
         let prefix = import_macros(&renderer, project, context)?;
@@ -351,7 +351,7 @@ impl Renderer {
         renderer
             .env
             .set_loader(move |name| Ok(sources.get(name).cloned()));
-        renderer.prefix_len = prefix.len();
+        renderer.prefix = prefix;
         Ok(renderer)
     }
 
@@ -380,6 +380,33 @@ impl Renderer {
         (state, root)
     }
 
+    /// Render a template written in YAML (a test's `where:` or `expression`), with the run's
+    /// vars, target and macros; `at` is where it stands in `file`, for the error.
+    pub fn render_text(
+        &self,
+        text: &str,
+        context: &RenderContext,
+        file: &SourceFile,
+        at: SourceSpan,
+    ) -> Result<String, RenderError> {
+        if !text.contains("{{") && !text.contains("{%") {
+            return Ok(text.to_string());
+        }
+        self.renders.fetch_add(1, Ordering::Relaxed);
+        let source = format!("{}{text}", &self.prefix);
+        self.env
+            .render_str(&source, self.root(context, None).1)
+            .map_err(|error| RenderError::Template {
+                message: format!(
+                    "{}: {}",
+                    file.path().display(),
+                    error.detail().unwrap_or("invalid template")
+                ),
+                src: file.named(),
+                at,
+            })
+    }
+
     /// How many templates this renderer has rendered.
     pub fn renders(&self) -> usize {
         self.renders.load(Ordering::Relaxed)
@@ -404,7 +431,7 @@ impl Renderer {
                     project,
                     model,
                     &error,
-                    self.prefix_len,
+                    self.prefix.len(),
                     Recorded::default(),
                 ));
             }
@@ -422,12 +449,12 @@ impl Renderer {
                 src: model.file.named(),
                 at: (0, 0).into(),
             }),
-            Ok((sql, spans)) => finish_model(model, sql, &spans, self.prefix_len, recorded),
+            Ok((sql, spans)) => finish_model(model, sql, &spans, self.prefix.len(), recorded),
             Err(error) => Err(template_error(
                 project,
                 model,
                 &error,
-                self.prefix_len,
+                self.prefix.len(),
                 recorded,
             )),
         }
@@ -535,6 +562,30 @@ fn import_macros(
         }
     }
     Ok(prefix)
+}
+
+/// Render the templates in data tests' YAML, as dbt does: each test's `where:` and an
+/// `expression_is_true` expression (`amount > {{ var('floor') }}`).
+pub fn render_tests(
+    renderer: &Renderer,
+    tests: &mut [crate::project::DataTest],
+    context: &RenderContext,
+) -> Result<(), RenderError> {
+    let mut problems = Vec::new();
+    for test in tests {
+        let (file, at) = (test.file.clone(), test.at);
+        let mut render = |text: &mut String| match renderer.render_text(text, context, &file, at) {
+            Ok(rendered) => *text = rendered,
+            Err(problem) => problems.push(problem),
+        };
+        if let Some(filter) = &mut test.config.filter {
+            render(filter);
+        }
+        if let crate::project::DataTestKind::ExpressionIsTrue { expression } = &mut test.kind {
+            render(expression);
+        }
+    }
+    crate::source::problems(problems, |problems| RenderError::Many { problems })
 }
 
 /// The names of the macros a template declares (`{% macro name(...) %}`), read from its text.
