@@ -211,7 +211,7 @@ impl Prepared {
     /// mislead), then write `target/manifest.json`, `catalog.json`, `lineage.json` and
     /// `docs/index.html`. The catalog and lineage cover the selected models.
     pub async fn generate_docs(&self) -> Result<docs::Generated, Error> {
-        let compiled = check_every_model(self).await?;
+        let compiled = check_every_model(self).await?.plan;
         let inputs = docs::DocsInputs {
             project: &self.project,
             graph: &self.graph,
@@ -329,20 +329,29 @@ pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
     })
 }
 
+/// A project that checks: a plan ready to run, and what the check found that works yet may not
+/// be what was meant (a documented column the model does not output).
+pub struct Checked {
+    pub plan: compile::Plan,
+    /// Diagnostics of warning severity.
+    pub warnings: Vec<Error>,
+}
+
 /// Plan every model from schemas alone, without reading data, and report every problem of the
-/// selected models at once. Returns the plan of the selected models, ready to run.
-pub async fn check(prepared: &Prepared) -> Result<compile::Plan, Error> {
-    let mut plan = check_every_model(prepared).await?;
-    plan.models.retain(|model| {
+/// selected models at once (with the warnings, when there are problems). Returns the plan of
+/// the selected models, ready to run.
+pub async fn check(prepared: &Prepared) -> Result<Checked, Error> {
+    let mut checked = check_every_model(prepared).await?;
+    checked.plan.models.retain(|model| {
         prepared
             .selected
             .contains(&NodeId::Model(model.name.clone()))
     });
-    Ok(plan)
+    Ok(checked)
 }
 
 /// [`check`], returning the plan of every model.
-async fn check_every_model(prepared: &Prepared) -> Result<compile::Plan, Error> {
+async fn check_every_model(prepared: &Prepared) -> Result<Checked, Error> {
     let every_node: BTreeSet<NodeId> = prepared.graph.order().iter().cloned().collect();
     let (plan, plan_problems) = stage("plan", || compile::plan(&prepared.graph, &every_node));
     let selected = |name: &str| prepared.selected.contains(&NodeId::Model(name.to_string()));
@@ -363,9 +372,21 @@ async fn check_every_model(prepared: &Prepared) -> Result<compile::Plan, Error> 
         .map(|problem| Error::Render(problem.clone()))
         .collect();
     problems.extend(plan_problems.into_iter().map(Error::from));
+    let (warnings, check_problems): (Vec<_>, Vec<_>) =
+        check_problems.into_iter().partition(|problem| {
+            miette::Diagnostic::severity(problem) == Some(miette::Severity::Warning)
+        });
+    let warnings: Vec<Error> = warnings.into_iter().map(Error::Checked).collect();
     problems.extend(check_problems.into_iter().map(Error::Checked));
-    source::problems(problems, |problems| Error::Check { problems })?;
-    Ok(plan)
+    if problems.is_empty() {
+        return Ok(Checked { plan, warnings });
+    }
+    // With the errors, the warnings show too.
+    problems.extend(warnings);
+    Err(match problems.len() {
+        1 => problems.remove(0),
+        _ => Error::Check { problems },
+    })
 }
 
 /// Run one stage and log how long it took (at debug level: `-vv`).

@@ -47,6 +47,26 @@ impl SourceFile {
         }
     }
 
+    /// The span of `value` written after `name:` (a YAML entry's name), from byte `from` on;
+    /// else of `value` anywhere.
+    pub fn find_name(&self, value: &str, from: usize) -> SourceSpan {
+        let text = self.text();
+        let mut from = from.min(text.len());
+        while let Some(at) = text[from..].find("name:") {
+            let after = from + at + "name:".len();
+            let rest = text[after..].trim_start_matches([' ', '\'', '"']);
+            let whole = rest
+                .strip_prefix(value)
+                .is_some_and(|next| !next.starts_with(|c: char| c.is_alphanumeric() || c == '_'));
+            if whole {
+                let start = text.len() - rest.len();
+                return (start, value.len()).into();
+            }
+            from = after;
+        }
+        self.find(value, 0)
+    }
+
     /// `path:line` of byte `offset`, for messages that point at a definition.
     pub fn location(&self, offset: usize) -> String {
         let offset = offset.min(self.text.len());

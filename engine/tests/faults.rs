@@ -339,7 +339,7 @@ async fn faulty_runs(root: &Path, warehouse: &Warehouse) {
                 ..Default::default()
             })
             .unwrap();
-            let plan = dp_engine::check(&prepared).await.unwrap();
+            let plan = dp_engine::check(&prepared).await.unwrap().plan;
             let settings = BuildSettings {
                 threads: Some(2),
                 store_wrapper: Some(wrapper),
@@ -433,7 +433,7 @@ async fn a_commit_that_lands_but_reads_as_lost_is_kept() {
             ..Default::default()
         })
         .unwrap();
-        let plan = dp_engine::check(&prepared).await.unwrap();
+        let plan = dp_engine::check(&prepared).await.unwrap().plan;
         dice.lose_create_response.store(true, Ordering::Relaxed);
         let settings = BuildSettings {
             threads: Some(1),

@@ -218,7 +218,7 @@ fn run_case(root: &Path, vars: &str, select: &str, case: &str) {
             Err(error) => return assert_says_where(&error, case),
         };
         let plan = match runtime.block_on(dp_engine::check(&prepared)) {
-            Ok(plan) => plan,
+            Ok(checked) => checked.plan,
             Err(error) => return assert_says_where(&error, case),
         };
         let summary = match runtime.block_on(prepared.build(&plan, Default::default(), &Quiet)) {

@@ -273,6 +273,11 @@ fn a_dbt_project_with_its_own_folders_and_config_tree_builds_as_dbt_would() {
         "{text}"
     );
     assert!(!text.contains("profile"), "{text}");
+    // A documented column the model does not output (no contract): a warning, not an error.
+    assert!(
+        text.contains("column `lifetime_value` of `customer_revenue` is documented"),
+        "{text}"
+    );
     // `where:` and the expression of a test are rendered (unrendered, `{{` would not plan).
     assert!(
         text.contains(

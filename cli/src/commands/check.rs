@@ -19,7 +19,7 @@ pub fn run(global: &GlobalArgs, args: &CheckArgs) -> miette::Result<ExitCode> {
         OutputFormat::Human => {
             if !global.quiet {
                 for warning in &warnings {
-                    eprintln!("{:?}", miette::Report::new(warning.clone()));
+                    eprintln!("{warning:?}");
                 }
             }
             match checked {
@@ -38,7 +38,7 @@ pub fn run(global: &GlobalArgs, args: &CheckArgs) -> miette::Result<ExitCode> {
         OutputFormat::Json => {
             let mut records = Vec::new();
             for warning in &warnings {
-                flatten(warning, &mut records);
+                flatten(warning.as_ref(), &mut records);
             }
             let failed = checked.as_ref().is_err();
             if let Err(error) = &checked {
@@ -56,24 +56,31 @@ pub fn run(global: &GlobalArgs, args: &CheckArgs) -> miette::Result<ExitCode> {
 }
 
 /// Load, render, resolve, select and plan: the number of models, or every problem found; and
-/// the project's warnings.
+/// the warnings: the project's, and the check's when it found no problem (with problems, they
+/// are among them).
 fn check(
     runtime: &tokio::runtime::Runtime,
     global: &GlobalArgs,
     args: &CheckArgs,
-) -> (
-    Result<usize, Box<dp_engine::Error>>,
-    Vec<dp_engine::project::LoadWarning>,
-) {
+) -> (Result<usize, Box<dp_engine::Error>>, Vec<miette::Report>) {
     let prepared = match dp_engine::prepare(&super::prepare_options(global, &args.select)) {
         Ok(prepared) => prepared,
         Err(error) => return (Err(Box::new(error)), Vec::new()),
     };
-    let warnings = prepared.project.warnings.clone();
-    let checked = runtime
-        .block_on(dp_engine::check(&prepared))
-        .map(|_| prepared.model_count())
-        .map_err(Box::new);
+    let mut warnings: Vec<miette::Report> = prepared
+        .project
+        .warnings
+        .iter()
+        .cloned()
+        .map(miette::Report::new)
+        .collect();
+    let checked = match runtime.block_on(dp_engine::check(&prepared)) {
+        Ok(checked) => {
+            warnings.extend(checked.warnings.into_iter().map(miette::Report::new));
+            Ok(prepared.model_count())
+        }
+        Err(error) => Err(Box::new(error)),
+    };
     (checked, warnings)
 }
 

@@ -61,8 +61,13 @@ fn prepare_checked(
     args: &SelectArgs,
 ) -> miette::Result<(dp_engine::Prepared, dp_engine::Plan)> {
     let prepared = prepare_partial(global, args)?;
-    let plan = runtime.block_on(dp_engine::check(&prepared))?;
-    Ok((prepared, plan))
+    let checked = runtime.block_on(dp_engine::check(&prepared))?;
+    if !global.quiet {
+        for warning in checked.warnings {
+            eprintln!("{:?}", miette::Report::new(warning));
+        }
+    }
+    Ok((prepared, checked.plan))
 }
 
 /// Load, render and select, for a command that needs every model rendered.

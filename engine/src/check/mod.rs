@@ -123,6 +123,19 @@ pub enum CheckError {
         at: SourceSpan,
     },
 
+    #[error("column `{column}` of `{model}` is documented, and `{model}` does not output it")]
+    #[diagnostic(code(dp::unproduced_column), severity(Warning))]
+    UnproducedColumn {
+        model: String,
+        column: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("not among its columns")]
+        at: SourceSpan,
+        #[help]
+        help: String,
+    },
+
     #[error("test `{test}` is on column `{column}`, which `{model}` does not output")]
     #[diagnostic(code(dp::test_column))]
     TestColumn {
@@ -469,6 +482,24 @@ async fn check_model(
                 at: file.find("contract", file.find(&model.name, 0).offset()),
                 src: file.named(),
             }));
+        }
+    } else if let Some((properties, file)) =
+        declared.and_then(|d| d.properties.as_ref().zip(d.properties_file.as_ref()))
+    {
+        // Without a contract, documenting a column before the model outputs it is fine: said,
+        // never an error.
+        let model_at = file.find_name(&model.name, 0).offset();
+        // A column with tests is reported by its tests, as an error.
+        for column in &properties.columns {
+            if !columns.contains(&column.name.as_str()) && column.data_tests.is_empty() {
+                problems.push(CheckError::UnproducedColumn {
+                    model: model.name.clone(),
+                    column: column.name.clone(),
+                    help: help_columns(&column.name, &columns),
+                    at: file.find_name(&column.name, model_at),
+                    src: file.named(),
+                });
+            }
         }
     }
     Ok(problems)

@@ -363,7 +363,7 @@ fn line_of(declared: &Declared<'_>) -> usize {
         (NodeId::Source(id), None) => id.rsplit('.').next().unwrap_or(id).to_string(),
     };
     // `name: revenue`, not the `revenue` in `customer_revenue` before it.
-    super::name_span(declared.file, &name, declared.from).offset()
+    declared.file.find_name(&name, declared.from).offset()
 }
 
 fn mapping(value: &Value, what: &str) -> Result<BTreeMap<String, Value>, String> {

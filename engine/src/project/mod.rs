@@ -645,7 +645,7 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
             if !model.data_tests.is_empty()
                 || model.columns.iter().any(|c| !c.data_tests.is_empty())
             {
-                cursor = name_span(&file, &model.name, cursor).offset();
+                cursor = file.find_name(&model.name, cursor).offset();
             }
             arguments_beside += collect_tests(
                 cursor,
@@ -794,13 +794,13 @@ fn attach_model_properties(
             None => problems.push(LoadError::UnknownModel {
                 did_you_mean: crate::source::did_you_mean(&name, models.keys().map(String::as_str)),
                 src: file.named(),
-                at: name_span(file, &name, 0),
+                at: file.find_name(&name, 0),
                 name,
             }),
             Some(model) if model.properties.is_some() => {
                 problems.push(LoadError::DuplicateDeclaration {
                     src: file.named(),
-                    at: name_span(file, &name, 0),
+                    at: file.find_name(&name, 0),
                     name,
                 })
             }
@@ -851,7 +851,7 @@ fn collect_tests(
 }
 
 fn unit_test(properties: UnitTestProperties, file: &SourceFile) -> UnitTest {
-    let at = name_span(file, &properties.name, 0);
+    let at = file.find_name(&properties.name, 0);
     UnitTest {
         inputs: properties
             .given
@@ -920,7 +920,7 @@ fn add_source(
         .unwrap_or_else(|| format!("data/{}", source.name));
     for table in source.tables {
         let id = format!("{}.{}", source.name, table.name);
-        let at = name_span(file, &table.name, 0);
+        let at = file.find_name(&table.name, 0);
         if sources.contains_key(&id) {
             problems.push(LoadError::DuplicateDeclaration {
                 name: format!("source {id}"),
@@ -1062,22 +1062,6 @@ fn canonical(path: &Path) -> PathBuf {
         .unwrap_or_else(|_| existing.to_path_buf());
     real.extend(rest.iter().rev());
     real
-}
-
-/// The span of `name:` followed by `value` in a YAML file, or of the value alone.
-fn name_span(file: &SourceFile, value: &str, from: usize) -> SourceSpan {
-    let text = file.text();
-    let mut from = from.min(text.len());
-    while let Some(at) = text[from..].find("name:") {
-        let after = from + at + "name:".len();
-        let rest = text[after..].trim_start_matches([' ', '\'', '"']);
-        if rest.starts_with(value) {
-            let start = text.len() - rest.len();
-            return (start, value.len()).into();
-        }
-        from = after;
-    }
-    file.find(value, 0)
 }
 
 fn read(root: &Path, relative: &Path) -> Result<SourceFile, LoadError> {

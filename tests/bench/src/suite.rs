@@ -408,7 +408,7 @@ mod tests {
         })
         .unwrap();
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let plan = runtime.block_on(dp_engine::check(&prepared)).unwrap();
+        let plan = runtime.block_on(dp_engine::check(&prepared)).unwrap().plan;
         let model = plan
             .models
             .iter()
