@@ -517,6 +517,41 @@ mod tests {
         );
     }
 
+    #[tokio::test(flavor = "multi_thread")]
+    async fn dp_check_warns_where_integers_are_divided_and_only_there() {
+        let dir = project(&[
+            ("dp_project.yml", "name: t\n"),
+            ("models/m.sql", "select 7 as amount, 2.5 as rate"),
+            (
+                "models/n.sql",
+                "select amount / 100 as a, amount / 100.0 as b, rate / 2 as c,\n\
+                 cast(amount as double) / 2 as d\nfrom {{ ref('m') }}\nwhere amount / 3 > 0",
+            ),
+        ]);
+        let prepared = prepare_in(dir.path(), None);
+        let checked = check(&prepared).await.unwrap();
+        let found: Vec<(String, String)> = checked
+            .warnings
+            .iter()
+            .map(|warning| {
+                let Error::Checked(check::CheckError::IntegerDivision(division)) = warning else {
+                    panic!("{warning:?}");
+                };
+                let at = division.at.offset();
+                let text = prepared.project.models["n"].file.text();
+                (
+                    text[at..at + division.at.len()].to_string(),
+                    division.help.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[0].0, "amount");
+        assert!(found[0].1.contains("amount / 100.0"), "{found:?}");
+        assert!(found[1].1.contains("amount / 3.0"), "{found:?}");
+        assert_eq!(checked.plan.models.len(), 2);
+    }
+
     #[test]
     fn a_macro_file_may_use_vars_and_the_target_at_its_top_level() {
         let dir = project(&[

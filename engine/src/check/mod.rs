@@ -4,6 +4,8 @@
 //! a model declares about its output (partition columns, tested columns, an enforced contract)
 //! is checked against the planned schema.
 
+mod dialect;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -123,6 +125,10 @@ pub enum CheckError {
         at: SourceSpan,
     },
 
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    IntegerDivision(#[from] dialect::IntegerDivision),
+
     #[error("column `{column}` of `{model}` is documented, and `{model}` does not output it")]
     #[diagnostic(code(dp::unproduced_column), severity(Warning))]
     UnproducedColumn {
@@ -236,13 +242,14 @@ pub async fn check(
                 continue;
             }
         };
-        let schema: SchemaRef = match planned {
-            Ok(logical) => Arc::new(logical.schema().as_arrow().clone()),
+        let logical = match planned {
+            Ok(logical) => logical,
             Err(error) => {
                 found[i].push(sql_error(model, &error).into());
                 continue;
             }
         };
+        let schema: SchemaRef = Arc::new(logical.schema().as_arrow().clone());
         schemas.insert(NodeId::Model(model.name.clone()), schema.clone());
         match check_model(project, model, &session, schema).await {
             Ok(declared) => found[i] = declared,
@@ -251,6 +258,11 @@ pub async fn check(
                 continue;
             }
         }
+        found[i].extend(
+            dialect::integer_divisions(model, &logical)
+                .into_iter()
+                .map(CheckError::from),
+        );
         // Only a model planned cleanly lets its readers be planned against it.
         scheduler.finish(i);
         start_ready(&mut planning, &mut scheduler);
