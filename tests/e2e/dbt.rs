@@ -87,6 +87,26 @@ fn incremental_models_merge_append_and_overwrite_in_one_commit_each() {
     // The merge keyed by (day, id) on a table partitioned by day rewrote only the day it
     // touched: 2024-01-02's file is the very same file.
     let by_day_after = live_files(&project, "orders_by_day");
+    // The run results say what each commit wrote and rewrote: the by-day merge rewrote the one
+    // file of 2024-01-01; append and insert_overwrite rewrite nothing.
+    let results = project.run_results();
+    let result = |model: &str| {
+        results["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["model"] == model)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(result("orders_by_day")["files_rewritten"], 1);
+    assert_eq!(
+        result("orders_by_day")["files_written"],
+        3,
+        "2 new rows' days, 1 rewrite"
+    );
+    assert_eq!(result("orders_append")["files_rewritten"], 0);
+    assert_eq!(result("orders_overwrite")["files_rewritten"], 0);
     let untouched: Vec<&String> = by_day_before
         .iter()
         .filter(|f| f.contains("day=2024-01-02"))

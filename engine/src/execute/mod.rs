@@ -51,6 +51,8 @@ fn new_result(model: &ModelPlan, status: ModelStatus) -> ModelResult {
         partitions: Vec::new(),
         version: None,
         source_files: BTreeMap::new(),
+        files_written: 0,
+        files_rewritten: 0,
         tests: Vec::new(),
         elapsed: Duration::ZERO,
     }
@@ -334,6 +336,8 @@ async fn run_model(context: &BuildContext, model: &ModelPlan) -> ModelResult {
         // Nothing of it was published.
         result.rows = 0;
         result.partitions.clear();
+        result.files_written = 0;
+        result.files_rewritten = 0;
     }
     result.elapsed = started.elapsed();
     tracing::info!(
@@ -443,24 +447,14 @@ async fn publish_model(
         Some(incremental) => {
             // A merge rewrites the published files holding the keys it replaces, in the
             // same commit: staged here, audited with the rest, discarded with the rest.
-            let new_files = staged.files_written();
-            match table
+            table
                 .stage_rewrites(&session, staged, &incremental.predicates)
                 .await
-            {
-                Ok(staged) => {
-                    tracing::info!(
-                        files_rewritten = staged.files_rewritten(),
-                        files_written = staged.files_written(),
-                        new_files,
-                        "incremental run staged"
-                    );
-                    staged
-                }
-                Err(error) => return Err(definition(error)),
-            }
+                .map_err(definition)?
         }
     };
+    result.files_written = staged.files_written();
+    result.files_rewritten = staged.files_rewritten();
 
     // Audit exactly the staged rows; publish only what passed.
     let audited = audit_staged(context, &session, &table, &staged, model).await;

@@ -66,6 +66,8 @@ struct RunResultEntry<'a> {
     partitions: &'a [String],
     delta_version: Option<u64>,
     source_files: &'a std::collections::BTreeMap<String, usize>,
+    files_written: usize,
+    files_rewritten: usize,
     elapsed_ms: u128,
     message: Option<String>,
     tests: &'a [TestResult],
@@ -110,6 +112,8 @@ fn entry(result: &ModelResult) -> RunResultEntry<'_> {
         partitions: &result.partitions,
         delta_version: result.version,
         source_files: &result.source_files,
+        files_written: result.files_written,
+        files_rewritten: result.files_rewritten,
         elapsed_ms: result.elapsed.as_millis(),
         message: result.status.message(),
         tests: &result.tests,
@@ -153,6 +157,11 @@ pub struct ModelResult {
     /// How many files of each Parquet source (`source.table`) the model read: with a partition
     /// filter, only the files of the partitions it selects.
     pub source_files: BTreeMap<String, usize>,
+    /// Data files the commit added.
+    pub files_written: usize,
+    /// Published files an incremental run rewrote (a merge's files holding a matched key, or
+    /// every file when columns were dropped): read, and replaced without those rows.
+    pub files_rewritten: usize,
     /// The model's unit tests and data tests, in the order they ran.
     pub tests: Vec<TestResult>,
     pub elapsed: Duration,

@@ -201,6 +201,10 @@ pub struct ModelTable {
     rewrite_all: bool,
 }
 
+/// What a rewrite stages: the new files, and the published files they replace by path, with
+/// their partition values.
+type Rewrites = (Vec<Add>, BTreeMap<String, HashMap<String, Option<String>>>);
+
 /// A data file of the table, published or staged: where it is and its partition values.
 struct DataFile {
     path: String,
@@ -552,25 +556,48 @@ impl ModelTable {
     /// partitions the new rows touch when the partition columns are part of the key, and whose
     /// partition passes the `predicates`), without the rows of those keys; every file, when
     /// the table's columns are dropped or retyped. Their files are replaced in the same commit.
+    /// On an error, every staged file is deleted.
     pub async fn stage_rewrites(
         &self,
         session: &SessionContext,
         mut staged: StagedWrite,
         predicates: &[String],
     ) -> Result<StagedWrite, StorageError> {
+        match self.rewrites(session, &staged, predicates).await {
+            Ok(Some((adds, rewritten))) => {
+                staged.adds.extend(adds);
+                staged.rewritten = rewritten;
+                Ok(staged)
+            }
+            Ok(None) => Ok(staged),
+            Err(error) => {
+                self.discard(staged).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// The files [`Self::stage_rewrites`] writes, and the published files they replace (by
+    /// path, with their partition values); `None` when nothing is to be rewritten.
+    async fn rewrites(
+        &self,
+        session: &SessionContext,
+        staged: &StagedWrite,
+        predicates: &[String],
+    ) -> Result<Option<Rewrites>, StorageError> {
         if self.table.version().is_none() || staged.adds.is_empty() {
-            return Ok(staged);
+            return Ok(None);
         }
         let unique_key = match &self.mode {
             WriteMode::Merge { unique_key, .. } => Some(unique_key.as_slice()),
             _ if self.rewrite_all => None,
-            _ => return Ok(staged),
+            _ => return Ok(None),
         };
         let touched = staged.partitions();
         let by_partition = unique_key.is_some_and(|key| {
             !self.partition_by.is_empty() && self.partition_by.iter().all(|c| key.contains(c))
         });
-        let replaced_anyway = self.replaces(&staged);
+        let replaced_anyway = self.replaces(staged);
         // The predicates are asked once per partition, not once per file.
         let mut passing: BTreeMap<String, bool> = BTreeMap::new();
         let mut candidates: Vec<DataFile> = Vec::new();
@@ -594,9 +621,8 @@ impl ModelTable {
                 candidates.push(DataFile::from(&file));
             }
         }
-        drop(replaced_anyway);
         if candidates.is_empty() {
-            return Ok(staged);
+            return Ok(None);
         }
         let execution = |source| StorageError::Execution {
             model: self.model.clone(),
@@ -625,13 +651,12 @@ impl ModelTable {
                 .map_err(execution)?;
         }
         let stream = kept.execute_stream().await.map_err(execution)?;
-        let rewritten = self.stage(stream).await?;
-        staged.adds.extend(rewritten.adds);
-        staged.rewritten = candidates
+        let written = self.stage(stream).await?;
+        let replaced = candidates
             .into_iter()
             .map(|file| (file.path, file.partition_values))
             .collect();
-        Ok(staged)
+        Ok(Some((written.adds, replaced)))
     }
 
     /// Publish `staged` in one Delta commit that also removes the files it replaces: all of the

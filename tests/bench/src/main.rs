@@ -48,7 +48,13 @@ fn main() -> ExitCode {
         Command::All(options) => suite::run(&options),
         Command::Project(options) => std::path::absolute(&options.data)
             .and_then(|data| {
-                project::generate(&options.out, &data, options.models as usize, options.seed)
+                project::generate(
+                    &options.out,
+                    &data,
+                    options.models as usize,
+                    options.seed,
+                    options.flavor,
+                )
             })
             .map_err(Into::into),
         Command::Events(options) => events::generate(&options),

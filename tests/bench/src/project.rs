@@ -1,6 +1,8 @@
-//! A synthetic dp project of N models in layers, for benchmarks and scale tests: staging models
-//! over a partitioned events source, intermediate models joining 1 to 3 earlier models, and marts
-//! aggregating one; each with data tests. Deterministic from a seed.
+//! A synthetic project of N models in layers, for benchmarks and scale tests: staging models
+//! over events, intermediate models joining 1 to 3 earlier models, and marts aggregating one;
+//! each with data tests. Deterministic from a seed. Two flavors: dp's own (a partitioned Parquet
+//! source, dp's materializations and tests), and a dbt project as dbt-core with dbt-duckdb runs
+//! it unmodified (the events a seed, staging models views, dbt's built-in tests).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -21,27 +23,65 @@ pub struct ProjectOptions {
     pub data: PathBuf,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// dp's own project, or a dbt project (dbt_project.yml, profiles.yml for dbt-duckdb, a seed).
+    #[arg(long, value_enum, default_value_t = Flavor::Dp)]
+    pub flavor: Flavor,
 }
 
+/// Which tool's project to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Flavor {
+    Dp,
+    Dbt,
+}
+
+/// How many event rows the dbt flavor's seed holds: 7 dates of 3,000, like the small dataset.
+const SEED_ROWS: u64 = 21_000;
+
 /// Write the project: `models` models reading the events under `data` (a folder holding
-/// `events/date=.../*.parquet`).
-pub fn generate(out: &Path, data: &Path, models: usize, seed: u64) -> std::io::Result<()> {
+/// `events/date=.../*.parquet`; the dbt flavor writes its own events as a seed instead).
+pub fn generate(
+    out: &Path,
+    data: &Path,
+    models: usize,
+    seed: u64,
+    flavor: Flavor,
+) -> std::io::Result<()> {
     let _ = std::fs::remove_dir_all(out);
     for folder in ["staging", "intermediate", "marts"] {
         std::fs::create_dir_all(out.join("models").join(folder))?;
     }
-    std::fs::write(
-        out.join("dp_project.yml"),
-        "name: generated\ntargets:\n  bench:\n    warehouse: warehouse\n",
-    )?;
-    std::fs::write(
-        out.join("models/staging/sources.yml"),
-        format!(
-            "sources:\n  - name: raw\n    location: {}\n    tables:\n      - name: events\n        partitioned_by: [date]\n",
-            url_of(data)
-        ),
-    )?;
     let mut random = Random(seed);
+    let events_relation = match flavor {
+        Flavor::Dp => {
+            std::fs::write(
+                out.join("dp_project.yml"),
+                "name: generated\ntargets:\n  bench:\n    warehouse: warehouse\n",
+            )?;
+            std::fs::write(
+                out.join("models/staging/sources.yml"),
+                format!(
+                    "sources:\n  - name: raw\n    location: {}\n    tables:\n      - name: events\n        partitioned_by: [date]\n",
+                    url_of(data)
+                ),
+            )?;
+            "{{ source('raw', 'events') }}"
+        }
+        Flavor::Dbt => {
+            write_dbt_files(out, &mut random)?;
+            "{{ ref('raw_events') }}"
+        }
+    };
+    // The dbt flavor: staging models are views, the rest tables (dbt_project.yml says so);
+    // dp's: staging and marts partitioned by date.
+    let partitioned = match flavor {
+        Flavor::Dp => "{{ config(materialized='partitioned', partition_by='date') }}\n",
+        Flavor::Dbt => "",
+    };
+    let date_filter = match flavor {
+        Flavor::Dp => "{% if var('date', none) %} and date = '{{ var(\"date\") }}'{% endif %}",
+        Flavor::Dbt => "",
+    };
     let staging = (models / 10).max(1);
     let marts = (models * 3 / 10).max(1).min(models - staging);
     let intermediate = models - staging - marts;
@@ -56,14 +96,17 @@ pub fn generate(out: &Path, data: &Path, models: usize, seed: u64) -> std::io::R
             "staging",
             &name,
             &format!(
-                "{{{{ config(materialized='partitioned', partition_by='date') }}}}\n\
-                 select user_id, cohort, revenue, date\nfrom {{{{ source('raw', 'events') }}}}\n\
-                 where event = '{event}'{{% if var('date', none) %}} and date = '{{{{ var(\"date\") }}}}'{{% endif %}}\n"
+                "{partitioned}select user_id, cohort, revenue, date\nfrom {events_relation}\n\
+                 where event = '{event}'{date_filter}\n"
             ),
         )?;
+        let revenue_test = match flavor {
+            Flavor::Dp => "[{expression_is_true: {expression: \">= 0\"}}]",
+            Flavor::Dbt => "[not_null]",
+        };
         let _ = write!(
             schema,
-            "  - name: {name}\n    columns:\n      - {{name: user_id, data_tests: [not_null]}}\n      - {{name: revenue, data_tests: [{{expression_is_true: {{expression: \">= 0\"}}}}]}}\n"
+            "  - name: {name}\n    columns:\n      - {{name: user_id, data_tests: [not_null]}}\n      - {{name: revenue, data_tests: {revenue_test}}}\n"
         );
         names.push(name);
     }
@@ -103,17 +146,55 @@ pub fn generate(out: &Path, data: &Path, models: usize, seed: u64) -> std::io::R
             "marts",
             &name,
             &format!(
-                "{{{{ config(materialized='partitioned', partition_by='date') }}}}\n\
-                 select date, cohort, sum(revenue) as revenue, count(distinct user_id) as users\n\
+                "{partitioned}select date, cohort, sum(revenue) as revenue, count(distinct user_id) as users\n\
                  from {{{{ ref('{input}') }}}}\ngroup by date, cohort\n"
             ),
         )?;
-        let _ = write!(
-            schema,
-            "  - name: {name}\n    data_tests:\n      - unique_combination_of_columns: {{combination_of_columns: [date, cohort]}}\n"
-        );
+        let _ = match flavor {
+            Flavor::Dp => write!(
+                schema,
+                "  - name: {name}\n    data_tests:\n      - unique_combination_of_columns: {{combination_of_columns: [date, cohort]}}\n"
+            ),
+            // dbt's built-in tests only: no package is installed.
+            Flavor::Dbt => write!(
+                schema,
+                "  - name: {name}\n    columns:\n      - {{name: date, data_tests: [not_null]}}\n      - {{name: cohort, data_tests: [not_null]}}\n"
+            ),
+        };
     }
     std::fs::write(out.join("models/schema.yml"), schema)
+}
+
+/// dbt_project.yml, profiles.yml for dbt-duckdb (dp reads no profile), and the events seed.
+fn write_dbt_files(out: &Path, random: &mut Random) -> std::io::Result<()> {
+    std::fs::write(
+        out.join("dbt_project.yml"),
+        "name: generated\nversion: '1.0.0'\nconfig-version: 2\nprofile: generated\n\
+         models:\n  generated:\n    +materialized: table\n    staging:\n      +materialized: view\n",
+    )?;
+    std::fs::write(
+        out.join("profiles.yml"),
+        "generated:\n  target: bench\n  outputs:\n    bench:\n      type: duckdb\n      path: warehouse.duckdb\n      threads: 4\n",
+    )?;
+    std::fs::create_dir_all(out.join("seeds"))?;
+    let events = ["page_view", "click", "add_to_cart", "purchase"];
+    let cohorts = ["organic", "paid_search", "social", "referral"];
+    let mut csv = String::from("event_id,user_id,event,revenue,cohort,date\n");
+    for id in 0..SEED_ROWS {
+        let event = events[random.below(4) as usize];
+        let revenue = match event {
+            "purchase" => format!("{}.{:02}", random.below(200), random.below(100)),
+            _ => "0.0".into(),
+        };
+        let _ = writeln!(
+            csv,
+            "{id},{},{event},{revenue},{},2024-01-{:02}",
+            random.below(2000),
+            cohorts[random.below(4) as usize],
+            12 + id % 7
+        );
+    }
+    std::fs::write(out.join("seeds/raw_events.csv"), csv)
 }
 
 fn write_model(out: &Path, folder: &str, name: &str, sql: &str) -> std::io::Result<()> {
@@ -135,14 +216,19 @@ mod tests {
     fn a_generated_project_passes_dp_check() {
         let dir = tempfile::tempdir().unwrap();
         let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../example_project/data/raw");
-        generate(dir.path(), &std::path::absolute(data).unwrap(), 60, 3).unwrap();
-        let prepared = dp_engine::prepare(&dp_engine::PrepareOptions {
-            project_dir: dir.path().to_path_buf(),
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(prepared.model_count(), 60);
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(dp_engine::check(&prepared)).unwrap();
+        let data = std::path::absolute(data).unwrap();
+        for (flavor, nodes) in [(Flavor::Dp, 60), (Flavor::Dbt, 61)] {
+            generate(dir.path(), &data, 60, 3, flavor).unwrap();
+            let prepared = dp_engine::prepare(&dp_engine::PrepareOptions {
+                project_dir: dir.path().to_path_buf(),
+                ..Default::default()
+            })
+            .unwrap();
+            // The dbt flavor's seed is a node too.
+            assert_eq!(prepared.model_count(), nodes, "{flavor:?}");
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            let checked = runtime.block_on(dp_engine::check(&prepared)).unwrap();
+            assert!(checked.warnings.is_empty(), "{flavor:?}");
+        }
     }
 }
