@@ -481,12 +481,16 @@ mod tests {
                 "name: shop\nprofile: shop\nvars: {shop: {n: 3}, other: {n: 9}}\n",
             ),
             (
+                "macros/cents.sql",
+                "{% macro cents_to_dollars(column) %}{{ return('(' ~ column ~ ' / 100.0)') }}{% endmacro %}",
+            ),
+            (
                 "models/m.sql",
                 "{{ config(materialized='incremental', unique_key='id') }}\n\
                  {%- set columns = ['a', 'b'] -%}\n\
                  {{ log('rendering ' ~ this.identifier, info=True) }}\n\
                  select {% for c in columns %}{{ adapter.quote(c) }}, {% endfor %}\n\
-                 '{{ target.schema }}' as s, {{ var('n') }} as n from {{ this }}\n\
+                 '{{ target.schema }}' as s, {{ var('n') }} as n, {{ cents_to_dollars('x') }} as d from {{ this }}\n\
                  {% if is_incremental() %}where true{% endif %}",
             ),
         ]);
@@ -499,7 +503,7 @@ mod tests {
         let sql = &prepared.graph.models["m"].sql;
         assert_eq!(
             sql.trim(),
-            "select \"a\", \"b\", \n'default' as s, 3 as n from \"m\""
+            "select \"a\", \"b\", \n'default' as s, 3 as n, (x / 100.0) as d from \"m\""
         );
         let incremental = RenderContext {
             is_incremental: true,

@@ -448,3 +448,53 @@ fn seeds_are_typed_as_dbt_types_them_and_replaced_in_one_commit() {
         [["7", "New", "02134"]]
     );
 }
+
+#[test]
+fn docs_of_a_dbt_project_show_its_seeds_and_docs_blocks() {
+    use crate::docs::{assert_valid, read_json};
+    let project = TestProject::fixture("dbt_jaffle");
+    project.dp_ok(&["build", "-q"]);
+    project.dp_ok(&["docs", "generate"]);
+    let out = project.root.join("out");
+    let manifest = read_json(&out.join("manifest.json"));
+    for (file, schema) in [
+        ("manifest.json", "manifest.schema.json"),
+        ("catalog.json", "catalog.schema.json"),
+        ("lineage.json", "lineage.schema.json"),
+    ] {
+        assert_valid(schema, &read_json(&out.join(file)));
+    }
+    // Seeds are seeds, as dbt names them; the models that read them depend on them.
+    let seed = &manifest["nodes"]["seed.jaffle.customers"];
+    assert_eq!(seed["resource_type"], "seed", "{seed}");
+    assert_eq!(seed["original_file_path"], "data_seeds/customers.csv");
+    assert!(
+        manifest["parent_map"]["model.jaffle.stg_payments"]
+            .as_array()
+            .unwrap()
+            .contains(&"seed.jaffle.payments".into())
+    );
+    let catalog = read_json(&out.join("catalog.json"));
+    assert_eq!(
+        catalog["nodes"]["seed.jaffle.customers"]["table"]["num_rows"], 3,
+        "{}",
+        catalog["nodes"]["seed.jaffle.customers"]
+    );
+    // `{% docs %}` blocks from the model folders and from docs-paths; `doc()` in a description;
+    // the .md files are never taken for models.
+    assert_eq!(
+        manifest["nodes"]["model.jaffle.customer_revenue"]["description"],
+        "Revenue per customer, in the project's `currency`."
+    );
+    assert!(
+        manifest["docs"]["doc.jaffle.__overview__"]["block_contents"]
+            .as_str()
+            .unwrap()
+            .contains("A dbt project dp runs as it is.")
+    );
+    // dbt's selector for a kind of node.
+    assert_eq!(
+        project.dp_ok(&["ls", "-s", "resource_type:seed"]),
+        "customers\npayments\n"
+    );
+}

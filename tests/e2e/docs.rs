@@ -64,13 +64,13 @@ fn set(items: &[(&str, &str, &str)]) -> BTreeSet<(String, String, String)> {
         .collect()
 }
 
-fn read_json(path: &Path) -> Value {
+pub(crate) fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{path:?}: {e}")))
         .unwrap()
 }
 
 /// Validate `instance` against `schemas/<name>`.
-fn assert_valid(name: &str, instance: &Value) {
+pub(crate) fn assert_valid(name: &str, instance: &Value) {
     let schema = read_json(&workspace().join("schemas").join(name));
     let validator = jsonschema::validator_for(&schema).unwrap();
     let errors: Vec<String> = validator

@@ -274,12 +274,21 @@ fn metadata(inputs: &DocsInputs<'_>) -> Value {
     })
 }
 
-/// A node's unique id, as dbt's: `model.<project>.<name>`, `source.<project>.<source>.<table>`.
+/// A node's unique id, as dbt's: `model.<project>.<name>`, `seed.<project>.<name>`,
+/// `source.<project>.<source>.<table>`.
 pub fn unique_id(project: &Project, node: &NodeId) -> String {
     match node {
+        NodeId::Model(name) if project.models.get(name).is_some_and(|m| m.is_seed) => {
+            format!("seed.{}.{name}", project.config.name)
+        }
         NodeId::Model(name) => format!("model.{}.{name}", project.config.name),
         NodeId::Source(id) => format!("source.{}.{id}", project.config.name),
     }
+}
+
+/// A model's `resource_type` in the docs' files, as dbt's: `model`, or `seed`.
+pub fn resource_type(config: &crate::project::ModelConfig) -> &'static str {
+    if config.is_seed() { "seed" } else { "model" }
 }
 
 /// `lineage.json`: every selected model's (and every source's) columns with what each is
@@ -332,7 +341,7 @@ fn lineage_json(inputs: &DocsInputs<'_>, planned: &ProjectLineage, metadata: &Va
         nodes.insert(
             unique_id(project, node),
             json!({
-                "resource_type": "model",
+                "resource_type": resource_type(&inputs.graph.models[name].config),
                 "name": name,
                 "materialized": inputs.graph.models[name].config.materialized.to_string(),
                 "columns": columns,

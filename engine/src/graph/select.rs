@@ -238,6 +238,19 @@ fn matching(
             .filter(|s| glob(value, &s.source) || glob(value, &s.id()))
             .map(|s| NodeId::Source(s.id()))
             .collect(),
+        // dbt's: `resource_type:seed`, `resource_type:model`, `resource_type:source`.
+        "resource_type" => {
+            let sources = graph.sources.values().map(|s| NodeId::Source(s.id()));
+            let models = models.map(|m| (m.config.is_seed(), NodeId::Model(m.name.clone())));
+            match value {
+                "source" => sources.collect(),
+                "seed" | "model" => models
+                    .filter(|(seed, _)| *seed == (value == "seed"))
+                    .map(|(_, node)| node)
+                    .collect(),
+                _ => BTreeSet::new(),
+            }
+        }
         _ => {
             return Err(SelectError::UnknownMethod {
                 method: method.to_string(),
@@ -259,6 +272,7 @@ fn matching(
                 .map(|m| m.file.path().display().to_string())
                 .collect(),
             "source" => graph.sources.keys().cloned().collect(),
+            "resource_type" => ["model", "seed", "source"].map(String::from).into(),
             _ => graph.models.keys().cloned().collect(),
         };
         return Err(SelectError::NoMatch {

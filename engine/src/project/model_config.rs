@@ -25,6 +25,9 @@ pub enum Materialization {
     /// Built whole the first time (and on `--full-refresh`); later runs change the table by
     /// their strategy, with `is_incremental()` true in the template.
     Incremental,
+    /// A CSV file under seeds/, replaced whole by each build (never a user's choice: a seed is
+    /// one by its folder).
+    Seed,
 }
 
 impl Materialization {
@@ -46,6 +49,7 @@ impl std::fmt::Display for Materialization {
             Self::Partitioned => "partitioned",
             Self::Ephemeral => "ephemeral",
             Self::Incremental => "incremental",
+            Self::Seed => "seed",
         })
     }
 }
@@ -112,6 +116,11 @@ impl ModelConfig {
     /// Whether the model has no table: it is inlined into its readers.
     pub fn is_ephemeral(&self) -> bool {
         matches!(self.materialized, Materialization::Ephemeral)
+    }
+
+    /// Whether the node is a seed (a CSV file), not a model.
+    pub fn is_seed(&self) -> bool {
+        matches!(self.materialized, Materialization::Seed)
     }
 }
 

@@ -199,6 +199,11 @@ pub(super) fn register(env: &mut Environment<'static>) {
         },
     );
 
+    // dbt's `{{ return(value) }}` in a macro: the value is what the macro writes. A macro that
+    // returns a string (most do) works as in dbt; minijinja's macros return only text, so one
+    // returning a list to loop over gets the list's text.
+    env.add_function("return", |value: Value| value);
+
     env.add_function("is_incremental", |state: &State| -> Result<bool, Error> {
         Ok(render_state(state)?.is_incremental)
     });

@@ -681,7 +681,8 @@ fn finish_model(
 
 /// A seed as a model: the query over its CSV file's values.
 fn render_seed(model: &ModelFile) -> Result<RenderedModel, RenderError> {
-    let config = merge_config(model, Default::default())?;
+    let mut config = merge_config(model, Default::default())?;
+    config.materialized = crate::project::Materialization::Seed;
     let sql = seed::seed_sql(&model.file, &config).map_err(|bad| RenderError::Seed {
         model: model.name.clone(),
         message: bad.message,

@@ -44,6 +44,7 @@ impl WriteMode {
                     }
                 })
             }
+            // A table, a seed, or an incremental model's first build or full refresh.
             _ => Some(WriteMode::ReplaceTable { partition_by }),
         }
     }

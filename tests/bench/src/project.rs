@@ -36,7 +36,7 @@ pub enum Flavor {
 }
 
 /// How many event rows the dbt flavor's seed holds: 7 dates of 3,000, like the small dataset.
-const SEED_ROWS: u64 = 21_000;
+pub const SEED_ROWS: u64 = 21_000;
 
 /// Write the project: `models` models reading the events under `data` (a folder holding
 /// `events/date=.../*.parquet`; the dbt flavor writes its own events as a seed instead).

@@ -42,6 +42,12 @@ pub struct SuiteOptions {
     /// The memory limit of the constrained all-dates build.
     #[arg(long, default_value = "512MB")]
     pub memory_limit: String,
+    /// Models of the dbt project built by dp and by dbt-core (0: not measured).
+    #[arg(long, default_value_t = 1000)]
+    pub dbt_models: usize,
+    /// Timed runs of each tool on the dbt project, and of the incremental merge.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub dbt_runs: u64,
 }
 
 /// Run every benchmark and print the tables.
@@ -183,7 +189,264 @@ pub fn run(options: &SuiteOptions) -> Result<(), Error> {
          dp and DataFusion wrote the same {rows} rows.",
         options.days
     );
+
+    // 4. An incremental merge of one date into the whole table, against a full rebuild.
+    incremental_merge(&dp, &work, &events, &date, options)?;
+
+    // 5. A dbt project, unmodified: dp against dbt-core with dbt-duckdb.
+    if options.dbt_models > 0 {
+        dbt_project(&dp, &bench, &work, &repository, options)?;
+    }
     Ok(())
+}
+
+/// An incremental model keyed by (date, event_id) over the large dataset: the full build, then
+/// a merge of one date's rows, which must read that date's files and rewrite only its partition.
+fn incremental_merge(
+    dp: &Path,
+    work: &Path,
+    events: &Path,
+    date: &str,
+    options: &SuiteOptions,
+) -> Result<(), Error> {
+    let root = work.join("incremental-project");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("models"))?;
+    std::fs::write(root.join("dp_project.yml"), "name: incremental_bench\n")?;
+    std::fs::write(
+        root.join("models/sources.yml"),
+        format!(
+            "sources:\n  - name: raw\n    tables:\n      - name: events\n        location: file://{}/\n        partitioned_by: [date]\n",
+            events.display()
+        ),
+    )?;
+    // Events delivered twice are one row: a merge's new rows hold each key once.
+    std::fs::write(
+        root.join("models/events_by_day.sql"),
+        "{{ config(materialized='incremental', unique_key=['date', 'event_id'], partition_by='date') }}\n\
+         select distinct event_id, user_id, event, revenue, cohort, ts, date\n\
+         from {{ source('raw', 'events') }}\n\
+         {% if is_incremental() %}where date = '{{ var(\"date\") }}'{% endif %}\n",
+    )?;
+    let trash = Trash::new(work);
+    let var = format!("date={date}");
+    // Each full build starts from an empty warehouse; the merges run on the last one's table.
+    let full = measure(
+        options.dbt_runs,
+        || trash.clear(&root),
+        &mut dp_in(dp, &root, &["build", "-q"]),
+    )?;
+    let merge = measure(
+        options.dbt_runs,
+        || {},
+        &mut dp_in(dp, &root, &["build", "-q", "--vars", &var]),
+    )?;
+    let result = &last_results(&root)?["results"][0];
+    println!(
+        "\n## Incremental merge of one date into {} dates x {} rows\n",
+        options.days, options.rows
+    );
+    println!(
+        "| run | median | min | max | peak memory | event files read | table files rewritten | files written |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| full build | {} | {} | {} | {} | {} | | |",
+        ms(full.median),
+        ms(full.min),
+        ms(full.max),
+        mib(full.peak_memory),
+        options.days
+    );
+    println!(
+        "| merge of {date} | {} | {} | {} | {} | {} | {} | {} |",
+        ms(merge.median),
+        ms(merge.min),
+        ms(merge.max),
+        mib(merge.peak_memory),
+        result["source_files"]["raw.events"],
+        result["files_rewritten"],
+        result["files_written"]
+    );
+    println!(
+        "\nmerge / full rebuild: {:.2}x (medians)",
+        merge.median.as_secs_f64() / full.median.as_secs_f64()
+    );
+    trash.clear(&root);
+    trash.empty();
+    Ok(())
+}
+
+/// The generated dbt project, built whole into an empty warehouse by dp and by dbt-core with
+/// dbt-duckdb (installed by tests/bench/dbt.sh), which must agree on what they built.
+fn dbt_project(
+    dp: &Path,
+    bench: &Path,
+    work: &Path,
+    repository: &Path,
+    options: &SuiteOptions,
+) -> Result<(), Error> {
+    let installed = Command::new("bash")
+        .arg(repository.join("tests/bench/dbt.sh"))
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    if !installed.status.success() {
+        return Err(
+            "tests/bench/dbt.sh could not install dbt (pass --dbt-models 0 to skip)".into(),
+        );
+    }
+    let bin = PathBuf::from(String::from_utf8(installed.stdout)?.trim());
+    let root = work.join(format!("dbt-project-{}", options.dbt_models));
+    run_to_end(
+        Command::new(bench)
+            .args([
+                "project",
+                "--flavor",
+                "dbt",
+                "--models",
+                &options.dbt_models.to_string(),
+                "--out",
+            ])
+            .arg(&root),
+    )?;
+    let trash = Trash::new(work);
+    let dbt = |args: &[&str]| {
+        let mut command = Command::new(bin.join("dbt"));
+        command
+            .args(args)
+            .arg("--project-dir")
+            .arg(&root)
+            .arg("--profiles-dir")
+            .arg(&root)
+            .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+            .current_dir(&root);
+        command
+    };
+    let cold = || trash.clear(&root);
+    // dbt's partial parsing reuses target/partial_parse.msgpack: kept for the warm runs.
+    let warm = || {
+        for name in ["warehouse.duckdb", "warehouse"] {
+            let path = root.join(name);
+            if path.exists() {
+                trash.clear_path(&path);
+            }
+        }
+    };
+    println!(
+        "\n## A dbt project of {} models (and one seed of {} rows): dp against dbt-core with dbt-duckdb\n",
+        options.dbt_models,
+        crate::project::SEED_ROWS
+    );
+    println!("| run | median | min | max | peak memory | / dp (medians) |");
+    println!("|---|---|---|---|---|---|");
+    let dp_stats = measure(
+        options.dbt_runs,
+        cold,
+        &mut dp_in(dp, &root, &["build", "-q"]),
+    )?;
+    let dp_totals = dp_mart_totals(&root)?;
+    let cold_dbt = measure(options.dbt_runs, cold, &mut dbt(&["build", "-q"]))?;
+    let warm_dbt = measure(options.dbt_runs, warm, &mut dbt(&["build", "-q"]))?;
+    let dbt_totals = dbt_mart_totals(&bin, &root)?;
+    for (run, stats) in [
+        ("`dp build` (seed, models, tests)", &dp_stats),
+        ("`dbt build`, full parse", &cold_dbt),
+        ("`dbt build`, partial parse", &warm_dbt),
+    ] {
+        println!(
+            "| {run} | {} | {} | {} | {} | {:.1}x |",
+            ms(stats.median),
+            ms(stats.min),
+            ms(stats.max),
+            mib(stats.peak_memory),
+            stats.median.as_secs_f64() / dp_stats.median.as_secs_f64()
+        );
+    }
+    if dp_totals != dbt_totals {
+        return Err(format!("dp and dbt built different marts:\n{dp_totals}\n{dbt_totals}").into());
+    }
+    println!("\nBoth built the same marts: {dp_totals}.");
+    trash.clear(&root);
+    trash.empty();
+    Ok(())
+}
+
+/// What both tools' marts add up to: rows, revenue (in cents) and users of every mart (the
+/// Python of [`dbt_mart_totals`] prints the same line).
+const MART_TOTALS: &str = "rows {rows}, revenue {revenue}, users {users}";
+
+/// [`MART_TOTALS`] of dp's marts: the Parquet files under each fresh table (a first build's table
+/// folder holds only its current files).
+fn dp_mart_totals(root: &Path) -> Result<String, Error> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let ctx = datafusion::prelude::SessionContext::new();
+        let options = datafusion::prelude::ParquetReadOptions::default()
+            .table_partition_cols(vec![]);
+        let pattern = root.join("warehouse");
+        let mut tables = Vec::new();
+        for entry in std::fs::read_dir(&pattern)? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if name.starts_with("mart_") {
+                tables.push(name);
+            }
+        }
+        let (mut rows, mut revenue, mut users) = (0i64, 0i64, 0i64);
+        for table in tables {
+            ctx.register_parquet(&table, format!("{}/{table}/", pattern.display()), options.clone())
+                .await?;
+            let sql = format!(
+                "select count(*), cast(round(sum(revenue) * 100) as bigint), sum(users) from \"{table}\""
+            );
+            let batches = ctx.sql(&sql).await?.collect().await?;
+            let text = pretty_format_batches(&batches)?.to_string();
+            let values: Vec<i64> = text
+                .lines()
+                .nth(3)
+                .unwrap_or_default()
+                .split('|')
+                .filter_map(|v| v.trim().parse().ok())
+                .collect();
+            if let [r, v, u] = values[..] {
+                rows += r;
+                revenue += v;
+                users += u;
+            }
+        }
+        Ok(MART_TOTALS
+            .replace("{rows}", &rows.to_string())
+            .replace("{revenue}", &revenue.to_string())
+            .replace("{users}", &users.to_string()))
+    })
+}
+
+/// [`MART_TOTALS`] of dbt's marts, read from its DuckDB file with dbt's own Python.
+fn dbt_mart_totals(bin: &Path, root: &Path) -> Result<String, Error> {
+    let script = r#"
+import duckdb, sys
+con = duckdb.connect(sys.argv[1], read_only=True)
+marts = [r[0] for r in con.execute("select table_name from information_schema.tables where table_name like 'mart_%'").fetchall()]
+rows = revenue = users = 0
+for mart in marts:
+    r, v, u = con.execute(f'select count(*), cast(round(sum(revenue) * 100) as bigint), sum(users) from "{mart}"').fetchone()
+    rows += r; revenue += v or 0; users += u or 0
+print(f"rows {rows}, revenue {revenue}, users {users}")
+"#;
+    let output = Command::new(bin.join("python"))
+        .arg("-c")
+        .arg(script)
+        .arg(root.join("warehouse.duckdb"))
+        .output()?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned().into());
+    }
+    Ok(String::from_utf8(output.stdout)?.trim().to_string())
+}
+
+/// The run results of the last dp run in `root`.
+fn last_results(root: &Path) -> Result<serde_json::Value, Error> {
+    let text = std::fs::read_to_string(root.join("target/run_results.json"))?;
+    Ok(serde_json::from_str(&text)?)
 }
 
 fn run_to_end(command: &mut Command) -> Result<(), Error> {
@@ -365,16 +628,21 @@ impl Trash {
         }
     }
 
-    /// Move the warehouse and target folders of `project` out of its way.
+    /// Move what a run of dp (or dbt) left in `project` out of its way.
     fn clear(&self, project: &Path) {
-        for name in ["warehouse", "target"] {
+        for name in ["warehouse", "target", "warehouse.duckdb", "logs"] {
             let from = project.join(name);
             if from.exists() {
-                self.moved.set(self.moved.get() + 1);
-                let _ = std::fs::create_dir_all(&self.folder);
-                let _ = std::fs::rename(&from, self.folder.join(self.moved.get().to_string()));
+                self.clear_path(&from);
             }
         }
+    }
+
+    /// Move one file or folder out of the way.
+    fn clear_path(&self, path: &Path) {
+        self.moved.set(self.moved.get() + 1);
+        let _ = std::fs::create_dir_all(&self.folder);
+        let _ = std::fs::rename(path, self.folder.join(self.moved.get().to_string()));
     }
 
     fn empty(&self) {
@@ -384,9 +652,7 @@ impl Trash {
 
 /// The files of `raw.events` that the last build's daily_summary read.
 fn files_read(project: &Path) -> Result<u64, Error> {
-    let text = std::fs::read_to_string(project.join("target/run_results.json"))?;
-    let results: serde_json::Value = serde_json::from_str(&text)?;
-    results["results"][0]["source_files"]["raw.events"]
+    last_results(project)?["results"][0]["source_files"]["raw.events"]
         .as_u64()
         .ok_or_else(|| "run_results.json has no source_files for raw.events".into())
 }
