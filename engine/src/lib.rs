@@ -557,6 +557,24 @@ mod tests {
     }
 
     #[test]
+    fn a_model_disabled_in_its_sql_is_left_out_and_its_readers_say_why() {
+        let dir = project(&[
+            ("dp_project.yml", "name: t\n"),
+            ("models/old.sql", "{{ config(enabled=false) }}\nselect broken from nowhere"),
+            ("models/reads_old.sql", "select * from {{ ref('old') }}"),
+            ("models/fine.sql", "select 1 as x"),
+        ]);
+        let prepared = prepare_in(dir.path(), None);
+        assert_eq!(prepared.selected_nodes(), ["fine"]);
+        let [render::RenderError::DisabledRef { model, target, .. }] =
+            &prepared.render_problems[..]
+        else {
+            panic!("{:?}", prepared.render_problems);
+        };
+        assert_eq!((model.as_str(), target.as_str()), ("reads_old", "old"));
+    }
+
+    #[test]
     fn a_macro_file_may_use_vars_and_the_target_at_its_top_level() {
         let dir = project(&[
             ("dp_project.yml", "name: t\nvars: {schema: analytics}\n"),

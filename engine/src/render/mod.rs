@@ -150,6 +150,20 @@ pub enum RenderError {
         did_you_mean: Option<String>,
     },
 
+    #[error("`{model}` refers to `{target}`, which is disabled")]
+    #[diagnostic(
+        code(dp::disabled_ref),
+        help("`{target}` says config(enabled=false); enable it, or stop reading it")
+    )]
+    DisabledRef {
+        model: String,
+        target: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("a disabled model")]
+        at: SourceSpan,
+    },
+
     #[error("`{model}` refers to undeclared source `{target}`")]
     #[diagnostic(code(dp::unknown_source))]
     UnknownSource {
@@ -503,6 +517,32 @@ pub fn render(renderer: &Renderer, project: &Project, context: &RenderContext) -
             Err(problem) => problems.push(problem),
         }
     }
+    // `config(enabled=false)` in a model's SQL leaves it out, as the folder tree's does; a model
+    // that refers to it cannot be built.
+    let disabled: std::collections::BTreeSet<String> = models
+        .values()
+        .filter(|model: &&RenderedModel| !model.config.enabled)
+        .map(|model| model.name.clone())
+        .collect();
+    models.retain(|name, _| !disabled.contains(name));
+    let readers: Vec<RenderError> = models
+        .values()
+        .filter_map(|model| {
+            let call = model.refs.iter().find(|c| disabled.contains(&c.target))?;
+            Some(RenderError::DisabledRef {
+                model: model.name.clone(),
+                target: call.target.clone(),
+                src: model.file.named(),
+                at: call.at,
+            })
+        })
+        .collect();
+    for reader in &readers {
+        if let RenderError::DisabledRef { model, .. } = reader {
+            models.remove(model);
+        }
+    }
+    problems.extend(readers);
     Rendered {
         project: RenderedProject {
             models,
