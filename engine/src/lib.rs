@@ -556,11 +556,39 @@ mod tests {
         assert_eq!(checked.plan.models.len(), 2);
     }
 
+    #[tokio::test(flavor = "multi_thread")]
+    async fn dp_check_plans_the_incremental_branch_too() {
+        let dir = project(&[
+            ("dp_project.yml", "name: t\n"),
+            (
+                "models/orders.sql",
+                "{{ config(materialized='incremental', unique_key='id') }}\nselect 1 as id\n\
+                 {% if is_incremental() %}where id > (select max(idd) from {{ this }}){% endif %}",
+            ),
+        ]);
+        let prepared = prepare_in(dir.path(), None);
+        let Err(problem) = check(&prepared).await else {
+            panic!("the incremental branch's unknown column was not found");
+        };
+        let text = format!("{problem:?}");
+        assert!(text.contains("column 'idd' not found"), "{text}");
+        // Pointed at in the model's file.
+        let label = miette::Diagnostic::labels(&problem)
+            .unwrap()
+            .next()
+            .unwrap();
+        let source = std::fs::read_to_string(dir.path().join("models/orders.sql")).unwrap();
+        assert_eq!(&source[label.offset()..label.offset() + label.len()], "idd");
+    }
+
     #[test]
     fn a_model_disabled_in_its_sql_is_left_out_and_its_readers_say_why() {
         let dir = project(&[
             ("dp_project.yml", "name: t\n"),
-            ("models/old.sql", "{{ config(enabled=false) }}\nselect broken from nowhere"),
+            (
+                "models/old.sql",
+                "{{ config(enabled=false) }}\nselect broken from nowhere",
+            ),
             ("models/reads_old.sql", "select * from {{ ref('old') }}"),
             ("models/fine.sql", "select 1 as x"),
         ]);

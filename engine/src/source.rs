@@ -47,18 +47,23 @@ impl SourceFile {
         }
     }
 
-    /// The span of `value` written after `name:` (a YAML entry's name), from byte `from` on;
-    /// else of `value` anywhere.
+    /// The span of `value` written after `name:` (a YAML entry's name), from byte `from` on
+    /// (`from` may be that value itself, as a span this returned); else of `value` anywhere.
     pub fn find_name(&self, value: &str, from: usize) -> SourceSpan {
         let text = self.text();
         let mut from = from.min(text.len());
+        let whole = |rest: &str| {
+            rest.strip_prefix(value)
+                .is_some_and(|next| !next.starts_with(|c: char| c.is_alphanumeric() || c == '_'))
+        };
+        let before = text[..from].trim_end_matches([' ', '\'', '"']);
+        if before.ends_with("name:") && whole(&text[from..]) {
+            return (from, value.len()).into();
+        }
         while let Some(at) = text[from..].find("name:") {
             let after = from + at + "name:".len();
             let rest = text[after..].trim_start_matches([' ', '\'', '"']);
-            let whole = rest
-                .strip_prefix(value)
-                .is_some_and(|next| !next.starts_with(|c: char| c.is_alphanumeric() || c == '_'));
-            if whole {
+            if whole(rest) {
                 let start = text.len() - rest.len();
                 return (start, value.len()).into();
             }
@@ -151,5 +156,27 @@ mod tests {
         let text = "select a\nfrom b\n";
         assert_eq!(SourceFile::offset_of(text, 2, 6), 14);
         assert_eq!(&text[SourceFile::offset_of(text, 2, 6)..], "b\n");
+    }
+
+    #[test]
+    fn a_name_is_found_as_a_whole_word_after_name_and_from_itself() {
+        let file = SourceFile::new(
+            "s.yml",
+            "  - name: customer_revenue\n  - name: mart_10\n  - name: mart_1\n    columns:\n      - {name: revenue}\n",
+        );
+        let at = |value: &str, from: usize| {
+            let span = file.find_name(value, from);
+            (
+                span.offset(),
+                &file.text()[span.offset()..span.offset() + span.len()],
+            )
+        };
+        let mart = at("mart_1", 0);
+        assert_eq!(mart.1, "mart_1");
+        assert_eq!(mart.0, file.text().find("mart_1\n").unwrap());
+        // From the value a search returned, the same value.
+        assert_eq!(at("mart_1", mart.0), mart);
+        // `revenue` in `{name: revenue}`, not in `customer_revenue`.
+        assert_eq!(at("revenue", 0).0, file.text().find("revenue}").unwrap());
     }
 }

@@ -129,6 +129,22 @@ pub enum CheckError {
     #[diagnostic(transparent)]
     IntegerDivision(#[from] dialect::IntegerDivision),
 
+    #[error("`{model}` does not render for its incremental runs: {message}")]
+    #[diagnostic(
+        code(dp::incremental_render),
+        help(
+            "is_incremental() is true in the runs after the first: check that branch of the template"
+        )
+    )]
+    IncrementalBranch {
+        model: String,
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("here")]
+        at: SourceSpan,
+    },
+
     #[error("column `{column}` of `{model}` is documented, and `{model}` does not output it")]
     #[diagnostic(code(dp::unproduced_column), severity(Warning))]
     UnproducedColumn {
@@ -263,6 +279,9 @@ pub async fn check(
                 .into_iter()
                 .map(CheckError::from),
         );
+        if model.config.incremental.is_some() {
+            found[i].extend(check_incremental_branch(inputs, model, &state).await);
+        }
         // Only a model planned cleanly lets its readers be planned against it.
         scheduler.finish(i);
         start_ready(&mut planning, &mut scheduler);
@@ -307,6 +326,34 @@ pub async fn check(
         problems.extend(found);
     }
     problems
+}
+
+/// An incremental model rendered and planned as its later runs are, with `is_incremental()`
+/// true and `{{ this }}` its own table (registered, empty, once the model was planned).
+async fn check_incremental_branch(
+    inputs: UnitTestInputs<'_>,
+    model: &ModelPlan,
+    state: &datafusion::execution::SessionState,
+) -> Option<CheckError> {
+    let context = crate::render::RenderContext {
+        is_incremental: true,
+        ..inputs.context.clone()
+    };
+    let incremental = match crate::audit::plan_in_context(inputs, &context, &model.name) {
+        Ok(plan) => plan,
+        Err(message) => {
+            return Some(CheckError::IncrementalBranch {
+                model: model.name.clone(),
+                message,
+                src: model.file.named(),
+                at: model.file.find("is_incremental", 0),
+            });
+        }
+    };
+    let planned = state.create_logical_plan(&incremental.sql).await;
+    planned
+        .err()
+        .map(|error| sql_error(&incremental, &error).into())
 }
 
 /// Every declared `data_type` of a model's or source's column that DataFusion cannot read.
@@ -500,10 +547,12 @@ async fn check_model(
     {
         // Without a contract, documenting a column before the model outputs it is fine: said,
         // never an error.
-        let model_at = file.find_name(&model.name, 0).offset();
         // A column with tests is reported by its tests, as an error.
         for column in &properties.columns {
             if !columns.contains(&column.name.as_str()) && column.data_tests.is_empty() {
+                // Looked for only when needed: a search from the file's start for every model
+                // would grow with the square of the models one file declares.
+                let model_at = file.find_name(&model.name, 0).offset();
                 problems.push(CheckError::UnproducedColumn {
                     model: model.name.clone(),
                     column: column.name.clone(),

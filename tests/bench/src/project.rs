@@ -101,7 +101,7 @@ pub fn generate(
             ),
         )?;
         let revenue_test = match flavor {
-            Flavor::Dp => "[{expression_is_true: {expression: \">= 0\"}}]",
+            Flavor::Dp => "[{expression_is_true: {arguments: {expression: \">= 0\"}}}]",
             Flavor::Dbt => "[not_null]",
         };
         let _ = write!(
@@ -153,7 +153,7 @@ pub fn generate(
         let _ = match flavor {
             Flavor::Dp => write!(
                 schema,
-                "  - name: {name}\n    data_tests:\n      - unique_combination_of_columns: {{combination_of_columns: [date, cohort]}}\n"
+                "  - name: {name}\n    data_tests:\n      - unique_combination_of_columns: {{arguments: {{combination_of_columns: [date, cohort]}}}}\n"
             ),
             // dbt's built-in tests only: no package is installed.
             Flavor::Dbt => write!(
