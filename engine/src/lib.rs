@@ -579,6 +579,17 @@ mod tests {
             .unwrap();
         let source = std::fs::read_to_string(dir.path().join("models/orders.sql")).unwrap();
         assert_eq!(&source[label.offset()..label.offset() + label.len()], "idd");
+
+        // A var only the incremental runs give is no problem for a check without it.
+        let dir = project(&[
+            ("dp_project.yml", "name: t\n"),
+            (
+                "models/orders.sql",
+                "{{ config(materialized='incremental') }}\nselect 1 as id\n\
+                 {% if is_incremental() %}where id > {{ var('after') }}{% endif %}",
+            ),
+        ]);
+        assert!(check(&prepare_in(dir.path(), None)).await.is_ok());
     }
 
     #[test]

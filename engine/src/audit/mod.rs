@@ -13,8 +13,8 @@ use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::{DataFrame, SessionContext};
 
 pub use data_tests::failing_rows_sql;
+pub(crate) use unit::{InContext, plan_in_context, unit_test_problems};
 pub use unit::{UnitTestInputs, run_unit_test};
-pub(crate) use unit::{plan_in_context, unit_test_problems};
 
 use crate::project::{Severity, TestConfig};
 use crate::report::{TestKind, TestResult, TestStatus, TestSummary};

@@ -23,7 +23,7 @@ use crate::graph::ModelGraph;
 use crate::project::{
     ColumnProperties, NodeId, Project, RowsFormat, UnitTest, UnitTestRows, split_source_id,
 };
-use crate::render::{RenderContext, RenderedModel, Renderer};
+use crate::render::{RenderContext, RenderError, RenderedModel, Renderer};
 use crate::report::{TestKind, TestResult, TestStatus};
 use crate::session::contract::sql_type;
 use crate::session::source_reference;
@@ -75,23 +75,41 @@ pub async fn run_unit_test(inputs: UnitTestInputs<'_>, test: &UnitTest) -> TestR
     result
 }
 
+/// Why a model could not be rendered and planned in a context.
+#[derive(Debug)]
+pub(crate) enum InContext {
+    /// It, or an ephemeral model it reads, did not render.
+    Render(RenderError),
+    /// It did not plan, or names no model.
+    Plan(String),
+}
+
+impl std::fmt::Display for InContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InContext::Render(error) => error.fmt(f),
+            InContext::Plan(message) => f.write_str(message),
+        }
+    }
+}
+
 /// The model under test, rendered in the test's context with the ephemeral models it reads
 /// (and no other model), and planned.
 pub(crate) fn plan_in_context(
     inputs: UnitTestInputs<'_>,
     context: &RenderContext,
     name: &str,
-) -> Result<ModelPlan, String> {
+) -> Result<ModelPlan, InContext> {
     let project = inputs.project;
-    let render = |name: &str| -> Result<RenderedModel, String> {
+    let render = |name: &str| -> Result<RenderedModel, InContext> {
         let file = project
             .models
             .get(name)
-            .ok_or_else(|| format!("no model `{name}`"))?;
+            .ok_or_else(|| InContext::Plan(format!("no model `{name}`")))?;
         inputs
             .renderer
             .render_model(project, file, context)
-            .map_err(|e| e.to_string())
+            .map_err(InContext::Render)
     };
     let model = render(name)?;
     let mut ephemerals: BTreeMap<String, RenderedModel> = BTreeMap::new();
@@ -108,7 +126,8 @@ pub(crate) fn plan_in_context(
             ephemerals.insert(parent, rendered);
         }
     }
-    crate::compile::plan_model(&|parent| ephemerals.get(parent), &model).map_err(|e| e.to_string())
+    crate::compile::plan_model(&|parent| ephemerals.get(parent), &model)
+        .map_err(|e| InContext::Plan(e.to_string()))
 }
 
 /// What is wrong with `test` that shows without running it, each as a message, the text to point
@@ -189,7 +208,7 @@ async fn run(inputs: UnitTestInputs<'_>, test: &UnitTest) -> Result<Option<(u64,
         .options
         .env_vars
         .extend(properties.overrides.env_vars.clone());
-    let model = &plan_in_context(inputs, &context, &properties.model)?;
+    let model = &plan_in_context(inputs, &context, &properties.model).map_err(|e| e.to_string())?;
 
     let session = SessionContext::new();
     let mut given = BTreeSet::new();

@@ -17,10 +17,11 @@ use futures::FutureExt;
 use miette::SourceSpan;
 use tokio::task::JoinSet;
 
-use crate::audit::UnitTestInputs;
+use crate::audit::{InContext, UnitTestInputs};
 use crate::compile::{ModelPlan, Plan};
 use crate::graph::Scheduler;
 use crate::project::{DataTestKind, NodeId, Project};
+use crate::render::RenderError;
 use crate::session::contract::{Contract, check_contract, sql_type};
 use crate::session::{
     SessionError, SourceScans, Stores, Warehouse, new_session, register_relation, source_reference,
@@ -341,10 +342,13 @@ async fn check_incremental_branch(
     };
     let incremental = match crate::audit::plan_in_context(inputs, &context, &model.name) {
         Ok(plan) => plan,
-        Err(message) => {
+        // A var the branch needs is given by the runs that take it (a full build, the first or
+        // with --full-refresh, does not): such a run says so if it lacks it.
+        Err(InContext::Render(RenderError::MissingVar { .. })) => return None,
+        Err(error) => {
             return Some(CheckError::IncrementalBranch {
                 model: model.name.clone(),
-                message,
+                message: error.to_string(),
                 src: model.file.named(),
                 at: model.file.find("is_incremental", 0),
             });

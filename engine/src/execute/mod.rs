@@ -395,9 +395,9 @@ async fn publish_model(
             };
             incremental_plan =
                 plan_in_context(context.unit_test_inputs(), &render_context, &model.name).map_err(
-                    |message| ModelError::IncrementalRender {
+                    |error| ModelError::IncrementalRender {
                         model: model.name.clone(),
-                        message,
+                        message: error.to_string(),
                     },
                 )?;
             &incremental_plan
