@@ -350,7 +350,7 @@ async fn faulty_runs(root: &Path, warehouse: &Warehouse) {
     };
 
     assert!(build(0).await.success());
-    let mut published = (0, 0);
+    let mut published = (0, 0, 0);
     let (mut succeeded, mut failed) = (0, 0);
     dice.on.store(true, Ordering::Relaxed);
     for number in 1..=runs {
@@ -367,6 +367,8 @@ async fn faulty_runs(root: &Path, warehouse: &Warehouse) {
         for (model, count, last) in [
             ("tagged_events", "count(*)", &mut published.0),
             ("build_totals", "sum(events)", &mut published.1),
+            // An incremental merge rewriting every row: never half of them.
+            ("merged_events", "count(*)", &mut published.2),
         ] {
             let versions = versions(warehouse, model, count).await;
             // Every version holds one build's rows, whole.

@@ -80,6 +80,7 @@ fn a_killed_build_leaves_the_old_or_the_new_rows_and_a_vacuum_cleans_up() {
     };
 
     let mut committed = "0".to_string();
+    let mut merged = "0".to_string();
     let mut killed_mid_build = 0;
     let mut orphaned: BTreeSet<String> = BTreeSet::new();
     for build in 1..=24 {
@@ -120,6 +121,22 @@ fn a_killed_build_leaves_the_old_or_the_new_rows_and_a_vacuum_cleans_up() {
             "build {build}: build_totals mixes builds {totals:?}"
         );
         assert_eq!(events, RAW_ROWS);
+
+        // An incremental merge killed at any instant: the old build's rows or the new one's,
+        // every row once.
+        let (builds_merged, rows) = builds(&project, "merged_events", "count(*)");
+        assert_eq!(
+            builds_merged.len(),
+            1,
+            "build {build}: merged_events mixes builds {builds_merged:?}"
+        );
+        assert_eq!(rows, RAW_ROWS, "build {build} killed after {delay:?}");
+        let now = builds_merged[0].clone();
+        assert!(
+            now == merged || now == build.to_string(),
+            "build {build}: merged_events holds build {now}, expected {merged} or {build}"
+        );
+        merged = now;
         orphaned.extend(orphans(&project));
     }
     assert!(
@@ -148,7 +165,7 @@ fn a_killed_build_leaves_the_old_or_the_new_rows_and_a_vacuum_cleans_up() {
 /// Data files on disk that no commit of either table refers to.
 fn orphans(project: &TestProject) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
-    for model in ["tagged_events", "build_totals"] {
+    for model in ["tagged_events", "build_totals", "merged_events"] {
         let logged = logged_files(project, model);
         found.extend(
             data_files(project, model)

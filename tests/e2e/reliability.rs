@@ -483,3 +483,50 @@ fn issue_15_a_failing_unit_test_points_at_its_definition() {
         "{text}"
     );
 }
+
+#[test]
+fn issue_18_two_merges_into_one_new_date_at_once_never_both_commit() {
+    let project = TestProject::fixture("race_merge");
+    // The table exists (2024-01-15): later builds are incremental merges.
+    project.dp_ok(&["build", "--vars", "{date: 2024-01-15, build: zero}"]);
+    let table = project.table_dir("daily_merge");
+    let first = spawn(
+        &project,
+        &["build", "--vars", "{date: 2024-01-16, build: one}"],
+    );
+    // Its rows for the new date are staged, and its slow test runs: no published file holds
+    // 2024-01-16, so neither merge has a file to rewrite.
+    wait_for_files(&table.join("date=2024-01-16"), 1);
+    let second = spawn(
+        &project,
+        &["build", "--vars", "{date: 2024-01-16, build: two}"],
+    );
+    let (first_code, first_text) = finish(first);
+    let (second_code, second_text) = finish(second);
+    let (winner, loser_code, loser_text) = match (first_code, second_code) {
+        (Some(0), _) => ("one", second_code, second_text),
+        (_, Some(0)) => ("two", first_code, first_text),
+        _ => panic!("neither merge committed:\n{first_text}\n{second_text}"),
+    };
+    assert_eq!(loser_code, Some(1), "{loser_text}");
+    assert!(loser_text.contains("dp::conflict"), "{loser_text}");
+    // One row per key: the two merges' rows were never both published.
+    let rows = project.query(
+        "daily_merge",
+        "select build, count(*), count(distinct cohort) from t where date = '2024-01-16' group by build",
+    );
+    assert_eq!(rows, [[winner, "4", "4"]]);
+    assert_eq!(project.version("daily_merge"), Some(1));
+    every_version_reads(&project, "daily_merge");
+
+    // Run again, the loser's merge replaces the winner's rows of that date, in place.
+    project.dp_ok(&["build", "--vars", "{date: 2024-01-16, build: three}"]);
+    let rows = project.query(
+        "daily_merge",
+        "select date, build, count(*) from t group by date, build order by date",
+    );
+    assert_eq!(
+        rows,
+        [["2024-01-15", "zero", "4"], ["2024-01-16", "three", "4"]]
+    );
+}
