@@ -306,7 +306,19 @@ fn a_dbt_project_with_its_own_folders_and_config_tree_builds_as_dbt_would() {
         "{text}"
     );
     // target-path: run results go to out/, nothing to target/.
-    assert!(project.root.join("out/run_results.json").is_file());
+    let built: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(project.root.join("out/run_results.json")).unwrap())
+            .unwrap();
+    // `data_tests:` of dbt_project.yml makes the staging folder's tests warnings: the failing
+    // test warns and stg_payments is published.
+    let stg_payments = built["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"] == "stg_payments")
+        .unwrap();
+    assert_eq!(stg_payments["status"], "success", "{stg_payments}");
+    assert_eq!(stg_payments["tests"][0]["status"], "warn", "{stg_payments}");
     assert!(!project.root.join("target").exists());
 
     // The tree: staging is `view` (inlined, no table) except stg_payments, named as the leaf;

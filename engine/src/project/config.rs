@@ -42,6 +42,11 @@ pub struct ProjectConfig {
     #[serde(default)]
     #[schemars(with = "Option<serde_json::Value>")]
     pub seeds: serde_yaml::Value,
+    /// Config of the data tests declared in each folder's property files, as `models:`:
+    /// `+severity`, `+warn_if`, `+error_if`, `+limit`, `+enabled`; a test's own `config:` wins.
+    #[serde(default, alias = "tests")]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub data_tests: serde_yaml::Value,
 }
 
 /// `dbt_project.yml`: what dp reads of it, and what it accepts and ignores. Targets are dp's
@@ -73,6 +78,8 @@ pub struct DbtProjectConfig {
     pub models: serde_yaml::Value,
     #[serde(default)]
     pub seeds: serde_yaml::Value,
+    #[serde(default, rename = "data_tests", alias = "tests")]
+    pub data_tests: serde_yaml::Value,
     /// dp's targets, for a dbt project that needs other than the defaults.
     #[serde(default)]
     pub target: Option<String>,
@@ -145,6 +152,7 @@ impl DbtProjectConfig {
         let config = ProjectConfig {
             models: package_tree(&self.models, &self.name),
             seeds: package_tree(&self.seeds, &self.name),
+            data_tests: package_tree(&self.data_tests, &self.name),
             name: self.name,
             version: self.version,
             vars,

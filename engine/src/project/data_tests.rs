@@ -87,6 +87,8 @@ pub struct TestConfig {
     pub filter: Option<String>,
     /// How many failing rows are kept under target/test_failures/ (default: all).
     pub limit: Option<u64>,
+    /// `enabled: false`: the test is left out.
+    pub enabled: bool,
 }
 
 impl Default for TestConfig {
@@ -97,6 +99,7 @@ impl Default for TestConfig {
             error_if: Threshold::ANY,
             filter: None,
             limit: None,
+            enabled: true,
         }
     }
 }
@@ -174,6 +177,9 @@ pub(super) struct Declared<'a> {
     pub file: &'a SourceFile,
     /// Where the subject's entry starts in the file.
     pub from: usize,
+    /// The config `data_tests:` of the project file gives the tests of this file's folder; the
+    /// test's own config wins.
+    pub defaults: &'a BTreeMap<String, Value>,
 }
 
 /// Read one `data_tests:` entry; and whether it gives arguments beside the test's name, the
@@ -215,7 +221,7 @@ pub(super) fn parse(entry: &Value, declared: &Declared<'_>) -> Result<(DataTest,
 
     // Split the body into arguments and config, in either of dbt's two layouts.
     let mut arguments = BTreeMap::new();
-    let mut config = BTreeMap::new();
+    let mut config = declared.defaults.clone();
     let mut custom_name = None;
     let mut arguments_beside = false;
     if let Value::Mapping(map) = &body {
@@ -384,6 +390,16 @@ fn string(value: Option<Value>) -> Option<String> {
 pub(super) fn parse_config(config: &BTreeMap<String, Value>) -> Result<TestConfig, String> {
     let mut parsed = TestConfig::default();
     for (key, value) in config {
+        match key.as_str() {
+            "enabled" => {
+                parsed.enabled = value.as_bool().ok_or("`enabled` is true or false")?;
+                continue;
+            }
+            // dbt's, with no meaning for dp's tests (failing rows are always kept).
+            "tags" | "meta" | "store_failures" | "store_failures_as" | "alias" | "schema"
+            | "database" => continue,
+            _ => {}
+        }
         let text = match value {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
@@ -416,7 +432,7 @@ pub(super) fn parse_config(config: &BTreeMap<String, Value>) -> Result<TestConfi
             }
             _ => {
                 return Err(format!(
-                    "unknown config key `{key}` (severity, warn_if, error_if, where, limit)"
+                    "unknown config key `{key}` (severity, warn_if, error_if, where, limit, enabled)"
                 ));
             }
         }
@@ -492,6 +508,7 @@ mod tests {
                 column,
                 file: &file,
                 from: 0,
+                defaults: &BTreeMap::new(),
             },
         )
         .map(|(test, _)| test)
@@ -520,6 +537,7 @@ mod tests {
                 column: Some("status"),
                 file: &file,
                 from: 0,
+                defaults: &BTreeMap::new(),
             };
             parse(&serde_yaml::from_str(yaml).unwrap(), &declared)
                 .unwrap()

@@ -539,6 +539,7 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
     };
     let model_tree = tree("models", &config.models)?;
     let seed_tree = tree("seeds", &config.seeds)?;
+    let test_tree = tree("data_tests", &config.data_tests)?;
     let model_files = read_trees(root, &paths.models, "sql")?
         .into_iter()
         .map(|file| {
@@ -639,6 +640,10 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
         for key in properties.ignored_keys() {
             ignored_keys.insert(key);
         }
+        // What `data_tests:` of the project file gives the tests of this file's folder.
+        let defaults = test_tree
+            .for_model(below(&file, &property_folders))
+            .test_defaults();
         // Entries are searched for in file order, each from the one before: linear in the file.
         let mut cursor = 0;
         for model in &properties.models {
@@ -647,24 +652,34 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
             {
                 cursor = file.find_name(&model.name, cursor).offset();
             }
+            let base = data_tests::Declared {
+                subject: NodeId::Model(model.name.clone()),
+                column: None,
+                file: &file,
+                from: cursor,
+                defaults: &defaults,
+            };
             arguments_beside += collect_tests(
-                cursor,
-                NodeId::Model(model.name.clone()),
+                &base,
                 &model.data_tests,
                 &model.columns,
-                &file,
                 &mut data_tests,
                 &mut problems,
             );
         }
         for source in &properties.sources {
             for table in &source.tables {
+                let base = data_tests::Declared {
+                    subject: NodeId::Source(format!("{}.{}", source.name, table.name)),
+                    column: None,
+                    file: &file,
+                    from: 0,
+                    defaults: &defaults,
+                };
                 arguments_beside += collect_tests(
-                    0,
-                    NodeId::Source(format!("{}.{}", source.name, table.name)),
+                    &base,
                     &table.data_tests,
                     &table.columns,
-                    &file,
                     &mut data_tests,
                     &mut problems,
                 );
@@ -812,14 +827,12 @@ fn attach_model_properties(
     }
 }
 
-/// Read the tests of a subject and of its columns, declared from byte `from` of `file` on.
+/// Read the tests of a subject and of its columns, declared as `base` says (its column unset).
 /// Returns how many give their arguments beside the test's name (dbt's older layout).
-fn collect_tests(
-    from: usize,
-    subject: NodeId,
-    tests: &[serde_yaml::Value],
-    columns: &[ColumnProperties],
-    file: &SourceFile,
+fn collect_tests<'a>(
+    base: &data_tests::Declared<'a>,
+    tests: &'a [serde_yaml::Value],
+    columns: &'a [ColumnProperties],
     found: &mut Vec<DataTest>,
     problems: &mut Vec<LoadError>,
 ) -> usize {
@@ -834,15 +847,17 @@ fn collect_tests(
         }));
     for (entry, column) in entries {
         let declared = data_tests::Declared {
-            subject: subject.clone(),
             column,
-            file,
-            from,
+            subject: base.subject.clone(),
+            ..*base
         };
         match data_tests::parse(entry, &declared) {
             Ok((test, beside)) => {
                 arguments_beside += usize::from(beside);
-                found.push(test);
+                // `enabled: false` in its config or its folder's: left out.
+                if test.config.enabled {
+                    found.push(test);
+                }
             }
             Err(problem) => problems.push(problem),
         }

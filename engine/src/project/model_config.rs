@@ -267,18 +267,23 @@ impl ModelConfigProperties {
 
     /// The test config these keys give a singular test, read as a data test's `config:`.
     fn test_config(&self) -> Result<TestConfig, String> {
-        let text = |value: &Option<String>| value.clone().map(serde_yaml::Value::from);
+        parse_config(&self.test_defaults())
+    }
+
+    /// The test config keys set, as a data test's `config:` writes them: what `data_tests:` of
+    /// the project file gives a folder's tests.
+    pub fn test_defaults(&self) -> BTreeMap<String, Value> {
+        let text = |value: &Option<String>| value.clone().map(Value::from);
         let keys = [
             ("severity", text(&self.severity)),
             ("warn_if", text(&self.warn_if)),
             ("error_if", text(&self.error_if)),
-            ("limit", self.limit.map(serde_yaml::Value::from)),
+            ("limit", self.limit.map(Value::from)),
+            ("enabled", self.enabled.map(Value::from)),
         ];
-        let given = keys
-            .into_iter()
+        keys.into_iter()
             .filter_map(|(key, value)| Some((key.to_string(), value?)))
-            .collect();
-        parse_config(&given)
+            .collect()
     }
 
     /// An incremental model's strategy and schema policy, as dbt names them.
