@@ -209,17 +209,7 @@ fn incremental_merge(
     date: &str,
     options: &SuiteOptions,
 ) -> Result<(), Error> {
-    let root = work.join("incremental-project");
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(root.join("models"))?;
-    std::fs::write(root.join("dp_project.yml"), "name: incremental_bench\n")?;
-    std::fs::write(
-        root.join("models/sources.yml"),
-        format!(
-            "sources:\n  - name: raw\n    tables:\n      - name: events\n        location: file://{}/\n        partitioned_by: [date]\n",
-            events.display()
-        ),
-    )?;
+    let root = events_project(work, "incremental_bench", events)?;
     // Events delivered twice are one row: a merge's new rows hold each key once.
     std::fs::write(
         root.join("models/events_by_day.sql"),
@@ -573,12 +563,13 @@ fn generate_project(
     Ok(out)
 }
 
-/// A project with one model, daily_summary, over the events in `events`.
-fn summary_project(work: &Path, events: &Path) -> Result<PathBuf, Error> {
-    let root = work.join("daily-summary-project");
+/// A project named `name` in `work/<name>` (replaced), with the events in `events` as its
+/// source `raw.events`, partitioned by date, and no model yet.
+fn events_project(work: &Path, name: &str, events: &Path) -> Result<PathBuf, Error> {
+    let root = work.join(name);
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(root.join("models"))?;
-    std::fs::write(root.join("dp_project.yml"), "name: daily_summary_bench\n")?;
+    std::fs::write(root.join("dp_project.yml"), format!("name: {name}\n"))?;
     std::fs::write(
         root.join("models/sources.yml"),
         format!(
@@ -586,6 +577,12 @@ fn summary_project(work: &Path, events: &Path) -> Result<PathBuf, Error> {
             events.display()
         ),
     )?;
+    Ok(root)
+}
+
+/// A project with one model, daily_summary, over the events in `events`.
+fn summary_project(work: &Path, events: &Path) -> Result<PathBuf, Error> {
+    let root = events_project(work, "daily_summary_bench", events)?;
     let model = daily_summary_sql(
         "{{ source('raw', 'events') }}",
         "{% if var('date', none) %}where date = '{{ var(\"date\") }}'{% endif %}",
