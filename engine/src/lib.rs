@@ -295,6 +295,7 @@ pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
             kind: "dp",
         }),
         is_incremental: false,
+        queries: None,
     };
     let renderer = Arc::new(Renderer::new(&project, &context)?);
     render::render_tests(&renderer, &mut project.data_tests, &context)?;

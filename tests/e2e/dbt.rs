@@ -330,7 +330,14 @@ fn a_dbt_project_with_its_own_folders_and_config_tree_builds_as_dbt_would() {
     assert_eq!(
         tables,
         BTreeSet::from(
-            ["customer_revenue", "customers", "payments", "stg_payments"].map(String::from)
+            [
+                "customer_revenue",
+                "customers",
+                "payments",
+                "revenue_pivot",
+                "stg_payments"
+            ]
+            .map(String::from)
         )
     );
     // vars: the global `currency`, the project's own `min_amount` (5, not the other
@@ -348,12 +355,26 @@ fn a_dbt_project_with_its_own_folders_and_config_tree_builds_as_dbt_would() {
     );
     // Tags from the tree add up: `all` at the top (of models:, so no seed), `mart` on marts.
     assert_eq!(
-        project.dp_ok(&["ls", "-s", "tag:mart"]).trim(),
-        "customer_revenue"
+        project.dp_ok(&["ls", "-s", "tag:mart"]),
+        "customer_revenue\nrevenue_pivot\n"
     );
     assert_eq!(
         project.dp_ok(&["ls", "-s", "tag:all"]),
-        "stg_customers\nstg_payments\ncustomer_revenue\n"
+        "stg_customers\nstg_payments\ncustomer_revenue\nrevenue_pivot\n"
+    );
+    // run_query answered while the model runs (`execute`): one column per customer id read
+    // from the seed, as dbt_utils' pivot builds them.
+    assert_eq!(
+        columns(&project, "revenue_pivot"),
+        ["revenue_1", "revenue_2", "revenue_3", "customers"]
+    );
+    assert_eq!(
+        project.query(
+            "revenue_pivot",
+            "select cast(revenue_1 as varchar) as a, cast(revenue_2 as varchar) as b, \
+             cast(revenue_3 as varchar) as c, customers from t"
+        ),
+        [["10.50", "20.00", "7.25", "3"]]
     );
     // The singular tests under test-paths run; `config()` in one makes its failures a warning.
     let tested = project.dp_ok(&["test"]);

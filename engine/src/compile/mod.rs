@@ -37,6 +37,8 @@ pub struct ModelPlan {
     pub upstream: BTreeSet<String>,
     /// Source tables (`source.table`) this one reads, directly or through ephemeral models.
     pub sources: BTreeSet<String>,
+    /// Its template calls `run_query()`: a build renders it again, with `execute` true.
+    pub runs_queries: bool,
     pieces: Vec<Piece>,
 }
 
@@ -208,6 +210,7 @@ pub fn plan_model<'a>(
             config: model.config.clone(),
             upstream,
             sources,
+            runs_queries: model.runs_queries,
             pieces: vec![own_piece(0..model.sql.len(), 0)],
         });
     }
@@ -250,6 +253,7 @@ pub fn plan_model<'a>(
         config: model.config.clone(),
         upstream,
         sources,
+        runs_queries: model.runs_queries,
         pieces,
     })
 }

@@ -15,7 +15,7 @@ use crate::audit::{UnitTestInputs, plan_in_context, run_query_test, run_unit_tes
 use crate::compile::{ModelPlan, Plan};
 use crate::graph::{ModelGraph, Scheduler};
 use crate::project::{MissingPartition, NodeId, Project};
-use crate::render::{RenderContext, Renderer};
+use crate::render::{QueryResult, QueryRunner, RenderContext, Renderer};
 use crate::report::{ModelResult, ModelStatus, RunSummary, TestKind, TestResult};
 use crate::report::{Reporter, RunEvent};
 use crate::session::{
@@ -111,14 +111,14 @@ pub enum ModelError {
     #[diagnostic(transparent)]
     Storage(#[from] StorageError),
 
-    #[error("`{model}` does not render or plan for its incremental run: {message}")]
+    #[error("`{model}` does not render or plan to run: {message}")]
     #[diagnostic(
-        code(dp::incremental_render),
+        code(dp::render_to_run),
         help(
-            "is_incremental() is true in this run: check the SQL of its incremental branch, such as what it reads from {{{{ this }}}}"
+            "a build renders a model again to run it when it is incremental (is_incremental() true) or asks `execute` (run_query() answered); a table run_query() reads must be one the model refs while dp plans, as dbt asks: -- depends_on: {{{{ ref('name') }}}}"
         )
     )]
-    IncrementalRender { model: String, message: String },
+    RenderToRun { model: String, message: String },
 
     #[error("internal error: {message}")]
     #[diagnostic(code(dp::internal), help("this is a bug in dp; please report it"))]
@@ -385,25 +385,27 @@ async fn publish_model(
         }
         _ => None,
     };
-    let incremental_plan;
-    let model = match incremental {
-        None => model,
-        Some(_) => {
+    let (session, source_scans) = model_session(context, model, incremental.is_some()).await?;
+    // Rendered again to run: its incremental branch, or `run_query()` answered (`execute`).
+    let rendered_to_run;
+    let model = match (incremental, model.runs_queries) {
+        (None, false) => model,
+        _ => {
             let render_context = RenderContext {
-                is_incremental: true,
+                is_incremental: incremental.is_some(),
+                queries: Some(query_runner(&session)),
                 ..context.render_context.clone()
             };
-            incremental_plan =
+            rendered_to_run =
                 plan_in_context(context.unit_test_inputs(), &render_context, &model.name).map_err(
-                    |error| ModelError::IncrementalRender {
+                    |error| ModelError::RenderToRun {
                         model: model.name.clone(),
                         message: error.to_string(),
                     },
                 )?;
-            &incremental_plan
+            &rendered_to_run
         }
     };
-    let (session, source_scans) = model_session(context, model, incremental.is_some()).await?;
     let frame = session
         .sql(&model.sql)
         .await
@@ -472,6 +474,46 @@ async fn publish_model(
     }
     result.version = table.commit(staged).await?;
     Ok(())
+}
+
+/// Answers `run_query()` from `session` (the tables the model reads), for a render, which is
+/// synchronous: each query runs to its end on a thread of its own.
+fn query_runner(session: &SessionContext) -> QueryRunner {
+    let session = session.clone();
+    QueryRunner(Arc::new(move |sql: &str| {
+        let (session, sql) = (session.clone(), sql.to_string());
+        let run = move || -> Result<QueryResult, String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let batches = runtime
+                .block_on(async { session.sql(&sql).await?.collect().await })
+                .map_err(|e| format!("run_query: {e}"))?;
+            let mut result = QueryResult::default();
+            if let Some(first) = batches.first() {
+                let schema = first.schema();
+                result.columns = schema.fields().iter().map(|f| f.name().clone()).collect();
+            }
+            for batch in &batches {
+                for row in 0..batch.num_rows() {
+                    let cells = batch
+                        .columns()
+                        .iter()
+                        .map(|column| {
+                            (!column.is_null(row)).then(|| {
+                                datafusion::arrow::util::display::array_value_to_string(column, row)
+                                    .unwrap_or_default()
+                            })
+                        })
+                        .collect();
+                    result.rows.push(cells);
+                }
+            }
+            Ok(result)
+        };
+        std::thread::scope(|scope| scope.spawn(run).join())
+            .unwrap_or_else(|_| Err("run_query: the query panicked".into()))
+    }))
 }
 
 /// A session holding exactly the tables `model` reads (its own published table too, as

@@ -28,6 +28,8 @@ pub(super) struct RenderState {
     pub vars: BTreeMap<String, serde_yaml::Value>,
     pub env_vars: BTreeMap<String, String>,
     pub is_incremental: bool,
+    /// Runs `run_query()`'s SQL, in a render at execution time.
+    pub queries: Option<super::QueryRunner>,
     pub recorded: Mutex<Recorded>,
 }
 
@@ -48,6 +50,110 @@ impl Object for Relation {
 
     fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&quote(&self.0))
+    }
+}
+
+/// What `run_query()` returns, as dbt's agate table: `rows` (each indexed by position or
+/// column name), `columns` (each with `name` and `values()`), `column_names`.
+#[derive(Debug)]
+pub(super) struct QueryTable(pub super::QueryResult);
+
+impl Object for QueryTable {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let result = &self.0;
+        match key.as_str()? {
+            "column_names" => Some(Value::from(minijinja::value::Serde(&result.columns))),
+            "rows" => Some(Value::from(
+                result
+                    .rows
+                    .iter()
+                    .map(|row| {
+                        Value::from_object(QueryRow {
+                            columns: result.columns.clone(),
+                            values: row.clone(),
+                        })
+                    })
+                    .collect::<Vec<_>>(),
+            )),
+            "columns" => Some(Value::from(
+                (0..result.columns.len())
+                    .map(|i| {
+                        Value::from_object(QueryColumn {
+                            name: result.columns[i].clone(),
+                            values: result.rows.iter().map(|row| row[i].clone()).collect(),
+                        })
+                    })
+                    .collect::<Vec<_>>(),
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// A row of a [`QueryTable`]: `row[0]` or `row['name']`.
+#[derive(Debug)]
+struct QueryRow {
+    columns: Vec<String>,
+    values: Vec<Option<String>>,
+}
+
+impl Object for QueryRow {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let index = match key.as_usize() {
+            Some(index) => index,
+            None => self
+                .columns
+                .iter()
+                .position(|c| Some(c.as_str()) == key.as_str())?,
+        };
+        self.values
+            .get(index)
+            .map(|value| Value::from(value.clone()))
+    }
+}
+
+/// A column of a [`QueryTable`]: `column.name`, `column.values()`.
+#[derive(Debug)]
+struct QueryColumn {
+    name: String,
+    values: Vec<Option<String>>,
+}
+
+impl Object for QueryColumn {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        (key.as_str()? == "name").then(|| Value::from(self.name.clone()))
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State,
+        method: &str,
+        _args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "values" => Ok(Value::from(minijinja::value::Serde(&self.values))),
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("a column has no {method}()"),
+            )),
+        }
+    }
+}
+
+/// dbt's `execute`: true in a render at execution time. Asking it marks the render, so that a
+/// build renders the model again to run it (a `run_query()` behind `{% if execute %}` is never
+/// called while dp plans).
+#[derive(Debug)]
+pub(super) struct Execute(pub Arc<RenderState>);
+
+impl Object for Execute {
+    fn is_true(self: &Arc<Self>) -> bool {
+        self.0.record(|r| r.ran_query = true);
+        self.0.queries.is_some()
+    }
+
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.is_true())
     }
 }
 
@@ -80,6 +186,8 @@ pub(super) struct Recorded {
     pub config: ModelConfigProperties,
     /// Why the render failed, when a function made it fail.
     pub problem: Option<Problem>,
+    /// The template asked `execute` or called `run_query()`: a build renders it again.
+    pub ran_query: bool,
 }
 
 /// A `ref()` or `source()` call and the text it produced.
@@ -203,6 +311,22 @@ pub(super) fn register(env: &mut Environment<'static>) {
     // returns a string (most do) works as in dbt; minijinja's macros return only text, so one
     // returning a list to loop over gets the list's text.
     env.add_function("return", |value: Value| value);
+
+    // dbt's `run_query(sql)`: while dp plans (`execute` false) an empty table; in a build, the
+    // query's rows, read from the tables the model reads.
+    env.add_function(
+        "run_query",
+        |state: &State, sql: String| -> Result<Value, Error> {
+            let render = render_state(state)?;
+            render.record(|r| r.ran_query = true);
+            let result = match &render.queries {
+                Some(runner) => (runner.0)(&sql)
+                    .map_err(|message| Error::new(ErrorKind::InvalidOperation, message))?,
+                None => super::QueryResult::default(),
+            };
+            Ok(Value::from_object(QueryTable(result)))
+        },
+    );
 
     env.add_function("is_incremental", |state: &State| -> Result<bool, Error> {
         Ok(render_state(state)?.is_incremental)

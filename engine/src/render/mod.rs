@@ -91,6 +91,8 @@ pub struct RenderedModel {
     /// `source()` calls (`source.table`), in call order.
     pub sources: Vec<Call>,
     pub config: ModelConfig,
+    /// The template calls `run_query()`: a build renders it again, with `execute` true.
+    pub runs_queries: bool,
 }
 
 /// One `ref()` or `source()` call and where it stands in the model's file.
@@ -291,6 +293,29 @@ pub struct RenderContext {
     /// What `is_incremental()` returns: true when an incremental model's table exists and the
     /// run is no full refresh (decided by the build, which renders such a model again).
     pub is_incremental: bool,
+    /// dbt's `execute`: set when a build renders a model again to run it, with `run_query()`
+    /// answered by this runner; unset while dp loads and plans (`run_query()` is then empty).
+    pub queries: Option<QueryRunner>,
+}
+
+/// Runs one query's SQL to its end: its rows, or why it failed.
+pub type RunQuery = dyn Fn(&str) -> Result<QueryResult, String> + Send + Sync;
+
+/// Runs the SQL of `run_query()` for a render at execution time.
+#[derive(Clone)]
+pub struct QueryRunner(pub Arc<RunQuery>);
+
+impl std::fmt::Debug for QueryRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QueryRunner")
+    }
+}
+
+/// The rows a query gave, as text (NULL as `None`).
+#[derive(Debug, Clone, Default)]
+pub struct QueryResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
 }
 
 /// `target` in a template.
@@ -383,12 +408,14 @@ impl Renderer {
             vars,
             env_vars: context.options.env_vars.clone(),
             is_incremental: context.is_incremental,
+            queries: context.queries.clone(),
             recorded: Default::default(),
         });
         let root = minijinja::context! {
             __dp_render => Value::from_dyn_object(state.clone()),
             target => Value::from(minijinja::value::Serde(&context.target)),
             this => this.map(|name| Value::from_object(functions::Relation(name.to_string()))),
+            execute => Value::from_object(functions::Execute(state.clone())),
             adapter => Value::from_object(functions::Adapter),
         };
         (state, root)
@@ -716,6 +743,7 @@ fn finish_model(
         refs,
         sources,
         config,
+        runs_queries: recorded.ran_query,
     })
 }
 
@@ -737,6 +765,7 @@ fn render_seed(model: &ModelFile) -> Result<RenderedModel, RenderError> {
         refs: Vec::new(),
         sources: Vec::new(),
         config,
+        runs_queries: false,
     })
 }
 
