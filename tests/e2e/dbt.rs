@@ -480,6 +480,24 @@ fn seeds_are_typed_as_dbt_types_them_and_replaced_in_one_commit() {
         project.query("customers", "select id, name, zip from t"),
         [["7", "New", "02134"]]
     );
+    // A CSV whose columns changed is a schema change, refused with the table unchanged;
+    // `--full-refresh` replaces the seed with its new columns in one commit, as in dbt.
+    project.write("data_seeds/customers.csv", "id,nickname\n8,Eight\n");
+    let refused = project.dp(&["seed", "-s", "customers"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", both(&refused));
+    assert!(
+        both(&refused).contains("dp::schema_changed"),
+        "{}",
+        both(&refused)
+    );
+    assert_eq!(project.version("customers"), Some(1));
+    project.dp_ok(&["seed", "-s", "customers", "--full-refresh"]);
+    assert_eq!(project.version("customers"), Some(2));
+    assert_eq!(columns(&project, "customers"), ["id", "nickname"]);
+    assert_eq!(
+        project.query("customers", "select id, nickname from t"),
+        [["8", "Eight"]]
+    );
 }
 
 #[test]

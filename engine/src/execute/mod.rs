@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use crate::audit::{UnitTestInputs, plan_in_context, run_query_test, run_unit_test};
 use crate::compile::{ModelPlan, Plan};
 use crate::graph::{ModelGraph, Scheduler};
-use crate::project::{MissingPartition, NodeId, Project};
+use crate::project::{MissingPartition, NodeId, OnSchemaChange, Project};
 use crate::render::{QueryResult, QueryRunner, RenderContext, Renderer};
 use crate::report::{ModelResult, ModelStatus, RunSummary, TestKind, TestResult};
 use crate::report::{Reporter, RunEvent};
@@ -434,7 +434,15 @@ async fn publish_model(
         &url,
         &output,
         &mode,
-        incremental.map(|i| i.on_schema_change),
+        // An incremental run's policy; a seed's columns follow its CSV on --full-refresh, as
+        // in dbt.
+        match incremental {
+            Some(incremental) => Some(incremental.on_schema_change),
+            None if context.options.full_refresh && model.config.is_seed() => {
+                Some(OnSchemaChange::SyncAllColumns)
+            }
+            None => None,
+        },
     )
     .await
     .map_err(definition)?

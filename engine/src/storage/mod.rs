@@ -276,8 +276,8 @@ impl StagedWrite {
 impl ModelTable {
     /// Open the table of `model` at `url` for a build whose output has `output` as schema. A
     /// published table whose columns differ from the output is a schema change: an error,
-    /// nothing is written, unless `incremental` (an incremental run) names a policy that
-    /// evolves the table's columns. A folder without a table must hold nothing but files a dp
+    /// nothing is written, unless `evolution` (an incremental run's policy, or a seed's full
+    /// refresh) lets the build's commit change the table's columns. A folder without a table must hold nothing but files a dp
     /// build writes (those of a build running now, or left by a killed one).
     pub async fn open_for_build(
         stores: &Stores,
@@ -285,7 +285,7 @@ impl ModelTable {
         url: &Url,
         output: &SchemaRef,
         mode: &WriteMode,
-        incremental: Option<OnSchemaChange>,
+        evolution: Option<OnSchemaChange>,
     ) -> Result<Self, StorageError> {
         let partition_by = mode.partition_by();
         let mut evolved = false;
@@ -348,7 +348,7 @@ impl ModelTable {
                                 .field_with_name(f.name())
                                 .is_ok_and(|w| w.data_type() != f.data_type())
                         });
-                        match incremental {
+                        match evolution {
                             None => {
                                 return Err(StorageError::SchemaChanged {
                                     model: model.to_string(),
@@ -400,7 +400,7 @@ impl ModelTable {
             partition_by: partition_by.to_vec(),
             schema,
             run_id: None,
-            incremental: incremental.is_some(),
+            incremental: evolution.is_some() && !matches!(mode, WriteMode::ReplaceTable { .. }),
             evolved,
             rewrite_all,
         })
