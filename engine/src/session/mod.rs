@@ -567,6 +567,16 @@ fn column_candidates(message: &str) -> Option<String> {
         .unwrap_or("")
         .trim_matches('"');
     let listed = format!("columns here: {}", columns.join(", "));
+    // `Amount` is read as `amount`: a warehouse that upper-cases (Snowflake) or keeps seed
+    // headers as written would have found the column.
+    if let Some(cased) = columns
+        .iter()
+        .find(|c| **c != unknown && c.eq_ignore_ascii_case(unknown))
+    {
+        return Some(format!(
+            "DataFusion lower-cases unquoted names, as Postgres does (Snowflake upper-cases them): quote it as written, \"{cased}\" ({listed})"
+        ));
+    }
     Some(
         match crate::source::did_you_mean(unknown, columns.iter().copied()) {
             Some(suggestion) => format!("{suggestion} ({listed})"),
@@ -578,6 +588,24 @@ fn column_candidates(message: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_unquoted_name_that_differs_only_in_case_says_to_quote_it() {
+        let session = SessionContext::new();
+        session
+            .sql(r#"create table t as select 1 as "Amount", 2 as id"#)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let error = session.sql("select Amount from t").await.unwrap_err();
+        let help = column_candidates(&error.to_string()).unwrap();
+        assert!(help.contains(r#"quote it as written, "Amount""#), "{help}");
+        let error = session.sql("select idd from t").await.unwrap_err();
+        let help = column_candidates(&error.to_string()).unwrap();
+        assert!(help.starts_with("did you mean"), "{help}");
+    }
 
     async fn explain(session: &SessionContext, sql: &str) -> String {
         let batches = session
