@@ -483,12 +483,14 @@ mod tests {
             ),
             (
                 "macros/cents.sql",
-                "{% macro cents_to_dollars(column) %}{{ return('(' ~ column ~ ' / 100.0)') }}{% endmacro %}",
+                "{% macro cents_to_dollars(column) %}{{ return('(' ~ column ~ ' / 100.0)') }}{% endmacro %}\n\
+                 {% macro column_list() %}ignored {{ return(['a', 'b']) }}{% endmacro %}\n\
+                 {% macro columns_of(kind) %}{% set found = column_list() %}{{ return({'kind': kind, 'columns': found}) }}{% endmacro %}",
             ),
             (
                 "models/m.sql",
                 "{{ config(materialized='incremental', unique_key='id') }}\n\
-                 {%- set columns = ['a', 'b'] -%}\n\
+                 {%- set columns = columns_of('x')['columns'] -%}\n\
                  {{ log('rendering ' ~ this.identifier, info=True) }}\n\
                  select {% for c in columns %}{{ adapter.quote(c) }}, {% endfor %}\n\
                  '{{ target.schema }}' as s, {{ var('n') }} as n, {{ cents_to_dollars('x') }} as d from {{ this }}\n\
@@ -523,37 +525,57 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
-    async fn dp_check_warns_where_integers_are_divided_and_only_there() {
+    async fn dp_check_warns_where_integers_are_divided_or_fractions_truncated_and_only_there() {
         let dir = project(&[
             ("dp_project.yml", "name: t\n"),
             ("models/m.sql", "select 7 as amount, 2.5 as rate"),
             (
                 "models/n.sql",
                 "select amount / 100 as a, amount / 100.0 as b, rate / 2 as c,\n\
-                 cast(amount as double) / 2 as d\nfrom {{ ref('m') }}\nwhere amount / 3 > 0",
+                 cast(amount as double) / 2 as d, cast(rate as int) as e, rate::bigint as f,\n\
+                 cast(round(rate) as int) as g, cast(amount as int) as h, cast(rate as double) as i\n\
+                 from {{ ref('m') }}\nwhere amount / 3 > 0",
             ),
         ]);
         let prepared = prepare_in(dir.path(), None);
         let checked = check(&prepared).await.unwrap();
-        let found: Vec<(String, String)> = checked
+        let text = prepared.project.models["n"].file.text();
+        let found: Vec<(&str, String, String)> = checked
             .warnings
             .iter()
             .map(|warning| {
-                let Error::Checked(check::CheckError::IntegerDivision(division)) = warning else {
-                    panic!("{warning:?}");
+                let (code, at, help) = match warning {
+                    Error::Checked(check::CheckError::IntegerDivision(division)) => {
+                        ("division", division.at, &division.help)
+                    }
+                    Error::Checked(check::CheckError::TruncatingCast(cast)) => {
+                        ("cast", cast.at, &cast.help)
+                    }
+                    _ => panic!("{warning:?}"),
                 };
-                let at = division.at.offset();
-                let text = prepared.project.models["n"].file.text();
-                (
-                    text[at..at + division.at.len()].to_string(),
-                    division.help.clone(),
-                )
+                let line = text[..at.offset()].lines().count();
+                let place = format!("{line}:{}", &text[at.offset()..at.offset() + at.len()]);
+                (code, place, help.clone())
             })
             .collect();
-        assert_eq!(found.len(), 2, "{found:?}");
-        assert_eq!(found[0].0, "amount");
-        assert!(found[0].1.contains("amount / 100.0"), "{found:?}");
-        assert!(found[1].1.contains("amount / 3.0"), "{found:?}");
+        let places: Vec<(&str, &str)> = found.iter().map(|(c, p, _)| (*c, p.as_str())).collect();
+        assert_eq!(
+            places,
+            [
+                ("division", "1:amount"),
+                ("cast", "2:rate"),
+                ("cast", "2:rate"),
+                ("division", "5:amount")
+            ],
+            "{found:?}"
+        );
+        assert!(found[0].2.contains("amount / 100.0"), "{found:?}");
+        assert!(found[1].2.contains("cast(round(rate) as int)"), "{found:?}");
+        assert!(
+            found[2].2.contains("cast(round(rate) as bigint)"),
+            "{found:?}"
+        );
+        assert!(found[3].2.contains("amount / 3.0"), "{found:?}");
         assert_eq!(checked.plan.models.len(), 2);
     }
 

@@ -5,9 +5,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
+use datafusion::logical_expr::{
+    BinaryExpr, Cast, Expr, ExprSchemable, LogicalPlan, Operator, TryCast,
+};
 use miette::SourceSpan;
 
 use crate::compile::ModelPlan;
@@ -28,8 +31,24 @@ pub struct IntegerDivision {
     pub help: String,
 }
 
-/// The integer divisions of `model`'s plan that name a column, once each.
-pub fn integer_divisions(model: &ModelPlan, plan: &LogicalPlan) -> Vec<IntegerDivision> {
+/// A float or decimal cast to an integer type, which DataFusion truncates.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error(
+    "`{model}` casts a fraction to an integer: DataFusion truncates it (cast(2.7 as int) = 2), where Snowflake, BigQuery, Postgres and DuckDB round (3)"
+)]
+#[diagnostic(code(dp::truncating_cast), severity(Warning))]
+pub struct TruncatingCast {
+    pub model: String,
+    #[source_code]
+    pub src: miette::NamedSource<Arc<str>>,
+    #[label("this cast")]
+    pub at: SourceSpan,
+    #[help]
+    pub help: String,
+}
+
+/// The dialect differences of `model`'s plan: each construct that names a column, once.
+pub fn dialect_warnings(model: &ModelPlan, plan: &LogicalPlan) -> Vec<super::CheckError> {
     let mut found = Vec::new();
     let mut seen = BTreeSet::new();
     let _ = plan.apply_with_subqueries(|node| {
@@ -38,34 +57,69 @@ pub fn integer_divisions(model: &ModelPlan, plan: &LogicalPlan) -> Vec<IntegerDi
             return Ok(TreeNodeRecursion::Continue);
         };
         let schema = input.schema();
+        let is_type = |expr: &Expr, test: fn(&DataType) -> bool| {
+            expr.get_type(schema).is_ok_and(|t| test(&t))
+        };
         node.apply_expressions(|expr| {
             expr.apply(|expr| {
-                if let Expr::BinaryExpr(BinaryExpr {
-                    left,
-                    op: Operator::Divide,
-                    right,
-                }) = expr
-                    && [left, right].iter().all(|side| {
-                        side.get_type(schema).is_ok_and(|t| t.is_integer())
-                    })
-                    && let Some((column, span)) = first_column(left).or_else(|| first_column(right))
+                let finding = match expr {
+                    Expr::BinaryExpr(BinaryExpr {
+                        left,
+                        op: Operator::Divide,
+                        right,
+                    }) if is_type(left, DataType::is_integer)
+                        && is_type(right, DataType::is_integer) =>
+                    {
+                        first_column(left).or_else(|| first_column(right)).map(
+                            |(column, span)| {
+                                let rewrite = match right.as_ref() {
+                                    Expr::Literal(value, _) if is_integer_literal(value) => {
+                                        format!("{column} / {value}.0")
+                                    }
+                                    _ => format!("cast({column} as double) / ..."),
+                                };
+                                (span, Finding::Division { rewrite })
+                            },
+                        )
+                    }
+                    Expr::Cast(Cast { expr: inner, field })
+                    | Expr::TryCast(TryCast { expr: inner, field })
+                        if field.data_type().is_integer()
+                            && is_type(inner, |t| t.is_floating() || t.is_decimal())
+                            && !is_whole(inner) =>
+                    {
+                        first_column(inner).map(|(column, span)| {
+                            let data_type = sql_type(field.data_type());
+                            (span, Finding::Cast { column, data_type })
+                        })
+                    }
+                    _ => None,
+                };
+                if let Some((span, finding)) = finding
                     && seen.insert((span.start.line, span.start.column))
                 {
                     let len = (span.end.column.saturating_sub(span.start.column)) as usize;
                     let (file, at) = model.locate_line(span.start.line, span.start.column, len);
-                    let rewrite = match right.as_ref() {
-                        Expr::Literal(value, _) if is_integer_literal(value) => {
-                            format!("{column} / {value}.0")
+                    let (model, src) = (model.name.clone(), file.named());
+                    found.push(match finding {
+                        Finding::Division { rewrite } => IntegerDivision {
+                            model,
+                            src,
+                            at,
+                            help: format!(
+                                "to keep the fraction, write {rewrite}; if dropping it is meant, say so: floor(...) of a decimal division"
+                            ),
                         }
-                        _ => format!("cast({column} as double) / ..."),
-                    };
-                    found.push(IntegerDivision {
-                        model: model.name.clone(),
-                        src: file.named(),
-                        at,
-                        help: format!(
-                            "to keep the fraction, write {rewrite}; if dropping it is meant, say so: floor(...) of a decimal division"
-                        ),
+                        .into(),
+                        Finding::Cast { column, data_type } => TruncatingCast {
+                            model,
+                            src,
+                            at,
+                            help: format!(
+                                "to round as those warehouses do, write cast(round({column}) as {data_type}); if truncating is meant, say so: cast(trunc({column}) as {data_type})"
+                            ),
+                        }
+                        .into(),
                     });
                 }
                 Ok(TreeNodeRecursion::Continue)
@@ -73,6 +127,12 @@ pub fn integer_divisions(model: &ModelPlan, plan: &LogicalPlan) -> Vec<IntegerDi
         })
     });
     found
+}
+
+/// What [`dialect_warnings`] found at a column's place.
+enum Finding {
+    Division { rewrite: String },
+    Cast { column: String, data_type: String },
 }
 
 /// The first column `expr` reads that has a place in the SQL, with that place.
@@ -92,4 +152,26 @@ fn first_column(expr: &Expr) -> Option<(String, datafusion::common::Span)> {
 
 fn is_integer_literal(value: &ScalarValue) -> bool {
     value.data_type().is_integer() && !value.is_null()
+}
+
+/// Whether `expr` is already a whole number (`floor`, `ceil`, or `round`/`trunc` to no digits).
+fn is_whole(expr: &Expr) -> bool {
+    matches!(expr, Expr::ScalarFunction(call)
+        if ["floor", "ceil"].contains(&call.name())
+            || (["round", "trunc"].contains(&call.name()) && call.args.len() == 1))
+}
+
+/// How SQL names an integer type.
+fn sql_type(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Int8 => "tinyint".into(),
+        DataType::Int16 => "smallint".into(),
+        DataType::Int32 => "int".into(),
+        DataType::Int64 => "bigint".into(),
+        DataType::UInt8 => "tinyint unsigned".into(),
+        DataType::UInt16 => "smallint unsigned".into(),
+        DataType::UInt32 => "int unsigned".into(),
+        DataType::UInt64 => "bigint unsigned".into(),
+        other => other.to_string().to_lowercase(),
+    }
 }

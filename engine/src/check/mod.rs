@@ -130,6 +130,10 @@ pub enum CheckError {
     #[diagnostic(transparent)]
     IntegerDivision(#[from] dialect::IntegerDivision),
 
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    TruncatingCast(#[from] dialect::TruncatingCast),
+
     #[error("`{model}` does not render for its incremental runs: {message}")]
     #[diagnostic(
         code(dp::incremental_render),
@@ -275,11 +279,7 @@ pub async fn check(
                 continue;
             }
         }
-        found[i].extend(
-            dialect::integer_divisions(model, &logical)
-                .into_iter()
-                .map(CheckError::from),
-        );
+        found[i].extend(dialect::dialect_warnings(model, &logical));
         if model.config.incremental.is_some() {
             found[i].extend(check_incremental_branch(inputs, model, &state).await);
         }

@@ -170,6 +170,7 @@ impl ModelConfigProperties {
             warn_if: specific.warn_if.or(self.warn_if),
             error_if: specific.error_if.or(self.error_if),
             limit: specific.limit.or(self.limit),
+            filter: specific.filter.or(self.filter),
             pre_hook: specific.pre_hook.or(self.pre_hook),
             post_hook: specific.post_hook.or(self.post_hook),
         }
@@ -280,6 +281,7 @@ impl ModelConfigProperties {
             ("error_if", text(&self.error_if)),
             ("limit", self.limit.map(Value::from)),
             ("enabled", self.enabled.map(Value::from)),
+            ("where", text(&self.filter)),
         ];
         keys.into_iter()
             .filter_map(|(key, value)| Some((key.to_string(), value?)))

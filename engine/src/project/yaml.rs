@@ -189,6 +189,9 @@ pub struct ModelConfigProperties {
     /// How many failing rows of a singular test are kept under target/test_failures/.
     #[serde(default)]
     pub limit: Option<u64>,
+    /// In the `data_tests:` tree of the project file: the filter of a folder's tests' rows.
+    #[serde(default, rename = "where")]
+    pub filter: Option<String>,
     /// dbt's SQL run before the model: dp runs no hooks; ignored, with a warning.
     #[serde(default, alias = "pre-hook")]
     #[schemars(with = "Option<serde_json::Value>")]

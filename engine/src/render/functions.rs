@@ -178,6 +178,32 @@ impl Object for Adapter {
     }
 }
 
+/// Marks, around its index, a value `return()` kept in the render.
+const RETURNED: char = '\u{1}';
+
+/// The function that wraps each project macro in a [`Returning`].
+pub(super) const RETURNING: &str = "__dp_returning";
+
+/// A project macro called as dbt calls it: when its body gave `return()` a list or a mapping,
+/// the call's value is that value, not the macro's text.
+#[derive(Debug)]
+pub(super) struct Returning(pub Value);
+
+impl Object for Returning {
+    fn call(self: &Arc<Self>, state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, Error> {
+        let output = self.0.call(state, args)?;
+        let index = output
+            .as_str()
+            .and_then(|text| text.split(RETURNED).nth(1))
+            .and_then(|index| index.parse::<usize>().ok());
+        let returned = match index {
+            Some(index) => render_state(state)?.record(|r| r.returned.get(index).cloned()),
+            None => None,
+        };
+        Ok(returned.unwrap_or(output))
+    }
+}
+
 /// What one model's render recorded.
 #[derive(Debug, Default)]
 pub(super) struct Recorded {
@@ -188,6 +214,8 @@ pub(super) struct Recorded {
     pub problem: Option<Problem>,
     /// The template asked `execute` or called `run_query()`: a build renders it again.
     pub ran_query: bool,
+    /// The lists and mappings macros gave `return()`, by index.
+    pub returned: Vec<Value>,
 }
 
 /// A `ref()` or `source()` call and the text it produced.
@@ -307,10 +335,27 @@ pub(super) fn register(env: &mut Environment<'static>) {
         },
     );
 
-    // dbt's `{{ return(value) }}` in a macro: the value is what the macro writes. A macro that
-    // returns a string (most do) works as in dbt; minijinja's macros return only text, so one
-    // returning a list to loop over gets the list's text.
-    env.add_function("return", |value: Value| value);
+    // dbt's `{{ return(value) }}` in a macro. A string is what the macro writes; any other
+    // value (a list, a mapping) is kept in the render, and the macro's call gives it back
+    // (see [`Returning`]).
+    env.add_function(
+        "return",
+        |state: &State, value: Value| -> Result<Value, Error> {
+            if value.as_str().is_some() {
+                return Ok(value);
+            }
+            let index = render_state(state)?.record(|r| {
+                r.returned.push(value);
+                r.returned.len() - 1
+            });
+            Ok(Value::from_safe_string(format!(
+                "{RETURNED}{index}{RETURNED}"
+            )))
+        },
+    );
+    env.add_function(RETURNING, |value: Value| {
+        Value::from_object(Returning(value))
+    });
 
     // dbt's `run_query(sql)`: while dp plans (`execute` false) an empty table; in a build, the
     // query's rows, read from the tables the model reads.

@@ -352,10 +352,21 @@ impl Renderer {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_fuel(Some(FUEL));
         functions::register(&mut env);
+        // Each macro file ends by wrapping its macros, so that a call (from a model or from
+        // another macro) gives what the macro's `return()` was given.
         let macros: BTreeMap<String, String> = project
             .macros
             .iter()
-            .map(|file| (file.path().display().to_string(), file.text().to_string()))
+            .map(|file| {
+                let wrap: String = declared_macros(file.text())
+                    .iter()
+                    .map(|name| format!("{{% set {name} = {}({name}) %}}", functions::RETURNING))
+                    .collect();
+                (
+                    file.path().display().to_string(),
+                    format!("{}{wrap}", file.text()),
+                )
+            })
             .collect();
         let macro_loader = Arc::new(macros);
         let loader = macro_loader.clone();
