@@ -71,6 +71,86 @@ pub enum Command {
     /// Show where a model's columns come from and where they go: `model`, `model.column`,
     /// `source.table` or `source.table.column`.
     Lineage(LineageArgs),
+    /// Build the selected models once for each date of a range, each date with its tests and
+    /// its own commit; dates already published from the same SQL and vars are skipped.
+    Backfill(BackfillArgs),
+    /// Run again exactly the models (or backfill dates) that failed or were skipped in the last
+    /// run, with the vars and target it had (from target/run_results.json).
+    Retry(RetryArgs),
+    /// A model's table versions, newest first: when, run, operation, partitions, rows, SQL
+    /// hash and tests, from the Delta log.
+    History(HistoryArgs),
+    /// Restore a model's table to an earlier version, as a new commit.
+    Rollback(RollbackArgs),
+    /// Create a new project, ready to build, in a new folder.
+    Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The project's name, and its folder (default: the current folder, named after it).
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// The first date (YYYY-MM-DD).
+    #[arg(long)]
+    pub start: String,
+    /// The last date, included.
+    #[arg(long)]
+    pub end: String,
+    /// The distance between dates: 1d, 7d, 1w...
+    #[arg(long, default_value = "1d")]
+    pub step: String,
+    /// The var each date is given.
+    #[arg(long, default_value = "date")]
+    pub var: String,
+    /// Dates built at once (default: the target's `threads`, else the number of cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Build again dates already published from the same SQL and vars.
+    #[arg(long)]
+    pub force: bool,
+    /// The most memory the build's queries may hold, such as 512MB or 4GB.
+    #[arg(long, value_parser = memory_size)]
+    pub memory_limit: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// Values built at once, for a backfill's dates.
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The model.
+    pub model: String,
+    /// At most this many versions.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// A table for people, or JSON.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The model.
+    pub model: String,
+    /// The version to restore.
+    #[arg(long)]
+    pub to_version: u64,
+    /// Roll back even when downstream models were built from a version it undoes.
+    #[arg(long)]
+    pub force: bool,
+    /// Only show what would change.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,7 +214,7 @@ fn duration(text: &str) -> Result<std::time::Duration, String> {
 }
 
 /// Which nodes, with which variables.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct SelectArgs {
     /// Nodes to select (dbt syntax: name, +name, name+, @name, tag:x, path:x, source:x; for
     /// `dp test` also test_type:data|singular|unit).

@@ -18,9 +18,25 @@ pub fn init(global: &GlobalArgs) {
         .unwrap_or_else(|_| EnvFilter::new(format!("{level},deltalake_core=off,delta_kernel=off")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| Masked(std::io::stderr()));
     match global.log_format {
         LogFormat::Human => builder.with_target(false).init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// stderr, with every secret masked.
+struct Masked(std::io::Stderr);
+
+impl std::io::Write for Masked {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        self.0
+            .write_all(dp_engine::report::mask(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
     }
 }

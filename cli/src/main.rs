@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(code) => code,
         Err(report) => {
-            eprintln!("{report:?}");
+            eprintln!("{}", dp_engine::report::mask(&format!("{report:?}")));
             commands::cannot_run()
         }
     }

@@ -1,50 +1,132 @@
 //! Reporter implementations: how a run looks on stdout, for people or as JSON lines.
 
+use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use dp_engine::report::{
-    ModelResult, ModelStatus, Reporter, RunEvent, RunSummary, TestResult, TestStatus,
+    BackfillSummary, ModelResult, ModelStatus, Reporter, RunEvent, RunSummary, TestResult,
+    TestStatus, ValueResult, mask,
 };
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use miette::{GraphicalReportHandler, GraphicalTheme};
 
 use crate::args::LogFormat;
 
-/// Writes run events to stdout.
+/// Writes run events to stdout: lines, and on a terminal a live progress line below them.
 pub struct Printer {
     format: LogFormat,
     quiet: bool,
     out: Mutex<std::io::Stdout>,
+    /// The live progress line: only on a terminal, for people.
+    progress: Option<ProgressBar>,
+    /// The models running now, for the progress line.
+    running: Mutex<BTreeSet<String>>,
+    /// A backfill: a line per value, and model lines only for failures.
+    backfill: bool,
 }
 
 impl Printer {
     pub fn new(format: LogFormat, quiet: bool) -> Self {
+        let live = format == LogFormat::Human && !quiet && std::io::stdout().is_terminal();
         Self {
             format,
             quiet,
             out: Mutex::new(std::io::stdout()),
+            progress: live.then(|| {
+                let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout());
+                bar.enable_steady_tick(Duration::from_millis(200));
+                bar
+            }),
+            running: Mutex::new(BTreeSet::new()),
+            backfill: false,
+        }
+    }
+
+    /// A printer for a backfill.
+    pub fn for_backfill(format: LogFormat, quiet: bool) -> Self {
+        Self {
+            backfill: true,
+            ..Self::new(format, quiet)
         }
     }
 
     fn write(&self, text: &str) {
-        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        // A closed stdout (a pipe to `head`) must not stop the run.
-        let _ = writeln!(out, "{text}");
+        let text = mask(text);
+        let write = || {
+            let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+            // A closed stdout (a pipe to `head`) must not stop the run.
+            let _ = writeln!(out, "{text}");
+        };
+        match &self.progress {
+            Some(bar) => bar.suspend(write),
+            None => write(),
+        }
+    }
+
+    /// Keep the progress line up to date with `event`.
+    fn show_progress(&self, event: &RunEvent<'_>) {
+        let Some(bar) = &self.progress else {
+            return;
+        };
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        match *event {
+            RunEvent::RunStarted { models, .. } if !self.backfill => {
+                bar.set_length(models as u64);
+                bar.set_style(style(
+                    "{spinner} [{elapsed_precise}] {pos}/{len} models  {msg}",
+                ));
+            }
+            RunEvent::BackfillStarted { values, .. } => {
+                bar.set_length(values as u64);
+                bar.set_style(style(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} dates ({per_sec}, ETA {eta})  {msg}",
+                ));
+            }
+            RunEvent::ModelStarted { model, .. } if !self.backfill => {
+                running.insert(model.to_string());
+            }
+            RunEvent::ModelFinished { result, .. } if !self.backfill => {
+                running.remove(&result.model);
+                bar.inc(1);
+            }
+            RunEvent::ValueFinished { counts, .. } => {
+                bar.inc(1);
+                bar.set_message(format!(
+                    "built {} · up to date {} · failed {}",
+                    counts.built, counts.up_to_date, counts.failed
+                ));
+            }
+            RunEvent::RunFinished { .. } if !self.backfill => bar.finish_and_clear(),
+            RunEvent::BackfillFinished { .. } => bar.finish_and_clear(),
+            _ => {}
+        }
+        if !self.backfill && !running.is_empty() {
+            let names: Vec<&str> = running.iter().map(String::as_str).collect();
+            bar.set_message(format!("running: {}", names.join(", ")));
+        }
     }
 
     fn human(&self, event: RunEvent<'_>) -> Option<String> {
         match event {
             RunEvent::RunStarted {
                 models, threads, ..
-            } => (!self.quiet).then(|| {
+            } => (!self.quiet && !self.backfill).then(|| {
                 let plural = if models == 1 { "" } else { "s" };
                 format!("Building {models} model{plural} ({threads} at a time)")
             }),
             RunEvent::ModelStarted { .. } => None,
+            RunEvent::ModelFinished { result, .. }
+                if self.backfill && !matches!(result.status, ModelStatus::Failed(_)) =>
+            {
+                None
+            }
             RunEvent::ModelFinished {
                 result,
                 index,
                 total,
+                ..
             } => {
                 let mut text = model_line(result, index, total);
                 for test in &result.tests {
@@ -65,7 +147,23 @@ impl Printer {
                     _ => Some(text),
                 }
             }
+            RunEvent::RunFinished { .. } if self.backfill => None,
             RunEvent::RunFinished { summary } => Some(summary_line(summary)),
+            RunEvent::BackfillStarted {
+                values, threads, ..
+            } => (!self.quiet).then(|| format!("Backfilling {values} dates ({threads} at a time)")),
+            RunEvent::ValueFinished { result, .. } => {
+                (!self.quiet || result.status() == "failed").then(|| value_line(result))
+            }
+            RunEvent::BackfillFinished { summary } => Some(backfill_summary(summary)),
+            RunEvent::HookFinished {
+                hook,
+                command,
+                error,
+            } => match error {
+                None => (!self.quiet).then(|| format!("Hook {hook} `{command}`: ok")),
+                Some(error) => Some(format!("Hook {hook} `{command}` FAILED: {error}")),
+            },
             RunEvent::TestFinished { result, index } => (!self.quiet
                 || result.status != TestStatus::Pass)
                 .then(|| format!("{index:>3} {}", test_lines(result, "    "))),
@@ -119,6 +217,7 @@ fn test_lines(test: &TestResult, indent: &str) -> String {
 
 impl Reporter for Printer {
     fn report(&self, event: RunEvent<'_>) {
+        self.show_progress(&event);
         match self.format {
             LogFormat::Human => {
                 if let Some(text) = self.human(event) {
@@ -134,6 +233,68 @@ impl Reporter for Printer {
     }
 }
 
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+/// A backfill value's line: its date, what became of it, and its failed models.
+fn value_line(result: &ValueResult) -> String {
+    let status = match result.status() {
+        "built" => "BUILT",
+        "up_to_date" => "DONE",
+        _ => "FAILED",
+    };
+    let detail = match (&result.summary, &result.error) {
+        (_, Some(error)) => format!("\n{}", render_diagnostic(error.as_ref())),
+        (Some(summary), None) => {
+            let rows: u64 = summary.results.iter().map(|r| r.rows).sum();
+            let built = summary
+                .results
+                .iter()
+                .filter(|r| matches!(r.status, ModelStatus::Success))
+                .count();
+            let failed: Vec<&str> = summary
+                .results
+                .iter()
+                .filter(|r| !r.status.succeeded())
+                .map(|r| r.model.as_str())
+                .collect();
+            match failed.is_empty() {
+                true => format!("{built} models built, {rows} rows"),
+                false => format!("failed: {}", failed.join(", ")),
+            }
+        }
+        (None, None) => String::new(),
+    };
+    format!("{:<12} {status:<7} {detail}", result.value)
+}
+
+/// The end of a backfill: the counts, the dates that failed and the command to retry them.
+fn backfill_summary(summary: &BackfillSummary) -> String {
+    let count = |status: &str| {
+        summary
+            .values
+            .iter()
+            .filter(|v| v.status() == status)
+            .count()
+    };
+    let mut text = format!(
+        "Done in {:.2}s: {} dates built, {} up to date, {} failed",
+        summary.elapsed.as_secs_f64(),
+        count("built"),
+        count("up_to_date"),
+        count("failed")
+    );
+    let failed = summary.failed();
+    if !failed.is_empty() {
+        text.push_str(&format!(
+            "\nFailed: {}\nRetry them with: dp retry",
+            failed.join(", ")
+        ));
+    }
+    text
+}
+
 fn model_line(result: &ModelResult, index: usize, total: usize) -> String {
     let width = total.to_string().len();
     let status = match result.status {
@@ -141,9 +302,10 @@ fn model_line(result: &ModelResult, index: usize, total: usize) -> String {
         ModelStatus::Failed(_) => "ERROR",
         ModelStatus::Skipped { .. } => "SKIP",
         ModelStatus::NoData { .. } => "NODATA",
+        ModelStatus::UpToDate { .. } => "DONE",
     };
     let detail = match &result.status {
-        ModelStatus::Skipped { .. } | ModelStatus::NoData { .. } => {
+        ModelStatus::Skipped { .. } | ModelStatus::NoData { .. } | ModelStatus::UpToDate { .. } => {
             result.status.message().unwrap_or_default()
         }
         ModelStatus::Failed(_) => format!("{:.2}s", result.elapsed.as_secs_f64()),
@@ -234,29 +396,32 @@ fn json_event(event: RunEvent<'_>) -> Option<serde_json::Value> {
             json!({"event": "run_started", "run_id": run_id, "models": models, "threads": threads})
         }
         RunEvent::ModelStarted {
+            run_id,
             model,
             index,
             total,
         } => {
-            json!({"event": "model_started", "model": model, "index": index, "total": total})
+            json!({"event": "model_started", "run_id": run_id, "model": model, "index": index, "total": total})
         }
         RunEvent::ModelFinished {
+            run_id,
             result,
             index,
             total,
-        } => json!({
-            "event": "model_finished",
-            "model": result.model,
-            "index": index,
-            "total": total,
-            "status": result.status.name(),
-            "rows": result.rows,
-            "partitions": result.partitions,
-            "delta_version": result.version,
-            "duration_ms": result.elapsed.as_millis() as u64,
-            "message": result.status.message(),
-            "tests": result.tests,
-        }),
+        } => {
+            // The fields of run_results.json, and where the event stands in the run.
+            let mut value =
+                serde_json::to_value(dp_engine::report::entry(result)).unwrap_or_default();
+            value["event"] = json!("model_finished");
+            value["run_id"] = json!(run_id);
+            value["partition"] = match result.partitions.len() {
+                0 => serde_json::Value::Null,
+                _ => json!(result.partitions.join(",")),
+            };
+            value["index"] = json!(index);
+            value["total"] = json!(total);
+            value
+        }
         RunEvent::TestFinished { result, index } => {
             let mut value = serde_json::to_value(result).unwrap_or_default();
             value["event"] = json!("test_finished");
@@ -273,6 +438,37 @@ fn json_event(event: RunEvent<'_>) -> Option<serde_json::Value> {
             "event": "run_finished",
             "run_id": summary.run_id,
             "success": summary.success(),
+            "duration_ms": summary.elapsed.as_millis() as u64,
+        }),
+        RunEvent::BackfillStarted {
+            run_id,
+            values,
+            threads,
+        } => {
+            json!({"event": "backfill_started", "run_id": run_id, "values": values, "threads": threads})
+        }
+        RunEvent::ValueFinished {
+            result,
+            counts,
+            total,
+        } => json!({
+            "event": "value_finished",
+            "value": result.value,
+            "status": result.status(),
+            "message": result.error.as_ref().map(|e| e.to_string()),
+            "done": counts,
+            "total": total,
+        }),
+        RunEvent::HookFinished {
+            hook,
+            command,
+            error,
+        } => json!({"event": "hook_finished", "hook": hook, "command": command, "error": error}),
+        RunEvent::BackfillFinished { summary } => json!({
+            "event": "backfill_finished",
+            "run_id": summary.run_id,
+            "success": summary.success(),
+            "failed": summary.failed(),
             "duration_ms": summary.elapsed.as_millis() as u64,
         }),
     })

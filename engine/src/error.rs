@@ -36,6 +36,10 @@ pub enum Error {
     #[diagnostic(transparent)]
     Lineage(#[from] crate::docs::LineageError),
 
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Ops(#[from] crate::ops::OpsError),
+
     #[error("{} problems found", problems.len())]
     #[diagnostic(code(dp::problems))]
     Check {

@@ -45,15 +45,16 @@ pub use compile::{ModelPlan, Plan};
 pub use docs::{
     Clause, Direction, Generated, How, LineageReport, LineageTree, NodeKind, RowFilter,
 };
-pub use ops::VacuumResult;
+pub use ops::{InitError, RollbackPlan, VacuumResult, backfill_values, init};
 pub use session::{StoreWrapper, Stores};
-pub use storage::VacuumOptions;
+pub use storage::{Commit, RunRecord, VacuumOptions, VersionChange};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use rayon::prelude::*;
 
 pub use error::Error;
@@ -107,6 +108,10 @@ pub struct BuildSettings {
     pub store_wrapper: Option<StoreWrapper>,
     /// `--full-refresh`: incremental models are rebuilt whole.
     pub full_refresh: bool,
+    /// The run's id (default: a new one).
+    pub run_id: Option<String>,
+    /// Skip the models already published from the same SQL and vars (a backfill).
+    pub resume: bool,
 }
 
 impl Prepared {
@@ -140,6 +145,29 @@ impl Prepared {
         settings: BuildSettings,
         reporter: &dyn report::Reporter,
     ) -> Result<report::RunSummary, Error> {
+        let summary = self.run(plan, settings, reporter).await;
+        let path = self.run_results_path();
+        report::write_run_results(&path, &summary).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        run_hooks(
+            &self.project,
+            &path,
+            &summary.run_id,
+            summary.success(),
+            reporter,
+        );
+        Ok(summary)
+    }
+
+    /// Build the models of `plan`.
+    async fn run(
+        &self,
+        plan: &compile::Plan,
+        settings: BuildSettings,
+        reporter: &dyn report::Reporter,
+    ) -> report::RunSummary {
         let threads = settings
             .threads
             .or(self.target.threads)
@@ -155,15 +183,72 @@ impl Prepared {
                 None => self.warehouse(),
             },
             threads,
-            run_id: execute::new_run_id(),
+            run_id: settings.run_id.unwrap_or_else(execute::new_run_id),
             failures_dir: audit::failures_dir(&self.project.target_dir()),
             memory_limit: settings.memory_limit.or(self.target.memory_limit),
             full_refresh: settings.full_refresh,
+            target: self.target.name.clone(),
+            vars: self.recorded_vars(),
+            retries: self.target.retries,
+            retry_backoff: self.target.retry_backoff,
+            resume: settings.resume,
         };
-        let summary = execute::build(plan, self.unit_test_inputs(), &options, reporter).await;
-        let path = self.run_results_path();
-        report::write_run_results(&path, &summary).map_err(|source| Error::Io { path, source })?;
-        Ok(summary)
+        execute::build(plan, self.unit_test_inputs(), &options, reporter).await
+    }
+
+    /// The versions of `model`'s table, newest first, at most `limit`, with dp's run records.
+    pub async fn history(
+        &self,
+        model: &str,
+        limit: Option<usize>,
+    ) -> Result<Vec<storage::Commit>, Error> {
+        self.known_model(model)?;
+        let warehouse = self.warehouse();
+        let url = warehouse.table_url(model).map_err(ops::OpsError::from)?;
+        let history = storage::history(&warehouse.stores, &url, limit)
+            .await
+            .map_err(ops::OpsError::from)?;
+        if history.is_empty() {
+            return Err(ops::OpsError::NoTable {
+                model: model.to_string(),
+            }
+            .into());
+        }
+        Ok(history)
+    }
+
+    /// What rolling `model` back to `version` would change, and which downstream models were
+    /// built from a version it undoes.
+    pub async fn plan_rollback(&self, model: &str, version: u64) -> Result<RollbackPlan, Error> {
+        self.known_model(model)?;
+        Ok(ops::plan_rollback(&self.warehouse(), &self.graph, model, version).await?)
+    }
+
+    /// Carry out `plan` (refused while downstream models were built from an undone version,
+    /// unless `force`); returns the new version.
+    pub async fn rollback(&self, plan: &RollbackPlan, force: bool) -> Result<u64, Error> {
+        let record = storage::RunRecord {
+            run_id: execute::new_run_id(),
+            dp_version: env!("CARGO_PKG_VERSION").to_string(),
+            target: self.target.name.clone(),
+            ..Default::default()
+        };
+        Ok(ops::rollback(&self.warehouse(), plan, &record, force).await?)
+    }
+
+    /// An error unless `model` is a model of the project.
+    fn known_model(&self, model: &str) -> Result<(), Error> {
+        if self.project.models.contains_key(model) {
+            return Ok(());
+        }
+        Err(ops::OpsError::UnknownModel {
+            name: model.to_string(),
+            did_you_mean: source::did_you_mean(
+                model,
+                self.project.models.keys().map(String::as_str),
+            ),
+        }
+        .into())
     }
 
     /// Run the selected nodes' tests of `kinds` against the published data, then write the
@@ -240,6 +325,20 @@ impl Prepared {
         )?)
     }
 
+    /// The run's vars as its records keep them: JSON, secrets masked.
+    fn recorded_vars(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        self.context
+            .options
+            .vars
+            .iter()
+            .map(|(name, value)| {
+                let value = serde_json::to_value(value).unwrap_or_default();
+                let masked = report::mask(&value.to_string()).into_owned();
+                (name.clone(), serde_json::from_str(&masked).unwrap_or(value))
+            })
+            .collect()
+    }
+
     /// `target/run_results.json`.
     fn run_results_path(&self) -> PathBuf {
         self.project.target_dir().join("run_results.json")
@@ -280,14 +379,225 @@ pub async fn test(
     prepared.test(kinds, reporter).await
 }
 
+/// What `dp backfill` builds: the selection of `prepare` once for each value of `var`.
+#[derive(Clone, Default)]
+pub struct BackfillOptions {
+    /// The project, target, selection and the vars every value shares.
+    pub prepare: PrepareOptions,
+    /// The var each value is given (`date`).
+    pub var: String,
+    pub values: Vec<String>,
+    /// Values built at once (each builds its models one after the other, in dependency order).
+    pub threads: usize,
+    /// Build again the values already published from the same SQL and vars.
+    pub force: bool,
+    pub settings: BuildSettings,
+}
+
+/// `dp backfill`: build the selected models for each value, `threads` values at once, each
+/// value's models in dependency order, each with its tests and its own commit. A model whose
+/// table's last build with the same vars ran the same SQL is not run again (unless `force`):
+/// a backfill run again does only what is left. Writes the run's results.
+pub async fn backfill(
+    options: &BackfillOptions,
+    reporter: &dyn report::Reporter,
+) -> Result<report::BackfillSummary, Error> {
+    let started = std::time::Instant::now();
+    // The project and its target, once: a project that does not load stops the backfill.
+    let base = prepare(&options.prepare)?;
+    let run_id = execute::new_run_id();
+    let total = options.values.len();
+    let threads = options.threads.max(1);
+    reporter.report(report::RunEvent::BackfillStarted {
+        run_id: &run_id,
+        values: total,
+        threads,
+    });
+    let mut builds = futures::stream::iter(options.values.iter().cloned())
+        .map(|value| {
+            let run_id = run_id.clone();
+            async move {
+                let built = build_value(options, &value, run_id, reporter).await;
+                (value, built)
+            }
+        })
+        .buffer_unordered(threads);
+    let mut counts = report::ValueCounts::default();
+    let mut values = Vec::new();
+    while let Some((value, built)) = builds.next().await {
+        let result = match built {
+            Ok(summary) => report::ValueResult {
+                value,
+                summary: Some(summary),
+                error: None,
+            },
+            Err(error) => report::ValueResult {
+                value,
+                summary: None,
+                error: Some(Arc::new(error)),
+            },
+        };
+        match result.status() {
+            "built" => counts.built += 1,
+            "up_to_date" => counts.up_to_date += 1,
+            _ => counts.failed += 1,
+        }
+        reporter.report(report::RunEvent::ValueFinished {
+            result: &result,
+            counts,
+            total,
+        });
+        values.push(result);
+    }
+    drop(builds);
+    values.sort_by(|a, b| a.value.cmp(&b.value));
+    let summary = report::BackfillSummary {
+        run_id,
+        target: base.target.name.clone(),
+        vars: base.recorded_vars(),
+        var: options.var.clone(),
+        select: options.prepare.select.clone(),
+        exclude: options.prepare.exclude.clone(),
+        values,
+        elapsed: started.elapsed(),
+    };
+    reporter.report(report::RunEvent::BackfillFinished { summary: &summary });
+    let path = base.run_results_path();
+    report::write_backfill_results(&path, &summary).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    run_hooks(
+        &base.project,
+        &path,
+        &summary.run_id,
+        summary.success(),
+        reporter,
+    );
+    Ok(summary)
+}
+
+/// Run the project's hooks for a run that ended, and report each.
+fn run_hooks(
+    project: &Project,
+    run_results: &Path,
+    run_id: &str,
+    succeeded: bool,
+    reporter: &dyn report::Reporter,
+) {
+    for hook in ops::run_hooks(project, run_results, run_id, succeeded) {
+        reporter.report(report::RunEvent::HookFinished {
+            hook: hook.hook,
+            command: &hook.command,
+            error: hook.error.as_deref(),
+        });
+    }
+}
+
+/// Prepare, check and build the backfill's selection with `value` given to its var.
+async fn build_value(
+    options: &BackfillOptions,
+    value: &str,
+    run_id: String,
+    reporter: &dyn report::Reporter,
+) -> Result<report::RunSummary, Error> {
+    let mut prepare_options = options.prepare.clone();
+    prepare_options
+        .vars
+        .push(format!("{}={value}", options.var));
+    let prepared = prepare(&prepare_options)?.complete()?;
+    let plan = check(&prepared).await?.plan;
+    let settings = BuildSettings {
+        threads: Some(1),
+        run_id: Some(run_id),
+        resume: !options.force,
+        ..options.settings.clone()
+    };
+    Ok(prepared.run(&plan, settings, reporter).await)
+}
+
+/// What `dp retry` runs again.
+pub enum Retry {
+    /// The last run left nothing to run again.
+    Nothing { command: String },
+    /// The models of the last build that failed or were skipped, with its vars and target.
+    Build(PrepareOptions),
+    /// The values of the last backfill that failed, with its selection, vars and target.
+    Backfill(BackfillOptions),
+}
+
+/// What `dp retry` runs again: read from the last run's `run_results.json` of the project at
+/// `project_dir` (never recomputed: the vars are those the run had).
+pub fn retry(project_dir: &Path) -> Result<Retry, Error> {
+    let root = project::find_root(project_dir)?;
+    let project = project::load(&root)?;
+    let path = project.target_dir().join("run_results.json");
+    let run = report::read_run_results(&path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let vars = match run.vars.is_empty() {
+        true => Vec::new(),
+        false => vec![serde_json::to_string(&run.vars).unwrap_or_default()],
+    };
+    let prepare = |select: Vec<String>, exclude: Vec<String>| PrepareOptions {
+        project_dir: root.clone(),
+        target: run.target.clone().filter(|t| !t.is_empty()),
+        vars: vars.clone(),
+        select,
+        exclude,
+    };
+    Ok(match run.command.as_str() {
+        "build" => {
+            let again: Vec<String> = run
+                .results
+                .iter()
+                .filter(|r| matches!(r.status.as_str(), "error" | "skipped"))
+                .map(|r| r.model.clone())
+                .collect();
+            match again.is_empty() {
+                true => Retry::Nothing {
+                    command: run.command,
+                },
+                false => Retry::Build(prepare(again, Vec::new())),
+            }
+        }
+        "backfill" => {
+            let values: Vec<String> = run
+                .values
+                .iter()
+                .filter(|v| v.status == "failed")
+                .map(|v| v.value.clone())
+                .collect();
+            match values.is_empty() {
+                true => Retry::Nothing {
+                    command: run.command,
+                },
+                false => Retry::Backfill(BackfillOptions {
+                    prepare: prepare(run.select.clone(), run.exclude.clone()),
+                    var: run.var.clone().unwrap_or_default(),
+                    values,
+                    ..Default::default()
+                }),
+            }
+        }
+        _ => Retry::Nothing {
+            command: run.command,
+        },
+    })
+}
+
 /// Load, resolve the target, render, resolve and select: everything that needs no data. Models
 /// that do not render are left out of the graph and listed in `render_problems`.
 pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
     let root = project::find_root(&options.project_dir)?;
     let mut project = stage("load", || project::load(&root))?;
     let target = project.target(options.target.as_deref())?;
+    let mut render_options = RenderOptions::from_var_args(&options.vars)?;
+    // env_var() reads the process's variables, then the project's .env.
+    render_options.env_vars.extend(project.dotenv.clone());
     let context = RenderContext {
-        options: RenderOptions::from_var_args(&options.vars)?,
+        options: render_options,
         target: Some(TargetContext {
             name: target.name.clone(),
             schema: target.name.clone(),
@@ -410,7 +720,7 @@ pub fn write_compiled(target_dir: &Path, plan: &compile::Plan) -> Result<Vec<Pat
         .par_iter()
         .map(|model| {
             let path = target_dir.join("compiled").join(model.file.path());
-            let text = format!("{}\n", model.sql.trim_end());
+            let text = format!("{}\n", report::mask(model.sql.trim_end()));
             let write = || -> std::io::Result<()> {
                 if std::fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {
                     return Ok(());

@@ -19,7 +19,7 @@ pub fn run(global: &GlobalArgs, args: &CheckArgs) -> miette::Result<ExitCode> {
         OutputFormat::Human => {
             if !global.quiet {
                 for warning in &warnings {
-                    eprintln!("{warning:?}");
+                    super::warn(&warning);
                 }
             }
             match checked {
@@ -30,7 +30,7 @@ pub fn run(global: &GlobalArgs, args: &CheckArgs) -> miette::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(error) => {
-                    eprintln!("{:?}", miette::Report::new(*error));
+                    super::warn(&miette::Report::new(*error));
                     Ok(super::pipeline_failed())
                 }
             }

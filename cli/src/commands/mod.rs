@@ -1,11 +1,16 @@
 //! One module per command; each returns the exit code of a run that could start.
 
+mod backfill;
 mod build;
 mod check;
 mod compile;
 mod docs;
+mod history;
+mod init;
 mod lineage;
 mod ls;
+mod retry;
+mod rollback;
 mod test;
 mod vacuum;
 
@@ -37,6 +42,11 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Vacuum(args) => vacuum::run(&cli.global, args),
         Command::Docs { command } => docs::run(&cli.global, command),
         Command::Lineage(args) => lineage::run(&cli.global, args),
+        Command::Backfill(args) => backfill::run(&cli.global, args),
+        Command::Retry(args) => retry::run(&cli.global, args),
+        Command::History(args) => history::run(&cli.global, args),
+        Command::Rollback(args) => rollback::run(&cli.global, args),
+        Command::Init(args) => init::run(&cli.global, args),
     }
 }
 
@@ -64,7 +74,7 @@ fn prepare_checked(
     let checked = runtime.block_on(dp_engine::check(&prepared))?;
     if !global.quiet {
         for warning in checked.warnings {
-            eprintln!("{:?}", miette::Report::new(warning));
+            warn(&miette::Report::new(warning));
         }
     }
     Ok((prepared, checked.plan))
@@ -96,9 +106,14 @@ fn prepare_options(global: &GlobalArgs, args: &SelectArgs) -> PrepareOptions {
 fn show_warnings(global: &GlobalArgs, project: &dp_engine::project::Project) {
     if !global.quiet {
         for warning in &project.warnings {
-            eprintln!("{:?}", miette::Report::new(warning.clone()));
+            warn(&miette::Report::new(warning.clone()));
         }
     }
+}
+
+/// Write a diagnostic to stderr, secrets masked.
+fn warn(diagnostic: &dyn std::fmt::Debug) {
+    eprintln!("{}", dp_engine::report::mask(&format!("{diagnostic:?}")));
 }
 
 /// Write `text` to stdout; a closed stdout (a pipe to `head`) ends the output, not dp.
@@ -106,7 +121,7 @@ fn out(text: &str) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     if let Err(error) = stdout
-        .write_all(text.as_bytes())
+        .write_all(dp_engine::report::mask(text).as_bytes())
         .and_then(|()| stdout.flush())
         && error.kind() != std::io::ErrorKind::BrokenPipe
     {

@@ -35,7 +35,7 @@ pub fn run(global: &GlobalArgs, args: &VacuumArgs) -> miette::Result<ExitCode> {
         }
         if let Some(error) = result.vacuumed.error {
             failed = true;
-            eprintln!("{:?}", miette::Report::new(error));
+            super::warn(&miette::Report::new(error));
         }
     }
     if !global.quiet {

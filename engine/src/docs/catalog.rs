@@ -182,8 +182,8 @@ async fn table(warehouse: &Warehouse, model: &str) -> Result<Option<Value>, Stri
                 .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
             let run_id = commit
                 .info
-                .get(crate::storage::RUN_ID_KEY)
-                .and_then(Value::as_str)
+                .get(crate::storage::RECORD_KEY)
+                .and_then(|record| record["run_id"].as_str())
                 .map(str::to_string);
             json!({"timestamp": at, "operation": commit.operation, "run_id": run_id})
         });

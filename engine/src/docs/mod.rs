@@ -138,7 +138,7 @@ pub async fn plan_lineage(
         let registered =
             register_relation(&session, &relation, &warehouse, &project.sources, &scans).await;
         let provider = match registered {
-            Ok(()) => session.table_provider(source_reference(id)).await,
+            Ok(_) => session.table_provider(source_reference(id)).await,
             Err(error) => {
                 planned.errors.push(format!("source `{id}`: {error}"));
                 continue;
@@ -354,8 +354,10 @@ fn lineage_json(inputs: &DocsInputs<'_>, planned: &ProjectLineage, metadata: &Va
 
 /// Write a file whole or not at all.
 fn write_file(path: &Path, text: &str) -> Result<(), DocsError> {
-    crate::report::write_atomically(path, text.as_bytes()).map_err(|source| DocsError::Io {
-        path: path.to_path_buf(),
-        source,
+    crate::report::write_atomically(path, crate::report::mask(text).as_bytes()).map_err(|source| {
+        DocsError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }

@@ -16,12 +16,12 @@ use crate::compile::{ModelPlan, Plan};
 use crate::graph::{ModelGraph, Scheduler};
 use crate::project::{MissingPartition, NodeId, OnSchemaChange, Project};
 use crate::render::{QueryResult, QueryRunner, RenderContext, Renderer};
-use crate::report::{ModelResult, ModelStatus, RunSummary, TestKind, TestResult};
+use crate::report::{FailureClass, ModelResult, ModelStatus, RunSummary, TestKind, TestResult};
 use crate::report::{Reporter, RunEvent};
 use crate::session::{
     SessionError, SourceScans, Warehouse, new_session, register_relation, runtime_env, sql_error,
 };
-use crate::storage::{ModelTable, StorageError, WriteMode};
+use crate::storage::{ModelTable, RecordedTest, RunRecord, StorageError, WriteMode};
 
 /// How a build runs.
 #[derive(Debug, Clone)]
@@ -39,6 +39,17 @@ pub struct BuildOptions {
     pub memory_limit: Option<usize>,
     /// `--full-refresh`: incremental models are rebuilt whole.
     pub full_refresh: bool,
+    /// The target's name, recorded in each commit.
+    pub target: String,
+    /// The run's vars (secrets masked), recorded in each commit.
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// How many times a model that failed transiently runs again, and the wait before the
+    /// first retry (doubled at each one).
+    pub retries: u32,
+    pub retry_backoff: Duration,
+    /// A resumed run (a backfill): a model whose table's last build with these vars ran the
+    /// same SQL, and none of whose upstream models was rebuilt in this run, is not run again.
+    pub resume: bool,
 }
 
 /// A result of `model` with nothing written yet.
@@ -53,8 +64,11 @@ fn new_result(model: &ModelPlan, status: ModelStatus) -> ModelResult {
         source_files: BTreeMap::new(),
         files_written: 0,
         files_rewritten: 0,
+        bytes: 0,
         tests: Vec::new(),
         elapsed: Duration::ZERO,
+        attempts: 0,
+        failure_class: None,
     }
 }
 
@@ -119,6 +133,13 @@ pub enum ModelError {
         )
     )]
     RenderToRun { model: String, message: String },
+
+    #[error("the object store failed while `{model}` ran: {message}")]
+    #[diagnostic(
+        code(dp::store_unavailable),
+        help("a transient failure: dp retried it (the target's `retries`); nothing was published")
+    )]
+    StoreUnavailable { model: String, message: String },
 
     #[error("internal error: {message}")]
     #[diagnostic(code(dp::internal), help("this is a bug in dp; please report it"))]
@@ -219,6 +240,7 @@ pub async fn build(
         results: vec![None; total],
         finished: 0,
         reporter,
+        run_id: &options.run_id,
     };
     let mut scheduler = Scheduler::new(total);
     for (index, model) in to_build.iter().enumerate() {
@@ -243,6 +265,9 @@ pub async fn build(
                 .filter_map(|u| in_build.get(u.as_str()))
                 .filter_map(|&u| outcome.results[u].as_ref());
             let not_built = upstream_results.clone().find(|r| !r.status.succeeded());
+            let upstream_rebuilt = upstream_results
+                .clone()
+                .any(|r| matches!(r.status, ModelStatus::Success));
             let no_data = upstream_results
                 .clone()
                 .find(|r| matches!(r.status, ModelStatus::NoData { .. }));
@@ -262,13 +287,20 @@ pub async fn build(
                 continue;
             }
             reporter.report(RunEvent::ModelStarted {
+                run_id: &options.run_id,
                 model: &model.name,
                 index: outcome.finished + running.len() + 1,
                 total,
             });
             let context = context.clone();
             let model = model.clone();
-            let task = running.spawn(async move { run_model(&context, &model).await });
+            let resume = options.resume && !upstream_rebuilt;
+            let task = running.spawn(async move {
+                if resume && let Some(result) = up_to_date(&context, &model).await {
+                    return result;
+                }
+                run_model(&context, &model).await
+            });
             task_model.insert(task.id(), index);
         }
         let Some(joined) = running.join_next_with_id().await else {
@@ -299,6 +331,8 @@ pub async fn build(
     }
     let summary = RunSummary {
         run_id: options.run_id.clone(),
+        target: options.target.clone(),
+        vars: options.vars.clone(),
         results: outcome.results.into_iter().flatten().collect(),
         elapsed: started.elapsed(),
     };
@@ -312,12 +346,14 @@ struct Outcomes<'r> {
     results: Vec<Option<ModelResult>>,
     finished: usize,
     reporter: &'r dyn Reporter,
+    run_id: &'r str,
 }
 
 impl Outcomes<'_> {
     fn record(&mut self, index: usize, result: ModelResult) {
         self.finished += 1;
         self.reporter.report(RunEvent::ModelFinished {
+            run_id: self.run_id,
             result: &result,
             index: self.finished,
             total: self.results.len(),
@@ -326,28 +362,152 @@ impl Outcomes<'_> {
     }
 }
 
-#[tracing::instrument(skip_all, fields(model = %model.name))]
+#[tracing::instrument(skip_all, fields(model = %model.name, run_id = %context.options.run_id))]
 async fn run_model(context: &BuildContext, model: &ModelPlan) -> ModelResult {
     let started = Instant::now();
-    let mut result = new_result(model, ModelStatus::Success);
-    if let Err(error) = publish_model(context, model, &mut result).await {
-        tracing::info!(error = %error, "model failed");
+    let mut backoff = context.options.retry_backoff;
+    let mut result;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        result = new_result(model, ModelStatus::Success);
+        let Err(error) = publish_model(context, model, &mut result).await else {
+            break;
+        };
+        let class = classify(&error);
+        tracing::info!(error = %error, failure_class = ?class, attempt, "model failed");
         result.status = failed(error);
+        result.failure_class = Some(class);
         // Nothing of it was published.
         result.rows = 0;
+        result.bytes = 0;
         result.partitions.clear();
         result.files_written = 0;
         result.files_rewritten = 0;
+        if !class.is_transient() || attempt > context.options.retries {
+            break;
+        }
+        tracing::warn!(
+            attempt,
+            wait_ms = backoff.as_millis() as u64,
+            "transient failure: retrying"
+        );
+        tokio::time::sleep(backoff).await;
+        backoff *= 2;
     }
+    result.attempts = attempt;
     result.elapsed = started.elapsed();
     tracing::info!(
         rows = result.rows,
+        bytes = result.bytes,
         version = result.version,
         duration_ms = result.elapsed.as_millis() as u64,
         status = result.status.name(),
         "model finished"
     );
     result
+}
+
+/// `model` as already published, when its table's last build with this run's vars ran the
+/// same SQL (and no restore came after it).
+async fn up_to_date(context: &BuildContext, model: &ModelPlan) -> Option<ModelResult> {
+    let warehouse = &context.options.warehouse;
+    let url = warehouse.table_url(&model.name).ok()?;
+    let history = crate::storage::history(&warehouse.stores, &url, None)
+        .await
+        .ok()?;
+    let hash = sql_hash(&model.sql);
+    for commit in history {
+        if commit.operation.as_deref() == Some("RESTORE") {
+            return None;
+        }
+        if let Some(record) = commit.record
+            && record.vars == context.options.vars
+            && record.target == context.options.target
+        {
+            if record.sql_hash != hash {
+                return None;
+            }
+            let mut result = new_result(
+                model,
+                ModelStatus::UpToDate {
+                    version: commit.version,
+                },
+            );
+            result.partitions = record.partitions;
+            return Some(result);
+        }
+    }
+    None
+}
+
+/// The class of a model's failure: whether running it again at once can succeed.
+fn classify(error: &ModelError) -> FailureClass {
+    match error {
+        ModelError::MissingData { .. } => FailureClass::MissingData,
+        ModelError::TestsFailed { .. } => FailureClass::Assertion,
+        ModelError::Definition { error, .. } | ModelError::Storage(error) => match error {
+            StorageError::SchemaChanged { .. } | StorageError::IncrementalSchemaChanged { .. } => {
+                FailureClass::SchemaChange
+            }
+            StorageError::Conflict { .. } => FailureClass::Conflict,
+            StorageError::CommitUnknown { .. } => FailureClass::CommitUnknown,
+            // Rerun, it stages its files again.
+            StorageError::StagedFileMissing { .. } => FailureClass::Transient,
+            StorageError::Session(error) => classify_session(error),
+            other if store_failed(other) => FailureClass::Transient,
+            StorageError::Execution { .. } => FailureClass::Sql,
+            _ => FailureClass::Sql,
+        },
+        ModelError::Session(error) => classify_session(error),
+        ModelError::StoreUnavailable { .. } => FailureClass::Transient,
+        ModelError::RenderToRun { .. } => FailureClass::Sql,
+        ModelError::Internal { .. } => FailureClass::Internal,
+    }
+}
+
+fn classify_session(error: &SessionError) -> FailureClass {
+    match error {
+        SessionError::Contract { .. } => FailureClass::SchemaChange,
+        SessionError::NotBuilt { .. } => FailureClass::MissingData,
+        SessionError::Internal { .. } => FailureClass::Internal,
+        other if store_failed(other) => FailureClass::Transient,
+        _ => FailureClass::Sql,
+    }
+}
+
+/// Whether the object store failed under `error` in a way a later call may not: a timeout, a
+/// throttle, a server error, a dropped connection (object_store's `Generic`, which its own
+/// retries end in); not a missing object, a refused precondition or bad credentials.
+fn store_failed(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        let store_error = error.downcast_ref::<object_store::Error>().or_else(|| {
+            match error.downcast_ref::<datafusion::error::DataFusionError>() {
+                Some(datafusion::error::DataFusionError::ObjectStore(inner)) => {
+                    Some(inner.as_ref())
+                }
+                _ => None,
+            }
+        });
+        if let Some(store_error) = store_error {
+            return matches!(store_error, object_store::Error::Generic { .. });
+        }
+        cause = error.source();
+    }
+    false
+}
+
+/// A query that could not be planned or run: the store's transient failure, or the SQL's error
+/// at its place in the model's file.
+fn query_error(model: &ModelPlan, error: &datafusion::error::DataFusionError) -> ModelError {
+    if store_failed(error) {
+        return ModelError::StoreUnavailable {
+            model: model.name.clone(),
+            message: error.strip_backtrace(),
+        };
+    }
+    sql_error(model, error).into()
 }
 
 /// Run the model's unit tests, plan its SQL, write its result into its table, audit what was
@@ -385,7 +545,9 @@ async fn publish_model(
         }
         _ => None,
     };
-    let (session, source_scans) = model_session(context, model, incremental.is_some()).await?;
+    let (session, source_scans, inputs) =
+        model_session(context, model, incremental.is_some()).await?;
+    let planned = model;
     // Rendered again to run: its incremental branch, or `run_query()` answered (`execute`).
     let rendered_to_run;
     let model = match (incremental, model.runs_queries) {
@@ -409,12 +571,12 @@ async fn publish_model(
     let frame = session
         .sql(&model.sql)
         .await
-        .map_err(|error| sql_error(model, &error))?;
+        .map_err(|error| query_error(model, &error))?;
     let output = Arc::new(frame.schema().as_arrow().clone());
     let physical = frame
         .create_physical_plan()
         .await
-        .map_err(|error| sql_error(model, &error))?;
+        .map_err(|error| query_error(model, &error))?;
     result.source_files = source_scans.files_read();
     if let Some(reason) = missing_data(context, &source_scans)? {
         tracing::warn!(model = %model.name, %reason, "no data: nothing published");
@@ -445,10 +607,9 @@ async fn publish_model(
         },
     )
     .await
-    .map_err(definition)?
-    .with_run_id(&context.options.run_id);
+    .map_err(definition)?;
     let stream = datafusion::physical_plan::execute_stream(physical, session.task_ctx())
-        .map_err(|error| sql_error(model, &error))?;
+        .map_err(|error| query_error(model, &error))?;
     let staged = table.stage(stream).await.map_err(definition)?;
     result.rows = staged.rows;
     result.partitions = staged.partitions().into_iter().collect();
@@ -465,6 +626,7 @@ async fn publish_model(
     };
     result.files_written = staged.files_written();
     result.files_rewritten = staged.files_rewritten();
+    result.bytes = staged.bytes();
 
     // Audit exactly the staged rows; publish only what passed.
     let audited = audit_staged(context, &session, &table, &staged, model).await;
@@ -480,8 +642,35 @@ async fn publish_model(
         table.discard(staged).await;
         return Err(error);
     }
-    result.version = table.commit(staged).await?;
+    let record = RunRecord {
+        run_id: context.options.run_id.clone(),
+        dp_version: env!("CARGO_PKG_VERSION").to_string(),
+        sql_hash: sql_hash(&planned.sql),
+        vars: context.options.vars.clone(),
+        target: context.options.target.clone(),
+        tests: result
+            .tests
+            .iter()
+            .map(|test| RecordedTest {
+                name: test.name.clone(),
+                status: format!("{:?}", test.status).to_lowercase(),
+                failures: test.failures,
+            })
+            .collect(),
+        inputs,
+        ..Default::default()
+    };
+    result.version = table.commit(staged, record).await?;
     Ok(())
+}
+
+/// The hash of a model's compiled SQL that its commits record: SHA-256, in hex.
+pub fn sql_hash(sql: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(sql.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// Answers `run_query()` from `session` (the tables the model reads), for a render, which is
@@ -525,12 +714,12 @@ fn query_runner(session: &SessionContext) -> QueryRunner {
 }
 
 /// A session holding exactly the tables `model` reads (its own published table too, as
-/// `{{ this }}`, in an incremental run).
+/// `{{ this }}`, in an incremental run), and the version of each model table it reads.
 async fn model_session(
     context: &BuildContext,
     model: &ModelPlan,
     reads_itself: bool,
-) -> Result<(SessionContext, SourceScans), ModelError> {
+) -> Result<(SessionContext, SourceScans, BTreeMap<String, u64>), ModelError> {
     let session = new_session(&context.runtime);
     let source_scans = SourceScans::default();
     let relations = model
@@ -539,8 +728,9 @@ async fn model_session(
         .map(|id| NodeId::Source(id.clone()))
         .chain(model.upstream.iter().map(|m| NodeId::Model(m.clone())))
         .chain(reads_itself.then(|| NodeId::Model(model.name.clone())));
+    let mut inputs = BTreeMap::new();
     for relation in relations {
-        register_relation(
+        let version = register_relation(
             &session,
             &relation,
             &context.options.warehouse,
@@ -548,8 +738,11 @@ async fn model_session(
             &source_scans,
         )
         .await?;
+        if let (NodeId::Model(name), Some(version)) = (&relation, version) {
+            inputs.insert(name.clone(), version);
+        }
     }
-    Ok((session, source_scans))
+    Ok((session, source_scans, inputs))
 }
 
 /// The model's data tests, run on its staged rows (registered in `session` under a name no

@@ -1,8 +1,120 @@
-//! OPERATIONS: what an operator runs on published tables, beside builds. In: a prepared project
-//! and its target. Out: what was done, per model.
+//! OPERATIONS: what an operator runs on published tables, beside builds: history, rollback,
+//! the values of a backfill, vacuum. In: a prepared project and its target. Out: what was
+//! done, per model.
 
-use crate::session::Warehouse;
-use crate::storage::{VacuumOptions, Vacuumed};
+mod hooks;
+mod init;
+mod rollback;
+
+pub use hooks::run_hooks;
+pub use init::{InitError, init};
+pub use rollback::{RollbackPlan, plan as plan_rollback, rollback};
+
+use crate::session::{SessionError, Warehouse};
+use crate::storage::{StorageError, VacuumOptions, Vacuumed};
+
+/// Why an operation could not be done.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[non_exhaustive]
+pub enum OpsError {
+    #[error("no model `{name}` in this project")]
+    #[diagnostic(code(dp::unknown_model))]
+    UnknownModel {
+        name: String,
+        #[help]
+        did_you_mean: Option<String>,
+    },
+
+    #[error("`{model}` has no table yet: nothing to show or restore")]
+    #[diagnostic(code(dp::no_table), help("build it first: dp build --select {model}"))]
+    NoTable { model: String },
+
+    #[error("`{model}` is at version {latest}: version {version} is not an earlier one")]
+    #[diagnostic(
+        code(dp::rollback_version),
+        help("`dp history {model}` lists its versions")
+    )]
+    NotEarlier {
+        model: String,
+        version: u64,
+        latest: u64,
+    },
+
+    #[error(
+        "rollback of `{model}` to version {version} refused: downstream models were built from a version it undoes: {downstream}"
+    )]
+    #[diagnostic(
+        code(dp::rollback_downstream),
+        help(
+            "their published data would no longer match `{model}`: pass --force to roll back anyway, then rebuild them: {command}"
+        )
+    )]
+    DownstreamBuiltFrom {
+        model: String,
+        version: u64,
+        downstream: String,
+        command: String,
+    },
+
+    #[error("`{text}` is not a {what}")]
+    #[diagnostic(code(dp::backfill_range), help("{help}"))]
+    BadRange {
+        text: String,
+        what: &'static str,
+        help: &'static str,
+    },
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<SessionError> for OpsError {
+    fn from(error: SessionError) -> Self {
+        OpsError::Storage(error.into())
+    }
+}
+
+/// The values of a backfill: every date from `start` to `end` (both included, `YYYY-MM-DD`),
+/// `step` apart (`1d`, `7d`, `1w`...).
+pub fn backfill_values(start: &str, end: &str, step: &str) -> Result<Vec<String>, OpsError> {
+    let date = |text: &str| {
+        chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| OpsError::BadRange {
+            text: text.to_string(),
+            what: "date",
+            help: "give dates as YYYY-MM-DD, such as 2024-01-31",
+        })
+    };
+    let (start, end) = (date(start)?, date(end)?);
+    let bad_step = || OpsError::BadRange {
+        text: step.to_string(),
+        what: "step",
+        help: "give a whole number of days or weeks, such as 1d or 1w",
+    };
+    let (count, unit) = step.split_at(step.find(|c: char| !c.is_ascii_digit()).unwrap_or(0));
+    let count: u64 = count.parse().map_err(|_| bad_step())?;
+    let days = match unit {
+        "d" => count,
+        "w" => count * 7,
+        _ => return Err(bad_step()),
+    };
+    if days == 0 {
+        return Err(bad_step());
+    }
+    if end < start {
+        return Err(OpsError::BadRange {
+            text: format!("{start} .. {end}"),
+            what: "range",
+            help: "--end must not be before --start",
+        });
+    }
+    Ok(start
+        .iter_days()
+        .step_by(days as usize)
+        .take_while(|day| *day <= end)
+        .map(|day| day.format("%Y-%m-%d").to_string())
+        .collect())
+}
 
 /// One model's vacuum.
 #[derive(Debug)]
@@ -33,4 +145,32 @@ pub async fn vacuum(
         });
     }
     results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_range_gives_every_step_from_start_to_end_included() {
+        let values = backfill_values("2024-01-30", "2024-02-02", "1d").unwrap();
+        assert_eq!(
+            values,
+            ["2024-01-30", "2024-01-31", "2024-02-01", "2024-02-02"]
+        );
+        let weekly = backfill_values("2024-01-01", "2024-01-20", "1w").unwrap();
+        assert_eq!(weekly, ["2024-01-01", "2024-01-08", "2024-01-15"]);
+        for (start, end, step) in [
+            ("2024-01-02", "2024-01-01", "1d"),
+            ("2024-13-01", "2024-01-01", "1d"),
+            ("2024-01-01", "2024-01-02", "0d"),
+            ("2024-01-01", "2024-01-02", "1h"),
+            ("2024-01-01", "2024-01-02", "d"),
+        ] {
+            assert!(
+                backfill_values(start, end, step).is_err(),
+                "{start} {end} {step}"
+            );
+        }
+    }
 }

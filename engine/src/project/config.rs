@@ -47,6 +47,19 @@ pub struct ProjectConfig {
     #[serde(default, alias = "tests")]
     #[schemars(with = "Option<serde_json::Value>")]
     pub data_tests: serde_yaml::Value,
+    /// Commands run (with `sh -c`, in the project folder) when a build, seed or backfill ends,
+    /// with `DP_RUN_RESULTS` (the run results' path), `DP_RUN_ID` and `DP_RUN_STATUS`
+    /// (`success` or `failed`) in their environment: the place to page someone or post to a
+    /// chat. Their output goes to target/hooks.log; a hook that fails or runs past
+    /// `hook_timeout` is reported and changes nothing that was published.
+    #[serde(default)]
+    pub on_run_end: Option<super::OneOrMany>,
+    /// Commands run as `on_run_end`, only when the run failed.
+    #[serde(default)]
+    pub on_failure: Option<super::OneOrMany>,
+    /// How long a hook may run before it is stopped, such as `30s` or `5m` (default: 60s).
+    #[serde(default)]
+    pub hook_timeout: Option<String>,
 }
 
 /// `dbt_project.yml`: what dp reads of it, and what it accepts and ignores. Targets are dp's
@@ -158,6 +171,9 @@ impl DbtProjectConfig {
             vars,
             target: self.target,
             targets: self.targets,
+            on_run_end: None,
+            on_failure: None,
+            hook_timeout: None,
         };
         let ignored = self
             .other
@@ -220,6 +236,14 @@ pub struct TargetConfig {
     /// query that still does not fit fails with "resources exhausted". Default: no limit.
     #[serde(default)]
     pub memory_limit: Option<String>,
+    /// How many times a model whose build failed transiently (the object store timed out,
+    /// throttled or failed) runs again before it counts as failed (default: 2). Missing data,
+    /// schema changes, failed tests and SQL errors are never retried.
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// The wait before the first retry, in milliseconds, doubled at each (default: 1000).
+    #[serde(default)]
+    pub retry_backoff_ms: Option<u64>,
     /// How dp reaches an S3-compatible store (`warehouse: s3://bucket/prefix`, sources on
     /// `s3://`): object_store's S3 settings, such as `endpoint`, `region`, `allow_http`,
     /// `virtual_hosted_style_request`, `access_key_id`, `secret_access_key`. Give secrets as
@@ -229,6 +253,9 @@ pub struct TargetConfig {
     #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub storage_options: BTreeMap<String, serde_yaml::Value>,
 }
+
+/// How many times a transient failure is retried, when the target sets nothing.
+pub const DEFAULT_RETRIES: u32 = 2;
 
 /// The warehouse folder used when a target names none.
 pub const DEFAULT_WAREHOUSE: &str = "warehouse";

@@ -4,6 +4,7 @@
 mod config;
 mod data_tests;
 mod doc_blocks;
+mod environment;
 mod model_config;
 mod storage_options;
 mod target;
@@ -18,8 +19,8 @@ use url::Url;
 use walkdir::WalkDir;
 
 pub use config::{
-    DBT_PROJECT_FILE, DEFAULT_VACUUM_RETENTION, DEFAULT_WAREHOUSE, PROJECT_FILE, ProjectConfig,
-    ProjectPaths, TargetConfig, parse_byte_size, parse_duration,
+    DBT_PROJECT_FILE, DEFAULT_RETRIES, DEFAULT_VACUUM_RETENTION, DEFAULT_WAREHOUSE, PROJECT_FILE,
+    ProjectConfig, ProjectPaths, TargetConfig, parse_byte_size, parse_duration,
 };
 pub use data_tests::{
     DataTest, DataTestKind, NodeId, Severity, TestConfig, Threshold, parse_relation,
@@ -66,6 +67,8 @@ pub struct Project {
     pub doc_blocks: Vec<DocBlock>,
     /// What the project's files do that still works but should change (a deprecated key).
     pub warnings: Vec<LoadWarning>,
+    /// The variables of the project's `.env` file that the process does not set.
+    pub dotenv: BTreeMap<String, String>,
 }
 
 /// Something in a project's files that works but should change: shown, never an error.
@@ -206,6 +209,24 @@ pub enum LoadError {
         help("run dp inside a project folder, or pass --project-dir")
     )]
     NotFound { start: PathBuf },
+
+    #[error("cannot read {}: {message}", path.display())]
+    #[diagnostic(
+        code(dp::dotenv),
+        help("each line of .env is NAME=value (quotes and # comments allowed)")
+    )]
+    Dotenv { path: PathBuf, message: String },
+
+    #[error("environment variable {variable}={value:?} is not {expected}")]
+    #[diagnostic(
+        code(dp::environment),
+        help("DP_ variables override the target's settings; unset it or give {expected}")
+    )]
+    BadEnvironment {
+        variable: String,
+        value: String,
+        expected: &'static str,
+    },
 
     #[error("cannot read {}", path.display())]
     #[diagnostic(code(dp::io))]
@@ -529,6 +550,7 @@ fn below<'a>(file: &'a SourceFile, folders: &[String]) -> &'a Path {
 pub fn load(root: &Path) -> Result<Project, LoadError> {
     let mut problems = Vec::new();
     let (config_file, config, paths, mut warnings) = read_project_file(root)?;
+    let dotenv = environment::read_dotenv(root)?;
 
     let tree = |key: &str, value: &serde_yaml::Value| {
         FolderConfig::parse(value).map_err(|message| LoadError::InvalidConfig {
@@ -687,7 +709,7 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
         }
         attach_model_properties(&mut models, properties.models, &file, &mut problems);
         for source in properties.sources {
-            add_source(root, &mut sources, source, &file, &mut problems);
+            add_source(root, &dotenv, &mut sources, source, &file, &mut problems);
         }
         for test in properties.unit_tests {
             unit_tests.push(unit_test(test, &file));
@@ -794,6 +816,7 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
         singular_tests,
         doc_blocks,
         warnings,
+        dotenv,
     })
 }
 
@@ -924,6 +947,7 @@ fn check_unit_test(
 
 fn add_source(
     root: &Path,
+    dotenv: &BTreeMap<String, String>,
     sources: &mut BTreeMap<String, SourceTable>,
     source: SourceProperties,
     file: &SourceFile,
@@ -949,7 +973,7 @@ fn add_source(
             .clone()
             .unwrap_or_else(|| source_location.clone());
         // `{{ env_var('RAW_LOCATION', 'data/raw') }}`: each machine or target its own data.
-        let env: storage_options::Env = Arc::new(|name| std::env::var(name).ok());
+        let env = environment::env(dotenv);
         let rendered =
             storage_options::render_env_vars(&written, &env).map(|text| match &table.location {
                 Some(_) => text,

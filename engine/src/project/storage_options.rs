@@ -19,6 +19,14 @@ impl std::fmt::Debug for StorageOptions {
 }
 
 impl StorageOptions {
+    /// The values of the secret credentials among the settings.
+    pub fn secrets(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .filter(|(key, _)| is_secret(&key.to_lowercase()))
+            .map(|(_, value)| value.as_str())
+    }
+
     /// Each setting as object_store's S3 builder takes it.
     pub fn s3_settings(&self) -> impl Iterator<Item = (AmazonS3ConfigKey, &str)> {
         self.0.iter().filter_map(|(key, value)| {

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use url::Url;
 
+use super::environment;
 use super::storage_options::{self, RefusedOption, StorageOptions};
 use super::{
-    DEFAULT_VACUUM_RETENTION, DEFAULT_WAREHOUSE, LoadError, Project, TargetConfig, parse_byte_size,
-    parse_duration, resolve_location,
+    DEFAULT_RETRIES, DEFAULT_VACUUM_RETENTION, DEFAULT_WAREHOUSE, LoadError, Project, TargetConfig,
+    parse_byte_size, parse_duration, resolve_location,
 };
 
 /// The settings a run uses: one of the project's targets, resolved.
@@ -24,6 +25,10 @@ pub struct Target {
     pub memory_limit: Option<usize>,
     /// How old an unneeded file must be before `dp vacuum` deletes it.
     pub vacuum_retention: Duration,
+    /// How many times a model that failed transiently (the store timed out or failed) is run
+    /// again, and the wait before the first retry (doubled at each).
+    pub retries: u32,
+    pub retry_backoff: Duration,
     /// How the target's object stores are reached (values are secrets).
     pub storage_options: StorageOptions,
 }
@@ -32,8 +37,12 @@ impl Project {
     /// The target called `name`, or the project's default target (`target:`), or built-in
     /// defaults when the project declares no targets.
     pub fn target(&self, name: Option<&str>) -> Result<Target, LoadError> {
-        let name = name.or(self.config.target.as_deref());
-        let (name, config) = match name {
+        let env = environment::env(&self.dotenv);
+        let from_env = env("DP_TARGET");
+        let name = name
+            .or(from_env.as_deref())
+            .or(self.config.target.as_deref());
+        let (name, mut config) = match name {
             Some(name) => match self.config.targets.get(name) {
                 Some(config) => (name.to_string(), config.clone()),
                 None => {
@@ -59,6 +68,7 @@ impl Project {
                 None => ("default".to_string(), TargetConfig::default()),
             },
         };
+        self.apply_environment(&name, &mut config, &env)?;
         let warehouse = self.warehouse_of(&name, &config)?;
         self.check_nesting(&name, &config, &warehouse)?;
         let memory_limit = match &config.memory_limit {
@@ -79,7 +89,6 @@ impl Project {
                 src: self.config_file.named(),
             })?,
         };
-        let env: storage_options::Env = std::sync::Arc::new(|name| std::env::var(name).ok());
         let storage_options =
             storage_options::resolve(&config.storage_options, &env).map_err(|refused| {
                 // A secret written in the file is named without a snippet of the file, which
@@ -118,6 +127,9 @@ impl Project {
                     .collect();
                 LoadError::Many { problems }
             })?;
+        for secret in storage_options.secrets() {
+            crate::report::register_secret(secret);
+        }
         // The environment can turn conditional writes off behind the YAML's back.
         let on_s3 = std::iter::once(&warehouse)
             .chain(self.sources.values().map(|source| &source.location))
@@ -140,8 +152,64 @@ impl Project {
             threads: config.threads,
             memory_limit,
             vacuum_retention,
+            retries: config.retries.unwrap_or(DEFAULT_RETRIES),
+            retry_backoff: Duration::from_millis(config.retry_backoff_ms.unwrap_or(1000)),
             storage_options,
         })
+    }
+
+    /// The target's settings from the environment: `{{ env_var('NAME', 'default') }}` in its
+    /// text values rendered, then the `DP_` variables over them (`DP_WAREHOUSE`, `DP_THREADS`,
+    /// `DP_MEMORY_LIMIT`, `DP_VACUUM_RETENTION`, `DP_RETRIES`).
+    fn apply_environment(
+        &self,
+        name: &str,
+        config: &mut TargetConfig,
+        env: &storage_options::Env,
+    ) -> Result<(), LoadError> {
+        let texts = [
+            ("warehouse", "DP_WAREHOUSE", &mut config.warehouse),
+            ("memory_limit", "DP_MEMORY_LIMIT", &mut config.memory_limit),
+            (
+                "vacuum_retention",
+                "DP_VACUUM_RETENTION",
+                &mut config.vacuum_retention,
+            ),
+        ];
+        for (key, variable, value) in texts {
+            if let Some(text) = value.as_mut()
+                && text.contains("{{")
+            {
+                *text = storage_options::render_env_vars(text, env).map_err(|message| {
+                    LoadError::InvalidConfig {
+                        message: format!("target `{name}`, {key}: {message}"),
+                        at: self.target_value_span(name, key, text),
+                        src: self.config_file.named(),
+                    }
+                })?;
+            }
+            if let Some(text) = env(variable) {
+                *value = Some(text);
+            }
+        }
+        let number = |variable: &str| -> Result<Option<u64>, LoadError> {
+            env(variable)
+                .map(|text| {
+                    text.trim().parse().map_err(|_| LoadError::BadEnvironment {
+                        variable: variable.to_string(),
+                        value: text.clone(),
+                        expected: "a whole number",
+                    })
+                })
+                .transpose()
+        };
+        if let Some(threads) = number("DP_THREADS")? {
+            config.threads = Some(threads as usize);
+        }
+        if let Some(retries) = number("DP_RETRIES")? {
+            config.retries = Some(retries as u32);
+        }
+        Ok(())
     }
 
     fn warehouse_of(&self, name: &str, config: &TargetConfig) -> Result<Url, LoadError> {

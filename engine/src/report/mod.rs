@@ -20,12 +20,14 @@ pub enum RunEvent<'a> {
     },
     /// A model starts building; `index` counts from 1 up to `total`.
     ModelStarted {
+        run_id: &'a str,
         model: &'a str,
         index: usize,
         total: usize,
     },
     /// A model finished, failed or was skipped.
     ModelFinished {
+        run_id: &'a str,
         result: &'a ModelResult,
         index: usize,
         total: usize,
@@ -39,6 +41,99 @@ pub enum RunEvent<'a> {
     },
     /// `dp test` is over.
     TestsFinished { summary: &'a TestSummary },
+    /// A backfill of `values` values begins, `threads` values at a time.
+    BackfillStarted {
+        run_id: &'a str,
+        values: usize,
+        threads: usize,
+    },
+    /// One value of a backfill is done; the counts are of the values finished so far.
+    ValueFinished {
+        result: &'a ValueResult,
+        counts: ValueCounts,
+        total: usize,
+    },
+    /// The backfill is over.
+    BackfillFinished { summary: &'a BackfillSummary },
+    /// A hook of the project (`on_run_end`, `on_failure`) ran; `error` says why it failed.
+    HookFinished {
+        hook: &'a str,
+        command: &'a str,
+        error: Option<&'a str>,
+    },
+}
+
+/// How many values of a backfill were built, found up to date, and failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ValueCounts {
+    pub built: usize,
+    pub up_to_date: usize,
+    pub failed: usize,
+}
+
+/// One value of a backfill.
+#[derive(Debug, Clone)]
+pub struct ValueResult {
+    pub value: String,
+    /// The build of its models; `None` when the value could not be prepared.
+    pub summary: Option<RunSummary>,
+    /// Why it could not be built at all (its vars do not render, the project does not check).
+    pub error: Option<Arc<dyn miette::Diagnostic + Send + Sync>>,
+}
+
+impl ValueResult {
+    /// `built`, `up_to_date` (no model ran: all were published from the same SQL and vars)
+    /// or `failed`.
+    pub fn status(&self) -> &'static str {
+        match &self.summary {
+            Some(summary) if summary.success() => {
+                if summary
+                    .results
+                    .iter()
+                    .all(|r| matches!(r.status, ModelStatus::UpToDate { .. }))
+                {
+                    "up_to_date"
+                } else {
+                    "built"
+                }
+            }
+            _ => "failed",
+        }
+    }
+}
+
+/// Every value of a backfill.
+#[derive(Debug, Clone)]
+pub struct BackfillSummary {
+    pub run_id: String,
+    pub target: String,
+    /// The vars every value was built with, besides its own.
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// The var each value is given, and the selection built for each.
+    pub var: String,
+    pub select: Vec<String>,
+    pub exclude: Vec<String>,
+    pub values: Vec<ValueResult>,
+    pub elapsed: Duration,
+}
+
+impl BackfillSummary {
+    /// Whether every value was built (or was up to date).
+    pub fn success(&self) -> bool {
+        self.values.iter().all(|v| v.status() != "failed")
+    }
+
+    /// The values that failed, in order.
+    pub fn failed(&self) -> Vec<&str> {
+        let mut failed: Vec<&str> = self
+            .values
+            .iter()
+            .filter(|v| v.status() == "failed")
+            .map(|v| v.value.as_str())
+            .collect();
+        failed.sort();
+        failed
+    }
 }
 
 /// Receives the events of a run; the CLI decides how they look.
@@ -51,26 +146,35 @@ struct RunResultsFile<'a> {
     command: &'static str,
     run_id: &'a str,
     success: bool,
-    elapsed_ms: u128,
+    /// The run's target and vars: `dp retry` runs again with exactly these.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    target: &'a str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    vars: &'a BTreeMap<String, serde_json::Value>,
+    duration_ms: u128,
     results: Vec<RunResultEntry<'a>>,
     /// `dp test`'s tests (a build's tests are under each model).
     tests: &'a [TestResult],
 }
 
+/// A model's entry in run_results.json; the JSON events use the same field names.
 #[derive(Serialize)]
-struct RunResultEntry<'a> {
-    model: &'a str,
-    materialized: &'a str,
-    status: &'static str,
-    rows: u64,
-    partitions: &'a [String],
-    delta_version: Option<u64>,
-    source_files: &'a std::collections::BTreeMap<String, usize>,
-    files_written: usize,
-    files_rewritten: usize,
-    elapsed_ms: u128,
-    message: Option<String>,
-    tests: &'a [TestResult],
+pub struct RunResultEntry<'a> {
+    pub model: &'a str,
+    pub materialized: &'a str,
+    pub status: &'static str,
+    pub rows: u64,
+    pub bytes: u64,
+    pub partitions: &'a [String],
+    pub delta_version: Option<u64>,
+    pub source_files: &'a std::collections::BTreeMap<String, usize>,
+    pub files_written: usize,
+    pub files_rewritten: usize,
+    pub duration_ms: u128,
+    pub attempts: u32,
+    pub failure_class: Option<FailureClass>,
+    pub message: Option<String>,
+    pub tests: &'a [TestResult],
 }
 
 /// Write a build's `summary` as JSON to `path`, creating its folder.
@@ -81,11 +185,107 @@ pub fn write_run_results(path: &Path, summary: &RunSummary) -> std::io::Result<(
             command: "build",
             run_id: &summary.run_id,
             success: summary.success(),
-            elapsed_ms: summary.elapsed.as_millis(),
+            target: &summary.target,
+            vars: &summary.vars,
+            duration_ms: summary.elapsed.as_millis(),
             results: summary.results.iter().map(entry).collect(),
             tests: &[],
         },
     )
+}
+
+#[derive(Serialize)]
+struct BackfillResultsFile<'a> {
+    command: &'static str,
+    run_id: &'a str,
+    success: bool,
+    duration_ms: u128,
+    target: &'a str,
+    vars: &'a BTreeMap<String, serde_json::Value>,
+    var: &'a str,
+    select: &'a [String],
+    exclude: &'a [String],
+    values: Vec<ValueEntry<'a>>,
+}
+
+#[derive(Serialize)]
+struct ValueEntry<'a> {
+    value: &'a str,
+    status: &'static str,
+    message: Option<String>,
+    results: Vec<RunResultEntry<'a>>,
+}
+
+/// Write a backfill's `summary` as JSON to `path`, creating its folder.
+pub fn write_backfill_results(path: &Path, summary: &BackfillSummary) -> std::io::Result<()> {
+    let file = BackfillResultsFile {
+        command: "backfill",
+        run_id: &summary.run_id,
+        success: summary.success(),
+        duration_ms: summary.elapsed.as_millis(),
+        target: &summary.target,
+        vars: &summary.vars,
+        var: &summary.var,
+        select: &summary.select,
+        exclude: &summary.exclude,
+        values: summary
+            .values
+            .iter()
+            .map(|value| ValueEntry {
+                value: &value.value,
+                status: value.status(),
+                message: value.error.as_ref().map(|e| e.to_string()),
+                results: value
+                    .summary
+                    .iter()
+                    .flat_map(|s| s.results.iter().map(entry))
+                    .collect(),
+            })
+            .collect(),
+    };
+    let json = serde_json::to_string_pretty(&file).map_err(std::io::Error::other)?;
+    write_atomically(path, mask(&json).as_bytes())
+}
+
+/// The last run, as `target/run_results.json` records it: what `dp retry` runs again.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RecordedRun {
+    pub command: String,
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub vars: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub results: Vec<RecordedResult>,
+    /// A backfill's var, selection and values.
+    #[serde(default)]
+    pub var: Option<String>,
+    #[serde(default)]
+    pub select: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub values: Vec<RecordedValue>,
+}
+
+/// A model of a recorded run.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RecordedResult {
+    pub model: String,
+    pub status: String,
+}
+
+/// A value of a recorded backfill.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RecordedValue {
+    pub value: String,
+    pub status: String,
+}
+
+/// Read the run recorded at `path`.
+pub fn read_run_results(path: &Path) -> std::io::Result<RecordedRun> {
+    let text = std::fs::read(path)?;
+    serde_json::from_slice(&text).map_err(std::io::Error::other)
 }
 
 /// Write `dp test`'s `summary` as JSON to `path`, creating its folder.
@@ -96,25 +296,31 @@ pub fn write_test_results(path: &Path, summary: &TestSummary) -> std::io::Result
             command: "test",
             run_id: &summary.run_id,
             success: summary.success(),
-            elapsed_ms: summary.elapsed.as_millis(),
+            target: "",
+            vars: &BTreeMap::new(),
+            duration_ms: summary.elapsed.as_millis(),
             results: Vec::new(),
             tests: &summary.results,
         },
     )
 }
 
-fn entry(result: &ModelResult) -> RunResultEntry<'_> {
+/// A model's result as run_results.json and the JSON events write it.
+pub fn entry(result: &ModelResult) -> RunResultEntry<'_> {
     RunResultEntry {
         model: &result.model,
         materialized: &result.materialized,
         status: result.status.name(),
         rows: result.rows,
+        bytes: result.bytes,
         partitions: &result.partitions,
         delta_version: result.version,
         source_files: &result.source_files,
         files_written: result.files_written,
         files_rewritten: result.files_rewritten,
-        elapsed_ms: result.elapsed.as_millis(),
+        duration_ms: result.elapsed.as_millis(),
+        attempts: result.attempts,
+        failure_class: result.failure_class,
         message: result.status.message(),
         tests: &result.tests,
     }
@@ -138,7 +344,7 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 
 fn write_json(path: &Path, file: &RunResultsFile<'_>) -> std::io::Result<()> {
     let json = serde_json::to_string_pretty(file).map_err(std::io::Error::other)?;
-    write_atomically(path, json.as_bytes())
+    write_atomically(path, mask(&json).as_bytes())
 }
 
 /// The outcome of one model in a run.
@@ -162,9 +368,45 @@ pub struct ModelResult {
     /// Published files an incremental run rewrote (a merge's files holding a matched key, or
     /// every file when columns were dropped): read, and replaced without those rows.
     pub files_rewritten: usize,
+    /// Bytes of the data files the commit added.
+    pub bytes: u64,
     /// The model's unit tests and data tests, in the order they ran.
     pub tests: Vec<TestResult>,
     pub elapsed: Duration,
+    /// How many times it ran: more than once when a transient failure was retried.
+    pub attempts: u32,
+    /// Why it failed, as an operator acts on it.
+    pub failure_class: Option<FailureClass>,
+}
+
+/// Why a model failed, as an operator acts on it: only a transient failure is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    /// The object store timed out, throttled or failed: retried with backoff.
+    Transient,
+    /// Another build committed to the same partitions first (Delta itself re-commits when the
+    /// partitions are disjoint).
+    Conflict,
+    /// A source has no data for the build.
+    MissingData,
+    /// The output no longer matches the published table or a declared contract.
+    SchemaChange,
+    /// A test blocked the publication.
+    Assertion,
+    /// The SQL or the model's definition is wrong.
+    Sql,
+    /// The store failed during the commit and the log cannot tell whether it landed.
+    CommitUnknown,
+    /// A bug in dp.
+    Internal,
+}
+
+impl FailureClass {
+    /// Whether a failure of this class is worth running again at once.
+    pub fn is_transient(self) -> bool {
+        self == FailureClass::Transient
+    }
 }
 
 /// Whether a model was built.
@@ -182,12 +424,20 @@ pub enum ModelStatus {
     NoData {
         reason: String,
     },
+    /// Not run: a resumed run (a backfill) found it published by a commit of the same SQL and
+    /// vars, at `version`, and nothing upstream of it was rebuilt.
+    UpToDate {
+        version: u64,
+    },
 }
 
 impl ModelStatus {
     /// Whether the run counts the model as done (built, or nothing to build by policy).
     pub fn succeeded(&self) -> bool {
-        matches!(self, ModelStatus::Success | ModelStatus::NoData { .. })
+        matches!(
+            self,
+            ModelStatus::Success | ModelStatus::NoData { .. } | ModelStatus::UpToDate { .. }
+        )
     }
 
     /// Why the model was not built, in one line; `None` when it was.
@@ -197,6 +447,9 @@ impl ModelStatus {
             ModelStatus::Failed(error) => Some(error.to_string()),
             ModelStatus::Skipped { because } => Some(format!("upstream `{because}` did not build")),
             ModelStatus::NoData { reason } => Some(format!("skipped (no data): {reason}")),
+            ModelStatus::UpToDate { version } => Some(format!(
+                "up to date: v{version} was built from the same SQL and vars"
+            )),
         }
     }
 
@@ -207,6 +460,7 @@ impl ModelStatus {
             ModelStatus::Failed(_) => "error",
             ModelStatus::Skipped { .. } => "skipped",
             ModelStatus::NoData { .. } => "no_data",
+            ModelStatus::UpToDate { .. } => "up_to_date",
         }
     }
 }
@@ -215,6 +469,9 @@ impl ModelStatus {
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     pub run_id: String,
+    /// The target the run built, and its vars (secrets masked).
+    pub target: String,
+    pub vars: BTreeMap<String, serde_json::Value>,
     pub results: Vec<ModelResult>,
     pub elapsed: Duration,
 }
@@ -322,4 +579,37 @@ impl TestStatus {
     pub fn blocks(self) -> bool {
         matches!(self, TestStatus::Fail | TestStatus::Error)
     }
+}
+
+/// The values that must never be written anywhere: those of environment variables named
+/// `DP_SECRET_*` and the credentials of storage settings, registered as they are read.
+static SECRETS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// What every masked secret becomes.
+pub const MASK: &str = "****";
+
+/// Register `value` as a secret: from now on [`mask`] hides it. Values shorter than four
+/// characters are not registered (masking them would garble ordinary text).
+pub fn register_secret(value: &str) {
+    if value.len() < 4 {
+        return;
+    }
+    let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
+    if !secrets.iter().any(|s| s == value) {
+        secrets.push(value.to_string());
+        // The longest first, so that a secret holding another is masked whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+}
+
+/// `text` with every registered secret replaced by `****`.
+pub fn mask(text: &str) -> std::borrow::Cow<'_, str> {
+    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    let mut text = std::borrow::Cow::Borrowed(text);
+    for secret in secrets.iter() {
+        if text.contains(secret.as_str()) {
+            text = std::borrow::Cow::Owned(text.replace(secret.as_str(), MASK));
+        }
+    }
+    text
 }

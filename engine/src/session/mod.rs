@@ -252,24 +252,26 @@ pub fn new_session(
     SessionContext::new_with_config_rt(config, runtime.clone())
 }
 
-/// Register a model's published table or a source table in `session` (once), for reading.
+/// Register a model's published table or a source table in `session` (once), for reading;
+/// returns the version of a model's table registered now.
 pub async fn register_relation(
     session: &SessionContext,
     relation: &NodeId,
     warehouse: &Warehouse,
     sources: &std::collections::BTreeMap<String, SourceTable>,
     source_scans: &SourceScans,
-) -> Result<(), SessionError> {
+) -> Result<Option<u64>, SessionError> {
     let sql = relation_sql(relation);
     if session.table_exist(sql.as_str()).unwrap_or(false) {
-        return Ok(());
+        return Ok(None);
     }
     match relation {
         NodeId::Source(id) => {
             let source = sources.get(id).ok_or_else(|| SessionError::Internal {
                 message: format!("source `{id}` is not declared"),
             })?;
-            register_source(session, source, &warehouse.stores, source_scans).await
+            register_source(session, source, &warehouse.stores, source_scans).await?;
+            Ok(None)
         }
         NodeId::Model(name) => {
             let url = warehouse.table_url(name)?;
@@ -286,7 +288,7 @@ pub async fn register_relation(
                 .map_err(|error| SessionError::Internal {
                     message: error.strip_backtrace(),
                 })?;
-            Ok(())
+            Ok(table.version())
         }
     }
 }
@@ -685,7 +687,7 @@ mod tests {
             .stage(frame.execute_stream().await.unwrap())
             .await
             .unwrap();
-        table.commit(staged).await.unwrap();
+        table.commit(staged, Default::default()).await.unwrap();
 
         let published = open_published(&Default::default(), &url, "stg")
             .await

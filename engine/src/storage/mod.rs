@@ -3,12 +3,16 @@
 //! commit that also removes the files they replace ([`ModelTable::commit`]), or deletes them
 //! ([`ModelTable::discard`]). In: a record batch stream. Out: a committed Delta version.
 
+mod history;
 mod layout;
 mod partition;
 mod schema;
 mod vacuum;
 mod write_mode;
 
+pub use history::{
+    Commit, RECORD_KEY, RecordedTest, RunRecord, VersionChange, history, restore, restore_change,
+};
 pub use vacuum::{VacuumOptions, Vacuumed, vacuum};
 pub use write_mode::WriteMode;
 
@@ -191,8 +195,6 @@ pub struct ModelTable {
     partition_by: Vec<String>,
     /// The table's arrow schema: the published one, or the one the first commit creates.
     schema: SchemaRef,
-    /// The run whose build this is, recorded in its commit.
-    run_id: Option<String>,
     /// An incremental run: its tests see the table as it will be after the commit.
     incremental: bool,
     /// The commit changes the table's columns (an incremental run's schema evolution).
@@ -229,8 +231,14 @@ impl From<&Add> for DataFile {
     }
 }
 
-/// The key of the commit info field that holds the id of the run that made a commit.
-pub const RUN_ID_KEY: &str = "dp.runId";
+/// A dp commit's properties: `record` in its commit info, and the log never trimmed (it is the
+/// table's history).
+pub fn commit_properties(record: &RunRecord) -> CommitProperties {
+    let record = serde_json::to_value(record).unwrap_or_default();
+    CommitProperties::default()
+        .with_cleanup_expired_logs(Some(false))
+        .with_metadata([(RECORD_KEY.to_string(), record)])
+}
 
 /// A commit that did not go through.
 enum Unpublished {
@@ -265,6 +273,11 @@ impl StagedWrite {
     /// How many files were staged (new rows and rewritten ones).
     pub fn files_written(&self) -> usize {
         self.adds.len()
+    }
+
+    /// The bytes of the staged files.
+    pub fn bytes(&self) -> u64 {
+        self.adds.iter().map(|add| add.size.max(0) as u64).sum()
     }
 
     /// How many published files the commit rewrites.
@@ -399,7 +412,6 @@ impl ModelTable {
             mode: mode.clone(),
             partition_by: partition_by.to_vec(),
             schema,
-            run_id: None,
             incremental: evolution.is_some() && !matches!(mode, WriteMode::ReplaceTable { .. }),
             evolved,
             rewrite_all,
@@ -663,13 +675,20 @@ impl ModelTable {
     /// table's files, or for a partitioned model, those of the partitions it wrote. The first
     /// build's commit creates the table, even with no rows. A later partitioned build that wrote
     /// no rows commits nothing. Every staged file is checked to exist first: a version never
-    /// points at a missing file.
-    pub async fn commit(mut self, staged: StagedWrite) -> Result<Option<u64>, StorageError> {
+    /// points at a missing file. The commit info carries `record`, with the partitions and rows
+    /// written.
+    pub async fn commit(
+        mut self,
+        staged: StagedWrite,
+        mut record: RunRecord,
+    ) -> Result<Option<u64>, StorageError> {
+        record.partitions = staged.partitions().into_iter().collect();
+        record.rows = staged.rows;
         if let Err(error) = self.check_staged_files(&staged).await {
             self.discard(staged).await;
             return Err(error);
         }
-        let error = match self.publish(&staged).await {
+        let error = match self.publish(&staged, &record).await {
             Ok(version) => return Ok(version),
             Err(Unpublished::Surely(error)) => {
                 // A conditional put whose response was lost and that the client retried reads
@@ -736,11 +755,15 @@ impl ModelTable {
     /// Create the table with the staged files, or commit them to the table as it is. When
     /// another build created the table meanwhile, commit on top of its version if it wrote other
     /// partitions with the same columns (two first builds of a backfill), else it is a conflict.
-    async fn publish(&mut self, staged: &StagedWrite) -> Result<Option<u64>, Unpublished> {
+    async fn publish(
+        &mut self,
+        staged: &StagedWrite,
+        record: &RunRecord,
+    ) -> Result<Option<u64>, Unpublished> {
         let surely = Unpublished::Surely;
         let mut rebased = false;
         if self.table.version().is_none() {
-            match self.create(staged).await? {
+            match self.create(staged, record).await? {
                 Some(version) => return Ok(Some(version)),
                 None => {
                     self.table = open_table(&self.stores, &self.url)
@@ -794,7 +817,7 @@ impl ModelTable {
         }
         actions.extend(replaced);
         actions.extend(staged.adds.iter().cloned().map(Action::Add));
-        self.commit_builder(actions)
+        self.commit_builder(actions, record)
             .build(
                 Some(snapshot),
                 self.table.log_store(),
@@ -809,13 +832,17 @@ impl ModelTable {
     /// wrote it first: `None` when one did. (delta-rs, finding version 0 taken, would retry the
     /// commit on top of it as version 1 without a conflict check: a second table definition,
     /// both builds' rows.)
-    async fn create(&self, staged: &StagedWrite) -> Result<Option<u64>, Unpublished> {
+    async fn create(
+        &self,
+        staged: &StagedWrite,
+        record: &RunRecord,
+    ) -> Result<Option<u64>, Unpublished> {
         let surely = |e| Unpublished::Surely(self.delta_error(e));
         let mut actions: Vec<Action> = self.create_actions().map_err(surely)?.into();
         actions.extend(staged.adds.iter().cloned().map(Action::Add));
         let log_store = self.table.log_store();
         let prepared = self
-            .commit_builder(actions)
+            .commit_builder(actions, record)
             .build(None, log_store.clone(), self.operation(staged))
             .into_prepared_commit_future()
             .await
@@ -839,22 +866,8 @@ impl ModelTable {
         }
     }
 
-    /// Record `run_id` in this build's commit.
-    pub fn with_run_id(mut self, run_id: &str) -> Self {
-        self.run_id = Some(run_id.to_string());
-        self
-    }
-
-    fn commit_builder(&self, actions: Vec<Action>) -> CommitBuilder {
-        // The log is never trimmed by dp: it is the table's history.
-        let properties = CommitProperties::default()
-            .with_cleanup_expired_logs(Some(false))
-            .with_metadata(
-                self.run_id
-                    .iter()
-                    .map(|id| (RUN_ID_KEY.to_string(), serde_json::Value::from(id.as_str()))),
-            );
-        CommitBuilder::from(properties).with_actions(actions)
+    fn commit_builder(&self, actions: Vec<Action>, record: &RunRecord) -> CommitBuilder {
+        CommitBuilder::from(commit_properties(record)).with_actions(actions)
     }
 
     /// The commit's operation: an overwrite of exactly the partitions written (for a partitioned
@@ -1223,8 +1236,14 @@ mod tests {
         let second = open(&dir, &["date"]).await;
         let first_files = stage(&first, &["2024-01-15"], 1).await;
         let second_files = stage(&second, &["2024-01-15"], 2).await;
-        assert!(first.commit(first_files).await.unwrap().is_some());
-        let lost = second.commit(second_files).await;
+        assert!(
+            first
+                .commit(first_files, RunRecord::default())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let lost = second.commit(second_files, RunRecord::default()).await;
         assert!(
             matches!(lost, Err(StorageError::Conflict { .. })),
             "{lost:?}"
@@ -1241,7 +1260,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let created = open(&dir, &["date"]).await;
         let files = stage(&created, &["2024-01-15"], 1).await;
-        created.commit(files).await.unwrap();
+        created.commit(files, RunRecord::default()).await.unwrap();
         let url = Url::from_directory_path(dir.path().join("model")).unwrap();
         let (schema, _) = output(&[], 0);
         let mode = WriteMode::Merge {
@@ -1262,8 +1281,14 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(first_files.files_rewritten(), 0);
-        assert!(first.commit(first_files).await.unwrap().is_some());
-        let lost = second.commit(second_files).await;
+        assert!(
+            first
+                .commit(first_files, RunRecord::default())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let lost = second.commit(second_files, RunRecord::default()).await;
         assert!(
             matches!(lost, Err(StorageError::Conflict { .. })),
             "{lost:?}"
@@ -1278,8 +1303,14 @@ mod tests {
             let second = open(&dir, partition_by).await;
             let first_files = stage(&first, &["2024-01-15"], 1).await;
             let second_files = stage(&second, &["2024-01-15"], 2).await;
-            assert_eq!(first.commit(first_files).await.unwrap(), Some(0));
-            let lost = second.commit(second_files).await;
+            assert_eq!(
+                first
+                    .commit(first_files, RunRecord::default())
+                    .await
+                    .unwrap(),
+                Some(0)
+            );
+            let lost = second.commit(second_files, RunRecord::default()).await;
             assert!(
                 matches!(lost, Err(StorageError::Conflict { .. })),
                 "{lost:?}"
@@ -1295,8 +1326,20 @@ mod tests {
         let second = open(&dir, &["date"]).await;
         let first_files = stage(&first, &["2024-01-15"], 1).await;
         let second_files = stage(&second, &["2024-01-16"], 2).await;
-        assert_eq!(first.commit(first_files).await.unwrap(), Some(0));
-        assert_eq!(second.commit(second_files).await.unwrap(), Some(1));
+        assert_eq!(
+            first
+                .commit(first_files, RunRecord::default())
+                .await
+                .unwrap(),
+            Some(0)
+        );
+        assert_eq!(
+            second
+                .commit(second_files, RunRecord::default())
+                .await
+                .unwrap(),
+            Some(1)
+        );
         let url = Url::from_directory_path(dir.path().join("model")).unwrap();
         let published = crate::session::open_published(&Stores::default(), &url, "model")
             .await
@@ -1313,7 +1356,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let table = open(&dir, &["date"]).await;
         let staged = stage(&table, &[], 1).await;
-        assert_eq!(table.commit(staged).await.unwrap(), Some(0));
+        assert_eq!(
+            table.commit(staged, RunRecord::default()).await.unwrap(),
+            Some(0)
+        );
         let url = Url::from_directory_path(dir.path().join("model")).unwrap();
         let published = crate::session::open_published(&Stores::default(), &url, "model")
             .await
@@ -1325,7 +1371,10 @@ mod tests {
         // A later partitioned build without rows commits nothing.
         let table = open(&dir, &["date"]).await;
         let staged = stage(&table, &[], 1).await;
-        assert_eq!(table.commit(staged).await.unwrap(), None);
+        assert_eq!(
+            table.commit(staged, RunRecord::default()).await.unwrap(),
+            None
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -1333,13 +1382,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let creator = open(&dir, &["date"]).await;
         let created = stage(&creator, &["2024-01-14"], 0).await;
-        creator.commit(created).await.unwrap();
+        creator.commit(created, RunRecord::default()).await.unwrap();
         let first = open(&dir, &["date"]).await;
         let second = open(&dir, &["date"]).await;
         let first_files = stage(&first, &["2024-01-15"], 1).await;
         let second_files = stage(&second, &["2024-01-16"], 2).await;
-        let v1 = first.commit(first_files).await.unwrap();
-        let v2 = second.commit(second_files).await.unwrap();
+        let v1 = first
+            .commit(first_files, RunRecord::default())
+            .await
+            .unwrap();
+        let v2 = second
+            .commit(second_files, RunRecord::default())
+            .await
+            .unwrap();
         assert_eq!((v1, v2), (Some(1), Some(2)));
         let url = Url::from_directory_path(dir.path().join("model")).unwrap();
         let published = crate::session::open_published(&Stores::default(), &url, "model")
@@ -1369,7 +1424,10 @@ mod tests {
         let stream = MemoryStream::try_new(vec![batch], schema.clone(), None).unwrap();
         let table = open_whole(&url, &schema).await.unwrap();
         let staged = table.stage(Box::pin(stream)).await.unwrap();
-        assert_eq!(table.commit(staged).await.unwrap(), Some(0));
+        assert_eq!(
+            table.commit(staged, RunRecord::default()).await.unwrap(),
+            Some(0)
+        );
         let published = crate::session::open_published(&Stores::default(), &url, "model")
             .await
             .unwrap();
@@ -1395,7 +1453,10 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("build {build}: {e}"));
             let staged = table.stage(Box::pin(stream)).await.unwrap();
-            assert_eq!(table.commit(staged).await.unwrap(), Some(build as u64));
+            assert_eq!(
+                table.commit(staged, RunRecord::default()).await.unwrap(),
+                Some(build as u64)
+            );
         }
     }
 
@@ -1421,7 +1482,7 @@ mod tests {
         let staged = stage(&table, &["2024-01-15", "2024-01-16"], 1).await;
         let victim = parquet_file_paths(&dir)[0].clone();
         std::fs::remove_file(&victim).unwrap();
-        let committed = table.commit(staged).await;
+        let committed = table.commit(staged, RunRecord::default()).await;
         assert!(
             matches!(committed, Err(StorageError::StagedFileMissing { .. })),
             "{committed:?}"
@@ -1448,7 +1509,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let table = open(&dir, &["date"]).await;
         let staged = stage(&table, &["2024-01-15"], 1).await;
-        table.commit(staged).await.unwrap();
+        table.commit(staged, RunRecord::default()).await.unwrap();
         let folder = dir.path().join("model");
         let crashed = folder.join(
             "date=2024-01-15/part-00000-0b6c1f0e-1624-3b1d-8409-44eff7708208-c000.snappy.parquet",

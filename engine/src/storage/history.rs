@@ -1,0 +1,234 @@
+//! A table's history, read from its Delta log: every commit with the run record dp wrote in its
+//! commit info. Nothing else keeps state: history, rollback and backfills read it from here.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use deltalake::DeltaTableError;
+use deltalake::logstore::LogStore;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::{StorageError, partition};
+use crate::session::{SessionError, Stores, open_table};
+
+/// The commit info field that holds a dp commit's [`RunRecord`].
+pub const RECORD_KEY: &str = "dp";
+
+/// What a dp build records in its Delta commit, beside Delta's own commit info: which run made
+/// it, from which SQL, vars and inputs, and what its tests found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub dp_version: String,
+    /// SHA-256 of the compiled SQL the build ran (hex).
+    pub sql_hash: String,
+    /// The vars of the run, as the templates saw them.
+    #[serde(default)]
+    pub vars: BTreeMap<String, serde_json::Value>,
+    pub target: String,
+    /// The partitions the commit replaced (`col=value`), for a partitioned model.
+    #[serde(default)]
+    pub partitions: Vec<String>,
+    /// Rows written.
+    #[serde(default)]
+    pub rows: u64,
+    /// The model's tests, as they ran before the commit.
+    #[serde(default)]
+    pub tests: Vec<RecordedTest>,
+    /// The version of each upstream model's table the build read.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, u64>,
+}
+
+/// A test of a build, as its commit records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedTest {
+    pub name: String,
+    pub status: String,
+    pub failures: u64,
+}
+
+/// One version of a table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Commit {
+    pub version: u64,
+    /// When it was committed, in milliseconds since the epoch.
+    pub timestamp: Option<i64>,
+    /// Delta's operation: WRITE, RESTORE, CREATE TABLE...
+    pub operation: Option<String>,
+    /// The files it added and removed.
+    pub files_added: usize,
+    pub files_removed: usize,
+    /// The rows of the files it added (from their statistics).
+    pub rows_added: u64,
+    /// The partitions it added files to (`col=value`).
+    pub partitions: Vec<String>,
+    /// dp's record, for a commit dp made.
+    pub record: Option<RunRecord>,
+}
+
+/// The commits of the table at `url`, newest first, at most `limit` of them. A folder without a
+/// table has no history.
+pub async fn history(
+    stores: &Stores,
+    url: &Url,
+    limit: Option<usize>,
+) -> Result<Vec<Commit>, StorageError> {
+    let table = open_table(stores, url).await?;
+    let Some(latest) = table.version() else {
+        return Ok(Vec::new());
+    };
+    let log_store = table.log_store();
+    let delta = |source: DeltaTableError| {
+        StorageError::Session(SessionError::Delta {
+            location: url.to_string(),
+            source,
+        })
+    };
+    let mut commits = Vec::new();
+    for version in (0..=latest).rev().take(limit.unwrap_or(usize::MAX)) {
+        // A version a checkpoint made unreadable (the log was trimmed) ends the history.
+        let Some(bytes) = log_store.read_commit_entry(version).await.map_err(delta)? else {
+            break;
+        };
+        commits.push(read_commit(version, &bytes).map_err(delta)?);
+    }
+    Ok(commits)
+}
+
+/// A commit's actions, summed up.
+fn read_commit(version: u64, bytes: &[u8]) -> Result<Commit, DeltaTableError> {
+    let mut commit = Commit {
+        version,
+        timestamp: None,
+        operation: None,
+        files_added: 0,
+        files_removed: 0,
+        rows_added: 0,
+        partitions: Vec::new(),
+        record: None,
+    };
+    let mut partitions = BTreeSet::new();
+    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let action: serde_json::Value = serde_json::from_slice(line)?;
+        if let Some(info) = action.get("commitInfo") {
+            commit.timestamp = info["timestamp"].as_i64();
+            commit.operation = info["operation"].as_str().map(str::to_string);
+            commit.record = info
+                .get(RECORD_KEY)
+                .and_then(|record| serde_json::from_value(record.clone()).ok());
+        } else if let Some(add) = action.get("add") {
+            commit.files_added += 1;
+            commit.rows_added += add["stats"]
+                .as_str()
+                .and_then(|stats| serde_json::from_str::<serde_json::Value>(stats).ok())
+                .and_then(|stats| stats["numRecords"].as_u64())
+                .unwrap_or(0);
+            if let Ok(values) = serde_json::from_value::<HashMap<String, Option<String>>>(
+                add["partitionValues"].clone(),
+            ) && !values.is_empty()
+            {
+                partitions.insert(partition::key(&values));
+            }
+        } else if action.get("remove").is_some() {
+            commit.files_removed += 1;
+        }
+    }
+    commit.partitions = partitions.into_iter().collect();
+    Ok(commit)
+}
+
+/// How a table's data at one version differs from another, partition by partition.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VersionChange {
+    /// Partition (`col=value`, or empty for an unpartitioned table) → rows now and rows after.
+    pub partitions: BTreeMap<String, (u64, u64)>,
+    pub files_removed: usize,
+    pub files_restored: usize,
+}
+
+/// The rows of each partition of the table at `url` at `version` (`None`: the latest), and
+/// its files by path.
+async fn version_files(
+    stores: &Stores,
+    url: &Url,
+    version: Option<u64>,
+) -> Result<BTreeMap<String, (String, u64)>, StorageError> {
+    let delta = |source: DeltaTableError| {
+        StorageError::Session(SessionError::Delta {
+            location: url.to_string(),
+            source,
+        })
+    };
+    let mut table = open_table(stores, url).await?;
+    if let Some(version) = version {
+        table.load_version(version).await.map_err(delta)?;
+    }
+    let files: Vec<_> =
+        futures::TryStreamExt::try_collect(table.get_active_add_actions_by_partitions(&[]))
+            .await
+            .map_err(delta)?;
+    Ok(files
+        .iter()
+        .map(|file| {
+            let key = partition::key(&file.partition_values_map());
+            let rows = file.num_records().unwrap_or(0) as u64;
+            (file.path().to_string(), (key, rows))
+        })
+        .collect())
+}
+
+/// What restoring the table at `url` to `version` would change.
+pub async fn restore_change(
+    stores: &Stores,
+    url: &Url,
+    version: u64,
+) -> Result<VersionChange, StorageError> {
+    let now = version_files(stores, url, None).await?;
+    let then = version_files(stores, url, Some(version)).await?;
+    let mut change = VersionChange {
+        files_removed: now.keys().filter(|path| !then.contains_key(*path)).count(),
+        files_restored: then.keys().filter(|path| !now.contains_key(*path)).count(),
+        ..Default::default()
+    };
+    for (key, rows) in now.values() {
+        change.partitions.entry(key.clone()).or_default().0 += rows;
+    }
+    for (key, rows) in then.values() {
+        change.partitions.entry(key.clone()).or_default().1 += rows;
+    }
+    change.partitions.retain(|key, _| {
+        let files = |files: &BTreeMap<String, (String, u64)>| -> BTreeSet<String> {
+            files
+                .iter()
+                .filter(|(_, (k, _))| k == key)
+                .map(|(path, _)| path.clone())
+                .collect()
+        };
+        files(&now) != files(&then)
+    });
+    Ok(change)
+}
+
+/// Restore the table at `url` to `version`, as a new commit carrying `record`; returns the
+/// new version. Every file of that version must still be there (a vacuum may have removed it).
+pub async fn restore(
+    stores: &Stores,
+    url: &Url,
+    version: u64,
+    record: &RunRecord,
+) -> Result<u64, StorageError> {
+    let table = open_table(stores, url).await?;
+    let (table, _) = table
+        .restore()
+        .with_version_to_restore(version)
+        .with_commit_properties(super::commit_properties(record))
+        .await
+        .map_err(|source| {
+            StorageError::Session(SessionError::Delta {
+                location: url.to_string(),
+                source,
+            })
+        })?;
+    Ok(table.version().unwrap_or_default())
+}
