@@ -246,6 +246,9 @@ fn value_line(result: &ValueResult) -> String {
     };
     let detail = match (&result.summary, &result.error) {
         (_, Some(error)) => format!("\n{}", render_diagnostic(error.as_ref())),
+        (Some(_), None) if result.status() == "up_to_date" => {
+            "already published from the same SQL and vars".to_string()
+        }
         (Some(summary), None) => {
             let rows: u64 = summary.results.iter().map(|r| r.rows).sum();
             let built = summary
@@ -259,8 +262,9 @@ fn value_line(result: &ValueResult) -> String {
                 .filter(|r| !r.status.succeeded())
                 .map(|r| r.model.as_str())
                 .collect();
+            let models = if built == 1 { "model" } else { "models" };
             match failed.is_empty() {
-                true => format!("{built} models built, {rows} rows"),
+                true => format!("{built} {models} built, {rows} rows"),
                 false => format!("failed: {}", failed.join(", ")),
             }
         }
@@ -308,7 +312,14 @@ fn model_line(result: &ModelResult, index: usize, total: usize) -> String {
         ModelStatus::Skipped { .. } | ModelStatus::NoData { .. } | ModelStatus::UpToDate { .. } => {
             result.status.message().unwrap_or_default()
         }
-        ModelStatus::Failed(_) => format!("{:.2}s", result.elapsed.as_secs_f64()),
+        ModelStatus::Failed(_) => {
+            let class = result.failure_class.map_or("", |c| c.name());
+            let attempts = match result.attempts {
+                0 | 1 => String::new(),
+                n => format!(" after {n} attempts"),
+            };
+            format!("{:.2}s  {class}{attempts}", result.elapsed.as_secs_f64())
+        }
         ModelStatus::Success => {
             let version = result
                 .version

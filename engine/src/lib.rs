@@ -221,7 +221,8 @@ impl Prepared {
     /// built from a version it undoes.
     pub async fn plan_rollback(&self, model: &str, version: u64) -> Result<RollbackPlan, Error> {
         self.known_model(model)?;
-        Ok(ops::plan_rollback(&self.warehouse(), &self.graph, model, version).await?)
+        let models: Vec<String> = self.project.models.keys().cloned().collect();
+        Ok(ops::plan_rollback(&self.warehouse(), &models, model, version).await?)
     }
 
     /// Carry out `plan` (refused while downstream models were built from an undone version,
@@ -387,7 +388,8 @@ pub struct BackfillOptions {
     /// The var each value is given (`date`).
     pub var: String,
     pub values: Vec<String>,
-    /// Values built at once (each builds its models one after the other, in dependency order).
+    /// Values built at once (each builds its models one after the other, in dependency order);
+    /// 0: the target's `threads`, else the number of cores.
     pub threads: usize,
     /// Build again the values already published from the same SQL and vars.
     pub force: bool,
@@ -403,11 +405,22 @@ pub async fn backfill(
     reporter: &dyn report::Reporter,
 ) -> Result<report::BackfillSummary, Error> {
     let started = std::time::Instant::now();
-    // The project and its target, once: a project that does not load stops the backfill.
-    let base = prepare(&options.prepare)?;
+    // The project and its target, once (with the first value, which its templates may
+    // need): a project that does not load stops the backfill.
+    let mut first = options.prepare.clone();
+    if let Some(value) = options.values.first() {
+        first.vars.push(format!("{}={value}", options.var));
+    }
+    let base = prepare(&first)?;
     let run_id = execute::new_run_id();
     let total = options.values.len();
-    let threads = options.threads.max(1);
+    let threads = match options.threads {
+        0 => base
+            .target
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        threads => threads,
+    };
     reporter.report(report::RunEvent::BackfillStarted {
         run_id: &run_id,
         values: total,
@@ -451,10 +464,12 @@ pub async fn backfill(
     }
     drop(builds);
     values.sort_by(|a, b| a.value.cmp(&b.value));
+    let mut vars = base.recorded_vars();
+    vars.remove(&options.var);
     let summary = report::BackfillSummary {
         run_id,
         target: base.target.name.clone(),
-        vars: base.recorded_vars(),
+        vars,
         var: options.var.clone(),
         select: options.prepare.select.clone(),
         exclude: options.prepare.exclude.clone(),

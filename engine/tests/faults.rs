@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use common::{Quiet, copy_dir};
 use datafusion::prelude::SessionContext;
-use dp_engine::report::ModelStatus;
+use dp_engine::report::{FailureClass, ModelStatus};
 use dp_engine::{BuildSettings, StoreWrapper};
 use futures::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path as StorePath;
@@ -45,6 +45,8 @@ struct Dice {
     /// The next put-if-absent lands, then answers "already exists", as a retried conditional
     /// put does when the first attempt's response was lost.
     lose_create_response: AtomicBool,
+    /// How many of the next writes of data files fail, as a store that times out does.
+    fail_data_writes: AtomicU64,
 }
 
 impl Dice {
@@ -57,6 +59,7 @@ impl Dice {
             seed: Mutex::new(seed),
             injected: AtomicU64::new(0),
             lose_create_response: AtomicBool::new(false),
+            fail_data_writes: AtomicU64::new(0),
         });
         let thrown = dice.clone();
         let wrapper: StoreWrapper = Arc::new(move |inner| {
@@ -69,6 +72,18 @@ impl Dice {
     }
 
     fn roll(&self, what: &str, location: &dyn fmt::Display) -> Result<()> {
+        let data_file = location.to_string().ends_with(".parquet");
+        if data_file
+            && self
+                .fail_data_writes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Err(object_store::Error::Generic {
+                store: "flaky",
+                source: format!("injected timeout: {what} {location}").into(),
+            });
+        }
         if !self.on.load(Ordering::Relaxed) {
             return Ok(());
         }
@@ -454,4 +469,77 @@ async fn a_commit_that_lands_but_reads_as_lost_is_kept() {
         assert_eq!(versions.len() as u64, number + 1);
         assert_eq!(versions.last().unwrap().0, [number.to_string()]);
     }
+}
+
+/// Issue 19: a build the store fails for a moment (a write of a data file times out) is run
+/// again and publishes; a schema change is never retried: one attempt, and its class.
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_19_a_transient_store_failure_is_retried_and_a_schema_change_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = crash_project(dir.path());
+    let warehouse = Warehouse::Local(root.join("warehouse"));
+    let (dice, wrapper) = Dice::new(0, 1);
+    let build = || async {
+        let prepared = dp_engine::prepare(&dp_engine::PrepareOptions {
+            project_dir: root.clone(),
+            vars: vec!["build=1".into()],
+            select: vec!["tagged_events".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let plan = dp_engine::check(&prepared).await.unwrap().plan;
+        let settings = BuildSettings {
+            threads: Some(1),
+            store_wrapper: Some(wrapper.clone()),
+            ..Default::default()
+        };
+        prepared.build(&plan, settings, &Quiet).await.unwrap()
+    };
+
+    dice.fail_data_writes.store(1, Ordering::Relaxed);
+    let summary = build().await;
+    assert_eq!(
+        dice.fail_data_writes.load(Ordering::Relaxed),
+        0,
+        "no failure injected"
+    );
+    let result = &summary.results[0];
+    assert!(summary.success(), "{:?}", result.status);
+    assert_eq!(result.attempts, 2);
+    assert_eq!(result.failure_class, None);
+    assert_eq!(result.version, Some(0));
+    let published = versions(&warehouse, "tagged_events", "count(*)").await;
+    assert_eq!(published, [(vec!["1".to_string()], "21000".to_string())]);
+
+    // More failures in a row than the retries allow: failed, as transient, after 3 attempts.
+    dice.fail_data_writes.store(100, Ordering::Relaxed);
+    let summary = build().await;
+    let result = &summary.results[0];
+    assert_eq!(
+        result.failure_class,
+        Some(FailureClass::Transient),
+        "{:?}",
+        result.status
+    );
+    assert_eq!(result.attempts, 3);
+    dice.fail_data_writes.store(0, Ordering::Relaxed);
+
+    let model = root.join("models/tagged_events.sql");
+    let text = std::fs::read_to_string(&model).unwrap();
+    std::fs::write(&model, text.replace("select ", "select 1 as added, ")).unwrap();
+    let summary = build().await;
+    let result = &summary.results[0];
+    assert_eq!(
+        result.failure_class,
+        Some(FailureClass::SchemaChange),
+        "{:?}",
+        result.status
+    );
+    assert_eq!(result.attempts, 1);
+    assert_eq!(
+        versions(&warehouse, "tagged_events", "count(*)")
+            .await
+            .len(),
+        1
+    );
 }

@@ -7,6 +7,7 @@ mod crash;
 mod dbt;
 mod docs;
 mod errors;
+mod operations;
 mod reliability;
 mod s3;
 mod select;

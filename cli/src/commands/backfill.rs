@@ -23,17 +23,8 @@ pub fn run(global: &GlobalArgs, args: &BackfillArgs) -> miette::Result<ExitCode>
     backfill(global, options)
 }
 
-/// Run the backfill of `options`; `threads` 0 takes the target's `threads`, else the number
-/// of cores.
-pub fn backfill(global: &GlobalArgs, mut options: BackfillOptions) -> miette::Result<ExitCode> {
-    if options.threads == 0 {
-        let prepared = dp_engine::prepare(&options.prepare)?;
-        super::show_warnings(global, &prepared.project);
-        options.threads = prepared
-            .target
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    }
+/// Run the backfill of `options` and show it.
+pub fn backfill(global: &GlobalArgs, options: BackfillOptions) -> miette::Result<ExitCode> {
     let runtime = super::runtime()?;
     let printer = Printer::for_backfill(global.log_format, global.quiet);
     let summary = runtime.block_on(dp_engine::backfill(&options, &printer))?;

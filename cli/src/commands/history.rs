@@ -46,13 +46,14 @@ fn table(history: &[dp_engine::Commit]) -> String {
             .filter(|hash: &String| !hash.is_empty())
             .unwrap_or_else(|| "-".into());
         let tests = record
+            .filter(|r| !r.tests.is_empty())
             .map(|r| {
-                let passed = r.tests.iter().filter(|t| t.status == "pass").count();
-                match r.tests.len() {
-                    0 => "-".to_string(),
-                    n if n == passed => format!("{n} passed"),
-                    n => format!("{passed}/{n} passed"),
+                let count = |status: &str| r.tests.iter().filter(|t| t.status == status).count();
+                let mut counts = vec![format!("{} passed", count("pass"))];
+                if count("warn") > 0 {
+                    counts.push(format!("{} warned", count("warn")));
                 }
+                counts.join(", ")
             })
             .unwrap_or_else(|| "-".into());
         text.push_str(&format!(

@@ -2,9 +2,8 @@
 //! restore), refused while a downstream model's published data was built from a version it
 //! undoes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::graph::{ModelGraph, NodeId};
 use crate::session::Warehouse;
 use crate::storage::{self, RunRecord, VersionChange};
 
@@ -20,7 +19,8 @@ pub struct RollbackPlan {
     /// The downstream models whose current version read a version of `model` newer than
     /// `to_version`, with the version they read.
     pub built_from_undone: BTreeMap<String, u64>,
-    /// Every stored model downstream of `model`: what to rebuild after the rollback.
+    /// Every model whose table was built from `model`, directly or not: what to rebuild after
+    /// the rollback.
     pub downstream: Vec<String>,
 }
 
@@ -31,10 +31,12 @@ impl RollbackPlan {
     }
 }
 
-/// Plan restoring `model`'s table to `version`.
+/// Plan restoring `model`'s table to `version`. Its downstream models are found from what
+/// the tables of `models` were last built from (their run records), whatever vars their
+/// templates need today.
 pub async fn plan(
     warehouse: &Warehouse,
-    graph: &ModelGraph,
+    models: &[String],
     model: &str,
     version: u64,
 ) -> Result<RollbackPlan, OpsError> {
@@ -53,35 +55,33 @@ pub async fn plan(
         });
     }
     let change = storage::restore_change(&warehouse.stores, &url, version).await?;
-    let mut downstream = Vec::new();
-    let mut built_from_undone = BTreeMap::new();
-    for node in descendants(graph, model) {
-        let Some(plan) = graph.models.get(&node) else {
-            continue;
-        };
-        if plan.config.is_ephemeral() {
-            continue;
-        }
-        downstream.push(node.clone());
-        let url = warehouse.table_url(&node)?;
-        let read = storage::history(&warehouse.stores, &url, None)
+    // What the last build of each other table read (a restore's commit records no build).
+    let mut reads: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for other in models.iter().filter(|other| *other != model) {
+        let url = warehouse.table_url(other)?;
+        let inputs = storage::history(&warehouse.stores, &url, None)
             .await?
             .into_iter()
-            .find_map(|commit| commit.record)
-            .and_then(|record| record.inputs.get(model).copied());
-        if let Some(read) = read
-            && read > version
-        {
-            built_from_undone.insert(node, read);
-        }
+            .filter_map(|commit| commit.record)
+            .find(|record| !record.sql_hash.is_empty())
+            .map(|record| record.inputs)
+            .unwrap_or_default();
+        reads.insert(other.clone(), inputs);
     }
+    let built_from_undone = reads
+        .iter()
+        .filter_map(|(other, inputs)| {
+            let read = *inputs.get(model)?;
+            (read > version).then(|| (other.clone(), read))
+        })
+        .collect();
     Ok(RollbackPlan {
         model: model.to_string(),
         from_version: latest,
         to_version: version,
         change,
         built_from_undone,
-        downstream,
+        downstream: downstream(&reads, model),
     })
 }
 
@@ -111,24 +111,16 @@ pub async fn rollback(
     Ok(storage::restore(&warehouse.stores, &url, plan.to_version, record).await?)
 }
 
-/// Every model downstream of `model`, in the graph's order.
-fn descendants(graph: &ModelGraph, model: &str) -> Vec<String> {
-    let mut found = std::collections::BTreeSet::new();
-    let mut queue = vec![NodeId::Model(model.to_string())];
-    while let Some(node) = queue.pop() {
-        for child in graph.children(&node) {
-            if found.insert(child.clone()) {
-                queue.push(child.clone());
+/// Every model built from `model`, directly or through others, by what their last builds read.
+fn downstream(reads: &BTreeMap<String, BTreeMap<String, u64>>, model: &str) -> Vec<String> {
+    let mut found = BTreeSet::new();
+    let mut queue = vec![model.to_string()];
+    while let Some(upstream) = queue.pop() {
+        for (other, inputs) in reads {
+            if inputs.contains_key(&upstream) && found.insert(other.clone()) {
+                queue.push(other.clone());
             }
         }
     }
-    graph
-        .order()
-        .iter()
-        .filter(|node| found.contains(*node))
-        .filter_map(|node| match node {
-            NodeId::Model(name) => Some(name.clone()),
-            _ => None,
-        })
-        .collect()
+    found.into_iter().collect()
 }

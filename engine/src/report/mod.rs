@@ -403,6 +403,20 @@ pub enum FailureClass {
 }
 
 impl FailureClass {
+    /// The class's name, as run_results.json and the JSON events write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureClass::Transient => "transient",
+            FailureClass::Conflict => "conflict",
+            FailureClass::MissingData => "missing_data",
+            FailureClass::SchemaChange => "schema_change",
+            FailureClass::Assertion => "assertion",
+            FailureClass::Sql => "sql",
+            FailureClass::CommitUnknown => "commit_unknown",
+            FailureClass::Internal => "internal",
+        }
+    }
+
     /// Whether a failure of this class is worth running again at once.
     pub fn is_transient(self) -> bool {
         self == FailureClass::Transient
