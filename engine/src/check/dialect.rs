@@ -89,7 +89,7 @@ pub fn dialect_warnings(model: &ModelPlan, plan: &LogicalPlan) -> Vec<super::Che
                             && !is_whole(inner) =>
                     {
                         first_column(inner).map(|(column, span)| {
-                            let data_type = sql_type(field.data_type());
+                            let data_type = crate::session::contract::sql_name(field.data_type());
                             (span, Finding::Cast { column, data_type })
                         })
                     }
@@ -159,19 +159,4 @@ fn is_whole(expr: &Expr) -> bool {
     matches!(expr, Expr::ScalarFunction(call)
         if ["floor", "ceil"].contains(&call.name())
             || (["round", "trunc"].contains(&call.name()) && call.args.len() == 1))
-}
-
-/// How SQL names an integer type.
-fn sql_type(data_type: &DataType) -> String {
-    match data_type {
-        DataType::Int8 => "tinyint".into(),
-        DataType::Int16 => "smallint".into(),
-        DataType::Int32 => "int".into(),
-        DataType::Int64 => "bigint".into(),
-        DataType::UInt8 => "tinyint unsigned".into(),
-        DataType::UInt16 => "smallint unsigned".into(),
-        DataType::UInt32 => "int unsigned".into(),
-        DataType::UInt64 => "bigint unsigned".into(),
-        other => other.to_string().to_lowercase(),
-    }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::SchemaRef;
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
@@ -62,52 +62,12 @@ fn columns(schema: &SchemaRef) -> Map<String, Value> {
             let column = json!({
                 "name": field.name(),
                 "index": index,
-                "type": sql_name(field.data_type()),
+                "type": crate::session::contract::sql_name(field.data_type()),
                 "nullable": field.is_nullable(),
             });
             (field.name().clone(), column)
         })
         .collect()
-}
-
-/// The SQL name of an Arrow type, as a model's YAML would declare it.
-pub fn sql_name(data_type: &DataType) -> String {
-    match data_type {
-        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => "varchar".into(),
-        DataType::Boolean => "boolean".into(),
-        DataType::Int8 => "tinyint".into(),
-        DataType::Int16 => "smallint".into(),
-        DataType::Int32 => "int".into(),
-        DataType::Int64 => "bigint".into(),
-        DataType::UInt8 => "tinyint unsigned".into(),
-        DataType::UInt16 => "smallint unsigned".into(),
-        DataType::UInt32 => "int unsigned".into(),
-        DataType::UInt64 => "bigint unsigned".into(),
-        DataType::Float32 => "real".into(),
-        DataType::Float64 => "double".into(),
-        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("decimal({p},{s})"),
-        DataType::Date32 | DataType::Date64 => "date".into(),
-        DataType::Timestamp(unit, zone) => {
-            let precision = match unit {
-                TimeUnit::Second => "(0)",
-                TimeUnit::Millisecond => "(3)",
-                TimeUnit::Microsecond => "",
-                TimeUnit::Nanosecond => "(9)",
-            };
-            let zone = if zone.is_some() {
-                " with time zone"
-            } else {
-                ""
-            };
-            format!("timestamp{precision}{zone}")
-        }
-        DataType::Binary | DataType::BinaryView | DataType::LargeBinary => "bytea".into(),
-        DataType::Dictionary(_, values) => sql_name(values),
-        DataType::List(item) | DataType::LargeList(item) | DataType::ListView(item) => {
-            format!("{}[]", sql_name(item.data_type()))
-        }
-        other => other.to_string().to_lowercase(),
-    }
 }
 
 /// The Delta tables of the selected stored models.

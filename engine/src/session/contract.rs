@@ -2,7 +2,7 @@
 //! missing, extra or retyped column is the seed's "schema change": the model stops before it
 //! writes anything.
 
-use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::datatypes::{DataType, Schema, TimeUnit};
 use datafusion::prelude::SessionContext;
 
 use crate::project::ColumnProperties;
@@ -112,5 +112,45 @@ fn same_type(expected: &DataType, found: &DataType) -> bool {
         (Timestamp(..), Timestamp(..)) => true,
         (Date32 | Date64, Date32 | Date64) => true,
         (a, b) => a == b,
+    }
+}
+
+/// The SQL name of an Arrow type, as a model's YAML would declare it.
+pub fn sql_name(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => "varchar".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Int8 => "tinyint".into(),
+        DataType::Int16 => "smallint".into(),
+        DataType::Int32 => "int".into(),
+        DataType::Int64 => "bigint".into(),
+        DataType::UInt8 => "tinyint unsigned".into(),
+        DataType::UInt16 => "smallint unsigned".into(),
+        DataType::UInt32 => "int unsigned".into(),
+        DataType::UInt64 => "bigint unsigned".into(),
+        DataType::Float32 => "real".into(),
+        DataType::Float64 => "double".into(),
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("decimal({p},{s})"),
+        DataType::Date32 | DataType::Date64 => "date".into(),
+        DataType::Timestamp(unit, zone) => {
+            let precision = match unit {
+                TimeUnit::Second => "(0)",
+                TimeUnit::Millisecond => "(3)",
+                TimeUnit::Microsecond => "",
+                TimeUnit::Nanosecond => "(9)",
+            };
+            let zone = if zone.is_some() {
+                " with time zone"
+            } else {
+                ""
+            };
+            format!("timestamp{precision}{zone}")
+        }
+        DataType::Binary | DataType::BinaryView | DataType::LargeBinary => "bytea".into(),
+        DataType::Dictionary(_, values) => sql_name(values),
+        DataType::List(item) | DataType::LargeList(item) | DataType::ListView(item) => {
+            format!("{}[]", sql_name(item.data_type()))
+        }
+        other => other.to_string().to_lowercase(),
     }
 }

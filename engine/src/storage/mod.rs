@@ -1229,6 +1229,11 @@ mod tests {
         parquet_file_paths(dir).len()
     }
 
+    /// Commit `staged` to `table` with an empty run record.
+    async fn commit(table: ModelTable, staged: StagedWrite) -> Result<Option<u64>, StorageError> {
+        table.commit(staged, RunRecord::default()).await
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn two_builds_of_the_same_partition_never_both_commit() {
         let dir = tempfile::tempdir().unwrap();
@@ -1236,14 +1241,8 @@ mod tests {
         let second = open(&dir, &["date"]).await;
         let first_files = stage(&first, &["2024-01-15"], 1).await;
         let second_files = stage(&second, &["2024-01-15"], 2).await;
-        assert!(
-            first
-                .commit(first_files, RunRecord::default())
-                .await
-                .unwrap()
-                .is_some()
-        );
-        let lost = second.commit(second_files, RunRecord::default()).await;
+        assert!(commit(first, first_files).await.unwrap().is_some());
+        let lost = commit(second, second_files).await;
         assert!(
             matches!(lost, Err(StorageError::Conflict { .. })),
             "{lost:?}"
@@ -1260,7 +1259,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let created = open(&dir, &["date"]).await;
         let files = stage(&created, &["2024-01-15"], 1).await;
-        created.commit(files, RunRecord::default()).await.unwrap();
+        commit(created, files).await.unwrap();
         let url = Url::from_directory_path(dir.path().join("model")).unwrap();
         let (schema, _) = output(&[], 0);
         let mode = WriteMode::Merge {
@@ -1281,14 +1280,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(first_files.files_rewritten(), 0);
-        assert!(
-            first
-                .commit(first_files, RunRecord::default())
-                .await
-                .unwrap()
-                .is_some()
-        );
-        let lost = second.commit(second_files, RunRecord::default()).await;
+        assert!(commit(first, first_files).await.unwrap().is_some());
+        let lost = commit(second, second_files).await;
         assert!(
             matches!(lost, Err(StorageError::Conflict { .. })),
             "{lost:?}"
@@ -1303,14 +1296,8 @@ mod tests {
             let second = open(&dir, partition_by).await;
             let first_files = stage(&first, &["2024-01-15"], 1).await;
             let second_files = stage(&second, &["2024-01-15"], 2).await;
-            assert_eq!(
-                first
-                    .commit(first_files, RunRecord::default())
-                    .await
-                    .unwrap(),
-                Some(0)
-            );
-            let lost = second.commit(second_files, RunRecord::default()).await;
+            assert_eq!(commit(first, first_files).await.unwrap(), Some(0));
+            let lost = commit(second, second_files).await;
             assert!(
                 matches!(lost, Err(StorageError::Conflict { .. })),
                 "{lost:?}"
@@ -1326,20 +1313,8 @@ mod tests {
         let second = open(&dir, &["date"]).await;
         let first_files = stage(&first, &["2024-01-15"], 1).await;
         let second_files = stage(&second, &["2024-01-16"], 2).await;
-        assert_eq!(
-            first
-                .commit(first_files, RunRecord::default())
-                .await
-                .unwrap(),
-            Some(0)
-        );
-        assert_eq!(
-            second
-                .commit(second_files, RunRecord::default())
-                .await
-                .unwrap(),
-            Some(1)
-        );
+        assert_eq!(commit(first, first_files).await.unwrap(), Some(0));
+        assert_eq!(commit(second, second_files).await.unwrap(), Some(1));
         let url = Url::from_directory_path(dir.path().join("model")).unwrap();
         let published = crate::session::open_published(&Stores::default(), &url, "model")
             .await
@@ -1356,10 +1331,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let table = open(&dir, &["date"]).await;
         let staged = stage(&table, &[], 1).await;
-        assert_eq!(
-            table.commit(staged, RunRecord::default()).await.unwrap(),
-            Some(0)
-        );
+        assert_eq!(commit(table, staged).await.unwrap(), Some(0));
         let url = Url::from_directory_path(dir.path().join("model")).unwrap();
         let published = crate::session::open_published(&Stores::default(), &url, "model")
             .await
@@ -1371,10 +1343,7 @@ mod tests {
         // A later partitioned build without rows commits nothing.
         let table = open(&dir, &["date"]).await;
         let staged = stage(&table, &[], 1).await;
-        assert_eq!(
-            table.commit(staged, RunRecord::default()).await.unwrap(),
-            None
-        );
+        assert_eq!(commit(table, staged).await.unwrap(), None);
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -1382,19 +1351,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let creator = open(&dir, &["date"]).await;
         let created = stage(&creator, &["2024-01-14"], 0).await;
-        creator.commit(created, RunRecord::default()).await.unwrap();
+        commit(creator, created).await.unwrap();
         let first = open(&dir, &["date"]).await;
         let second = open(&dir, &["date"]).await;
         let first_files = stage(&first, &["2024-01-15"], 1).await;
         let second_files = stage(&second, &["2024-01-16"], 2).await;
-        let v1 = first
-            .commit(first_files, RunRecord::default())
-            .await
-            .unwrap();
-        let v2 = second
-            .commit(second_files, RunRecord::default())
-            .await
-            .unwrap();
+        let v1 = commit(first, first_files).await.unwrap();
+        let v2 = commit(second, second_files).await.unwrap();
         assert_eq!((v1, v2), (Some(1), Some(2)));
         let url = Url::from_directory_path(dir.path().join("model")).unwrap();
         let published = crate::session::open_published(&Stores::default(), &url, "model")
@@ -1424,10 +1387,7 @@ mod tests {
         let stream = MemoryStream::try_new(vec![batch], schema.clone(), None).unwrap();
         let table = open_whole(&url, &schema).await.unwrap();
         let staged = table.stage(Box::pin(stream)).await.unwrap();
-        assert_eq!(
-            table.commit(staged, RunRecord::default()).await.unwrap(),
-            Some(0)
-        );
+        assert_eq!(commit(table, staged).await.unwrap(), Some(0));
         let published = crate::session::open_published(&Stores::default(), &url, "model")
             .await
             .unwrap();
@@ -1453,10 +1413,7 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("build {build}: {e}"));
             let staged = table.stage(Box::pin(stream)).await.unwrap();
-            assert_eq!(
-                table.commit(staged, RunRecord::default()).await.unwrap(),
-                Some(build as u64)
-            );
+            assert_eq!(commit(table, staged).await.unwrap(), Some(build as u64));
         }
     }
 
@@ -1482,7 +1439,7 @@ mod tests {
         let staged = stage(&table, &["2024-01-15", "2024-01-16"], 1).await;
         let victim = parquet_file_paths(&dir)[0].clone();
         std::fs::remove_file(&victim).unwrap();
-        let committed = table.commit(staged, RunRecord::default()).await;
+        let committed = commit(table, staged).await;
         assert!(
             matches!(committed, Err(StorageError::StagedFileMissing { .. })),
             "{committed:?}"
@@ -1509,7 +1466,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let table = open(&dir, &["date"]).await;
         let staged = stage(&table, &["2024-01-15"], 1).await;
-        table.commit(staged, RunRecord::default()).await.unwrap();
+        commit(table, staged).await.unwrap();
         let folder = dir.path().join("model");
         let crashed = folder.join(
             "date=2024-01-15/part-00000-0b6c1f0e-1624-3b1d-8409-44eff7708208-c000.snappy.parquet",
