@@ -678,3 +678,35 @@ fn issue_19_hooks_run_when_a_run_ends_bounded_and_never_change_what_was_publishe
         "nothing of the failed date published"
     );
 }
+
+#[test]
+fn issue_19_progress_is_live_on_a_terminal_and_absent_when_piped() {
+    let project = TestProject::fixture("ops");
+    let dp = env!("CARGO_BIN_EXE_dp");
+    // `script` runs dp on a pseudo-terminal, as an operator's shell does.
+    let on_terminal = |args: &str| {
+        let output = std::process::Command::new("script")
+            .args(["-qec", &format!("{dp} {args}"), "/dev/null"])
+            .current_dir(&project.root)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", both(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let backfill = "backfill --select daily --start 2024-01-01 --end 2024-01-03 --threads 1 --vars slow=20000000";
+    let live = on_terminal(backfill);
+    assert!(live.contains("/3 dates ("), "{live}");
+    assert!(live.contains("ETA"), "{live}");
+    assert!(live.contains("built 3 · up to date 0 · failed 0"), "{live}");
+    let live = on_terminal("build --vars date=2024-01-04 --vars slow=20000000");
+    assert!(live.contains("/3 models"), "{live}");
+    assert!(live.contains("running: daily"), "{live}");
+
+    let args: Vec<&str> = backfill.split(' ').collect();
+    let piped = project.dp_ok(&args);
+    assert!(
+        !piped.contains("ETA") && !piped.contains('\u{1b}'),
+        "{piped}"
+    );
+    assert!(piped.contains("0 dates built, 3 up to date"), "{piped}");
+}
