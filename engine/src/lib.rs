@@ -110,8 +110,6 @@ pub struct BuildSettings {
     pub full_refresh: bool,
     /// The run's id (default: a new one).
     pub run_id: Option<String>,
-    /// Skip the models already published from the same SQL and vars (a backfill).
-    pub resume: bool,
 }
 
 impl Prepared {
@@ -145,7 +143,7 @@ impl Prepared {
         settings: BuildSettings,
         reporter: &dyn report::Reporter,
     ) -> Result<report::RunSummary, Error> {
-        let summary = self.run(plan, settings, reporter).await;
+        let summary = self.run(plan, settings, None, reporter).await;
         let path = self.run_results_path();
         report::write_run_results(&path, &summary).map_err(|source| Error::Io {
             path: path.clone(),
@@ -161,11 +159,13 @@ impl Prepared {
         Ok(summary)
     }
 
-    /// Build the models of `plan`.
+    /// Build the models of `plan`; with `resume`, skip those already published from the same
+    /// SQL and vars (a backfill).
     async fn run(
         &self,
         plan: &compile::Plan,
         settings: BuildSettings,
+        resume: Option<storage::TableStates>,
         reporter: &dyn report::Reporter,
     ) -> report::RunSummary {
         let threads = settings
@@ -191,7 +191,7 @@ impl Prepared {
             vars: self.recorded_vars(),
             retries: self.target.retries,
             retry_backoff: self.target.retry_backoff,
-            resume: settings.resume,
+            resume,
         };
         execute::build(plan, self.unit_test_inputs(), &options, reporter).await
     }
@@ -335,7 +335,9 @@ impl Prepared {
             .map(|(name, value)| {
                 let value = serde_json::to_value(value).unwrap_or_default();
                 let masked = report::mask(&value.to_string()).into_owned();
-                (name.clone(), serde_json::from_str(&masked).unwrap_or(value))
+                let masked = serde_json::from_str(&masked)
+                    .unwrap_or_else(|_| serde_json::Value::from(report::MASK));
+                (name.clone(), masked)
             })
             .collect()
     }
@@ -420,7 +422,10 @@ pub async fn backfill(
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         threads => threads,
-    };
+    }
+    .max(1);
+    // Each table's history and files, read once for every date.
+    let states = (!options.force).then(storage::TableStates::default);
     reporter.report(report::RunEvent::BackfillStarted {
         run_id: &run_id,
         values: total,
@@ -428,9 +433,9 @@ pub async fn backfill(
     });
     let mut builds = futures::stream::iter(options.values.iter().cloned())
         .map(|value| {
-            let run_id = run_id.clone();
+            let (run_id, states) = (run_id.clone(), states.clone());
             async move {
-                let built = build_value(options, &value, run_id, reporter).await;
+                let built = build_value(options, &value, run_id, states, reporter).await;
                 (value, built)
             }
         })
@@ -514,6 +519,7 @@ async fn build_value(
     options: &BackfillOptions,
     value: &str,
     run_id: String,
+    resume: Option<storage::TableStates>,
     reporter: &dyn report::Reporter,
 ) -> Result<report::RunSummary, Error> {
     let mut prepare_options = options.prepare.clone();
@@ -525,18 +531,21 @@ async fn build_value(
     let settings = BuildSettings {
         threads: Some(1),
         run_id: Some(run_id),
-        resume: !options.force,
         ..options.settings.clone()
     };
-    Ok(prepared.run(&plan, settings, reporter).await)
+    Ok(prepared.run(&plan, settings, resume, reporter).await)
 }
 
 /// What `dp retry` runs again.
 pub enum Retry {
     /// The last run left nothing to run again.
     Nothing { command: String },
-    /// The models of the last build that failed or were skipped, with its vars and target.
-    Build(PrepareOptions),
+    /// The models of the last build that failed or were skipped, with its vars and target
+    /// (and `--full-refresh`, when it had it).
+    Build {
+        options: PrepareOptions,
+        full_refresh: bool,
+    },
     /// The values of the last backfill that failed, with its selection, vars and target.
     Backfill(BackfillOptions),
 }
@@ -551,6 +560,19 @@ pub fn retry(project_dir: &Path) -> Result<Retry, Error> {
         path: path.clone(),
         source,
     })?;
+    // A var that held a secret was recorded masked: it cannot be given again.
+    let masked: Vec<String> = run
+        .vars
+        .iter()
+        .filter(|(_, value)| value.to_string().contains(report::MASK))
+        .map(|(name, _)| name.clone())
+        .collect();
+    if !masked.is_empty() {
+        return Err(ops::OpsError::MaskedVars {
+            names: masked.join(", "),
+        }
+        .into());
+    }
     let vars = match run.vars.is_empty() {
         true => Vec::new(),
         false => vec![serde_json::to_string(&run.vars).unwrap_or_default()],
@@ -574,7 +596,10 @@ pub fn retry(project_dir: &Path) -> Result<Retry, Error> {
                 true => Retry::Nothing {
                     command: run.command,
                 },
-                false => Retry::Build(prepare(again, Vec::new())),
+                false => Retry::Build {
+                    options: prepare(again, Vec::new()),
+                    full_refresh: run.full_refresh,
+                },
             }
         }
         "backfill" => {

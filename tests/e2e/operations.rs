@@ -283,12 +283,18 @@ fn issue_19_rollback_restores_a_version_and_refuses_while_downstream_was_built_f
     assert_eq!(history[0]["operation"], "RESTORE");
     assert_eq!(history[0]["version"], 4);
 
-    // Nothing earlier than the first version, and no table for a model never built.
+    // Dates whose files the rollback removed are built again by a backfill; the one still
+    // published is not.
+    let out = backfill("2024-01-01", "2024-01-03");
+    assert!(out.contains("2 dates built, 1 up to date"), "{out}");
+    assert_eq!(now().len(), 15);
+
+    // Only to an earlier version, and no table for a model never built.
+    let latest = project.dp(&["rollback", "daily", "--to-version", "6"]);
     assert!(
-        !project
-            .dp(&["rollback", "daily", "--to-version", "4"])
-            .status
-            .success()
+        both(&latest).contains("dp::rollback_version"),
+        "{}",
+        both(&latest)
     );
     let never = project.dp(&["history", "other"]);
     assert!(both(&never).contains("dp::no_table"), "{}", both(&never));
@@ -492,6 +498,14 @@ fn issue_19_a_secret_from_the_environment_appears_nowhere_dp_writes() {
             );
         }
     }
+    // A var that held a secret is recorded masked: dp retry cannot give it again.
+    let retry = project.command(&["retry"]).output().unwrap();
+    assert_eq!(retry.status.code(), Some(2));
+    assert!(
+        both(&retry).contains("dp::retry_masked"),
+        "{}",
+        both(&retry)
+    );
     // The model did see the secret: its value was used, only never written.
     assert_eq!(
         project.query("secretive", "select has_token, empty_var from t"),
@@ -632,7 +646,9 @@ fn issue_19_hooks_run_when_a_run_ends_bounded_and_never_change_what_was_publishe
          on_run_end:\n  \
          - 'echo \"$DP_RUN_STATUS $DP_RUN_ID\" >> ended.log && test -f \"$DP_RUN_RESULTS\"'\n  \
          - 'exit 3'\n  \
-         - 'sleep 30'\n\
+         - 'sleep 30'\n  \
+         - 'echo \"token $DP_SECRET_HOOK\"'\n  \
+         - '(sleep 2; echo late > late.log) & sleep 30'\n\
          on_failure: 'echo paged >> paged.log'\n\
          hook_timeout: 1s\n",
     );

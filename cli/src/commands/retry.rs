@@ -17,7 +17,10 @@ pub fn run(global: &GlobalArgs, args: &RetryArgs) -> miette::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Retry::Build(mut options) => {
+        Retry::Build {
+            mut options,
+            full_refresh,
+        } => {
             if global.target.is_some() {
                 options.target = global.target.clone();
             }
@@ -33,8 +36,11 @@ pub fn run(global: &GlobalArgs, args: &RetryArgs) -> miette::Result<ExitCode> {
             super::show_warnings(global, &prepared.project);
             let plan = runtime.block_on(dp_engine::check(&prepared))?.plan;
             let printer = Printer::new(global.log_format, global.quiet);
-            let summary =
-                runtime.block_on(prepared.build(&plan, BuildSettings::default(), &printer))?;
+            let settings = BuildSettings {
+                full_refresh,
+                ..Default::default()
+            };
+            let summary = runtime.block_on(prepared.build(&plan, settings, &printer))?;
             Ok(super::exit_code(summary.success()))
         }
         Retry::Backfill(mut options) => {

@@ -47,9 +47,10 @@ pub struct BuildOptions {
     /// first retry (doubled at each one).
     pub retries: u32,
     pub retry_backoff: Duration,
-    /// A resumed run (a backfill): a model whose table's last build with these vars ran the
-    /// same SQL, and none of whose upstream models was rebuilt in this run, is not run again.
-    pub resume: bool,
+    /// A resumed run (a backfill), with the tables' states read once for the whole run: a
+    /// model whose table's last build with these vars ran the same SQL, whose files are still
+    /// published, and none of whose upstream models was rebuilt in this run, is not run again.
+    pub resume: Option<crate::storage::TableStates>,
 }
 
 /// A result of `model` with nothing written yet.
@@ -294,7 +295,7 @@ pub async fn build(
             });
             let context = context.clone();
             let model = model.clone();
-            let resume = options.resume && !upstream_rebuilt;
+            let resume = options.resume.is_some() && !upstream_rebuilt;
             let task = running.spawn(async move {
                 if resume && let Some(result) = up_to_date(&context, &model).await {
                     return result;
@@ -333,6 +334,7 @@ pub async fn build(
         run_id: options.run_id.clone(),
         target: options.target.clone(),
         vars: options.vars.clone(),
+        full_refresh: options.full_refresh,
         results: outcome.results.into_iter().flatten().collect(),
         elapsed: started.elapsed(),
     };
@@ -408,37 +410,27 @@ async fn run_model(context: &BuildContext, model: &ModelPlan) -> ModelResult {
     result
 }
 
-/// `model` as already published, when its table's last build with this run's vars ran the
-/// same SQL (and no restore came after it).
+/// `model` as already published, when its table's last build with this run's vars and target
+/// ran the same SQL, and every file that build added is still published.
 async fn up_to_date(context: &BuildContext, model: &ModelPlan) -> Option<ModelResult> {
     let warehouse = &context.options.warehouse;
     let url = warehouse.table_url(&model.name).ok()?;
-    let history = crate::storage::history(&warehouse.stores, &url, None)
-        .await
-        .ok()?;
-    let hash = sql_hash(&model.sql);
-    for commit in history {
-        if commit.operation.as_deref() == Some("RESTORE") {
-            return None;
-        }
-        if let Some(record) = commit.record
-            && record.vars == context.options.vars
+    let states = context.options.resume.as_ref()?;
+    let state = states.get(&warehouse.stores, &url).await.ok()?;
+    let hash = model_sql_hash(context, model);
+    let (version, record, added) = state.history.iter().find_map(|commit| {
+        let record = commit.record.as_ref()?;
+        (record.vars == context.options.vars
             && record.target == context.options.target
-        {
-            if record.sql_hash != hash {
-                return None;
-            }
-            let mut result = new_result(
-                model,
-                ModelStatus::UpToDate {
-                    version: commit.version,
-                },
-            );
-            result.partitions = record.partitions;
-            return Some(result);
-        }
+            && !record.sql_hash.is_empty())
+        .then_some((commit.version, record, &commit.added_files))
+    })?;
+    if record.sql_hash != hash || !added.iter().all(|file| state.live_files.contains(file)) {
+        return None;
     }
-    None
+    let mut result = new_result(model, ModelStatus::UpToDate { version });
+    result.partitions = record.partitions.clone();
+    Some(result)
 }
 
 /// The class of a model's failure: whether running it again at once can succeed.
@@ -645,7 +637,7 @@ async fn publish_model(
     let record = RunRecord {
         run_id: context.options.run_id.clone(),
         dp_version: env!("CARGO_PKG_VERSION").to_string(),
-        sql_hash: sql_hash(&planned.sql),
+        sql_hash: model_sql_hash(context, planned),
         vars: context.options.vars.clone(),
         target: context.options.target.clone(),
         tests: result
@@ -664,10 +656,23 @@ async fn publish_model(
     Ok(())
 }
 
-/// The hash of a model's compiled SQL that its commits record: SHA-256, in hex.
-pub fn sql_hash(sql: &str) -> String {
+/// The hash of a model's SQL that its commits record (SHA-256, in hex): of its compiled SQL;
+/// for a model rendered again to run (incremental, or asking `execute`), of its template and
+/// the project's macros too, since the SQL it runs is not the one planned.
+fn model_sql_hash(context: &BuildContext, model: &ModelPlan) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(sql.as_bytes())
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(model.sql.as_bytes());
+    if model.config.incremental.is_some() || model.runs_queries {
+        for text in std::iter::once(model.file.text())
+            .chain(context.project.macros.iter().map(|m| m.text()))
+        {
+            hasher.update([0]);
+            hasher.update(text.as_bytes());
+        }
+    }
+    hasher
+        .finalize()
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect()

@@ -55,6 +55,10 @@ pub fn run_hooks(
         .into_iter()
         .map(|(hook, command)| {
             let error = run_one(&project.root, &command, &log, timeout, |command| {
+                // The project's .env too (the process's own variables win).
+                for (name, value) in &project.dotenv {
+                    command.env(name, value);
+                }
                 command
                     .env("DP_RUN_RESULTS", run_results)
                     .env("DP_RUN_ID", run_id)
@@ -74,7 +78,8 @@ pub fn run_hooks(
         .collect()
 }
 
-/// Run `command` with `sh -c` in `root`, its output appended to `log`; stopped past `timeout`.
+/// Run `command` with `sh -c` in `root`, in a process group of its own, its output (secrets
+/// masked) appended to `log`; stopped, with every process it started, past `timeout`.
 fn run_one(
     root: &Path,
     command: &str,
@@ -82,14 +87,18 @@ fn run_one(
     timeout: Duration,
     environment: impl FnOnce(&mut Command),
 ) -> Result<(), String> {
-    if let Some(folder) = log.parent() {
-        std::fs::create_dir_all(folder).map_err(|e| format!("{}: {e}", folder.display()))?;
-    }
-    let output = std::fs::OpenOptions::new()
+    let folder = log.parent().unwrap_or(root);
+    std::fs::create_dir_all(folder).map_err(|e| format!("{}: {e}", folder.display()))?;
+    // The hook writes to a file of its own, read back (masked) into the log when it ends.
+    let scratch = folder.join(format!(".hook.{}.out", std::process::id()));
+    let mut output = std::fs::OpenOptions::new()
         .create(true)
-        .append(true)
-        .open(log)
-        .map_err(|e| format!("{}: {e}", log.display()))?;
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&scratch)
+        .map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let _ = std::fs::remove_file(&scratch);
     let errors = output.try_clone().map_err(|e| e.to_string())?;
     let mut shell = Command::new("sh");
     shell
@@ -97,26 +106,62 @@ fn run_one(
         .arg(command)
         .current_dir(root)
         .stdin(Stdio::null())
-        .stdout(output)
+        .stdout(output.try_clone().map_err(|e| e.to_string())?)
         .stderr(errors);
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut shell, 0);
     environment(&mut shell);
     let mut child = shell.spawn().map_err(|e| format!("cannot start sh: {e}"))?;
     let started = Instant::now();
-    loop {
+    let outcome = loop {
         match child.try_wait().map_err(|e| e.to_string())? {
-            Some(status) if status.success() => return Ok(()),
+            Some(status) if status.success() => break Ok(()),
             Some(status) => {
-                return Err(format!("{status} (its output is in {})", log.display()));
+                break Err(format!("{status} (its output is in {})", log.display()));
             }
             None if started.elapsed() > timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
+                stop(&mut child);
+                break Err(format!(
                     "stopped after {}s (hook_timeout)",
                     timeout.as_secs()
                 ));
             }
             None => std::thread::sleep(Duration::from_millis(20)),
         }
+    };
+    append_masked(&mut output, log);
+    outcome
+}
+
+/// Kill the hook and every process of its group.
+fn stop(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    if let Ok(group) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory is shared.
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Append what the hook wrote to `log`, secrets masked.
+fn append_masked(output: &mut std::fs::File, log: &Path) {
+    use std::io::{Read, Seek, Write};
+    let mut text = Vec::new();
+    let read = output
+        .rewind()
+        .and_then(|()| output.read_to_end(&mut text).map(|_| ()));
+    let masked = crate::report::mask(&String::from_utf8_lossy(&text)).into_owned();
+    let written = read.and_then(|()| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?
+            .write_all(masked.as_bytes())
+    });
+    if let Err(error) = written {
+        tracing::warn!(log = %log.display(), %error, "cannot keep a hook's output");
     }
 }

@@ -56,6 +56,17 @@ pub enum OpsError {
         command: String,
     },
 
+    #[error(
+        "the last run's vars {names} held a secret, recorded masked: dp retry cannot give them again"
+    )]
+    #[diagnostic(
+        code(dp::retry_masked),
+        help(
+            "run the build again with its --vars; pass secrets with env_var('DP_SECRET_...') rather than --vars"
+        )
+    )]
+    MaskedVars { names: String },
+
     #[error("`{text}` is not a {what}")]
     #[diagnostic(code(dp::backfill_range), help("{help}"))]
     BadRange {
@@ -92,15 +103,14 @@ pub fn backfill_values(start: &str, end: &str, step: &str) -> Result<Vec<String>
         help: "give a whole number of days or weeks, such as 1d or 1w",
     };
     let (count, unit) = step.split_at(step.find(|c: char| !c.is_ascii_digit()).unwrap_or(0));
-    let count: u64 = count.parse().map_err(|_| bad_step())?;
+    let count: usize = count.parse().map_err(|_| bad_step())?;
     let days = match unit {
-        "d" => count,
-        "w" => count * 7,
-        _ => return Err(bad_step()),
-    };
-    if days == 0 {
-        return Err(bad_step());
+        "d" => Some(count),
+        "w" => count.checked_mul(7),
+        _ => None,
     }
+    .filter(|days| *days > 0)
+    .ok_or_else(bad_step)?;
     if end < start {
         return Err(OpsError::BadRange {
             text: format!("{start} .. {end}"),
@@ -110,7 +120,7 @@ pub fn backfill_values(start: &str, end: &str, step: &str) -> Result<Vec<String>
     }
     Ok(start
         .iter_days()
-        .step_by(days as usize)
+        .step_by(days)
         .take_while(|day| *day <= end)
         .map(|day| day.format("%Y-%m-%d").to_string())
         .collect())
@@ -166,6 +176,7 @@ mod tests {
             ("2024-01-01", "2024-01-02", "0d"),
             ("2024-01-01", "2024-01-02", "1h"),
             ("2024-01-01", "2024-01-02", "d"),
+            ("2024-01-01", "2024-01-02", "2635249153387078803w"),
         ] {
             assert!(
                 backfill_values(start, end, step).is_err(),

@@ -108,7 +108,14 @@ pub async fn rollback(
         });
     }
     let url = warehouse.table_url(&plan.model)?;
-    Ok(storage::restore(&warehouse.stores, &url, plan.to_version, record).await?)
+    Ok(storage::restore(
+        &warehouse.stores,
+        &url,
+        plan.from_version,
+        plan.to_version,
+        record,
+    )
+    .await?)
 }
 
 /// Every model built from `model`, directly or through others, by what their last builds read.

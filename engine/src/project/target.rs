@@ -195,11 +195,15 @@ impl Project {
         let number = |variable: &str| -> Result<Option<u64>, LoadError> {
             env(variable)
                 .map(|text| {
-                    text.trim().parse().map_err(|_| LoadError::BadEnvironment {
-                        variable: variable.to_string(),
-                        value: text.clone(),
-                        expected: "a whole number",
-                    })
+                    text.trim()
+                        .parse()
+                        .ok()
+                        .filter(|n| *n > 0 || variable == "DP_RETRIES")
+                        .ok_or_else(|| LoadError::BadEnvironment {
+                            variable: variable.to_string(),
+                            value: text.clone(),
+                            expected: "a whole number (above 0 for threads)",
+                        })
                 })
                 .transpose()
         };

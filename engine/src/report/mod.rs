@@ -151,6 +151,9 @@ struct RunResultsFile<'a> {
     target: &'a str,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     vars: &'a BTreeMap<String, serde_json::Value>,
+    /// `--full-refresh` was given.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    full_refresh: bool,
     duration_ms: u128,
     results: Vec<RunResultEntry<'a>>,
     /// `dp test`'s tests (a build's tests are under each model).
@@ -187,6 +190,7 @@ pub fn write_run_results(path: &Path, summary: &RunSummary) -> std::io::Result<(
             success: summary.success(),
             target: &summary.target,
             vars: &summary.vars,
+            full_refresh: summary.full_refresh,
             duration_ms: summary.elapsed.as_millis(),
             results: summary.results.iter().map(entry).collect(),
             tests: &[],
@@ -256,6 +260,8 @@ pub struct RecordedRun {
     #[serde(default)]
     pub vars: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
+    pub full_refresh: bool,
+    #[serde(default)]
     pub results: Vec<RecordedResult>,
     /// A backfill's var, selection and values.
     #[serde(default)]
@@ -298,6 +304,7 @@ pub fn write_test_results(path: &Path, summary: &TestSummary) -> std::io::Result
             success: summary.success(),
             target: "",
             vars: &BTreeMap::new(),
+            full_refresh: false,
             duration_ms: summary.elapsed.as_millis(),
             results: Vec::new(),
             tests: &summary.results,
@@ -486,6 +493,8 @@ pub struct RunSummary {
     /// The target the run built, and its vars (secrets masked).
     pub target: String,
     pub vars: BTreeMap<String, serde_json::Value>,
+    /// `--full-refresh` was given.
+    pub full_refresh: bool,
     pub results: Vec<ModelResult>,
     pub elapsed: Duration,
 }
@@ -608,12 +617,17 @@ pub fn register_secret(value: &str) {
     if value.len() < 4 {
         return;
     }
+    // As written in text, and as JSON escapes it (a quote, a backslash, a control character).
+    let escaped = serde_json::to_string(value).unwrap_or_default();
+    let escaped = escaped.trim_matches('"');
     let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
-    if !secrets.iter().any(|s| s == value) {
-        secrets.push(value.to_string());
-        // The longest first, so that a secret holding another is masked whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for form in [value, escaped] {
+        if !secrets.iter().any(|s| s == form) {
+            secrets.push(form.to_string());
+        }
     }
+    // The longest first, so that a secret holding another is masked whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
 }
 
 /// `text` with every registered secret replaced by `****`.
@@ -626,4 +640,20 @@ pub fn mask(text: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_is_masked_as_written_and_as_json_escapes_it() {
+        let secret = "pa\"ss\\word-42";
+        register_secret(secret);
+        let json = serde_json::to_string(&serde_json::json!({"token": secret})).unwrap();
+        assert_eq!(mask(&json), r#"{"token":"****"}"#);
+        assert_eq!(mask(&format!("x {secret} y")), "x **** y");
+        register_secret("abc");
+        assert_eq!(mask("abc"), "abc", "too short to mask");
+    }
 }

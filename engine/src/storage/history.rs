@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use deltalake::DeltaTableError;
-use deltalake::logstore::LogStore;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -65,6 +65,9 @@ pub struct Commit {
     pub partitions: Vec<String>,
     /// dp's record, for a commit dp made.
     pub record: Option<RunRecord>,
+    /// The names of the data files it added.
+    #[serde(skip)]
+    pub added_files: Vec<String>,
 }
 
 /// The commits of the table at `url`, newest first, at most `limit` of them. A folder without a
@@ -85,15 +88,67 @@ pub async fn history(
             source,
         })
     };
+    let versions: Vec<u64> = (0..=latest)
+        .rev()
+        .take(limit.unwrap_or(usize::MAX))
+        .collect();
+    // Read several commits at once (each is one small object), in order, newest first.
+    let entries: Vec<_> = futures::stream::iter(versions)
+        .map(|version| {
+            let log_store = log_store.clone();
+            async move { (version, log_store.read_commit_entry(version).await) }
+        })
+        .buffered(16)
+        .collect()
+        .await;
     let mut commits = Vec::new();
-    for version in (0..=latest).rev().take(limit.unwrap_or(usize::MAX)) {
+    for (version, entry) in entries {
         // A version a checkpoint made unreadable (the log was trimmed) ends the history.
-        let Some(bytes) = log_store.read_commit_entry(version).await.map_err(delta)? else {
+        let Some(bytes) = entry.map_err(delta)? else {
             break;
         };
         commits.push(read_commit(version, &bytes).map_err(delta)?);
     }
     Ok(commits)
+}
+
+/// A table as a resumed run sees it: its history, and the names of its live data files.
+#[derive(Debug, Default)]
+pub struct TableState {
+    pub history: Vec<Commit>,
+    pub live_files: BTreeSet<String>,
+}
+
+/// The state of each table, read once per run (a backfill asks for it at each date).
+#[derive(Debug, Default, Clone)]
+pub struct TableStates(
+    std::sync::Arc<tokio::sync::Mutex<HashMap<Url, std::sync::Arc<TableState>>>>,
+);
+
+impl TableStates {
+    /// The state of the table at `url`, read on first use.
+    pub async fn get(
+        &self,
+        stores: &Stores,
+        url: &Url,
+    ) -> Result<std::sync::Arc<TableState>, StorageError> {
+        let mut states = self.0.lock().await;
+        if let Some(state) = states.get(url) {
+            return Ok(state.clone());
+        }
+        let history = history(stores, url, None).await?;
+        let live_files = version_files(stores, url, None)
+            .await?
+            .into_keys()
+            .map(|path| super::file_name(&path).to_string())
+            .collect();
+        let state = std::sync::Arc::new(TableState {
+            history,
+            live_files,
+        });
+        states.insert(url.clone(), state.clone());
+        Ok(state)
+    }
 }
 
 /// A commit's actions, summed up.
@@ -107,6 +162,7 @@ fn read_commit(version: u64, bytes: &[u8]) -> Result<Commit, DeltaTableError> {
         rows_added: 0,
         partitions: Vec::new(),
         record: None,
+        added_files: Vec::new(),
     };
     let mut partitions = BTreeSet::new();
     for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
@@ -119,6 +175,9 @@ fn read_commit(version: u64, bytes: &[u8]) -> Result<Commit, DeltaTableError> {
                 .and_then(|record| serde_json::from_value(record.clone()).ok());
         } else if let Some(add) = action.get("add") {
             commit.files_added += 1;
+            if let Some(path) = add["path"].as_str() {
+                commit.added_files.push(super::file_name(path).to_string());
+            }
             commit.rows_added += add["stats"]
                 .as_str()
                 .and_then(|stats| serde_json::from_str::<serde_json::Value>(stats).ok())
@@ -161,6 +220,9 @@ async fn version_files(
         })
     };
     let mut table = open_table(stores, url).await?;
+    if table.version().is_none() {
+        return Ok(BTreeMap::new());
+    }
     if let Some(version) = version {
         table.load_version(version).await.map_err(delta)?;
     }
@@ -210,15 +272,28 @@ pub async fn restore_change(
     Ok(change)
 }
 
-/// Restore the table at `url` to `version`, as a new commit carrying `record`; returns the
-/// new version. Every file of that version must still be there (a vacuum may have removed it).
+/// Restore the table at `url`, now at version `from`, to `version`, as a new commit carrying
+/// `record`; returns the new version. A table that moved on since `from` is not restored (what
+/// was shown would not be what is done). Every file of that version must still be there (a
+/// vacuum may have removed it).
 pub async fn restore(
     stores: &Stores,
     url: &Url,
+    from: u64,
     version: u64,
     record: &RunRecord,
 ) -> Result<u64, StorageError> {
     let table = open_table(stores, url).await?;
+    if let Some(now) = table.version()
+        && now != from
+    {
+        return Err(StorageError::Conflict {
+            model: url.to_string(),
+            reason: format!(
+                "the table moved on from version {from} to {now} while the rollback was planned; run it again"
+            ),
+        });
+    }
     let (table, _) = table
         .restore()
         .with_version_to_restore(version)

@@ -11,7 +11,8 @@ mod vacuum;
 mod write_mode;
 
 pub use history::{
-    Commit, RECORD_KEY, RecordedTest, RunRecord, VersionChange, history, restore, restore_change,
+    Commit, RECORD_KEY, RecordedTest, RunRecord, TableStates, VersionChange, history, restore,
+    restore_change,
 };
 pub use vacuum::{VacuumOptions, Vacuumed, vacuum};
 pub use write_mode::WriteMode;
@@ -742,7 +743,18 @@ impl ModelTable {
                 } else {
                     tracing::warn!(model = %self.model, %error, "the commit failed; its staged files are left to dp vacuum");
                 }
-                Err(error)
+                // A build that adds rows to what is there must not run again while its put
+                // may still land: its rows would be there twice. A replace may.
+                match self.mode {
+                    WriteMode::Append { .. } | WriteMode::Merge { .. } => {
+                        Err(StorageError::CommitUnknown {
+                            model: self.model.clone(),
+                            error: error.to_string(),
+                            check: "it is not in the log, yet a store may land a put it reported as failed, and an incremental run is not repeated blindly".into(),
+                        })
+                    }
+                    _ => Err(error),
+                }
             }
             Err(unknown) => Err(StorageError::CommitUnknown {
                 model: self.model.clone(),
