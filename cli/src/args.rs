@@ -258,6 +258,13 @@ pub struct BuildArgs {
     /// Rebuild incremental models whole (those whose config does not say full_refresh: false).
     #[arg(long)]
     pub full_refresh: bool,
+    /// Stage, audit and diff every selected model without committing any, then delete what
+    /// was staged; a model reads its upstream models' staged rows.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Skip the diff of each build against the published rows (and its thresholds).
+    #[arg(long)]
+    pub no_diff: bool,
 }
 
 fn memory_size(text: &str) -> Result<usize, String> {

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use dp_engine::report::{
-    BackfillSummary, ModelResult, ModelStatus, Reporter, RunEvent, RunSummary, TestResult,
-    TestStatus, ValueResult, mask,
+    BackfillSummary, ModelDiff, ModelResult, ModelStatus, Reporter, RunEvent, RunSummary,
+    TestResult, TestStatus, ValueResult, mask,
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use miette::{GraphicalReportHandler, GraphicalTheme};
@@ -135,6 +135,12 @@ impl Printer {
                         text.push_str(&test_lines(test, "             "));
                     }
                 }
+                if let Some(diff) = result.diff.as_ref().filter(|_| !self.quiet) {
+                    for line in diff_lines(diff) {
+                        text.push_str("\n       ");
+                        text.push_str(&line);
+                    }
+                }
                 match &result.status {
                     ModelStatus::Failed(error) => {
                         Some(format!("{text}\n{}", render_diagnostic(error.as_ref())))
@@ -233,6 +239,97 @@ impl Reporter for Printer {
     }
 }
 
+/// A build's diff, in a few lines: rows, changes by key with sample keys, changed columns.
+fn diff_lines(diff: &ModelDiff) -> Vec<String> {
+    let signed = |before: u64, after: u64| {
+        let change = after as i128 - before as i128;
+        format!("{before} → {after} ({change:+})")
+    };
+    let mut rows = format!("DIFF  rows {}", signed(diff.rows_before, diff.rows_after));
+    if diff.mode == "counts" {
+        rows.push_str(" (row counts only: more rows than the diff's max_rows)");
+    }
+    let mut lines = vec![rows];
+    let partitions: Vec<String> = diff
+        .partitions
+        .iter()
+        .filter(|(_, rows)| diff.partitions.len() > 1 && rows.before != rows.after)
+        .take(5)
+        .map(|(name, rows)| format!("{name}: {}", signed(rows.before, rows.after)))
+        .collect();
+    if !partitions.is_empty() {
+        lines.push(format!("      partitions {}", partitions.join(", ")));
+    }
+    if let (Some(added), Some(removed), Some(changed)) = (diff.added, diff.removed, diff.changed) {
+        lines.push(format!(
+            "      by ({}): {added} added, {removed} removed, {changed} changed",
+            diff.key.join(", ")
+        ));
+        for (kind, keys) in &diff.samples {
+            let keys: Vec<String> = keys
+                .iter()
+                .map(|key| {
+                    key.iter()
+                        .map(|(column, value)| format!("{column}={value}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect();
+            lines.push(format!("        {kind}: {}", keys.join(", ")));
+        }
+    }
+    // Columns, where there was something to compare with.
+    let changed = diff
+        .columns
+        .iter()
+        .filter(|(_, c)| diff.rows_before > 0 && c.changed());
+    for (name, column) in changed {
+        let mut parts = Vec::new();
+        if column.sum_before != column.sum_after {
+            let (before, after) = (
+                column.sum_before.unwrap_or(0.0),
+                column.sum_after.unwrap_or(0.0),
+            );
+            let pct = match before {
+                0.0 => String::new(),
+                _ => format!(" ({:+.2}%)", 100.0 * (after - before) / before.abs()),
+            };
+            parts.push(format!("sum {before} → {after}{pct}"));
+        }
+        if column.nulls_before != column.nulls_after {
+            parts.push(format!(
+                "nulls {}",
+                signed(column.nulls_before, column.nulls_after)
+            ));
+        }
+        if column.distinct_before != column.distinct_after {
+            let approximate = if column.distinct_approximate {
+                "≈"
+            } else {
+                ""
+            };
+            parts.push(format!(
+                "distinct {approximate}{}",
+                signed(column.distinct_before, column.distinct_after)
+            ));
+        }
+        for (what, before, after) in [
+            ("min", column.min_before, column.min_after),
+            ("max", column.max_before, column.max_after),
+        ] {
+            if let (Some(before), Some(after)) = (before, after)
+                && before != after
+            {
+                parts.push(format!("{what} {before} → {after}"));
+            }
+        }
+        if !parts.is_empty() {
+            lines.push(format!("      {name}: {}", parts.join(", ")));
+        }
+    }
+    lines
+}
+
 fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
 }
@@ -321,9 +418,11 @@ fn model_line(result: &ModelResult, index: usize, total: usize) -> String {
             format!("{:.2}s  {class}{attempts}", result.elapsed.as_secs_f64())
         }
         ModelStatus::Success => {
-            let version = result
-                .version
-                .map_or_else(|| "nothing to commit".to_string(), |v| format!("v{v}"));
+            let version = match (result.version, result.dry_run) {
+                (_, true) => "dry run, not committed".to_string(),
+                (Some(v), false) => format!("v{v}"),
+                (None, false) => "nothing to commit".to_string(),
+            };
             let partitions = match result.partitions.len() {
                 0 => String::new(),
                 1 => format!("  {}", result.partitions[0]),

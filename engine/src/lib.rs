@@ -110,6 +110,10 @@ pub struct BuildSettings {
     pub full_refresh: bool,
     /// The run's id (default: a new one).
     pub run_id: Option<String>,
+    /// `--no-diff`: no diff of the staged rows against the published ones.
+    pub no_diff: bool,
+    /// `--dry-run`: stage, audit and diff every model, commit none, and delete what was staged.
+    pub dry_run: bool,
 }
 
 impl Prepared {
@@ -192,6 +196,8 @@ impl Prepared {
             retries: self.target.retries,
             retry_backoff: self.target.retry_backoff,
             resume,
+            diff: !settings.no_diff,
+            dry_run: settings.dry_run,
         };
         execute::build(plan, self.unit_test_inputs(), &options, reporter).await
     }

@@ -738,6 +738,16 @@ fn the_docs_page_works_in_a_real_browser() {
             .await
             .unwrap();
         assert!(passed.len() >= 5, "{} passing tests shown", passed.len());
+        // What the last build changed (its diff): a first build, rows 0 → N, by its key.
+        let diff = client
+            .find(Locator::Css("#details-diff"))
+            .await
+            .expect("the model view shows the last diff")
+            .text()
+            .await
+            .unwrap();
+        assert!(diff.contains("0 →"), "{diff}");
+        assert!(diff.contains("added"), "{diff}");
 
         // Click a column: exactly its upstream and downstream columns light up.
         client

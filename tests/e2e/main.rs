@@ -5,6 +5,7 @@ mod audit;
 mod build;
 mod crash;
 mod dbt;
+mod diff;
 mod docs;
 mod errors;
 mod operations;

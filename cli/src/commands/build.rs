@@ -23,6 +23,8 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs, only_seeds: bool) -> miette::R
         threads: args.threads,
         memory_limit: args.memory_limit,
         full_refresh: args.full_refresh,
+        dry_run: args.dry_run,
+        no_diff: args.no_diff,
         ..Default::default()
     };
     let printer = Printer::new(global.log_format, global.quiet);

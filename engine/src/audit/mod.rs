@@ -5,6 +5,7 @@
 //! the relation registered. Out: [`TestResult`]s.
 
 mod data_tests;
+mod diff;
 mod unit;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::{DataFrame, SessionContext};
 
 pub use data_tests::failing_rows_sql;
+pub use diff::{Partitions, diff, diff_key};
 pub(crate) use unit::{InContext, plan_in_context, unit_test_problems};
 pub use unit::{UnitTestInputs, run_unit_test};
 

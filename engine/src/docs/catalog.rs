@@ -140,12 +140,16 @@ async fn table(warehouse: &Warehouse, model: &str) -> Result<Option<Value>, Stri
                 .timestamp
                 .and_then(chrono::DateTime::from_timestamp_millis)
                 .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-            let run_id = commit
-                .info
-                .get(crate::storage::RECORD_KEY)
+            let record = commit.info.get(crate::storage::RECORD_KEY);
+            let run_id = record
                 .and_then(|record| record["run_id"].as_str())
                 .map(str::to_string);
-            json!({"timestamp": at, "operation": commit.operation, "run_id": run_id})
+            let mut last =
+                json!({"timestamp": at, "operation": commit.operation, "run_id": run_id});
+            if let Some(diff) = record.and_then(|record| record.get("diff")) {
+                last["diff"] = diff.clone();
+            }
+            last
         });
     Ok(Some(json!({
         "location": url.as_str(),

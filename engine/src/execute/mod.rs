@@ -11,7 +11,7 @@ use datafusion::prelude::SessionContext;
 use miette::SourceSpan;
 use tokio::task::JoinSet;
 
-use crate::audit::{UnitTestInputs, plan_in_context, run_query_test, run_unit_test};
+use crate::audit::{Partitions, UnitTestInputs, plan_in_context, run_query_test, run_unit_test};
 use crate::compile::{ModelPlan, Plan};
 use crate::graph::{ModelGraph, Scheduler};
 use crate::project::{MissingPartition, NodeId, OnSchemaChange, Project};
@@ -51,6 +51,11 @@ pub struct BuildOptions {
     /// model whose table's last build with these vars ran the same SQL, whose files are still
     /// published, and none of whose upstream models was rebuilt in this run, is not run again.
     pub resume: Option<crate::storage::TableStates>,
+    /// Compute each build's diff (`--no-diff` turns it off).
+    pub diff: bool,
+    /// `--dry-run`: stage, audit and diff every model, commit none; a model reads its upstream
+    /// models' staged rows; every staged file is deleted at the end.
+    pub dry_run: bool,
 }
 
 /// A result of `model` with nothing written yet.
@@ -70,6 +75,8 @@ fn new_result(model: &ModelPlan, status: ModelStatus) -> ModelResult {
         elapsed: Duration::ZERO,
         attempts: 0,
         failure_class: None,
+        diff: None,
+        dry_run: false,
     }
 }
 
@@ -178,9 +185,14 @@ pub fn new_run_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// A dry run's staged builds, by model: what its downstream models read, deleted at the end.
+type DryRuns = std::sync::Mutex<HashMap<String, Arc<(ModelTable, crate::storage::StagedWrite)>>>;
+
 /// What every model task shares.
 struct BuildContext {
     options: BuildOptions,
+    /// `--dry-run`: the models staged so far.
+    dry_runs: DryRuns,
     project: Project,
     /// For unit tests: the renderer, the run's graph and its vars and target.
     renderer: Arc<Renderer>,
@@ -224,6 +236,7 @@ pub async fn build(
     let runtime = runtime_env(options.memory_limit);
     let context = Arc::new(BuildContext {
         options: options.clone(),
+        dry_runs: DryRuns::default(),
         project: project.clone(),
         renderer: inputs.renderer.clone(),
         graph: inputs.graph.clone(),
@@ -329,6 +342,16 @@ pub async fn build(
         };
         outcome.record(index, result);
         scheduler.finish(index);
+    }
+    // A dry run leaves nothing behind: its staged files are deleted.
+    let dry_runs = std::mem::take(&mut *context.dry_runs.lock().unwrap_or_else(|e| e.into_inner()));
+    for (model, staged) in dry_runs {
+        match Arc::try_unwrap(staged) {
+            Ok((table, staged)) => table.discard(staged).await,
+            Err(_) => {
+                tracing::warn!(%model, "a dry run's staged files are still in use; dp vacuum removes them")
+            }
+        }
     }
     let summary = RunSummary {
         run_id: options.run_id.clone(),
@@ -630,9 +653,22 @@ async fn publish_model(
         }
     };
     result.tests.extend(audited);
+    if context.options.diff && model.config.diff.enabled {
+        diff_staged(context, &session, &table, &staged, model, result).await;
+    }
     if let Err(error) = blocking_failures(model, &result.tests) {
         table.discard(staged).await;
         return Err(error);
+    }
+    if context.options.dry_run {
+        // Kept for the models that read it, and deleted when the run ends.
+        result.dry_run = true;
+        context
+            .dry_runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(model.name.clone(), Arc::new((table, staged)));
+        return Ok(());
     }
     let record = RunRecord {
         run_id: context.options.run_id.clone(),
@@ -650,6 +686,10 @@ async fn publish_model(
             })
             .collect(),
         inputs,
+        diff: result.diff.clone().map(|diff| crate::report::ModelDiff {
+            samples: Default::default(),
+            ..diff
+        }),
         ..Default::default()
     };
     result.version = table.commit(staged, record).await?;
@@ -735,19 +775,55 @@ async fn model_session(
         .chain(reads_itself.then(|| NodeId::Model(model.name.clone())));
     let mut inputs = BTreeMap::new();
     for relation in relations {
-        let version = register_relation(
-            &session,
-            &relation,
-            &context.options.warehouse,
-            &context.project.sources,
-            &source_scans,
-        )
-        .await?;
+        let reads_itself = relation == NodeId::Model(model.name.clone());
+        let version =
+            read_relation(context, &session, &relation, &source_scans, !reads_itself).await?;
         if let (NodeId::Model(name), Some(version)) = (&relation, version) {
             inputs.insert(name.clone(), version);
         }
     }
     Ok((session, source_scans, inputs))
+}
+
+/// Register `relation` in `session` for a model's build, as [`register_relation`] does; in a
+/// dry run, a model staged in this run (unless `staged` is false) is read as staged.
+async fn read_relation(
+    context: &BuildContext,
+    session: &SessionContext,
+    relation: &NodeId,
+    source_scans: &SourceScans,
+    staged: bool,
+) -> Result<Option<u64>, ModelError> {
+    let dry_run = match relation {
+        NodeId::Model(name) if staged => context
+            .dry_runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned(),
+        _ => None,
+    };
+    let (Some(dry_run), NodeId::Model(name)) = (dry_run, relation) else {
+        return Ok(register_relation(
+            session,
+            relation,
+            &context.options.warehouse,
+            &context.project.sources,
+            source_scans,
+        )
+        .await?);
+    };
+    let (table, staged) = &*dry_run;
+    let frame = table.audited_frame(session, staged).await?;
+    session
+        .register_table(
+            datafusion::common::TableReference::bare(name.as_str()),
+            frame.into_view(),
+        )
+        .map_err(|error| ModelError::Internal {
+            message: error.strip_backtrace(),
+        })?;
+    Ok(None)
 }
 
 /// The model's data tests, run on its staged rows (registered in `session` under a name no
@@ -778,14 +854,8 @@ async fn audit_staged(
             if *to == NodeId::Model(model.name.clone()) {
                 // A relationship within the model itself is checked against its new rows.
                 parent = Some(staged);
-            } else if let Err(error) = register_relation(
-                session,
-                to,
-                &context.options.warehouse,
-                &context.project.sources,
-                &SourceScans::default(),
-            )
-            .await
+            } else if let Err(error) =
+                read_relation(context, session, to, &SourceScans::default(), true).await
             {
                 // The test cannot run (the model it relates to was never built): the test
                 // errors, and says why.
@@ -812,6 +882,58 @@ async fn audit_staged(
         );
     }
     Ok(results)
+}
+
+/// The diff of the staged rows against the published rows they replace, into `result`; judged
+/// by the model's thresholds as a test. A diff that cannot be computed is an error only where
+/// thresholds depend on it.
+async fn diff_staged(
+    context: &BuildContext,
+    session: &SessionContext,
+    table: &ModelTable,
+    staged: &crate::storage::StagedWrite,
+    model: &ModelPlan,
+    result: &mut ModelResult,
+) {
+    let config = &model.config.diff;
+    let key = crate::audit::diff_key(&context.project, &model.name, config);
+    let computed = async {
+        let sides = table.diff_sides(session, staged).await?;
+        let written = staged.partitions();
+        let partitions = match (table.partition_by(), written.len(), table.is_incremental()) {
+            ([], _, _) => Partitions::None,
+            // A replace of one partition: before and after are that partition.
+            (_, 1, false) => Partitions::One(written.into_iter().next().unwrap_or_default()),
+            (columns, _, _) => Partitions::Many(columns.to_vec()),
+        };
+        crate::audit::diff(
+            session,
+            sides,
+            &model.name,
+            &key,
+            partitions,
+            config,
+            &context.options.failures_dir,
+        )
+        .await
+        .map_err(|source| StorageError::Execution {
+            model: model.name.clone(),
+            source,
+        })
+    };
+    match computed.await {
+        Ok((diff, judged)) => {
+            result.diff = Some(diff);
+            result.tests.extend(judged);
+        }
+        Err(error) if config.has_thresholds() => result.tests.push(TestResult::errored(
+            &format!("{}__diff", model.name),
+            TestKind::Diff,
+            &model.name,
+            error.to_string(),
+        )),
+        Err(error) => tracing::warn!(model = %model.name, %error, "the diff could not be computed"),
+    }
 }
 
 /// An error naming the tests that stop the model, if any do.

@@ -28,15 +28,16 @@ pub use data_tests::{
 };
 pub use doc_blocks::DocBlock;
 pub use model_config::{
-    FolderConfig, Incremental, IncrementalStrategy, InvalidConfig, Materialization, ModelConfig,
-    OnSchemaChange,
+    DiffConfig, FolderConfig, Incremental, IncrementalStrategy, InvalidConfig, Materialization,
+    ModelConfig, OnSchemaChange,
 };
 pub use storage_options::StorageOptions;
 pub use target::Target;
 pub use yaml::{
-    ColumnProperties, ContractProperties, MissingPartition, ModelConfigProperties, ModelProperties,
-    OneOrMany, PropertiesFile, RowsFormat, SourceFormat, SourceProperties, SourceTableProperties,
-    UnitTestInput, UnitTestOverrides, UnitTestProperties, UnitTestRows,
+    ColumnDiffProperties, ColumnProperties, ContractProperties, DiffProperties, MissingPartition,
+    ModelConfigProperties, ModelProperties, OneOrMany, PropertiesFile, RowsFormat, SourceFormat,
+    SourceProperties, SourceTableProperties, UnitTestInput, UnitTestOverrides, UnitTestProperties,
+    UnitTestRows,
 };
 
 use crate::source::SourceFile;

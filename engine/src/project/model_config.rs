@@ -9,8 +9,8 @@ use std::path::Path;
 
 use serde_yaml::Value;
 
-use super::data_tests::{TestConfig, parse_config};
-use super::yaml::ModelConfigProperties;
+use super::data_tests::{Severity, TestConfig, parse_config};
+use super::yaml::{ColumnDiffProperties, ModelConfigProperties};
 
 /// How a model is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -55,7 +55,7 @@ impl std::fmt::Display for Materialization {
 }
 
 /// A model's configuration, resolved from its layers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
     pub materialized: Materialization,
     pub partition_by: Vec<String>,
@@ -74,6 +74,53 @@ pub struct ModelConfig {
     pub ignored: Vec<&'static str>,
     /// How a singular test's failing rows are judged (`config(severity='warn')` in its SQL).
     pub test: TestConfig,
+    /// How its builds' diffs are computed and judged.
+    pub diff: DiffConfig,
+}
+
+/// How a model's builds' diffs are computed and judged (`diff:` of its config).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiffConfig {
+    pub enabled: bool,
+    /// The key given in `diff:`; else the model's `unique_key` or a uniqueness test's columns.
+    pub key: Vec<String>,
+    pub max_added: Option<u64>,
+    pub max_removed: Option<u64>,
+    pub max_changed: Option<u64>,
+    pub max_row_change_pct: Option<f64>,
+    pub max_changed_pct: Option<f64>,
+    pub columns: BTreeMap<String, ColumnDiffProperties>,
+    pub severity: Severity,
+    pub max_rows: u64,
+}
+
+impl Default for DiffConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            key: Vec::new(),
+            max_added: None,
+            max_removed: None,
+            max_changed: None,
+            max_row_change_pct: None,
+            max_changed_pct: None,
+            columns: BTreeMap::new(),
+            severity: Severity::Error,
+            max_rows: 10_000_000,
+        }
+    }
+}
+
+impl DiffConfig {
+    /// Whether any threshold is set.
+    pub fn has_thresholds(&self) -> bool {
+        self.max_added.is_some()
+            || self.max_removed.is_some()
+            || self.max_changed.is_some()
+            || self.max_row_change_pct.is_some()
+            || self.max_changed_pct.is_some()
+            || !self.columns.is_empty()
+    }
 }
 
 /// What an incremental model's run (one that is not its first or a full refresh) does.
@@ -171,6 +218,7 @@ impl ModelConfigProperties {
             error_if: specific.error_if.or(self.error_if),
             limit: specific.limit.or(self.limit),
             filter: specific.filter.or(self.filter),
+            diff: specific.diff.or(self.diff),
             pre_hook: specific.pre_hook.or(self.pre_hook),
             post_hook: specific.post_hook.or(self.post_hook),
         }
@@ -219,6 +267,7 @@ impl ModelConfigProperties {
                 "a singular test's config: severity='warn', warn_if='>0', error_if='>10', limit=100"
                     .into(),
         })?;
+        let diff = self.diff_config(incremental.as_ref())?;
         let delimiter = match self.delimiter.as_deref().map(str::as_bytes) {
             None => b',',
             Some([byte]) if byte.is_ascii() => *byte,
@@ -263,6 +312,49 @@ impl ModelConfigProperties {
             delimiter,
             ignored,
             test,
+            diff,
+        })
+    }
+
+    /// The model's `diff:`, with the incremental `unique_key` as the key when it gives none.
+    fn diff_config(&self, incremental: Option<&Incremental>) -> Result<DiffConfig, InvalidConfig> {
+        let given = self.diff.clone().unwrap_or_default();
+        let severity = match given.severity.as_deref() {
+            None | Some("error") => Severity::Error,
+            Some("warn") => Severity::Warn,
+            Some(other) => {
+                return Err(InvalidConfig {
+                    message: format!("diff severity `{other}` is neither error nor warn"),
+                    help: "diff: {severity: warn} publishes a breach with a warning".into(),
+                });
+            }
+        };
+        let pcts = [given.max_row_change_pct, given.max_changed_pct]
+            .into_iter()
+            .chain(given.columns.values().map(|c| c.max_sum_change_pct));
+        if pcts.flatten().any(|pct| !pct.is_finite() || pct < 0.0) {
+            return Err(InvalidConfig {
+                message: "a diff percentage is a number from 0 up".into(),
+                help: "for example: diff: {max_row_change_pct: 5}".into(),
+            });
+        }
+        let key = match (given.key, incremental.map(|i| &i.strategy)) {
+            (Some(key), _) => key.into_vec(),
+            (None, Some(IncrementalStrategy::Merge { unique_key })) => unique_key.clone(),
+            (None, _) => Vec::new(),
+        };
+        let defaults = DiffConfig::default();
+        Ok(DiffConfig {
+            enabled: given.enabled.unwrap_or(true),
+            key,
+            max_added: given.max_added,
+            max_removed: given.max_removed,
+            max_changed: given.max_changed,
+            max_row_change_pct: given.max_row_change_pct,
+            max_changed_pct: given.max_changed_pct,
+            columns: given.columns,
+            severity,
+            max_rows: given.max_rows.unwrap_or(defaults.max_rows),
         })
     }
 

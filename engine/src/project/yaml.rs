@@ -2,6 +2,8 @@
 //! The doc comments are the descriptions of the JSON Schema in `schemas/`.
 
 use schemars::JsonSchema;
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 /// A property file under models/: models and sources, with dbt's keys.
@@ -192,6 +194,10 @@ pub struct ModelConfigProperties {
     /// In the `data_tests:` tree of the project file: the filter of a folder's tests' rows.
     #[serde(default, rename = "where")]
     pub filter: Option<String>,
+    /// What each build's diff (its staged rows against the published ones they replace)
+    /// matches rows by, and the thresholds that block publication.
+    #[serde(default)]
+    pub diff: Option<DiffProperties>,
     /// dbt's SQL run before the model: dp runs no hooks; ignored, with a warning.
     #[serde(default, alias = "pre-hook")]
     #[schemars(with = "Option<serde_json::Value>")]
@@ -209,6 +215,57 @@ pub struct ContractProperties {
     /// Whether the declared columns are enforced.
     #[serde(default)]
     pub enforced: bool,
+}
+
+/// `diff:` of a model's config: how a build's staged rows are compared with the published rows
+/// they replace, and how much change blocks the commit.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiffProperties {
+    /// `false`: no diff for this model's builds.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// The column(s) rows are matched by (default: the model's `unique_key`, else the columns
+    /// of its `unique` or `unique_combination_of_columns` test).
+    #[serde(default)]
+    pub key: Option<OneOrMany>,
+    /// At most this many rows added (by key).
+    #[serde(default)]
+    pub max_added: Option<u64>,
+    /// At most this many rows removed (by key).
+    #[serde(default)]
+    pub max_removed: Option<u64>,
+    /// At most this many rows changed (by key: some column's value differs).
+    #[serde(default)]
+    pub max_changed: Option<u64>,
+    /// The row count may change by at most this percentage (of the rows before).
+    #[serde(default)]
+    pub max_row_change_pct: Option<f64>,
+    /// At most this percentage of the rows before may change (by key).
+    #[serde(default)]
+    pub max_changed_pct: Option<f64>,
+    /// Per column: `max_sum_change_pct` (of the sum before) and `max_null_increase` (rows).
+    #[serde(default)]
+    pub columns: BTreeMap<String, ColumnDiffProperties>,
+    /// `error` (default): a breach stops the commit; `warn`: it is published with a warning.
+    #[serde(default)]
+    pub severity: Option<String>,
+    /// Above this many rows (before and after together) only the row counts are compared
+    /// (default: 10,000,000).
+    #[serde(default)]
+    pub max_rows: Option<u64>,
+}
+
+/// The thresholds of one column in a model's `diff:`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnDiffProperties {
+    /// The column's sum may change by at most this percentage.
+    #[serde(default)]
+    pub max_sum_change_pct: Option<f64>,
+    /// At most this many more NULLs than before.
+    #[serde(default)]
+    pub max_null_increase: Option<u64>,
 }
 
 /// A YAML value that may be one string or a list of strings.

@@ -178,6 +178,10 @@ pub struct RunResultEntry<'a> {
     pub failure_class: Option<FailureClass>,
     pub message: Option<String>,
     pub tests: &'a [TestResult],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<&'a ModelDiff>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// Write a build's `summary` as JSON to `path`, creating its folder.
@@ -330,6 +334,8 @@ pub fn entry(result: &ModelResult) -> RunResultEntry<'_> {
         failure_class: result.failure_class,
         message: result.status.message(),
         tests: &result.tests,
+        diff: result.diff.as_ref(),
+        dry_run: result.dry_run,
     }
 }
 
@@ -384,6 +390,82 @@ pub struct ModelResult {
     pub attempts: u32,
     /// Why it failed, as an operator acts on it.
     pub failure_class: Option<FailureClass>,
+    /// What the build changes in its table, computed before the commit.
+    pub diff: Option<ModelDiff>,
+    /// `--dry-run`: staged, audited and diffed, then not committed.
+    pub dry_run: bool,
+}
+
+/// What a build changes in its table: the rows it replaces (the published version) against
+/// the rows it stages, computed before the commit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct ModelDiff {
+    /// `full`; or `counts` when the rows compared exceed the diff's `max_rows`: then only the
+    /// row counts were computed.
+    pub mode: String,
+    pub rows_before: u64,
+    pub rows_after: u64,
+    /// Rows before and after, per replaced partition (`col=value`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub partitions: BTreeMap<String, RowCounts>,
+    /// The columns rows are matched by; empty when the model has no key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key: Vec<String>,
+    /// Rows by key: new, gone, and present in both with another value in some column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<u64>,
+    /// The first keys of each change (`added`, `removed`, `changed`), column → value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub samples: BTreeMap<String, Vec<BTreeMap<String, String>>>,
+    /// Per column: nulls, distinct values, and min / max / sum of numbers, before and after.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub columns: BTreeMap<String, ColumnDiff>,
+}
+
+/// Rows before and after.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct RowCounts {
+    pub before: u64,
+    pub after: u64,
+}
+
+/// One column before and after a build.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct ColumnDiff {
+    pub nulls_before: u64,
+    pub nulls_after: u64,
+    pub distinct_before: u64,
+    pub distinct_after: u64,
+    /// The distinct counts are approximate (HyperLogLog, above a size).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub distinct_approximate: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_before: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_after: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_before: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_after: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sum_before: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sum_after: Option<f64>,
+}
+
+impl ColumnDiff {
+    /// Whether anything measured changed.
+    pub fn changed(&self) -> bool {
+        self.nulls_before != self.nulls_after
+            || self.distinct_before != self.distinct_after
+            || self.min_before != self.min_after
+            || self.max_before != self.max_after
+            || self.sum_before != self.sum_after
+    }
 }
 
 /// Why a model failed, as an operator acts on it: only a transient failure is retried.
@@ -548,6 +630,8 @@ pub enum TestKind {
     Data,
     Singular,
     Unit,
+    /// A build's diff judged by the model's `diff:` thresholds.
+    Diff,
 }
 
 impl TestKind {
@@ -557,6 +641,7 @@ impl TestKind {
             TestKind::Data => "data",
             TestKind::Singular => "singular",
             TestKind::Unit => "unit",
+            TestKind::Diff => "diff",
         }
     }
 }

@@ -38,6 +38,9 @@ pub struct RunRecord {
     /// The version of each upstream model's table the build read.
     #[serde(default)]
     pub inputs: BTreeMap<String, u64>,
+    /// What the build changed (its diff, without the sample keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<crate::report::ModelDiff>,
 }
 
 /// A test of a build, as its commit records it.

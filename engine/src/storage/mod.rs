@@ -208,6 +208,20 @@ pub struct ModelTable {
 /// their partition values.
 type Rewrites = (Vec<Add>, BTreeMap<String, HashMap<String, Option<String>>>);
 
+/// The two sides of a build's diff (see [`ModelTable::diff_sides`]).
+pub struct DiffSides {
+    pub before: DataFrame,
+    pub before_rows: Option<u64>,
+    pub after: DataFrame,
+    pub after_rows: Option<u64>,
+}
+
+/// The rows of a staged file, from its statistics.
+fn records(add: &Add) -> Option<u64> {
+    let stats: serde_json::Value = serde_json::from_str(add.stats.as_deref()?).ok()?;
+    stats["numRecords"].as_u64()
+}
+
 /// A data file of the table, published or staged: where it is and its partition values.
 struct DataFile {
     path: String,
@@ -1034,6 +1048,56 @@ impl ModelTable {
             );
         }
         self.frame_of(session, &files)
+    }
+
+    /// The two sides of `staged`'s diff, as DataFrames in `session`: the published rows its
+    /// commit replaces (for an incremental run, the whole table) and the rows after it (the
+    /// staged rows; for an incremental run, the table as it will be), each with its row count
+    /// from the files' statistics when every file has them.
+    pub async fn diff_sides(
+        &self,
+        session: &SessionContext,
+        staged: &StagedWrite,
+    ) -> Result<DiffSides, StorageError> {
+        let replaces = self.replaces(staged);
+        let published = self.published_files().await?;
+        let mut before = (Vec::new(), Some(0));
+        let mut after: (Vec<DataFile>, Option<u64>) = (Vec::new(), Some(0));
+        let count = |total: &mut Option<u64>, rows: Option<u64>| {
+            *total = total.zip(rows).map(|(total, rows)| total + rows);
+        };
+        for file in &published {
+            let rows = file.num_records().map(|n| n as u64);
+            if self.incremental || replaces(file) {
+                before.0.push(DataFile::from(file));
+                count(&mut before.1, rows);
+            }
+            if self.incremental && !replaces(file) {
+                after.0.push(DataFile::from(file));
+                count(&mut after.1, rows);
+            }
+        }
+        for add in &staged.adds {
+            after.0.push(DataFile::from(add));
+            count(&mut after.1, records(add));
+        }
+        Ok(DiffSides {
+            before: self.frame_of(session, &before.0)?,
+            before_rows: before.1,
+            after: self.frame_of(session, &after.0)?,
+            after_rows: after.1,
+        })
+    }
+
+    /// The table's partition columns.
+    pub fn partition_by(&self) -> &[String] {
+        &self.partition_by
+    }
+
+    /// Whether the build is an incremental run (its commit keeps the published rows it does
+    /// not replace).
+    pub fn is_incremental(&self) -> bool {
+        self.incremental
     }
 
     /// The rows of `files` of this table as a DataFrame in `session`, with the partition values

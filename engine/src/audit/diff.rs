@@ -1,0 +1,623 @@
+//! The diff of a build: its staged rows against the published rows they replace, computed in
+//! DataFusion before the commit: rows before and after (per partition), rows added, removed
+//! and changed by key with a sample of each, and per column the change in NULLs, distinct
+//! values and the min / max / sum of numbers. The model's `diff:` thresholds judge it like a
+//! data test.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::Result;
+use datafusion::prelude::SessionContext;
+
+use crate::project::{DataTestKind, DiffConfig, NodeId, Project, Severity};
+use crate::report::{ColumnDiff, ModelDiff, RowCounts, TestKind, TestResult, TestStatus};
+use crate::source::quote_identifier as quote;
+use crate::storage::DiffSides;
+
+/// Above this many rows (before and after together), distinct values are counted
+/// approximately.
+const EXACT_DISTINCT_ROWS: u64 = 1_000_000;
+
+/// Keys shown of each kind of change.
+const SAMPLE_KEYS: usize = 5;
+
+/// The names the two sides are registered under, which no model can have.
+const BEFORE: &str = "diff-before";
+const AFTER: &str = "diff-after";
+
+/// The columns a model's rows are matched by: its `diff: {key}` (or incremental `unique_key`),
+/// else the column of a `unique` test, else those of a `unique_combination_of_columns` test.
+pub fn diff_key(project: &Project, model: &str, config: &DiffConfig) -> Vec<String> {
+    if !config.key.is_empty() {
+        return config.key.clone();
+    }
+    let tests = project.data_tests_of(&NodeId::Model(model.to_string()));
+    let unique = tests
+        .iter()
+        .find_map(|test| match (&test.kind, &test.column) {
+            (DataTestKind::Unique, Some(column)) => Some(vec![column.clone()]),
+            _ => None,
+        });
+    unique
+        .or_else(|| {
+            tests.iter().find_map(|test| match &test.kind {
+                DataTestKind::UniqueCombinationOfColumns { columns } => Some(columns.clone()),
+                _ => None,
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// How a diff's rows split into partitions.
+pub enum Partitions {
+    /// The table is not partitioned.
+    None,
+    /// Both sides are this one partition (`col=value`).
+    One(String),
+    /// By these partition columns.
+    Many(Vec<String>),
+}
+
+/// The diff of `sides.after` (the staged rows) against `sides.before` (the published rows they
+/// replace), both registered in `session` for its time; `partitions` splits the row counts.
+/// With thresholds in `config`, also the diff judged as a test of `model`, its offending keys
+/// written under `failures_dir`.
+pub async fn diff(
+    session: &SessionContext,
+    sides: DiffSides,
+    model: &str,
+    key: &[String],
+    partitions: Partitions,
+    config: &DiffConfig,
+    failures_dir: &Path,
+) -> Result<(ModelDiff, Option<TestResult>)> {
+    session.register_table(BEFORE, sides.before.into_view())?;
+    session.register_table(AFTER, sides.after.into_view())?;
+    let rows = (sides.before_rows, sides.after_rows);
+    let computed = async {
+        let (diff, changes) = compute(session, rows, key, partitions, config.max_rows).await?;
+        // A threshold compares with what was published: a first build, or a new partition,
+        // has nothing to compare with.
+        let judged = match config.has_thresholds() && diff.rows_before > 0 {
+            true => Some(judge(session, model, &diff, config, changes, failures_dir).await),
+            false => None,
+        };
+        Ok((diff, judged))
+    }
+    .await;
+    let _ = session.deregister_table(BEFORE);
+    let _ = session.deregister_table(AFTER);
+    computed
+}
+
+/// The diff, and the query of its changed keys when it has a key. `rows` are the row counts
+/// before and after when the files' statistics give them.
+async fn compute(
+    session: &SessionContext,
+    rows: (Option<u64>, Option<u64>),
+    key: &[String],
+    partitions: Partitions,
+    max_rows: u64,
+) -> Result<(ModelDiff, Option<String>)> {
+    let (before, after) = (quote(BEFORE), quote(AFTER));
+    let count = |known: Option<u64>, table: String| async move {
+        match known {
+            Some(rows) => Ok::<u64, datafusion::error::DataFusionError>(rows),
+            None => Ok(integer(
+                &query(session, &format!("select count(*) from {table}")).await?,
+                0,
+                0,
+            )),
+        }
+    };
+    let mut diff = ModelDiff {
+        mode: "full".into(),
+        rows_before: count(rows.0, before.clone()).await?,
+        rows_after: count(rows.1, after.clone()).await?,
+        ..Default::default()
+    };
+    let rows = diff.rows_before + diff.rows_after;
+    if rows > max_rows {
+        diff.mode = "counts".into();
+        return Ok((diff, None));
+    }
+    diff.partitions = match partitions {
+        Partitions::None => BTreeMap::new(),
+        // The whole diff is the partition's.
+        Partitions::One(name) => BTreeMap::from([(
+            name,
+            RowCounts {
+                before: diff.rows_before,
+                after: diff.rows_after,
+            },
+        )]),
+        Partitions::Many(columns) => partition_counts(session, &columns).await?,
+    };
+    let schema = session.table(AFTER).await?.schema().as_arrow().clone();
+    let published = session.table(BEFORE).await?.schema().as_arrow().clone();
+    let columns: Vec<(String, bool)> = schema
+        .fields()
+        .iter()
+        .filter(|f| published.field_with_name(f.name()).is_ok())
+        // A key's sum or range says nothing: only its NULLs and distinct values are counted.
+        .map(|f| {
+            let number = is_number(f.data_type()) && !key.contains(f.name());
+            (f.name().clone(), number)
+        })
+        .collect();
+    let approximate = rows > EXACT_DISTINCT_ROWS;
+    let before_stats = column_stats(session, &before, &columns, approximate).await?;
+    let after_stats = column_stats(session, &after, &columns, approximate).await?;
+    for ((name, _), (b, a)) in columns
+        .iter()
+        .zip(before_stats.into_iter().zip(after_stats))
+    {
+        diff.columns.insert(
+            name.clone(),
+            ColumnDiff {
+                nulls_before: b.nulls,
+                nulls_after: a.nulls,
+                distinct_before: b.distinct,
+                distinct_after: a.distinct,
+                distinct_approximate: approximate,
+                min_before: b.min,
+                min_after: a.min,
+                max_before: b.max,
+                max_after: a.max,
+                sum_before: b.sum,
+                sum_after: a.sum,
+            },
+        );
+    }
+    let keyed = !key.is_empty() && key.iter().all(|k| columns.iter().any(|(c, _)| c == k));
+    let mut changes_query = None;
+    if keyed {
+        diff.key = key.to_vec();
+        let compared: Vec<&str> = columns
+            .iter()
+            .map(|(c, _)| c.as_str())
+            .filter(|c| !key.iter().any(|k| k == c))
+            .collect();
+        let changes = changes_sql(key, &compared);
+        let counts = query(
+            session,
+            &format!(
+                "select count(case when change = 'added' then 1 end), \
+                 count(case when change = 'removed' then 1 end), \
+                 count(case when change = 'changed' then 1 end) from ({changes}) as changes"
+            ),
+        )
+        .await?;
+        diff.added = Some(integer(&counts, 0, 0));
+        diff.removed = Some(integer(&counts, 1, 0));
+        diff.changed = Some(integer(&counts, 2, 0));
+        for (kind, count) in [
+            ("added", diff.added),
+            ("removed", diff.removed),
+            ("changed", diff.changed),
+        ] {
+            if count.unwrap_or(0) == 0 {
+                continue;
+            }
+            let sample = query(
+                session,
+                &format!(
+                    "select * from ({changes}) as changes where change = '{kind}' limit {SAMPLE_KEYS}"
+                ),
+            )
+            .await?;
+            diff.samples.insert(kind.into(), key_rows(&sample, key));
+        }
+        changes_query = Some(changes);
+    }
+    Ok((diff, changes_query))
+}
+
+/// One row per key that the build adds, removes or changes: `change`, then the key columns.
+fn changes_sql(key: &[String], compared: &[&str]) -> String {
+    let on: Vec<String> = key
+        .iter()
+        .map(|k| format!("b.{0} = a.{0}", quote(k)))
+        .collect();
+    let keys: Vec<String> = key
+        .iter()
+        .map(|k| format!("coalesce(a.{0}, b.{0}) as {0}", quote(k)))
+        .collect();
+    let differs = match compared.is_empty() {
+        true => "false".to_string(),
+        false => compared
+            .iter()
+            .map(|c| format!("(b.{0} is distinct from a.{0})", quote(c)))
+            .collect::<Vec<_>>()
+            .join(" or "),
+    };
+    format!(
+        "select * from (select case when b.\"__dp_before\" is null then 'added' \
+         when a.\"__dp_after\" is null then 'removed' \
+         when {differs} then 'changed' end as change, {keys} \
+         from (select *, true as \"__dp_before\" from {before}) as b \
+         full outer join (select *, true as \"__dp_after\" from {after}) as a on {on}) as changes \
+         where change is not null",
+        keys = keys.join(", "),
+        before = quote(BEFORE),
+        after = quote(AFTER),
+        on = on.join(" and "),
+    )
+}
+
+/// Rows before and after per partition, as `col=value/...` keys.
+async fn partition_counts(
+    session: &SessionContext,
+    partition_by: &[String],
+) -> Result<BTreeMap<String, RowCounts>> {
+    let mut sorted = partition_by.to_vec();
+    sorted.sort();
+    let columns: Vec<String> = sorted
+        .iter()
+        .map(|c| format!("cast({} as varchar)", quote(c)))
+        .collect();
+    let mut counts: BTreeMap<String, RowCounts> = BTreeMap::new();
+    for (table, after) in [(BEFORE, false), (AFTER, true)] {
+        let batches = query(
+            session,
+            &format!(
+                "select {0}, count(*) from {1} group by {0}",
+                columns.join(", "),
+                quote(table)
+            ),
+        )
+        .await?;
+        for batch in &batches {
+            for row in 0..batch.num_rows() {
+                let key: Vec<String> = sorted
+                    .iter()
+                    .enumerate()
+                    .map(|(i, column)| match batch.column(i).is_null(row) {
+                        true => format!("{column} is null"),
+                        false => format!(
+                            "{column}={}",
+                            datafusion::arrow::util::display::array_value_to_string(
+                                batch.column(i),
+                                row
+                            )
+                            .unwrap_or_default()
+                        ),
+                    })
+                    .collect();
+                let n = integer(std::slice::from_ref(batch), sorted.len(), row);
+                let entry = counts.entry(key.join("/")).or_default();
+                match after {
+                    true => entry.after = n,
+                    false => entry.before = n,
+                }
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// A column's figures on one side.
+struct Stats {
+    nulls: u64,
+    distinct: u64,
+    min: Option<f64>,
+    max: Option<f64>,
+    sum: Option<f64>,
+}
+
+/// Every column's figures of `table`, in one query.
+async fn column_stats(
+    session: &SessionContext,
+    table: &str,
+    columns: &[(String, bool)],
+    approximate: bool,
+) -> Result<Vec<Stats>> {
+    if columns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut selected = Vec::new();
+    for (name, number) in columns {
+        let column = quote(name);
+        selected.push(format!("count(*) - count({column})"));
+        selected.push(match approximate {
+            true => format!("cast(approx_distinct({column}) as bigint)"),
+            false => format!("count(distinct {column})"),
+        });
+        for function in ["min", "max", "sum"] {
+            selected.push(match number {
+                true => format!("cast({function}({column}) as double)"),
+                false => "cast(null as double)".into(),
+            });
+        }
+    }
+    let selected: Vec<String> = selected
+        .iter()
+        .enumerate()
+        .map(|(i, expression)| format!("{expression} as c{i}"))
+        .collect();
+    let batches = query(
+        session,
+        &format!("select {} from {table}", selected.join(", ")),
+    )
+    .await?;
+    Ok((0..columns.len())
+        .map(|i| Stats {
+            nulls: integer(&batches, i * 5, 0),
+            distinct: integer(&batches, i * 5 + 1, 0),
+            min: float(&batches, i * 5 + 2),
+            max: float(&batches, i * 5 + 3),
+            sum: float(&batches, i * 5 + 4),
+        })
+        .collect())
+}
+
+/// The key columns of each row of `batches`, as text.
+fn key_rows(batches: &[RecordBatch], key: &[String]) -> Vec<BTreeMap<String, String>> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        for row in 0..batch.num_rows() {
+            rows.push(
+                key.iter()
+                    .enumerate()
+                    .map(|(i, name)| {
+                        let value = datafusion::arrow::util::display::array_value_to_string(
+                            batch.column(i + 1),
+                            row,
+                        )
+                        .unwrap_or_default();
+                        (name.clone(), value)
+                    })
+                    .collect(),
+            );
+        }
+    }
+    rows
+}
+
+async fn query(session: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
+    session.sql(sql).await?.collect().await
+}
+
+/// The integer at `column`, `row` of the first batch with rows (0 when there is none).
+fn integer(batches: &[RecordBatch], column: usize, row: usize) -> u64 {
+    batches
+        .iter()
+        .find(|b| b.num_rows() > row)
+        .and_then(|b| {
+            b.column(column)
+                .as_primitive_opt::<Int64Type>()
+                .map(|c| c.value(row))
+        })
+        .map_or(0, |n| n.max(0) as u64)
+}
+
+/// The float at `column` of the first row, if it is not NULL.
+fn float(batches: &[RecordBatch], column: usize) -> Option<f64> {
+    let batch = batches.iter().find(|b| b.num_rows() > 0)?;
+    let values = batch.column(column).as_primitive_opt::<Float64Type>()?;
+    (!values.is_null(0)).then(|| values.value(0))
+}
+
+fn is_number(data_type: &DataType) -> bool {
+    data_type.is_numeric()
+}
+
+/// The thresholds of `config` that `diff` breaks, each said with its figures.
+fn breaches(diff: &ModelDiff, config: &DiffConfig) -> Vec<String> {
+    let mut found = Vec::new();
+    let keyed = |name: &str, value: Option<u64>, max: Option<u64>, found: &mut Vec<String>| match (
+        value, max,
+    ) {
+        (Some(value), Some(max)) if value > max => {
+            found.push(format!("{value} rows {name}, more than max_{name}: {max}"));
+        }
+        (None, Some(_)) => found.push(format!("max_{name} cannot be judged: {}", unjudged(diff))),
+        _ => {}
+    };
+    keyed("added", diff.added, config.max_added, &mut found);
+    keyed("removed", diff.removed, config.max_removed, &mut found);
+    keyed("changed", diff.changed, config.max_changed, &mut found);
+    let before = diff.rows_before as f64;
+    let pct = |part: f64, whole: f64| (whole != 0.0).then(|| 100.0 * part / whole);
+    if let Some(max) = config.max_row_change_pct
+        && let Some(change) = pct((diff.rows_after as f64 - before).abs(), before)
+        && change > max
+    {
+        found.push(format!(
+            "the row count changed by {change:.2}% ({} → {}), more than max_row_change_pct: {max}",
+            diff.rows_before, diff.rows_after
+        ));
+    }
+    if let Some(max) = config.max_changed_pct {
+        match diff.changed {
+            Some(changed) => {
+                if let Some(share) = pct(changed as f64, before)
+                    && share > max
+                {
+                    found.push(format!(
+                        "{changed} of {} rows changed ({share:.2}%), more than max_changed_pct: {max}",
+                        diff.rows_before
+                    ));
+                }
+            }
+            None => found.push(format!(
+                "max_changed_pct cannot be judged: {}",
+                unjudged(diff)
+            )),
+        }
+    }
+    for (name, limits) in &config.columns {
+        let Some(column) = diff.columns.get(name) else {
+            found.push(format!(
+                "column `{name}` cannot be judged: {}",
+                match diff.mode.as_str() {
+                    "counts" => unjudged(diff),
+                    _ => "the model has no such column".into(),
+                }
+            ));
+            continue;
+        };
+        if let Some(max) = limits.max_null_increase {
+            let increase = column.nulls_after.saturating_sub(column.nulls_before);
+            if increase > max {
+                found.push(format!(
+                    "`{name}` has {increase} more NULLs ({} → {}), more than max_null_increase: {max}",
+                    column.nulls_before, column.nulls_after
+                ));
+            }
+        }
+        if let Some(max) = limits.max_sum_change_pct
+            && let (Some(before), Some(after)) = (column.sum_before, column.sum_after)
+            && let Some(change) = pct((after - before).abs(), before.abs())
+            && change > max
+        {
+            found.push(format!(
+                "the sum of `{name}` changed by {change:.2}% ({before} → {after}), more than max_sum_change_pct: {max}"
+            ));
+        }
+    }
+    found
+}
+
+/// Why a keyed threshold has no figure to judge.
+fn unjudged(diff: &ModelDiff) -> String {
+    match diff.mode.as_str() {
+        "counts" => "the diff counted rows only (more rows than its max_rows)".into(),
+        _ => "the model has no key: set diff: {key: [...]}".into(),
+    }
+}
+
+/// The diff judged by the model's thresholds, as a test: failing (or warning, at `severity:
+/// warn`) when one breaks, with every added, removed and changed key written to
+/// `<failures_dir>/<model>__diff.csv`.
+async fn judge(
+    session: &SessionContext,
+    model: &str,
+    diff: &ModelDiff,
+    config: &DiffConfig,
+    changes: Option<String>,
+    failures_dir: &Path,
+) -> TestResult {
+    let found = breaches(diff, config);
+    let name = format!("{model}__diff");
+    let mut result = TestResult {
+        name: name.clone(),
+        kind: TestKind::Diff,
+        subject: model.to_string(),
+        status: TestStatus::Pass,
+        failures: 0,
+        sample: None,
+        failures_file: None,
+        detail: None,
+        defined_at: None,
+    };
+    if found.is_empty() {
+        return result;
+    }
+    result.status = match config.severity {
+        Severity::Error => TestStatus::Fail,
+        Severity::Warn => TestStatus::Warn,
+    };
+    // The keys it changes are the failing rows (none when the model has no key).
+    result.failures = [diff.added, diff.removed, diff.changed]
+        .into_iter()
+        .flatten()
+        .sum();
+    result.detail = Some(found.join("\n"));
+    if let Some(changes) = changes
+        && let Ok(rows) = session.sql(&changes).await
+    {
+        result.failures_file = super::write_failures(rows, &name, None, failures_dir).await;
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::project::ColumnDiffProperties;
+
+    fn diff() -> ModelDiff {
+        ModelDiff {
+            mode: "full".into(),
+            rows_before: 200,
+            rows_after: 190,
+            key: vec!["id".into()],
+            added: Some(0),
+            removed: Some(10),
+            changed: Some(30),
+            columns: BTreeMap::from([(
+                "revenue".to_string(),
+                ColumnDiff {
+                    sum_before: Some(1000.0),
+                    sum_after: Some(970.0),
+                    nulls_before: 2,
+                    nulls_after: 2,
+                    ..Default::default()
+                },
+            )]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn percentages_are_of_the_rows_and_sums_before() {
+        let config = |change: f64, changed: f64, sum: f64| DiffConfig {
+            max_row_change_pct: Some(change),
+            max_changed_pct: Some(changed),
+            columns: BTreeMap::from([(
+                "revenue".to_string(),
+                ColumnDiffProperties {
+                    max_sum_change_pct: Some(sum),
+                    max_null_increase: Some(0),
+                },
+            )]),
+            ..Default::default()
+        };
+        // 10 of 200 rows fewer: 5 %; 30 of 200 changed: 15 %; the sum fell by 3 %.
+        assert!(breaches(&diff(), &config(5.0, 15.0, 3.0)).is_empty());
+        let found = breaches(&diff(), &config(4.9, 14.9, 2.9));
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0].contains("changed by 5.00% (200 → 190)"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].contains("30 of 200 rows changed (15.00%)"),
+            "{found:?}"
+        );
+        assert!(
+            found[2].contains("the sum of `revenue` changed by 3.00%"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn keyed_thresholds_without_figures_say_why() {
+        let config = DiffConfig {
+            max_removed: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(
+            breaches(&diff(), &config),
+            ["10 rows removed, more than max_removed: 5"]
+        );
+        let unkeyed = ModelDiff {
+            key: Vec::new(),
+            added: None,
+            removed: None,
+            changed: None,
+            ..diff()
+        };
+        assert!(breaches(&unkeyed, &config)[0].contains("the model has no key"));
+        let counted = ModelDiff {
+            mode: "counts".into(),
+            ..unkeyed
+        };
+        assert!(breaches(&counted, &config)[0].contains("counted rows only"));
+    }
+}
