@@ -87,6 +87,19 @@ fn issue_20_a_build_shows_what_it_changes_by_key_and_by_column() {
     );
     assert_eq!(daily["columns"]["amount"]["sum_before"], 6.0);
     assert_eq!(daily["columns"]["amount"]["sum_after"], 12.0);
+    // Two partitions replaced at once: rows per partition.
+    project.dp_ok(&["build", "--select", "spread"]);
+    project.dp_ok(&["build", "--select", "spread", "--vars", "version=2"]);
+    let spread = diff_of(&project, "spread");
+    assert_eq!(
+        spread["partitions"],
+        serde_json::json!({
+            "date=2024-01-01": {"before": 2, "after": 2},
+            "date=2024-01-02": {"before": 1, "after": 2},
+        })
+    );
+    assert_eq!(spread["columns"]["amount"]["sum_before"], 6.0);
+    assert_eq!(spread["columns"]["amount"]["sum_after"], 20.0);
     // Past its max_rows, a diff counts rows only, and says so.
     project.dp_ok(&["build", "--select", "big"]);
     let out = project.dp_ok(&["build", "--select", "big", "--vars", "version=2"]);

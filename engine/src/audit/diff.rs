@@ -6,10 +6,12 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
 use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
 
@@ -21,6 +23,10 @@ use crate::storage::DiffSides;
 /// Above this many rows (before and after together), distinct values are counted
 /// approximately.
 const EXACT_DISTINCT_ROWS: u64 = 1_000_000;
+
+/// Sides of at most this many rows are read into memory once, rather than scanned by each
+/// query of the diff.
+const IN_MEMORY_ROWS: u64 = 100_000;
 
 /// Keys shown of each kind of change.
 const SAMPLE_KEYS: usize = 5;
@@ -75,11 +81,30 @@ pub async fn diff(
     config: &DiffConfig,
     failures_dir: &Path,
 ) -> Result<(ModelDiff, Option<TestResult>)> {
-    session.register_table(BEFORE, sides.before.into_view())?;
-    session.register_table(AFTER, sides.after.into_view())?;
+    // Both sides have the table's columns.
+    let schema = Arc::new(sides.after.schema().as_arrow().clone());
+    let small = |rows: Option<u64>| rows.is_some_and(|rows| rows <= IN_MEMORY_ROWS);
+    if small(sides.before_rows) && small(sides.after_rows) {
+        // Read once each (side by side), and every query runs on memory. (The batches of the
+        // partitions' scans may differ from the table's schema in nullability only.)
+        let (before, after) =
+            futures::future::try_join(sides.before.collect(), sides.after.collect()).await?;
+        for (name, batches) in [(BEFORE, before), (AFTER, after)] {
+            let batches = batches
+                .into_iter()
+                .map(|batch| RecordBatch::try_new(schema.clone(), batch.columns().to_vec()))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let table = MemTable::try_new(schema.clone(), vec![batches])?;
+            session.register_table(name, Arc::new(table))?;
+        }
+    } else {
+        session.register_table(BEFORE, sides.before.into_view())?;
+        session.register_table(AFTER, sides.after.into_view())?;
+    }
     let rows = (sides.before_rows, sides.after_rows);
     let computed = async {
-        let (diff, changes) = compute(session, rows, key, partitions, config.max_rows).await?;
+        let (diff, changes) =
+            compute(session, &schema, rows, key, partitions, config.max_rows).await?;
         // A threshold compares with what was published: a first build, or a new partition,
         // has nothing to compare with.
         let judged = match config.has_thresholds() && diff.rows_before > 0 {
@@ -98,6 +123,7 @@ pub async fn diff(
 /// before and after when the files' statistics give them.
 async fn compute(
     session: &SessionContext,
+    schema: &datafusion::arrow::datatypes::Schema,
     rows: (Option<u64>, Option<u64>),
     key: &[String],
     partitions: Partitions,
@@ -137,12 +163,9 @@ async fn compute(
         )]),
         Partitions::Many(columns) => partition_counts(session, &columns).await?,
     };
-    let schema = session.table(AFTER).await?.schema().as_arrow().clone();
-    let published = session.table(BEFORE).await?.schema().as_arrow().clone();
     let columns: Vec<(String, bool)> = schema
         .fields()
         .iter()
-        .filter(|f| published.field_with_name(f.name()).is_ok())
         // A key's sum or range says nothing: only its NULLs and distinct values are counted.
         .map(|f| {
             let number = is_number(f.data_type()) && !key.contains(f.name());
@@ -150,8 +173,45 @@ async fn compute(
         })
         .collect();
     let approximate = rows > EXACT_DISTINCT_ROWS;
-    let before_stats = column_stats(session, &before, &columns, approximate).await?;
-    let after_stats = column_stats(session, &after, &columns, approximate).await?;
+    let keyed = !key.is_empty() && key.iter().all(|k| columns.iter().any(|(c, _)| c == k));
+    let compared: Vec<&str> = columns
+        .iter()
+        .map(|(c, _)| c.as_str())
+        .filter(|c| !key.iter().any(|k| k == c))
+        .collect();
+    let changes = changes_sql(key, &compared);
+    // Every figure in one query (one plan, its parts run side by side): each side's column
+    // figures, and the changes by key. A side without rows has none to compute.
+    let mut parts = Vec::new();
+    for (table, rows) in [(&before, diff.rows_before), (&after, diff.rows_after)] {
+        if rows > 0 {
+            parts.push(stats_sql(table, &columns, approximate));
+        }
+    }
+    let both_sides = diff.rows_before > 0 && diff.rows_after > 0;
+    if keyed && both_sides {
+        parts.push(format!(
+            "select count(case when change = 'added' then 1 end), \
+             count(case when change = 'removed' then 1 end), \
+             count(case when change = 'changed' then 1 end) from ({changes}) as changes"
+        ));
+    }
+    // The parts run side by side, each its own query.
+    let figures: Vec<Vec<RecordBatch>> =
+        futures::future::try_join_all(parts.iter().map(|part| query(session, part))).await?;
+    let mut parts = figures.iter();
+    let empty = || columns.iter().map(|_| Stats::empty()).collect::<Vec<_>>();
+    let mut side = |rows: u64| -> Vec<Stats> {
+        match rows {
+            0 => empty(),
+            _ => parts
+                .next()
+                .map_or_else(empty, |batches| read_stats(batches, columns.len())),
+        }
+    };
+    let before_stats = side(diff.rows_before);
+    let after_stats = side(diff.rows_after);
+    let keyed_counts = parts.next();
     for ((name, _), (b, a)) in columns
         .iter()
         .zip(before_stats.into_iter().zip(after_stats))
@@ -173,44 +233,40 @@ async fn compute(
             },
         );
     }
-    let keyed = !key.is_empty() && key.iter().all(|k| columns.iter().any(|(c, _)| c == k));
     let mut changes_query = None;
     if keyed {
         diff.key = key.to_vec();
-        let compared: Vec<&str> = columns
-            .iter()
-            .map(|(c, _)| c.as_str())
-            .filter(|c| !key.iter().any(|k| k == c))
-            .collect();
-        let changes = changes_sql(key, &compared);
-        let counts = query(
-            session,
-            &format!(
-                "select count(case when change = 'added' then 1 end), \
-                 count(case when change = 'removed' then 1 end), \
-                 count(case when change = 'changed' then 1 end) from ({changes}) as changes"
-            ),
-        )
-        .await?;
-        diff.added = Some(integer(&counts, 0, 0));
-        diff.removed = Some(integer(&counts, 1, 0));
-        diff.changed = Some(integer(&counts, 2, 0));
-        for (kind, count) in [
-            ("added", diff.added),
-            ("removed", diff.removed),
-            ("changed", diff.changed),
-        ] {
-            if count.unwrap_or(0) == 0 {
-                continue;
+        // With one side empty, every row is added (or removed).
+        let (added, removed, changed) = match both_sides {
+            true => {
+                let counts = keyed_counts.map_or(&[][..], |b| b.as_slice());
+                (
+                    integer(counts, 0, 0),
+                    integer(counts, 1, 0),
+                    integer(counts, 2, 0),
+                )
             }
+            false => (diff.rows_after, diff.rows_before, 0),
+        };
+        diff.added = Some(added);
+        diff.removed = Some(removed);
+        diff.changed = Some(changed);
+        // The first keys of each change, in one query; a side without rows makes every row
+        // a change, and its sample says nothing.
+        if both_sides && added + removed + changed > 0 {
+            let order: Vec<String> = key.iter().map(|k| quote(k)).collect();
+            let order = order.join(", ");
             let sample = query(
                 session,
                 &format!(
-                    "select * from ({changes}) as changes where change = '{kind}' limit {SAMPLE_KEYS}"
+                    "select * from (select *, row_number() over (partition by change order by {order}) as n \
+                     from ({changes}) as changes) as numbered where n <= {SAMPLE_KEYS} order by change, {order}"
                 ),
             )
             .await?;
-            diff.samples.insert(kind.into(), key_rows(&sample, key));
+            for (kind, keys) in key_rows(&sample, key) {
+                diff.samples.entry(kind).or_default().push(keys);
+            }
         }
         changes_query = Some(changes);
     }
@@ -300,6 +356,9 @@ async fn partition_counts(
     Ok(counts)
 }
 
+/// How many figures the stats query computes per column.
+const STATS_PER_COLUMN: usize = 5;
+
 /// A column's figures on one side.
 struct Stats {
     nulls: u64,
@@ -309,16 +368,21 @@ struct Stats {
     sum: Option<f64>,
 }
 
-/// Every column's figures of `table`, in one query.
-async fn column_stats(
-    session: &SessionContext,
-    table: &str,
-    columns: &[(String, bool)],
-    approximate: bool,
-) -> Result<Vec<Stats>> {
-    if columns.is_empty() {
-        return Ok(Vec::new());
+impl Stats {
+    /// The figures of a side without rows.
+    fn empty() -> Self {
+        Stats {
+            nulls: 0,
+            distinct: 0,
+            min: None,
+            max: None,
+            sum: None,
+        }
     }
+}
+
+/// The query of every column's figures of `table`, [`STATS_PER_COLUMN`] a column.
+fn stats_sql(table: &str, columns: &[(String, bool)], approximate: bool) -> String {
     let mut selected = Vec::new();
     for (name, number) in columns {
         let column = quote(name);
@@ -339,40 +403,40 @@ async fn column_stats(
         .enumerate()
         .map(|(i, expression)| format!("{expression} as c{i}"))
         .collect();
-    let batches = query(
-        session,
-        &format!("select {} from {table}", selected.join(", ")),
-    )
-    .await?;
-    Ok((0..columns.len())
-        .map(|i| Stats {
-            nulls: integer(&batches, i * 5, 0),
-            distinct: integer(&batches, i * 5 + 1, 0),
-            min: float(&batches, i * 5 + 2),
-            max: float(&batches, i * 5 + 3),
-            sum: float(&batches, i * 5 + 4),
-        })
-        .collect())
+    format!("select {} from {table}", selected.join(", "))
 }
 
-/// The key columns of each row of `batches`, as text.
-fn key_rows(batches: &[RecordBatch], key: &[String]) -> Vec<BTreeMap<String, String>> {
+/// The figures of `count` columns, from the row of a stats query.
+fn read_stats(figures: &[RecordBatch], count: usize) -> Vec<Stats> {
+    (0..count)
+        .map(|i| {
+            let at = i * STATS_PER_COLUMN;
+            Stats {
+                nulls: integer(figures, at, 0),
+                distinct: integer(figures, at + 1, 0),
+                min: float(figures, at + 2),
+                max: float(figures, at + 3),
+                sum: float(figures, at + 4),
+            }
+        })
+        .collect()
+}
+
+/// The change of each row of `batches` (its first column) and its key columns, as text.
+fn key_rows(batches: &[RecordBatch], key: &[String]) -> Vec<(String, BTreeMap<String, String>)> {
+    let text = |batch: &RecordBatch, column: usize, row: usize| {
+        datafusion::arrow::util::display::array_value_to_string(batch.column(column), row)
+            .unwrap_or_default()
+    };
     let mut rows = Vec::new();
     for batch in batches {
         for row in 0..batch.num_rows() {
-            rows.push(
-                key.iter()
-                    .enumerate()
-                    .map(|(i, name)| {
-                        let value = datafusion::arrow::util::display::array_value_to_string(
-                            batch.column(i + 1),
-                            row,
-                        )
-                        .unwrap_or_default();
-                        (name.clone(), value)
-                    })
-                    .collect(),
-            );
+            let keys = key
+                .iter()
+                .enumerate()
+                .map(|(i, name)| (name.clone(), text(batch, i + 1, row)))
+                .collect();
+            rows.push((text(batch, 0, row), keys));
         }
     }
     rows

@@ -921,7 +921,14 @@ async fn diff_staged(
             source,
         })
     };
-    match computed.await {
+    let started = Instant::now();
+    let computed = computed.await;
+    tracing::debug!(
+        model = %model.name,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "diff computed"
+    );
+    match computed {
         Ok((diff, judged)) => {
             result.diff = Some(diff);
             result.tests.extend(judged);

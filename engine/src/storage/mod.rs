@@ -202,6 +202,8 @@ pub struct ModelTable {
     evolved: bool,
     /// The commit rewrites every published file (columns dropped or retyped).
     rewrite_all: bool,
+    /// The published version's data files, once read.
+    published: tokio::sync::OnceCell<Vec<LogicalFileView>>,
 }
 
 /// What a rewrite stages: the new files, and the published files they replace by path, with
@@ -430,6 +432,7 @@ impl ModelTable {
             incremental: evolution.is_some() && !matches!(mode, WriteMode::ReplaceTable { .. }),
             evolved,
             rewrite_all,
+            published: Default::default(),
         })
     }
 
@@ -566,16 +569,22 @@ impl ModelTable {
         }
     }
 
-    /// The data files of the published version (none before the table exists).
+    /// The data files of the published version (none before the table exists), read from the
+    /// log once per opened version.
     async fn published_files(&self) -> Result<Vec<LogicalFileView>, StorageError> {
         if self.table.version().is_none() {
             return Ok(Vec::new());
         }
-        self.table
-            .get_active_add_actions_by_partitions(&[])
-            .try_collect()
+        self.published
+            .get_or_try_init(|| async {
+                self.table
+                    .get_active_add_actions_by_partitions(&[])
+                    .try_collect()
+                    .await
+                    .map_err(|source| self.delta_error(source))
+            })
             .await
-            .map_err(|source| self.delta_error(source))
+            .cloned()
     }
 
     /// For an incremental run, stage the published rows the commit must rewrite, next to the
@@ -792,6 +801,7 @@ impl ModelTable {
             match self.create(staged, record).await? {
                 Some(version) => return Ok(Some(version)),
                 None => {
+                    self.published = Default::default();
                     self.table = open_table(&self.stores, &self.url)
                         .await
                         .map_err(|e| surely(e.into()))?;

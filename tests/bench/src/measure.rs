@@ -22,28 +22,52 @@ pub fn measure(
     command: &mut Command,
 ) -> Result<Stats, String> {
     let mut times = Vec::new();
-    let mut peak_memory = 0;
     for run in 0..=runs {
         prepare();
-        let (elapsed, memory) = run_once(command)?;
+        let timed = run_once(command)?;
         if run > 0 {
-            times.push(elapsed);
-            peak_memory = peak_memory.max(memory);
+            times.push(timed);
         }
     }
-    times.sort();
-    let middle = times.len() / 2;
-    let median = if times.len() % 2 == 0 {
-        (times[middle - 1] + times[middle]) / 2
+    Ok(stats(times))
+}
+
+/// Run `first` and `second` in turn, once each to warm up and then `runs` times each; their
+/// stats, and the median of the pair-by-pair ratio `first / second`.
+pub fn paired(
+    runs: u64,
+    first: &mut Command,
+    second: &mut Command,
+) -> Result<(Stats, Stats, f64), String> {
+    let (mut a, mut b, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..=runs {
+        let one = run_once(first)?;
+        let other = run_once(second)?;
+        if run > 0 {
+            ratios.push(one.0.as_secs_f64() / other.0.as_secs_f64());
+            a.push(one);
+            b.push(other);
+        }
+    }
+    ratios.sort_by(f64::total_cmp);
+    let ratio = ratios[ratios.len() / 2];
+    Ok((stats(a), stats(b), ratio))
+}
+
+fn stats(mut runs: Vec<(Duration, u64)>) -> Stats {
+    runs.sort();
+    let middle = runs.len() / 2;
+    let median = if runs.len().is_multiple_of(2) {
+        (runs[middle - 1].0 + runs[middle].0) / 2
     } else {
-        times[middle]
+        runs[middle].0
     };
-    Ok(Stats {
+    Stats {
         median,
-        min: times[0],
-        max: times[times.len() - 1],
-        peak_memory,
-    })
+        min: runs[0].0,
+        max: runs[runs.len() - 1].0,
+        peak_memory: runs.iter().map(|r| r.1).max().unwrap_or(0),
+    }
 }
 
 /// One run: its wall-clock time and peak resident memory in bytes.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
-use crate::measure::{Stats, measure};
+use crate::measure::{Stats, measure, paired};
 use crate::raw::daily_summary_sql;
 
 type Error = Box<dyn std::error::Error>;
@@ -174,6 +174,29 @@ pub fn run(options: &SuiteOptions) -> Result<(), Error> {
         ms(limited.min),
         ms(limited.max),
         mib(limited.peak_memory)
+    );
+    // The diff's cost: the one date built again over the published table (its partition
+    // replaced, diffed by key against the published one), with and without the diff, in turn.
+    clean();
+    run_to_end(&mut dp_in(&dp, &project, &["build", "-q"]))?;
+    let (diffed, plain, ratio) = paired(
+        options.build_runs * 2,
+        &mut dp_in(&dp, &project, &["build", "-q", "--vars", &var]),
+        &mut dp_in(&dp, &project, &["build", "-q", "--vars", &var, "--no-diff"]),
+    )?;
+    for (run, stats) in [("with its diff", &diffed), ("`--no-diff`", &plain)] {
+        println!(
+            "| one date again over the published table, dp {run} | {} | {} | {} | {} | |",
+            ms(stats.median),
+            ms(stats.min),
+            ms(stats.max),
+            mib(stats.peak_memory)
+        );
+    }
+    println!(
+        "\nThe diff adds {:+.1} % to the one-date rebuild (median of {} paired runs' ratios).",
+        (ratio - 1.0) * 100.0,
+        options.build_runs * 2
     );
     // Both wrote the same rows (a fresh build's table folder holds only its current files).
     clean();
@@ -589,7 +612,9 @@ fn summary_project(work: &Path, events: &Path) -> Result<PathBuf, Error> {
     );
     std::fs::write(
         root.join("models/daily_summary.sql"),
-        format!("{{{{ config(materialized='partitioned', partition_by='date') }}}}\n{model}"),
+        format!(
+            "{{{{ config(materialized='partitioned', partition_by='date', diff={{'key': ['date', 'cohort']}}) }}}}\n{model}"
+        ),
     )?;
     Ok(root)
 }
