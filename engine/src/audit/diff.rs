@@ -4,11 +4,14 @@
 //! values and the min / max / sum of numbers. The model's `diff:` thresholds judge it like a
 //! data test.
 
+mod in_memory;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
@@ -84,27 +87,55 @@ pub async fn diff(
     // Both sides have the table's columns.
     let schema = Arc::new(sides.after.schema().as_arrow().clone());
     let small = |rows: Option<u64>| rows.is_some_and(|rows| rows <= IN_MEMORY_ROWS);
-    if small(sides.before_rows) && small(sides.after_rows) {
-        // Read once each (side by side), and every query runs on memory. (The batches of the
-        // partitions' scans may differ from the table's schema in nullability only.)
+    let in_memory = small(sides.before_rows) && small(sides.after_rows);
+    // Small sides are queried in one partition: splitting a few rows costs more than it saves.
+    let single;
+    let session = match in_memory {
+        true => {
+            let config = session.copied_config().with_target_partitions(1);
+            let state =
+                datafusion::execution::SessionStateBuilder::new_from_existing(session.state())
+                    .with_config(config)
+                    .build();
+            single = SessionContext::new_with_state(state);
+            &single
+        }
+        false => session,
+    };
+    let mut in_hand = None;
+    if in_memory {
+        // Read once each (side by side): the figures are computed on the rows in hand. (The
+        // batches of the partitions' scans may differ from the table's schema in nullability
+        // only.)
         let (before, after) =
             futures::future::try_join(sides.before.collect(), sides.after.collect()).await?;
+        let mut sides = Vec::new();
         for (name, batches) in [(BEFORE, before), (AFTER, after)] {
             let batches = batches
                 .into_iter()
                 .map(|batch| RecordBatch::try_new(schema.clone(), batch.columns().to_vec()))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
+            sides.push(concat_batches(&schema, &batches)?);
             let table = MemTable::try_new(schema.clone(), vec![batches])?;
             session.register_table(name, Arc::new(table))?;
         }
+        in_hand = Some(sides);
     } else {
         session.register_table(BEFORE, sides.before.into_view())?;
         session.register_table(AFTER, sides.after.into_view())?;
     }
     let rows = (sides.before_rows, sides.after_rows);
     let computed = async {
-        let (diff, changes) =
-            compute(session, &schema, rows, key, partitions, config.max_rows).await?;
+        let (diff, changes) = compute(
+            session,
+            &schema,
+            rows,
+            in_hand.as_deref(),
+            key,
+            partitions,
+            config.max_rows,
+        )
+        .await?;
         // A threshold compares with what was published: a first build, or a new partition,
         // has nothing to compare with.
         let judged = match config.has_thresholds() && diff.rows_before > 0 {
@@ -125,6 +156,7 @@ async fn compute(
     session: &SessionContext,
     schema: &datafusion::arrow::datatypes::Schema,
     rows: (Option<u64>, Option<u64>),
+    in_hand: Option<&[RecordBatch]>,
     key: &[String],
     partitions: Partitions,
     max_rows: u64,
@@ -180,38 +212,39 @@ async fn compute(
         .filter(|c| !key.iter().any(|k| k == c))
         .collect();
     let changes = changes_sql(key, &compared);
-    // Every figure in one query (one plan, its parts run side by side): each side's column
-    // figures, and the changes by key. A side without rows has none to compute.
-    let mut parts = Vec::new();
-    for (table, rows) in [(&before, diff.rows_before), (&after, diff.rows_after)] {
-        if rows > 0 {
-            parts.push(stats_sql(table, &columns, approximate));
-        }
-    }
     let both_sides = diff.rows_before > 0 && diff.rows_after > 0;
-    if keyed && both_sides {
-        parts.push(format!(
-            "select count(case when change = 'added' then 1 end), \
-             count(case when change = 'removed' then 1 end), \
-             count(case when change = 'changed' then 1 end) from ({changes}) as changes"
-        ));
-    }
-    // The parts run side by side, each its own query.
-    let figures: Vec<Vec<RecordBatch>> =
-        futures::future::try_join_all(parts.iter().map(|part| query(session, part))).await?;
-    let mut parts = figures.iter();
-    let empty = || columns.iter().map(|_| Stats::empty()).collect::<Vec<_>>();
-    let mut side = |rows: u64| -> Vec<Stats> {
-        match rows {
-            0 => empty(),
-            _ => parts
-                .next()
-                .map_or_else(empty, |batches| read_stats(batches, columns.len())),
+    let (before_stats, after_stats, keyed_figures) = match in_hand {
+        Some([before_rows, after_rows]) => {
+            let keyed = (keyed && both_sides)
+                .then(|| in_memory::changes(before_rows, after_rows, key, &compared, SAMPLE_KEYS));
+            (
+                in_memory::column_stats(before_rows, &columns)?,
+                in_memory::column_stats(after_rows, &columns)?,
+                keyed.transpose()?,
+            )
+        }
+        _ => {
+            let (before_stats, after_stats, counts) = query_figures(
+                session,
+                (&before, &after),
+                (diff.rows_before, diff.rows_after),
+                &columns,
+                approximate,
+                keyed.then_some(&changes),
+            )
+            .await?;
+            let keyed = match counts {
+                Some((added, removed, changed)) if both_sides => Some(Changes {
+                    added,
+                    removed,
+                    changed,
+                    samples: sample_keys(session, &changes, key, added + removed + changed).await?,
+                }),
+                _ => None,
+            };
+            (before_stats, after_stats, keyed)
         }
     };
-    let before_stats = side(diff.rows_before);
-    let after_stats = side(diff.rows_after);
-    let keyed_counts = parts.next();
     for ((name, _), (b, a)) in columns
         .iter()
         .zip(before_stats.into_iter().zip(after_stats))
@@ -236,41 +269,98 @@ async fn compute(
     let mut changes_query = None;
     if keyed {
         diff.key = key.to_vec();
-        // With one side empty, every row is added (or removed).
-        let (added, removed, changed) = match both_sides {
-            true => {
-                let counts = keyed_counts.map_or(&[][..], |b| b.as_slice());
-                (
-                    integer(counts, 0, 0),
-                    integer(counts, 1, 0),
-                    integer(counts, 2, 0),
-                )
-            }
-            false => (diff.rows_after, diff.rows_before, 0),
-        };
-        diff.added = Some(added);
-        diff.removed = Some(removed);
-        diff.changed = Some(changed);
-        // The first keys of each change, in one query; a side without rows makes every row
-        // a change, and its sample says nothing.
-        if both_sides && added + removed + changed > 0 {
-            let order: Vec<String> = key.iter().map(|k| quote(k)).collect();
-            let order = order.join(", ");
-            let sample = query(
-                session,
-                &format!(
-                    "select * from (select *, row_number() over (partition by change order by {order}) as n \
-                     from ({changes}) as changes) as numbered where n <= {SAMPLE_KEYS} order by change, {order}"
-                ),
-            )
-            .await?;
-            for (kind, keys) in key_rows(&sample, key) {
-                diff.samples.entry(kind).or_default().push(keys);
-            }
-        }
+        // With one side empty, every row is added (or removed), and a sample says nothing.
+        let found = keyed_figures.unwrap_or(Changes {
+            added: diff.rows_after,
+            removed: diff.rows_before,
+            changed: 0,
+            samples: BTreeMap::new(),
+        });
+        diff.added = Some(found.added);
+        diff.removed = Some(found.removed);
+        diff.changed = Some(found.changed);
+        diff.samples = found.samples;
         changes_query = Some(changes);
     }
     Ok((diff, changes_query))
+}
+
+/// What the changes by key are: counts and the first keys of each.
+struct Changes {
+    added: u64,
+    removed: u64,
+    changed: u64,
+    samples: BTreeMap<String, Vec<BTreeMap<String, String>>>,
+}
+
+/// Each side's column figures and the counts of changes by key (when `changes` is given), by
+/// queries run side by side; a side without rows has none to compute.
+async fn query_figures(
+    session: &SessionContext,
+    (before, after): (&str, &str),
+    (rows_before, rows_after): (u64, u64),
+    columns: &[(String, bool)],
+    approximate: bool,
+    changes: Option<&String>,
+) -> Result<(Vec<Stats>, Vec<Stats>, Option<(u64, u64, u64)>)> {
+    let mut parts = Vec::new();
+    for (table, rows) in [(before, rows_before), (after, rows_after)] {
+        if rows > 0 {
+            parts.push(stats_sql(table, columns, approximate));
+        }
+    }
+    if let Some(changes) = changes.filter(|_| rows_before > 0 && rows_after > 0) {
+        parts.push(format!(
+            "select count(case when change = 'added' then 1 end), \
+             count(case when change = 'removed' then 1 end), \
+             count(case when change = 'changed' then 1 end) from ({changes}) as changes"
+        ));
+    }
+    let figures: Vec<Vec<RecordBatch>> =
+        futures::future::try_join_all(parts.iter().map(|part| query(session, part))).await?;
+    let mut figures = figures.iter();
+    let mut side = |rows: u64| match rows {
+        0 => columns.iter().map(|_| Stats::empty()).collect(),
+        _ => figures
+            .next()
+            .map_or_else(Vec::new, |batches| read_stats(batches, columns.len())),
+    };
+    let (before_stats, after_stats) = (side(rows_before), side(rows_after));
+    let counts = figures.next().map(|batches| {
+        (
+            integer(batches, 0, 0),
+            integer(batches, 1, 0),
+            integer(batches, 2, 0),
+        )
+    });
+    Ok((before_stats, after_stats, counts))
+}
+
+/// The first keys of each change, in one query (none when nothing changed).
+async fn sample_keys(
+    session: &SessionContext,
+    changes: &str,
+    key: &[String],
+    changed: u64,
+) -> Result<BTreeMap<String, Vec<BTreeMap<String, String>>>> {
+    let mut samples: BTreeMap<String, Vec<BTreeMap<String, String>>> = BTreeMap::new();
+    if changed == 0 {
+        return Ok(samples);
+    }
+    let order: Vec<String> = key.iter().map(|k| quote(k)).collect();
+    let order = order.join(", ");
+    let sample = query(
+        session,
+        &format!(
+            "select * from (select *, row_number() over (partition by change order by {order}) as n \
+             from ({changes}) as changes) as numbered where n <= {SAMPLE_KEYS} order by change, {order}"
+        ),
+    )
+    .await?;
+    for (kind, keys) in key_rows(&sample, key) {
+        samples.entry(kind).or_default().push(keys);
+    }
+    Ok(samples)
 }
 
 /// One row per key that the build adds, removes or changes: `change`, then the key columns.
@@ -604,6 +694,78 @@ async fn judge(
 mod tests {
     use super::*;
     use crate::project::ColumnDiffProperties;
+    use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{Field, Schema};
+
+    /// Rows of (id, name, amount): NULL amounts, a duplicated and a NULL key.
+    fn side(ids: &[Option<i64>], names: &[&str], amounts: &[Option<f64>]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("amount", DataType::Float64, true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(ids.to_vec())),
+                Arc::new(StringArray::from(names.to_vec())),
+                Arc::new(Float64Array::from(amounts.to_vec())),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn figures_in_memory_are_the_queries_figures() {
+        let before = side(
+            &[Some(1), Some(2), Some(3), Some(3), None, Some(9)],
+            &["a", "b", "c", "c", "n", "z"],
+            &[Some(1.5), None, Some(3.0), Some(3.0), Some(0.5), Some(9.0)],
+        );
+        let after = side(
+            &[Some(1), Some(2), Some(3), Some(4), None, Some(5), Some(6)],
+            &["a", "B", "c", "d", "n", "e", "f"],
+            &[
+                Some(1.5),
+                Some(2.0),
+                None,
+                Some(4.0),
+                Some(0.5),
+                None,
+                Some(6.5),
+            ],
+        );
+        let session = SessionContext::new();
+        let schema = before.schema();
+        for (name, batch) in [(BEFORE, &before), (AFTER, &after)] {
+            let table = MemTable::try_new(schema.clone(), vec![vec![batch.clone()]]).unwrap();
+            session.register_table(name, Arc::new(table)).unwrap();
+        }
+        let key = ["id".to_string()];
+        let rows = (Some(6), Some(7));
+        let compute = |in_hand| {
+            compute(
+                &session,
+                &schema,
+                rows,
+                in_hand,
+                &key,
+                Partitions::None,
+                1_000,
+            )
+        };
+        let in_hand = [before.clone(), after.clone()];
+        let (by_kernels, _) = compute(Some(&in_hand)).await.unwrap();
+        let (by_queries, _) = compute(None).await.unwrap();
+        assert_eq!(by_kernels, by_queries);
+        // id 9 removed, 2 changed twice over the duplicated 3 (one row of each pair differs),
+        // 4, 5, 6 added; the NULL keys match nothing.
+        assert_eq!(by_kernels.added, Some(4));
+        assert_eq!(by_kernels.removed, Some(2));
+        assert_eq!(by_kernels.changed, Some(3));
+        assert_eq!(by_kernels.columns["amount"].sum_before, Some(17.0));
+        assert_eq!(by_kernels.columns["name"].distinct_after, 7);
+    }
 
     fn diff() -> ModelDiff {
         ModelDiff {
