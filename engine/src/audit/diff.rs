@@ -658,17 +658,7 @@ async fn judge(
 ) -> TestResult {
     let found = breaches(diff, config);
     let name = format!("{model}__diff");
-    let mut result = TestResult {
-        name: name.clone(),
-        kind: TestKind::Diff,
-        subject: model.to_string(),
-        status: TestStatus::Pass,
-        failures: 0,
-        sample: None,
-        failures_file: None,
-        detail: None,
-        defined_at: None,
-    };
+    let mut result = TestResult::passed(&name, TestKind::Diff, model);
     if found.is_empty() {
         return result;
     }

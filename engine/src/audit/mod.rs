@@ -39,17 +39,7 @@ pub async fn run_query_test(
     config: &TestConfig,
     failures_dir: &Path,
 ) -> TestResult {
-    let mut result = TestResult {
-        name: name.to_string(),
-        kind,
-        subject: subject.to_string(),
-        status: TestStatus::Pass,
-        failures: 0,
-        sample: None,
-        failures_file: None,
-        detail: None,
-        defined_at: None,
-    };
+    let mut result = TestResult::passed(name, kind, subject);
     match failing_rows_report(session, name, failing_rows, config, failures_dir).await {
         Ok((failures, sample, file)) => {
             result.failures = failures;

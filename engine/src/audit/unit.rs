@@ -49,17 +49,12 @@ pub struct UnitTestInputs<'a> {
 /// Run `test` with the run's vars (the test's own overrides win).
 pub async fn run_unit_test(inputs: UnitTestInputs<'_>, test: &UnitTest) -> TestResult {
     let defined_at = test.file.location(test.at.offset());
-    let mut result = TestResult {
-        name: test.properties.name.clone(),
-        kind: TestKind::Unit,
-        subject: test.properties.model.clone(),
-        status: TestStatus::Pass,
-        failures: 0,
-        sample: None,
-        failures_file: None,
-        detail: None,
-        defined_at: Some(defined_at),
-    };
+    let mut result = TestResult::passed(
+        &test.properties.name,
+        TestKind::Unit,
+        &test.properties.model,
+    )
+    .defined_at(defined_at);
     match run(inputs, test).await {
         Ok(None) => {}
         Ok(Some((failures, diff))) => {

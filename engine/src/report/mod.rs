@@ -653,18 +653,27 @@ impl TestResult {
         self
     }
 
-    /// A test that could not run, and why.
-    pub fn errored(name: &str, kind: TestKind, subject: &str, detail: String) -> Self {
+    /// A test that passed, as every test starts.
+    pub fn passed(name: &str, kind: TestKind, subject: &str) -> Self {
         Self {
             name: name.to_string(),
             kind,
             subject: subject.to_string(),
-            status: TestStatus::Error,
+            status: TestStatus::Pass,
             failures: 0,
             sample: None,
             failures_file: None,
-            detail: Some(detail),
+            detail: None,
             defined_at: None,
+        }
+    }
+
+    /// A test that could not run, and why.
+    pub fn errored(name: &str, kind: TestKind, subject: &str, detail: String) -> Self {
+        Self {
+            status: TestStatus::Error,
+            detail: Some(detail),
+            ..Self::passed(name, kind, subject)
         }
     }
 }
