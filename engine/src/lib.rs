@@ -153,13 +153,16 @@ impl Prepared {
             path: path.clone(),
             source,
         })?;
-        run_hooks(
-            &self.project,
-            &path,
-            &summary.run_id,
-            summary.success(),
-            reporter,
-        );
+        // A dry run published nothing: nobody needs to hear of it.
+        if !summary.dry_run {
+            run_hooks(
+                &self.project,
+                &path,
+                &summary.run_id,
+                summary.success(),
+                reporter,
+            );
+        }
         Ok(summary)
     }
 
@@ -591,6 +594,10 @@ pub fn retry(project_dir: &Path) -> Result<Retry, Error> {
         exclude,
     };
     Ok(match run.command.as_str() {
+        // A dry run committed nothing: there is nothing to finish.
+        "build" if run.dry_run => Retry::Nothing {
+            command: "build --dry-run".into(),
+        },
         "build" => {
             let again: Vec<String> = run
                 .results

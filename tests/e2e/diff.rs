@@ -246,6 +246,8 @@ fn issue_20_a_dry_run_diffs_the_whole_chain_and_leaves_nothing_behind() {
         before,
         "a dry run changes no file"
     );
+    // Nothing of a dry run is for dp retry to finish.
+    assert!(project.dp_ok(&["retry"]).contains("Nothing to retry"));
     assert_eq!(project.version("customers"), Some(0));
     assert_eq!(project.query("totals", "select n from t"), [["4"]]);
 }

@@ -358,6 +358,7 @@ pub async fn build(
         target: options.target.clone(),
         vars: options.vars.clone(),
         full_refresh: options.full_refresh,
+        dry_run: options.dry_run,
         results: outcome.results.into_iter().flatten().collect(),
         elapsed: started.elapsed(),
     };
@@ -900,11 +901,13 @@ async fn diff_staged(
     let computed = async {
         let sides = table.diff_sides(session, staged).await?;
         let written = staged.partitions();
-        let partitions = match (table.partition_by(), written.len(), table.is_incremental()) {
-            ([], _, _) => Partitions::None,
+        let partitions = match (table.partition_by(), written.len()) {
+            ([], _) => Partitions::None,
             // A replace of one partition: before and after are that partition.
-            (_, 1, false) => Partitions::One(written.into_iter().next().unwrap_or_default()),
-            (columns, _, _) => Partitions::Many(columns.to_vec()),
+            (_, 1) if table.replaces_written_partitions() => {
+                Partitions::One(written.into_iter().next().unwrap_or_default())
+            }
+            (columns, _) => Partitions::Many(columns.to_vec()),
         };
         crate::audit::diff(
             session,
@@ -933,12 +936,19 @@ async fn diff_staged(
             result.diff = Some(diff);
             result.tests.extend(judged);
         }
-        Err(error) if config.has_thresholds() => result.tests.push(TestResult::errored(
-            &format!("{}__diff", model.name),
-            TestKind::Diff,
-            &model.name,
-            error.to_string(),
-        )),
+        // Thresholds that cannot be judged stop the commit, unless a breach would only warn.
+        Err(error) if config.has_thresholds() => {
+            let mut errored = TestResult::errored(
+                &format!("{}__diff", model.name),
+                TestKind::Diff,
+                &model.name,
+                error.to_string(),
+            );
+            if config.severity == crate::project::Severity::Warn {
+                errored.status = crate::report::TestStatus::Warn;
+            }
+            result.tests.push(errored);
+        }
         Err(error) => tracing::warn!(model = %model.name, %error, "the diff could not be computed"),
     }
 }

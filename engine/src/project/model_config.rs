@@ -218,7 +218,10 @@ impl ModelConfigProperties {
             error_if: specific.error_if.or(self.error_if),
             limit: specific.limit.or(self.limit),
             filter: specific.filter.or(self.filter),
-            diff: specific.diff.or(self.diff),
+            diff: match (self.diff, specific.diff) {
+                (Some(general), Some(specific)) => Some(general.overridden_by(specific)),
+                (general, specific) => specific.or(general),
+            },
             pre_hook: specific.pre_hook.or(self.pre_hook),
             post_hook: specific.post_hook.or(self.post_hook),
         }

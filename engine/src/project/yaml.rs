@@ -256,6 +256,26 @@ pub struct DiffProperties {
     pub max_rows: Option<u64>,
 }
 
+impl DiffProperties {
+    /// These settings, each overridden by `specific`'s where it sets it (columns one by one).
+    pub fn overridden_by(self, specific: DiffProperties) -> DiffProperties {
+        let mut columns = self.columns;
+        columns.extend(specific.columns);
+        DiffProperties {
+            enabled: specific.enabled.or(self.enabled),
+            key: specific.key.or(self.key),
+            max_added: specific.max_added.or(self.max_added),
+            max_removed: specific.max_removed.or(self.max_removed),
+            max_changed: specific.max_changed.or(self.max_changed),
+            max_row_change_pct: specific.max_row_change_pct.or(self.max_row_change_pct),
+            max_changed_pct: specific.max_changed_pct.or(self.max_changed_pct),
+            columns,
+            severity: specific.severity.or(self.severity),
+            max_rows: specific.max_rows.or(self.max_rows),
+        }
+    }
+}
+
 /// The thresholds of one column in a model's `diff:`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

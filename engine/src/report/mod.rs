@@ -154,6 +154,9 @@ struct RunResultsFile<'a> {
     /// `--full-refresh` was given.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     full_refresh: bool,
+    /// `--dry-run`: nothing was committed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    dry_run: bool,
     duration_ms: u128,
     results: Vec<RunResultEntry<'a>>,
     /// `dp test`'s tests (a build's tests are under each model).
@@ -195,6 +198,7 @@ pub fn write_run_results(path: &Path, summary: &RunSummary) -> std::io::Result<(
             target: &summary.target,
             vars: &summary.vars,
             full_refresh: summary.full_refresh,
+            dry_run: summary.dry_run,
             duration_ms: summary.elapsed.as_millis(),
             results: summary.results.iter().map(entry).collect(),
             tests: &[],
@@ -266,6 +270,8 @@ pub struct RecordedRun {
     #[serde(default)]
     pub full_refresh: bool,
     #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default)]
     pub results: Vec<RecordedResult>,
     /// A backfill's var, selection and values.
     #[serde(default)]
@@ -309,6 +315,7 @@ pub fn write_test_results(path: &Path, summary: &TestSummary) -> std::io::Result
             target: "",
             vars: &BTreeMap::new(),
             full_refresh: false,
+            dry_run: false,
             duration_ms: summary.elapsed.as_millis(),
             results: Vec::new(),
             tests: &summary.results,
@@ -577,6 +584,8 @@ pub struct RunSummary {
     pub vars: BTreeMap<String, serde_json::Value>,
     /// `--full-refresh` was given.
     pub full_refresh: bool,
+    /// `--dry-run`: nothing was committed.
+    pub dry_run: bool,
     pub results: Vec<ModelResult>,
     pub elapsed: Duration,
 }

@@ -1104,10 +1104,9 @@ impl ModelTable {
         &self.partition_by
     }
 
-    /// Whether the build is an incremental run (its commit keeps the published rows it does
-    /// not replace).
-    pub fn is_incremental(&self) -> bool {
-        self.incremental
+    /// Whether the commit replaces exactly the partitions the build wrote (and nothing else).
+    pub fn replaces_written_partitions(&self) -> bool {
+        !self.incremental && matches!(self.mode, WriteMode::ReplacePartitions { .. })
     }
 
     /// The rows of `files` of this table as a DataFrame in `session`, with the partition values

@@ -66,7 +66,7 @@ fn rows_of(columns: &[ArrayRef]) -> Result<Rows> {
 }
 
 /// The changes from `before` to `after` by `key`, as the full outer join on the key finds
-/// them (a NULL key matches nothing), with the first `sample` keys of each in key order.
+/// them (a NULL key matches a NULL key, as `is not distinct from`), with the first `sample` keys of each in key order.
 pub(super) fn changes(
     before: &RecordBatch,
     after: &RecordBatch,
@@ -90,10 +90,8 @@ pub(super) fn changes(
         }
     };
     let (values_before, values_after) = (values(before)?, values(after)?);
-    let has_null = |arrays: &[ArrayRef], row: usize| arrays.iter().any(|a| a.is_null(row));
-
     let mut by_key: HashMap<_, Vec<usize>> = HashMap::new();
-    for row in (0..before.num_rows()).filter(|&row| !has_null(&key_before, row)) {
+    for row in 0..before.num_rows() {
         by_key.entry(keys_before.row(row)).or_default().push(row);
     }
     let mut matched = vec![false; before.num_rows()];
@@ -101,11 +99,7 @@ pub(super) fn changes(
     let mut found: BTreeMap<&str, Vec<(bool, usize)>> = BTreeMap::new();
     let (mut added, mut changed) = (0, 0);
     for row in 0..after.num_rows() {
-        let partners = match has_null(&key_after, row) {
-            true => None,
-            false => by_key.get(&keys_after.row(row)),
-        };
-        let Some(partners) = partners else {
+        let Some(partners) = by_key.get(&keys_after.row(row)) else {
             added += 1;
             found.entry("added").or_default().push((true, row));
             continue;
