@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use dp_engine::report::{
-    BackfillSummary, ModelDiff, ModelResult, ModelStatus, Reporter, RunEvent, RunSummary,
-    TestResult, TestStatus, ValueResult, mask,
+    BackfillSummary, DiffMode, ModelDiff, ModelResult, ModelStatus, Reporter, RunEvent, RunSummary,
+    TestResult, TestStatus, ValueResult, ValueStatus, mask,
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use miette::{GraphicalReportHandler, GraphicalTheme};
@@ -159,7 +159,7 @@ impl Printer {
                 values, threads, ..
             } => (!self.quiet).then(|| format!("Backfilling {values} dates ({threads} at a time)")),
             RunEvent::ValueFinished { result, .. } => {
-                (!self.quiet || result.status() == "failed").then(|| value_line(result))
+                (!self.quiet || result.status() == ValueStatus::Failed).then(|| value_line(result))
             }
             RunEvent::BackfillFinished { summary } => Some(backfill_summary(summary)),
             RunEvent::HookFinished {
@@ -246,7 +246,7 @@ fn diff_lines(diff: &ModelDiff) -> Vec<String> {
         format!("{before} → {after} ({change:+})")
     };
     let mut rows = format!("DIFF  rows {}", signed(diff.rows_before, diff.rows_after));
-    if diff.mode == "counts" {
+    if diff.mode == DiffMode::Counts {
         rows.push_str(" (row counts only: more rows than the diff's max_rows)");
     }
     let mut lines = vec![rows];
@@ -337,13 +337,13 @@ fn style(template: &str) -> ProgressStyle {
 /// A backfill value's line: its date, what became of it, and its failed models.
 fn value_line(result: &ValueResult) -> String {
     let status = match result.status() {
-        "built" => "BUILT",
-        "up_to_date" => "DONE",
-        _ => "FAILED",
+        ValueStatus::Built => "BUILT",
+        ValueStatus::UpToDate => "DONE",
+        ValueStatus::Failed => "FAILED",
     };
     let detail = match (&result.summary, &result.error) {
         (_, Some(error)) => format!("\n{}", render_diagnostic(error.as_ref())),
-        (Some(_), None) if result.status() == "up_to_date" => {
+        (Some(_), None) if result.status() == ValueStatus::UpToDate => {
             "already published from the same SQL and vars".to_string()
         }
         (Some(summary), None) => {
@@ -372,19 +372,13 @@ fn value_line(result: &ValueResult) -> String {
 
 /// The end of a backfill: the counts, the dates that failed and the command to retry them.
 fn backfill_summary(summary: &BackfillSummary) -> String {
-    let count = |status: &str| {
-        summary
-            .values
-            .iter()
-            .filter(|v| v.status() == status)
-            .count()
-    };
+    let counts = summary.counts();
     let mut text = format!(
         "Done in {:.2}s: {} dates built, {} up to date, {} failed",
         summary.elapsed.as_secs_f64(),
-        count("built"),
-        count("up_to_date"),
-        count("failed")
+        counts.built,
+        counts.up_to_date,
+        counts.failed
     );
     let failed = summary.failed();
     if !failed.is_empty() {

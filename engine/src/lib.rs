@@ -422,7 +422,8 @@ pub async fn backfill(
     if let Some(value) = options.values.first() {
         first.vars.push(format!("{}={value}", options.var));
     }
-    let base = prepare(&first)?;
+    let loaded = load(&options.prepare)?;
+    let base = prepare_loaded(loaded.clone(), &first)?;
     let run_id = execute::new_run_id();
     let total = options.values.len();
     let threads = match options.threads {
@@ -442,9 +443,9 @@ pub async fn backfill(
     });
     let mut builds = futures::stream::iter(options.values.iter().cloned())
         .map(|value| {
-            let (run_id, states) = (run_id.clone(), states.clone());
+            let (run_id, states, loaded) = (run_id.clone(), states.clone(), &loaded);
             async move {
-                let built = build_value(options, &value, run_id, states, reporter).await;
+                let built = build_value(options, loaded, &value, run_id, states, reporter).await;
                 (value, built)
             }
         })
@@ -464,11 +465,7 @@ pub async fn backfill(
                 error: Some(Arc::new(error)),
             },
         };
-        match result.status() {
-            "built" => counts.built += 1,
-            "up_to_date" => counts.up_to_date += 1,
-            _ => counts.failed += 1,
-        }
+        counts.add(result.status());
         reporter.report(report::RunEvent::ValueFinished {
             result: &result,
             counts,
@@ -523,9 +520,11 @@ fn run_hooks(
     }
 }
 
-/// Prepare, check and build the backfill's selection with `value` given to its var.
+/// Prepare `project` (loaded once for the backfill), check and build the backfill's selection
+/// with `value` given to its var.
 async fn build_value(
     options: &BackfillOptions,
+    project: &Project,
     value: &str,
     run_id: String,
     resume: Option<storage::TableStates>,
@@ -535,7 +534,7 @@ async fn build_value(
     prepare_options
         .vars
         .push(format!("{}={value}", options.var));
-    let prepared = prepare(&prepare_options)?.complete()?;
+    let prepared = prepare_loaded(project.clone(), &prepare_options)?.complete()?;
     let plan = check(&prepared).await?.plan;
     let settings = BuildSettings {
         threads: Some(1),
@@ -643,8 +642,17 @@ pub fn retry(project_dir: &Path) -> Result<Retry, Error> {
 /// Load, resolve the target, render, resolve and select: everything that needs no data. Models
 /// that do not render are left out of the graph and listed in `render_problems`.
 pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
+    prepare_loaded(load(options)?, options)
+}
+
+/// Find and load the project of `options`.
+fn load(options: &PrepareOptions) -> Result<Project, Error> {
     let root = project::find_root(&options.project_dir)?;
-    let mut project = stage("load", || project::load(&root))?;
+    Ok(stage("load", || project::load(&root))?)
+}
+
+/// [`prepare`] of a project already loaded.
+fn prepare_loaded(mut project: Project, options: &PrepareOptions) -> Result<Prepared, Error> {
     let target = project.target(options.target.as_deref())?;
     let mut render_options = RenderOptions::from_var_args(&options.vars)?;
     // env_var() reads the process's variables, then the project's .env.

@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use dp_engine::report::TestStatus;
+
 use crate::args::{GlobalArgs, HistoryArgs, OutputFormat, SelectArgs};
 
 pub fn run(global: &GlobalArgs, args: &HistoryArgs) -> miette::Result<ExitCode> {
@@ -48,10 +50,10 @@ fn table(history: &[dp_engine::Commit]) -> String {
         let tests = record
             .filter(|r| !r.tests.is_empty())
             .map(|r| {
-                let count = |status: &str| r.tests.iter().filter(|t| t.status == status).count();
-                let mut counts = vec![format!("{} passed", count("pass"))];
-                if count("warn") > 0 {
-                    counts.push(format!("{} warned", count("warn")));
+                let count = |status| r.tests.iter().filter(|t| t.status == status).count();
+                let mut counts = vec![format!("{} passed", count(TestStatus::Pass))];
+                if count(TestStatus::Warn) > 0 {
+                    counts.push(format!("{} warned", count(TestStatus::Warn)));
                 }
                 counts.join(", ")
             })

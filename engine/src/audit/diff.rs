@@ -12,14 +12,14 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::compute::concat_batches;
-use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::arrow::datatypes::{Float64Type, Int64Type};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
 
 use crate::project::{DataTestKind, DiffConfig, NodeId, Project, Severity};
-use crate::report::{ColumnDiff, ModelDiff, RowCounts, TestKind, TestResult, TestStatus};
+use crate::report::{ColumnDiff, DiffMode, ModelDiff, RowCounts, TestKind, TestResult, TestStatus};
 use crate::source::quote_identifier as quote;
 use crate::storage::DiffSides;
 
@@ -181,14 +181,14 @@ async fn compute(
         }
     };
     let mut diff = ModelDiff {
-        mode: "full".into(),
+        mode: DiffMode::Full,
         rows_before: count(rows.0, before.clone()).await?,
         rows_after: count(rows.1, after.clone()).await?,
         ..Default::default()
     };
     let rows = diff.rows_before + diff.rows_after;
     if rows > max_rows {
-        diff.mode = "counts".into();
+        diff.mode = DiffMode::Counts;
         return Ok((diff, None));
     }
     diff.partitions = match partitions {
@@ -208,7 +208,7 @@ async fn compute(
         .iter()
         // A key's sum or range says nothing: only its NULLs and distinct values are counted.
         .map(|f| {
-            let number = is_number(f.data_type()) && !key.contains(f.name());
+            let number = f.data_type().is_numeric() && !key.contains(f.name());
             (f.name().clone(), number)
         })
         .collect();
@@ -565,10 +565,6 @@ fn float(batches: &[RecordBatch], column: usize) -> Option<f64> {
     (!values.is_null(0)).then(|| values.value(0))
 }
 
-fn is_number(data_type: &DataType) -> bool {
-    data_type.is_numeric()
-}
-
 /// The thresholds of `config` that `diff` breaks, each said with its figures.
 fn breaches(diff: &ModelDiff, config: &DiffConfig) -> Vec<String> {
     let mut found = Vec::new();
@@ -579,8 +575,8 @@ fn breaches(diff: &ModelDiff, config: &DiffConfig) -> Vec<String> {
             found.push(format!("{value} rows {name}, more than max_{name}: {max}"));
         }
         // A diff that counted rows only (reported as such) judges the row thresholds alone.
-        (None, Some(_)) if diff.mode != "counts" => {
-            found.push(format!("max_{name} cannot be judged: {}", unjudged(diff)))
+        (None, Some(_)) if diff.mode != DiffMode::Counts => {
+            found.push(format!("max_{name} cannot be judged: {NO_KEY}"))
         }
         _ => {}
     };
@@ -610,17 +606,16 @@ fn breaches(diff: &ModelDiff, config: &DiffConfig) -> Vec<String> {
                     ));
                 }
             }
-            None if diff.mode != "counts" => found.push(format!(
-                "max_changed_pct cannot be judged: {}",
-                unjudged(diff)
-            )),
+            None if diff.mode != DiffMode::Counts => {
+                found.push(format!("max_changed_pct cannot be judged: {NO_KEY}"))
+            }
             None => {}
         }
     }
     for (name, limits) in &config.columns {
         // A diff that counted rows only (reported as such) has no column figures.
         let Some(column) = diff.columns.get(name) else {
-            if diff.mode != "counts" {
+            if diff.mode != DiffMode::Counts {
                 found.push(format!(
                     "column `{name}` cannot be judged: the model has no such column"
                 ));
@@ -652,9 +647,7 @@ fn breaches(diff: &ModelDiff, config: &DiffConfig) -> Vec<String> {
 }
 
 /// Why a keyed threshold has no figure to judge.
-fn unjudged(_diff: &ModelDiff) -> String {
-    "the model has no key: set diff: {key: [...]}".into()
-}
+const NO_KEY: &str = "the model has no key: set diff: {key: [...]}";
 
 /// The diff judged by the model's thresholds, as a test: failing (or warning, at `severity:
 /// warn`) when one breaks, with every added, removed and changed key written to
@@ -696,7 +689,7 @@ mod tests {
     use super::*;
     use crate::project::ColumnDiffProperties;
     use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
-    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
     /// Rows of (id, name, amount): NULL amounts, a duplicated and a NULL key.
     fn side(ids: &[Option<i64>], names: &[&str], amounts: &[Option<f64>]) -> RecordBatch {
@@ -770,7 +763,7 @@ mod tests {
 
     fn diff() -> ModelDiff {
         ModelDiff {
-            mode: "full".into(),
+            mode: DiffMode::Full,
             rows_before: 200,
             rows_after: 190,
             key: vec!["id".into()],
@@ -851,7 +844,7 @@ mod tests {
         assert!(breaches(&unkeyed, &config)[0].contains("the model has no key"));
         // Counting rows only (as reported), a diff judges the row thresholds alone.
         let counted = ModelDiff {
-            mode: "counts".into(),
+            mode: DiffMode::Counts,
             ..unkeyed
         };
         assert!(breaches(&counted, &config).is_empty());

@@ -472,7 +472,6 @@ fn classify(error: &ModelError) -> FailureClass {
             StorageError::StagedFileMissing { .. } => FailureClass::Transient,
             StorageError::Session(error) => classify_session(error),
             other if store_failed(other) => FailureClass::Transient,
-            StorageError::Execution { .. } => FailureClass::Sql,
             _ => FailureClass::Sql,
         },
         ModelError::Session(error) => classify_session(error),
@@ -682,7 +681,7 @@ async fn publish_model(
             .iter()
             .map(|test| RecordedTest {
                 name: test.name.clone(),
-                status: format!("{:?}", test.status).to_lowercase(),
+                status: test.status,
                 failures: test.failures,
             })
             .collect(),

@@ -59,11 +59,8 @@ pub async fn plan(
     let mut reads: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for other in models.iter().filter(|other| *other != model) {
         let url = warehouse.table_url(other)?;
-        let inputs = storage::history(&warehouse.stores, &url, None)
+        let inputs = storage::last_build(&warehouse.stores, &url)
             .await?
-            .into_iter()
-            .filter_map(|commit| commit.record)
-            .find(|record| !record.sql_hash.is_empty())
             .map(|record| record.inputs)
             .unwrap_or_default();
         reads.insert(other.clone(), inputs);

@@ -71,6 +71,17 @@ pub struct ValueCounts {
     pub failed: usize,
 }
 
+impl ValueCounts {
+    /// Count one more value of `status`.
+    pub fn add(&mut self, status: ValueStatus) {
+        match status {
+            ValueStatus::Built => self.built += 1,
+            ValueStatus::UpToDate => self.up_to_date += 1,
+            ValueStatus::Failed => self.failed += 1,
+        }
+    }
+}
+
 /// One value of a backfill.
 #[derive(Debug, Clone)]
 pub struct ValueResult {
@@ -82,9 +93,8 @@ pub struct ValueResult {
 }
 
 impl ValueResult {
-    /// `built`, `up_to_date` (no model ran: all were published from the same SQL and vars)
-    /// or `failed`.
-    pub fn status(&self) -> &'static str {
+    /// What became of the value.
+    pub fn status(&self) -> ValueStatus {
         match &self.summary {
             Some(summary) if summary.success() => {
                 if summary
@@ -92,14 +102,26 @@ impl ValueResult {
                     .iter()
                     .all(|r| matches!(r.status, ModelStatus::UpToDate { .. }))
                 {
-                    "up_to_date"
+                    ValueStatus::UpToDate
                 } else {
-                    "built"
+                    ValueStatus::Built
                 }
             }
-            _ => "failed",
+            _ => ValueStatus::Failed,
         }
     }
+}
+
+/// What became of one value of a backfill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueStatus {
+    /// Its models were built (some were up to date, perhaps).
+    Built,
+    /// No model ran: all were published from the same SQL and vars.
+    UpToDate,
+    /// A model failed, or the value could not be prepared.
+    Failed,
 }
 
 /// Every value of a backfill.
@@ -120,7 +142,18 @@ pub struct BackfillSummary {
 impl BackfillSummary {
     /// Whether every value was built (or was up to date).
     pub fn success(&self) -> bool {
-        self.values.iter().all(|v| v.status() != "failed")
+        self.values
+            .iter()
+            .all(|v| v.status() != ValueStatus::Failed)
+    }
+
+    /// How many values were built, up to date and failed.
+    pub fn counts(&self) -> ValueCounts {
+        let mut counts = ValueCounts::default();
+        for value in &self.values {
+            counts.add(value.status());
+        }
+        counts
     }
 
     /// The values that failed, in order.
@@ -128,7 +161,7 @@ impl BackfillSummary {
         let mut failed: Vec<&str> = self
             .values
             .iter()
-            .filter(|v| v.status() == "failed")
+            .filter(|v| v.status() == ValueStatus::Failed)
             .map(|v| v.value.as_str())
             .collect();
         failed.sort();
@@ -223,7 +256,7 @@ struct BackfillResultsFile<'a> {
 #[derive(Serialize)]
 struct ValueEntry<'a> {
     value: &'a str,
-    status: &'static str,
+    status: ValueStatus,
     message: Option<String>,
     results: Vec<RunResultEntry<'a>>,
 }
@@ -407,9 +440,7 @@ pub struct ModelResult {
 /// the rows it stages, computed before the commit.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct ModelDiff {
-    /// `full`; or `counts` when the rows compared exceed the diff's `max_rows`: then only the
-    /// row counts were computed.
-    pub mode: String,
+    pub mode: DiffMode,
     pub rows_before: u64,
     pub rows_after: u64,
     /// Rows before and after, per replaced partition (`col=value`).
@@ -431,6 +462,17 @@ pub struct ModelDiff {
     /// Per column: nulls, distinct values, and min / max / sum of numbers, before and after.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub columns: BTreeMap<String, ColumnDiff>,
+}
+
+/// How much of a diff was computed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiffMode {
+    /// Every figure.
+    #[default]
+    Full,
+    /// The row counts only: the rows compared exceed the diff's `max_rows`.
+    Counts,
 }
 
 /// Rows before and after.
@@ -688,7 +730,7 @@ impl TestResult {
 }
 
 /// Whether a test passed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TestStatus {
     Pass,

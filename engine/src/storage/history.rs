@@ -3,8 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use deltalake::DeltaTableError;
-use futures::StreamExt;
+use deltalake::kernel::Add;
+use deltalake::{DeltaTable, DeltaTableError};
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -47,7 +48,7 @@ pub struct RunRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordedTest {
     pub name: String,
-    pub status: String,
+    pub status: crate::report::TestStatus,
     pub failures: u64,
 }
 
@@ -81,38 +82,58 @@ pub async fn history(
     limit: Option<usize>,
 ) -> Result<Vec<Commit>, StorageError> {
     let table = open_table(stores, url).await?;
-    let Some(latest) = table.version() else {
-        return Ok(Vec::new());
-    };
-    let log_store = table.log_store();
-    let delta = |source: DeltaTableError| {
-        StorageError::Session(SessionError::Delta {
-            location: url.to_string(),
-            source,
-        })
-    };
-    let versions: Vec<u64> = (0..=latest)
-        .rev()
+    commits(&table, url)
         .take(limit.unwrap_or(usize::MAX))
-        .collect();
-    // Read several commits at once (each is one small object), in order, newest first.
-    let entries: Vec<_> = futures::stream::iter(versions)
-        .map(|version| {
+        .try_collect()
+        .await
+}
+
+/// The run record of the last build of the table at `url` (a restore records no build), if
+/// dp built it: read from the newest commit back, no further than that build.
+pub async fn last_build(stores: &Stores, url: &Url) -> Result<Option<RunRecord>, StorageError> {
+    let table = open_table(stores, url).await?;
+    let builds = commits(&table, url).try_filter_map(|commit| {
+        futures::future::ready(Ok(commit.record.filter(|r| !r.sql_hash.is_empty())))
+    });
+    futures::pin_mut!(builds);
+    builds.try_next().await
+}
+
+/// The commits of `table` (at `url`), newest first, read several at once (each is one small
+/// object) and no further ahead than that of what is taken. A version the log no longer holds
+/// (trimmed after a checkpoint) ends them.
+fn commits<'a>(
+    table: &'a DeltaTable,
+    url: &'a Url,
+) -> impl futures::Stream<Item = Result<Commit, StorageError>> + 'a {
+    let log_store = table.log_store();
+    let versions = table
+        .version()
+        .into_iter()
+        .flat_map(|latest| (0..=latest).rev());
+    futures::stream::iter(versions)
+        .map(move |version| {
             let log_store = log_store.clone();
             async move { (version, log_store.read_commit_entry(version).await) }
         })
         .buffered(16)
-        .collect()
-        .await;
-    let mut commits = Vec::new();
-    for (version, entry) in entries {
-        // A version a checkpoint made unreadable (the log was trimmed) ends the history.
-        let Some(bytes) = entry.map_err(delta)? else {
-            break;
-        };
-        commits.push(read_commit(version, &bytes).map_err(delta)?);
+        .map(move |(version, entry)| match entry {
+            Ok(Some(bytes)) => Some(read_commit(version, &bytes).map_err(delta_error(url))),
+            Ok(None) => None,
+            Err(error) => Some(Err(delta_error(url)(error))),
+        })
+        .take_while(|commit| futures::future::ready(commit.is_some()))
+        .filter_map(futures::future::ready)
+}
+
+/// A Delta error of the table at `url`.
+fn delta_error(url: &Url) -> impl Fn(DeltaTableError) -> StorageError + '_ {
+    move |source| {
+        StorageError::Session(SessionError::Delta {
+            location: url.to_string(),
+            source,
+        })
     }
-    Ok(commits)
 }
 
 /// A table as a resumed run sees it: its history, and the names of its live data files.
@@ -139,8 +160,9 @@ impl TableStates {
         if let Some(state) = states.get(url) {
             return Ok(state.clone());
         }
-        let history = history(stores, url, None).await?;
-        let live_files = version_files(stores, url, None)
+        let table = open_table(stores, url).await?;
+        let history = commits(&table, url).try_collect().await?;
+        let live_files = files(&table, url)
             .await?
             .into_keys()
             .map(|path| super::file_name(&path).to_string())
@@ -177,20 +199,14 @@ fn read_commit(version: u64, bytes: &[u8]) -> Result<Commit, DeltaTableError> {
                 .get(RECORD_KEY)
                 .and_then(|record| serde_json::from_value(record.clone()).ok());
         } else if let Some(add) = action.get("add") {
+            let add: Add = serde_json::from_value(add.clone())?;
             commit.files_added += 1;
-            if let Some(path) = add["path"].as_str() {
-                commit.added_files.push(super::file_name(path).to_string());
-            }
-            commit.rows_added += add["stats"]
-                .as_str()
-                .and_then(|stats| serde_json::from_str::<serde_json::Value>(stats).ok())
-                .and_then(|stats| stats["numRecords"].as_u64())
-                .unwrap_or(0);
-            if let Ok(values) = serde_json::from_value::<HashMap<String, Option<String>>>(
-                add["partitionValues"].clone(),
-            ) && !values.is_empty()
-            {
-                partitions.insert(partition::key(&values));
+            commit
+                .added_files
+                .push(super::file_name(&add.path).to_string());
+            commit.rows_added += super::records(&add).unwrap_or(0);
+            if !add.partition_values.is_empty() {
+                partitions.insert(partition::key(&add.partition_values));
             }
         } else if action.get("remove").is_some() {
             commit.files_removed += 1;
@@ -209,30 +225,19 @@ pub struct VersionChange {
     pub files_restored: usize,
 }
 
-/// The rows of each partition of the table at `url` at `version` (`None`: the latest), and
-/// its files by path.
-async fn version_files(
-    stores: &Stores,
+/// The live data files of `table` (at `url`) at its loaded version, by path: each file's
+/// partition (`col=value`) and rows.
+async fn files(
+    table: &DeltaTable,
     url: &Url,
-    version: Option<u64>,
 ) -> Result<BTreeMap<String, (String, u64)>, StorageError> {
-    let delta = |source: DeltaTableError| {
-        StorageError::Session(SessionError::Delta {
-            location: url.to_string(),
-            source,
-        })
-    };
-    let mut table = open_table(stores, url).await?;
     if table.version().is_none() {
         return Ok(BTreeMap::new());
-    }
-    if let Some(version) = version {
-        table.load_version(version).await.map_err(delta)?;
     }
     let files: Vec<_> =
         futures::TryStreamExt::try_collect(table.get_active_add_actions_by_partitions(&[]))
             .await
-            .map_err(delta)?;
+            .map_err(delta_error(url))?;
     Ok(files
         .iter()
         .map(|file| {
@@ -249,8 +254,13 @@ pub async fn restore_change(
     url: &Url,
     version: u64,
 ) -> Result<VersionChange, StorageError> {
-    let now = version_files(stores, url, None).await?;
-    let then = version_files(stores, url, Some(version)).await?;
+    let mut table = open_table(stores, url).await?;
+    let now = files(&table, url).await?;
+    table
+        .load_version(version)
+        .await
+        .map_err(delta_error(url))?;
+    let then = files(&table, url).await?;
     let mut change = VersionChange {
         files_removed: now.keys().filter(|path| !then.contains_key(*path)).count(),
         files_restored: then.keys().filter(|path| !now.contains_key(*path)).count(),
@@ -302,11 +312,6 @@ pub async fn restore(
         .with_version_to_restore(version)
         .with_commit_properties(super::commit_properties(record))
         .await
-        .map_err(|source| {
-            StorageError::Session(SessionError::Delta {
-                location: url.to_string(),
-                source,
-            })
-        })?;
+        .map_err(delta_error(url))?;
     Ok(table.version().unwrap_or_default())
 }

@@ -11,8 +11,8 @@ mod vacuum;
 mod write_mode;
 
 pub use history::{
-    Commit, RECORD_KEY, RecordedTest, RunRecord, TableStates, VersionChange, history, restore,
-    restore_change,
+    Commit, RECORD_KEY, RecordedTest, RunRecord, TableStates, VersionChange, history, last_build,
+    restore, restore_change,
 };
 pub use vacuum::{VacuumOptions, Vacuumed, vacuum};
 pub use write_mode::WriteMode;
@@ -216,6 +216,28 @@ pub struct DiffSides {
     pub before_rows: Option<u64>,
     pub after: DataFrame,
     pub after_rows: Option<u64>,
+}
+
+/// Data files, and their rows (when every file's statistics give them).
+struct Side {
+    files: Vec<DataFile>,
+    rows: Option<u64>,
+}
+
+impl Default for Side {
+    fn default() -> Self {
+        Side {
+            files: Vec::new(),
+            rows: Some(0),
+        }
+    }
+}
+
+impl Side {
+    fn add(&mut self, file: DataFile, rows: Option<u64>) {
+        self.files.push(file);
+        self.rows = self.rows.zip(rows).map(|(total, rows)| total + rows);
+    }
 }
 
 /// The rows of a staged file, from its statistics.
@@ -1046,57 +1068,45 @@ impl ModelTable {
         session: &SessionContext,
         staged: &StagedWrite,
     ) -> Result<DataFrame, StorageError> {
-        let mut files: Vec<DataFile> = staged.adds.iter().map(DataFile::from).collect();
-        if self.incremental {
-            let replaces = self.replaces(staged);
-            files.extend(
-                self.published_files()
-                    .await?
-                    .iter()
-                    .filter(|file| !replaces(file))
-                    .map(DataFile::from),
-            );
-        }
-        self.frame_of(session, &files)
+        let (_, after) = self.sides(staged).await?;
+        self.frame_of(session, &after.files)
     }
 
     /// The two sides of `staged`'s diff, as DataFrames in `session`: the published rows its
-    /// commit replaces (for an incremental run, the whole table) and the rows after it (the
-    /// staged rows; for an incremental run, the table as it will be), each with its row count
-    /// from the files' statistics when every file has them.
+    /// commit replaces (for an incremental run, the whole table) and the rows its tests see
+    /// after it, each with its row count from the files' statistics when every file has them.
     pub async fn diff_sides(
         &self,
         session: &SessionContext,
         staged: &StagedWrite,
     ) -> Result<DiffSides, StorageError> {
+        let (before, after) = self.sides(staged).await?;
+        Ok(DiffSides {
+            before: self.frame_of(session, &before.files)?,
+            before_rows: before.rows,
+            after: self.frame_of(session, &after.files)?,
+            after_rows: after.rows,
+        })
+    }
+
+    /// The files `staged`'s commit replaces, and those the table holds after it (for an
+    /// incremental run: the whole table before, and the files it keeps with the staged ones).
+    async fn sides(&self, staged: &StagedWrite) -> Result<(Side, Side), StorageError> {
         let replaces = self.replaces(staged);
-        let published = self.published_files().await?;
-        let mut before = (Vec::new(), Some(0));
-        let mut after: (Vec<DataFile>, Option<u64>) = (Vec::new(), Some(0));
-        let count = |total: &mut Option<u64>, rows: Option<u64>| {
-            *total = total.zip(rows).map(|(total, rows)| total + rows);
-        };
-        for file in &published {
+        let (mut before, mut after) = (Side::default(), Side::default());
+        for add in &staged.adds {
+            after.add(DataFile::from(add), records(add));
+        }
+        for file in self.published_files().await?.iter() {
             let rows = file.num_records().map(|n| n as u64);
             if self.incremental || replaces(file) {
-                before.0.push(DataFile::from(file));
-                count(&mut before.1, rows);
+                before.add(DataFile::from(file), rows);
             }
             if self.incremental && !replaces(file) {
-                after.0.push(DataFile::from(file));
-                count(&mut after.1, rows);
+                after.add(DataFile::from(file), rows);
             }
         }
-        for add in &staged.adds {
-            after.0.push(DataFile::from(add));
-            count(&mut after.1, records(add));
-        }
-        Ok(DiffSides {
-            before: self.frame_of(session, &before.0)?,
-            before_rows: before.1,
-            after: self.frame_of(session, &after.0)?,
-            after_rows: after.1,
-        })
+        Ok((before, after))
     }
 
     /// The table's partition columns.
