@@ -46,7 +46,8 @@ pub use docs::{
     Clause, Direction, Generated, How, LineageReport, LineageTree, NodeKind, RowFilter,
 };
 pub use ops::{InitError, RollbackPlan, VacuumResult, backfill_values, init};
-pub use session::{StoreWrapper, Stores};
+pub use session::engine::cluster_runtime;
+pub use session::{DpCodec, StoreWrapper, Stores};
 pub use storage::{Commit, RunRecord, VacuumOptions, VersionChange};
 
 use std::collections::BTreeSet;
@@ -122,6 +123,16 @@ impl Prepared {
         session::Warehouse {
             url: self.target.warehouse.clone(),
             stores: self.stores.clone(),
+        }
+    }
+
+    /// Where the target's queries run.
+    fn query_engine(&self) -> std::sync::Arc<dyn session::QueryEngine> {
+        match &self.target.engine {
+            project::Engine::Embedded => std::sync::Arc::new(session::Embedded),
+            project::Engine::Ballista { host, port } => {
+                std::sync::Arc::new(session::Ballista::new(host, *port))
+            }
         }
     }
 
@@ -201,6 +212,7 @@ impl Prepared {
             resume,
             diff: !settings.no_diff,
             dry_run: settings.dry_run,
+            engine: self.query_engine(),
         };
         execute::build(plan, self.unit_test_inputs(), &options, reporter).await
     }
@@ -274,6 +286,7 @@ impl Prepared {
             kinds,
             run_id: execute::new_run_id(),
             memory_limit: self.target.memory_limit,
+            engine: self.query_engine(),
         };
         let summary =
             audit::run_tests(self.unit_test_inputs(), &self.selected, &options, reporter).await;

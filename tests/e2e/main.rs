@@ -3,6 +3,9 @@
 
 mod audit;
 mod build;
+mod cluster;
+#[path = "../services/ballista.rs"]
+mod cluster_services;
 mod crash;
 mod dbt;
 mod diff;

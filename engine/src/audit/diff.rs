@@ -100,12 +100,9 @@ pub async fn diff(
     let single;
     let session = match in_memory {
         true => {
+            // Here, whatever engine read the sides: the rows are in hand.
             let config = session.copied_config().with_target_partitions(1);
-            let state =
-                datafusion::execution::SessionStateBuilder::new_from_existing(session.state())
-                    .with_config(config)
-                    .build();
-            single = SessionContext::new_with_state(state);
+            single = SessionContext::new_with_config_rt(config, session.runtime_env());
             &single
         }
         false => session,

@@ -176,6 +176,8 @@ pub struct TestOptions {
     pub run_id: String,
     /// The most memory the tests' queries may hold together, in bytes.
     pub memory_limit: Option<usize>,
+    /// Where the tests' queries run.
+    pub engine: std::sync::Arc<dyn crate::session::QueryEngine>,
 }
 
 /// `dp test`: the data tests and singular tests of the selected nodes against the published
@@ -291,10 +293,11 @@ async fn test_published(
     options: &TestOptions,
     test: &QueryTest<'_>,
 ) -> TestResult {
-    let session = crate::session::new_session(runtime);
+    let session = options.engine.session(runtime);
     let scans = crate::session::SourceScans::default();
     for relation in test.relations {
         let registered = crate::session::register_relation(
+            options.engine.as_ref(),
             &session,
             relation,
             &options.warehouse,

@@ -24,8 +24,8 @@ use crate::project::{DataTestKind, NodeId, Project};
 use crate::render::RenderError;
 use crate::session::contract::{Contract, check_contract, sql_type};
 use crate::session::{
-    SessionError, SourceScans, Stores, Warehouse, new_session, register_relation, source_reference,
-    sql_error,
+    Embedded, QueryEngine, SessionError, SourceScans, Stores, Warehouse, register_relation,
+    source_reference, sql_error,
 };
 
 /// A mistake found by planning a model.
@@ -191,7 +191,7 @@ pub async fn check(
     // One session for the whole project: each source is registered (its footers read) once,
     // and each planned model becomes an empty table that its consumers are planned against.
     let runtime = Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default());
-    let session = new_session(&runtime);
+    let session = Embedded.session(&runtime);
     // The check registers sources only: no table is opened.
     let warehouse = Warehouse::for_planning(stores);
     let scans = SourceScans::default();
@@ -203,8 +203,15 @@ pub async fn check(
     let mut unreadable: BTreeMap<&str, CheckError> = BTreeMap::new();
     for id in read {
         let relation = NodeId::Source(id.to_string());
-        if let Err(problem) =
-            register_relation(&session, &relation, &warehouse, &project.sources, &scans).await
+        if let Err(problem) = register_relation(
+            &Embedded,
+            &session,
+            &relation,
+            &warehouse,
+            &project.sources,
+            &scans,
+        )
+        .await
         {
             unreadable.insert(id, problem.into());
         }

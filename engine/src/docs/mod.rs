@@ -33,7 +33,7 @@ use crate::compile::Plan;
 use crate::graph::{ModelGraph, NodeId};
 use crate::project::{Project, Target};
 use crate::session::{
-    SourceScans, Stores, Warehouse, new_session, register_relation, source_reference,
+    Embedded, QueryEngine, SourceScans, Stores, Warehouse, register_relation, source_reference,
 };
 
 /// What the docs are generated from.
@@ -126,7 +126,7 @@ pub async fn plan_lineage(
     stores: &Stores,
 ) -> ProjectLineage {
     let runtime = Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default());
-    let session = new_session(&runtime);
+    let session = Embedded.session(&runtime);
     let warehouse = Warehouse::for_planning(stores);
     let scans = SourceScans::default();
     let mut planned = ProjectLineage::default();
@@ -135,8 +135,15 @@ pub async fn plan_lineage(
     let address = |provider: &Arc<dyn TableProvider>| Arc::as_ptr(provider) as *const () as usize;
     for id in project.sources.keys() {
         let relation = NodeId::Source(id.clone());
-        let registered =
-            register_relation(&session, &relation, &warehouse, &project.sources, &scans).await;
+        let registered = register_relation(
+            &Embedded,
+            &session,
+            &relation,
+            &warehouse,
+            &project.sources,
+            &scans,
+        )
+        .await;
         let provider = match registered {
             Ok(_) => session.table_provider(source_reference(id)).await,
             Err(error) => {

@@ -19,7 +19,7 @@ use crate::render::{QueryResult, QueryRunner, RenderContext, Renderer};
 use crate::report::{FailureClass, ModelResult, ModelStatus, RunSummary, TestKind, TestResult};
 use crate::report::{Reporter, RunEvent};
 use crate::session::{
-    SessionError, SourceScans, Warehouse, new_session, register_relation, runtime_env, sql_error,
+    SessionError, SourceScans, Warehouse, register_relation, runtime_env, sql_error,
 };
 use crate::storage::{ModelTable, RecordedTest, RunRecord, StorageError, WriteMode};
 
@@ -56,6 +56,8 @@ pub struct BuildOptions {
     /// `--dry-run`: stage, audit and diff every model, commit none; a model reads its upstream
     /// models' staged rows; every staged file is deleted at the end.
     pub dry_run: bool,
+    /// Where the models' queries and tests run.
+    pub engine: Arc<dyn crate::session::QueryEngine>,
 }
 
 /// A result of `model` with nothing written yet.
@@ -148,6 +150,15 @@ pub enum ModelError {
         help("a transient failure: dp retried it (the target's `retries`); nothing was published")
     )]
     StoreUnavailable { model: String, message: String },
+
+    #[error("`{model}` did not run: {message}")]
+    #[diagnostic(
+        code(dp::cluster_unavailable),
+        help(
+            "start the cluster (dp-scheduler, then dp-executor; see the README), or check the target's `scheduler`; dp retried it (the target's `retries`); nothing was published"
+        )
+    )]
+    ClusterUnavailable { model: String, message: String },
 
     #[error("internal error: {message}")]
     #[diagnostic(code(dp::internal), help("this is a bug in dp; please report it"))]
@@ -475,7 +486,9 @@ fn classify(error: &ModelError) -> FailureClass {
             _ => FailureClass::Sql,
         },
         ModelError::Session(error) => classify_session(error),
-        ModelError::StoreUnavailable { .. } => FailureClass::Transient,
+        ModelError::StoreUnavailable { .. } | ModelError::ClusterUnavailable { .. } => {
+            FailureClass::Transient
+        }
         ModelError::RenderToRun { .. } => FailureClass::Sql,
         ModelError::Internal { .. } => FailureClass::Internal,
     }
@@ -516,6 +529,14 @@ fn store_failed(error: &(dyn std::error::Error + 'static)) -> bool {
 /// A query that could not be planned or run: the store's transient failure, or the SQL's error
 /// at its place in the model's file.
 fn query_error(model: &ModelPlan, error: &datafusion::error::DataFusionError) -> ModelError {
+    if let datafusion::error::DataFusionError::External(inner) = error
+        && let Some(unreachable) = inner.downcast_ref::<crate::session::engine::Unreachable>()
+    {
+        return ModelError::ClusterUnavailable {
+            model: model.name.clone(),
+            message: unreachable.to_string(),
+        };
+    }
     if store_failed(error) {
         return ModelError::StoreUnavailable {
             model: model.name.clone(),
@@ -588,8 +609,10 @@ async fn publish_model(
         .await
         .map_err(|error| query_error(model, &error))?;
     let output = Arc::new(frame.schema().as_arrow().clone());
-    let physical = frame
-        .create_physical_plan()
+    let physical = context
+        .options
+        .engine
+        .plan(frame)
         .await
         .map_err(|error| query_error(model, &error))?;
     result.source_files = source_scans.files_read();
@@ -765,7 +788,7 @@ async fn model_session(
     model: &ModelPlan,
     reads_itself: bool,
 ) -> Result<(SessionContext, SourceScans, BTreeMap<String, u64>), ModelError> {
-    let session = new_session(&context.runtime);
+    let session = context.options.engine.session(&context.runtime);
     let source_scans = SourceScans::default();
     let relations = model
         .sources
@@ -805,6 +828,7 @@ async fn read_relation(
     };
     let (Some(dry_run), NodeId::Model(name)) = (dry_run, relation) else {
         return Ok(register_relation(
+            context.options.engine.as_ref(),
             session,
             relation,
             &context.options.warehouse,

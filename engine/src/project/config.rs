@@ -252,6 +252,26 @@ pub struct TargetConfig {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub storage_options: BTreeMap<String, serde_yaml::Value>,
+    /// Where the queries of a build and of `dp test` run: `embedded` (default: DataFusion in
+    /// the dp process) or `ballista` (a DataFusion Ballista cluster, at `scheduler`). Writing,
+    /// auditing and committing stay in dp either way; `dp check` always plans locally.
+    #[serde(default)]
+    pub engine: EngineKind,
+    /// The Ballista scheduler, as `df://host:port` (port 50050 when left out), for
+    /// `engine: ballista`.
+    #[serde(default)]
+    pub scheduler: Option<String>,
+}
+
+/// Where a target's queries run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// DataFusion in the dp process.
+    #[default]
+    Embedded,
+    /// A DataFusion Ballista cluster (`dp-scheduler` and `dp-executor`).
+    Ballista,
 }
 
 /// How many times a transient failure is retried, when the target sets nothing.

@@ -19,8 +19,8 @@ use url::Url;
 use walkdir::WalkDir;
 
 pub use config::{
-    DBT_PROJECT_FILE, DEFAULT_RETRIES, DEFAULT_VACUUM_RETENTION, DEFAULT_WAREHOUSE, PROJECT_FILE,
-    ProjectConfig, ProjectPaths, TargetConfig, parse_byte_size, parse_duration,
+    DBT_PROJECT_FILE, DEFAULT_RETRIES, DEFAULT_VACUUM_RETENTION, DEFAULT_WAREHOUSE, EngineKind,
+    PROJECT_FILE, ProjectConfig, ProjectPaths, TargetConfig, parse_byte_size, parse_duration,
 };
 pub use data_tests::{
     DataTest, DataTestKind, NodeId, Severity, TestConfig, Threshold, parse_relation,
@@ -32,7 +32,7 @@ pub use model_config::{
     ModelConfig, OnSchemaChange,
 };
 pub use storage_options::StorageOptions;
-pub use target::Target;
+pub use target::{Engine, Target};
 pub use yaml::{
     ColumnDiffProperties, ColumnProperties, ContractProperties, DiffProperties, MissingPartition,
     ModelConfigProperties, ModelProperties, OneOrMany, PropertiesFile, RowsFormat, SourceFormat,
@@ -379,6 +379,22 @@ pub enum LoadError {
         )
     )]
     InvalidConfig {
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("here")]
+        at: SourceSpan,
+    },
+
+    #[error("target `{target}`: {message}")]
+    #[diagnostic(
+        code(dp::bad_scheduler),
+        help(
+            "`engine: ballista` runs the queries on a Ballista cluster whose scheduler is given as `scheduler: df://host:port`, such as df://127.0.0.1:50050"
+        )
+    )]
+    BadScheduler {
+        target: String,
         message: String,
         #[source_code]
         src: miette::NamedSource<std::sync::Arc<str>>,

@@ -9,8 +9,8 @@ use url::Url;
 use super::environment;
 use super::storage_options::{self, RefusedOption, StorageOptions};
 use super::{
-    DEFAULT_RETRIES, DEFAULT_VACUUM_RETENTION, DEFAULT_WAREHOUSE, LoadError, Project, TargetConfig,
-    parse_byte_size, parse_duration, resolve_location,
+    DEFAULT_RETRIES, DEFAULT_VACUUM_RETENTION, DEFAULT_WAREHOUSE, EngineKind, LoadError, Project,
+    TargetConfig, parse_byte_size, parse_duration, resolve_location,
 };
 
 /// The settings a run uses: one of the project's targets, resolved.
@@ -31,7 +31,21 @@ pub struct Target {
     pub retry_backoff: Duration,
     /// How the target's object stores are reached (values are secrets).
     pub storage_options: StorageOptions,
+    /// Where its queries run.
+    pub engine: Engine,
 }
+
+/// Where a target's queries run, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Engine {
+    /// DataFusion in the dp process.
+    Embedded,
+    /// A Ballista cluster whose scheduler listens at `host:port`.
+    Ballista { host: String, port: u16 },
+}
+
+/// The port a Ballista scheduler listens on when `scheduler:` names none.
+pub const DEFAULT_SCHEDULER_PORT: u16 = 50050;
 
 impl Project {
     /// The target called `name`, or the project's default target (`target:`), or built-in
@@ -146,7 +160,9 @@ impl Project {
                 }
             }
         }
+        let engine = self.engine_of(&name, &config)?;
         Ok(Target {
+            engine,
             name,
             warehouse,
             threads: config.threads,
@@ -214,6 +230,47 @@ impl Project {
             config.retries = Some(retries as u32);
         }
         Ok(())
+    }
+
+    /// The target's engine; a cluster's scheduler must be a `df://host:port` address.
+    fn engine_of(&self, name: &str, config: &TargetConfig) -> Result<Engine, LoadError> {
+        let scheduler = config.scheduler.as_deref();
+        let bad = |message: String, value: &str, key: &str| LoadError::BadScheduler {
+            target: name.to_string(),
+            message,
+            at: self.target_value_span(name, key, value),
+            src: self.config_file.named(),
+        };
+        match (config.engine, scheduler) {
+            (EngineKind::Embedded, None) => Ok(Engine::Embedded),
+            (EngineKind::Embedded, Some(text)) => Err(bad(
+                "`scheduler` is set, but the engine is the embedded one".into(),
+                text,
+                "scheduler",
+            )),
+            (EngineKind::Ballista, None) => Err(bad(
+                "`engine: ballista` needs a `scheduler`".into(),
+                "ballista",
+                "engine",
+            )),
+            (EngineKind::Ballista, Some(text)) => {
+                let parsed = Url::parse(text)
+                    .ok()
+                    .filter(|url| url.scheme() == "df" && matches!(url.path(), "" | "/"))
+                    .and_then(|url| Some((url.host_str()?.to_string(), url.port())));
+                match parsed {
+                    Some((host, port)) if !host.is_empty() => Ok(Engine::Ballista {
+                        host,
+                        port: port.unwrap_or(DEFAULT_SCHEDULER_PORT),
+                    }),
+                    _ => Err(bad(
+                        format!("`{text}` is not a scheduler address"),
+                        text,
+                        "scheduler",
+                    )),
+                }
+            }
+        }
     }
 
     fn warehouse_of(&self, name: &str, config: &TargetConfig) -> Result<Url, LoadError> {

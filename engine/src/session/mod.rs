@@ -6,6 +6,8 @@
 //! policy, and for the run results.
 
 pub mod contract;
+pub mod engine;
+pub mod files;
 mod stores;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,7 +27,7 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::TableProviderFilterPushDown;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::{Expr, SessionConfig, SessionContext};
+use datafusion::prelude::{Expr, SessionContext};
 
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
@@ -36,6 +38,7 @@ use crate::compile::{ModelPlan, sql_error_location};
 use crate::project::{NodeId, SourceFormat, SourceTable, split_source_id};
 use crate::source::quote_identifier as quote;
 use contract::{Contract, check_contract};
+pub use engine::{Ballista, DpCodec, Embedded, QueryEngine};
 pub use stores::{StoreWrapper, Stores, Warehouse};
 
 /// Why a relation cannot be read, or a query cannot be planned.
@@ -121,6 +124,15 @@ pub enum SessionError {
         #[source]
         source: object_store::Error,
     },
+
+    #[error("Delta table at {location} uses {feature}, which a Ballista cluster cannot read")]
+    #[diagnostic(
+        code(dp::unsupported_on_cluster),
+        help(
+            "the cluster reads a Delta table as plain Parquet files; run with the embedded engine (a target without `engine: ballista`), or rewrite the table without {feature}"
+        )
+    )]
+    UnsupportedOnCluster { location: String, feature: String },
 
     #[error("internal error: {message}")]
     #[diagnostic(code(dp::internal), help("this is a bug in dp; please report it"))]
@@ -244,17 +256,10 @@ impl SourceScans {
     }
 }
 
-/// A new session for one model's build or tests.
-pub fn new_session(
-    runtime: &Arc<datafusion::execution::runtime_env::RuntimeEnv>,
-) -> SessionContext {
-    let config = SessionConfig::new().set_bool("datafusion.sql_parser.collect_spans", true);
-    SessionContext::new_with_config_rt(config, runtime.clone())
-}
-
-/// Register a model's published table or a source table in `session` (once), for reading;
-/// returns the version of a model's table registered now.
+/// Register a model's published table or a source table in `session` (once), for reading as
+/// `engine` reads it; returns the version of a model's table registered now.
 pub async fn register_relation(
+    engine: &dyn QueryEngine,
     session: &SessionContext,
     relation: &NodeId,
     warehouse: &Warehouse,
@@ -270,19 +275,13 @@ pub async fn register_relation(
             let source = sources.get(id).ok_or_else(|| SessionError::Internal {
                 message: format!("source `{id}` is not declared"),
             })?;
-            register_source(session, source, &warehouse.stores, source_scans).await?;
+            register_source(engine, session, source, &warehouse.stores, source_scans).await?;
             Ok(None)
         }
         NodeId::Model(name) => {
             let url = warehouse.table_url(name)?;
             let table = open_published(&warehouse.stores, &url, name).await?;
-            let provider =
-                delta_provider(session, &table)
-                    .await
-                    .map_err(|source| SessionError::Delta {
-                        location: url.to_string(),
-                        source,
-                    })?;
+            let provider = engine.delta_table(session, &table, &url).await?;
             session
                 .register_table(TableReference::bare(name.as_str()), provider)
                 .map_err(|error| SessionError::Internal {
@@ -305,6 +304,7 @@ async fn delta_provider(
 /// its hive partition columns (so a filter on them skips whole folders), or a Delta table. Its
 /// columns are checked against the declared ones first.
 pub async fn register_source(
+    engine: &dyn QueryEngine,
     session: &SessionContext,
     source: &SourceTable,
     stores: &Stores,
@@ -367,7 +367,8 @@ pub async fn register_source(
             if table.version().is_none() {
                 return Err(unreadable("no Delta table is there".into()));
             }
-            delta_provider(session, &table)
+            engine
+                .delta_table(session, &table, &source.location)
                 .await
                 .map_err(|e| unreadable(e.to_string()))?
         }
@@ -628,6 +629,7 @@ mod tests {
         let project = crate::project::load(&root).unwrap();
         let session = SessionContext::new();
         register_source(
+            &Embedded,
             &session,
             &project.sources["raw.events"],
             &Stores::default(),

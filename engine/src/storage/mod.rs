@@ -22,15 +22,9 @@ use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
-use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::common::{Column, ScalarValue};
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
-use datafusion::error::DataFusionError;
+use datafusion::common::Column;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::prelude::{DataFrame, Expr, SessionContext, cast, col, lit};
+use datafusion::prelude::{DataFrame, Expr, SessionContext, col};
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, Add, LogicalFileView};
@@ -43,6 +37,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
 use crate::project::OnSchemaChange;
+use crate::session::files::{FileTable, TableFile, TableFiles};
 use crate::session::{SessionError, Stores, open_table};
 
 /// Data files roll over to a new file past this size.
@@ -249,6 +244,7 @@ fn records(add: &Add) -> Option<u64> {
 /// A data file of the table, published or staged: where it is and its partition values.
 struct DataFile {
     path: String,
+    size: i64,
     partition_values: HashMap<String, Option<String>>,
 }
 
@@ -256,6 +252,7 @@ impl From<&LogicalFileView> for DataFile {
     fn from(file: &LogicalFileView) -> Self {
         DataFile {
             path: file.path().to_string(),
+            size: file.size(),
             partition_values: file.partition_values_map(),
         }
     }
@@ -265,6 +262,7 @@ impl From<&Add> for DataFile {
     fn from(add: &Add) -> Self {
         DataFile {
             path: add.path.clone(),
+            size: add.size,
             partition_values: add.partition_values.clone(),
         }
     }
@@ -1126,84 +1124,28 @@ impl ModelTable {
         session: &SessionContext,
         files: &[DataFile],
     ) -> Result<DataFrame, StorageError> {
+        // The table's store, for the scans planned in this process.
         self.table
             .update_datafusion_session(&session.state())
             .map_err(|source| self.delta_error(source))?;
-        let execution = |source| StorageError::Execution {
-            model: self.model.clone(),
-            source,
-        };
-        if files.is_empty() {
-            let empty = RecordBatch::new_empty(self.schema.clone());
-            return session.read_batch(empty).map_err(execution);
-        }
-        let file_schema: SchemaRef = Arc::new(Schema::new(
-            self.schema
-                .fields()
-                .iter()
-                .filter(|f| !self.partition_by.contains(f.name()))
-                .cloned()
-                .collect::<Vec<_>>(),
-        ));
-        // One scan per partition: its files, and its values as literal columns.
-        let mut partitions: BTreeMap<String, Vec<&DataFile>> = BTreeMap::new();
-        for file in files {
-            partitions
-                .entry(partition::key(&file.partition_values))
-                .or_default()
-                .push(file);
-        }
-        let mut frames = Vec::new();
-        for adds in partitions.values() {
-            let urls = adds
-                .iter()
-                .map(|add| {
-                    // `Add.path` is decoded; the URL must decode back to it exactly.
-                    let escaped = add
-                        .path
-                        .replace('%', "%25")
-                        .replace('#', "%23")
-                        .replace('?', "%3F");
-                    // `./` first: a first segment holding `:` must not read as a URL scheme.
-                    let url = self
-                        .url
-                        .join(&format!("./{escaped}"))
-                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                    ListingTableUrl::parse(url.as_str())
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(execution)?;
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                .with_file_extension(".parquet");
-            let config = ListingTableConfig::new_with_multi_paths(urls)
-                .with_listing_options(options)
-                .with_schema(file_schema.clone());
-            let scan = ListingTable::try_new(config).map_err(execution)?;
-            let values = &adds[0].partition_values;
-            let columns: Vec<Expr> = self
-                .schema
-                .fields()
-                .iter()
-                .map(|field| match values.get(field.name()) {
-                    Some(value) if self.partition_by.contains(field.name()) => cast(
-                        lit(ScalarValue::Utf8(value.clone())),
-                        field.data_type().clone(),
-                    )
-                    .alias(field.name()),
-                    _ => col(Column::new_unqualified(field.name())),
-                })
-                .collect();
-            let frame = session
-                .read_table(Arc::new(scan))
-                .and_then(|frame| frame.select(columns))
-                .map_err(execution)?;
-            frames.push(frame);
-        }
-        let mut frames = frames.into_iter();
-        let first = frames.next().expect("files make at least one partition");
-        frames
-            .try_fold(first, |all, frame| all.union(frame))
-            .map_err(execution)
+        let files = files
+            .iter()
+            .map(|file| {
+                TableFile::new(
+                    file.path.clone(),
+                    file.size,
+                    &file.partition_values,
+                    &self.partition_by,
+                )
+            })
+            .collect();
+        let files = TableFiles::new(&self.url, self.partition_by.clone(), files);
+        session
+            .read_table(Arc::new(FileTable::new(self.schema.clone(), files)))
+            .map_err(|source| StorageError::Execution {
+                model: self.model.clone(),
+                source,
+            })
     }
 
     /// Delete the files of a build that will not be committed.

@@ -11,6 +11,12 @@ mod events;
 mod measure;
 mod project;
 mod raw;
+// The benchmark starts a Ballista cluster as the tests do (it has no use for their S3 server).
+#[path = "../../services/ballista.rs"]
+mod cluster;
+#[path = "../../services/mod.rs"]
+#[allow(dead_code)]
+mod services;
 mod suite;
 
 use std::process::ExitCode;

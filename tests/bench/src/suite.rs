@@ -45,6 +45,9 @@ pub struct SuiteOptions {
     /// Models of the dbt project built by dp and by dbt-core (0: not measured).
     #[arg(long, default_value_t = 1000)]
     pub dbt_models: usize,
+    /// Measure daily_summary on a Ballista cluster (one scheduler, two executors) too.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub cluster: bool,
     /// Timed runs of each tool on the dbt project, and of the incremental merge.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     pub dbt_runs: u64,
@@ -216,10 +219,86 @@ pub fn run(options: &SuiteOptions) -> Result<(), Error> {
     // 4. An incremental merge of one date into the whole table, against a full rebuild.
     incremental_merge(&dp, &work, &events, &date, options)?;
 
-    // 5. A dbt project, unmodified: dp against dbt-core with dbt-duckdb.
+    // 5. The same build on a Ballista cluster on this machine, next to the embedded engine.
+    if options.cluster {
+        on_cluster(&dp, &work, &events, &date, options)?;
+    }
+
+    // 6. A dbt project, unmodified: dp against dbt-core with dbt-duckdb.
     if options.dbt_models > 0 {
         dbt_project(&dp, &bench, &work, &repository, options)?;
     }
+    Ok(())
+}
+
+/// daily_summary over the large dataset built by the embedded engine and by a Ballista cluster
+/// of one scheduler and two executors on this machine, in turn over the published table (each
+/// run replaces the partitions it builds): the cost of distribution where there is nothing to
+/// distribute to. The executors share the machine's cores, one task each per core they get.
+fn on_cluster(
+    dp: &Path,
+    work: &Path,
+    events: &Path,
+    date: &str,
+    options: &SuiteOptions,
+) -> Result<(), Error> {
+    let bin_dir = dp.parent().ok_or("dp has no folder")?;
+    let logs = work.join("cluster-logs");
+    std::fs::create_dir_all(&logs)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cluster = crate::cluster::Cluster::start(bin_dir, &logs, 2, (cores / 2).max(1));
+    let project = summary_project(work, events)?;
+    let config = std::fs::read_to_string(project.join("dp_project.yml"))?;
+    std::fs::write(
+        project.join("dp_project.yml"),
+        format!(
+            "{config}target: local\ntargets:\n  local:\n    warehouse: warehouse\n{}",
+            cluster.target_yaml("cluster")
+        ),
+    )?;
+    run_to_end(&mut dp_in(dp, &project, &["build", "-q"]))?;
+    println!(
+        "\n## daily_summary on a Ballista cluster on this machine ({} dates x {} rows)\n",
+        options.days, options.rows
+    );
+    println!(
+        "| run | engine | median | min | max | dp's peak memory | cluster / embedded (median of paired ratios) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let var = format!("date={date}");
+    for (run, args) in [
+        ("all dates", vec!["build", "-q"]),
+        ("one date", vec!["build", "-q", "--vars", &var]),
+    ] {
+        let on_cluster: Vec<&str> = args
+            .iter()
+            .copied()
+            .chain(["--target", "cluster"])
+            .collect();
+        let (embedded, distributed, ratio) = paired(
+            options.build_runs,
+            &mut dp_in(dp, &project, &args),
+            &mut dp_in(dp, &project, &on_cluster),
+        )?;
+        for (engine, stats, ratio) in [
+            ("embedded", &embedded, String::new()),
+            (
+                "1 scheduler + 2 executors",
+                &distributed,
+                format!("{ratio:.2}x"),
+            ),
+        ] {
+            println!(
+                "| {run} | {engine} | {} | {} | {} | {} | {ratio} |",
+                ms(stats.median),
+                ms(stats.min),
+                ms(stats.max),
+                mib(stats.peak_memory)
+            );
+        }
+    }
+    let tasks = cluster.tasks_finished();
+    println!("\nThe executors ran {tasks:?} tasks.");
     Ok(())
 }
 

@@ -1,0 +1,378 @@
+//! Where a run's queries execute: the embedded DataFusion engine, or a DataFusion Ballista
+//! cluster. Both sides of the seam plan in a session dp fills; they differ in how a session
+//! reads a Delta table and where a planned query runs. Writing, auditing and committing stay
+//! in dp either way: a cluster streams the rows back.
+//!
+//! On a cluster, the scheduler and the executors decode each plan with [`DpCodec`]: a Delta
+//! table goes as its live files at the version read ([`FileTable`]), a Parquet source as its
+//! location, everything else as Ballista encodes it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ballista_core::extension::{SessionConfigExt, SessionStateExt};
+use ballista_core::serde::BallistaLogicalExtensionCodec;
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::catalog::TableProvider;
+use datafusion::common::TableReference;
+use datafusion::datasource::file_format::FileFormatFactory;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::TaskContext;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::logical_expr::{Extension, LogicalPlan};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion_proto::logical_plan::LogicalExtensionCodec;
+use futures::TryStreamExt;
+
+use super::files::{FileTable, TableFile, TableFiles};
+use super::{RecordingTable, SessionError};
+
+/// The executor seam: a session to plan in, how it reads a Delta table, and where a planned
+/// query runs (the schema of its plan is the query's; executing it streams the rows).
+#[async_trait]
+pub trait QueryEngine: Send + Sync + std::fmt::Debug {
+    /// A new session for one model's build or tests, whose queries run on this engine.
+    fn session(&self, runtime: &Arc<RuntimeEnv>) -> SessionContext;
+
+    /// How `session` reads the Delta table at `url`, at the version `table` has loaded.
+    async fn delta_table(
+        &self,
+        session: &SessionContext,
+        table: &deltalake::DeltaTable,
+        url: &url::Url,
+    ) -> Result<Arc<dyn TableProvider>, SessionError>;
+
+    /// The plan that runs `frame` on this engine. Its scans are planned on this machine first,
+    /// so the files each source scan reads are recorded before any row is read.
+    async fn plan(&self, frame: DataFrame) -> Result<Arc<dyn ExecutionPlan>>;
+}
+
+/// The configuration every dp session starts from: SQL spans kept for error locations.
+pub fn session_config() -> SessionConfig {
+    SessionConfig::new().set_bool("datafusion.sql_parser.collect_spans", true)
+}
+
+/// DataFusion in this process, reading Delta tables through delta-rs.
+#[derive(Debug, Default)]
+pub struct Embedded;
+
+#[async_trait]
+impl QueryEngine for Embedded {
+    fn session(&self, runtime: &Arc<RuntimeEnv>) -> SessionContext {
+        SessionContext::new_with_config_rt(session_config(), runtime.clone())
+    }
+
+    async fn delta_table(
+        &self,
+        session: &SessionContext,
+        table: &deltalake::DeltaTable,
+        url: &url::Url,
+    ) -> Result<Arc<dyn TableProvider>, SessionError> {
+        super::delta_provider(session, table)
+            .await
+            .map_err(|source| SessionError::Delta {
+                location: url.to_string(),
+                source,
+            })
+    }
+
+    async fn plan(&self, frame: DataFrame) -> Result<Arc<dyn ExecutionPlan>> {
+        frame.create_physical_plan().await
+    }
+}
+
+/// A Ballista cluster: each query goes to its scheduler, which plans its stages and runs them
+/// on its executors; the rows come back to this process.
+#[derive(Debug)]
+pub struct Ballista {
+    host: String,
+    port: u16,
+}
+
+impl Ballista {
+    /// The cluster whose scheduler listens at `host:port`.
+    pub fn new(host: &str, port: u16) -> Self {
+        Ballista {
+            host: host.to_string(),
+            port,
+        }
+    }
+}
+
+/// The scheduler of a cluster does not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("the Ballista scheduler at df://{host}:{port} cannot be reached: {source}")]
+pub struct Unreachable {
+    host: String,
+    port: u16,
+    source: std::io::Error,
+}
+
+#[async_trait]
+impl QueryEngine for Ballista {
+    fn session(&self, runtime: &Arc<RuntimeEnv>) -> SessionContext {
+        let config =
+            session_config().with_ballista_logical_extension_codec(Arc::new(DpCodec::default()));
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime.clone())
+            .with_default_features()
+            .build();
+        let state = state
+            .upgrade_for_ballista(format!("http://{}:{}", self.host, self.port))
+            .expect("a session with a scheduler address upgrades");
+        SessionContext::new_with_state(state)
+    }
+
+    async fn delta_table(
+        &self,
+        session: &SessionContext,
+        table: &deltalake::DeltaTable,
+        url: &url::Url,
+    ) -> Result<Arc<dyn TableProvider>, SessionError> {
+        // The table's store, for the scans this process plans.
+        table
+            .update_datafusion_session(&session.state())
+            .map_err(|source| SessionError::Delta {
+                location: url.to_string(),
+                source,
+            })?;
+        Ok(Arc::new(delta_files(table, url).await?))
+    }
+
+    async fn plan(&self, frame: DataFrame) -> Result<Arc<dyn ExecutionPlan>> {
+        // Said plainly up front, rather than as the transport error of the query's stream.
+        if let Err(source) = tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await {
+            return Err(DataFusionError::External(Box::new(Unreachable {
+                host: self.host.clone(),
+                port: self.port,
+                source,
+            })));
+        }
+        let (state, plan) = frame.into_parts();
+        // Planned here once, for the scans' record; the cluster plans it again to run it.
+        let optimized = state.optimize(&plan)?;
+        DefaultPhysicalPlanner::default()
+            .create_physical_plan(&optimized, &state)
+            .await?;
+        state.create_physical_plan(&plan).await
+    }
+}
+
+/// The Delta table at `url` as its live files at the version `table` has loaded. A table
+/// whose files need more than a Parquet scan to read (deletion vectors, column mapping) is
+/// refused.
+pub async fn delta_files(
+    table: &deltalake::DeltaTable,
+    url: &url::Url,
+) -> Result<FileTable, SessionError> {
+    let delta = |source| SessionError::Delta {
+        location: url.to_string(),
+        source,
+    };
+    let unsupported = |feature: &str| SessionError::UnsupportedOnCluster {
+        location: url.to_string(),
+        feature: feature.to_string(),
+    };
+    let state = table.snapshot().map_err(delta)?;
+    let mapping = state.snapshot().table_properties().column_mapping_mode;
+    if let Some(mode) = mapping.map(|m| format!("{m:?}")).filter(|m| m != "None") {
+        return Err(unsupported(&format!("column mapping (mode {mode})")));
+    }
+    let partition_by = state.metadata().partition_columns().to_vec();
+    let schema = state.snapshot().arrow_schema();
+    let views: Vec<_> = table
+        .get_active_add_actions_by_partitions(&[])
+        .try_collect()
+        .await
+        .map_err(delta)?;
+    let mut files = Vec::with_capacity(views.len());
+    for view in views {
+        if view.deletion_vector_descriptor().is_some() {
+            return Err(unsupported("deletion vectors"));
+        }
+        files.push(TableFile::new(
+            view.path().to_string(),
+            view.size(),
+            &view.partition_values_map(),
+            &partition_by,
+        ));
+    }
+    Ok(FileTable::new(
+        schema,
+        TableFiles::new(url, partition_by, files),
+    ))
+}
+
+/// The runtime of a cluster's scheduler and executors: an `s3://` bucket is reached as dp
+/// reaches it without target settings (the `AWS_*` environment and the credential chain, with
+/// object_store's retries), a local path as DataFusion does; temporary files go to `temp_dir`.
+pub fn cluster_runtime(temp_dir: Option<&std::path::Path>) -> Result<Arc<RuntimeEnv>> {
+    let mut builder = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(ClusterStores::default()));
+    if let Some(dir) = temp_dir {
+        builder = builder.with_temp_file_path(dir);
+    }
+    builder.build_arc()
+}
+
+/// The object stores of a cluster process: see [`cluster_runtime`].
+#[derive(Debug, Default)]
+struct ClusterStores {
+    stores: super::Stores,
+    registered: datafusion::execution::object_store::DefaultObjectStoreRegistry,
+}
+
+impl datafusion::execution::object_store::ObjectStoreRegistry for ClusterStores {
+    fn register_store(
+        &self,
+        url: &url::Url,
+        store: Arc<dyn object_store::ObjectStore>,
+    ) -> Option<Arc<dyn object_store::ObjectStore>> {
+        self.registered.register_store(url, store)
+    }
+
+    fn deregister_store(&self, url: &url::Url) -> Result<Arc<dyn object_store::ObjectStore>> {
+        self.registered.deregister_store(url)
+    }
+
+    fn get_store(&self, url: &url::Url) -> Result<Arc<dyn object_store::ObjectStore>> {
+        match self.stores.root_store(url) {
+            Ok(Some(store)) => Ok(store),
+            Ok(None) => self.registered.get_store(url),
+            Err(error) => Err(DataFusionError::External(Box::new(error))),
+        }
+    }
+}
+
+/// A Parquet source as a cluster reads it: its folder, and its hive partition columns (text).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ListedSource {
+    location: String,
+    partition_by: Vec<String>,
+}
+
+const FILES: &[u8] = b"dp.files:";
+const SOURCE: &[u8] = b"dp.source:";
+
+/// dp's logical plan codec, on the client, the scheduler and the executors: a [`FileTable`]
+/// travels as its file list, a Parquet source as its location; everything else as Ballista's
+/// own codec encodes it.
+#[derive(Debug, Default)]
+pub struct DpCodec {
+    ballista: BallistaLogicalExtensionCodec,
+}
+
+fn codec_error(error: serde_json::Error) -> DataFusionError {
+    DataFusionError::Internal(format!("dp codec: {error}"))
+}
+
+impl LogicalExtensionCodec for DpCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[LogicalPlan],
+        ctx: &TaskContext,
+    ) -> Result<Extension> {
+        self.ballista.try_decode(buf, inputs, ctx)
+    }
+
+    fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
+        self.ballista.try_encode(node, buf)
+    }
+
+    fn try_decode_table_provider(
+        &self,
+        buf: &[u8],
+        table_ref: &TableReference,
+        schema: SchemaRef,
+        ctx: &TaskContext,
+    ) -> Result<Arc<dyn TableProvider>> {
+        if let Some(files) = buf.strip_prefix(FILES) {
+            let files: TableFiles = serde_json::from_slice(files).map_err(codec_error)?;
+            return Ok(Arc::new(FileTable::new(schema, files)));
+        }
+        if let Some(source) = buf.strip_prefix(SOURCE) {
+            let source: ListedSource = serde_json::from_slice(source).map_err(codec_error)?;
+            let file_schema = Schema::new(
+                schema
+                    .fields()
+                    .iter()
+                    .filter(|f| !source.partition_by.contains(f.name()))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet")
+                .with_table_partition_cols(
+                    source
+                        .partition_by
+                        .iter()
+                        .map(|column| (column.clone(), DataType::Utf8))
+                        .collect(),
+                );
+            let config = ListingTableConfig::new(ListingTableUrl::parse(&source.location)?)
+                .with_listing_options(options)
+                .with_schema(Arc::new(file_schema));
+            return Ok(Arc::new(ListingTable::try_new(config)?));
+        }
+        self.ballista
+            .try_decode_table_provider(buf, table_ref, schema, ctx)
+    }
+
+    fn try_encode_table_provider(
+        &self,
+        table_ref: &TableReference,
+        node: Arc<dyn TableProvider>,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        if let Some(table) = node.downcast_ref::<FileTable>() {
+            buf.extend_from_slice(FILES);
+            return serde_json::to_writer(buf, table.files()).map_err(codec_error);
+        }
+        if let Some(source) = node.downcast_ref::<RecordingTable>() {
+            let location = source
+                .inner
+                .table_paths()
+                .first()
+                .ok_or_else(|| DataFusionError::Internal("a source without a path".into()))?;
+            let listed = ListedSource {
+                location: location.as_str().to_string(),
+                partition_by: source
+                    .inner
+                    .options()
+                    .table_partition_cols
+                    .iter()
+                    .map(|(column, _)| column.clone())
+                    .collect(),
+            };
+            buf.extend_from_slice(SOURCE);
+            return serde_json::to_writer(buf, &listed).map_err(codec_error);
+        }
+        self.ballista
+            .try_encode_table_provider(table_ref, node, buf)
+    }
+
+    fn try_decode_file_format(
+        &self,
+        buf: &[u8],
+        ctx: &TaskContext,
+    ) -> Result<Arc<dyn FileFormatFactory>> {
+        self.ballista.try_decode_file_format(buf, ctx)
+    }
+
+    fn try_encode_file_format(
+        &self,
+        buf: &mut Vec<u8>,
+        node: Arc<dyn FileFormatFactory>,
+    ) -> Result<()> {
+        self.ballista.try_encode_file_format(buf, node)
+    }
+}
