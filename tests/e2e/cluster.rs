@@ -7,18 +7,27 @@ use std::path::Path;
 use crate::cluster_services::Cluster;
 use crate::support::{TestProject, both};
 
-/// A cluster for one test, with its logs in the test's own folder.
-fn start(logs: &Path) -> Cluster {
+/// A cluster for one test, with its logs in the test's own folder and `env` in its processes'
+/// environment.
+pub fn start_with(logs: &Path, env: &[(&str, &str)]) -> Cluster {
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_dp-scheduler"))
         .parent()
         .unwrap();
     assert!(bin_dir.join("dp-executor").exists());
-    Cluster::start(bin_dir, logs, 2, 2)
+    Cluster::start(bin_dir, logs, 2, 2, env)
+}
+
+fn start(logs: &Path) -> Cluster {
+    start_with(logs, &[])
 }
 
 /// example_project with a `cluster` target on `cluster`.
 fn project_on(cluster: &Cluster) -> TestProject {
-    let project = TestProject::example();
+    with_target(TestProject::example(), cluster)
+}
+
+/// `project` with a `cluster` target on `cluster`.
+fn with_target(project: TestProject, cluster: &Cluster) -> TestProject {
     let config = std::fs::read_to_string(project.root.join("dp_project.yml")).unwrap();
     project.write(
         "dp_project.yml",
@@ -210,4 +219,29 @@ fn a_query_that_fails_on_the_cluster_fails_its_model_alone() {
         sorted_rows(&project, "event_kinds").len().to_string(),
         kinds[0][0]
     );
+}
+
+#[test]
+fn an_incremental_merge_on_the_cluster_publishes_what_the_embedded_engine_publishes() {
+    let logs = tempfile::tempdir().unwrap();
+    let cluster = start(logs.path());
+    let embedded = TestProject::fixture("crash");
+    let distributed = with_target(TestProject::fixture("crash"), &cluster);
+    // The second build merges into the table the first one made (it reads `{{ this }}`).
+    for build in ["build=1", "build=2"] {
+        embedded.dp_ok(&["build", "--vars", build]);
+        distributed.dp_ok(&["build", "--target", "cluster", "--vars", build]);
+    }
+    for table in ["tagged_events", "merged_events", "build_totals"] {
+        let rows = sorted_rows(&distributed, table);
+        assert!(!rows.is_empty(), "{table}");
+        assert_eq!(rows, sorted_rows(&embedded, table), "{table}");
+        assert_eq!(
+            distributed.version(table),
+            embedded.version(table),
+            "{table}"
+        );
+    }
+    let builds = distributed.query("merged_events", "select distinct build from t");
+    assert_eq!(builds, [["2"]]);
 }

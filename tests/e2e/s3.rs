@@ -550,3 +550,51 @@ fn settings_that_make_commits_unsafe_or_show_a_secret_are_refused() {
     );
     assert!(!leaks(&text), "{text}");
 }
+
+#[test]
+fn a_cluster_reads_sources_and_tables_on_s3_with_the_settings_in_its_environment() {
+    let server = S3Server::start();
+    let project = example_on(&server, "cluster");
+    let logs = tempfile::tempdir().unwrap();
+    // The executors (and the scheduler, which lists the sources) reach the bucket with the
+    // settings dp's target gives, from their environment.
+    let cluster = crate::cluster::start_with(
+        logs.path(),
+        &[
+            ("AWS_ENDPOINT", server.endpoint.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false"),
+            ("AWS_ACCESS_KEY_ID", KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+        ],
+    );
+    let config = project.root.join("dp_project.yml");
+    let text = std::fs::read_to_string(&config).unwrap()
+        + &server.moto.target_yaml(
+            "s3_cluster",
+            "cluster",
+            "{{ env_var('DP_TEST_S3_KEY') }}",
+            "{{ env_var('DP_TEST_S3_SECRET') }}",
+        )
+        + &format!(
+            "    engine: ballista\n    scheduler: df://127.0.0.1:{}\n",
+            cluster.scheduler_port
+        );
+    std::fs::write(&config, text).unwrap();
+    let output = dp_ok(&project, &["build", "--target", "s3_cluster"]);
+    assert!(output.contains("3 ok, 0 error"), "{output}");
+    assert!(cluster.tasks_finished().iter().all(|n| *n > 0));
+
+    let local = TestProject::example();
+    local.dp_ok(&["build"]);
+    for table in ["stg_events", "daily_summary", "cohort_revenue"] {
+        let on_s3 = server.rows(&format!("s3://cluster/warehouse/{table}"));
+        assert!(!on_s3.is_empty(), "{table}");
+        assert_eq!(
+            on_s3,
+            server.rows(local.table_dir(table).to_str().unwrap()),
+            "{table}"
+        );
+    }
+}

@@ -18,18 +18,20 @@ pub struct Cluster {
 
 impl Cluster {
     /// Start a scheduler and `executors` executors of `concurrent_tasks` each, from the binaries
-    /// in `bin_dir`, logging into `log_dir`.
+    /// in `bin_dir`, logging into `log_dir`, with `env` set in their environment.
     pub fn start(
         bin_dir: &Path,
         log_dir: &Path,
         executors: usize,
         concurrent_tasks: usize,
+        env: &[(&str, &str)],
     ) -> Self {
         let log = |name: &str| std::fs::File::create(log_dir.join(name)).unwrap();
         let spawn = |binary: &str, args: &[String], log_name: &str| -> Child {
             Command::new(bin_dir.join(binary))
                 .args(args)
                 .env("RUST_LOG", "info")
+                .envs(env.iter().copied())
                 .stdout(Stdio::null())
                 .stderr(log(log_name))
                 .spawn()

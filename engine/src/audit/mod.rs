@@ -10,7 +10,6 @@ mod unit;
 
 use std::path::{Path, PathBuf};
 
-use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::{DataFrame, SessionContext};
 
 pub use data_tests::failing_rows_sql;
@@ -145,16 +144,22 @@ async fn write_failures(
             _ => {}
         }
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let rows = rows
+        // Streamed here, whatever engine ran the query: the file is on this machine.
+        let mut rows = rows
             .limit(0, limit.map(|l| l as usize))
+            .map_err(|e| e.strip_backtrace())?
+            .execute_stream()
+            .await
             .map_err(|e| e.strip_backtrace())?;
-        rows.write_csv(
-            &path.to_string_lossy(),
-            DataFrameWriteOptions::new().with_single_file_output(true),
-            None,
-        )
-        .await
-        .map_err(|e| e.strip_backtrace())
+        let file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
+        let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+            .with_header(true)
+            .build(std::io::BufWriter::new(file));
+        while let Some(batch) = futures::StreamExt::next(&mut rows).await {
+            let batch = batch.map_err(|e| e.strip_backtrace())?;
+            writer.write(&batch).map_err(|e| e.to_string())?;
+        }
+        std::io::Write::flush(&mut writer.into_inner()).map_err(|e| e.to_string())
     };
     match written.await {
         Ok(_) => Some(path),

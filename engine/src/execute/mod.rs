@@ -482,7 +482,7 @@ fn classify(error: &ModelError) -> FailureClass {
             // Rerun, it stages its files again.
             StorageError::StagedFileMissing { .. } => FailureClass::Transient,
             StorageError::Session(error) => classify_session(error),
-            other if store_failed(other) => FailureClass::Transient,
+            other if store_failed(other) || cluster_failed(other) => FailureClass::Transient,
             _ => FailureClass::Sql,
         },
         ModelError::Session(error) => classify_session(error),
@@ -499,7 +499,7 @@ fn classify_session(error: &SessionError) -> FailureClass {
         SessionError::Contract { .. } => FailureClass::SchemaChange,
         SessionError::NotBuilt { .. } => FailureClass::MissingData,
         SessionError::Internal { .. } => FailureClass::Internal,
-        other if store_failed(other) => FailureClass::Transient,
+        other if store_failed(other) || cluster_failed(other) => FailureClass::Transient,
         _ => FailureClass::Sql,
     }
 }
@@ -526,6 +526,19 @@ fn store_failed(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Whether a cluster's transport failed under `error` (the scheduler or an executor went away
+/// mid-query): Ballista passes such failures on as text naming tonic's transport error.
+fn cluster_failed(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.to_string().contains("tonic::transport::Error") {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
 /// A query that could not be planned or run: the store's transient failure, or the SQL's error
 /// at its place in the model's file.
 fn query_error(model: &ModelPlan, error: &datafusion::error::DataFusionError) -> ModelError {
@@ -535,6 +548,12 @@ fn query_error(model: &ModelPlan, error: &datafusion::error::DataFusionError) ->
         return ModelError::ClusterUnavailable {
             model: model.name.clone(),
             message: unreachable.to_string(),
+        };
+    }
+    if cluster_failed(error) {
+        return ModelError::ClusterUnavailable {
+            model: model.name.clone(),
+            message: error.strip_backtrace(),
         };
     }
     if store_failed(error) {

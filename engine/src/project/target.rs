@@ -257,7 +257,15 @@ impl Project {
                 let parsed = Url::parse(text)
                     .ok()
                     .filter(|url| url.scheme() == "df" && matches!(url.path(), "" | "/"))
-                    .and_then(|url| Some((url.host_str()?.to_string(), url.port())));
+                    .and_then(|url| {
+                        // An IPv6 address without its brackets, as a socket address takes it.
+                        let host = match url.host()? {
+                            url::Host::Domain(name) => name.to_string(),
+                            url::Host::Ipv4(address) => address.to_string(),
+                            url::Host::Ipv6(address) => address.to_string(),
+                        };
+                        Some((host, url.port()))
+                    });
                 match parsed {
                     Some((host, port)) if !host.is_empty() => Ok(Engine::Ballista {
                         host,

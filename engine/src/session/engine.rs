@@ -55,7 +55,7 @@ pub trait QueryEngine: Send + Sync + std::fmt::Debug {
 }
 
 /// The configuration every dp session starts from: SQL spans kept for error locations.
-pub fn session_config() -> SessionConfig {
+fn session_config() -> SessionConfig {
     SessionConfig::new().set_bool("datafusion.sql_parser.collect_spans", true)
 }
 
@@ -104,6 +104,29 @@ impl Ballista {
             port,
         }
     }
+
+    /// The scheduler's gRPC address.
+    fn url(&self) -> String {
+        match self.host.contains(':') {
+            true => format!("http://[{}]:{}", self.host, self.port),
+            false => format!("http://{}:{}", self.host, self.port),
+        }
+    }
+
+    /// Whether the scheduler accepts a connection (within 10 s).
+    async fn reachable(&self) -> Result<(), Unreachable> {
+        let connect = tokio::net::TcpStream::connect((self.host.as_str(), self.port));
+        let source = match tokio::time::timeout(std::time::Duration::from_secs(10), connect).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(error)) => error,
+            Err(_) => std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 10 s"),
+        };
+        Err(Unreachable {
+            host: self.host.clone(),
+            port: self.port,
+            source,
+        })
+    }
 }
 
 /// The scheduler of a cluster does not answer.
@@ -126,7 +149,7 @@ impl QueryEngine for Ballista {
             .with_default_features()
             .build();
         let state = state
-            .upgrade_for_ballista(format!("http://{}:{}", self.host, self.port))
+            .upgrade_for_ballista(self.url())
             .expect("a session with a scheduler address upgrades");
         SessionContext::new_with_state(state)
     }
@@ -149,13 +172,9 @@ impl QueryEngine for Ballista {
 
     async fn plan(&self, frame: DataFrame) -> Result<Arc<dyn ExecutionPlan>> {
         // Said plainly up front, rather than as the transport error of the query's stream.
-        if let Err(source) = tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await {
-            return Err(DataFusionError::External(Box::new(Unreachable {
-                host: self.host.clone(),
-                port: self.port,
-                source,
-            })));
-        }
+        self.reachable()
+            .await
+            .map_err(|error| DataFusionError::External(Box::new(error)))?;
         let (state, plan) = frame.into_parts();
         // Planned here once, for the scans' record; the cluster plans it again to run it.
         let optimized = state.optimize(&plan)?;
@@ -374,5 +393,80 @@ impl LogicalExtensionCodec for DpCodec {
         node: Arc<dyn FileFormatFactory>,
     ) -> Result<()> {
         self.ballista.try_encode_file_format(buf, node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltalake::kernel::{DataType as DeltaType, StructField};
+
+    async fn table_at(dir: &std::path::Path, mapping: Option<&str>) -> deltalake::DeltaTable {
+        let url = url::Url::from_directory_path(dir).unwrap();
+        let mut create = deltalake::DeltaTable::try_from_url(url)
+            .await
+            .unwrap()
+            .create()
+            .with_columns(vec![
+                StructField::new("id", DeltaType::LONG, true),
+                StructField::new("date", DeltaType::STRING, true),
+            ])
+            .with_partition_columns(["date"]);
+        if let Some(mode) = mapping {
+            create = create.with_configuration_property(
+                deltalake::TableProperty::ColumnMappingMode,
+                Some(mode),
+            );
+        }
+        create.await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_delta_table_with_column_mapping_is_refused_for_a_cluster() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = url::Url::from_directory_path(dir.path()).unwrap();
+        let mapped = table_at(dir.path(), Some("name")).await;
+        let error = delta_files(&mapped, &url).await.unwrap_err();
+        assert!(
+            matches!(&error, SessionError::UnsupportedOnCluster { feature, .. } if feature.contains("column mapping")),
+            "{error}"
+        );
+
+        let plain_dir = tempfile::tempdir().unwrap();
+        let plain_url = url::Url::from_directory_path(plain_dir.path()).unwrap();
+        let plain = table_at(plain_dir.path(), None).await;
+        let files = delta_files(&plain, &plain_url).await.unwrap();
+        assert_eq!(files.files().partition_by, ["date"]);
+        assert!(files.files().files.is_empty());
+    }
+
+    #[test]
+    fn a_file_list_travels_through_the_codec_unchanged() {
+        let schema = Arc::new(Schema::new(vec![
+            datafusion::arrow::datatypes::Field::new("id", DataType::Int64, true),
+            datafusion::arrow::datatypes::Field::new("date", DataType::Utf8, true),
+        ]));
+        let files = TableFiles::new(
+            &url::Url::parse("s3://lake/warehouse/stg").unwrap(),
+            vec!["date".into()],
+            vec![TableFile {
+                path: "date=2024-01-15/part-00000-x.parquet".into(),
+                size: 1234,
+                partition_values: vec![Some("2024-01-15".into())],
+            }],
+        );
+        let codec = DpCodec::default();
+        let mut buf = Vec::new();
+        let table: Arc<dyn TableProvider> = Arc::new(FileTable::new(schema.clone(), files.clone()));
+        codec
+            .try_encode_table_provider(&TableReference::bare("stg"), table, &mut buf)
+            .unwrap();
+        let context = TaskContext::default();
+        let decoded = codec
+            .try_decode_table_provider(&buf, &TableReference::bare("stg"), schema, &context)
+            .unwrap();
+        let decoded = decoded.downcast_ref::<FileTable>().unwrap();
+        assert_eq!(decoded.files(), &files);
+        assert_eq!(decoded.files().root.as_str(), "s3://lake/warehouse/stg/");
     }
 }

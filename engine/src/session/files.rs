@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DFSchema, ScalarValue};
@@ -74,9 +74,11 @@ impl TableFile {
         TableFile {
             path,
             size: size.max(0) as u64,
+            // Delta writes NULL as an empty value.
             partition_values: partition_by
                 .iter()
                 .map(|column| values.get(column).cloned().flatten())
+                .map(|value| value.filter(|v| !v.is_empty()))
                 .collect(),
         }
     }
@@ -134,7 +136,12 @@ impl FileTable {
                     .iter()
                     .map(|file| file.partition_values[i].as_deref())
                     .collect();
-                Ok(cast(&text, field.data_type())?)
+                // As the scan casts them: a value of another type is an error, not NULL.
+                let options = CastOptions {
+                    safe: false,
+                    ..Default::default()
+                };
+                Ok(cast_with_options(&text, field.data_type(), &options)?)
             })
             .collect::<Result<Vec<_>>>()?;
         let schema = Arc::new(Schema::new(fields));
@@ -285,6 +292,46 @@ impl TableProvider for FileTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_filter_on_a_typed_partition_column_plans_only_that_partitions_files() {
+        use datafusion::arrow::datatypes::DataType;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("day", DataType::Date32, true),
+            Field::new("id", DataType::Int64, true),
+        ]));
+        let file = |day: &str| TableFile {
+            path: format!("day={day}/part-0.parquet"),
+            size: 100,
+            partition_values: vec![Some(day.to_string())],
+        };
+        let files = TableFiles::new(
+            &Url::parse("file:///nowhere/t").unwrap(),
+            vec!["day".into()],
+            vec![file("2024-01-14"), file("2024-01-15"), file("2024-01-16")],
+        );
+        let session = datafusion::prelude::SessionContext::new();
+        session
+            .register_table("t", Arc::new(FileTable::new(schema, files)))
+            .unwrap();
+        let explain = |sql: &str| {
+            let session = session.clone();
+            let sql = format!("explain {sql}");
+            async move {
+                let batches = session.sql(&sql).await.unwrap().collect().await.unwrap();
+                datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                    .unwrap()
+                    .to_string()
+            }
+        };
+        let one = explain("select id, day from t where day = date '2024-01-15'").await;
+        assert!(one.contains("day=2024-01-15/part-0.parquet"), "{one}");
+        assert_eq!(one.matches("part-0.parquet").count(), 1, "{one}");
+        let after = explain("select id from t where day > date '2024-01-14'").await;
+        assert_eq!(after.matches("part-0.parquet").count(), 2, "{after}");
+        let none = explain("select id from t where day = date '2023-01-01'").await;
+        assert!(!none.contains("part-0.parquet"), "{none}");
+    }
 
     #[test]
     fn files_are_grouped_by_bytes_into_at_most_the_groups_asked() {

@@ -370,7 +370,10 @@ pub async fn register_source(
             engine
                 .delta_table(session, &table, &source.location)
                 .await
-                .map_err(|e| unreadable(e.to_string()))?
+                .map_err(|e| match e {
+                    SessionError::UnsupportedOnCluster { .. } => e,
+                    other => unreadable(other.to_string()),
+                })?
         }
     };
     let contract = Contract {

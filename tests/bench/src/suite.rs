@@ -246,7 +246,7 @@ fn on_cluster(
     let logs = work.join("cluster-logs");
     std::fs::create_dir_all(&logs)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cluster = crate::cluster::Cluster::start(bin_dir, &logs, 2, (cores / 2).max(1));
+    let cluster = crate::cluster::Cluster::start(bin_dir, &logs, 2, (cores / 2).max(1), &[]);
     let project = summary_project(work, events)?;
     let config = std::fs::read_to_string(project.join("dp_project.yml"))?;
     std::fs::write(
@@ -275,10 +275,10 @@ fn on_cluster(
             .copied()
             .chain(["--target", "cluster"])
             .collect();
-        let (embedded, distributed, ratio) = paired(
+        let (distributed, embedded, ratio) = paired(
             options.build_runs,
-            &mut dp_in(dp, &project, &args),
             &mut dp_in(dp, &project, &on_cluster),
+            &mut dp_in(dp, &project, &args),
         )?;
         for (engine, stats, ratio) in [
             ("embedded", &embedded, String::new()),
