@@ -2,6 +2,8 @@
 //! own executor, built on dp's DataFusion and given dp's plan codec and object stores
 //! (`s3://` from the `AWS_*` environment: start it with the settings dp's target uses).
 
+mod common;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -39,13 +41,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    common::init_logging();
     let args = Args::parse();
     let defaults = ExecutorProcessConfig::default();
     let work_dir = args.work_dir.clone();

@@ -3,6 +3,8 @@
 //! its files at the version read) and dp's object stores (`s3://` from the `AWS_*`
 //! environment), with which it lists the sources' files as it plans.
 
+mod common;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -29,13 +31,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    common::init_logging();
     let args = Args::parse();
     let mut config = SchedulerConfig::default()
         .with_hostname(args.external_host)
