@@ -40,6 +40,10 @@ pub enum Error {
     #[diagnostic(transparent)]
     Ops(#[from] crate::ops::OpsError),
 
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Session(#[from] crate::session::SessionError),
+
     #[error("{} problems found", problems.len())]
     #[diagnostic(code(dp::problems))]
     Check {
@@ -71,6 +75,7 @@ impl Error {
                 | Error::Load(LoadError::UnknownTarget { .. })
                 | Error::Select(_)
                 | Error::Io { .. }
+                | Error::Session(crate::session::SessionError::ClusterUnavailable { .. })
                 | Error::Docs(crate::docs::DocsError::Io { .. })
         )
     }

@@ -288,6 +288,8 @@ impl Prepared {
             memory_limit: self.target.memory_limit,
             engine: self.query_engine(),
         };
+        // Said once, before any test runs, rather than as each test's transport error.
+        options.engine.ready().await?;
         let summary =
             audit::run_tests(self.unit_test_inputs(), &self.selected, &options, reporter).await;
         let path = self.run_results_path();

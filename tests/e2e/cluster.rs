@@ -26,9 +26,12 @@ fn project_on(cluster: &Cluster) -> TestProject {
     with_target(TestProject::example(), cluster)
 }
 
-/// `project` with a `cluster` target on `cluster`.
+/// `project` with a `cluster` target on `cluster` (its only one, when it declares none).
 fn with_target(project: TestProject, cluster: &Cluster) -> TestProject {
-    let config = std::fs::read_to_string(project.root.join("dp_project.yml")).unwrap();
+    let mut config = std::fs::read_to_string(project.root.join("dp_project.yml")).unwrap();
+    if !config.contains("\ntargets:") {
+        config.push_str("targets:\n");
+    }
     project.write(
         "dp_project.yml",
         &format!("{config}{}", cluster.target_yaml("cluster")),
@@ -80,7 +83,13 @@ fn a_cluster_build_publishes_the_rows_the_embedded_engine_publishes() {
     let text = both(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(text.contains("dp::cluster_unavailable"), "{text}");
+    assert!(text.contains("cannot be reached"), "{text}");
     assert_eq!(distributed.files("warehouse"), published);
+    // `dp test` says so once, and runs nothing.
+    let output = distributed.dp(&["test", "--target", "cluster"]);
+    let text = both(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert_eq!(text.matches("dp::cluster_unavailable").count(), 1, "{text}");
 }
 
 #[test]
@@ -244,4 +253,58 @@ fn an_incremental_merge_on_the_cluster_publishes_what_the_embedded_engine_publis
     }
     let builds = distributed.query("merged_events", "select distinct build from t");
     assert_eq!(builds, [["2"]]);
+}
+
+#[test]
+fn a_delta_source_is_read_on_the_cluster_and_one_it_cannot_read_is_refused() {
+    let logs = tempfile::tempdir().unwrap();
+    let cluster = start(logs.path());
+    let upstream = TestProject::example();
+    upstream.dp_ok(&["build", "--select", "stg_events"]);
+    let project = with_target(TestProject::fixture("delta_source"), &cluster);
+    let source = |location: &url::Url| {
+        format!(
+            "sources:\n  - name: upstream\n    format: delta\n    tables:\n      - name: stg_events\n        location: {location}\n"
+        )
+    };
+    let location = url::Url::from_directory_path(upstream.table_dir("stg_events")).unwrap();
+    project.write("models/sources.yml", &source(&location));
+    project.dp_ok(&["build", "--target", "cluster"]);
+    assert_eq!(
+        project.query(
+            "purchases_per_day",
+            "select date, purchases from t order by date"
+        ),
+        upstream.query(
+            "stg_events",
+            "select date, count(*) from t where event = 'purchase' group by date order by date"
+        )
+    );
+
+    // A table whose columns are mapped to other names in its files: a Parquet scan cannot read
+    // it, so the cluster refuses it; the embedded engine reads it through delta-rs.
+    let mapped = tempfile::tempdir().unwrap();
+    let url = url::Url::from_directory_path(mapped.path()).unwrap();
+    crate::support::block_on(async {
+        use deltalake::kernel::{DataType, StructField};
+        deltalake::DeltaTable::try_from_url(url.clone())
+            .await
+            .unwrap()
+            .create()
+            .with_columns(vec![
+                StructField::new("date", DataType::STRING, true),
+                StructField::new("event", DataType::STRING, true),
+            ])
+            .with_configuration_property(deltalake::TableProperty::ColumnMappingMode, Some("name"))
+            .await
+            .unwrap();
+    });
+    project.write("models/sources.yml", &source(&url));
+    let published = project.files("warehouse");
+    let output = project.dp(&["build", "--target", "cluster"]);
+    let text = both(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("dp::unsupported_on_cluster"), "{text}");
+    assert!(text.contains("column mapping"), "{text}");
+    assert_eq!(project.files("warehouse"), published);
 }

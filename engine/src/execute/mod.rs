@@ -151,15 +151,6 @@ pub enum ModelError {
     )]
     StoreUnavailable { model: String, message: String },
 
-    #[error("`{model}` did not run: {message}")]
-    #[diagnostic(
-        code(dp::cluster_unavailable),
-        help(
-            "start the cluster (dp-scheduler, then dp-executor; see the README), or check the target's `scheduler`; dp retried it (the target's `retries`); nothing was published"
-        )
-    )]
-    ClusterUnavailable { model: String, message: String },
-
     #[error("internal error: {message}")]
     #[diagnostic(code(dp::internal), help("this is a bug in dp; please report it"))]
     Internal { message: String },
@@ -486,9 +477,7 @@ fn classify(error: &ModelError) -> FailureClass {
             _ => FailureClass::Sql,
         },
         ModelError::Session(error) => classify_session(error),
-        ModelError::StoreUnavailable { .. } | ModelError::ClusterUnavailable { .. } => {
-            FailureClass::Transient
-        }
+        ModelError::StoreUnavailable { .. } => FailureClass::Transient,
         ModelError::RenderToRun { .. } => FailureClass::Sql,
         ModelError::Internal { .. } => FailureClass::Internal,
     }
@@ -499,6 +488,7 @@ fn classify_session(error: &SessionError) -> FailureClass {
         SessionError::Contract { .. } => FailureClass::SchemaChange,
         SessionError::NotBuilt { .. } => FailureClass::MissingData,
         SessionError::Internal { .. } => FailureClass::Internal,
+        SessionError::ClusterUnavailable { .. } => FailureClass::Transient,
         other if store_failed(other) || cluster_failed(other) => FailureClass::Transient,
         _ => FailureClass::Sql,
     }
@@ -543,18 +533,14 @@ fn cluster_failed(error: &(dyn std::error::Error + 'static)) -> bool {
 /// at its place in the model's file.
 fn query_error(model: &ModelPlan, error: &datafusion::error::DataFusionError) -> ModelError {
     if let datafusion::error::DataFusionError::External(inner) = error
-        && let Some(unreachable) = inner.downcast_ref::<crate::session::engine::Unreachable>()
+        && let Some(SessionError::ClusterUnavailable { message }) = inner.downcast_ref()
     {
-        return ModelError::ClusterUnavailable {
-            model: model.name.clone(),
-            message: unreachable.to_string(),
-        };
+        let message = message.clone();
+        return SessionError::ClusterUnavailable { message }.into();
     }
     if cluster_failed(error) {
-        return ModelError::ClusterUnavailable {
-            model: model.name.clone(),
-            message: error.strip_backtrace(),
-        };
+        let message = error.strip_backtrace();
+        return SessionError::ClusterUnavailable { message }.into();
     }
     if store_failed(error) {
         return ModelError::StoreUnavailable {

@@ -49,6 +49,9 @@ pub trait QueryEngine: Send + Sync + std::fmt::Debug {
         url: &url::Url,
     ) -> Result<Arc<dyn TableProvider>, SessionError>;
 
+    /// Whether this engine can run queries now (a cluster's scheduler answers).
+    async fn ready(&self) -> Result<(), SessionError>;
+
     /// The plan that runs `frame` on this engine. Its scans are planned on this machine first,
     /// so the files each source scan reads are recorded before any row is read.
     async fn plan(&self, frame: DataFrame) -> Result<Arc<dyn ExecutionPlan>>;
@@ -83,6 +86,10 @@ impl QueryEngine for Embedded {
             })
     }
 
+    async fn ready(&self) -> Result<(), SessionError> {
+        Ok(())
+    }
+
     async fn plan(&self, frame: DataFrame) -> Result<Arc<dyn ExecutionPlan>> {
         frame.create_physical_plan().await
     }
@@ -105,37 +112,13 @@ impl Ballista {
         }
     }
 
-    /// The scheduler's gRPC address.
-    fn url(&self) -> String {
+    /// The scheduler's `host:port` (an IPv6 address in brackets).
+    fn address(&self) -> String {
         match self.host.contains(':') {
-            true => format!("http://[{}]:{}", self.host, self.port),
-            false => format!("http://{}:{}", self.host, self.port),
+            true => format!("[{}]:{}", self.host, self.port),
+            false => format!("{}:{}", self.host, self.port),
         }
     }
-
-    /// Whether the scheduler accepts a connection (within 10 s).
-    async fn reachable(&self) -> Result<(), Unreachable> {
-        let connect = tokio::net::TcpStream::connect((self.host.as_str(), self.port));
-        let source = match tokio::time::timeout(std::time::Duration::from_secs(10), connect).await {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(error)) => error,
-            Err(_) => std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 10 s"),
-        };
-        Err(Unreachable {
-            host: self.host.clone(),
-            port: self.port,
-            source,
-        })
-    }
-}
-
-/// The scheduler of a cluster does not answer.
-#[derive(Debug, thiserror::Error)]
-#[error("the Ballista scheduler at df://{host}:{port} cannot be reached: {source}")]
-pub struct Unreachable {
-    host: String,
-    port: u16,
-    source: std::io::Error,
 }
 
 #[async_trait]
@@ -149,7 +132,7 @@ impl QueryEngine for Ballista {
             .with_default_features()
             .build();
         let state = state
-            .upgrade_for_ballista(self.url())
+            .upgrade_for_ballista(format!("http://{}", self.address()))
             .expect("a session with a scheduler address upgrades");
         SessionContext::new_with_state(state)
     }
@@ -170,9 +153,26 @@ impl QueryEngine for Ballista {
         Ok(Arc::new(delta_files(table, url).await?))
     }
 
+    /// Whether the scheduler accepts a connection (within 10 s).
+    async fn ready(&self) -> Result<(), SessionError> {
+        let connect = tokio::net::TcpStream::connect((self.host.as_str(), self.port));
+        let failure = match tokio::time::timeout(std::time::Duration::from_secs(10), connect).await
+        {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "no answer within 10 s".to_string(),
+        };
+        Err(SessionError::ClusterUnavailable {
+            message: format!(
+                "the Ballista scheduler at df://{} cannot be reached: {failure}",
+                self.address()
+            ),
+        })
+    }
+
     async fn plan(&self, frame: DataFrame) -> Result<Arc<dyn ExecutionPlan>> {
         // Said plainly up front, rather than as the transport error of the query's stream.
-        self.reachable()
+        self.ready()
             .await
             .map_err(|error| DataFusionError::External(Box::new(error)))?;
         let (state, plan) = frame.into_parts();

@@ -134,6 +134,15 @@ pub enum SessionError {
     )]
     UnsupportedOnCluster { location: String, feature: String },
 
+    #[error("{message}")]
+    #[diagnostic(
+        code(dp::cluster_unavailable),
+        help(
+            "start the cluster (dp-scheduler, then dp-executor; see the README), or check the target's `scheduler`; a build retries it (the target's `retries`) and publishes nothing"
+        )
+    )]
+    ClusterUnavailable { message: String },
+
     #[error("internal error: {message}")]
     #[diagnostic(code(dp::internal), help("this is a bug in dp; please report it"))]
     Internal { message: String },
