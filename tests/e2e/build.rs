@@ -297,23 +297,9 @@ fn a_delta_table_can_be_a_source() {
     upstream.dp_ok(&["build", "--select", "stg_events"]);
     let project = TestProject::fixture("delta_source");
     let location = url::Url::from_directory_path(upstream.table_dir("stg_events")).unwrap();
-    project.write(
-        "models/sources.yml",
-        &format!(
-            "sources:\n  - name: upstream\n    format: delta\n    tables:\n      - name: stg_events\n        location: {location}\n"
-        ),
-    );
+    project.read_delta_source(&location);
     project.dp_ok(&["build"]);
-    assert_eq!(
-        project.query(
-            "purchases_per_day",
-            "select date, purchases from t order by date"
-        ),
-        upstream.query(
-            "stg_events",
-            "select date, count(*) from t where event = 'purchase' group by date order by date"
-        )
-    );
+    project.assert_purchases_per_day_of(&upstream);
 }
 
 #[test]

@@ -262,24 +262,10 @@ fn a_delta_source_is_read_on_the_cluster_and_one_it_cannot_read_is_refused() {
     let upstream = TestProject::example();
     upstream.dp_ok(&["build", "--select", "stg_events"]);
     let project = with_target(TestProject::fixture("delta_source"), &cluster);
-    let source = |location: &url::Url| {
-        format!(
-            "sources:\n  - name: upstream\n    format: delta\n    tables:\n      - name: stg_events\n        location: {location}\n"
-        )
-    };
     let location = url::Url::from_directory_path(upstream.table_dir("stg_events")).unwrap();
-    project.write("models/sources.yml", &source(&location));
+    project.read_delta_source(&location);
     project.dp_ok(&["build", "--target", "cluster"]);
-    assert_eq!(
-        project.query(
-            "purchases_per_day",
-            "select date, purchases from t order by date"
-        ),
-        upstream.query(
-            "stg_events",
-            "select date, count(*) from t where event = 'purchase' group by date order by date"
-        )
-    );
+    project.assert_purchases_per_day_of(&upstream);
 
     // A table whose columns are mapped to other names in its files: a Parquet scan cannot read
     // it, so the cluster refuses it; the embedded engine reads it through delta-rs.
@@ -299,7 +285,7 @@ fn a_delta_source_is_read_on_the_cluster_and_one_it_cannot_read_is_refused() {
             .await
             .unwrap();
     });
-    project.write("models/sources.yml", &source(&url));
+    project.read_delta_source(&url);
     let published = project.files("warehouse");
     let output = project.dp(&["build", "--target", "cluster"]);
     let text = both(&output);

@@ -577,10 +577,7 @@ fn a_cluster_reads_sources_and_tables_on_s3_with_the_settings_in_its_environment
             "{{ env_var('DP_TEST_S3_KEY') }}",
             "{{ env_var('DP_TEST_S3_SECRET') }}",
         )
-        + &format!(
-            "    engine: ballista\n    scheduler: df://127.0.0.1:{}\n",
-            cluster.scheduler_port
-        );
+        + &cluster.engine_yaml();
     std::fs::write(&config, text).unwrap();
     let output = dp_ok(&project, &["build", "--target", "s3_cluster"]);
     assert!(output.contains("3 ok, 0 error"), "{output}");

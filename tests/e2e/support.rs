@@ -90,6 +90,32 @@ impl TestProject {
         std::fs::write(path, text).unwrap();
     }
 
+    /// For the delta_source fixture: its source `upstream.stg_events` is the Delta table at
+    /// `location`.
+    pub fn read_delta_source(&self, location: &url::Url) {
+        self.write(
+            "models/sources.yml",
+            &format!(
+                "sources:\n  - name: upstream\n    format: delta\n    tables:\n      - name: stg_events\n        location: {location}\n"
+            ),
+        );
+    }
+
+    /// For the delta_source fixture: its purchases per day are those of `upstream`'s
+    /// stg_events.
+    pub fn assert_purchases_per_day_of(&self, upstream: &TestProject) {
+        assert_eq!(
+            self.query(
+                "purchases_per_day",
+                "select date, purchases from t order by date"
+            ),
+            upstream.query(
+                "stg_events",
+                "select date, count(*) from t where event = 'purchase' group by date order by date"
+            )
+        );
+    }
+
     /// The folder of a model's table.
     pub fn table_dir(&self, model: &str) -> PathBuf {
         self.root.join("warehouse").join(model)

@@ -11,7 +11,7 @@ use crate::services::{free_port, wait_for_port};
 pub struct Cluster {
     processes: Vec<Child>,
     /// The port its scheduler listens on.
-    pub scheduler_port: u16,
+    scheduler_port: u16,
     /// Each executor's log (info level: `Finished task` for each task it ran).
     pub executor_logs: Vec<PathBuf>,
 }
@@ -76,7 +76,15 @@ impl Cluster {
     /// A target of `dp_project.yml` (under `targets:`) that runs on this cluster.
     pub fn target_yaml(&self, name: &str) -> String {
         format!(
-            "  {name}:\n    warehouse: warehouse\n    engine: ballista\n    scheduler: df://127.0.0.1:{}\n",
+            "  {name}:\n    warehouse: warehouse\n{}",
+            self.engine_yaml()
+        )
+    }
+
+    /// The keys of a target (under its name) that run it on this cluster.
+    pub fn engine_yaml(&self) -> String {
+        format!(
+            "    engine: ballista\n    scheduler: df://127.0.0.1:{}\n",
             self.scheduler_port
         )
     }

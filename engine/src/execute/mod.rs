@@ -498,35 +498,31 @@ fn classify_session(error: &SessionError) -> FailureClass {
 /// throttle, a server error, a dropped connection (object_store's `Generic`, which its own
 /// retries end in); not a missing object, a refused precondition or bad credentials.
 fn store_failed(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(error) = cause {
-        let store_error = error.downcast_ref::<object_store::Error>().or_else(|| {
-            match error.downcast_ref::<datafusion::error::DataFusionError>() {
-                Some(datafusion::error::DataFusionError::ObjectStore(inner)) => {
-                    Some(inner.as_ref())
+    causes(error)
+        .find_map(|error| {
+            error.downcast_ref::<object_store::Error>().or_else(|| {
+                match error.downcast_ref::<datafusion::error::DataFusionError>() {
+                    Some(datafusion::error::DataFusionError::ObjectStore(inner)) => {
+                        Some(inner.as_ref())
+                    }
+                    _ => None,
                 }
-                _ => None,
-            }
-        });
-        if let Some(store_error) = store_error {
-            return matches!(store_error, object_store::Error::Generic { .. });
-        }
-        cause = error.source();
-    }
-    false
+            })
+        })
+        .is_some_and(|store_error| matches!(store_error, object_store::Error::Generic { .. }))
 }
 
 /// Whether a cluster's transport failed under `error` (the scheduler or an executor went away
 /// mid-query): Ballista passes such failures on as text naming tonic's transport error.
 fn cluster_failed(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(error) = cause {
-        if error.to_string().contains("tonic::transport::Error") {
-            return true;
-        }
-        cause = error.source();
-    }
-    false
+    causes(error).any(|error| error.to_string().contains("tonic::transport::Error"))
+}
+
+/// `error` and the errors under it.
+fn causes<'e>(
+    error: &'e (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'e (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(error), |error| error.source())
 }
 
 /// A query that could not be planned or run: the store's transient failure, or the SQL's error

@@ -78,12 +78,12 @@ impl QueryEngine for Embedded {
         table: &deltalake::DeltaTable,
         url: &url::Url,
     ) -> Result<Arc<dyn TableProvider>, SessionError> {
-        super::delta_provider(session, table)
-            .await
-            .map_err(|source| SessionError::Delta {
-                location: url.to_string(),
-                source,
-            })
+        let delta = SessionError::delta(url);
+        table
+            .update_datafusion_session(&session.state())
+            .map_err(&delta)?;
+        let provider = table.table_provider().await;
+        provider.map_err(|error| delta(error.into()))
     }
 
     async fn ready(&self) -> Result<(), SessionError> {
@@ -146,10 +146,7 @@ impl QueryEngine for Ballista {
         // The table's store, for the scans this process plans.
         table
             .update_datafusion_session(&session.state())
-            .map_err(|source| SessionError::Delta {
-                location: url.to_string(),
-                source,
-            })?;
+            .map_err(SessionError::delta(url))?;
         Ok(Arc::new(delta_files(table, url).await?))
     }
 
@@ -176,12 +173,15 @@ impl QueryEngine for Ballista {
             .await
             .map_err(|error| DataFusionError::External(Box::new(error)))?;
         let (state, plan) = frame.into_parts();
-        // Planned here once, for the scans' record; the cluster plans it again to run it.
         let optimized = state.optimize(&plan)?;
+        // Planned here once, for the scans' record; the cluster plans it again to run it.
         DefaultPhysicalPlanner::default()
             .create_physical_plan(&optimized, &state)
             .await?;
-        state.create_physical_plan(&plan).await
+        state
+            .query_planner()
+            .create_physical_plan(&optimized, &state)
+            .await
     }
 }
 
@@ -192,15 +192,12 @@ pub async fn delta_files(
     table: &deltalake::DeltaTable,
     url: &url::Url,
 ) -> Result<FileTable, SessionError> {
-    let delta = |source| SessionError::Delta {
-        location: url.to_string(),
-        source,
-    };
+    let delta = SessionError::delta(url);
     let unsupported = |feature: &str| SessionError::UnsupportedOnCluster {
         location: url.to_string(),
         feature: feature.to_string(),
     };
-    let state = table.snapshot().map_err(delta)?;
+    let state = table.snapshot().map_err(&delta)?;
     let mapping = state.snapshot().table_properties().column_mapping_mode;
     if let Some(mode) = mapping.map(|m| format!("{m:?}")).filter(|m| m != "None") {
         return Err(unsupported(&format!("column mapping (mode {mode})")));
@@ -211,7 +208,7 @@ pub async fn delta_files(
         .get_active_add_actions_by_partitions(&[])
         .try_collect()
         .await
-        .map_err(delta)?;
+        .map_err(&delta)?;
     let mut files = Vec::with_capacity(views.len());
     for view in views {
         if view.deletion_vector_descriptor().is_some() {

@@ -314,16 +314,7 @@ mod tests {
         session
             .register_table("t", Arc::new(FileTable::new(schema, files)))
             .unwrap();
-        let explain = |sql: &str| {
-            let session = session.clone();
-            let sql = format!("explain {sql}");
-            async move {
-                let batches = session.sql(&sql).await.unwrap().collect().await.unwrap();
-                datafusion::arrow::util::pretty::pretty_format_batches(&batches)
-                    .unwrap()
-                    .to_string()
-            }
-        };
+        let explain = |sql| crate::session::tests::explain(&session, sql);
         let one = explain("select id, day from t where day = date '2024-01-15'").await;
         assert!(one.contains("day=2024-01-15/part-0.parquet"), "{one}");
         assert_eq!(one.matches("part-0.parquet").count(), 1, "{one}");

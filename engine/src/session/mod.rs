@@ -148,6 +148,16 @@ pub enum SessionError {
     Internal { message: String },
 }
 
+impl SessionError {
+    /// A delta-rs error about the table at `url`.
+    pub fn delta(url: &Url) -> impl Fn(deltalake::DeltaTableError) -> Self + '_ {
+        move |source| SessionError::Delta {
+            location: url.to_string(),
+            source,
+        }
+    }
+}
+
 /// DataFusion's runtime for a build or a test run: a memory pool shared fairly by the operators
 /// that can spill, when there is a limit, and temporary files in the system's temporary folder.
 pub fn runtime_env(memory_limit: Option<usize>) -> Arc<RuntimeEnv> {
@@ -184,17 +194,14 @@ pub fn source_reference(id: &str) -> TableReference {
 /// The Delta table at `url`, loaded at its latest version when it exists.
 pub async fn open_table(stores: &Stores, url: &Url) -> Result<deltalake::DeltaTable, SessionError> {
     let mut table = stores.table(url)?;
-    let delta = |source| SessionError::Delta {
-        location: url.to_string(),
-        source,
-    };
+    let delta = SessionError::delta(url);
     if table
         .log_store()
         .is_delta_table_location()
         .await
-        .map_err(delta)?
+        .map_err(&delta)?
     {
-        table.load().await.map_err(delta)?;
+        table.load().await.map_err(&delta)?;
     }
     Ok(table)
 }
@@ -299,14 +306,6 @@ pub async fn register_relation(
             Ok(table.version())
         }
     }
-}
-
-async fn delta_provider(
-    session: &SessionContext,
-    table: &deltalake::DeltaTable,
-) -> Result<Arc<dyn TableProvider>, deltalake::DeltaTableError> {
-    table.update_datafusion_session(&session.state())?;
-    Ok(table.table_provider().await?)
 }
 
 /// Register a source table as `"source"."table"`: a listing table over its Parquet files, with
@@ -622,7 +621,8 @@ mod tests {
         assert!(help.starts_with("did you mean"), "{help}");
     }
 
-    async fn explain(session: &SessionContext, sql: &str) -> String {
+    /// The `explain` of `sql` in `session`, as text.
+    pub(crate) async fn explain(session: &SessionContext, sql: &str) -> String {
         let batches = session
             .sql(&format!("explain {sql}"))
             .await
@@ -706,9 +706,11 @@ mod tests {
         let published = open_published(&Default::default(), &url, "stg")
             .await
             .unwrap();
-        session
-            .register_table("stg", delta_provider(&session, &published).await.unwrap())
+        let provider = Embedded
+            .delta_table(&session, &published, &url)
+            .await
             .unwrap();
+        session.register_table("stg", provider).unwrap();
         let plan = explain(
             &session,
             "select event_id from stg where date = '2024-01-15'",
