@@ -294,3 +294,76 @@ fn a_delta_source_is_read_on_the_cluster_and_one_it_cannot_read_is_refused() {
     assert!(text.contains("column mapping"), "{text}");
     assert_eq!(project.files("warehouse"), published);
 }
+
+#[test]
+fn two_cluster_builds_of_one_date_at_once_publish_one_build() {
+    let logs = tempfile::tempdir().unwrap();
+    let cluster = start(logs.path());
+    let project = project_on(&cluster);
+    let args = [
+        "build",
+        "--target",
+        "cluster",
+        "--select",
+        "stg_events",
+        "--vars",
+        "date=2024-01-15",
+    ];
+    project.dp_ok(&args);
+    let one_build = project.query(
+        "stg_events",
+        "select count(*), count(distinct event_id) from t where date = '2024-01-15'",
+    );
+    // Two dp processes rebuild the same partition through the cluster at the same time.
+    let builds: Vec<_> = (0..2)
+        .map(|_| {
+            let mut build = project.command(&args);
+            build.stdout(std::process::Stdio::piped());
+            build.stderr(std::process::Stdio::piped());
+            build.spawn().unwrap()
+        })
+        .collect();
+    let succeeded = builds
+        .into_iter()
+        .map(|build| build.wait_with_output().unwrap())
+        .filter(|output| output.status.success())
+        .count();
+    assert!(succeeded >= 1);
+    assert_eq!(
+        project.version("stg_events"),
+        Some(succeeded as u64),
+        "one commit per successful build"
+    );
+    assert_eq!(
+        project.query(
+            "stg_events",
+            "select count(*), count(distinct event_id) from t where date = '2024-01-15'",
+        ),
+        one_build
+    );
+}
+
+#[test]
+fn a_cluster_target_without_a_scheduler_address_is_refused_where_it_is_written() {
+    let project = TestProject::example();
+    let config = std::fs::read_to_string(project.root.join("dp_project.yml")).unwrap();
+    for (target, problem) in [
+        (
+            "    engine: ballista\n    scheduler: http://127.0.0.1:50050\n",
+            "is not a scheduler address",
+        ),
+        ("    engine: ballista\n", "needs a `scheduler`"),
+    ] {
+        project.write(
+            "dp_project.yml",
+            &format!("{config}  cluster:\n    warehouse: warehouse\n{target}"),
+        );
+        let output = project.dp(&["build", "--target", "cluster"]);
+        let text = both(&output);
+        assert_eq!(output.status.code(), Some(2), "{text}");
+        assert!(text.contains("dp::bad_scheduler"), "{text}");
+        assert!(text.contains(problem), "{text}");
+        assert!(text.contains("dp_project.yml:"), "{text}");
+        assert!(!project.table_dir("stg_events").exists());
+    }
+}
