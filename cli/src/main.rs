@@ -3,6 +3,7 @@
 mod args;
 mod commands;
 mod logging;
+mod masked;
 mod printer;
 
 use std::process::ExitCode;
@@ -20,7 +21,7 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(code) => code,
         Err(report) => {
-            eprintln!("{}", dp_engine::report::mask(&format!("{report:?}")));
+            eprintln!("{}", masked::render(&*report));
             commands::cannot_run()
         }
     }

@@ -477,15 +477,20 @@ fn test_counts(tests: &[&TestResult]) -> String {
     parts.join(", ")
 }
 
-/// A diagnostic drawn as miette draws it, with colour only on a terminal.
+/// A diagnostic drawn as miette draws it, with colour only on a terminal, its secrets masked
+/// before miette wraps its lines (at the width `COLUMNS` gives, if any).
 pub fn render_diagnostic(diagnostic: &dyn miette::Diagnostic) -> String {
     let theme = if std::io::stdout().is_terminal() {
         GraphicalTheme::unicode()
     } else {
         GraphicalTheme::unicode_nocolor()
     };
+    let mut handler = GraphicalReportHandler::new_themed(theme);
+    if let Some(columns) = crate::masked::columns() {
+        handler = handler.with_width(columns);
+    }
     let mut text = String::new();
-    let _ = GraphicalReportHandler::new_themed(theme).render_report(&mut text, diagnostic);
+    let _ = handler.render_report(&mut text, &crate::masked::Masked::new(diagnostic));
     text
 }
 

@@ -604,16 +604,69 @@ fn large_project(project: &TestProject, count: usize) {
     }
 }
 
+/// Headless Chromium behind its WebDriver (chromedriver), stopped when dropped.
+struct Chromium {
+    _driver: Running,
+    port: u16,
+    profile: tempfile::TempDir,
+}
+
+impl Chromium {
+    /// Start chromedriver. The project's own script installs Chromium and its WebDriver when
+    /// absent; a machine where that fails fails the test.
+    fn start() -> Self {
+        let installed = std::process::Command::new("bash")
+            .arg(workspace().join("tests/services/chromium.sh"))
+            .status()
+            .expect("bash runs");
+        assert!(installed.success(), "Chromium could not be installed");
+        let port = free_port();
+        let mut driver = Running(
+            std::process::Command::new("/usr/bin/chromedriver")
+                .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("chromedriver starts"),
+        );
+        assert!(
+            wait_for_port(port, "chromedriver", &mut driver.0),
+            "chromedriver exited"
+        );
+        Self {
+            _driver: driver,
+            port,
+            profile: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// A browser session.
+    async fn client(&self) -> fantoccini::Client {
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1400,900",
+                    format!("--user-data-dir={}", self.profile.path().display()),
+                ],
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        fantoccini::ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("a Chromium session starts")
+    }
+}
+
 #[test]
 fn the_docs_page_works_in_a_real_browser() {
-    // The project's own script installs Chromium and its WebDriver when absent; a machine where
-    // that fails fails this test.
-    let installed = std::process::Command::new("bash")
-        .arg(workspace().join("tests/services/chromium.sh"))
-        .status()
-        .expect("bash runs");
-    assert!(installed.success(), "Chromium could not be installed");
-
+    let chromium = Chromium::start();
     let project = TestProject::example();
     project.dp_ok(&["build", "--vars", "date=2024-01-15"]);
     project.dp_ok(&["docs", "generate", "--vars", "date=2024-01-15"]);
@@ -625,41 +678,9 @@ fn the_docs_page_works_in_a_real_browser() {
     large.dp_ok(&["docs", "generate", "-q"]);
     let large_page = large.root.join("target/docs/index.html");
 
-    let port = free_port();
-    let mut driver = Running(
-        std::process::Command::new("/usr/bin/chromedriver")
-            .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("chromedriver starts"),
-    );
-    assert!(
-        wait_for_port(port, "chromedriver", &mut driver.0),
-        "chromedriver exited"
-    );
-    let profile = tempfile::tempdir().unwrap();
     let screenshot = crate::support::block_on(async {
-        use fantoccini::{ClientBuilder, Locator};
-        let mut capabilities = serde_json::Map::new();
-        capabilities.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({
-                "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1400,900",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            }),
-        );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let client = ClientBuilder::new(connector)
-            .capabilities(capabilities)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("a Chromium session starts");
+        use fantoccini::Locator;
+        let client = chromium.client().await;
         let wait = std::time::Duration::from_secs(20);
         client
             .goto(url::Url::from_file_path(&page).unwrap().as_str())
@@ -882,4 +903,172 @@ fn the_docs_page_works_in_a_real_browser() {
     assert!(screenshot.starts_with(b"\x89PNG"), "not a PNG");
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap();
     std::fs::write(target.join("docs-screenshot.png"), &screenshot).unwrap();
+}
+
+/// A description's Markdown links, each hiding `javascript:` as one of the bypasses a browser's
+/// URL parser undoes (a tab, a newline, a leading control character or space, an entity, the
+/// scheme's case), and links that must keep working.
+const HOSTILE_LINKS: &str = r#"version: 2
+models:
+  - name: other
+    description: "Links:\n\n
+      - [tab](<java\tscript:window.__pwned_tab=1;undefined>)\n
+      - [tab entity](java&#9;script:window.__pwned_tab_entity=1;undefined)\n
+      - [newline entity](java&#10;script:window.__pwned_newline=1;undefined)\n
+      - [return entity](java&#13;script:window.__pwned_return=1;undefined)\n
+      - [control](<\x01javascript:window.__pwned_control=1;undefined>)\n
+      - [control entity](&#1;javascript:window.__pwned_control_entity=1;undefined)\n
+      - [trailing control](<javascript:window.__pwned_trailing=1;undefined\x1f>)\n
+      - [space](< javascript:window.__pwned_space=1;undefined>)\n
+      - [case](JaVaScRiPt:window.__pwned_case=1;undefined)\n
+      - [entity](&#106;avascript:window.__pwned_entity=1;undefined)\n
+      - [colon entity](javascript&colon;window.__pwned_colon=1;undefined)\n
+      - [vbscript](vbscript:msgbox)\n
+      - [data](data:text/html,<script>opener.__pwned_data=1</script>)\n
+      - [web](https://example.com/docs?a=1&b=2)\n
+      - [mail](mailto:data@example.com)\n
+      - [fragment](#node=model.ops.daily)\n"
+"#;
+
+#[test]
+fn issue_28_a_description_link_never_runs_javascript_when_clicked() {
+    let project = TestProject::fixture("ops");
+    project.write("models/links.yml", HOSTILE_LINKS);
+    project.dp_ok(&["docs", "generate", "--vars", "date=2024-01-15"]);
+    let page = project.root.join("target/docs/index.html");
+    let chromium = Chromium::start();
+    crate::support::block_on(async {
+        use fantoccini::Locator;
+        let client = chromium.client().await;
+        let mut url = url::Url::from_file_path(&page).unwrap();
+        url.set_fragment(Some("node=model.ops.other"));
+        client.goto(url.as_str()).await.unwrap();
+        let wait = std::time::Duration::from_secs(20);
+        client
+            .wait()
+            .at_most(wait)
+            .for_element(Locator::Css("#details-description li"))
+            .await
+            .expect("the description is shown");
+        let links = || async {
+            let found = client
+                .execute(
+                    "return [...document.querySelectorAll('#details-description a')]\
+                     .map(a => [a.textContent, a.getAttribute('href'), a.protocol])",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            found
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|link| Link {
+                    text: link[0].as_str().unwrap().to_string(),
+                    href: link[1].as_str().map(str::to_string),
+                    scheme: link[2].as_str().unwrap_or_default().to_string(),
+                })
+                .collect::<Vec<Link>>()
+        };
+        let items = client
+            .execute(
+                "return [...document.querySelectorAll('#details-description li')].length",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(items, 16, "every link is a list item");
+        // Click each link that is left, except the ones to another page; note what ran.
+        let mut ran = Vec::new();
+        for Link { text, .. } in links().await {
+            if matches!(text.as_str(), "web" | "mail" | "fragment") {
+                continue;
+            }
+            let link = client
+                .find(Locator::XPath(&format!(
+                    "//div[@id='details-description']//a[normalize-space(.)='{text}']"
+                )))
+                .await
+                .unwrap();
+            link.click().await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let pwned = client
+                .execute(
+                    "const found = Object.keys(window).filter(k => k.startsWith('__pwned'));\
+                     found.forEach(k => delete window[k]); return found",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            if pwned != serde_json::json!([]) {
+                ran.push(format!("{text}: {pwned}"));
+            }
+            let now = client.current_url().await.unwrap();
+            if now != url {
+                // A link without a scheme is a file next to the page: harmless.
+                if now.scheme() != "file" {
+                    ran.push(format!("{text}: went to {now}"));
+                }
+                client.goto(url.as_str()).await.unwrap();
+                client
+                    .wait()
+                    .at_most(wait)
+                    .for_element(Locator::Css("#details-description li"))
+                    .await
+                    .expect("the description is shown again");
+            }
+        }
+        assert_eq!(ran, Vec::<String>::new(), "what the clicks did");
+        // A link the browser reads as having a scheme is left only for the web and mail; a
+        // scheme hidden from a naive check is no link at all.
+        let links = links().await;
+        for link in &links {
+            assert!(
+                matches!(link.scheme.as_str(), "https:" | "mailto:" | "file:"),
+                "{link:?}"
+            );
+        }
+        let texts: BTreeSet<&str> = links.iter().map(|link| link.text.as_str()).collect();
+        for hidden in [
+            "tab",
+            "control",
+            "trailing control",
+            "space",
+            "case",
+            "vbscript",
+            "data",
+        ] {
+            assert!(!texts.contains(hidden), "{hidden:?} is a link: {links:?}");
+        }
+        let href = |text: &str| {
+            links
+                .iter()
+                .find(|link| link.text == text)
+                .and_then(|link| link.href.clone())
+        };
+        assert_eq!(
+            href("web").as_deref(),
+            Some("https://example.com/docs?a=1&b=2")
+        );
+        assert_eq!(href("mail").as_deref(), Some("mailto:data@example.com"));
+        assert_eq!(href("fragment").as_deref(), Some("#node=model.ops.daily"));
+        let text = client
+            .find(Locator::Css("#details-description"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(text.contains("tab entity"), "{text}");
+        client.close().await.unwrap();
+    });
+}
+
+/// A link of the page: its text, its `href` attribute, and the scheme of the URL the browser
+/// made of it (`https:`, `javascript:`, `file:` for a relative one).
+#[derive(Debug)]
+struct Link {
+    text: String,
+    href: Option<String>,
+    scheme: String,
 }

@@ -513,6 +513,151 @@ fn issue_19_a_secret_from_the_environment_appears_nowhere_dp_writes() {
     );
 }
 
+/// A secret as one long word (lower case: SQL folds unquoted names), which a narrow terminal
+/// breaks across lines.
+const LONG_SECRET: &str = "l8tvkpn2mlxpvgrncwn947k3nxq9hnwhpztb4qbcvnvftm8l63z88lrlfqdthds85mn386vks62hslzqdv9rtq7wzljffrs6jjzhllxgk5c2mzkvhk7t9q66";
+/// A secret of 40 words, which any terminal wraps between them.
+const PHRASE_SECRET: &str = "fg4kg sr5jg qh4zj jb8kd fr7gh vv6zk sg5bm ld6fx rh5pd cr9ph ql8vh kh6xj wr2kj cn7qf tg9vj ws8hr ks6sk kc2rr wl9gv vb9pp dk8jw fz4fm vz9dg jh3sv nv9qq qd7kv nx7vd nf8mq sg3qk cg6tj bg9bs bk3fr cc6tn nq7jc px5bn vf3pd dz5xh wl9qt vh5pq xl5qc";
+
+/// Whether `output` shows any piece of the two secrets: a word of the phrase, or 8 characters
+/// in a row of the long one.
+fn secret_piece(output: &str) -> Option<&'static str> {
+    let words = PHRASE_SECRET.split(' ');
+    let windows = (0..=LONG_SECRET.len() - 8).map(|at| &LONG_SECRET[at..at + 8]);
+    words.chain(windows).find(|piece| output.contains(piece))
+}
+
+#[test]
+fn issue_28_a_secret_in_a_diagnostic_is_masked_before_miette_wraps_it() {
+    let project = TestProject::fixture("ops");
+    let run = |args: &[&str], columns: Option<&str>| {
+        let mut command = project.command(args);
+        command
+            .env("DP_SECRET_LONG", LONG_SECRET)
+            .env("DP_SECRET_PHRASE", PHRASE_SECRET)
+            .env_remove("COLUMNS");
+        if let Some(columns) = columns {
+            command.env("COLUMNS", columns);
+        }
+        command.output().unwrap()
+    };
+    // Found by the check: columns named after the secrets, in the error's message.
+    project.write(
+        "models/long_name.sql",
+        "select {{ env_var('DP_SECRET_LONG') }} as x from {{ ref('other') }}\n",
+    );
+    project.write(
+        "models/phrase_name.sql",
+        "select \"{{ env_var('DP_SECRET_PHRASE') }}\" as y from {{ ref('other') }}\n",
+    );
+    // At miette's own width (80 off a terminal), and narrower than any secret.
+    for columns in [None, Some("40"), Some("23")] {
+        for args in [
+            &["check", "--vars", "date=2024-01-01"][..],
+            &["build", "--vars", "date=2024-01-01"],
+        ] {
+            let output = run(args, columns);
+            let text = both(&output);
+            // The check finds problems (1); a build cannot start with them (2).
+            let code = if args[0] == "check" { 1 } else { 2 };
+            assert_eq!(output.status.code(), Some(code), "{text}");
+            assert!(text.contains("dp::sql"), "{text}");
+            assert!(text.contains("column '****'"), "{text}");
+            assert_eq!(secret_piece(&text), None, "COLUMNS={columns:?}:\n{text}");
+        }
+    }
+    // Found by the build: a failed cast's error and its causes, drawn by the model's line.
+    std::fs::remove_file(project.root.join("models/long_name.sql")).unwrap();
+    std::fs::remove_file(project.root.join("models/phrase_name.sql")).unwrap();
+    project.write(
+        "models/cast.sql",
+        "{{ config(materialized='table') }}\n\
+         select cast(concat('{{ env_var('DP_SECRET_PHRASE') }}', '{{ env_var('DP_SECRET_LONG') }}', x) as int) as y\n\
+         from {{ ref('other') }}\n",
+    );
+    for columns in [None, Some("40")] {
+        let output = run(&["build", "--vars", "date=2024-01-01"], columns);
+        let text = both(&output);
+        assert_eq!(output.status.code(), Some(1), "{text}");
+        assert!(text.contains("'********1'"), "{text}");
+        assert_eq!(secret_piece(&text), None, "COLUMNS={columns:?}:\n{text}");
+    }
+}
+
+#[test]
+fn issue_28_a_secret_under_4_characters_is_refused_and_one_of_4_is_masked() {
+    let project = TestProject::fixture("ops");
+    project.write(
+        "models/pin.sql",
+        "{{ config(materialized='table') }}\nselect '{{ env_var('DP_SECRET_PIN') }}' as pin\n",
+    );
+    // From the process's environment: named, with where it was set, and its value not shown.
+    let output = project
+        .command(&["compile", "--vars", "date=2024-01-01"])
+        .env("DP_SECRET_PIN", "q7z")
+        .env("COLUMNS", "200")
+        .output()
+        .unwrap();
+    let text = both(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("dp::secret_too_short"), "{text}");
+    assert!(
+        text.contains(
+            "secret DP_SECRET_PIN (set in dp's environment) is shorter than 4 characters"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("q7z"), "{text}");
+    // From .env, every one at once, each at its line.
+    project.write(
+        ".env",
+        "# local secrets\nDP_SECRET_PIN=q7z\nDP_SECRET_OK=long-enough-77\nDP_SECRET_TWO=k2\n",
+    );
+    let output = project
+        .command(&["compile", "--vars", "date=2024-01-01"])
+        .env("COLUMNS", "200")
+        .output()
+        .unwrap();
+    let text = both(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("secret DP_SECRET_PIN (.env line 2) is shorter than 4 characters"),
+        "{text}"
+    );
+    assert!(
+        text.contains("secret DP_SECRET_TWO (.env line 4) is shorter than 4 characters"),
+        "{text}"
+    );
+    assert!(!text.contains("q7z") && !text.contains("k2\n"), "{text}");
+    // Four characters are a secret, masked everywhere.
+    project.write(".env", "DP_SECRET_PIN=q7zw\n");
+    let out = project.dp_ok(&["compile", "--vars", "date=2024-01-01", "--select", "pin"]);
+    let compiled =
+        std::fs::read_to_string(project.root.join("target/compiled/models/pin.sql")).unwrap();
+    assert!(compiled.contains("select '****' as pin"), "{compiled}");
+    assert!(!out.contains("q7zw") && !compiled.contains("q7zw"), "{out}");
+}
+
+#[test]
+fn issue_28_a_secret_holding_markup_is_masked_on_the_docs_page_before_it_is_escaped() {
+    const SECRET: &str = "kq7z</script><!--w3vq";
+    let project = TestProject::fixture("ops");
+    project.write(
+        "models/markup.sql",
+        "{{ config(materialized='table') }}\nselect '{{ env_var('DP_SECRET_MARKUP') }}' as m\n",
+    );
+    project.write(".env", &format!("DP_SECRET_MARKUP='{SECRET}'\n"));
+    project.dp_ok(&["docs", "generate", "--vars", "date=2024-01-01"]);
+    let page = std::fs::read_to_string(project.root.join("target/docs/index.html")).unwrap();
+    for piece in ["kq7z", "w3vq"] {
+        assert!(!page.contains(piece), "the docs page holds {piece}");
+    }
+    assert!(
+        page.contains("select '****' as m"),
+        "the compiled SQL is shown masked"
+    );
+}
+
 #[test]
 fn issue_19_every_json_line_parses_and_carries_the_run_fields() {
     let project = TestProject::example();

@@ -19,7 +19,7 @@ pub fn run(global: &GlobalArgs, args: &CheckArgs) -> miette::Result<ExitCode> {
         OutputFormat::Human => {
             if !global.quiet {
                 for warning in &warnings {
-                    super::warn(&warning);
+                    super::warn(warning);
                 }
             }
             match checked {

@@ -112,8 +112,8 @@ fn show_warnings(global: &GlobalArgs, project: &dp_engine::project::Project) {
 }
 
 /// Write a diagnostic to stderr, secrets masked.
-fn warn(diagnostic: &dyn std::fmt::Debug) {
-    eprintln!("{}", dp_engine::report::mask(&format!("{diagnostic:?}")));
+fn warn(diagnostic: &miette::Report) {
+    eprintln!("{}", crate::masked::render(&**diagnostic));
 }
 
 /// Write `text` to stdout; a closed stdout (a pipe to `head`) ends the output, not dp.

@@ -7,15 +7,17 @@ const DAGRE: &str = include_str!("site/vendor/dagre.min.js");
 const MARKED: &str = include_str!("site/vendor/marked.min.js");
 
 /// The page of project `title`, showing `data`, the JSON text of
-/// `{manifest, catalog, lineage, run_results}`.
+/// `{manifest, catalog, lineage, run_results}`. Secrets are masked before anything is escaped:
+/// once escaped (`</` as `<\/`), a secret is no longer found by [`crate::report::mask`].
 pub fn page(title: &str, data: &str) -> String {
-    let json = data
+    let title = crate::report::mask(title);
+    let json = crate::report::mask(data)
         // Inside a <script> element, `</` could end it early and `<!--` change how it ends.
         .replace("</", "<\\/")
         .replace("<!--", "\\u003c!--");
     let vendor = format!("<script>{DAGRE}</script>\n<script>{MARKED}</script>");
     let data = format!(r#"<script id="dp-data" type="application/json">{json}</script>"#);
-    PAGE.replacen("<!--DP:TITLE-->", &escape_html(title), 1)
+    PAGE.replacen("<!--DP:TITLE-->", &escape_html(&title), 1)
         .replacen("<!--DP:VENDOR-->", &vendor, 1)
         .replacen("<!--DP:DATA-->", &data, 1)
 }
@@ -47,5 +49,26 @@ mod tests {
         assert_eq!(parsed, data);
         assert!(!html[json_start..json_end].contains("<!--"));
         assert!(html.contains("<title>a&lt;b&gt;&amp;&quot;c&quot; · dp docs</title>"));
+    }
+
+    #[test]
+    fn issue_28_a_secret_that_escaping_changes_is_masked_first() {
+        let secret = "kq7z</script><!--w3vq";
+        crate::report::register_secret(secret);
+        let data = serde_json::json!({"compiled_code": format!("select '{secret}'")});
+        let html = page(&format!("p {secret}"), &data.to_string());
+        for form in [
+            secret.to_string(),
+            secret.replace("</", "<\\/"),
+            secret.replace("<!--", "\\u003c!--"),
+            secret.replace("</", "<\\/").replace("<!--", "\\u003c!--"),
+            escape_html(secret),
+            "kq7z".to_string(),
+            "w3vq".to_string(),
+        ] {
+            assert!(!html.contains(&form), "the page holds {form}");
+        }
+        assert!(html.contains("select '****'"));
+        assert!(html.contains("<title>p **** · dp docs</title>"));
     }
 }

@@ -218,6 +218,24 @@ pub enum LoadError {
     )]
     Dotenv { path: PathBuf, message: String },
 
+    #[error(
+        "secret {variable} ({origin}) is shorter than {} characters",
+        crate::report::MIN_SECRET_CHARS
+    )]
+    #[diagnostic(
+        code(dp::secret_too_short),
+        help(
+            "dp writes every DP_SECRET_ value as **** in all its output, and a value this short \
+             would be masked inside ordinary text; give a longer value, or a name without the \
+             DP_SECRET_ prefix if it is no secret"
+        )
+    )]
+    SecretTooShort {
+        variable: String,
+        /// Where it is set: the process's environment, or the line of `.env`.
+        origin: String,
+    },
+
     #[error("environment variable {variable}={value:?} is not {expected}")]
     #[diagnostic(
         code(dp::environment),

@@ -756,10 +756,15 @@ static SECRETS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new
 /// What every masked secret becomes.
 pub const MASK: &str = "****";
 
-/// Register `value` as a secret: from now on [`mask`] hides it. Values shorter than four
-/// characters are not registered (masking them would garble ordinary text).
+/// The fewest characters a secret may have: a shorter value would be found, and masked, in
+/// ordinary text. `DP_SECRET_*` variables with shorter values are refused when the project loads.
+pub const MIN_SECRET_CHARS: usize = 4;
+
+/// Register `value` as a secret: from now on [`mask`] hides it. Values shorter than
+/// [`MIN_SECRET_CHARS`] are not registered (masking them would garble ordinary text); the loader
+/// refuses such `DP_SECRET_*` values before they get here.
 pub fn register_secret(value: &str) {
-    if value.len() < 4 {
+    if value.chars().count() < MIN_SECRET_CHARS {
         return;
     }
     // As written in text, and as JSON escapes it (a quote, a backslash, a control character).
@@ -787,6 +792,28 @@ pub fn mask(text: &str) -> std::borrow::Cow<'_, str> {
     text
 }
 
+/// The byte ranges of `text` that hold a registered secret, in order and not overlapping (where
+/// two overlap, the one that starts first wins, and of two that start together the longer):
+/// what [`mask`] replaces, for a caller that must move offsets into `text` along with it.
+pub fn secret_ranges(text: &str) -> Vec<std::ops::Range<usize>> {
+    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    let mut found: Vec<std::ops::Range<usize>> = secrets
+        .iter()
+        .flat_map(|secret| {
+            text.match_indices(secret.as_str())
+                .map(|(at, _)| at..at + secret.len())
+        })
+        .collect();
+    found.sort_by_key(|range| (range.start, std::cmp::Reverse(range.end)));
+    let mut ranges: Vec<std::ops::Range<usize>> = Vec::with_capacity(found.len());
+    for range in found {
+        if ranges.last().is_none_or(|last| range.start >= last.end) {
+            ranges.push(range);
+        }
+    }
+    ranges
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -800,5 +827,24 @@ mod tests {
         assert_eq!(mask(&format!("x {secret} y")), "x **** y");
         register_secret("abc");
         assert_eq!(mask("abc"), "abc", "too short to mask");
+    }
+
+    #[test]
+    fn the_ranges_of_secrets_are_what_mask_replaces() {
+        register_secret("ranges-secret-one");
+        register_secret("secret-one");
+        let text = "a ranges-secret-one b secret-one c ranges-secret-on";
+        let ranges = secret_ranges(text);
+        assert_eq!(ranges, [2..19, 22..32]);
+        let mut masked = String::new();
+        let mut at = 0;
+        for range in ranges {
+            masked.push_str(&text[at..range.start]);
+            masked.push_str(MASK);
+            at = range.end;
+        }
+        masked.push_str(&text[at..]);
+        assert_eq!(masked, mask(text));
+        assert_eq!(masked, "a **** b **** c ranges-secret-on");
     }
 }
