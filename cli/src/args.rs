@@ -130,8 +130,8 @@ pub struct RetryArgs {
 pub struct HistoryArgs {
     /// The model.
     pub model: String,
-    /// At most this many versions.
-    #[arg(long)]
+    /// At most this many versions (1 or more).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub limit: Option<usize>,
     /// A table for people, or JSON.
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]

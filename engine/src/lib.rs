@@ -226,7 +226,9 @@ impl Prepared {
         self.known_model(model)?;
         let warehouse = self.warehouse();
         let url = warehouse.table_url(model).map_err(ops::OpsError::from)?;
-        let history = storage::history(&warehouse.stores, &url, limit)
+        // At least one version is read, to tell a table from none (`--limit 0` shows nothing
+        // of a table that exists).
+        let mut history = storage::history(&warehouse.stores, &url, limit.map(|l| l.max(1)))
             .await
             .map_err(ops::OpsError::from)?;
         if history.is_empty() {
@@ -235,6 +237,7 @@ impl Prepared {
             }
             .into());
         }
+        history.truncate(limit.unwrap_or(usize::MAX));
         Ok(history)
     }
 
@@ -438,7 +441,7 @@ pub async fn backfill(
         first.vars.push(format!("{}={value}", options.var));
     }
     let loaded = load(&options.prepare)?;
-    let base = prepare_loaded(loaded.clone(), &first)?;
+    let base = prepare_backfill(options, loaded.clone(), &first)?;
     let run_id = execute::new_run_id();
     let total = options.values.len();
     let threads = match options.threads {
@@ -518,6 +521,73 @@ pub async fn backfill(
     Ok(summary)
 }
 
+/// The backfill's project, prepared with its first value (`first`); refused when its models do
+/// not read the var it gives each value (they need another, or read none).
+fn prepare_backfill(
+    options: &BackfillOptions,
+    loaded: Project,
+    first: &PrepareOptions,
+) -> Result<Prepared, Error> {
+    let base = prepare_loaded(loaded, first).map_err(|error| {
+        match ops::check_missing_vars(&options.var, render_problems(&error)) {
+            Ok(()) => error,
+            Err(wrong_var) => wrong_var.into(),
+        }
+    })?;
+    ops::check_missing_vars(&options.var, &base.render_problems)?;
+    // The selected models, and the ephemeral ones they inline.
+    let mut models = BTreeSet::new();
+    let mut pending: Vec<&str> = base
+        .selected
+        .iter()
+        .filter_map(|node| match node {
+            NodeId::Model(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    while let Some(name) = pending.pop() {
+        if let Some(model) = base.graph.models.get(name)
+            && models.insert(name)
+        {
+            pending.extend(
+                model
+                    .refs
+                    .iter()
+                    .map(|call| call.target.as_str())
+                    .filter(|up| {
+                        base.graph
+                            .models
+                            .get(*up)
+                            .is_some_and(|m| m.config.is_ephemeral())
+                    }),
+            );
+        }
+    }
+    let files: Vec<&project::ModelFile> = models
+        .iter()
+        .filter_map(|name| base.project.models.get(*name))
+        .collect();
+    ops::check_var_read(
+        &base.renderer,
+        &base.project,
+        &files,
+        &base.context,
+        &options.var,
+        &options.values,
+    )?;
+    Ok(base)
+}
+
+/// The render problems `error` reports.
+fn render_problems(error: &Error) -> Vec<&render::RenderError> {
+    match error {
+        Error::Render(render::RenderError::Many { problems }) => problems.iter().collect(),
+        Error::Render(problem) => vec![problem],
+        Error::Check { problems } => problems.iter().flat_map(render_problems).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Run the project's hooks for a run that ended, and report each.
 fn run_hooks(
     project: &Project,
@@ -579,9 +649,20 @@ pub fn retry(project_dir: &Path) -> Result<Retry, Error> {
     let root = project::find_root(project_dir)?;
     let project = project::load(&root)?;
     let path = project.target_dir().join("run_results.json");
-    let run = report::read_run_results(&path).map_err(|source| Error::Io {
-        path: path.clone(),
-        source,
+    let run = report::read_run_results(&path).map_err(|error| {
+        let unparsed = error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<serde_json::Error>());
+        let reason = match (error.kind(), unparsed) {
+            (std::io::ErrorKind::NotFound, _) => "no run has been recorded there".to_string(),
+            // The file is there, cut short or not what dp writes.
+            (_, Some(json)) => format!("it is not a complete run record ({json})"),
+            _ => error.to_string(),
+        };
+        ops::OpsError::RunResults {
+            path: path.clone(),
+            reason,
+        }
     })?;
     // A var that held a secret was recorded masked: it cannot be given again.
     let masked: Vec<String> = run
@@ -702,7 +783,8 @@ fn prepare_loaded(mut project: Project, options: &PrepareOptions) -> Result<Prep
         });
     }
     let graph = stage("resolve", || graph::resolve(&project, &rendered.project))?;
-    let selected = graph::select(&graph, &options.select, &options.exclude)?;
+    let selected = graph::select(&graph, &options.select, &options.exclude)
+        .map_err(|error| unrendered_selection(error, &project, &rendered, &graph))?;
     Ok(Prepared {
         project,
         stores: Stores::new(target.storage_options.clone()),
@@ -712,8 +794,63 @@ fn prepare_loaded(mut project: Project, options: &PrepareOptions) -> Result<Prep
         graph,
         selected,
         selects_everything: options.select.is_empty() && options.exclude.is_empty(),
-        render_problems: rendered.problems,
+        render_problems: rendered
+            .problems
+            .into_iter()
+            .map(|(_, problem)| problem)
+            .collect(),
     })
+}
+
+/// A selector that matched nothing because the models it names did not render, or read one
+/// that did not: the render problems of those, in its place (else the selector's error).
+fn unrendered_selection(
+    error: graph::SelectError,
+    project: &Project,
+    rendered: &render::Rendered,
+    graph: &graph::ModelGraph,
+) -> Error {
+    let graph::SelectError::NoMatch { pattern, .. } = &error else {
+        return error.into();
+    };
+    let left_out = |name: &str| !graph.models.contains_key(name);
+    let mut pending: Vec<&str> = project
+        .models
+        .values()
+        .filter(|model| left_out(&model.name))
+        .filter(|model| graph::names_model(pattern, &model.name, model.file.path()))
+        .map(|model| model.name.as_str())
+        .collect();
+    // From each named model, up its references to the models that did not render.
+    let (mut seen, mut unrendered) = (BTreeSet::new(), BTreeSet::new());
+    while let Some(name) = pending.pop() {
+        if !seen.insert(name) {
+            continue;
+        }
+        match rendered.project.models.get(name) {
+            Some(model) => pending.extend(
+                model
+                    .refs
+                    .iter()
+                    .map(|call| call.target.as_str())
+                    .filter(|target| left_out(target)),
+            ),
+            None => {
+                unrendered.insert(name);
+            }
+        }
+    }
+    let mut problems: Vec<Error> = rendered
+        .problems
+        .iter()
+        .filter(|(model, _)| unrendered.contains(model.as_str()))
+        .map(|(_, problem)| Error::Render(problem.clone()))
+        .collect();
+    match problems.len() {
+        0 => error.into(),
+        1 => problems.remove(0),
+        _ => Error::Check { problems },
+    }
 }
 
 /// A project that checks: a plan ready to run, and what the check found that works yet may not

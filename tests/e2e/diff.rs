@@ -251,3 +251,59 @@ fn issue_20_a_dry_run_diffs_the_whole_chain_and_leaves_nothing_behind() {
     assert_eq!(project.version("customers"), Some(0));
     assert_eq!(project.query("totals", "select n from t"), [["4"]]);
 }
+
+#[test]
+fn issue_28_a_sum_that_becomes_nan_is_a_change_past_any_threshold() {
+    let project = TestProject::fixture("diff");
+    // One amount becomes NaN (version 2), then a number again (version 3); a threshold no
+    // finite change could pass.
+    project.write(
+        "models/nan_sum.sql",
+        "{{ config(materialized='table', diff={'key': 'id', 'columns': {'amount': {'max_sum_change_pct': 1000000}}}) }}\n\
+         select id, case when id = 2 and '{{ var('version') }}' = '2' then cast('NaN' as double) else amount end as amount\n\
+         from (values (1, 10.0), (2, 20.0), (3, 30.0)) as t(id, amount)\n",
+    );
+    project.dp_ok(&["build", "--select", "nan_sum"]);
+    let published = || project.query("nan_sum", "select id, amount from t order by id");
+    let numbers = published();
+    assert_eq!(numbers, [["1", "10.0"], ["2", "20.0"], ["3", "30.0"]]);
+
+    let failed = project.dp(&["build", "--select", "nan_sum", "--vars", "version=2"]);
+    let text = both(&failed);
+    assert_eq!(failed.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL  diff test nan_sum__diff"), "{text}");
+    assert!(
+        text.contains("the sum of `amount` changed from 60 to NaN"),
+        "{text}"
+    );
+    assert_eq!(published(), numbers, "the NaN was not published");
+    assert_eq!(project.version("nan_sum"), Some(0));
+
+    // Published anyway (no threshold), the NaN becoming a number again is blocked the same way.
+    project.write(
+        "models/nan_sum.sql",
+        &std::fs::read_to_string(project.root.join("models/nan_sum.sql"))
+            .unwrap()
+            .replace("'2' then", "'2' or '{{ var('version') }}' = 'nan' then"),
+    );
+    project.dp_ok(&[
+        "build",
+        "--select",
+        "nan_sum",
+        "--vars",
+        "version=nan",
+        "--no-diff",
+    ]);
+    assert_eq!(
+        project.query("nan_sum", "select amount from t where id = 2"),
+        [["NaN"]]
+    );
+    let failed = project.dp(&["build", "--select", "nan_sum", "--vars", "version=3"]);
+    let text = both(&failed);
+    assert_eq!(failed.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("the sum of `amount` changed from NaN to 60"),
+        "{text}"
+    );
+    assert_eq!(project.version("nan_sum"), Some(1));
+}

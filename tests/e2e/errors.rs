@@ -91,3 +91,49 @@ fn check_passes_on_the_example_project_without_reading_or_writing_data() {
     let json = project.dp_ok(&["check", "--format", "json"]);
     assert_eq!(json.trim(), "[]");
 }
+
+#[test]
+fn issue_28_partition_by_a_list_struct_or_map_column_is_found_by_check_at_its_config() {
+    let project = TestProject::fixture("ops");
+    for (column, expression, kind) in [
+        ("tags", "make_array('a', 'b')", "list"),
+        ("point", "named_struct('x', 1, 'y', 2)", "struct"),
+        ("attributes", "map(['k'], ['v'])", "map"),
+    ] {
+        let model = format!("models/by_{column}.sql");
+        project.write(
+            &model,
+            &format!(
+                "{{{{ config(materialized='partitioned', partition_by='{column}') }}}}\nselect 1 as id, {expression} as {column}\n"
+            ),
+        );
+        let name = format!("by_{column}");
+        let check = project.dp(&["check", "--select", &name, "--vars", "date=2024-01-01"]);
+        let text = both(&check);
+        assert_eq!(check.status.code(), Some(1), "{column}: {text}");
+        assert!(text.contains("dp::partition_type"), "{column}: {text}");
+        let flat = text
+            .split_whitespace()
+            .filter(|w| *w != "│")
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            flat.contains(&format!("is partitioned by `{column}`, a {kind} column")),
+            "{column}: {text}"
+        );
+        assert!(
+            text.contains(&format!("[{model}:1:")),
+            "{column}: the config is not named\n{text}"
+        );
+        let build = project.dp(&["build", "--select", &name, "--vars", "date=2024-01-01"]);
+        let text = both(&build);
+        assert_eq!(build.status.code(), Some(2), "{column}: {text}");
+        assert!(text.contains("dp::partition_type"), "{column}: {text}");
+        assert!(text.contains(&format!("[{model}:1:")), "{column}: {text}");
+        assert!(
+            !project.table_dir(&name).exists(),
+            "{column}: a table was written"
+        );
+        std::fs::remove_file(project.root.join(&model)).unwrap();
+    }
+}

@@ -871,3 +871,151 @@ fn issue_19_progress_is_live_on_a_terminal_and_absent_when_piped() {
     );
     assert!(piped.contains("0 dates built, 3 up to date"), "{piped}");
 }
+
+#[test]
+fn issue_28_retry_of_a_missing_or_truncated_run_record_says_it_cannot_read_it() {
+    let project = TestProject::fixture("ops");
+    let path = project.root.join("target/run_results.json");
+    let missing = project.dp(&["retry"]);
+    let text = both(&missing);
+    assert_eq!(missing.status.code(), Some(2), "{text}");
+    assert!(text.contains("dp::run_results"), "{text}");
+    assert!(text.contains("no run has been recorded there"), "{text}");
+
+    project.dp_ok(&["build", "--select", "other", "--vars", "date=2024-01-01"]);
+    let whole = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &whole[..whole.len() / 2]).unwrap();
+    let truncated = project.dp(&["retry"]);
+    // As one line: miette wraps the message.
+    let text = both(&truncated)
+        .split_whitespace()
+        .filter(|w| *w != "│")
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(truncated.status.code(), Some(2), "{text}");
+    assert!(text.contains("dp::run_results"), "{text}");
+    assert!(!text.contains("cannot write"), "{text}");
+    assert!(text.contains("cannot read the last run from"), "{text}");
+    assert!(text.contains("run_results.json"), "{text}");
+    assert!(text.contains("not a complete run record"), "{text}");
+    assert!(text.contains("EOF while parsing"), "{text}");
+    assert_eq!(project.version("other"), Some(0), "nothing was run again");
+}
+
+#[test]
+fn issue_28_a_backfill_whose_var_its_models_do_not_read_says_which_vars_they_read() {
+    let project = TestProject::fixture("ops");
+    let backfill = |extra: &[&str]| {
+        let mut args = vec!["backfill", "--start", "2024-01-01", "--end", "2024-01-02"];
+        args.extend(extra);
+        let output = project.dp(&args);
+        assert_eq!(output.status.code(), Some(2), "{}", both(&output));
+        both(&output)
+    };
+    // daily reads `date`, which --var day leaves without a value: named, with where it is read.
+    for select in [&["--select", "daily"][..], &[]] {
+        let mut args = select.to_vec();
+        args.extend(["--var", "day"]);
+        let text = backfill(&args);
+        assert!(text.contains("dp::backfill_var"), "{text}");
+        assert!(!text.contains("dp::no_match"), "{text}");
+        assert!(text.contains("gives each date as var `day`"), "{text}");
+        assert!(text.contains("models/daily.sql reads var"), "{text}");
+        assert!(text.contains("`date`, which has no value"), "{text}");
+        assert!(text.contains("--var date"), "{text}");
+        assert!(text.contains("[models/daily.sql:3:12]"), "{text}");
+    }
+    // `other` reads no var at all: every date would build the same table.
+    let text = backfill(&["--select", "other", "--vars", "slow=2"]);
+    assert!(text.contains("dp::backfill_var"), "{text}");
+    assert!(text.contains("gives each date as var `date`"), "{text}");
+    assert!(text.contains("no model it builds reads"), "{text}");
+    assert!(
+        text.contains("`other` reads none of the vars set"),
+        "{text}"
+    );
+    assert_eq!(project.version("daily"), None);
+    assert_eq!(project.version("other"), None);
+    // A selection of which one model reads the var backfills.
+    let out = project.dp_ok(&[
+        "backfill",
+        "--select",
+        "daily",
+        "other",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-01-01",
+    ]);
+    assert!(
+        out.contains("1 dates built") || out.contains("1 date built"),
+        "{out}"
+    );
+    assert_eq!(project.version("daily"), Some(0));
+}
+
+#[test]
+fn issue_28_history_limit_0_is_a_usage_error_not_a_missing_table() {
+    let project = TestProject::fixture("ops");
+    project.dp_ok(&["build", "--select", "other", "--vars", "date=2024-01-01"]);
+    let zero = project.dp(&["history", "other", "--limit", "0"]);
+    let text = both(&zero);
+    assert_eq!(zero.status.code(), Some(2), "{text}");
+    assert!(!text.contains("no table"), "{text}");
+    assert!(text.contains("--limit"), "{text}");
+    let one = project.dp_ok(&["history", "other", "--limit", "1"]);
+    assert_eq!(one.lines().count(), 2, "a header and one version:\n{one}");
+}
+
+/// The processes running `sleep <seconds>`, from /proc.
+fn sleeping(seconds: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.len() >= 2 && args[0].ends_with(b"sleep") && args[1] == seconds.as_bytes() {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn issue_28_a_hook_past_its_timeout_is_stopped_with_the_children_that_left_its_session() {
+    let project = TestProject::fixture("ops");
+    // Durations no other test sleeps, to find these processes by.
+    let durations = ["2801", "2802", "2803", "2804", "2805"];
+    project.write(
+        "dp_project.yml",
+        "name: ops\n\
+         on_run_end:\n  \
+         - 'setsid sleep 2801 & (setsid sleep 2802 &); (env -i setsid sleep 2803 &); env -i sleep 2804 & nohup setsid sh -c \"sleep 2805\" >/dev/null 2>&1 & sleep 30'\n\
+         hook_timeout: 1s\n",
+    );
+    let started = Instant::now();
+    let out = project.dp_ok(&["build", "--select", "other", "--vars", "date=2024-01-01"]);
+    assert!(started.elapsed() < Duration::from_secs(20), "{out}");
+    assert!(out.contains("FAILED: stopped after 1s"), "{out}");
+    let left: Vec<(&str, Vec<u32>)> = durations
+        .iter()
+        .map(|d| (*d, sleeping(d)))
+        .filter(|(_, pids)| !pids.is_empty())
+        .collect();
+    for (_, pids) in &left {
+        for pid in pids {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+        }
+    }
+    assert!(
+        left.is_empty(),
+        "left running after the hook's timeout: {left:?}"
+    );
+    assert_eq!(project.version("other"), Some(0));
+}

@@ -160,3 +160,34 @@ fn an_unknown_model_in_select_is_a_diagnostic_with_a_suggestion() {
     assert!(text.contains("nothing matches `int_abc`"), "{text}");
     assert!(text.contains("did you mean `int_ab`?"), "{text}");
 }
+
+#[test]
+fn issue_28_a_selected_model_that_does_not_render_reports_its_render_error_not_no_match() {
+    let project = TestProject::fixture("selection");
+    // int_ab's template cannot render; mart_x reads it.
+    project.write(
+        "models/int/int_ab.sql",
+        "select a.event_id\nfrom {{ ref('stg_a') ) }} a\n",
+    );
+    for args in [
+        &["ls", "--select", "+int_ab"][..],
+        &["ls", "--select", "int_ab"],
+        &["ls", "--select", "path:models/int"],
+        &["build", "--select", "+mart_x"],
+        &["compile", "--select", "mart_z"],
+    ] {
+        let output = project.dp(args);
+        let text = both(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {text}");
+        assert!(!text.contains("dp::no_match"), "{args:?}: {text}");
+        assert!(text.contains("dp::template"), "{args:?}: {text}");
+        assert!(
+            text.contains("[models/int/int_ab.sql:2:"),
+            "{args:?}: {text}"
+        );
+    }
+    assert!(!project.root.join("warehouse").exists());
+    // A selector that names no model of the project is still said to match nothing.
+    let typo = project.dp(&["ls", "--select", "mart_q"]);
+    assert!(both(&typo).contains("dp::no_match"), "{}", both(&typo));
+}

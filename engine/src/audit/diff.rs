@@ -628,19 +628,45 @@ fn breaches(diff: &ModelDiff, config: &DiffConfig) -> Vec<String> {
                 ));
             }
         }
-        // A sum that became NULL (every value gone) is a change to 0.
-        if let Some(max) = limits.max_sum_change_pct
-            && let Some(before) = column.sum_before
-            && let after = column.sum_after.unwrap_or(0.0)
-            && let Some(change) = pct((after - before).abs(), before.abs())
-            && change > max
-        {
-            found.push(format!(
-                "the sum of `{name}` changed by {change:.2}% ({before} → {after}), more than max_sum_change_pct: {max}"
-            ));
+        if let Some(max) = limits.max_sum_change_pct {
+            // A sum that became NULL (every value gone) is a change to 0.
+            let after = column.sum_after.unwrap_or(0.0);
+            match column.sum_before {
+                // To or from NaN or an infinity: no percentage measures it (NaN compares false
+                // with any threshold), and it is a change past every one.
+                before if unmeasurable(before, after) => {
+                    let before = before.map_or_else(|| "NULL".to_string(), |b| b.to_string());
+                    found.push(format!(
+                        "the sum of `{name}` changed from {before} to {after}: a sum that becomes or stops being NaN or infinite is a change past any max_sum_change_pct ({max})"
+                    ));
+                }
+                Some(before) => {
+                    if let Some(change) = pct((after - before).abs(), before.abs())
+                        && change > max
+                    {
+                        found.push(format!(
+                            "the sum of `{name}` changed by {change:.2}% ({before} → {after}), more than max_sum_change_pct: {max}"
+                        ));
+                    }
+                }
+                None => {}
+            }
         }
     }
     found
+}
+
+/// Whether a sum going from `before` (NULL: no value) to `after` changed to or from a value no
+/// percentage can measure: NaN or an infinity on one side and not the same on the other.
+fn unmeasurable(before: Option<f64>, after: f64) -> bool {
+    match before {
+        Some(before) => {
+            let same = before == after || (before.is_nan() && after.is_nan());
+            let measurable = before.is_finite() && after.is_finite();
+            !(same || measurable)
+        }
+        None => !after.is_finite(),
+    }
 }
 
 /// Why a keyed threshold has no figure to judge.
@@ -819,6 +845,56 @@ mod tests {
             found.iter().any(|b| b.contains("changed by 100.00%")),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn issue_28_a_sum_that_becomes_or_stops_being_nan_breaks_any_threshold() {
+        let config = DiffConfig {
+            columns: BTreeMap::from([(
+                "revenue".to_string(),
+                ColumnDiffProperties {
+                    max_sum_change_pct: Some(1_000_000.0),
+                    max_null_increase: None,
+                },
+            )]),
+            ..Default::default()
+        };
+        let with_sums = |before: Option<f64>, after: Option<f64>| {
+            let mut diff = diff();
+            let revenue = diff.columns.get_mut("revenue").unwrap();
+            (revenue.sum_before, revenue.sum_after) = (before, after);
+            breaches(&diff, &config)
+        };
+        let (nan, inf) = (f64::NAN, f64::INFINITY);
+        for (before, after) in [
+            (Some(1000.0), Some(nan)),
+            (Some(nan), Some(1000.0)),
+            (Some(nan), None),
+            (None, Some(nan)),
+            (Some(0.0), Some(nan)),
+            (Some(1000.0), Some(inf)),
+            (Some(inf), Some(1000.0)),
+            (Some(-inf), Some(inf)),
+            (Some(nan), Some(inf)),
+        ] {
+            let found = with_sums(before, after);
+            assert_eq!(found.len(), 1, "{before:?} → {after:?}: {found:?}");
+            assert!(
+                found[0].contains("the sum of `revenue` changed from")
+                    && found[0].contains("past any max_sum_change_pct (1000000)"),
+                "{found:?}"
+            );
+        }
+        // Unchanged, or within the threshold: nothing to say.
+        for (before, after) in [
+            (Some(nan), Some(nan)),
+            (Some(inf), Some(inf)),
+            (Some(1000.0), Some(2000.0)),
+            (None, None),
+        ] {
+            let found = with_sums(before, after);
+            assert!(found.is_empty(), "{before:?} → {after:?}: {found:?}");
+        }
     }
 
     #[test]

@@ -49,6 +49,24 @@ pub enum CheckError {
         help: String,
     },
 
+    #[error("`{model}` is partitioned by `{column}`, a {kind} column: a partition holds one value")]
+    #[diagnostic(
+        code(dp::partition_type),
+        help(
+            "Delta partitions by columns of a plain type (string, number, date, timestamp, boolean, binary), never a list, struct or map: partition by a plain column, or output the part to partition by as a column of its own"
+        )
+    )]
+    PartitionType {
+        model: String,
+        column: String,
+        /// `list`, `struct`, `map` or `union`.
+        kind: &'static str,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("not a plain column")]
+        at: SourceSpan,
+    },
+
     #[error("test `{test}` relates `{model}` to `{to}`, which reads `{model}`: {cycle}")]
     #[diagnostic(
         code(dp::relationship_cycle),
@@ -480,6 +498,21 @@ fn relationship_problems(
     problems
 }
 
+/// What kind of nested value a column of `data_type` holds (`list`, `struct`, `map`, `union`);
+/// `None` for a plain type.
+fn nested_kind(data_type: &datafusion::arrow::datatypes::DataType) -> Option<&'static str> {
+    use datafusion::arrow::datatypes::DataType::*;
+    match data_type {
+        List(_) | LargeList(_) | FixedSizeList(..) | ListView(_) | LargeListView(_) => Some("list"),
+        Struct(_) => Some("struct"),
+        Map(..) => Some("map"),
+        Union(..) => Some("union"),
+        Dictionary(_, value) => nested_kind(value),
+        RunEndEncoded(_, value) => nested_kind(value.data_type()),
+        _ => None,
+    }
+}
+
 /// Register the model's planned output as an empty table, and return the mistakes in what it
 /// declares about its output; an error when the output cannot stand as a table.
 async fn check_model(
@@ -503,16 +536,29 @@ async fn check_model(
     let mut problems = Vec::new();
 
     for column in &model.config.partition_by {
-        if !columns.contains(&column.as_str()) {
-            problems.push(CheckError::PartitionColumn {
+        let at = model
+            .file
+            .find(column, model.file.find("partition_by", 0).offset());
+        match schema.field_with_name(column) {
+            Err(_) => problems.push(CheckError::PartitionColumn {
                 model: model.name.clone(),
                 help: help_columns(column, &columns),
-                at: model
-                    .file
-                    .find(column, model.file.find("partition_by", 0).offset()),
+                at,
                 src: model.file.named(),
                 column: column.clone(),
-            });
+            }),
+            // A list, struct or map has no single value to name a partition by.
+            Ok(field) => {
+                if let Some(kind) = nested_kind(field.data_type()) {
+                    problems.push(CheckError::PartitionType {
+                        model: model.name.clone(),
+                        column: column.clone(),
+                        kind,
+                        src: model.file.named(),
+                        at,
+                    })
+                }
+            }
         }
     }
     for test in project.data_tests_of(&NodeId::Model(model.name.clone())) {

@@ -14,7 +14,7 @@ pub use crate::project::NodeId;
 use crate::project::{Project, SourceTable};
 use crate::render::{RenderedModel, RenderedProject};
 pub use schedule::Scheduler;
-pub use select::{SelectError, select, split_test_types};
+pub use select::{SelectError, names_model, select, split_test_types};
 
 /// Models and sources with their dependency edges, in execution order.
 #[derive(Debug, Clone)]

@@ -285,6 +285,21 @@ fn matching(
     Ok(chosen)
 }
 
+/// Whether `pattern`, that of a selector which matched nothing ([`SelectError::NoMatch`]), names
+/// the model `name` at `path` by its name or its path: it was meant, and is not in the graph
+/// (it did not render, or reads a model that did not).
+pub fn names_model(pattern: &str, name: &str, path: &std::path::Path) -> bool {
+    let (method, value) = pattern.split_once(':').unwrap_or(("", pattern));
+    match method {
+        "" => glob(value, name),
+        "path" => {
+            let wanted = value.trim_end_matches('/');
+            path.starts_with(wanted) || glob(wanted, &path.display().to_string())
+        }
+        _ => false,
+    }
+}
+
 /// `*` matches any run of characters; everything else matches itself.
 fn glob(pattern: &str, name: &str) -> bool {
     match pattern.split_once('*') {

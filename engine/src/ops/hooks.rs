@@ -111,6 +111,15 @@ fn run_one(
     #[cfg(unix)]
     std::os::unix::process::CommandExt::process_group(&mut shell, 0);
     environment(&mut shell);
+    // Every process the hook starts inherits this mark, whichever group or session it moves to.
+    let mark = hook_mark();
+    shell.env(MARK, &mark);
+    // While the hook runs, its orphans (a child that moved to a session of its own and whose
+    // parent ended) become dp's children rather than init's, where its stop finds them.
+    #[cfg(target_os = "linux")]
+    let reaper = processes::Subreaper::start();
+    #[cfg(not(target_os = "linux"))]
+    let reaper = ();
     let mut child = shell.spawn().map_err(|e| format!("cannot start sh: {e}"))?;
     let started = Instant::now();
     let outcome = loop {
@@ -120,7 +129,7 @@ fn run_one(
                 break Err(format!("{status} (its output is in {})", log.display()));
             }
             None if started.elapsed() > timeout => {
-                stop(&mut child);
+                stop(&mut child, &mark, &reaper);
                 break Err(format!(
                     "stopped after {}s (hook_timeout)",
                     timeout.as_secs()
@@ -133,10 +142,35 @@ fn run_one(
     outcome
 }
 
-/// Kill the hook and every process of its group.
-fn stop(child: &mut std::process::Child) {
+/// The variable that marks the processes of one hook.
+const MARK: &str = "DP_HOOK_MARK";
+
+/// A mark no other hook, of this dp or another, carries.
+fn hook_mark() -> String {
+    static HOOKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let count = HOOKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{nanos}-{count}", std::process::id())
+}
+
+/// Kill the hook and every process it started: its process group and, on Linux, every process
+/// descending from its shell, from dp's children since the hook started (its orphans, dp being
+/// their subreaper) or carrying its mark, which finds the children that left the group with
+/// `setsid`. Killed in rounds until none is left, as a process may fork while it is killed.
+#[cfg(target_os = "linux")]
+type Reaper = processes::Subreaper;
+#[cfg(not(target_os = "linux"))]
+type Reaper = ();
+
+fn stop(child: &mut std::process::Child, mark: &str, reaper: &Reaper) {
+    #[cfg(not(target_os = "linux"))]
+    let _ = reaper;
     #[cfg(unix)]
     if let Ok(group) = libc::pid_t::try_from(child.id()) {
+        #[cfg(target_os = "linux")]
+        processes::kill_hook(group, &format!("{MARK}={mark}"), reaper);
         // SAFETY: kill(2) with a negative pid signals that process group; no memory is shared.
         unsafe {
             libc::kill(-group, libc::SIGKILL);
@@ -144,6 +178,139 @@ fn stop(child: &mut std::process::Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// The processes of a hook, read from /proc.
+#[cfg(target_os = "linux")]
+mod processes {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::time::Duration;
+
+    /// dp as the subreaper of the processes it starts, until dropped.
+    pub struct Subreaper {
+        before: libc::c_int,
+        /// dp's children before the hook started: none of the hook's.
+        children: BTreeSet<libc::pid_t>,
+    }
+
+    impl Subreaper {
+        pub fn start() -> Self {
+            let own = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+            let children = table().into_iter().filter(|(_, parent)| *parent == own);
+            let children = children.map(|(pid, _)| pid).collect();
+            let mut before: libc::c_int = 0;
+            // SAFETY: prctl(2) reads the flag into `before`, then sets it; no other memory.
+            unsafe {
+                libc::prctl(
+                    libc::PR_GET_CHILD_SUBREAPER,
+                    &mut before as *mut libc::c_int,
+                );
+                libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong);
+            }
+            Self { before, children }
+        }
+    }
+
+    impl Drop for Subreaper {
+        fn drop(&mut self) {
+            // SAFETY: prctl(2) sets a flag of this process.
+            unsafe {
+                libc::prctl(libc::PR_SET_CHILD_SUBREAPER, self.before as libc::c_ulong);
+            }
+        }
+    }
+
+    /// Kill, in rounds until none is left, the live processes of the hook whose shell is
+    /// `shell`: see [`of_hook`]. Those that were handed to dp are reaped.
+    pub fn kill_hook(shell: libc::pid_t, mark: &str, reaper: &Subreaper) {
+        let own = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+        let mut killed = BTreeSet::new();
+        for _ in 0..100 {
+            // Found before anything is killed: a killed parent's children are handed on at
+            // once.
+            let found = of_hook(own, shell, mark, &reaper.children);
+            if found.is_empty() {
+                break;
+            }
+            for (pid, parent) in found {
+                // SAFETY: kill(2) sends a signal; no memory is shared.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+                if parent == own && pid != shell {
+                    killed.insert(pid);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for pid in killed {
+            // SAFETY: waitpid(2) on a child of dp that was killed; no memory is shared.
+            unsafe {
+                libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG);
+            }
+        }
+    }
+
+    /// The live processes (with their parent) of the hook whose shell is `shell`: the shell,
+    /// dp's (`own`) children but those it had before (the hook's orphans), the processes whose
+    /// environment holds `mark` (`NAME=value`), and every descendant of these.
+    fn of_hook(
+        own: libc::pid_t,
+        shell: libc::pid_t,
+        mark: &str,
+        before: &BTreeSet<libc::pid_t>,
+    ) -> BTreeMap<libc::pid_t, libc::pid_t> {
+        let parents = table();
+        let mut children: BTreeMap<libc::pid_t, Vec<libc::pid_t>> = BTreeMap::new();
+        let mut found = BTreeSet::new();
+        for (&pid, &parent) in parents.iter().filter(|(pid, _)| **pid != own) {
+            children.entry(parent).or_default().push(pid);
+            let orphan = parent == own && !before.contains(&pid);
+            if pid == shell || orphan || carries(pid, mark) {
+                found.insert(pid);
+            }
+        }
+        let mut pending: Vec<libc::pid_t> = found.iter().copied().collect();
+        while let Some(pid) = pending.pop() {
+            for &child in children.get(&pid).into_iter().flatten() {
+                if found.insert(child) {
+                    pending.push(child);
+                }
+            }
+        }
+        found
+            .into_iter()
+            .filter_map(|pid| Some((pid, *parents.get(&pid)?)))
+            .collect()
+    }
+
+    /// Every live process, with its parent.
+    fn table() -> BTreeMap<libc::pid_t, libc::pid_t> {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return BTreeMap::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter_map(|pid| Some((pid, live_parent(pid)?)))
+            .collect()
+    }
+
+    /// The parent of `pid`, unless it is dead (a zombie waiting to be reaped) or gone.
+    fn live_parent(pid: libc::pid_t) -> Option<libc::pid_t> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // `pid (command) state ppid ...`: the command may hold spaces and parentheses.
+        let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+        let state = fields.next()?;
+        let parent = fields.next()?.parse().ok()?;
+        (state != "Z" && state != "X").then_some(parent)
+    }
+
+    /// Whether the environment of `pid` holds `mark`.
+    fn carries(pid: libc::pid_t, mark: &str) -> bool {
+        std::fs::read(format!("/proc/{pid}/environ"))
+            .is_ok_and(|environ| environ.split(|b| *b == 0).any(|v| v == mark.as_bytes()))
+    }
 }
 
 /// Append what the hook wrote to `log`, secrets masked.

@@ -2,10 +2,12 @@
 //! the values of a backfill, vacuum. In: a prepared project and its target. Out: what was
 //! done, per model.
 
+mod backfill;
 mod hooks;
 mod init;
 mod rollback;
 
+pub use backfill::{check_missing_vars, check_var_read};
 pub use hooks::run_hooks;
 pub use init::{InitError, init};
 pub use rollback::{RollbackPlan, plan as plan_rollback, rollback};
@@ -66,6 +68,30 @@ pub enum OpsError {
         )
     )]
     MaskedVars { names: String },
+
+    #[error("cannot read the last run from {}: {reason}", path.display())]
+    #[diagnostic(
+        code(dp::run_results),
+        help(
+            "dp retry runs again what the last build or backfill left undone, as it recorded in this file; a run that was killed or a file that was cut short leaves nothing to retry from: run the build or backfill again"
+        )
+    )]
+    RunResults {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+
+    #[error("the backfill gives each date as var `{var}`, but {reads}")]
+    #[diagnostic(code(dp::backfill_var), help("{help}"))]
+    BackfillVar {
+        var: String,
+        /// Which models read which vars.
+        reads: String,
+        help: String,
+        /// Where a var the models read has no value.
+        #[related]
+        problems: Vec<crate::render::RenderError>,
+    },
 
     #[error("`{text}` is not a {what}")]
     #[diagnostic(code(dp::backfill_range), help("{help}"))]

@@ -517,8 +517,9 @@ impl Renderer {
 #[derive(Debug)]
 pub struct Rendered {
     pub project: RenderedProject,
-    /// Every model's render problem, in model order.
-    pub problems: Vec<RenderError>,
+    /// Every model's render problem, in model order, with the name of the model (or singular
+    /// test) that has it.
+    pub problems: Vec<(String, RenderError)>,
 }
 
 /// Render every model and singular test of `project` in `context`, in parallel.
@@ -552,7 +553,7 @@ pub fn render(renderer: &Renderer, project: &Project, context: &RenderContext) -
             Ok(rendered) => {
                 models.insert(model.name.clone(), rendered);
             }
-            Err(problem) => problems.push(problem),
+            Err(problem) => problems.push((model.name.clone(), problem)),
         }
     }
     // `config(enabled=false)` in a model's SQL leaves it out, as the folder tree's does; a model
@@ -563,22 +564,21 @@ pub fn render(renderer: &Renderer, project: &Project, context: &RenderContext) -
         .map(|model| model.name.clone())
         .collect();
     models.retain(|name, _| !disabled.contains(name));
-    let readers: Vec<RenderError> = models
+    let readers: Vec<(String, RenderError)> = models
         .values()
         .filter_map(|model| {
             let call = model.refs.iter().find(|c| disabled.contains(&c.target))?;
-            Some(RenderError::DisabledRef {
+            let problem = RenderError::DisabledRef {
                 model: model.name.clone(),
                 target: call.target.clone(),
                 src: model.file.named(),
                 at: call.at,
-            })
+            };
+            Some((model.name.clone(), problem))
         })
         .collect();
-    for reader in &readers {
-        if let RenderError::DisabledRef { model, .. } = reader {
-            models.remove(model);
-        }
+    for (reader, _) in &readers {
+        models.remove(reader);
     }
     problems.extend(readers);
     Rendered {
