@@ -125,12 +125,19 @@ fn issue_15_a_forced_vacuum_during_a_build_fails_the_build_and_publishes_nothing
     project.dp_ok(&["vacuum", "--retain", "0s", "--force"]);
     let (code, text) = finish(first);
     assert_eq!(code, Some(1), "{text}");
-    // Whether its test was still reading the file or it had passed: the build stops.
+    // Whether its test was still reading the file or it had passed: the build stops (its
+    // commit would land after the vacuum's barrier commit, which it did not read).
     assert!(
-        text.contains("dp::staged_file_missing") || text.contains("not found"),
+        text.contains("dp::staged_file_missing")
+            || text.contains("not found")
+            || text.contains("dp::conflict"),
         "{text}"
     );
-    assert_eq!(project.version("daily"), Some(0), "nothing was committed");
+    assert_eq!(
+        project.version("daily"),
+        Some(1),
+        "no build was committed: version 1 is the vacuum's barrier"
+    );
     assert_eq!(
         project.query("daily", "select build, count(*) from t group by build"),
         [["zero", "4"]]
@@ -529,4 +536,229 @@ fn issue_18_two_merges_into_one_new_date_at_once_never_both_commit() {
         rows,
         [["2024-01-15", "zero", "4"], ["2024-01-16", "three", "4"]]
     );
+}
+
+/// Write `count` files named as dp's writer names data files into a partition folder of
+/// `model`'s table that no version references: a forced vacuum deletes them all, which keeps
+/// it busy between planning and its last delete.
+fn plant_unreferenced_files(project: &TestProject, model: &str, count: usize) {
+    let folder = project.table_dir(model).join("part=999999");
+    std::fs::create_dir_all(&folder).unwrap();
+    for i in 0..count {
+        let name = format!("part-{i:05}-{}-c000.snappy.parquet", uuid_like(i));
+        std::fs::write(folder.join(name), b"not referenced").unwrap();
+    }
+}
+
+/// A UUID-shaped name part, distinct for each `i`.
+fn uuid_like(i: usize) -> String {
+    format!("00000000-0000-4000-8000-{i:012}")
+}
+
+#[test]
+fn issue_28_a_forced_vacuum_racing_builds_never_leaves_a_version_pointing_at_a_deleted_file() {
+    let project = TestProject::fixture("vacuum_race");
+    project.dp_ok(&["build"]);
+    assert_eq!(project.version("wide"), Some(0));
+    let (mut raced, mut published) = (0, 0);
+    for round in 0..40 {
+        plant_unreferenced_files(&project, "wide", 3000);
+        let part = round % 300;
+        let folder = project.table_dir("wide").join(format!("part={part}"));
+        let before = parquet_files(&folder).len();
+        let build = spawn(
+            &project,
+            &[
+                "build",
+                "--vars",
+                &format!("{{part: {part}, build: r{round}}}"),
+            ],
+        );
+        // The build has staged its file and runs its slow test: the vacuum starts somewhere
+        // in that window (or after it), so that the build commits before, during or after
+        // the vacuum's deletes.
+        wait_for_files(&folder, before + 1);
+        std::thread::sleep(Duration::from_millis((round as u64 * 1370) % 6000));
+        let vacuum = project.dp(&["vacuum", "--retain", "0s", "--force"]);
+        let (code, text) = finish(build);
+        assert!(vacuum.status.success(), "{}", both(&vacuum));
+        match code {
+            Some(0) => published += 1,
+            // It committed after the vacuum started (it lost to its barrier), or the vacuum
+            // deleted its file first: it must not publish.
+            Some(1) if text.contains("dp::conflict") => raced += 1,
+            Some(1) => assert!(
+                text.contains("dp::staged_file_missing") || text.contains("not found"),
+                "{text}"
+            ),
+            other => panic!("the build ended with {other:?}: {text}"),
+        }
+        let missing = project.missing_files("wide");
+        assert!(missing.is_empty(), "round {round}: {missing:?}");
+        if raced >= 2 && published >= 2 {
+            break;
+        }
+    }
+    assert!(
+        raced >= 2,
+        "the builds and vacuums never raced ({published} published)"
+    );
+    assert!(
+        published >= 2,
+        "no build published beside a vacuum ({raced} lost)"
+    );
+    // Every version reads, and the table is whole: each partition holds its 10 rows once.
+    let rows = project.query("wide", "select count(*), count(distinct n) from t");
+    assert_eq!(rows, [["3000", "3000"]]);
+    project.dp_ok(&["test"]);
+}
+
+#[test]
+fn issue_28_two_incremental_appends_that_read_their_table_never_both_publish() {
+    let project = TestProject::fixture("race_append");
+    project.dp_ok(&["build", "--vars", "{until: 2024-01-14, build: zero}"]);
+    let published = project.query("events_appended", "select count(*) from t");
+    let table = project.table_dir("events_appended");
+    // Both read the table at version 0 (`max(date)` is 2024-01-14) and append the same days.
+    let first = spawn(
+        &project,
+        &["build", "--vars", "{until: 2024-01-16, build: one}"],
+    );
+    wait_for_files(&table, 2);
+    let second = spawn(
+        &project,
+        &["build", "--vars", "{until: 2024-01-16, build: two}"],
+    );
+    let (first_code, first_text) = finish(first);
+    let (second_code, second_text) = finish(second);
+    let (winner, loser_code, loser_text) = match (first_code, second_code) {
+        (Some(0), _) => ("one", second_code, second_text),
+        (_, Some(0)) => ("two", first_code, first_text),
+        _ => panic!("neither append committed:\n{first_text}\n{second_text}"),
+    };
+    assert_eq!(loser_code, Some(1), "{loser_text}");
+    assert!(loser_text.contains("dp::conflict"), "{loser_text}");
+    assert_eq!(project.version("events_appended"), Some(1), "one append");
+    let rows = project.query(
+        "events_appended",
+        "select build, count(*), count(distinct event_key) from t group by build order by build",
+    );
+    let appended: u64 = rows[0][1].parse::<u64>().unwrap();
+    assert!(appended > 0);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0][0], winner);
+    assert_eq!(rows[0][1], rows[0][2], "each event once");
+    assert_eq!(
+        rows[1][..2],
+        [String::from("zero"), published[0][0].clone()]
+    );
+    // The loser run again appends nothing new: the days are there.
+    project.dp_ok(&["build", "--vars", "{until: 2024-01-16, build: three}"]);
+    let rows = project.query(
+        "events_appended",
+        "select count(*), count(distinct event_key) from t",
+    );
+    assert_eq!(rows[0][0], rows[0][1], "no event twice");
+    project.dp_ok(&["test"]);
+}
+
+#[test]
+fn issue_28_partition_values_the_writer_encodes_are_tested_diffed_published_and_replaced() {
+    let project = TestProject::fixture("partition_values");
+    project.dp_ok(&["build"]);
+    let cities = "select city, n, build from t order by n";
+    let first = project.query("cities", cities);
+    assert_eq!(first.len(), 12);
+    assert_eq!(first[0], ["São Paulo", "1", "one"]);
+    assert_eq!(first[9], ["日本", "10", "one"]);
+    // dp reads them back too: the model reading `cities` copied every row.
+    assert_eq!(project.query("city_copy", cities), first);
+    let moments = project.query(
+        "moments",
+        "select cast(at as varchar), cast(day as varchar), n from t order by n",
+    );
+    assert_eq!(
+        moments,
+        [
+            ["2024-01-15T10:00:00", "2024-01-15", "1"],
+            ["2024-01-15T10:00:00.500", "2024-01-15", "2"],
+            ["2024-02-29T23:59:59", "2024-02-29", "3"],
+        ]
+    );
+
+    // A rebuild replaces every partition, its tests read its staged rows, its diff the
+    // published ones it replaces.
+    project.dp_ok(&["build", "--vars", "build=two"]);
+    let second = project.query("cities", cities);
+    assert_eq!(second.len(), 12);
+    assert!(second.iter().all(|row| row[2] == "two"), "{second:?}");
+    assert_eq!(project.version("cities"), Some(1));
+    assert!(project.missing_files("cities").is_empty());
+    let results = project.run_results();
+    let built = results["results"].as_array().unwrap();
+    let cities = built.iter().find(|r| r["model"] == "cities").unwrap();
+    assert_eq!(cities["status"], "success", "{cities}");
+    let tests = cities["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 3, "{cities}");
+    assert!(tests.iter().all(|t| t["status"] == "pass"), "{cities}");
+    assert!(
+        cities["diff"].is_object(),
+        "the diff was computed: {cities}"
+    );
+    project.dp_ok(&["test"]);
+}
+
+#[test]
+fn issue_28_run_query_runs_only_queries_that_read_and_sql_everywhere_only_reads() {
+    let project = TestProject::example();
+    let escaped = project.root.join("escaped.csv");
+    let statements = [
+        format!("copy (select 1 as x) to '{}'", escaped.display()),
+        "create external table leak stored as csv location '/etc/hostname'".to_string(),
+        "select 1; select 2".to_string(),
+    ];
+    for statement in &statements {
+        // Behind `execute`, as dbt projects write it: only a build runs it.
+        project.write(
+            "models/sneaky.sql",
+            &format!(
+                "{{% if execute %}}{{% set r = run_query(\"{statement}\") %}}{{% endif %}}\nselect 1 as x"
+            ),
+        );
+        let output = project.dp(&["build", "--select", "sneaky"]);
+        let text = both(&output);
+        assert_eq!(output.status.code(), Some(1), "{statement}: {text}");
+        assert!(text.contains("run_query() runs one query"), "{text}");
+        assert!(text.contains("models/sneaky.sql:1:"), "at the call: {text}");
+        assert!(!escaped.exists(), "{statement} wrote a file");
+        assert_eq!(project.version("sneaky"), None, "nothing was published");
+    }
+    // Called while dp plans, the call is refused by `dp check`, at its line.
+    project.write(
+        "models/sneaky.sql",
+        &format!(
+            "{{% set r = run_query(\"{}\") %}}\nselect 1 as x",
+            statements[0]
+        ),
+    );
+    let output = project.dp(&["check"]);
+    let text = both(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("models/sneaky.sql:1:12"), "{text}");
+    assert!(text.contains("run_query() runs one query"), "{text}");
+    assert!(!escaped.exists());
+    std::fs::remove_file(project.root.join("models/sneaky.sql")).unwrap();
+
+    // A reading query still runs, and sees the model's relations.
+    project.write(
+        "models/counted.sql",
+        "-- depends_on: {{ ref('stg_events') }}\n\
+         {% if execute %}{% set r = run_query(\"select count(*) as n from \" ~ ref('stg_events')) %}\
+         {% set n = r.columns[0].values()[0] %}{% else %}{% set n = 0 %}{% endif %}\n\
+         select {{ n }} as n",
+    );
+    project.dp_ok(&["build", "--select", "+counted", "--vars", "date=2024-01-15"]);
+    let counted = project.query("counted", "select n from t");
+    let events = project.query("stg_events", "select count(*) from t");
+    assert_eq!(counted, events);
 }

@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 use crate::support::{TestProject, both};
 
 use crate::services::Moto;
+use crate::services::proxy::FaultyProxy;
 
 /// Planted secrets: the S3 secret key and access key of every run here.
 const SECRET: &str = "dp-planted-secret-7f3a9c";
@@ -116,29 +117,40 @@ impl S3Server {
 
 /// A copy of example_project whose raw data and warehouse are in `bucket` on `server`.
 fn example_on(server: &S3Server, bucket: &str) -> TestProject {
-    let project = TestProject::example();
+    on_s3(TestProject::example(), server, bucket, &server.endpoint)
+}
+
+/// `project` with its raw data (`data/raw`, named by a source YAML under `models/`) and its
+/// warehouse in `bucket` on `server`, which dp reaches at `endpoint` (the server's, or a
+/// proxy's in front of it), as its default target `s3`.
+fn on_s3(project: TestProject, server: &S3Server, bucket: &str, endpoint: &str) -> TestProject {
     server.create_bucket(bucket);
     server.upload(&project.root.join("data/raw"), bucket, "raw");
-    let sources = project.root.join("models/staging/sources.yml");
-    let text = std::fs::read_to_string(&sources).unwrap();
-    std::fs::write(
-        &sources,
-        text.replace(
-            "location: data/raw",
-            &format!("location: s3://{bucket}/raw"),
-        ),
-    )
-    .unwrap();
+    for file in crate::support::walk(&project.root.join("models")) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        if text.contains("location: data/raw") {
+            let text = text.replace(
+                "location: data/raw",
+                &format!("location: s3://{bucket}/raw"),
+            );
+            std::fs::write(&file, text).unwrap();
+        }
+    }
     std::fs::remove_dir_all(project.root.join("data")).unwrap();
     let config = project.root.join("dp_project.yml");
     let text = std::fs::read_to_string(&config).unwrap();
-    let text = text.replace("target: dev\n", "target: s3\n")
-        + &server.moto.target_yaml(
+    let text = match text.contains("target: dev\n") {
+        true => text.replace("target: dev\n", "target: s3\n"),
+        false => format!("{text}target: s3\ntargets:\n"),
+    } + &server
+        .moto
+        .target_yaml(
             "s3",
             bucket,
             "{{ env_var('DP_TEST_S3_KEY') }}",
             "{{ env_var('DP_TEST_S3_SECRET') }}",
-        );
+        )
+        .replace(&server.endpoint, endpoint);
     std::fs::write(&config, text).unwrap();
     project
 }
@@ -594,4 +606,79 @@ fn a_cluster_reads_sources_and_tables_on_s3_with_the_settings_in_its_environment
             "{table}"
         );
     }
+}
+
+#[test]
+fn issue_28_a_lost_commit_response_on_s3_publishes_an_append_once() {
+    let server = S3Server::start();
+    let proxy = FaultyProxy::start(server.moto.port);
+    let project = on_s3(
+        TestProject::fixture("race_append"),
+        &server,
+        "lost",
+        &proxy.endpoint,
+    );
+    // An append that does not read its own table: each run adds its day's events.
+    project.write(
+        "models/daily_events.sql",
+        "{{ config(materialized='incremental', incremental_strategy='append') }}\n\
+         select distinct event_id, date from {{ source('raw', 'events') }} where date = '{{ var(\"day\") }}'",
+    );
+    let uri = "s3://lost/warehouse/daily_events";
+    let mut expected = Vec::new();
+    for (build, day) in ["2024-01-15", "2024-01-16"].into_iter().enumerate() {
+        // The store takes the commit; its response is lost; the client puts it again.
+        proxy.faults().lose_commit_responses = 1;
+        dp_ok(
+            &project,
+            &[
+                "build",
+                "--select",
+                "daily_events",
+                "--vars",
+                &format!("day={day}"),
+            ],
+        );
+        assert_eq!(proxy.faults().lost, build + 1, "the response was lost");
+        assert_eq!(server.version(uri), build as u64, "one build, one commit");
+        let rows = server.rows(uri);
+        let distinct: std::collections::BTreeSet<&String> = rows.iter().collect();
+        assert_eq!(rows.len(), distinct.len(), "no event twice: {rows:?}");
+        assert!(
+            rows.iter()
+                .all(|row| row.contains(day) || expected.contains(row))
+        );
+        expected = rows;
+    }
+    assert!(expected.iter().any(|row| row.contains("2024-01-15")));
+}
+
+#[test]
+fn issue_28_an_s3_outage_during_a_data_test_is_a_transient_failure() {
+    let server = S3Server::start();
+    let proxy = FaultyProxy::start(server.moto.port);
+    let project = on_s3(
+        TestProject::fixture("race_append"),
+        &server,
+        "outage",
+        &proxy.endpoint,
+    );
+    // From the staged file's upload on, every call fails: its data tests cannot read it.
+    proxy.faults().outage_after_parquet_put = true;
+    let output = dp(&project, &["build", "--vars", "until=2024-01-14"]);
+    let text = both(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(proxy.faults().outage, "the outage began");
+    let results = project.run_results();
+    let result = &results["results"][0];
+    assert_eq!(result["status"], "error", "{result}");
+    assert_eq!(result["failure_class"], "transient", "{result}");
+    // The store is back: the run succeeds, and publishes its rows once.
+    {
+        let mut faults = proxy.faults();
+        faults.outage_after_parquet_put = false;
+        faults.outage = false;
+    }
+    dp_ok(&project, &["retry"]);
+    assert_eq!(server.version("s3://outage/warehouse/events_appended"), 0);
 }

@@ -154,6 +154,24 @@ impl TestProject {
         self.query_at(model, Some(version), sql)
     }
 
+    /// The data files the latest version of a model's table references that are not on disk
+    /// (none: a reader of the table reads it whole). Older versions may lack files a vacuum
+    /// removed past the retention.
+    pub fn missing_files(&self, model: &str) -> Vec<String> {
+        let dir = self.table_dir(model);
+        block_on(async move {
+            let url = url::Url::from_directory_path(dir).unwrap();
+            let table = deltalake::open_table(url).await.unwrap();
+            table
+                .get_file_uris()
+                .unwrap()
+                .map(|uri| PathBuf::from(uri.trim_start_matches("file://")))
+                .filter(|path| !path.exists())
+                .map(|path| format!("v{}: {}", table.version().unwrap(), path.display()))
+                .collect()
+        })
+    }
+
     fn query_at(&self, model: &str, version: Option<u64>, sql: &str) -> Vec<Vec<String>> {
         let dir = self.table_dir(model);
         block_on(async move {

@@ -6,10 +6,13 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+pub mod proxy;
+
 /// A running moto server.
 pub struct Moto {
     process: Child,
-    port: u16,
+    /// The port it listens on, on 127.0.0.1.
+    pub port: u16,
     /// `http://127.0.0.1:<port>`.
     pub endpoint: String,
     /// The virtualenv's bin folder: `python` there has boto3 and deltalake.

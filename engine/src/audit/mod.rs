@@ -50,6 +50,7 @@ pub async fn run_query_test(
         }
         Err(error) => {
             result.status = TestStatus::Error;
+            result.store_failed = crate::session::store_failed(&error);
             result.detail = Some(format!(
                 "{}\nquery: {failing_rows}",
                 error.strip_backtrace()
@@ -80,13 +81,13 @@ async fn failing_rows_report(
     config: &TestConfig,
     failures_dir: &Path,
 ) -> datafusion::error::Result<(u64, String, Option<PathBuf>)> {
-    let count = session
-        .sql(&format!(
-            "select count(*) from ({failing_rows}) as failures"
-        ))
-        .await?
-        .collect()
-        .await?;
+    let count = crate::session::read_query(
+        session,
+        &format!("select count(*) from ({failing_rows}) as failures"),
+    )
+    .await?
+    .collect()
+    .await?;
     let failures = count
         .first()
         .filter(|batch| batch.num_rows() == 1)
@@ -105,7 +106,7 @@ async fn failing_rows_report(
     if failures == 0 {
         return Ok((0, String::new(), None));
     }
-    let rows = session.sql(failing_rows).await?;
+    let rows = crate::session::read_query(session, failing_rows).await?;
     let sample = rows.clone().limit(0, Some(SAMPLE_ROWS))?.collect().await?;
     let sample = datafusion::arrow::util::pretty::pretty_format_batches(&sample)?.to_string();
     let file = write_failures(rows, name, config.limit, failures_dir).await;

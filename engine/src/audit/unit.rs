@@ -227,8 +227,7 @@ async fn run(inputs: UnitTestInputs<'_>, test: &UnitTest) -> Result<Option<(u64,
         }
     }
 
-    let frame = session
-        .sql(&model.sql)
+    let frame = crate::session::read_query(&session, &model.sql)
         .await
         .map_err(|e| e.strip_backtrace())?;
     let schema = frame.schema().as_arrow().clone();

@@ -263,9 +263,11 @@ pub async fn check(
             let (state, sql) = (state.clone(), model.sql.clone());
             // A panic in DataFusion's planner comes back as this model's problem.
             planning.spawn(async move {
-                let planned = std::panic::AssertUnwindSafe(state.create_logical_plan(&sql))
-                    .catch_unwind()
-                    .await;
+                let planned = std::panic::AssertUnwindSafe(async move {
+                    crate::session::plan_read_query(&state, &sql).await
+                })
+                .catch_unwind()
+                .await;
                 (i, planned)
             });
         }
@@ -379,7 +381,7 @@ async fn check_incremental_branch(
             });
         }
     };
-    let planned = state.create_logical_plan(&incremental.sql).await;
+    let planned = crate::session::plan_read_query(state, &incremental.sql).await;
     planned
         .err()
         .map(|error| sql_error(&incremental, &error).into())

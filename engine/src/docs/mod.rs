@@ -169,7 +169,8 @@ pub async fn plan_lineage(
             continue;
         }
         // A panic in DataFusion's planner is this model's problem.
-        let planning = std::panic::AssertUnwindSafe(state.create_logical_plan(&model.sql));
+        let planning =
+            std::panic::AssertUnwindSafe(crate::session::plan_read_query(&state, &model.sql));
         let logical = match planning.catch_unwind().await {
             Ok(Ok(logical)) => logical,
             Ok(Err(error)) => {

@@ -19,7 +19,8 @@ use crate::render::{QueryResult, QueryRunner, RenderContext, Renderer};
 use crate::report::{FailureClass, ModelResult, ModelStatus, RunSummary, TestKind, TestResult};
 use crate::report::{Reporter, RunEvent};
 use crate::session::{
-    SessionError, SourceScans, Warehouse, register_relation, runtime_env, sql_error,
+    SessionError, SourceScans, Warehouse, causes, register_relation, runtime_env, sql_error,
+    store_failed,
 };
 use crate::storage::{ModelTable, RecordedTest, RunRecord, StorageError, WriteMode};
 
@@ -143,6 +144,12 @@ pub enum ModelError {
         )
     )]
     RenderToRun { model: String, message: String },
+
+    /// Its template failed in the render that runs it (a `run_query()` refused, say), at its
+    /// place in the file.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Render(Box<crate::render::RenderError>),
 
     #[error("the object store failed while `{model}` ran: {message}")]
     #[diagnostic(
@@ -478,7 +485,7 @@ fn classify(error: &ModelError) -> FailureClass {
         },
         ModelError::Session(error) => classify_session(error),
         ModelError::StoreUnavailable { .. } => FailureClass::Transient,
-        ModelError::RenderToRun { .. } => FailureClass::Sql,
+        ModelError::RenderToRun { .. } | ModelError::Render(_) => FailureClass::Sql,
         ModelError::Internal { .. } => FailureClass::Internal,
     }
 }
@@ -494,35 +501,10 @@ fn classify_session(error: &SessionError) -> FailureClass {
     }
 }
 
-/// Whether the object store failed under `error` in a way a later call may not: a timeout, a
-/// throttle, a server error, a dropped connection (object_store's `Generic`, which its own
-/// retries end in); not a missing object, a refused precondition or bad credentials.
-fn store_failed(error: &(dyn std::error::Error + 'static)) -> bool {
-    causes(error)
-        .find_map(|error| {
-            error.downcast_ref::<object_store::Error>().or_else(|| {
-                match error.downcast_ref::<datafusion::error::DataFusionError>() {
-                    Some(datafusion::error::DataFusionError::ObjectStore(inner)) => {
-                        Some(inner.as_ref())
-                    }
-                    _ => None,
-                }
-            })
-        })
-        .is_some_and(|store_error| matches!(store_error, object_store::Error::Generic { .. }))
-}
-
 /// Whether a cluster's transport failed under `error` (the scheduler or an executor went away
 /// mid-query): Ballista passes such failures on as text naming tonic's transport error.
 fn cluster_failed(error: &(dyn std::error::Error + 'static)) -> bool {
     causes(error).any(|error| error.to_string().contains("tonic::transport::Error"))
-}
-
-/// `error` and the errors under it.
-fn causes<'e>(
-    error: &'e (dyn std::error::Error + 'static),
-) -> impl Iterator<Item = &'e (dyn std::error::Error + 'static)> {
-    std::iter::successors(Some(error), |error| error.source())
 }
 
 /// A query that could not be planned or run: the store's transient failure, or the SQL's error
@@ -597,19 +579,28 @@ async fn publish_model(
             };
             rendered_to_run =
                 plan_in_context(context.unit_test_inputs(), &render_context, &model.name).map_err(
-                    |error| ModelError::RenderToRun {
-                        model: model.name.clone(),
-                        message: error.to_string(),
+                    |error| match error {
+                        crate::audit::InContext::Render(error) => {
+                            ModelError::Render(Box::new(error))
+                        }
+                        other => ModelError::RenderToRun {
+                            model: model.name.clone(),
+                            message: other.to_string(),
+                        },
                     },
                 )?;
             &rendered_to_run
         }
     };
-    let frame = session
-        .sql(&model.sql)
+    let frame = crate::session::read_query(&session, &model.sql)
         .await
         .map_err(|error| query_error(model, &error))?;
     let output = Arc::new(frame.schema().as_arrow().clone());
+    // A query that reads its own table commits on the version it read, or not at all.
+    let read_by_query = inputs
+        .get(&model.name)
+        .copied()
+        .filter(|_| scans_table(frame.logical_plan(), &model.name));
     let physical = context
         .options
         .engine
@@ -644,6 +635,7 @@ async fn publish_model(
             }
             None => None,
         },
+        read_by_query,
     )
     .await
     .map_err(definition)?;
@@ -720,6 +712,24 @@ async fn publish_model(
     Ok(())
 }
 
+/// Whether `plan` (its subqueries too) scans the table registered as `name`.
+fn scans_table(plan: &datafusion::logical_expr::LogicalPlan, name: &str) -> bool {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::LogicalPlan;
+    let mut found = false;
+    let visited = plan.apply_with_subqueries(|node| {
+        found |= matches!(node, LogicalPlan::TableScan(scan)
+            if scan.table_name.table() == name
+                && scan.table_name.schema().is_none_or(|schema| schema == "public"));
+        Ok(match found {
+            true => TreeNodeRecursion::Stop,
+            false => TreeNodeRecursion::Continue,
+        })
+    });
+    // A plan that cannot be walked is taken to read everything.
+    found || visited.is_err()
+}
+
 /// The hash of a model's SQL that its commits record (SHA-256, in hex): of its compiled SQL;
 /// for a model rendered again to run (incremental, or asking `execute`), of its template and
 /// the project's macros too, since the SQL it runs is not the one planned.
@@ -753,7 +763,12 @@ fn query_runner(session: &SessionContext) -> QueryRunner {
                 .build()
                 .map_err(|e| e.to_string())?;
             let batches = runtime
-                .block_on(async { session.sql(&sql).await?.collect().await })
+                .block_on(async {
+                    crate::session::read_query(&session, &sql)
+                        .await?
+                        .collect()
+                        .await
+                })
                 .map_err(|e| format!("run_query: {e}"))?;
             let mut result = QueryResult::default();
             if let Some(first) = batches.first() {
@@ -977,8 +992,19 @@ async fn diff_staged(
     }
 }
 
-/// An error naming the tests that stop the model, if any do.
+/// An error naming the tests that stop the model, if any do; a test the object store kept from
+/// running makes the model's failure the store's (transient: a rerun may pass).
 fn blocking_failures(model: &ModelPlan, tests: &[TestResult]) -> Result<(), ModelError> {
+    if let Some(test) = tests.iter().find(|t| t.status.blocks() && t.store_failed) {
+        return Err(ModelError::StoreUnavailable {
+            model: model.name.clone(),
+            message: format!(
+                "test `{}` could not read its rows: {}",
+                test.name,
+                test.detail.as_deref().unwrap_or_default()
+            ),
+        });
+    }
     let failed: Vec<String> = tests
         .iter()
         .filter(|t| t.status.blocks())

@@ -364,6 +364,9 @@ pub(super) fn register(env: &mut Environment<'static>) {
         |state: &State, sql: String| -> Result<Value, Error> {
             let render = render_state(state)?;
             render.record(|r| r.ran_query = true);
+            if let Err(message) = one_query(&sql) {
+                return Err(Error::new(ErrorKind::InvalidOperation, message));
+            }
             let result = match &render.queries {
                 Some(runner) => (runner.0)(&sql)
                     .map_err(|message| Error::new(ErrorKind::InvalidOperation, message))?,
@@ -419,4 +422,29 @@ pub(super) fn register(env: &mut Environment<'static>) {
             Ok(String::new())
         },
     );
+}
+
+/// Whether `sql` is one query that only reads (what `run_query()` accepts): a statement of any
+/// other kind (`copy … to` writes a file, `create external table` reads one) is refused at the
+/// call. SQL this parser cannot read goes on to DataFusion, which refuses the same kinds.
+fn one_query(sql: &str) -> Result<(), String> {
+    use datafusion::sql::parser::{DFParser, Statement};
+    let Ok(mut statements) = DFParser::parse_sql(sql) else {
+        return Ok(());
+    };
+    match statements.make_contiguous() {
+        [Statement::Statement(statement)]
+            if matches!(**statement, sqlparser::ast::Statement::Query(_)) =>
+        {
+            Ok(())
+        }
+        [_] => Err(format!(
+            "run_query() runs one query that reads the model's relations (SELECT, WITH or VALUES), not `{}`",
+            sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        )),
+        statements => Err(format!(
+            "run_query() runs one query, not {} statements",
+            statements.len()
+        )),
+    }
 }

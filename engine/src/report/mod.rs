@@ -672,6 +672,10 @@ pub struct TestResult {
     pub detail: Option<String>,
     /// Where the test is defined: `path:line`.
     pub defined_at: Option<String>,
+    /// It could not run because the object store failed (a timeout, a 5xx): running it again
+    /// may pass.
+    #[serde(skip)]
+    pub store_failed: bool,
 }
 
 /// The three kinds of test.
@@ -716,6 +720,7 @@ impl TestResult {
             failures_file: None,
             detail: None,
             defined_at: None,
+            store_failed: false,
         }
     }
 

@@ -64,6 +64,16 @@ pub struct TableFile {
 }
 
 impl TableFile {
+    /// Where the file is in the store, under the table's folder `base`: its path as written,
+    /// with the partition folder the writer percent-encoded (`city=S%C3%A3o%20Paulo`), which
+    /// is the object's name (never encoded again).
+    pub fn location(&self, base: &Path) -> Result<Path, object_store::path::Error> {
+        match base.as_ref() {
+            "" => Path::parse(&self.path),
+            base => Path::parse(format!("{base}/{}", self.path)),
+        }
+    }
+
     /// A file with its partition values taken from a Delta `partitionValues` map.
     pub fn new(
         path: String,
@@ -257,12 +267,17 @@ impl TableProvider for FileTable {
         let partitioned = files
             .into_iter()
             .map(|file| {
-                let location = match base.as_ref() {
-                    "" => Path::parse(&file.path),
-                    base => Path::parse(format!("{base}/{}", file.path)),
-                }
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                let mut scanned = PartitionedFile::new(location, file.size);
+                let location = file
+                    .location(&base)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                // Not `PartitionedFile::new`, which would encode the name's `%` once more.
+                let mut scanned = PartitionedFile::new_from_meta(object_store::ObjectMeta {
+                    location,
+                    last_modified: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+                    size: file.size,
+                    e_tag: None,
+                    version: None,
+                });
                 scanned.partition_values = file
                     .partition_values
                     .iter()

@@ -191,6 +191,67 @@ pub fn source_reference(id: &str) -> TableReference {
     TableReference::partial(source, table)
 }
 
+/// Whether the object store failed under `error` in a way a later call may not: a timeout, a
+/// throttle, a server error, a dropped connection (object_store's `Generic`, which its own
+/// retries end in); not a missing object, a refused precondition or bad credentials.
+pub fn store_failed(error: &(dyn std::error::Error + 'static)) -> bool {
+    causes(error)
+        .find_map(|error| {
+            error.downcast_ref::<object_store::Error>().or_else(|| {
+                match error.downcast_ref::<datafusion::error::DataFusionError>() {
+                    Some(datafusion::error::DataFusionError::ObjectStore(inner)) => {
+                        Some(inner.as_ref())
+                    }
+                    _ => None,
+                }
+            })
+        })
+        .is_some_and(|store_error| matches!(store_error, object_store::Error::Generic { .. }))
+        // The Parquet reader passes a failed fetch on as text only.
+        || causes(error).any(|error| {
+            matches!(
+                error.downcast_ref::<datafusion::error::DataFusionError>(),
+                Some(datafusion::error::DataFusionError::ParquetError(_))
+            ) && error.to_string().contains("Object Store error: Generic ")
+        })
+}
+
+/// `error` and the errors under it.
+pub fn causes<'e>(
+    error: &'e (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'e (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(error), |error| error.source())
+}
+
+/// What SQL from a user's files may do: read the relations of the session. DDL (`create
+/// external table` reads any file into the session), DML (`copy … to` writes one) and
+/// statements (`set`) are refused, wherever the SQL comes from: a model, a test, a
+/// `where:`, an incremental predicate, `run_query()`.
+pub fn read_only() -> datafusion::execution::context::SQLOptions {
+    datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+/// `sql` planned in `session` as a query that only reads (see [`read_only`]).
+pub async fn read_query(
+    session: &SessionContext,
+    sql: &str,
+) -> datafusion::error::Result<datafusion::prelude::DataFrame> {
+    session.sql_with_options(sql, read_only()).await
+}
+
+/// `sql` planned in `state` as a query that only reads (see [`read_only`]), without running it.
+pub async fn plan_read_query(
+    state: &datafusion::execution::SessionState,
+    sql: &str,
+) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+    let plan = state.create_logical_plan(sql).await?;
+    read_only().verify_plan(&plan)?;
+    Ok(plan)
+}
+
 /// The Delta table at `url`, loaded at its latest version when it exists.
 pub async fn open_table(stores: &Stores, url: &Url) -> Result<deltalake::DeltaTable, SessionError> {
     let mut table = stores.table(url)?;
@@ -604,6 +665,34 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn issue_28_sql_from_a_users_files_only_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = dir.path().join("x.csv");
+        let session = SessionContext::new();
+        for sql in [
+            format!("copy (select 1 as x) to '{}'", written.display()),
+            "create external table leak stored as csv location '/etc/hostname'".to_string(),
+            "create table t as select 1 as x".to_string(),
+            "insert into t values (1)".to_string(),
+            "set datafusion.execution.batch_size = 1".to_string(),
+            format!("explain analyze copy (select 1 as x) to '{}'", written.display()),
+        ] {
+            assert!(read_query(&session, &sql).await.is_err(), "{sql} was run");
+            assert!(plan_read_query(&session.state(), &sql).await.is_err(), "{sql} planned");
+        }
+        assert!(!written.exists());
+        assert!(!session.table_exist("leak").unwrap());
+        assert!(!session.table_exist("t").unwrap());
+        let rows = read_query(&session, "with a as (select 1 as x) select x from a")
+            .await
+            .unwrap()
+            .count()
+            .await
+            .unwrap();
+        assert_eq!(rows, 1);
+    }
+
+    #[tokio::test]
     async fn an_unquoted_name_that_differs_only_in_case_says_to_quote_it() {
         let session = SessionContext::new();
         session
@@ -693,6 +782,7 @@ mod tests {
             &crate::storage::WriteMode::ReplacePartitions {
                 partition_by: vec!["date".into()],
             },
+            None,
             None,
         )
         .await

@@ -26,8 +26,10 @@ use datafusion::common::Column;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, Expr, SessionContext, col};
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
-use deltalake::kernel::{Action, Add, LogicalFileView};
+use deltalake::kernel::transaction::{
+    CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
+};
+use deltalake::kernel::{Action, Add, LogicalFileView, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::table::config::TablePropertiesExt;
 use deltalake::{DeltaTable, DeltaTableError};
@@ -199,6 +201,13 @@ pub struct ModelTable {
     rewrite_all: bool,
     /// The published version's data files, once read.
     published: tokio::sync::OnceCell<Vec<LogicalFileView>>,
+    /// The build's query read the table (`{{ this }}`) at the opened version: its commit lands
+    /// on that version or not at all (any commit since is a conflict).
+    read_by_query: bool,
+    /// This build's Delta application transaction id, carried by its commit: a retried commit
+    /// that finds its own earlier attempt in the log conflicts with it instead of landing twice,
+    /// and the log tells whether a commit whose response was lost landed.
+    app_id: String,
 }
 
 /// What a rewrite stages: the new files, and the published files they replace by path, with
@@ -328,7 +337,9 @@ impl ModelTable {
     /// published table whose columns differ from the output is a schema change: an error,
     /// nothing is written, unless `evolution` (an incremental run's policy, or a seed's full
     /// refresh) lets the build's commit change the table's columns. A folder without a table must hold nothing but files a dp
-    /// build writes (those of a build running now, or left by a killed one).
+    /// build writes (those of a build running now, or left by a killed one). `read_by_query`:
+    /// the version of the table the build's query read (`{{ this }}`); the table is opened at
+    /// that version and the commit conflicts with any commit since.
     pub async fn open_for_build(
         stores: &Stores,
         model: &str,
@@ -336,6 +347,7 @@ impl ModelTable {
         output: &SchemaRef,
         mode: &WriteMode,
         evolution: Option<OnSchemaChange>,
+        read_by_query: Option<u64>,
     ) -> Result<Self, StorageError> {
         let partition_by = mode.partition_by();
         let mut evolved = false;
@@ -351,7 +363,15 @@ impl ModelTable {
         }
         let wanted = schema::as_stored(&schema::table_schema(output))
             .map_err(|source| delta_error(url, source))?;
-        let table = open_table(stores, url).await?;
+        let mut table = open_table(stores, url).await?;
+        if let Some(version) = read_by_query
+            && table.version() != Some(version)
+        {
+            table
+                .load_version(version)
+                .await
+                .map_err(|source| delta_error(url, source))?;
+        }
         let schema = match table.version() {
             None => {
                 let store = table.log_store().object_store(None);
@@ -453,6 +473,8 @@ impl ModelTable {
             evolved,
             rewrite_all,
             published: Default::default(),
+            read_by_query: read_by_query.is_some(),
+            app_id: format!("dp-{}", uuid::Uuid::new_v4()),
         })
     }
 
@@ -460,9 +482,9 @@ impl ModelTable {
         self.table.log_store().object_store(None)
     }
 
-    /// The version whose commit added one of the staged files, if any commit did. A line of
-    /// the log that cannot be read is an error: staged files must never be deleted because
-    /// their commit was not understood.
+    /// The version of this build's commit, if it landed: the commit carrying its application
+    /// transaction, or adding one of the staged files. A line of the log that cannot be read is
+    /// an error: staged files must never be deleted because their commit was not understood.
     async fn committed_version(&self, staged: &StagedWrite) -> Result<Option<u64>, StorageError> {
         let names: HashSet<&str> = staged.adds.iter().map(|add| file_name(&add.path)).collect();
         let store = self.store();
@@ -488,9 +510,11 @@ impl ModelTable {
                         source: format!("{}: {error}", commit.location).into(),
                     })
                 })?;
-                if let Some(path) = action["add"]["path"].as_str()
-                    && names.contains(file_name(path))
-                {
+                let ours = action["txn"]["appId"].as_str() == Some(self.app_id.as_str())
+                    || action["add"]["path"]
+                        .as_str()
+                        .is_some_and(|path| names.contains(file_name(path)));
+                if ours {
                     let version = commit.location.filename().unwrap_or_default();
                     return Ok(version.trim_end_matches(".json").parse().ok());
                 }
@@ -739,7 +763,6 @@ impl ModelTable {
                 // as a lost race (the retry finds the version taken, by this very commit): the
                 // log tells. Its files must then stay.
                 if matches!(error, StorageError::Conflict { .. })
-                    && !staged.adds.is_empty()
                     && let Ok(Some(version)) = self.committed_version(&staged).await
                 {
                     tracing::warn!(model = %self.model, %error, version, "the commit reported a conflict with itself: it is in the log");
@@ -766,12 +789,6 @@ impl ModelTable {
                 tracing::warn!(model = %self.model, %error, version, "the commit reported an error but is in the log");
                 Ok(Some(version))
             }
-            // A commit of no files leaves no trace to look for.
-            Ok(None) if staged.adds.is_empty() => Err(StorageError::CommitUnknown {
-                model: self.model.clone(),
-                error: error.to_string(),
-                check: "a commit without files cannot be found in the log".into(),
-            }),
             // Not in the log: the build failed. On a table that exists its files stay for
             // `dp vacuum` (past the retention), since a store may still land a put it reported
             // as failed; where no table was created, no vacuum could reach them.
@@ -821,10 +838,22 @@ impl ModelTable {
             match self.create(staged, record).await? {
                 Some(version) => return Ok(Some(version)),
                 None => {
+                    // Version 0 may be this very commit, its response lost and the put retried.
+                    if let Some(version) = self.committed_version(staged).await.map_err(surely)? {
+                        return Ok(Some(version));
+                    }
+                    // On the version that won, not a later one: the commits since are checked
+                    // for conflicts with this one (a vacuum's among them).
                     self.published = Default::default();
                     self.table = open_table(&self.stores, &self.url)
                         .await
                         .map_err(|e| surely(e.into()))?;
+                    if self.table.version() != Some(0) {
+                        self.table
+                            .load_version(0)
+                            .await
+                            .map_err(|e| surely(self.delta_error(e)))?;
+                    }
                     let state = self
                         .table
                         .snapshot()
@@ -923,7 +952,16 @@ impl ModelTable {
     }
 
     fn commit_builder(&self, actions: Vec<Action>, record: &RunRecord) -> CommitBuilder {
-        CommitBuilder::from(commit_properties(record)).with_actions(actions)
+        let mut properties = commit_properties(record).with_application_transaction(Transaction {
+            app_id: self.app_id.clone(),
+            version: 1,
+            last_updated: Some(chrono::Utc::now().timestamp_millis()),
+        });
+        if self.read_by_query {
+            // No rebase onto a version the query did not read.
+            properties = properties.with_max_retries(0);
+        }
+        CommitBuilder::from(properties).with_actions(actions)
     }
 
     /// The commit's operation: an overwrite of exactly the partitions written (for a partitioned
@@ -983,6 +1021,17 @@ impl ModelTable {
     /// A failed commit call: a conflict left no trace, anything else may have landed.
     fn commit_error(&self, error: DeltaTableError) -> Unpublished {
         match error {
+            DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(CommitConflictError::MetadataChanged),
+            } => Unpublished::Surely(self.conflict(
+                "the table's metadata changed since this build read it (its columns, or a `dp vacuum` that started meanwhile)",
+            )),
+            DeltaTableError::Transaction {
+                source: TransactionError::MaxCommitAttempts(_),
+            } => Unpublished::Surely(self.conflict(match self.read_by_query {
+                true => "its query read the table (`{{ this }}`), and another commit landed since the version it read",
+                false => "other commits kept landing first",
+            })),
             DeltaTableError::Transaction {
                 source:
                     source @ (TransactionError::CommitConflict(_)
@@ -1231,7 +1280,8 @@ mod tests {
         let mode = WriteMode::ReplaceTable {
             partition_by: vec![],
         };
-        ModelTable::open_for_build(&Stores::default(), "model", url, schema, &mode, None).await
+        ModelTable::open_for_build(&Stores::default(), "model", url, schema, &mode, None, None)
+            .await
     }
 
     async fn open(dir: &tempfile::TempDir, partition_by: &[&str]) -> ModelTable {
@@ -1245,9 +1295,17 @@ mod tests {
                 partition_by: columns.iter().map(|c| c.to_string()).collect(),
             },
         };
-        ModelTable::open_for_build(&Stores::default(), "model", &url, &schema, &mode, None)
-            .await
-            .unwrap()
+        ModelTable::open_for_build(
+            &Stores::default(),
+            "model",
+            &url,
+            &schema,
+            &mode,
+            None,
+            None,
+        )
+        .await
+        .unwrap()
     }
 
     async fn stage(table: &ModelTable, dates: &[&str], value: i64) -> StagedWrite {
@@ -1304,7 +1362,8 @@ mod tests {
             unique_key: vec!["date".into()],
         };
         let stores = Stores::default();
-        let merge = || ModelTable::open_for_build(&stores, "model", &url, &schema, &mode, None);
+        let merge =
+            || ModelTable::open_for_build(&stores, "model", &url, &schema, &mode, None, None);
         let (first, second) = (merge().await.unwrap(), merge().await.unwrap());
         // Neither finds a file to rewrite (the partition is new): both would add the key.
         let session = SessionContext::new();
@@ -1401,6 +1460,139 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(published.get_file_uris().unwrap().count(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn issue_28_a_build_whose_query_read_the_table_conflicts_with_any_commit_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let creator = open(&dir, &["date"]).await;
+        let created = stage(&creator, &["2024-01-14"], 0).await;
+        commit(creator, created).await.unwrap();
+        let url = Url::from_directory_path(dir.path().join("model")).unwrap();
+        let (schema, _) = output(&[], 0);
+        let mode = WriteMode::ReplacePartitions {
+            partition_by: vec!["date".into()],
+        };
+        // Its query read version 0 (`{{ this }}`); another build then commits another date.
+        let reader = ModelTable::open_for_build(
+            &Stores::default(),
+            "model",
+            &url,
+            &schema,
+            &mode,
+            None,
+            Some(0),
+        )
+        .await
+        .unwrap();
+        let read_files = stage(&reader, &["2024-01-16"], 1).await;
+        let other = open(&dir, &["date"]).await;
+        let other_files = stage(&other, &["2024-01-15"], 2).await;
+        assert_eq!(commit(other, other_files).await.unwrap(), Some(1));
+        let error = commit(reader, read_files).await.unwrap_err();
+        assert!(matches!(error, StorageError::Conflict { .. }), "{error}");
+        let published = crate::session::open_published(&Stores::default(), &url, "model")
+            .await
+            .unwrap();
+        assert_eq!(published.version(), Some(1));
+        assert_eq!(published.get_file_uris().unwrap().count(), 2);
+        // The loser's staged file is gone, the two committed ones stay.
+        assert_eq!(parquet_files(&dir), 2);
+    }
+
+    /// Partition values the Delta writer percent-encodes into their folder's name, and some it
+    /// does not.
+    const AWKWARD_VALUES: [&str; 14] = [
+        "São Paulo",
+        "Zürich",
+        "a:b",
+        "50%",
+        "50%25",
+        "it's",
+        "a b",
+        "x=y",
+        "2024-01-15 10:00:00",
+        "#hash?q&r+s",
+        "日本",
+        "emoji 😀",
+        "tab\u{a0}nbsp",
+        "plain",
+    ];
+
+    /// `(date, value)` rows of `frame`, sorted.
+    async fn date_values(frame: DataFrame) -> Vec<(String, i64)> {
+        let batches = frame.collect().await.unwrap();
+        let mut rows = Vec::new();
+        for batch in batches {
+            let batch = schema::conform(&batch, &output(&[], 0).0).unwrap();
+            let dates = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            let values = batch
+                .column(1)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap();
+            for i in 0..batch.num_rows() {
+                rows.push((dates.value(i).to_string(), values.value(i)));
+            }
+        }
+        rows.sort();
+        rows
+    }
+
+    fn expected(value: i64) -> Vec<(String, i64)> {
+        let mut rows: Vec<_> = AWKWARD_VALUES
+            .iter()
+            .map(|date| (date.to_string(), value))
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn issue_28_every_partition_value_round_trips_through_staging_audit_diff_and_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let session = SessionContext::new();
+        let table = open(&dir, &["date"]).await;
+        let staged = stage(&table, &AWKWARD_VALUES, 1).await;
+        let audited = table.audited_frame(&session, &staged).await.unwrap();
+        assert_eq!(
+            date_values(audited).await,
+            expected(1),
+            "the tests read the staged rows"
+        );
+        assert_eq!(commit(table, staged).await.unwrap(), Some(0));
+
+        // A rebuild of every partition: its diff reads the published rows it replaces.
+        let table = open(&dir, &["date"]).await;
+        let staged = stage(&table, &AWKWARD_VALUES, 2).await;
+        let sides = table.diff_sides(&session, &staged).await.unwrap();
+        assert_eq!(date_values(sides.before).await, expected(1));
+        assert_eq!(date_values(sides.after).await, expected(2));
+        assert_eq!(commit(table, staged).await.unwrap(), Some(1));
+
+        // delta-rs reads every value back, from the files of the rebuild only.
+        let url = Url::from_directory_path(dir.path().join("model")).unwrap();
+        let published = crate::session::open_published(&Stores::default(), &url, "model")
+            .await
+            .unwrap();
+        published
+            .update_datafusion_session(&session.state())
+            .unwrap();
+        session
+            .register_table("published", published.table_provider().await.unwrap())
+            .unwrap();
+        let frame = session.table("published").await.unwrap();
+        assert_eq!(date_values(frame).await, expected(2));
+        assert_eq!(
+            published.get_file_uris().unwrap().count(),
+            AWKWARD_VALUES.len()
+        );
+        // The first build's files are removed from the table, kept on disk for a vacuum.
+        assert_eq!(parquet_files(&dir), 2 * AWKWARD_VALUES.len());
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -1559,5 +1751,15 @@ mod tests {
         ));
         assert_eq!(parquet_files(&dir), 0);
         assert!(!dir.path().join("x").exists());
+        // Nor one too long for a folder's name, once the writer encoded it.
+        let long = "y".repeat(300);
+        let staged = table.stage(output(&["2024-01-15", &long], 1).1).await;
+        match staged {
+            Err(StorageError::InvalidPartitionValue { reason, .. }) => {
+                assert!(reason.contains("255"), "{reason}")
+            }
+            _ => panic!("a 300-character partition value was accepted"),
+        }
+        assert_eq!(parquet_files(&dir), 0);
     }
 }

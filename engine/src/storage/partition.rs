@@ -10,9 +10,38 @@ use datafusion::prelude::SessionContext;
 
 use super::StorageError;
 
-/// Why `value` cannot be a partition value, if it cannot: it must be non-empty and hold no
-/// path separator, no `..` and no control character.
-pub fn check_partition_value(value: &str) -> Result<(), &'static str> {
+/// The longest name a folder can have on the file systems and object stores dp writes to.
+const MAX_FOLDER_NAME: usize = 255;
+
+/// The bytes of `value` once the Delta writer percent-encodes it into a folder name: every
+/// byte but an ASCII letter, digit, `-`, `.`, `_` or `~` takes three.
+fn encoded_len(value: &str) -> usize {
+    value
+        .bytes()
+        .map(
+            |b| match b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                true => 1,
+                false => 3,
+            },
+        )
+        .sum()
+}
+
+/// Why `value` cannot be a value of partition column `column`, if it cannot: it must be
+/// non-empty, hold no path separator, no `..` and no control character, and fit in a folder's
+/// name (`column=value`, encoded).
+pub fn check_partition_value(column: &str, value: &str) -> Result<(), String> {
+    if column.len() + 1 + encoded_len(value) > MAX_FOLDER_NAME {
+        return Err(format!(
+            "its folder name `{column}=…` would be {} bytes once encoded, over the {MAX_FOLDER_NAME} a folder name can hold",
+            column.len() + 1 + encoded_len(value)
+        ));
+    }
+    check_path_safe(value).map_err(str::to_string)
+}
+
+/// Why `value` could form a path, if it could.
+fn check_path_safe(value: &str) -> Result<(), &'static str> {
     if value.is_empty() {
         Err("a partition value cannot be empty")
     } else if value.contains('/') || value.contains('\\') {
@@ -46,7 +75,7 @@ pub(super) fn check_batch(
             .map(|i| values.value(i))
             .collect();
         for value in distinct {
-            if let Err(reason) = check_partition_value(value) {
+            if let Err(reason) = check_partition_value(column, value) {
                 return Err(StorageError::InvalidPartitionValue {
                     model: model.to_string(),
                     column: column.clone(),
@@ -138,7 +167,7 @@ pub(super) async fn passes(
         columns.join(", "),
         predicates.join(") and (")
     );
-    let rows = match session.sql(&sql).await {
+    let rows = match crate::session::read_query(session, &sql).await {
         Ok(frame) => frame.count().await,
         Err(error) => {
             tracing::debug!(%error, "an incremental predicate reads more than partition columns");
@@ -159,11 +188,19 @@ mod tests {
 
     #[test]
     fn rejects_values_that_could_form_a_path() {
-        for bad in ["", "..", "../../x", "a/b", "a\\b", "a\nb", "x\u{0}"] {
-            assert!(check_partition_value(bad).is_err(), "{bad:?} was accepted");
+        let long = "y".repeat(251);
+        for bad in ["", "..", "../../x", "a/b", "a\\b", "a\nb", "x\u{0}", &long] {
+            assert!(
+                check_partition_value("date", bad).is_err(),
+                "{bad:?} was accepted"
+            );
         }
-        for good in ["2024-01-15", "eu-west", "a.b", "with space"] {
-            assert!(check_partition_value(good).is_ok(), "{good:?} was rejected");
+        let fits = "é".repeat(41);
+        for good in ["2024-01-15", "eu-west", "a.b", "with space", &fits] {
+            assert!(
+                check_partition_value("date", good).is_ok(),
+                "{good:?} was rejected"
+            );
         }
     }
 

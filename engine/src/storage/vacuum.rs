@@ -2,13 +2,26 @@
 //! retention period no build can still be running in: files replaced by later builds, and files
 //! of builds that were killed before they committed. delta-rs's vacuum (full mode) plans it;
 //! dp deletes only what the table's own layout can hold.
+//!
+//! Whatever the retention, a vacuum never deletes a file a version references, even one a
+//! build commits while the vacuum runs: before deleting, it commits a barrier (`VACUUM START`,
+//! re-stating the table's metadata), which Delta's conflict check makes every build that read
+//! an older version lose (`dp::conflict`); it then plans from a version at or past the barrier
+//! and deletes only files written before the barrier. A build that commits after the barrier
+//! read it, so it staged its files after it: they are kept.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
 
+use deltalake::kernel::Action;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::operations::vacuum::VacuumMode;
+use deltalake::protocol::DeltaOperation;
 use deltalake::table::config::TablePropertiesExt;
-use object_store::ObjectStoreExt;
+use deltalake::{DeltaTable, DeltaTableError};
+use futures::TryStreamExt;
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
 use super::{StorageError, delta_error, layout, store_error};
@@ -70,21 +83,25 @@ async fn run(
         .min(Duration::from_secs(100 * 365 * 24 * 3600));
     let retention = chrono::Duration::from_std(retain).unwrap_or(chrono::TimeDelta::MAX);
     let store = table.log_store().object_store(None);
-    let (_, planned) = table
-        .vacuum()
-        .with_mode(VacuumMode::Full)
-        .with_retention_period(retention)
-        .with_enforce_retention_duration(false)
-        .with_dry_run(true)
-        .await
-        .map_err(|source| delta_error(url, source))?;
-    let mut files: Vec<Path> = planned
-        .files_deleted
-        .iter()
-        .filter_map(|file| Path::parse(file).ok())
-        .filter(|path| layout::is_data_file(path, &partition_by))
-        .collect();
-    let mut unfinished = unfinished_uploads(url, &partition_by, retain)?;
+    let mut files = plan(&table, url, retention, &partition_by).await?;
+    let mut unfinished = unfinished_uploads(url, &partition_by, retain, None)?;
+    if !options.dry_run && (!files.is_empty() || !unfinished.is_empty()) {
+        let milliseconds = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let operation = DeltaOperation::VacuumStart {
+            retention_check_enabled: !options.force,
+            specified_retention_millis: Some(milliseconds(retain)),
+            default_retention_millis: milliseconds(minimum),
+        };
+        let before = barrier(stores, url, store.as_ref(), operation).await?;
+        let table = open_table(stores, url).await?;
+        let written = last_modified(store.as_ref(), url).await?;
+        files = plan(&table, url, retention, &partition_by)
+            .await?
+            .into_iter()
+            .filter(|path| written.get(path).is_some_and(|&at| at < before))
+            .collect();
+        unfinished = unfinished_uploads(url, &partition_by, retain, Some(before))?;
+    }
     files.sort();
     unfinished.sort();
     for path in &files {
@@ -115,13 +132,92 @@ async fn run(
     Ok(())
 }
 
+/// Commit the vacuum's barrier to the table at `url`: its metadata re-stated, which every
+/// build that read an earlier version loses to. Returns when it was written, by the store's
+/// clock. A build committing meanwhile makes it try again from the version that build made.
+async fn barrier(
+    stores: &Stores,
+    url: &Url,
+    store: &dyn ObjectStore,
+    operation: DeltaOperation,
+) -> Result<SystemTime, StorageError> {
+    let mut attempt = 0;
+    let version = loop {
+        attempt += 1;
+        let table = open_table(stores, url).await?;
+        let state = table.snapshot().map_err(|e| delta_error(url, e))?;
+        let committed = CommitBuilder::from(
+            CommitProperties::default()
+                .with_cleanup_expired_logs(Some(false))
+                .with_max_retries(0),
+        )
+        .with_actions(vec![Action::Metadata(state.metadata().clone())])
+        .build(Some(state), table.log_store(), operation.clone())
+        .await;
+        match committed {
+            Ok(committed) => break committed.version(),
+            Err(DeltaTableError::Transaction {
+                source: TransactionError::MaxCommitAttempts(_) | TransactionError::CommitConflict(_),
+            }) if attempt < 20 => continue,
+            Err(error) => return Err(delta_error(url, error)),
+        }
+    };
+    let log_file = Path::from(format!("_delta_log/{version:020}.json"));
+    Ok(store
+        .head(&log_file)
+        .await
+        .map_err(|source| store_error(url, source))?
+        .last_modified
+        .into())
+}
+
+/// The data files of `table` (at `url`, at its loaded version) that no version within the
+/// retention references, in the table's layout.
+async fn plan(
+    table: &DeltaTable,
+    url: &Url,
+    retention: chrono::Duration,
+    partition_by: &[String],
+) -> Result<Vec<Path>, StorageError> {
+    let (_, planned) = table
+        .clone()
+        .vacuum()
+        .with_mode(VacuumMode::Full)
+        .with_retention_period(retention)
+        .with_enforce_retention_duration(false)
+        .with_dry_run(true)
+        .await
+        .map_err(|source| delta_error(url, source))?;
+    Ok(planned
+        .files_deleted
+        .iter()
+        .filter_map(|file| Path::parse(file).ok())
+        .filter(|path| layout::is_data_file(path, partition_by))
+        .collect())
+}
+
+/// When each file of the table's folder was last written, by the store's clock.
+async fn last_modified(
+    store: &dyn ObjectStore,
+    url: &Url,
+) -> Result<HashMap<Path, SystemTime>, StorageError> {
+    store
+        .list(None)
+        .map_ok(|meta| (meta.location, meta.last_modified.into()))
+        .try_collect()
+        .await
+        .map_err(|source| store_error(url, source))
+}
+
 /// The temporary files (`part-….parquet#1`) an upload killed mid-way leaves on local disk, older
-/// than `retain`, in the table's partition folders. Object stores keep no such files (and the
-/// local store's own listing hides them), so only a local folder is walked for them.
+/// than `retain` (and written before `before`, when given), in the table's partition folders.
+/// Object stores keep no such files (and the local store's own listing hides them), so only a
+/// local folder is walked for them.
 fn unfinished_uploads(
     url: &Url,
     partition_by: &[String],
     retain: Duration,
+    before: Option<SystemTime>,
 ) -> Result<Vec<(std::path::PathBuf, String)>, StorageError> {
     let Some(root) = (url.scheme() == "file")
         .then(|| url.to_file_path().ok())
@@ -158,8 +254,10 @@ fn unfinished_uploads(
             .metadata()
             .ok()
             .and_then(|meta| meta.modified().ok())
-            .and_then(|modified| modified.elapsed().ok())
-            .is_some_and(|age| age >= retain);
+            .is_some_and(|modified| {
+                modified.elapsed().is_ok_and(|age| age >= retain)
+                    && before.is_none_or(|before| modified < before)
+            });
         if entry.file_type().is_file() && is_upload && in_layout && old_enough {
             found.push((entry.into_path(), relative));
         }
