@@ -1,7 +1,8 @@
 //! Issue 15: no input panics dp. Generated mutations of a real project (its YAML, SQL and
 //! Jinja, `dp_project.yml`, unit test rows), with generated vars and selectors, go through
 //! load, render, check and build; every run succeeds or fails with diagnostics that say where.
-//! `PROPTEST_CASES=2000 cargo test -p dp-engine --test fuzz` runs it longer (default: 48).
+//! `PROPTEST_CASES=2000 cargo test -p dp-engine --test fuzz` runs it longer (default: 48). Generated
+//! partition values of every partition type go through a build and are read back by delta-rs.
 
 mod common;
 
@@ -274,5 +275,185 @@ proptest! {
             chosen.display(), VARS[vars], SELECTORS[select]
         );
         run_case(&root, VARS[vars], SELECTORS[select], &case);
+    }
+}
+
+/// A partition column of every kind Delta can partition by, with generated values: its SQL
+/// type and each value's SQL literal (`None`: NULL).
+fn partition_column() -> impl Strategy<Value = (&'static str, Vec<Option<String>>)> {
+    use proptest::collection::vec;
+    let quoted = |text: String| format!("'{}'", text.replace('\'', "''"));
+    // Text of every Unicode class but the template's own braces, and now and then a value too
+    // long for a folder name.
+    let text = prop_oneof![
+        8 => "[^{}]{0,24}",
+        1 => "[a-zé]{200,300}",
+    ]
+    .prop_map(quoted);
+    let day = (1970i32..2100, 1u32..13, 1u32..29)
+        .prop_map(move |(y, m, d)| format!("'{y:04}-{m:02}-{d:02}'"));
+    let moment = (
+        1970i32..2100,
+        1u32..13,
+        1u32..29,
+        0u32..24,
+        0u32..60,
+        0u32..1_000_000,
+    )
+        .prop_map(|(y, mo, d, h, mi, us)| {
+            format!("'{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:00.{us:06}'")
+        });
+    let values =
+        |literal: BoxedStrategy<String>| vec(proptest::option::weighted(0.9, literal), 1..6);
+    prop_oneof![
+        values(text.boxed()).prop_map(|v| ("varchar", v)),
+        values(any::<i64>().prop_map(|n| n.to_string()).boxed()).prop_map(|v| ("bigint", v)),
+        values(any::<i32>().prop_map(|n| n.to_string()).boxed()).prop_map(|v| ("int", v)),
+        values(any::<i16>().prop_map(|n| n.to_string()).boxed()).prop_map(|v| ("smallint", v)),
+        values(any::<i8>().prop_map(|n| n.to_string()).boxed()).prop_map(|v| ("tinyint", v)),
+        values(
+            (-1_000_000i64..1_000_000)
+                .prop_map(|n| format!("{}", n as f64 / 8.0))
+                .boxed()
+        )
+        .prop_map(|v| ("double", v)),
+        values(
+            (-99_999_999i64..99_999_999)
+                .prop_map(|n| format!("{}.{:02}", n / 100, (n % 100).abs()))
+                .boxed()
+        )
+        .prop_map(|v| ("decimal(12,2)", v)),
+        values(any::<bool>().prop_map(|b| b.to_string()).boxed()).prop_map(|v| ("boolean", v)),
+        values(day.boxed()).prop_map(|v| ("date", v)),
+        values(moment.boxed()).prop_map(|v| ("timestamp", v)),
+    ]
+}
+
+/// Whether dp must refuse a text partition value (see `dp::invalid_partition_value`).
+fn refused(literal: &str) -> bool {
+    let value = literal[1..literal.len() - 1].replace("''", "'");
+    let encoded: usize = value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                1
+            } else {
+                3
+            }
+        })
+        .sum();
+    value.is_empty()
+        || value.contains('/')
+        || value.contains('\\')
+        || value.contains("..")
+        || value.chars().any(char::is_control)
+        || "p=".len() + encoded > 255
+}
+
+/// `sql`'s rows as text, sorted, run by DataFusion over the Delta table at `table` (as `t`),
+/// read by delta-rs.
+fn read_back(runtime: &tokio::runtime::Runtime, table: &Path, sql: &str) -> Vec<String> {
+    runtime.block_on(async {
+        let session = datafusion::prelude::SessionContext::new();
+        let url = url::Url::from_directory_path(table).unwrap();
+        let table = deltalake::open_table(url).await.unwrap();
+        table.update_datafusion_session(&session.state()).unwrap();
+        session
+            .register_table("t", table.table_provider().await.unwrap())
+            .unwrap();
+        rows_of(&session, sql).await
+    })
+}
+
+async fn rows_of(session: &datafusion::prelude::SessionContext, sql: &str) -> Vec<String> {
+    let batches = session.sql(sql).await.unwrap().collect().await.unwrap();
+    let mut rows: Vec<String> = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string()
+        .lines()
+        .filter(|line| line.starts_with('|'))
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    rows.sort();
+    rows
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(24),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Generated partition values of every partition type, every Unicode class and lengths
+    /// past a folder name's: each is built, tested, committed and read back by delta-rs as
+    /// DataFusion computes it, or refused at the model before anything is written.
+    #[test]
+    fn every_partition_value_round_trips_or_is_refused_at_the_model(
+        (sql_type, literals) in partition_column(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("project");
+        std::fs::create_dir_all(root.join("models")).unwrap();
+        std::fs::write(root.join("dp_project.yml"), "name: partitions\n").unwrap();
+        let rows: Vec<String> = literals
+            .iter()
+            .enumerate()
+            .map(|(n, literal)| format!("({}, {n})", literal.as_deref().unwrap_or("null")))
+            .collect();
+        let values = format!("(values {}) as v(p, n)", rows.join(", "));
+        std::fs::write(
+            root.join("models/parts.sql"),
+            format!(
+                "{{{{ config(materialized='partitioned', partition_by='p') }}}}\n\
+                 select cast(p as {sql_type}) as p, n from {values}"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("models/schema.yml"),
+            "models:\n  - name: parts\n    columns:\n      - name: n\n        data_tests: [unique, not_null]\n",
+        )
+        .unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let prepared = dp_engine::prepare(&dp_engine::PrepareOptions {
+            project_dir: root.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+        let plan = runtime.block_on(dp_engine::check(&prepared)).unwrap().plan;
+        let summary = runtime
+            .block_on(prepared.build(&plan, Default::default(), &Quiet))
+            .unwrap();
+        let status = &summary.results[0].status;
+        let table = root.join("warehouse/parts");
+        let must_refuse = sql_type == "varchar" && literals.iter().flatten().any(|l| refused(l));
+        if must_refuse {
+            let ModelStatus::Failed(error) = status else {
+                panic!("{literals:?} was published: {status:?}");
+            };
+            prop_assert!(
+                error.code().is_some_and(|c| c.to_string() == "dp::definition"),
+                "{error:?}"
+            );
+            prop_assert!(!table.join("_delta_log").exists());
+        } else {
+            prop_assert!(matches!(status, ModelStatus::Success), "{literals:?}: {status:?}");
+            let expected = runtime.block_on(async {
+                let session = datafusion::prelude::SessionContext::new();
+                rows_of(
+                    &session,
+                    &format!("select cast(cast(p as {sql_type}) as varchar) as p, n from {values}"),
+                )
+                .await
+            });
+            let published = read_back(&runtime, &table, "select cast(p as varchar) as p, n from t");
+            prop_assert_eq!(published, expected);
+        }
     }
 }

@@ -50,6 +50,21 @@ fn build_then_start_another(project: &TestProject) -> Child {
     running
 }
 
+/// Wait for two builds raced on the same data, named `one` and `two` by their `build` var:
+/// exactly one committed, the other failed with `dp::conflict`. Returns the winner's name.
+fn one_winner(first: Child, second: Child) -> &'static str {
+    let (first_code, first_text) = finish(first);
+    let (second_code, second_text) = finish(second);
+    let (winner, loser_code, loser_text) = match (first_code, second_code) {
+        (Some(0), _) => ("one", second_code, second_text),
+        (_, Some(0)) => ("two", first_code, first_text),
+        _ => panic!("neither build committed:\n{first_text}\n{second_text}"),
+    };
+    assert_eq!(loser_code, Some(1), "{loser_text}");
+    assert!(loser_text.contains("dp::conflict"), "{loser_text}");
+    winner
+}
+
 /// Every file each version of the table names exists (a reader of any version succeeds).
 fn every_version_reads(project: &TestProject, model: &str) {
     let latest = project.version(model).unwrap();
@@ -93,17 +108,9 @@ fn issue_15_two_builds_of_one_partition_at_once_leave_one_commit_and_no_duplicat
         &project,
         &["build", "--vars", "{date: 2024-01-15, build: two}"],
     );
-    let (first_code, first_text) = finish(first);
-    let (second_code, second_text) = finish(second);
     // The second build started while the first was testing: whichever commits second lost
     // (usually the second, but the two share the machine's cores).
-    let (winner, loser_code, loser_text) = match (first_code, second_code) {
-        (Some(0), _) => ("one", second_code, second_text),
-        (_, Some(0)) => ("two", first_code, first_text),
-        _ => panic!("neither build committed:\n{first_text}\n{second_text}"),
-    };
-    assert_eq!(loser_code, Some(1), "{loser_text}");
-    assert!(loser_text.contains("dp::conflict"), "{loser_text}");
+    let winner = one_winner(first, second);
 
     assert_eq!(
         project.version("daily"),
@@ -508,15 +515,7 @@ fn issue_18_two_merges_into_one_new_date_at_once_never_both_commit() {
         &project,
         &["build", "--vars", "{date: 2024-01-16, build: two}"],
     );
-    let (first_code, first_text) = finish(first);
-    let (second_code, second_text) = finish(second);
-    let (winner, loser_code, loser_text) = match (first_code, second_code) {
-        (Some(0), _) => ("one", second_code, second_text),
-        (_, Some(0)) => ("two", first_code, first_text),
-        _ => panic!("neither merge committed:\n{first_text}\n{second_text}"),
-    };
-    assert_eq!(loser_code, Some(1), "{loser_text}");
-    assert!(loser_text.contains("dp::conflict"), "{loser_text}");
+    let winner = one_winner(first, second);
     // One row per key: the two merges' rows were never both published.
     let rows = project.query(
         "daily_merge",
@@ -629,15 +628,7 @@ fn issue_28_two_incremental_appends_that_read_their_table_never_both_publish() {
         &project,
         &["build", "--vars", "{until: 2024-01-16, build: two}"],
     );
-    let (first_code, first_text) = finish(first);
-    let (second_code, second_text) = finish(second);
-    let (winner, loser_code, loser_text) = match (first_code, second_code) {
-        (Some(0), _) => ("one", second_code, second_text),
-        (_, Some(0)) => ("two", first_code, first_text),
-        _ => panic!("neither append committed:\n{first_text}\n{second_text}"),
-    };
-    assert_eq!(loser_code, Some(1), "{loser_text}");
-    assert!(loser_text.contains("dp::conflict"), "{loser_text}");
+    let winner = one_winner(first, second);
     assert_eq!(project.version("events_appended"), Some(1), "one append");
     let rows = project.query(
         "events_appended",

@@ -608,16 +608,22 @@ fn a_cluster_reads_sources_and_tables_on_s3_with_the_settings_in_its_environment
     }
 }
 
-#[test]
-fn issue_28_a_lost_commit_response_on_s3_publishes_an_append_once() {
-    let server = S3Server::start();
+/// The race_append fixture on `bucket` of `server`, which dp reaches through a faulty proxy.
+fn race_append_behind_a_proxy(server: &S3Server, bucket: &str) -> (FaultyProxy, TestProject) {
     let proxy = FaultyProxy::start(server.moto.port);
     let project = on_s3(
         TestProject::fixture("race_append"),
-        &server,
-        "lost",
+        server,
+        bucket,
         &proxy.endpoint,
     );
+    (proxy, project)
+}
+
+#[test]
+fn issue_28_a_lost_commit_response_on_s3_publishes_an_append_once() {
+    let server = S3Server::start();
+    let (proxy, project) = race_append_behind_a_proxy(&server, "lost");
     // An append that does not read its own table: each run adds its day's events.
     project.write(
         "models/daily_events.sql",
@@ -656,13 +662,7 @@ fn issue_28_a_lost_commit_response_on_s3_publishes_an_append_once() {
 #[test]
 fn issue_28_an_s3_outage_during_a_data_test_is_a_transient_failure() {
     let server = S3Server::start();
-    let proxy = FaultyProxy::start(server.moto.port);
-    let project = on_s3(
-        TestProject::fixture("race_append"),
-        &server,
-        "outage",
-        &proxy.endpoint,
-    );
+    let (proxy, project) = race_append_behind_a_proxy(&server, "outage");
     // From the staged file's upload on, every call fails: its data tests cannot read it.
     proxy.faults().outage_after_parquet_put = true;
     let output = dp(&project, &["build", "--vars", "until=2024-01-14"]);
