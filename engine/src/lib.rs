@@ -41,6 +41,7 @@ mod session;
 mod source;
 mod storage;
 
+pub use compile::depth::{MAX_DEPTH, MAX_QUERY_DEPTH, STACK_SIZE};
 pub use compile::{ModelPlan, Plan};
 pub use docs::{
     Clause, Direction, Generated, How, LineageReport, LineageTree, NodeKind, RowFilter,
@@ -62,6 +63,16 @@ pub use error::Error;
 use graph::{ModelGraph, NodeId};
 use project::Project;
 use render::{RenderContext, RenderOptions, Renderer, TargetContext};
+
+/// The runtime to run the engine on: its threads (and those it starts for blocking work) have
+/// [`STACK_SIZE`] of stack, what planning and running the deepest model dp accepts needs. Run
+/// the code that awaits the engine on such a thread too.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(STACK_SIZE)
+        .build()
+}
 
 /// What to load and select.
 #[derive(Debug, Clone, Default)]

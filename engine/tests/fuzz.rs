@@ -3,6 +3,8 @@
 //! load, render, check and build; every run succeeds or fails with diagnostics that say where.
 //! `PROPTEST_CASES=2000 cargo test -p dp-engine --test fuzz` runs it longer (default: 48). Generated
 //! partition values of every partition type go through a build and are read back by delta-rs.
+//! Issue 28: generated deep expressions and queries plan and build, or are refused as too deep
+//! at the model; none overflows a stack.
 
 mod common;
 
@@ -199,11 +201,7 @@ fn assert_says_where(diagnostic: &dyn Diagnostic, case: &str) {
 }
 
 fn run_case(root: &Path, vars: &str, select: &str, case: &str) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = dp_engine::runtime().unwrap();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let prepared = match dp_engine::prepare(&dp_engine::PrepareOptions {
             project_dir: root.to_path_buf(),
@@ -454,6 +452,290 @@ proptest! {
             });
             let published = read_back(&runtime, &table, "select cast(p as varchar) as p, n from t");
             prop_assert_eq!(published, expected);
+        }
+    }
+}
+
+/// Operators and terms that type-check together, for a chain of one family.
+struct Family {
+    operators: &'static [&'static str],
+    terms: &'static [&'static str],
+    /// The model around the chain (`{}`), reading `x` from two rows.
+    model: &'static str,
+    /// What a chain is wrapped in (`{}`), one level deeper.
+    wrapper: &'static str,
+}
+
+const FAMILIES: &[Family] = &[
+    Family {
+        operators: &[" + ", " - "],
+        terms: &[
+            "x",
+            "1",
+            "(x + 1)",
+            "cast(x as bigint)",
+            "coalesce(x, 0)",
+            "abs(x)",
+            "x::bigint",
+        ],
+        model: "select {} as y from (values (1), (2)) as v(x)",
+        wrapper: "coalesce({}, 0)",
+    },
+    // One of `and` and `or` per chain: mixed, their precedence makes a shallower tree.
+    Family {
+        operators: &[" or "],
+        terms: &[
+            "x = 1",
+            "x > 0",
+            "x is null",
+            "(x < 2)",
+            "not (x = 3)",
+            "x between 1 and 2",
+            "x in (1, 2)",
+        ],
+        model: "select x from (values (1), (2)) as v(x) where {}",
+        wrapper: "({})",
+    },
+    Family {
+        operators: &[" and "],
+        terms: &[
+            "x = 1",
+            "x > 0",
+            "x is null",
+            "(x < 2)",
+            "not (x = 3)",
+            "x between 1 and 2",
+            "x in (1, 2)",
+        ],
+        model: "select x from (values (1), (2)) as v(x) where {}",
+        wrapper: "({})",
+    },
+    Family {
+        operators: &[" || "],
+        terms: &["'a'", "cast(x as varchar)", "upper('b')", "'é😀'"],
+        model: "select {} as y from (values (1), (2)) as v(x)",
+        wrapper: "upper({})",
+    },
+    // Postfix operators: each wraps all before it.
+    Family {
+        operators: &["::bigint", " is not null"],
+        terms: &[""],
+        model: "select {} as y from (values (1), (2)) as v(x)",
+        wrapper: "({})",
+    },
+];
+
+/// A generated deep model.
+#[derive(Debug, Clone)]
+enum Deep {
+    /// A chain of `length` operators of one family (of every family mixed: a type error now
+    /// and then), inside `wrappers` parentheses and function calls.
+    Chain {
+        family: Option<usize>,
+        length: usize,
+        wrappers: usize,
+        seed: u64,
+    },
+    /// `length` queries in a chain of `union all`.
+    Unions { length: usize },
+    /// `length` CTEs, each reading the one before.
+    Ctes { length: usize },
+}
+
+impl Deep {
+    fn sql(&self) -> String {
+        match *self {
+            Deep::Chain {
+                family,
+                length,
+                wrappers,
+                seed,
+            } => {
+                let mut random = seed | 1;
+                let mut pick = |n: usize| {
+                    // xorshift: reproducible from the seed proptest shrinks.
+                    random ^= random << 13;
+                    random ^= random >> 7;
+                    random ^= random << 17;
+                    (random % n as u64) as usize
+                };
+                let family_of = |pick: &mut dyn FnMut(usize) -> usize| {
+                    &FAMILIES[family.unwrap_or_else(|| pick(FAMILIES.len()))]
+                };
+                let first = family_of(&mut pick);
+                let mut chain = match first.terms[pick(first.terms.len())] {
+                    // Postfix operators follow `x`.
+                    "" => "x".to_string(),
+                    term => term.to_string(),
+                };
+                for _ in 0..length {
+                    let of = family_of(&mut pick);
+                    chain.push_str(of.operators[pick(of.operators.len())]);
+                    chain.push_str(of.terms[pick(of.terms.len())]);
+                }
+                for _ in 0..wrappers {
+                    chain = first.wrapper.replace("{}", &chain);
+                }
+                first.model.replace("{}", &chain)
+            }
+            Deep::Unions { length } => (0..length)
+                .map(|i| format!("select {i} as x"))
+                .collect::<Vec<_>>()
+                .join(" union all "),
+            Deep::Ctes { length } => {
+                let mut sql = "with c0 as (select 1 as x)".to_string();
+                for i in 1..length {
+                    sql.push_str(&format!(", c{i} as (select x + 1 as x from c{})", i - 1));
+                }
+                format!("{sql}\nselect x from c{}", length - 1)
+            }
+        }
+    }
+
+    /// Whether dp must refuse it as too deep (`Some(true)`), must not (`Some(false)`), or may
+    /// do either (close to the limit, where the few levels around the chain count).
+    fn too_deep(&self) -> Option<bool> {
+        let (levels, limit) = match *self {
+            // Operators of every precedence make a tree of any depth up to the chain's length.
+            Deep::Chain { family: None, .. } => return None,
+            Deep::Chain { length, .. } => (length, dp_engine::MAX_DEPTH),
+            Deep::Unions { length } | Deep::Ctes { length } => (length, dp_engine::MAX_QUERY_DEPTH),
+        };
+        match levels {
+            levels if levels > limit + 20 => Some(true),
+            levels if levels + 20 < limit => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Whether it plans and builds when not too deep: one family (mixed ones may not type).
+    fn types(&self) -> bool {
+        !matches!(self, Deep::Chain { family: None, .. })
+    }
+}
+
+fn deep() -> impl Strategy<Value = Deep> {
+    use dp_engine::{MAX_DEPTH, MAX_QUERY_DEPTH};
+    // Mostly as deep as a template writes, and now and then far past the limit.
+    let length = prop_oneof![6 => 1usize..2_500, 1 => MAX_DEPTH + 21..MAX_DEPTH * 3];
+    let queries = prop_oneof![
+        4 => 1usize..500,
+        1 => MAX_QUERY_DEPTH + 21..MAX_QUERY_DEPTH * 2,
+    ];
+    prop_oneof![
+        6 => (
+            prop_oneof![4 => (0..FAMILIES.len()).prop_map(Some), 1 => Just(None)],
+            length,
+            0usize..4,
+            any::<u64>(),
+        )
+            .prop_map(|(family, length, wrappers, seed)| Deep::Chain {
+                family,
+                length,
+                wrappers,
+                seed,
+            }),
+        1 => queries.clone().prop_map(|length| Deep::Unions { length }),
+        1 => queries.prop_map(|length| Deep::Ctes { length }),
+    ]
+}
+
+/// Every diagnostic under `diagnostic` (itself, or those it relates).
+fn leaves(diagnostic: &dyn Diagnostic) -> Vec<&dyn Diagnostic> {
+    match diagnostic.related() {
+        Some(related) => {
+            let related: Vec<&dyn Diagnostic> = related.collect();
+            match related.is_empty() {
+                true => vec![diagnostic],
+                false => related.into_iter().flat_map(leaves).collect(),
+            }
+        }
+        None => vec![diagnostic],
+    }
+}
+
+fn is_too_deep(diagnostic: &dyn Diagnostic) -> bool {
+    diagnostic
+        .code()
+        .is_some_and(|code| code.to_string() == "dp::too_deep")
+}
+
+/// Check and build a project of `sql`, as the CLI does (on a thread of dp's stack, with dp's
+/// runtime): `Ok` when it built; the check's problem otherwise (after asserting it says where).
+fn check_and_build(sql: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("project");
+    std::fs::create_dir_all(root.join("models")).unwrap();
+    std::fs::write(root.join("dp_project.yml"), "name: deep\n").unwrap();
+    std::fs::write(root.join("models/deep.sql"), sql).unwrap();
+    let run = move || {
+        let runtime = dp_engine::runtime().unwrap();
+        let prepared = dp_engine::prepare(&dp_engine::PrepareOptions {
+            project_dir: root.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+        let checked = runtime.block_on(dp_engine::check(&prepared));
+        let plan = match checked {
+            Ok(checked) => checked.plan,
+            Err(error) => {
+                assert_says_where(&error, "a deep model");
+                let found = leaves(&error);
+                let codes: Vec<String> = found
+                    .iter()
+                    .map(|d| d.code().map(|c| c.to_string()).unwrap_or_default())
+                    .collect();
+                return Err(match found.iter().any(|d| is_too_deep(*d)) {
+                    true => "dp::too_deep".to_string(),
+                    false => codes.join(", "),
+                });
+            }
+        };
+        let summary = runtime
+            .block_on(prepared.build(&plan, Default::default(), &Quiet))
+            .unwrap();
+        match &summary.results[0].status {
+            ModelStatus::Success => Ok(()),
+            ModelStatus::Failed(error) => {
+                assert_says_where(error.as_ref(), "a deep model");
+                Err(format!("build: {error}"))
+            }
+            status => Err(format!("build: {status:?}")),
+        }
+    };
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .stack_size(dp_engine::STACK_SIZE)
+            .spawn_scoped(scope, run)
+            .unwrap()
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(12),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Issue 28: a model nested as deep as a template writes (chains of operators of every
+    /// kind, unions, chained CTEs) checks and builds; one nested far past the limit is refused
+    /// with `dp::too_deep` at the model. Neither overflows a stack (which would abort the test).
+    #[test]
+    fn deep_models_build_or_are_refused_as_too_deep_never_crash(deep in deep()) {
+        let started = std::time::Instant::now();
+    let outcome = check_and_build(&deep.sql());
+    eprintln!("{deep:?}: {outcome:?} in {:?}", started.elapsed());
+        match deep.too_deep() {
+            Some(true) => prop_assert_eq!(outcome, Err("dp::too_deep".to_string()), "{:?}", deep),
+            Some(false) if deep.types() => prop_assert_eq!(outcome, Ok(()), "{:?}", deep),
+            Some(false) => prop_assert!(
+                outcome != Err("dp::too_deep".to_string()),
+                "{:?}: {:?}", deep, outcome
+            ),
+            None => {}
         }
     }
 }

@@ -8,6 +8,7 @@ mod cluster;
 mod cluster_services;
 mod crash;
 mod dbt;
+mod deep;
 mod diff;
 mod docs;
 mod errors;

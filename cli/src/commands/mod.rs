@@ -61,7 +61,7 @@ fn exit_code(succeeded: bool) -> ExitCode {
 
 /// The async runtime a command runs the engine on.
 fn runtime() -> miette::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Runtime::new().map_err(|e| miette::miette!("cannot start the runtime: {e}"))
+    dp_engine::runtime().map_err(|e| miette::miette!("cannot start the runtime: {e}"))
 }
 
 /// `prepare`, then the static checks of every selected model; returns their plan.

@@ -3,6 +3,8 @@
 //! compiled SQL can be traced back to the template it came from. In: a [`ModelGraph`] and the
 //! selected nodes. Out: a [`Plan`], in execution order.
 
+pub mod depth;
+
 use std::collections::BTreeSet;
 use std::ops::Range;
 use std::sync::Arc;
@@ -11,8 +13,8 @@ use miette::SourceSpan;
 use rayon::prelude::*;
 use sqlparser::ast::Statement;
 use sqlparser::dialect::GenericDialect;
-use sqlparser::parser::Parser;
-use sqlparser::tokenizer::{Token, Tokenizer};
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::{Span, Token, Tokenizer};
 
 use crate::graph::{ModelGraph, NodeId};
 use crate::project::Project;
@@ -120,6 +122,19 @@ pub enum PlanError {
         src: miette::NamedSource<Arc<str>>,
         #[label("this statement")]
         at: SourceSpan,
+    },
+
+    #[error("`{model}` nests deeper than dp can plan")]
+    #[diagnostic(code(dp::too_deep))]
+    TooDeep {
+        model: String,
+        #[source_code]
+        src: miette::NamedSource<Arc<str>>,
+        #[label("{label}")]
+        at: SourceSpan,
+        label: String,
+        #[help]
+        help: &'static str,
     },
 }
 
@@ -246,7 +261,7 @@ pub fn plan_model<'a>(
         insert_at,
     ));
     sql.push_str(&model.sql[insert_at..]);
-    Ok(ModelPlan {
+    let plan = ModelPlan {
         name: model.name.clone(),
         file: model.file.clone(),
         sql,
@@ -255,14 +270,40 @@ pub fn plan_model<'a>(
         sources,
         runs_queries: model.runs_queries,
         pieces,
-    })
+    };
+    check_depth(&plan)?;
+    Ok(plan)
 }
 
 /// Check that a model's SQL is one query; returns where the first CTE of the query's own `WITH`
 /// starts in the rendered SQL, if it has one.
 fn parse_query(model: &RenderedModel) -> Result<Option<usize>, PlanError> {
     let sql = &model.sql;
-    let statements = Parser::parse_sql(&GenericDialect {}, sql).map_err(|error| {
+    let in_template = |at: Option<Span>| {
+        let (offset, len) = sql_range(sql, at);
+        let at = model.source_map.to_template(offset, len).unwrap_or(0..0);
+        (model.file.clone(), span(at, model.file.text().len()))
+    };
+    let parsed = Parser::parse_sql(&GenericDialect {}, sql);
+    if let Err(ParserError::RecursionLimitExceeded) = parsed {
+        let at = depth::deepest_parenthesis(sql);
+        return Err(too_deep(
+            &model.name,
+            depth::Nesting::Parentheses,
+            in_template(at),
+        ));
+    }
+    if let Ok(statements) = &parsed
+        && let Some(problem) = statements.iter().find_map(|s| depth::measure(s).err())
+    {
+        depth::release(parsed.unwrap_or_default(), true);
+        return Err(too_deep(
+            &model.name,
+            problem.nesting,
+            in_template(problem.at),
+        ));
+    }
+    let statements = parsed.map_err(|error| {
         let message = error.to_string();
         let message = message.trim_start_matches("sql parser error: ");
         // sqlparser gives no position when the SQL ends too early: point at its last character.
@@ -302,6 +343,52 @@ fn parse_query(model: &RenderedModel) -> Result<Option<usize>, PlanError> {
             let at = cte.alias.name.span.start;
             SourceFile::offset_of(sql, at.line, at.column)
         }))
+}
+
+/// The problem of `model` nesting too deep, at `at`.
+fn too_deep(model: &str, nesting: depth::Nesting, at: (SourceFile, SourceSpan)) -> PlanError {
+    let (file, at) = at;
+    PlanError::TooDeep {
+        model: model.to_string(),
+        src: file.named(),
+        at,
+        label: nesting.label(),
+        help: nesting.help(),
+    }
+}
+
+/// The byte offset and length in `sql` of sqlparser's span `at`; without one, the first
+/// character of the statement.
+fn sql_range(sql: &str, at: Option<Span>) -> (usize, usize) {
+    match at {
+        Some(at) => {
+            let start = SourceFile::offset_of(sql, at.start.line, at.start.column);
+            let end = SourceFile::offset_of(sql, at.end.line, at.end.column);
+            (start, end.saturating_sub(start).max(1))
+        }
+        None => (statement_range(sql).start, 1),
+    }
+}
+
+/// Whether the compiled SQL of `plan` (its ephemeral models inlined, so each one that reads
+/// another nests inside it) nests deeper than dp plans.
+fn check_depth(plan: &ModelPlan) -> Result<(), PlanError> {
+    // Each piece parsed on its own: a whole that does not is left to DataFusion to report.
+    let Ok(statements) = Parser::parse_sql(&GenericDialect {}, &plan.sql) else {
+        return Ok(());
+    };
+    match statements.iter().find_map(|s| depth::measure(s).err()) {
+        None => Ok(()),
+        Some(problem) => {
+            depth::release(statements, true);
+            let (offset, len) = sql_range(&plan.sql, problem.at);
+            Err(too_deep(
+                &plan.name,
+                problem.nesting,
+                plan.locate(offset, len),
+            ))
+        }
+    }
 }
 
 /// Where the statement in `sql` starts and ends: without the blank space and comments around it,
@@ -358,6 +445,13 @@ mod tests {
 
     /// Plan every model of a project made of `files` (path, text).
     fn plan_files(files: &[(&str, &str)]) -> Plan {
+        let (plan, problems) = planned(files);
+        assert!(problems.is_empty());
+        plan
+    }
+
+    /// The plan of every model of a project made of `files`, and the problems found.
+    fn planned(files: &[(&str, &str)]) -> (Plan, Vec<PlanError>) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("dp_project.yml"), "name: t\n").unwrap();
         for (path, text) in files {
@@ -371,9 +465,106 @@ mod tests {
         assert!(rendered.problems.is_empty());
         let graph = crate::graph::resolve(&project, &rendered.project).unwrap();
         let all = crate::graph::select(&graph, &[], &[]).unwrap();
-        let (plan, problems) = plan(&graph, &all);
-        assert!(problems.is_empty());
-        plan
+        plan(&graph, &all)
+    }
+
+    /// The one problem of planning `files`: the model, what its label says, and the template
+    /// text it points at.
+    fn too_deep(files: &[(&str, &str)]) -> (String, String, String) {
+        let (_, problems) = planned(files);
+        let [
+            PlanError::TooDeep {
+                model,
+                src,
+                at,
+                label,
+                ..
+            },
+        ] = problems.as_slice()
+        else {
+            panic!("{problems:?}");
+        };
+        let path = src.name().to_string();
+        let text = files.iter().find(|(p, _)| *p == path).unwrap().1;
+        let pointed = &text[at.offset()..at.offset() + at.len()];
+        (model.clone(), label.clone(), pointed.to_string())
+    }
+
+    #[test]
+    fn issue_28_a_chain_too_long_is_refused_at_the_template_text_that_wrote_it() {
+        let (model, label, pointed) = too_deep(&[(
+            "models/sum.sql",
+            "select {% for i in range(10001) %}{{ i }} + {% endfor %}0 as x",
+        )]);
+        assert_eq!(model, "sum");
+        assert_eq!(label, "this expression nests more than 10000 levels");
+        assert_eq!(pointed, "i");
+        // A chain as long as a loop over ids writes passes.
+        let (plan, problems) = planned(&[(
+            "models/ids.sql",
+            "select 1 as x where {% for i in range(2000) %}x = {{ i }} or {% endfor %}false",
+        )]);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(plan.models.len(), 1);
+    }
+
+    #[test]
+    fn issue_28_parentheses_past_the_parsers_limit_are_too_deep_at_the_innermost() {
+        let (_, label, pointed) = too_deep(&[(
+            "models/nested.sql",
+            "select ((((((((((((((((((((((((((((((((((((((((((((((((((((((((((1)))))))))))))))))))))))))))))))))))))))))))))))))))))))))) as x",
+        )]);
+        assert_eq!(
+            label,
+            "parentheses and subqueries nest more than 50 levels here"
+        );
+        assert_eq!(pointed, "(");
+    }
+
+    #[test]
+    fn issue_28_ephemeral_models_inlined_as_ctes_count_in_the_chain_they_lengthen() {
+        // The model's own chain of CTEs passes alone; five ephemeral models in front of it,
+        // each reading the one before, take it past the limit.
+        let chain = depth::MAX_QUERY_DEPTH - 2;
+        let report = format!(
+            "with c0 as (select x from {{{{ ref('eph5') }}}}){{% for i in range(1, {chain}) %}}, c{{{{ i }}}} as (select x from c{{{{ i - 1 }}}}){{% endfor %}} select x from c{}",
+            chain - 1
+        );
+        let alone = report.replace("{{ ref('eph5') }}", "t");
+        let mut files: Vec<(String, String)> = vec![
+            ("models/report.sql".into(), report),
+            (
+                "models/eph1.sql".into(),
+                "{{ config(materialized='ephemeral') }}select 1 as x".into(),
+            ),
+        ];
+        for i in 2..=5 {
+            files.push((
+                format!("models/eph{i}.sql"),
+                format!(
+                    "{{{{ config(materialized='ephemeral') }}}}select x from {{{{ ref('eph{}') }}}}",
+                    i - 1
+                ),
+            ));
+        }
+        fn refs(files: &[(String, String)]) -> Vec<(&str, &str)> {
+            files
+                .iter()
+                .map(|(p, t)| (p.as_str(), t.as_str()))
+                .collect()
+        }
+        let only = [(files[0].0.clone(), alone)];
+        assert!(planned(&refs(&only)).1.is_empty());
+        let (model, label, pointed) = too_deep(&refs(&files));
+        assert_eq!(model, "report");
+        assert_eq!(
+            label,
+            format!(
+                "this reads a chain of CTEs more than {} levels deep",
+                depth::MAX_QUERY_DEPTH
+            )
+        );
+        assert_eq!(pointed, "c");
     }
 
     fn model<'a>(plan: &'a Plan, name: &str) -> &'a ModelPlan {

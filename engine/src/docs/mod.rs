@@ -168,6 +168,10 @@ pub async fn plan_lineage(
         if !readable {
             continue;
         }
+        if let Err(message) = crate::compile::depth::check_sql(&model.sql) {
+            planned.errors.push(format!("model `{name}`: {message}"));
+            continue;
+        }
         // A panic in DataFusion's planner is this model's problem.
         let planning =
             std::panic::AssertUnwindSafe(crate::session::plan_read_query(&state, &model.sql));

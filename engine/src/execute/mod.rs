@@ -577,18 +577,18 @@ async fn publish_model(
                 queries: Some(query_runner(&session)),
                 ..context.render_context.clone()
             };
-            rendered_to_run =
-                plan_in_context(context.unit_test_inputs(), &render_context, &model.name).map_err(
-                    |error| match error {
-                        crate::audit::InContext::Render(error) => {
-                            ModelError::Render(Box::new(error))
-                        }
-                        other => ModelError::RenderToRun {
-                            model: model.name.clone(),
-                            message: other.to_string(),
-                        },
-                    },
-                )?;
+            rendered_to_run = plan_in_context(
+                context.unit_test_inputs(),
+                &render_context,
+                &model.name,
+            )
+            .map_err(|error| match error {
+                crate::audit::InContext::Render(error) => ModelError::Render(Box::new(error)),
+                other => ModelError::RenderToRun {
+                    model: model.name.clone(),
+                    message: other.to_string(),
+                },
+            })?;
             &rendered_to_run
         }
     };
@@ -757,6 +757,7 @@ fn model_sql_hash(context: &BuildContext, model: &ModelPlan) -> String {
 fn query_runner(session: &SessionContext) -> QueryRunner {
     let session = session.clone();
     QueryRunner(Arc::new(move |sql: &str| {
+        crate::compile::depth::check_sql(sql).map_err(|message| format!("run_query: {message}"))?;
         let (session, sql) = (session.clone(), sql.to_string());
         let run = move || -> Result<QueryResult, String> {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -792,8 +793,15 @@ fn query_runner(session: &SessionContext) -> QueryRunner {
             }
             Ok(result)
         };
-        std::thread::scope(|scope| scope.spawn(run).join())
-            .unwrap_or_else(|_| Err("run_query: the query panicked".into()))
+        // With the stack of the runtime's threads, for a query as deep as a model may be.
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .stack_size(crate::compile::depth::STACK_SIZE)
+                .spawn_scoped(scope, run)
+                .map_err(|e| format!("run_query: cannot start a thread: {e}"))?
+                .join()
+                .unwrap_or_else(|_| Err("run_query: the query panicked".into()))
+        })
     }))
 }
 

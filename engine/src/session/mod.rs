@@ -675,10 +675,16 @@ mod tests {
             "create table t as select 1 as x".to_string(),
             "insert into t values (1)".to_string(),
             "set datafusion.execution.batch_size = 1".to_string(),
-            format!("explain analyze copy (select 1 as x) to '{}'", written.display()),
+            format!(
+                "explain analyze copy (select 1 as x) to '{}'",
+                written.display()
+            ),
         ] {
             assert!(read_query(&session, &sql).await.is_err(), "{sql} was run");
-            assert!(plan_read_query(&session.state(), &sql).await.is_err(), "{sql} planned");
+            assert!(
+                plan_read_query(&session.state(), &sql).await.is_err(),
+                "{sql} planned"
+            );
         }
         assert!(!written.exists());
         assert!(!session.table_exist("leak").unwrap());
