@@ -41,7 +41,7 @@ mod session;
 mod source;
 mod storage;
 
-pub use compile::depth::{MAX_DEPTH, MAX_QUERY_DEPTH, STACK_SIZE};
+pub use compile::depth::{MAX_DEPTH, MAX_QUERY_DEPTH, QUERY_LEVEL, STACK_SIZE};
 pub use compile::{ModelPlan, Plan};
 pub use docs::{
     Clause, Direction, Generated, How, LineageReport, LineageTree, NodeKind, RowFilter,
