@@ -456,6 +456,17 @@ proptest! {
     }
 }
 
+/// Conditions the `or` and `and` chains join.
+const CONDITIONS: &[&str] = &[
+    "x = 1",
+    "x > 0",
+    "x is null",
+    "(x < 2)",
+    "not (x = 3)",
+    "x between 1 and 2",
+    "x in (1, 2)",
+];
+
 /// Operators and terms that type-check together, for a chain of one family.
 struct Family {
     operators: &'static [&'static str],
@@ -484,29 +495,13 @@ const FAMILIES: &[Family] = &[
     // One of `and` and `or` per chain: mixed, their precedence makes a shallower tree.
     Family {
         operators: &[" or "],
-        terms: &[
-            "x = 1",
-            "x > 0",
-            "x is null",
-            "(x < 2)",
-            "not (x = 3)",
-            "x between 1 and 2",
-            "x in (1, 2)",
-        ],
+        terms: CONDITIONS,
         model: "select x from (values (1), (2)) as v(x) where {}",
         wrapper: "({})",
     },
     Family {
         operators: &[" and "],
-        terms: &[
-            "x = 1",
-            "x > 0",
-            "x is null",
-            "(x < 2)",
-            "not (x = 3)",
-            "x between 1 and 2",
-            "x in (1, 2)",
-        ],
+        terms: CONDITIONS,
         model: "select x from (values (1), (2)) as v(x) where {}",
         wrapper: "({})",
     },

@@ -1285,6 +1285,15 @@ mod tests {
     }
 
     async fn open(dir: &tempfile::TempDir, partition_by: &[&str]) -> ModelTable {
+        open_read(dir, partition_by, None).await
+    }
+
+    /// The table opened for a build whose query read it at version `read`, if any.
+    async fn open_read(
+        dir: &tempfile::TempDir,
+        partition_by: &[&str],
+        read: Option<u64>,
+    ) -> ModelTable {
         let url = Url::from_directory_path(dir.path().join("model")).unwrap();
         let (schema, _) = output(&[], 0);
         let mode = match partition_by {
@@ -1302,7 +1311,7 @@ mod tests {
             &schema,
             &mode,
             None,
-            None,
+            read,
         )
         .await
         .unwrap()
@@ -1468,29 +1477,15 @@ mod tests {
         let creator = open(&dir, &["date"]).await;
         let created = stage(&creator, &["2024-01-14"], 0).await;
         commit(creator, created).await.unwrap();
-        let url = Url::from_directory_path(dir.path().join("model")).unwrap();
-        let (schema, _) = output(&[], 0);
-        let mode = WriteMode::ReplacePartitions {
-            partition_by: vec!["date".into()],
-        };
         // Its query read version 0 (`{{ this }}`); another build then commits another date.
-        let reader = ModelTable::open_for_build(
-            &Stores::default(),
-            "model",
-            &url,
-            &schema,
-            &mode,
-            None,
-            Some(0),
-        )
-        .await
-        .unwrap();
+        let reader = open_read(&dir, &["date"], Some(0)).await;
         let read_files = stage(&reader, &["2024-01-16"], 1).await;
         let other = open(&dir, &["date"]).await;
         let other_files = stage(&other, &["2024-01-15"], 2).await;
         assert_eq!(commit(other, other_files).await.unwrap(), Some(1));
         let error = commit(reader, read_files).await.unwrap_err();
         assert!(matches!(error, StorageError::Conflict { .. }), "{error}");
+        let url = Url::from_directory_path(dir.path().join("model")).unwrap();
         let published = crate::session::open_published(&Stores::default(), &url, "model")
             .await
             .unwrap();
