@@ -51,7 +51,7 @@ pub enum Command {
     Seed(BuildArgs),
     /// Run the tests of the selected nodes: data and singular tests against the published data,
     /// and unit tests (`--select test_type:unit` for only those).
-    Test(SelectArgs),
+    Test(CoverArgs),
     /// Load, render and plan every model from schemas alone, without reading data, and report
     /// every problem at once.
     Check(CheckArgs),
@@ -157,7 +157,7 @@ pub struct RollbackArgs {
 pub enum DocsCommand {
     /// Write target/manifest.json, catalog.json, lineage.json and docs/index.html; the catalog
     /// and lineage cover the selected models.
-    Generate(SelectArgs),
+    Generate(CoverArgs),
     /// Serve target/ on 127.0.0.1 (Ctrl-C stops).
     Serve(ServeArgs),
 }
@@ -244,6 +244,18 @@ pub enum OutputFormat {
     Json,
 }
 
+/// What `dp test` and `dp docs generate` take.
+#[derive(Debug, Args)]
+pub struct CoverArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Stop before running anything when a model does not render or plan (default: that model
+    /// fails, what reads it is skipped, and everything else runs; or the target's `fail_fast`).
+    #[arg(long)]
+    pub fail_fast: bool,
+}
+
+/// What `dp build` and `dp seed` take.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     #[command(flatten)]
@@ -265,6 +277,11 @@ pub struct BuildArgs {
     /// Skip the diff of each build against the published rows (and its thresholds).
     #[arg(long)]
     pub no_diff: bool,
+    /// Stop before building anything when a model does not render or plan (default: that model
+    /// fails, what reads it is skipped, and every other model builds; or the target's
+    /// `fail_fast`).
+    #[arg(long)]
+    pub fail_fast: bool,
 }
 
 fn memory_size(text: &str) -> Result<usize, String> {

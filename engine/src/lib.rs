@@ -51,7 +51,7 @@ pub use session::engine::cluster_runtime;
 pub use session::{DpCodec, StoreWrapper, Stores};
 pub use storage::{Commit, RunRecord, VacuumOptions, VersionChange};
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
@@ -105,8 +105,12 @@ pub struct Prepared {
     selected: BTreeSet<NodeId>,
     /// No `--select` or `--exclude` was given.
     selects_everything: bool,
-    /// The models that did not render: only `dp check` goes on without them.
-    render_problems: Vec<render::RenderError>,
+    /// The models (and singular tests) that did not render, by name: `dp check` reports them,
+    /// a build fails them and builds the rest.
+    render_problems: Vec<(String, render::RenderError)>,
+    /// The models that rendered but read one that did not (directly or through another such
+    /// model), each with the model it reads: left out of the graph, skipped by a build.
+    left_out: BTreeMap<String, String>,
 }
 
 /// What `dp build` may set over the target's settings.
@@ -162,14 +166,22 @@ impl Prepared {
         self.graph.models.len()
     }
 
-    /// Build the models of `plan` (what the check returned), then write the run's results.
+    /// Build the models the check planned, fail those it found wrong and skip what reads them,
+    /// then write the run's results.
     pub async fn build(
         &self,
-        plan: &compile::Plan,
+        checked: Checked,
         settings: BuildSettings,
         reporter: &dyn report::Reporter,
     ) -> Result<report::RunSummary, Error> {
-        let summary = self.run(plan, settings, None, reporter).await;
+        let not_run = checked
+            .failed
+            .into_iter()
+            .map(|not_run| self.not_run_result(not_run))
+            .collect();
+        let summary = self
+            .run(&checked.plan, not_run, settings, None, reporter)
+            .await;
         let path = self.run_results_path();
         report::write_run_results(&path, &summary).map_err(|source| Error::Io {
             path: path.clone(),
@@ -188,11 +200,33 @@ impl Prepared {
         Ok(summary)
     }
 
-    /// Build the models of `plan`; with `resume`, skip those already published from the same
-    /// SQL and vars (a backfill).
+    /// The result of a model the check kept from running.
+    fn not_run_result(&self, not_run: NotRun) -> report::ModelResult {
+        let materialized = match self.graph.models.get(not_run.model()) {
+            Some(model) => model.config.materialized.to_string(),
+            None => "unknown".to_string(),
+        };
+        match not_run {
+            NotRun::Failed { model, problem } => {
+                let status = report::ModelStatus::Failed(Arc::new(problem));
+                let mut result = report::ModelResult::new(model, materialized, status);
+                result.failure_class = Some(report::FailureClass::Sql);
+                result
+            }
+            NotRun::Skipped { model, because } => {
+                let status = report::ModelStatus::Skipped { because };
+                report::ModelResult::new(model, materialized, status)
+            }
+        }
+    }
+
+    /// Build the models of `plan` (`not_run` are the results of those the check kept from
+    /// running); with `resume`, skip those already published from the same SQL and vars (a
+    /// backfill).
     async fn run(
         &self,
         plan: &compile::Plan,
+        not_run: Vec<report::ModelResult>,
         settings: BuildSettings,
         resume: Option<storage::TableStates>,
         reporter: &dyn report::Reporter,
@@ -225,7 +259,7 @@ impl Prepared {
             dry_run: settings.dry_run,
             engine: self.query_engine(),
         };
-        execute::build(plan, self.unit_test_inputs(), &options, reporter).await
+        execute::build(plan, not_run, self.unit_test_inputs(), &options, reporter).await
     }
 
     /// The versions of `model`'s table, newest first, at most `limit`, with dp's run records.
@@ -292,6 +326,7 @@ impl Prepared {
     async fn test(
         &self,
         kinds: BTreeSet<report::TestKind>,
+        not_running: &BTreeSet<String>,
         reporter: &dyn report::Reporter,
     ) -> Result<report::TestSummary, Error> {
         let options = audit::TestOptions {
@@ -304,8 +339,14 @@ impl Prepared {
         };
         // Said once, before any test runs, rather than as each test's transport error.
         options.engine.ready().await?;
+        let selected: BTreeSet<NodeId> = self
+            .selected
+            .iter()
+            .filter(|node| !matches!(node, NodeId::Model(name) if not_running.contains(name)))
+            .cloned()
+            .collect();
         let summary =
-            audit::run_tests(self.unit_test_inputs(), &self.selected, &options, reporter).await;
+            audit::run_tests(self.unit_test_inputs(), &selected, &options, reporter).await;
         let path = self.run_results_path();
         report::write_test_results(&path, &summary).map_err(|source| Error::Io { path, source })?;
         Ok(summary)
@@ -331,11 +372,20 @@ impl Prepared {
         ops::vacuum(&models, &self.warehouse(), options).await
     }
 
-    /// `dp docs generate`: check the project (docs of a project that does not check would
-    /// mislead), then write `target/manifest.json`, `catalog.json`, `lineage.json` and
-    /// `docs/index.html`. The catalog and lineage cover the selected models.
-    pub async fn generate_docs(&self) -> Result<docs::Generated, Error> {
-        let compiled = check_every_model(self).await?.plan;
+    /// `dp docs generate`: check the project, then write `target/manifest.json`,
+    /// `catalog.json`, `lineage.json` and `docs/index.html`. The catalog and lineage cover the
+    /// selected models; a model that does not check (and what reads it) is documented without
+    /// its columns and returned among the failures (with `fail_fast`, nothing is written).
+    pub async fn generate_docs(
+        &self,
+        fail_fast: bool,
+    ) -> Result<(docs::Generated, Failures), Error> {
+        let mut checked = check_every_model(self).await;
+        if fail_fast || self.target.fail_fast {
+            checked = checked.strict()?;
+        }
+        let failures = checked.take_failures();
+        let compiled = checked.plan;
         let inputs = docs::DocsInputs {
             project: &self.project,
             graph: &self.graph,
@@ -345,7 +395,7 @@ impl Prepared {
             stores: &self.stores,
             vars: &self.context.options.vars,
         };
-        Ok(docs::generate(&inputs).await?)
+        Ok((docs::generate(&inputs).await?, failures))
     }
 
     /// `dp lineage`: the lineage of `target` (`model`, `model.column`, `source.table` or
@@ -398,7 +448,10 @@ impl Prepared {
     /// The project, when every model rendered; else every render problem.
     pub fn complete(mut self) -> Result<Self, Error> {
         let found = std::mem::take(&mut self.render_problems);
-        source::problems(found, |problems| render::RenderError::Many { problems })?;
+        source::problems(
+            found.into_iter().map(|(_, problem)| problem).collect(),
+            |problems| render::RenderError::Many { problems },
+        )?;
         Ok(self)
     }
 }
@@ -407,17 +460,23 @@ impl Prepared {
 /// selected nodes' tests of those kinds against the published data.
 pub async fn test(
     options: &PrepareOptions,
+    fail_fast: bool,
     reporter: &dyn report::Reporter,
     on_prepared: impl FnOnce(&Prepared),
-) -> Result<report::TestSummary, Error> {
+) -> Result<(report::TestSummary, Failures), Error> {
     let (select, kinds) = graph::split_test_types(&options.select)?;
     let prepared = prepare(&PrepareOptions {
         select,
         ..options.clone()
     })?;
     on_prepared(&prepared);
-    check(&prepared).await?;
-    prepared.test(kinds, reporter).await
+    let mut checked = check_each(&prepared).await;
+    if fail_fast || prepared.target.fail_fast {
+        checked = checked.strict()?;
+    }
+    let failures = checked.take_failures();
+    let summary = prepared.test(kinds, &failures.models(), reporter).await?;
+    Ok((summary, failures))
 }
 
 /// What `dp backfill` builds: the selection of `prepare` once for each value of `var`.
@@ -545,7 +604,10 @@ fn prepare_backfill(
             Err(wrong_var) => wrong_var.into(),
         }
     })?;
-    ops::check_missing_vars(&options.var, &base.render_problems)?;
+    ops::check_missing_vars(
+        &options.var,
+        base.render_problems.iter().map(|(_, problem)| problem),
+    )?;
     // The selected models, and the ephemeral ones they inline.
     let mut models = BTreeSet::new();
     let mut pending: Vec<&str> = base
@@ -637,7 +699,9 @@ async fn build_value(
         run_id: Some(run_id),
         ..options.settings.clone()
     };
-    Ok(prepared.run(&plan, settings, resume, reporter).await)
+    Ok(prepared
+        .run(&plan, Vec::new(), settings, resume, reporter)
+        .await)
 }
 
 /// What `dp retry` runs again.
@@ -779,23 +843,20 @@ fn prepare_loaded(mut project: Project, options: &PrepareOptions) -> Result<Prep
     render::render_tests(&renderer, &mut project.data_tests, &context)?;
     let rendered = stage("render", || render::render(&renderer, &project, &context));
     tracing::debug!(templates = renderer.renders(), "rendered");
-    // Config keys that mean nothing for a Delta table: said once, whichever models set them.
-    let ignored: BTreeSet<&str> = rendered
-        .project
-        .models
-        .values()
-        .flat_map(|model| model.config.ignored.iter().copied())
-        .collect();
-    if !ignored.is_empty() {
-        let keys: Vec<&str> = ignored.into_iter().collect();
-        project.warnings.push(project::LoadWarning::Ignored {
-            message: format!("config {} ignored", keys.join(", ")),
-            help: "a dp model is a Delta table at <warehouse>/<model name>: warehouse schemas, aliases, grants, comments and hooks have no meaning there".into(),
-        });
+    // Config keys that mean nothing for a Delta table: each said once, at its first place.
+    let mut ignored = project::IgnoredKeys::default();
+    for model in rendered.project.models.values() {
+        for key in &model.config.ignored {
+            let (file, at) = project.config_key_place(&model.name, key);
+            let why = "a dp model is a Delta table at <warehouse>/<model name>: warehouse schemas, aliases, grants, comments and hooks have no meaning there";
+            ignored.add(key, why, file, at);
+        }
     }
+    project.warnings.extend(ignored.into_warnings());
     let graph = stage("resolve", || graph::resolve(&project, &rendered.project))?;
     let selected = graph::select(&graph, &options.select, &options.exclude)
         .map_err(|error| unrendered_selection(error, &project, &rendered, &graph))?;
+    let left_out = left_out(&rendered.project, &graph);
     Ok(Prepared {
         project,
         stores: Stores::new(target.storage_options.clone()),
@@ -805,12 +866,26 @@ fn prepare_loaded(mut project: Project, options: &PrepareOptions) -> Result<Prep
         graph,
         selected,
         selects_everything: options.select.is_empty() && options.exclude.is_empty(),
-        render_problems: rendered
-            .problems
-            .into_iter()
-            .map(|(_, problem)| problem)
-            .collect(),
+        render_problems: rendered.problems,
+        left_out,
     })
+}
+
+/// The rendered models the graph left out because they read a model that did not render (or
+/// another left out), each with the model it reads.
+fn left_out(rendered: &render::RenderedProject, graph: &ModelGraph) -> BTreeMap<String, String> {
+    rendered
+        .models
+        .values()
+        .filter(|model| !graph.models.contains_key(&model.name))
+        .filter_map(|model| {
+            let missing = model
+                .refs
+                .iter()
+                .find(|call| !graph.models.contains_key(&call.target))?;
+            Some((model.name.clone(), missing.target.clone()))
+        })
+        .collect()
 }
 
 /// A selector that matched nothing because the models it names did not render, or read one
@@ -870,28 +945,127 @@ pub struct Checked {
     pub plan: compile::Plan,
     /// Diagnostics of warning severity.
     pub warnings: Vec<Error>,
+    /// Selected models that cannot run (their template, SQL or declarations are wrong), each
+    /// with its problem; and the models left out because they read one. None of them is in
+    /// `plan`: a build fails the first, skips the others and builds the rest.
+    pub failed: Vec<NotRun>,
+    /// Problems of no one model (a source column's declared type): a build reports them and
+    /// fails, after building what it can.
+    pub errors: Vec<Error>,
+}
+
+/// A selected model the check keeps from running.
+pub enum NotRun {
+    /// Its template, SQL or declarations are wrong: `problem` says how.
+    Failed { model: String, problem: Error },
+    /// It reads `because`, a model that does not run.
+    Skipped { model: String, because: String },
+}
+
+impl NotRun {
+    /// The model kept from running.
+    pub fn model(&self) -> &str {
+        match self {
+            NotRun::Failed { model, .. } | NotRun::Skipped { model, .. } => model,
+        }
+    }
+}
+
+impl Checked {
+    /// Every problem at once (the warnings with them), or the plan when there is none.
+    pub fn strict(mut self) -> Result<Checked, Error> {
+        let mut problems: Vec<Error> = std::mem::take(&mut self.failed)
+            .into_iter()
+            .filter_map(|not_run| match not_run {
+                NotRun::Failed { problem, .. } => Some(problem),
+                NotRun::Skipped { .. } => None,
+            })
+            .flat_map(|problem| match problem {
+                Error::Check { problems } => problems,
+                problem => vec![problem],
+            })
+            .collect();
+        problems.append(&mut self.errors);
+        if problems.is_empty() {
+            return Ok(self);
+        }
+        // With the errors, the warnings show too.
+        problems.append(&mut self.warnings);
+        Err(match problems.len() {
+            1 => problems.remove(0),
+            _ => Error::Check { problems },
+        })
+    }
+
+    /// Take out what keeps models from running, leaving the plan and the warnings.
+    pub fn take_failures(&mut self) -> Failures {
+        let mut failures = Failures {
+            errors: std::mem::take(&mut self.errors),
+            ..Default::default()
+        };
+        for not_run in std::mem::take(&mut self.failed) {
+            match not_run {
+                NotRun::Failed { model, problem } => failures.failed.push((model, problem)),
+                NotRun::Skipped { model, because } => failures.skipped.push((model, because)),
+            }
+        }
+        failures
+    }
+}
+
+/// What keeps a command from covering every model it was asked for.
+#[derive(Default)]
+pub struct Failures {
+    /// Each model whose template, SQL or declarations are wrong, with its problem.
+    pub failed: Vec<(String, Error)>,
+    /// Each model skipped because it reads one that does not run, with that model.
+    pub skipped: Vec<(String, String)>,
+    /// Problems of no one model (a source column's declared type).
+    pub errors: Vec<Error>,
+}
+
+impl Failures {
+    /// Whether the command covered everything.
+    pub fn is_empty(&self) -> bool {
+        self.failed.is_empty() && self.skipped.is_empty() && self.errors.is_empty()
+    }
+
+    /// The models failed or skipped.
+    fn models(&self) -> BTreeSet<String> {
+        let failed = self.failed.iter().map(|(model, _)| model.clone());
+        failed
+            .chain(self.skipped.iter().map(|(model, _)| model.clone()))
+            .collect()
+    }
 }
 
 /// Plan every model from schemas alone, without reading data, and report every problem of the
 /// selected models at once (with the warnings, when there are problems). Returns the plan of
 /// the selected models, ready to run.
 pub async fn check(prepared: &Prepared) -> Result<Checked, Error> {
-    let mut checked = check_every_model(prepared).await?;
-    checked.plan.models.retain(|model| {
-        prepared
-            .selected
-            .contains(&NodeId::Model(model.name.clone()))
-    });
-    Ok(checked)
+    check_each(prepared).await.strict()
 }
 
-/// [`check`], returning the plan of every model.
-async fn check_every_model(prepared: &Prepared) -> Result<Checked, Error> {
+/// [`check`], each model on its own: the selected models that have problems (and those that
+/// read them) are listed as not to run, and the others planned.
+pub async fn check_each(prepared: &Prepared) -> Checked {
+    let mut checked = check_every_model(prepared).await;
+    let selected = |name: &str| prepared.selected.contains(&NodeId::Model(name.to_string()));
+    checked.plan.models.retain(|model| selected(&model.name));
+    // A model that did not render cannot be selected: it is one of a run of everything.
+    checked
+        .failed
+        .retain(|not_run| selected(not_run.model()) || prepared.selects_everything);
+    checked
+}
+
+/// [`check`] of every model: the plan of those that check, the problems of the others.
+async fn check_every_model(prepared: &Prepared) -> Checked {
     let every_node: BTreeSet<NodeId> = prepared.graph.order().iter().cloned().collect();
-    let (plan, plan_problems) = stage("plan", || compile::plan(&prepared.graph, &every_node));
+    let (mut plan, plan_problems) = stage("plan", || compile::plan(&prepared.graph, &every_node));
     let selected = |name: &str| prepared.selected.contains(&NodeId::Model(name.to_string()));
     let started = std::time::Instant::now();
-    let check_problems = check::check(
+    let findings = check::check(
         prepared.unit_test_inputs(),
         &plan,
         &prepared.stores,
@@ -901,27 +1075,75 @@ async fn check_every_model(prepared: &Prepared) -> Result<Checked, Error> {
     stage_finished("check", started);
     // Every stage's problems at once: a model that did not render or plan is left out of the
     // later stages, which still look at every other model.
-    let mut problems: Vec<Error> = prepared
-        .render_problems
-        .iter()
-        .map(|problem| Error::Render(problem.clone()))
-        .collect();
-    problems.extend(plan_problems.into_iter().map(Error::from));
-    let (warnings, check_problems): (Vec<_>, Vec<_>) =
-        check_problems.into_iter().partition(|problem| {
-            miette::Diagnostic::severity(problem) == Some(miette::Severity::Warning)
-        });
-    let warnings: Vec<Error> = warnings.into_iter().map(Error::Checked).collect();
-    problems.extend(check_problems.into_iter().map(Error::Checked));
-    if problems.is_empty() {
-        return Ok(Checked { plan, warnings });
+    let mut problems: BTreeMap<String, Vec<Error>> = BTreeMap::new();
+    let (mut warnings, mut errors) = (Vec::new(), Vec::new());
+    for (name, problem) in &prepared.render_problems {
+        let problem = Error::Render(problem.clone());
+        match prepared.project.models.contains_key(name) {
+            true => problems.entry(name.clone()).or_default().push(problem),
+            // A singular test's.
+            false => errors.push(problem),
+        }
     }
-    // With the errors, the warnings show too.
-    problems.extend(warnings);
-    Err(match problems.len() {
-        1 => problems.remove(0),
-        _ => Error::Check { problems },
-    })
+    for problem in plan_problems {
+        problems
+            .entry(problem.model().to_string())
+            .or_default()
+            .push(problem.into());
+    }
+    for finding in findings {
+        let problem = Error::Checked(finding.problem);
+        if miette::Diagnostic::severity(&problem) == Some(miette::Severity::Warning) {
+            warnings.push(problem);
+        } else if let Some(model) = finding.model {
+            problems.entry(model).or_default().push(problem);
+        } else {
+            errors.push(problem);
+        }
+    }
+    let mut failed: Vec<NotRun> = problems
+        .into_iter()
+        .map(|(model, mut problems)| NotRun::Failed {
+            model,
+            problem: match problems.len() {
+                1 => problems.remove(0),
+                _ => Error::Check { problems },
+            },
+        })
+        .collect();
+    // What reads a model that does not run does not run either: in the plan's order, each
+    // after what it reads.
+    let mut not_running: BTreeSet<String> = failed.iter().map(|f| f.model().to_string()).collect();
+    not_running.extend(prepared.left_out.keys().cloned());
+    failed.extend(
+        prepared
+            .left_out
+            .iter()
+            .map(|(model, because)| NotRun::Skipped {
+                model: model.clone(),
+                because: because.clone(),
+            }),
+    );
+    plan.models.retain(|model| {
+        if not_running.contains(&model.name) {
+            return false;
+        }
+        let Some(because) = model.upstream.iter().find(|u| not_running.contains(*u)) else {
+            return true;
+        };
+        failed.push(NotRun::Skipped {
+            model: model.name.clone(),
+            because: because.clone(),
+        });
+        not_running.insert(model.name.clone());
+        false
+    });
+    Checked {
+        plan,
+        warnings,
+        failed,
+        errors,
+    }
 }
 
 /// Run one stage and log how long it took (at debug level: `-vv`).
@@ -1162,7 +1384,7 @@ mod tests {
         ]);
         let prepared = prepare_in(dir.path(), None);
         assert_eq!(prepared.selected_nodes(), ["fine"]);
-        let [render::RenderError::DisabledRef { model, target, .. }] =
+        let [(_, render::RenderError::DisabledRef { model, target, .. })] =
             &prepared.render_problems[..]
         else {
             panic!("{:?}", prepared.render_problems);
@@ -1213,7 +1435,7 @@ mod tests {
             prepared
                 .render_problems
                 .iter()
-                .all(|p| matches!(p, render::RenderError::MissingVar { .. })),
+                .all(|(_, p)| matches!(p, render::RenderError::MissingVar { .. })),
             "{:?}",
             prepared.render_problems
         );

@@ -354,13 +354,13 @@ async fn faulty_runs(root: &Path, warehouse: &Warehouse) {
                 ..Default::default()
             })
             .unwrap();
-            let plan = dp_engine::check(&prepared).await.unwrap().plan;
+            let checked = dp_engine::check(&prepared).await.unwrap();
             let settings = BuildSettings {
                 threads: Some(2),
                 store_wrapper: Some(wrapper),
                 ..Default::default()
             };
-            prepared.build(&plan, settings, &Quiet).await.unwrap()
+            prepared.build(checked, settings, &Quiet).await.unwrap()
         }
     };
 
@@ -450,14 +450,14 @@ async fn a_commit_that_lands_but_reads_as_lost_is_kept() {
             ..Default::default()
         })
         .unwrap();
-        let plan = dp_engine::check(&prepared).await.unwrap().plan;
+        let checked = dp_engine::check(&prepared).await.unwrap();
         dice.lose_create_response.store(true, Ordering::Relaxed);
         let settings = BuildSettings {
             threads: Some(1),
             store_wrapper: Some(wrapper.clone()),
             ..Default::default()
         };
-        let summary = prepared.build(&plan, settings, &Quiet).await.unwrap();
+        let summary = prepared.build(checked, settings, &Quiet).await.unwrap();
         assert!(
             !dice.lose_create_response.load(Ordering::Relaxed),
             "no put-if-absent was made"
@@ -487,13 +487,13 @@ async fn issue_19_a_transient_store_failure_is_retried_and_a_schema_change_is_no
             ..Default::default()
         })
         .unwrap();
-        let plan = dp_engine::check(&prepared).await.unwrap().plan;
+        let checked = dp_engine::check(&prepared).await.unwrap();
         let settings = BuildSettings {
             threads: Some(1),
             store_wrapper: Some(wrapper.clone()),
             ..Default::default()
         };
-        prepared.build(&plan, settings, &Quiet).await.unwrap()
+        prepared.build(checked, settings, &Quiet).await.unwrap()
     };
 
     dice.fail_data_writes.store(1, Ordering::Relaxed);

@@ -216,11 +216,11 @@ fn run_case(root: &Path, vars: &str, select: &str, case: &str) {
             Ok(prepared) => prepared,
             Err(error) => return assert_says_where(&error, case),
         };
-        let plan = match runtime.block_on(dp_engine::check(&prepared)) {
-            Ok(checked) => checked.plan,
+        let checked = match runtime.block_on(dp_engine::check(&prepared)) {
+            Ok(checked) => checked,
             Err(error) => return assert_says_where(&error, case),
         };
-        let summary = match runtime.block_on(prepared.build(&plan, Default::default(), &Quiet)) {
+        let summary = match runtime.block_on(prepared.build(checked, Default::default(), &Quiet)) {
             Ok(summary) => summary,
             Err(error) => return assert_says_where(&error, case),
         };
@@ -424,9 +424,9 @@ proptest! {
             ..Default::default()
         })
         .unwrap();
-        let plan = runtime.block_on(dp_engine::check(&prepared)).unwrap().plan;
+        let checked = runtime.block_on(dp_engine::check(&prepared)).unwrap();
         let summary = runtime
-            .block_on(prepared.build(&plan, Default::default(), &Quiet))
+            .block_on(prepared.build(checked, Default::default(), &Quiet))
             .unwrap();
         let status = &summary.results[0].status;
         let table = root.join("warehouse/parts");
@@ -683,8 +683,8 @@ fn check_and_build(sql: &str, build: bool) -> Result<(), String> {
         })
         .unwrap();
         let checked = runtime.block_on(dp_engine::check(&prepared));
-        let plan = match checked {
-            Ok(checked) => checked.plan,
+        let checked = match checked {
+            Ok(checked) => checked,
             Err(error) => {
                 assert_says_where(&error, "a deep model");
                 let found = leaves(&error);
@@ -702,7 +702,7 @@ fn check_and_build(sql: &str, build: bool) -> Result<(), String> {
             return Ok(());
         }
         let summary = runtime
-            .block_on(prepared.build(&plan, Default::default(), &Quiet))
+            .block_on(prepared.build(checked, Default::default(), &Quiet))
             .unwrap();
         match &summary.results[0].status {
             ModelStatus::Success => Ok(()),

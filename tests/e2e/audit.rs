@@ -99,10 +99,13 @@ fn a_changed_source_column_type_stops_the_run_before_any_write() {
             "{name: user_id, data_type: varchar}",
         ),
     );
-    // Found by the checks every build starts with: nothing runs (exit code 2).
+    // Found by the checks every build starts with: every model reading the source fails
+    // (exit code 1) and nothing is written; with --fail-fast nothing runs (exit code 2).
+    let output = project.dp(&["build", "--fail-fast"]);
+    assert_eq!(output.status.code(), Some(2), "{}", both(&output));
     let output = project.dp(&["build"]);
     let text = both(&output);
-    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(
         text.contains("source `raw.events` does not match its declared columns"),
         "{text}"
@@ -254,7 +257,7 @@ fn a_model_whose_output_breaks_its_contract_is_not_written() {
     );
     let output = project.dp(&["build", "--select", "daily_summary"]);
     let text = both(&output);
-    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(
         text.contains("the output of `daily_summary` does not match its declared columns"),
         "{text}"

@@ -280,13 +280,10 @@ fn a_dbt_project_with_its_own_folders_and_config_tree_builds_as_dbt_would() {
     let text = both(&output);
     assert!(output.status.success(), "{text}");
     // What dp accepts and ignores is said once; the profile and the paths are used silently.
-    assert_eq!(text.matches("on-run-start ignored").count(), 1, "{text}");
-    assert_eq!(
-        text.matches("config grants, schema ignored").count(),
-        1,
-        "{text}"
-    );
-    assert_eq!(text.matches("exposures ignored").count(), 1, "{text}");
+    for key in ["on-run-start", "grants", "schema", "exposures"] {
+        let warning = format!("`{key}` is ignored");
+        assert_eq!(text.matches(&warning).count(), 1, "{text}");
+    }
     // The relationships test gives `to:` and `field:` beside its name: deprecated, not wrong.
     assert!(
         text.contains("data tests giving their arguments beside the test's name: 1"),
@@ -561,5 +558,241 @@ fn docs_of_a_dbt_project_show_its_seeds_and_docs_blocks() {
     assert_eq!(
         project.dp_ok(&["ls", "-s", "resource_type:seed"]),
         "customers\npayments\n"
+    );
+}
+
+/// The models of the dbt_keep_going fixture that cannot run: one whose SQL does not plan, one
+/// whose template does not render, and the model reading each.
+const NOT_RUN: [&str; 4] = ["broken", "reads_broken", "unrendered", "reads_unrendered"];
+
+#[test]
+fn a_model_that_does_not_plan_fails_alone_and_everything_else_builds() {
+    let project = TestProject::fixture("dbt_keep_going");
+    let output = project.dp(&["build"]);
+    let text = both(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    // The seed and every model that reads neither failure are published, with their rows.
+    assert_eq!(
+        project.query("totals", "select n, cast(total as varchar) from t"),
+        [["2", "30"]]
+    );
+    assert_eq!(project.query("clean", "select count(*) from t"), [["2"]]);
+    assert_eq!(project.version("orders"), Some(0));
+    for model in NOT_RUN {
+        assert_eq!(project.version(model), None, "{model}");
+    }
+    // Each failure at its place, and each model skipped for it by name.
+    assert!(text.contains("models/broken.sql:1:12"), "{text}");
+    assert!(text.contains("models/unrendered.sql:1:11"), "{text}");
+    assert!(text.contains("upstream `broken` did not build"), "{text}");
+    assert!(
+        text.contains("upstream `unrendered` did not build"),
+        "{text}"
+    );
+    for (model, status) in [
+        ("broken", "error"),
+        ("unrendered", "error"),
+        ("reads_broken", "skipped"),
+        ("reads_unrendered", "skipped"),
+        ("totals", "success"),
+        ("orders", "success"),
+    ] {
+        assert_eq!(project.model_status(model), status, "{model}");
+    }
+    // dp seed builds the seed whatever the models.
+    let seeded = project.dp(&["seed"]);
+    assert!(seeded.status.success(), "{}", both(&seeded));
+    assert_eq!(project.version("orders"), Some(1));
+}
+
+#[test]
+fn fail_fast_stops_before_anything_is_built() {
+    let project = TestProject::fixture("dbt_keep_going");
+    let output = project.dp(&["build", "--fail-fast"]);
+    assert_eq!(output.status.code(), Some(2), "{}", both(&output));
+    assert!(!project.root.join("warehouse").exists());
+    assert!(both(&output).contains("no_such_column"));
+    // The same from the target's setting.
+    project.write(
+        "dbt_project.yml",
+        "name: keep_going\ntargets:\n  default: {fail_fast: true}\n",
+    );
+    let output = project.dp(&["build"]);
+    assert_eq!(output.status.code(), Some(2), "{}", both(&output));
+    assert!(!project.root.join("warehouse").exists());
+}
+
+#[test]
+fn dp_test_and_docs_cover_every_model_that_checks_and_name_the_others() {
+    let project = TestProject::fixture("dbt_keep_going");
+    project.dp(&["build"]);
+    let output = project.dp(&["test"]);
+    let text = both(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    // totals' test ran against its published rows; the broken model's problem and what it
+    // keeps from running are named.
+    assert!(
+        text.contains("PASS") && text.contains("not_null_totals_n"),
+        "{text}"
+    );
+    assert!(text.contains("`broken` failed"), "{text}");
+    assert!(text.contains("SKIP reads_broken"), "{text}");
+    assert!(!text.contains("unique_broken_id"), "{text}");
+
+    let output = project.dp(&["docs", "generate"]);
+    let text = both(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("`unrendered` failed"), "{text}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(project.root.join("target/manifest.json")).unwrap())
+            .unwrap();
+    let nodes = manifest["nodes"].as_object().unwrap();
+    assert!(nodes.keys().any(|k| k.ends_with(".totals")), "{nodes:?}");
+}
+
+#[test]
+fn sources_as_dbt_duckdb_declares_them_read_the_seed_the_files_and_the_identifier() {
+    let project = TestProject::fixture("dbt_sources");
+    let output = project.dp(&["build"]);
+    let text = both(&output);
+    assert!(output.status.success(), "{text}");
+    // source('main', 'raw_orders') is the seed, built first.
+    assert_eq!(
+        project.query("orders", "select id, amount from t order by id"),
+        [["1", "10"], ["2", "20"], ["3", "30"]]
+    );
+    assert!(text.contains("source `main.raw_orders` is the project's seed `raw_orders`"));
+    // meta.external_location: a read_csv() call, and a glob with {name}; and an identifier.
+    assert_eq!(
+        project.query("labels", "select code, label from t order by code"),
+        [["a", "Alpha"], ["b", "Beta"]]
+    );
+    assert_eq!(
+        project.query("event_counts", "select events, renamed from t"),
+        [["4", "4"]]
+    );
+}
+
+#[test]
+fn every_key_dbt_accepts_is_accepted_and_each_ignored_one_is_said_once_at_its_line() {
+    let project = TestProject::fixture("dbt_sources");
+    let output = project.dp(&["check"]);
+    let text = both(&output);
+    assert!(output.status.success(), "{text}");
+    for (key, place) in [
+        ("schema", "models/sources.yml:4:5"),
+        ("database", "models/sources.yml:5:5"),
+        ("freshness", "models/sources.yml:7:5"),
+        ("loaded_at_field", "models/sources.yml:9:5"),
+        ("quoting", "models/sources.yml:22:9"),
+        ("constraints", "models/sources.yml:29:5"),
+        ("exposures", "models/sources.yml:35:1"),
+        ("packages", "packages.yml:1:1"),
+        ("persist_docs", "dbt_project.yml:8:5"),
+    ] {
+        let warning = format!("`{key}` is ignored");
+        assert_eq!(text.matches(&warning).count(), 1, "{key}: {text}");
+        let after = &text[text.find(&warning).unwrap()..];
+        assert!(after.contains(place), "{key} at {place}: {text}");
+    }
+    // Keys that only document (loader, tags, meta, access) pass without a word.
+    for quiet in ["`loader`", "`tags`", "`meta`", "`access`"] {
+        assert!(!text.contains(quiet), "{quiet}: {text}");
+    }
+}
+
+#[test]
+fn an_unknown_materialization_points_at_the_line_that_sets_it() {
+    let project = TestProject::fixture("dbt_keep_going");
+    let invalid_config = |project: &TestProject| -> Vec<(String, u64, u64)> {
+        let check = project.dp(&["check", "--format", "json"]);
+        assert_eq!(check.status.code(), Some(1), "{}", both(&check));
+        let found: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+        let mut places: Vec<(String, u64, u64)> = found
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["code"] == "dp::invalid_config")
+            .map(|f| {
+                let at = |key: &str| f[key].as_u64().unwrap();
+                (
+                    f["file"].as_str().unwrap().to_string(),
+                    at("line"),
+                    at("column"),
+                )
+            })
+            .collect();
+        places.dedup();
+        places
+    };
+    // In the project file, for a folder.
+    project.write(
+        "dbt_project.yml",
+        "name: keep_going\nprofile: keep_going\nmodels:\n  keep_going:\n    +materialized: tabel\n",
+    );
+    assert_eq!(
+        invalid_config(&project),
+        vec![("dbt_project.yml".to_string(), 5, 5)]
+    );
+    // In a model's YAML config, over the project file's.
+    project.write(
+        "models/properties.yml",
+        "version: 2\nmodels:\n  - name: totals\n    config:\n      materialized: viw\n",
+    );
+    project.write("dbt_project.yml", "name: keep_going\nprofile: keep_going\n");
+    assert_eq!(
+        invalid_config(&project),
+        vec![("models/properties.yml".to_string(), 5, 7)]
+    );
+    // In the model's config() call, spaces around `=` and all.
+    project.write("models/properties.yml", "version: 2\n");
+    project.write(
+        "models/totals.sql",
+        "{{ config(\n    materialized = 'tabel'\n) }}\nselect count(*) as n from {{ ref('clean') }}\n",
+    );
+    assert_eq!(
+        invalid_config(&project),
+        vec![("models/totals.sql".to_string(), 2, 5)]
+    );
+}
+
+#[test]
+fn a_subquery_datafusion_cannot_run_is_named_at_its_place_with_the_rewrite() {
+    let project = TestProject::fixture("dbt_keep_going");
+    project.write(
+        "models/seen_again.sql",
+        "select\n    o.id,\n    o.id in (select c.id from {{ ref('clean') }} c where c.amount = o.amount) as seen\nfrom {{ ref('orders') }} o\n",
+    );
+    let check = project.dp(&["check", "--format", "json"]);
+    let found: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    let problem = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["file"] == "models/seen_again.sql")
+        .unwrap_or_else(|| panic!("{found}"));
+    assert_eq!(problem["code"], "dp::sql");
+    assert_eq!(
+        (&problem["line"], &problem["column"]),
+        (&3.into(), &10.into())
+    );
+    let text = problem.to_string();
+    assert!(
+        text.contains("`IN (subquery)` that reads the outer query is not supported"),
+        "{text}"
+    );
+    assert!(text.contains("EXISTS"), "{text}");
+    assert!(
+        !text.contains("LogicalPlan") && !text.contains("Subquery {"),
+        "{text}"
+    );
+    // The build fails it alone, at the same place, and builds the rest.
+    let build = project.dp(&["build"]);
+    let text = both(&build);
+    assert_eq!(build.status.code(), Some(1), "{text}");
+    assert!(text.contains("models/seen_again.sql:3:10"), "{text}");
+    assert_eq!(
+        project.query("totals", "select n from t"),
+        vec![vec!["2".to_string()]]
     );
 }

@@ -48,9 +48,12 @@ fn issue_28_a_model_nested_far_deeper_is_a_diagnostic_at_its_sql_not_an_abort() 
         (&3.into(), &57.into())
     );
 
+    // The model fails alone (exit 1); with --fail-fast, the run stops before building (exit 2).
+    let build = project.dp(&["build", "--fail-fast"]);
+    assert_eq!(build.status.code(), Some(2), "{}", both(&build));
     let build = project.dp(&["build"]);
     let text = both(&build);
-    assert_eq!(build.status.code(), Some(2), "{text}");
+    assert_eq!(build.status.code(), Some(1), "{text}");
     assert!(text.contains("dp::too_deep"), "{text}");
     assert!(text.contains("[models/ids.sql:3:57]"), "{text}");
     assert!(

@@ -2,22 +2,33 @@
 
 use std::process::ExitCode;
 
-use dp_engine::BuildSettings;
+use dp_engine::{BuildSettings, NotRun};
 
 use crate::args::{BuildArgs, GlobalArgs};
 use crate::printer::Printer;
 
 pub fn run(global: &GlobalArgs, args: &BuildArgs, only_seeds: bool) -> miette::Result<ExitCode> {
     let runtime = super::runtime()?;
-    let (prepared, mut plan) = super::prepare_checked(&runtime, global, &args.select)?;
+    let prepared = super::prepare_partial(global, &args.select)?;
+    let mut checked = runtime.block_on(dp_engine::check_each(&prepared));
+    if args.fail_fast || prepared.target.fail_fast {
+        checked = checked.strict()?;
+    }
+    super::show_check_warnings(global, std::mem::take(&mut checked.warnings));
     if only_seeds {
-        plan.models.retain(|model| {
-            prepared
-                .project
-                .models
-                .get(&model.name)
-                .is_some_and(|m| m.is_seed)
+        let is_seed = |name: &str| prepared.project.models.get(name).is_some_and(|m| m.is_seed);
+        checked.plan.models.retain(|model| is_seed(&model.name));
+        checked.failed.retain(|not_run| match not_run {
+            NotRun::Failed { model, .. } => is_seed(model),
+            NotRun::Skipped { .. } => false,
         });
+        checked.errors.clear();
+    }
+    // What is no one model's fails the run, after everything that can build has.
+    let errors = std::mem::take(&mut checked.errors);
+    let no_errors = errors.is_empty();
+    for error in errors {
+        super::warn(&miette::Report::new(error));
     }
     let settings = BuildSettings {
         threads: args.threads,
@@ -28,6 +39,6 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs, only_seeds: bool) -> miette::R
         ..Default::default()
     };
     let printer = Printer::new(global.log_format, global.quiet);
-    let summary = runtime.block_on(prepared.build(&plan, settings, &printer))?;
-    Ok(super::exit_code(summary.success()))
+    let summary = runtime.block_on(prepared.build(checked, settings, &printer))?;
+    Ok(super::exit_code(summary.success() && no_errors))
 }

@@ -3,7 +3,7 @@
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::args::{DocsCommand, GlobalArgs, SelectArgs, ServeArgs};
+use crate::args::{CoverArgs, DocsCommand, GlobalArgs, ServeArgs};
 
 pub fn run(global: &GlobalArgs, command: &DocsCommand) -> miette::Result<ExitCode> {
     match command {
@@ -12,10 +12,11 @@ pub fn run(global: &GlobalArgs, command: &DocsCommand) -> miette::Result<ExitCod
     }
 }
 
-fn generate(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<ExitCode> {
-    let prepared = super::prepare(global, args)?;
+fn generate(global: &GlobalArgs, args: &CoverArgs) -> miette::Result<ExitCode> {
+    let prepared = super::prepare_partial(global, &args.select)?;
     let runtime = super::runtime()?;
-    let generated = runtime.block_on(prepared.generate_docs())?;
+    let (generated, failures) = runtime.block_on(prepared.generate_docs(args.fail_fast))?;
+    let covered = super::show_failures(failures);
     if !global.quiet {
         let mut text = String::new();
         for path in &generated.files {
@@ -28,7 +29,7 @@ fn generate(global: &GlobalArgs, args: &SelectArgs) -> miette::Result<ExitCode> 
         ));
         super::out(&text);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(super::exit_code(covered))
 }
 
 /// Serve `target/` on 127.0.0.1 until the process is stopped.

@@ -72,12 +72,33 @@ fn prepare_checked(
 ) -> miette::Result<(dp_engine::Prepared, dp_engine::Plan)> {
     let prepared = prepare_partial(global, args)?;
     let checked = runtime.block_on(dp_engine::check(&prepared))?;
+    show_check_warnings(global, checked.warnings);
+    Ok((prepared, checked.plan))
+}
+
+/// Show on stderr what kept models from being covered: each problem (a failed model's, with
+/// its name), then the models skipped for reading one. Returns whether there was none.
+fn show_failures(failures: dp_engine::Failures) -> bool {
+    let clean = failures.is_empty();
+    for (model, problem) in failures.failed {
+        warn(&miette::Report::new(problem).wrap_err(format!("`{model}` failed")));
+    }
+    for error in failures.errors {
+        warn(&miette::Report::new(error));
+    }
+    for (model, because) in failures.skipped {
+        eprintln!("SKIP {model}: upstream `{because}` did not check");
+    }
+    clean
+}
+
+/// Show the check's warnings on stderr.
+fn show_check_warnings(global: &GlobalArgs, warnings: Vec<dp_engine::Error>) {
     if !global.quiet {
-        for warning in checked.warnings {
+        for warning in warnings {
             warn(&miette::Report::new(warning));
         }
     }
-    Ok((prepared, checked.plan))
 }
 
 /// Load, render and select, for a command that needs every model rendered.

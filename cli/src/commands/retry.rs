@@ -34,13 +34,13 @@ pub fn run(global: &GlobalArgs, args: &RetryArgs) -> miette::Result<ExitCode> {
             let runtime = super::runtime()?;
             let prepared = dp_engine::prepare(&options)?.complete()?;
             super::show_warnings(global, &prepared.project);
-            let plan = runtime.block_on(dp_engine::check(&prepared))?.plan;
+            let checked = runtime.block_on(dp_engine::check(&prepared))?;
             let printer = Printer::new(global.log_format, global.quiet);
             let settings = BuildSettings {
                 full_refresh,
                 ..Default::default()
             };
-            let summary = runtime.block_on(prepared.build(&plan, settings, &printer))?;
+            let summary = runtime.block_on(prepared.build(checked, settings, &printer))?;
             Ok(super::exit_code(summary.success()))
         }
         Retry::Backfill(mut options) => {

@@ -7,6 +7,7 @@
 mod data_tests;
 mod diff;
 mod unit;
+mod views;
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +17,7 @@ pub use data_tests::failing_rows_sql;
 pub use diff::{Partitions, diff, diff_key};
 pub(crate) use unit::{InContext, plan_in_context, unit_test_problems};
 pub use unit::{UnitTestInputs, run_unit_test};
+pub use views::{register_view, view_plan};
 
 use crate::project::{Severity, TestConfig};
 use crate::report::{TestKind, TestResult, TestStatus, TestSummary};
@@ -236,7 +238,7 @@ pub async fn run_tests(
                 relations: &relations,
                 defined_at: test.file.location(test.at.offset()),
             };
-            let result = test_published(project, &runtime, options, &query).await;
+            let result = test_published(inputs, &runtime, options, &query).await;
             report(&result, &results);
             results.push(result);
         }
@@ -265,7 +267,7 @@ pub async fn run_tests(
                 relations: &relations,
                 defined_at: test.file.path().display().to_string(),
             };
-            let result = test_published(project, &runtime, options, &query).await;
+            let result = test_published(inputs, &runtime, options, &query).await;
             report(&result, &results);
             results.push(result);
         }
@@ -292,28 +294,57 @@ struct QueryTest<'a> {
     defined_at: String,
 }
 
-/// Run a failing-rows query in a session holding the published relations it reads.
+/// Run a failing-rows query in a session holding the published relations it reads (a view
+/// read as its query over the published relations it reads).
 async fn test_published(
-    project: &crate::project::Project,
+    inputs: UnitTestInputs<'_>,
     runtime: &std::sync::Arc<datafusion::execution::runtime_env::RuntimeEnv>,
     options: &TestOptions,
     test: &QueryTest<'_>,
 ) -> TestResult {
-    let session = options.engine.session(runtime);
+    use crate::project::NodeId;
+    let session = options.engine.project_session(runtime, inputs.project);
     let scans = crate::session::SourceScans::default();
+    let errored = |error: String| {
+        TestResult::errored(test.name, test.kind, test.subject, error)
+            .defined_at(test.defined_at.clone())
+    };
     for relation in test.relations {
-        let registered = crate::session::register_relation(
-            options.engine.as_ref(),
-            &session,
-            relation,
-            &options.warehouse,
-            &project.sources,
-            &scans,
-        )
-        .await;
-        if let Err(error) = registered {
-            return TestResult::errored(test.name, test.kind, test.subject, error.to_string())
-                .defined_at(test.defined_at.clone());
+        let view = match relation {
+            NodeId::Model(name) => view_plan(inputs.graph, name),
+            NodeId::Source(_) => None,
+        };
+        let reads: Vec<NodeId> = match &view {
+            Some(view) => view
+                .sources
+                .iter()
+                .map(|id| NodeId::Source(id.clone()))
+                .chain(view.upstream.iter().map(|m| NodeId::Model(m.clone())))
+                .collect(),
+            None => vec![relation.clone()],
+        };
+        for relation in &reads {
+            let registered = crate::session::register_relation(
+                options.engine.as_ref(),
+                &session,
+                relation,
+                &options.warehouse,
+                &inputs.project.sources,
+                &scans,
+            )
+            .await;
+            if let Err(error) = registered {
+                return errored(error.to_string());
+            }
+        }
+        if let Some(view) = &view
+            && let Err(error) = register_view(&session, view).await
+        {
+            return errored(format!(
+                "view `{}` cannot be read: {}",
+                view.name,
+                error.strip_backtrace()
+            ));
         }
     }
     run_query_test(

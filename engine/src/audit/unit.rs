@@ -206,6 +206,7 @@ async fn run(inputs: UnitTestInputs<'_>, test: &UnitTest) -> Result<Option<(u64,
     let model = &plan_in_context(inputs, &context, &properties.model).map_err(|e| e.to_string())?;
 
     let session = SessionContext::new();
+    crate::session::dialect::apply(&session, project);
     let mut given = BTreeSet::new();
     for (input, relation) in properties.given.iter().zip(&test.inputs) {
         let rows = read_rows(&input.rows)?;

@@ -14,6 +14,57 @@ use datafusion::logical_expr::{
 use miette::SourceSpan;
 
 use crate::compile::ModelPlan;
+use crate::project::profile::Dialect;
+use crate::source::SourceFile;
+
+/// The unnamed expressions of `model`'s select list that keep DataFusion's name, at their place.
+fn unaliased_columns(model: &ModelPlan, plan: &LogicalPlan) -> Vec<super::CheckError> {
+    let fields = plan.schema().fields();
+    crate::session::dialect::unnamed_columns(&model.sql)
+        .into_iter()
+        .filter(|column| column.duckdb_name.is_none())
+        .filter_map(|column| {
+            let named = fields.get(column.index)?.name().clone();
+            let start = SourceFile::offset_of(&model.sql, column.start.0, column.start.1);
+            let end = SourceFile::offset_of(&model.sql, column.end.0, column.end.1);
+            let (file, at) = model.locate_line(
+                column.start.0,
+                column.start.1,
+                end.saturating_sub(start).max(1),
+            );
+            Some(
+                UnaliasedColumn {
+                    model: model.name.clone(),
+                    help: format!(
+                        "name it, so that dp and dbt-duckdb write the same column: {} as {}",
+                        column.text,
+                        alias_for(&column.text)
+                    ),
+                    expression: column.text,
+                    named,
+                    src: file.named(),
+                    at,
+                }
+                .into(),
+            )
+        })
+        .collect()
+}
+
+/// A column name made of an expression's words: `cast(x as double)` gives `cast_x_as_double`.
+fn alias_for(expression: &str) -> String {
+    let words: Vec<String> = expression
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let mut alias = words.join("_");
+    alias.truncate(40);
+    match alias.chars().next() {
+        Some(c) if c.is_ascii_alphabetic() => alias,
+        _ => format!("c_{alias}"),
+    }
+}
 
 /// A construct whose result differs from the usual warehouses'.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -47,9 +98,36 @@ pub struct TruncatingCast {
     pub help: String,
 }
 
-/// The dialect differences of `model`'s plan: each construct that names a column, once.
-pub fn dialect_warnings(model: &ModelPlan, plan: &LogicalPlan) -> Vec<super::CheckError> {
+/// An unnamed expression of a model's output whose DuckDB name dp cannot spell.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error(
+    "`{model}` outputs `{expression}` without a name: dbt-duckdb names the column after the expression as DuckDB prints it, which dp cannot spell here; dp names it `{named}`"
+)]
+#[diagnostic(code(dp::unaliased_column), severity(Warning))]
+pub struct UnaliasedColumn {
+    pub model: String,
+    pub expression: String,
+    pub named: String,
+    #[source_code]
+    pub src: miette::NamedSource<Arc<str>>,
+    #[label("this column has no name")]
+    pub at: SourceSpan,
+    #[help]
+    pub help: String,
+}
+
+/// The dialect differences of `model`'s plan, planned in `session`: each construct that names
+/// a column, once. In the DuckDB dialect, divisions and casts already mean what DuckDB's do;
+/// what is left is an unnamed column dp cannot name as DuckDB does.
+pub fn dialect_warnings(
+    model: &ModelPlan,
+    plan: &LogicalPlan,
+    session: &datafusion::prelude::SessionContext,
+) -> Vec<super::CheckError> {
     let mut found = Vec::new();
+    if crate::session::dialect::session_dialect(session) == Dialect::Duckdb {
+        found.extend(unaliased_columns(model, plan));
+    }
     let mut seen = BTreeSet::new();
     let _ = plan.apply_with_subqueries(|node| {
         // The expressions of a node with one input are typed by that input's columns.

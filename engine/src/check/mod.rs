@@ -85,22 +85,6 @@ pub enum CheckError {
         at: SourceSpan,
     },
 
-    #[error("test `{test}` relates to `{to}`, an ephemeral model, which has no table to read")]
-    #[diagnostic(
-        code(dp::relationship_to_ephemeral),
-        help(
-            "relate to the stored model the ephemeral one reads, or materialize `{to}` as a table"
-        )
-    )]
-    RelationshipToEphemeral {
-        test: String,
-        to: String,
-        #[source_code]
-        src: miette::NamedSource<Arc<str>>,
-        #[label("this test")]
-        at: SourceSpan,
-    },
-
     #[error("`{model}` outputs a column Delta cannot store: {message}")]
     #[diagnostic(
         code(dp::unstorable_column),
@@ -151,6 +135,10 @@ pub enum CheckError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     TruncatingCast(#[from] dialect::TruncatingCast),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    UnaliasedColumn(#[from] dialect::UnaliasedColumn),
 
     #[error("`{model}` does not render for its incremental runs: {message}")]
     #[diagnostic(
@@ -204,12 +192,12 @@ pub async fn check(
     plan: &Plan,
     stores: &Stores,
     report: impl Fn(&str) -> bool,
-) -> Vec<CheckError> {
+) -> Vec<Finding> {
     let project = inputs.project;
     // One session for the whole project: each source is registered (its footers read) once,
     // and each planned model becomes an empty table that its consumers are planned against.
     let runtime = Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default());
-    let session = Embedded.session(&runtime);
+    let session = Embedded.project_session(&runtime, project);
     // The check registers sources only: no table is opened.
     let warehouse = Warehouse::for_planning(stores);
     let scans = SourceScans::default();
@@ -306,7 +294,7 @@ pub async fn check(
                 continue;
             }
         }
-        found[i].extend(dialect::dialect_warnings(model, &logical));
+        found[i].extend(dialect::dialect_warnings(model, &logical, &session));
         if model.config.incremental.is_some() {
             found[i].extend(check_incremental_branch(inputs, model, &state).await);
         }
@@ -320,40 +308,60 @@ pub async fn check(
             schemas.insert(NodeId::Source(id.clone()), provider.schema());
         }
     }
-    let mut problems = declared_type_problems(project, &session).await;
-    problems.extend(relationship_problems(project, plan, &report));
+    let mut problems: Vec<Finding> = declared_type_problems(project, &session)
+        .await
+        .into_iter()
+        .map(|problem| Finding {
+            model: None,
+            problem,
+        })
+        .collect();
+    problems.extend(relationship_problems(inputs, plan, &report));
     for test in &project.unit_tests {
         let model = &test.properties.model;
         if !report(model) || !schemas.contains_key(&NodeId::Model(model.clone())) {
             continue;
         }
         let found = crate::audit::unit_test_problems(&session, inputs, test, &schemas).await;
-        problems.extend(
-            found
-                .into_iter()
-                .map(|(message, needle, help)| CheckError::UnitTest {
-                    test: test.properties.name.clone(),
-                    message,
-                    at: test.file.find(&needle, test.at.offset()),
-                    src: test.file.named(),
-                    help,
-                }),
-        );
+        problems.extend(found.into_iter().map(|(message, needle, help)| Finding {
+            model: Some(model.clone()),
+            problem: CheckError::UnitTest {
+                test: test.properties.name.clone(),
+                message,
+                at: test.file.find(&needle, test.at.offset()),
+                src: test.file.named(),
+                help,
+            },
+        }));
     }
     for (model, found) in plan.models.iter().zip(found) {
         if !report(&model.name) {
             continue;
         }
-        // A source's problem shows once, however many models read the source.
+        // A source's problem shows once, however many models read the source: with the
+        // first (the others are not planned, and fail when they run).
+        let of_model = |problem| Finding {
+            model: Some(model.name.clone()),
+            problem,
+        };
         problems.extend(
             model
                 .sources
                 .iter()
-                .filter_map(|id| unreadable.remove(id.as_str())),
+                .filter_map(|id| unreadable.remove(id.as_str()))
+                .map(of_model),
         );
-        problems.extend(found);
+        problems.extend(found.into_iter().map(of_model));
     }
     problems
+}
+
+/// A problem the check found, and the model it stops (`None`: one of the project's, such as a
+/// source column's declared type).
+#[derive(Debug)]
+pub struct Finding {
+    pub model: Option<String>,
+    pub problem: CheckError,
 }
 
 /// An incremental model rendered and planned as its later runs are, with `is_incremental()`
@@ -420,24 +428,32 @@ async fn declared_type_problems(project: &Project, session: &SessionContext) -> 
 }
 
 /// The relationships tests of the models for which `report(name)` is true that can never run:
-/// to an ephemeral model, or to a model that waits (through what it reads and its own
-/// relationships tests) for the tested one.
+/// to a model that waits (through what it reads and its own relationships tests) for the tested
+/// one. A test relating to a view reads the view's query: it waits for what the view reads.
 fn relationship_problems(
-    project: &Project,
+    inputs: UnitTestInputs<'_>,
     plan: &Plan,
     report: &impl Fn(&str) -> bool,
-) -> Vec<CheckError> {
+) -> Vec<Finding> {
+    let project = inputs.project;
     let by_name: HashMap<&str, &ModelPlan> =
         plan.models.iter().map(|m| (m.name.as_str(), m)).collect();
-    let ephemeral = |name: &str| by_name.get(name).is_some_and(|m| m.config.is_ephemeral());
+    // The views' plans, also of views the selection left out (a test can still read them).
+    let views: HashMap<&str, ModelPlan> = inputs
+        .graph
+        .models
+        .keys()
+        .filter_map(|name| Some((name.as_str(), crate::audit::view_plan(inputs.graph, name)?)))
+        .collect();
     let waits_for = |name: &str| -> Vec<&str> {
+        // Reading a view is reading what it reads (its own tests wait for nothing of it).
+        if let Some(view) = views.get(name) {
+            return view.upstream.iter().map(String::as_str).collect();
+        }
         let Some(model) = by_name.get(name) else {
             return Vec::new();
         };
-        model
-            .waits_for(project)
-            .filter(|other| !ephemeral(other))
-            .collect()
+        model.waits_for(project).collect()
     };
     let mut problems = Vec::new();
     for model in plan.models.iter().filter(|m| report(&m.name)) {
@@ -449,19 +465,17 @@ fn relationship_problems(
             else {
                 continue;
             };
-            if *to == model.name {
+            // Nothing waits for a view's tests: they close no cycle.
+            if *to == model.name || views.contains_key(model.name.as_str()) {
                 continue;
             }
             let at = test.file.find(to, test.at.offset());
-            if ephemeral(to) {
-                problems.push(CheckError::RelationshipToEphemeral {
-                    test: test.name.clone(),
-                    to: to.clone(),
-                    src: test.file.named(),
-                    at,
-                });
-                continue;
-            }
+            let mut found = |problem| {
+                problems.push(Finding {
+                    model: Some(model.name.clone()),
+                    problem,
+                })
+            };
             // Breadth first from `to` along what each model waits for, back to this model.
             let mut came_from: HashMap<&str, &str> = HashMap::new();
             let mut queue = std::collections::VecDeque::from([to.as_str()]);
@@ -486,7 +500,7 @@ fn relationship_problems(
                     .chain(path.iter().rev().copied())
                     .collect::<Vec<_>>()
                     .join(" -> ");
-                problems.push(CheckError::RelationshipCycle {
+                found(CheckError::RelationshipCycle {
                     test: test.name.clone(),
                     model: model.name.clone(),
                     to: to.clone(),

@@ -92,6 +92,19 @@ impl ModelPlan {
     pub fn locate_line(&self, line: u64, column: u64, len: usize) -> (SourceFile, SourceSpan) {
         self.locate(SourceFile::offset_of(&self.sql, line, column), len)
     }
+
+    /// Where the compiled SQL from one 1-based (line, column) to another came from: from the
+    /// first character's place to the last's when both are in one file, else the first's.
+    pub fn locate_between(&self, start: (u64, u64), end: (u64, u64)) -> (SourceFile, SourceSpan) {
+        let offset = |(line, column)| SourceFile::offset_of(&self.sql, line, column);
+        let (file, first) = self.locate(offset(start), 1);
+        let (last_file, last) = self.locate(offset(end).saturating_sub(1), 1);
+        let through = last.offset() + last.len();
+        if last_file.path() != file.path() || through <= first.offset() {
+            return (file, first);
+        }
+        (file, (first.offset(), through - first.offset()).into())
+    }
 }
 
 /// A model whose SQL is not a single query.
@@ -136,6 +149,17 @@ pub enum PlanError {
         #[help]
         help: &'static str,
     },
+}
+
+impl PlanError {
+    /// The model that cannot be planned.
+    pub fn model(&self) -> &str {
+        match self {
+            PlanError::Syntax { model, .. }
+            | PlanError::NotAQuery { model, .. }
+            | PlanError::TooDeep { model, .. } => model,
+        }
+    }
 }
 
 /// Plan every selected model, in the graph's execution order (models are planned in parallel);

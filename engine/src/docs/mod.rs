@@ -126,7 +126,7 @@ pub async fn plan_lineage(
     stores: &Stores,
 ) -> ProjectLineage {
     let runtime = Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default());
-    let session = Embedded.session(&runtime);
+    let session = Embedded.project_session(&runtime, project);
     let warehouse = Warehouse::for_planning(stores);
     let scans = SourceScans::default();
     let mut planned = ProjectLineage::default();

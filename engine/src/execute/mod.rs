@@ -63,24 +63,11 @@ pub struct BuildOptions {
 
 /// A result of `model` with nothing written yet.
 fn new_result(model: &ModelPlan, status: ModelStatus) -> ModelResult {
-    ModelResult {
-        model: model.name.clone(),
-        materialized: model.config.materialized.to_string(),
+    ModelResult::new(
+        model.name.clone(),
+        model.config.materialized.to_string(),
         status,
-        rows: 0,
-        partitions: Vec::new(),
-        version: None,
-        source_files: BTreeMap::new(),
-        files_written: 0,
-        files_rewritten: 0,
-        bytes: 0,
-        tests: Vec::new(),
-        elapsed: Duration::ZERO,
-        attempts: 0,
-        failure_class: None,
-        diff: None,
-        dry_run: false,
-    }
+    )
 }
 
 /// A model that failed with `error`.
@@ -131,6 +118,15 @@ pub enum ModelError {
         help("the published data is unchanged; the failures are listed above")
     )]
     TestsFailed { model: String, failed: Vec<String> },
+
+    #[error("`{model}` (a view) failed its tests: {} failed ({})", failed.len(), failed.join(", "))]
+    #[diagnostic(
+        code(dp::tests_failed),
+        help(
+            "a view has no table: nothing was published for it and nothing else was held back, but the run fails; the failures are listed above"
+        )
+    )]
+    ViewTestsFailed { model: String, failed: Vec<String> },
 
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -221,21 +217,33 @@ impl BuildContext {
     }
 }
 
-/// Build every stored model of `plan` (ephemeral models are only inlined).
+/// Build every stored model of `plan` (ephemeral models are only inlined), and run the tests of
+/// its views (ephemeral models) on their queries once what they read is built.
 pub async fn build(
     plan: &Plan,
+    not_run: Vec<ModelResult>,
     inputs: UnitTestInputs<'_>,
     options: &BuildOptions,
     reporter: &dyn Reporter,
 ) -> RunSummary {
     let project = inputs.project;
     let started = Instant::now();
+    // A view with tests is run as its tests: it has nothing to publish.
+    let tested = |view: &ModelPlan| {
+        !project
+            .data_tests_of(&NodeId::Model(view.name.clone()))
+            .is_empty()
+            || project
+                .unit_tests
+                .iter()
+                .any(|t| t.properties.model == view.name)
+    };
     let to_build: Vec<&ModelPlan> = plan
         .models
         .iter()
-        .filter(|m| !m.config.is_ephemeral())
+        .filter(|m| !m.config.is_ephemeral() || tested(m))
         .collect();
-    let total = to_build.len();
+    let total = to_build.len() + not_run.len();
     let threads = options.threads.max(1);
     reporter.report(RunEvent::RunStarted {
         run_id: &options.run_id,
@@ -265,11 +273,24 @@ pub async fn build(
         reporter,
         run_id: &options.run_id,
     };
-    let mut scheduler = Scheduler::new(total);
+    // What the check kept from running is over before anything starts.
+    for (index, result) in not_run.into_iter().enumerate() {
+        outcome.record(to_build.len() + index, result);
+    }
+    let mut scheduler = Scheduler::new(to_build.len());
     for (index, model) in to_build.iter().enumerate() {
         for dependency in model.waits_for(project) {
-            if let Some(&upstream) = in_build.get(dependency) {
-                scheduler.add_wait(index, Some(upstream));
+            // A view's query reads what the view reads: a test reading it waits for those.
+            let stored = match crate::audit::view_plan(inputs.graph, dependency) {
+                Some(view) => view.upstream.into_iter().collect(),
+                None => vec![dependency.to_string()],
+            };
+            for dependency in stored {
+                if let Some(&upstream) = in_build.get(dependency.as_str())
+                    && upstream != index
+                {
+                    scheduler.add_wait(index, Some(upstream));
+                }
             }
         }
     }
@@ -470,7 +491,9 @@ async fn up_to_date(context: &BuildContext, model: &ModelPlan) -> Option<ModelRe
 fn classify(error: &ModelError) -> FailureClass {
     match error {
         ModelError::MissingData { .. } => FailureClass::MissingData,
-        ModelError::TestsFailed { .. } => FailureClass::Assertion,
+        ModelError::TestsFailed { .. } | ModelError::ViewTestsFailed { .. } => {
+            FailureClass::Assertion
+        }
         ModelError::Definition { error, .. } | ModelError::Storage(error) => match error {
             StorageError::SchemaChanged { .. } | StorageError::IncrementalSchemaChanged { .. } => {
                 FailureClass::SchemaChange
@@ -548,9 +571,19 @@ async fn publish_model(
             .push(run_unit_test(context.unit_test_inputs(), test).await);
     }
     blocking_failures(model, &result.tests)?;
+    if model.config.is_ephemeral() {
+        return test_view(context, model, result).await;
+    }
 
     let warehouse = &context.options.warehouse;
     let url = warehouse.table_url(&model.name)?;
+    // An external model's export location, refused before anything runs when it cannot be.
+    let export_to = crate::storage::export_location(
+        &context.project.root,
+        &warehouse.url,
+        &model.name,
+        &model.config,
+    )?;
     // An incremental model whose table exists runs its incremental branch, rendered now.
     let incremental = match &model.config.incremental {
         Some(incremental)
@@ -572,23 +605,7 @@ async fn publish_model(
     let model = match (incremental, model.runs_queries) {
         (None, false) => model,
         _ => {
-            let render_context = RenderContext {
-                is_incremental: incremental.is_some(),
-                queries: Some(query_runner(&session)),
-                ..context.render_context.clone()
-            };
-            rendered_to_run = plan_in_context(
-                context.unit_test_inputs(),
-                &render_context,
-                &model.name,
-            )
-            .map_err(|error| match error {
-                crate::audit::InContext::Render(error) => ModelError::Render(Box::new(error)),
-                other => ModelError::RenderToRun {
-                    model: model.name.clone(),
-                    message: other.to_string(),
-                },
-            })?;
+            rendered_to_run = render_to_run(context, &session, model, incremental.is_some())?;
             &rendered_to_run
         }
     };
@@ -709,7 +726,85 @@ async fn publish_model(
         ..Default::default()
     };
     result.version = table.commit(staged, record).await?;
+    if let Some(location) = export_to {
+        let started = Instant::now();
+        let rows = crate::storage::export(
+            &warehouse.stores,
+            &context.runtime,
+            &url,
+            result.version,
+            &model.name,
+            &model.config,
+            &location,
+            &context.options.run_id,
+        )
+        .await?;
+        tracing::info!(
+            model = %model.name,
+            rows,
+            location = %location,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "exported"
+        );
+    }
     Ok(())
+}
+
+/// `model` rendered again and planned to run: with `is_incremental()` as given and
+/// `run_query()` answered from `session` (the tables it reads).
+fn render_to_run(
+    context: &BuildContext,
+    session: &SessionContext,
+    model: &ModelPlan,
+    is_incremental: bool,
+) -> Result<ModelPlan, ModelError> {
+    let render_context = RenderContext {
+        is_incremental,
+        queries: Some(query_runner(session)),
+        ..context.render_context.clone()
+    };
+    plan_in_context(context.unit_test_inputs(), &render_context, &model.name).map_err(|error| {
+        match error {
+            crate::audit::InContext::Render(error) => ModelError::Render(Box::new(error)),
+            other => ModelError::RenderToRun {
+                model: model.name.clone(),
+                message: other.to_string(),
+            },
+        }
+    })
+}
+
+/// Run a view's data tests on its query, over the tables it reads as this run left them (or,
+/// in a dry run, as staged). Nothing is published: a failing test fails the view, and the run,
+/// and keeps nothing else from running.
+async fn test_view(
+    context: &BuildContext,
+    model: &ModelPlan,
+    result: &mut ModelResult,
+) -> Result<(), ModelError> {
+    let (session, source_scans, _) = model_session(context, model, false).await?;
+    // Rendered again to run, as a stored model is, when it asks `execute`.
+    let rendered_to_run;
+    let model = match model.runs_queries {
+        false => model,
+        true => {
+            rendered_to_run = render_to_run(context, &session, model, false)?;
+            &rendered_to_run
+        }
+    };
+    crate::audit::register_view(&session, model)
+        .await
+        .map_err(|error| query_error(model, &error))?;
+    let tested = crate::source::quote_identifier(&model.name);
+    let tests = run_data_tests(context, &session, model, &tested).await;
+    result.source_files = source_scans.files_read();
+    if let Some(reason) = missing_data(context, &source_scans)? {
+        tracing::warn!(model = %model.name, %reason, "no data: the view's tests read nothing");
+        result.status = ModelStatus::NoData { reason };
+        return Ok(());
+    }
+    result.tests.extend(tests);
+    blocking_failures(model, &result.tests)
 }
 
 /// Whether `plan` (its subqueries too) scans the table registered as `name`.
@@ -812,7 +907,10 @@ async fn model_session(
     model: &ModelPlan,
     reads_itself: bool,
 ) -> Result<(SessionContext, SourceScans, BTreeMap<String, u64>), ModelError> {
-    let session = context.options.engine.session(&context.runtime);
+    let session = context
+        .options
+        .engine
+        .project_session(&context.runtime, &context.project);
     let source_scans = SourceScans::default();
     let relations = model
         .sources
@@ -833,8 +931,37 @@ async fn model_session(
 }
 
 /// Register `relation` in `session` for a model's build, as [`register_relation`] does; in a
-/// dry run, a model staged in this run (unless `staged` is false) is read as staged.
+/// dry run, a model staged in this run (unless `staged` is false) is read as staged. A view is
+/// registered as its query over what it reads.
 async fn read_relation(
+    context: &BuildContext,
+    session: &SessionContext,
+    relation: &NodeId,
+    source_scans: &SourceScans,
+    staged: bool,
+) -> Result<Option<u64>, ModelError> {
+    let NodeId::Model(name) = relation else {
+        return read_stored(context, session, relation, source_scans, staged).await;
+    };
+    let Some(view) = crate::audit::view_plan(&context.graph, name) else {
+        return read_stored(context, session, relation, source_scans, staged).await;
+    };
+    let reads = view
+        .sources
+        .iter()
+        .map(|id| NodeId::Source(id.clone()))
+        .chain(view.upstream.iter().map(|m| NodeId::Model(m.clone())));
+    for read in reads {
+        read_stored(context, session, &read, source_scans, staged).await?;
+    }
+    crate::audit::register_view(session, &view)
+        .await
+        .map_err(|error| query_error(&view, &error))?;
+    Ok(None)
+}
+
+/// [`read_relation`] of a source or a stored model.
+async fn read_stored(
     context: &BuildContext,
     session: &SessionContext,
     relation: &NodeId,
@@ -893,15 +1020,28 @@ async fn audit_staged(
     session
         .register_table("staged-output", frame.into_view())
         .map_err(|error| sql_error(model, &error))?;
+    Ok(run_data_tests(context, session, model, "\"staged-output\"").await)
+}
+
+/// The model's data tests, run on `tested` (a relation of `session`: its staged rows, or a
+/// view's query).
+async fn run_data_tests(
+    context: &BuildContext,
+    session: &SessionContext,
+    model: &ModelPlan,
+    tested: &str,
+) -> Vec<TestResult> {
+    let tests = context
+        .project
+        .data_tests_of(&NodeId::Model(model.name.clone()));
     let mut results = Vec::new();
     for test in tests {
         let defined_at = test.file.location(test.at.offset());
-        let staged = "\"staged-output\"";
         let mut parent = None;
         if let crate::project::DataTestKind::Relationships { to, .. } = &test.kind {
             if *to == NodeId::Model(model.name.clone()) {
                 // A relationship within the model itself is checked against its new rows.
-                parent = Some(staged);
+                parent = Some(tested);
             } else if let Err(error) =
                 read_relation(context, session, to, &SourceScans::default(), true).await
             {
@@ -914,7 +1054,7 @@ async fn audit_staged(
                 continue;
             }
         }
-        let sql = crate::audit::failing_rows_sql(test, staged, parent);
+        let sql = crate::audit::failing_rows_sql(test, tested, parent);
         results.push(
             run_query_test(
                 session,
@@ -929,7 +1069,7 @@ async fn audit_staged(
             .defined_at(defined_at),
         );
     }
-    Ok(results)
+    results
 }
 
 /// The diff of the staged rows against the published rows they replace, into `result`; judged
@@ -1021,13 +1161,16 @@ fn blocking_failures(model: &ModelPlan, tests: &[TestResult]) -> Result<(), Mode
             None => t.name.clone(),
         })
         .collect();
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(ModelError::TestsFailed {
+    match (failed.is_empty(), model.config.is_ephemeral()) {
+        (true, _) => Ok(()),
+        (false, false) => Err(ModelError::TestsFailed {
             model: model.name.clone(),
             failed,
-        })
+        }),
+        (false, true) => Err(ModelError::ViewTestsFailed {
+            model: model.name.clone(),
+            failed,
+        }),
     }
 }
 

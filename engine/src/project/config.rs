@@ -60,6 +60,29 @@ pub struct ProjectConfig {
     /// How long a hook may run before it is stopped, such as `30s` or `5m` (default: 60s).
     #[serde(default)]
     pub hook_timeout: Option<String>,
+    /// Whose SQL semantics models are planned and run with: `datafusion` (the default, close to
+    /// Postgres) or `duckdb` (as dbt-duckdb runs them: unquoted names found whatever their
+    /// case, `avg()` and `/` of decimals and integers give doubles, text literals take the type
+    /// of the other side, DuckDB's names for unnamed columns). A dbt project without it takes
+    /// it from its profile's type (`profiles.yml` in the project folder).
+    #[serde(default)]
+    pub dialect: Option<Dialect>,
+    /// A dbt project's `profile:` name, to find its type in `profiles.yml`.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub dbt_profile: Option<String>,
+}
+
+/// Whose SQL semantics a project's models are planned and run with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// DataFusion's SQL, close to Postgres.
+    #[default]
+    #[serde(alias = "postgres")]
+    Datafusion,
+    /// DuckDB's, as dbt-duckdb runs a project's models.
+    Duckdb,
 }
 
 /// `dbt_project.yml`: what dp reads of it, and what it accepts and ignores. Targets are dp's
@@ -98,6 +121,9 @@ pub struct DbtProjectConfig {
     pub target: Option<String>,
     #[serde(default)]
     pub targets: BTreeMap<String, TargetConfig>,
+    /// dp's SQL dialect; by default, the profile's type.
+    #[serde(default)]
+    pub dialect: Option<Dialect>,
     /// Every other key: those of [`ACCEPTED_DBT_KEYS`], and the ones shown as ignored
     /// (`snapshots:`, `on-run-start:`...).
     #[serde(flatten)]
@@ -174,6 +200,12 @@ impl DbtProjectConfig {
             on_run_end: None,
             on_failure: None,
             hook_timeout: None,
+            dialect: self.dialect,
+            dbt_profile: self
+                .other
+                .get("profile")
+                .and_then(|profile| profile.as_str())
+                .map(str::to_string),
         };
         let ignored = self
             .other
@@ -241,6 +273,10 @@ pub struct TargetConfig {
     /// schema changes, failed tests and SQL errors are never retried.
     #[serde(default)]
     pub retries: Option<u32>,
+    /// `true`: a model that does not render or plan stops the whole run before anything is
+    /// built (`--fail-fast`); by default it fails alone and skips what reads it.
+    #[serde(default)]
+    pub fail_fast: Option<bool>,
     /// The wait before the first retry, in milliseconds, doubled at each (default: 1000).
     #[serde(default)]
     pub retry_backoff_ms: Option<u64>,

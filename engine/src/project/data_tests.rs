@@ -246,7 +246,11 @@ pub(super) fn parse(entry: &Value, declared: &Declared<'_>) -> Result<(DataTest,
         )));
     }
 
-    let column = declared.column.map(str::to_string);
+    // A model's test may name its column as an argument, as dbt allows.
+    let column_argument = arguments
+        .remove("column_name")
+        .and_then(|value| value.as_str().map(str::to_string));
+    let column = declared.column.map(str::to_string).or(column_argument);
     let needs_column = |column: &Option<String>| {
         column.is_none().then(|| {
             fail(format!(

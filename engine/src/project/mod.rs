@@ -5,7 +5,9 @@ mod config;
 mod data_tests;
 mod doc_blocks;
 mod environment;
+mod ignored;
 mod model_config;
+pub mod profile;
 mod storage_options;
 mod target;
 mod yaml;
@@ -27,6 +29,7 @@ pub use data_tests::{
     split_source_id,
 };
 pub use doc_blocks::DocBlock;
+pub use ignored::IgnoredKeys;
 pub use model_config::{
     DiffConfig, FolderConfig, Incremental, IncrementalStrategy, InvalidConfig, Materialization,
     ModelConfig, OnSchemaChange,
@@ -56,6 +59,9 @@ pub struct Project {
     pub models: BTreeMap<String, ModelFile>,
     /// Source tables by `source.table`, in name order.
     pub sources: BTreeMap<String, SourceTable>,
+    /// Source tables (`source.table`) that are a seed or model of the project (declared without
+    /// a location of their own, named as one), each with that model: `source()` reads it.
+    pub source_models: BTreeMap<String, String>,
     /// The files under `macros/`, in path order.
     pub macros: Vec<SourceFile>,
     /// Every `data_tests:` entry of models, columns and sources, by subject (then file order).
@@ -97,6 +103,36 @@ pub enum LoadWarning {
         )
     )]
     TestArgumentsBeside { count: usize },
+
+    #[error("`{key}` is ignored")]
+    #[diagnostic(code(dp::ignored_key), severity(Warning))]
+    IgnoredKey {
+        key: String,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("accepted, and ignored")]
+        at: SourceSpan,
+        #[help]
+        help: String,
+    },
+
+    #[error("source `{source_id}` is the project's {kind} `{model}`: dp reads that table")]
+    #[diagnostic(
+        code(dp::source_is_model),
+        severity(Warning),
+        help(
+            "write {{{{ ref('{model}') }}}} where it is read; a source is data the project does not build"
+        )
+    )]
+    SourceIsModel {
+        source_id: String,
+        model: String,
+        kind: &'static str,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("no location of its own")]
+        at: SourceSpan,
+    },
 
     #[error("{message}")]
     #[diagnostic(code(dp::ignored), severity(Warning))]
@@ -172,6 +208,29 @@ pub struct SourceTable {
 }
 
 impl Project {
+    /// Where `model`'s configuration sets `key`: its `config()` call, else its `config:` in
+    /// YAML, else the project file's tree, else the model's `config(` call (or first line).
+    pub fn config_key_place(&self, model: &str, key: &str) -> (&SourceFile, SourceSpan) {
+        let in_project = ignored::yaml_key(&self.config_file, key, 0);
+        let Some(model) = self.models.get(model) else {
+            return (&self.config_file, in_project);
+        };
+        if let Some(at) = sql_assignment(model.file.text(), key) {
+            return (&model.file, at);
+        }
+        if let Some(file) = &model.properties_file {
+            let entry = file.find_name(&model.name, 0).offset();
+            let at = file.find(&format!("{key}:"), entry);
+            if !at.is_empty() {
+                return (file, at);
+            }
+        }
+        if !in_project.is_empty() {
+            return (&self.config_file, in_project);
+        }
+        (&model.file, model.file.find("config(", 0))
+    }
+
     /// The models the relationships tests of `model` read, in the order they are declared.
     pub fn related_models<'a>(&'a self, model: &str) -> impl Iterator<Item = &'a str> {
         self.data_tests_of(&NodeId::Model(model.to_string()))
@@ -535,8 +594,25 @@ pub fn find_root(start: &Path) -> Result<PathBuf, LoadError> {
 /// defaults for what dbt sets elsewhere); and what it says that dp ignores.
 fn read_project_file(
     root: &Path,
-) -> Result<(SourceFile, ProjectConfig, ProjectPaths, Vec<LoadWarning>), LoadError> {
+) -> Result<
+    (
+        SourceFile,
+        ProjectConfig,
+        ProjectPaths,
+        Vec<LoadWarning>,
+        IgnoredKeys,
+    ),
+    LoadError,
+> {
     let mut warnings = Vec::new();
+    let mut ignored = IgnoredKeys::default();
+    for name in ["packages.yml", "dependencies.yml"] {
+        if root.join(name).is_file() {
+            let file = read(root, Path::new(name))?;
+            let why = "dp does not install dbt packages yet: a model or test that uses one fails where it does";
+            ignored.add_yaml("packages", why, &file, 0);
+        }
+    }
     if root.join(PROJECT_FILE).is_file() {
         let file = read(root, Path::new(PROJECT_FILE))?;
         let config = parse_yaml(&file)?;
@@ -546,18 +622,17 @@ fn read_project_file(
                 help: format!("dp reads {PROJECT_FILE} when a folder has both; remove it to run the dbt project as it is"),
             });
         }
-        return Ok((file, config, ProjectPaths::default(), warnings));
+        return Ok((file, config, ProjectPaths::default(), warnings, ignored));
     }
     let file = read(root, Path::new(DBT_PROJECT_FILE))?;
     let dbt: config::DbtProjectConfig = parse_yaml(&file)?;
-    let (config, paths, ignored) = dbt.into_dp();
-    if !ignored.is_empty() {
-        warnings.push(LoadWarning::Ignored {
-            message: format!("{DBT_PROJECT_FILE}: {} ignored", ignored.join(", ")),
-            help: "dp runs models, seeds, tests, macros and docs; see \"Coming from dbt\" in the README".into(),
-        });
+    let (config, paths, ignored_keys) = dbt.into_dp();
+    for key in ignored_keys {
+        let why =
+            "dp runs models, seeds, tests, macros and docs; see \"Coming from dbt\" in the README";
+        ignored.add(&key, why, &file, ignored::yaml_key(&file, &key, 0));
     }
-    Ok((file, config, paths, warnings))
+    Ok((file, config, paths, warnings, ignored))
 }
 
 /// Every file ending in `.extension` under each of `folders`, in folder then path order.
@@ -584,7 +659,7 @@ fn below<'a>(file: &'a SourceFile, folders: &[String]) -> &'a Path {
 /// Load the project rooted at `root` (a folder holding `dp_project.yml` or `dbt_project.yml`).
 pub fn load(root: &Path) -> Result<Project, LoadError> {
     let mut problems = Vec::new();
-    let (config_file, config, paths, mut warnings) = read_project_file(root)?;
+    let (config_file, config, paths, mut warnings, mut ignored) = read_project_file(root)?;
     let dotenv = environment::read_dotenv(root)?;
 
     let tree = |key: &str, value: &serde_yaml::Value| {
@@ -676,9 +751,9 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
         }
     }
     let mut sources = BTreeMap::new();
+    let mut source_models = BTreeMap::new();
     let mut data_tests = Vec::new();
     let mut unit_tests = Vec::new();
-    let mut ignored_keys = std::collections::BTreeSet::new();
     let mut arguments_beside = 0;
     let property_folders: Vec<String> = paths.models.iter().chain(&paths.seeds).cloned().collect();
     for file in read_trees(root, &property_folders, "yml")?
@@ -694,9 +769,10 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
         };
         // A seed's properties are a model's: description, config, columns and their tests.
         properties.models.append(&mut properties.seeds);
-        for key in properties.ignored_keys() {
-            ignored_keys.insert(key);
+        for (key, why) in properties.ignored_keys() {
+            ignored.add_yaml(key, why, &file, 0);
         }
+        ignored_property_keys(&properties, &file, &mut ignored);
         // What `data_tests:` of the project file gives the tests of this file's folder.
         let defaults = test_tree
             .for_model(below(&file, &property_folders))
@@ -744,7 +820,19 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
         }
         attach_model_properties(&mut models, properties.models, &file, &mut problems);
         for source in properties.sources {
-            add_source(root, &dotenv, &mut sources, source, &file, &mut problems);
+            let declared = Declared {
+                root,
+                dotenv: &dotenv,
+                models: &models,
+                file: &file,
+            };
+            declared.add_source(
+                source,
+                &mut sources,
+                &mut source_models,
+                &mut warnings,
+                &mut problems,
+            );
         }
         for test in properties.unit_tests {
             unit_tests.push(unit_test(test, &file));
@@ -755,14 +843,23 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
             count: arguments_beside,
         });
     }
-    if !ignored_keys.is_empty() {
-        warnings.push(LoadWarning::Ignored {
-            message: format!(
-                "property files: {} ignored",
-                ignored_keys.into_iter().collect::<Vec<_>>().join(", ")
-            ),
-            help: "dp builds models and seeds, and runs their tests; see \"Coming from dbt\" in the README".into(),
-        });
+    warnings.extend(ignored.into_warnings());
+    // What is declared of a source that is a model of the project is declared of the model.
+    let as_model = |node: &mut NodeId| {
+        if let NodeId::Source(id) = node
+            && let Some(model) = source_models.get(id)
+        {
+            *node = NodeId::Model(model.clone());
+        }
+    };
+    for test in &mut data_tests {
+        as_model(&mut test.subject);
+        if let DataTestKind::Relationships { to, .. } = &mut test.kind {
+            as_model(to);
+        }
+    }
+    for test in &mut unit_tests {
+        test.inputs.iter_mut().for_each(as_model);
     }
     // `enabled: false` (from the folder tree or the YAML): as if the file did not exist.
     let disabled: std::collections::BTreeSet<String> = models
@@ -845,6 +942,7 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
         paths,
         models,
         sources,
+        source_models,
         macros,
         data_tests,
         unit_tests,
@@ -853,6 +951,37 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
         warnings,
         dotenv,
     })
+}
+
+/// The keys of the models, columns, sources and tables of a property file that dp ignores, each
+/// at its line.
+fn ignored_property_keys(
+    properties: &PropertiesFile,
+    file: &SourceFile,
+    ignored: &mut IgnoredKeys,
+) {
+    let mut cursor = 0;
+    for model in &properties.models {
+        let keys = model.ignored_keys();
+        if !keys.is_empty() {
+            cursor = file.find_name(&model.name, cursor).offset();
+        }
+        for (key, why) in keys {
+            ignored.add_yaml(key, why, file, cursor);
+        }
+    }
+    for source in &properties.sources {
+        let at = file.find_name(&source.name, 0).offset();
+        for (key, why) in source.ignored_keys() {
+            ignored.add_yaml(key, why, file, at);
+        }
+        for table in &source.tables {
+            let at = file.find_name(&table.name, at).offset();
+            for (key, why) in table.ignored_keys() {
+                ignored.add_yaml(key, why, file, at);
+            }
+        }
+    }
 }
 
 fn attach_model_properties(
@@ -980,76 +1109,143 @@ fn check_unit_test(
     }
 }
 
-fn add_source(
-    root: &Path,
-    dotenv: &BTreeMap<String, String>,
-    sources: &mut BTreeMap<String, SourceTable>,
-    source: SourceProperties,
-    file: &SourceFile,
-    problems: &mut Vec<LoadError>,
-) {
-    let source_location = source
-        .location
-        .clone()
-        .unwrap_or_else(|| format!("data/{}", source.name));
-    for table in source.tables {
-        let id = format!("{}.{}", source.name, table.name);
-        let at = file.find_name(&table.name, 0);
-        if sources.contains_key(&id) {
-            problems.push(LoadError::DuplicateDeclaration {
-                name: format!("source {id}"),
-                src: file.named(),
-                at,
-            });
-            continue;
-        }
-        let written = table
-            .location
-            .clone()
-            .unwrap_or_else(|| source_location.clone());
-        // `{{ env_var('RAW_LOCATION', 'data/raw') }}`: each machine or target its own data.
-        let env = environment::env(dotenv);
-        let rendered =
-            storage_options::render_env_vars(&written, &env).map(|text| match &table.location {
-                Some(_) => text,
-                None => format!("{}/{}", text.trim_end_matches('/'), table.name),
-            });
-        let location_text = match rendered {
-            Ok(text) => text,
-            Err(problem) => {
-                problems.push(LoadError::BadLocation {
-                    at: file.find(&written, 0),
-                    location: format!("{written}: {problem}"),
+/// Where a property file is, and what the project around it holds.
+struct Declared<'a> {
+    root: &'a Path,
+    dotenv: &'a BTreeMap<String, String>,
+    models: &'a BTreeMap<String, ModelFile>,
+    file: &'a SourceFile,
+}
+
+impl Declared<'_> {
+    /// Add the tables of `source`: each where its `location` (or dbt-duckdb's
+    /// `meta.external_location`) says, or, declared without one and named as a seed or model of
+    /// the project with no data folder of its own, as that model (in `source_models`).
+    fn add_source(
+        &self,
+        source: SourceProperties,
+        sources: &mut BTreeMap<String, SourceTable>,
+        source_models: &mut BTreeMap<String, String>,
+        warnings: &mut Vec<LoadWarning>,
+        problems: &mut Vec<LoadError>,
+    ) {
+        let file = self.file;
+        let source_external = external_location(source.meta.as_ref());
+        for table in source.tables {
+            let id = format!("{}.{}", source.name, table.name);
+            let at = file.find_name(&table.name, file.find_name(&source.name, 0).offset());
+            if sources.contains_key(&id) || source_models.contains_key(&id) {
+                problems.push(LoadError::DuplicateDeclaration {
+                    name: format!("source {id}"),
                     src: file.named(),
+                    at,
                 });
                 continue;
             }
-        };
-        let Some(location) = resolve_location(root, &location_text) else {
-            problems.push(LoadError::BadLocation {
-                at: file.find(&written, 0),
-                location: location_text,
-                src: file.named(),
-            });
-            continue;
-        };
-        sources.insert(
-            id,
-            SourceTable {
-                source: source.name.clone(),
-                table: table.name,
-                location,
-                format: source.format,
-                partitioned_by: table.partitioned_by,
-                columns: table.columns,
-                on_missing_partition: table.on_missing_partition,
-                description: table.description,
-                source_description: source.description.clone(),
-                file: file.clone(),
-                file_schema: Arc::default(),
-            },
-        );
+            let identifier = table
+                .identifier
+                .clone()
+                .unwrap_or_else(|| table.name.clone());
+            let table_external = external_location(table.meta.as_ref());
+            let (written, format, whole) =
+                match (&table.location, &table_external, &source_external) {
+                    (Some(location), _, _) => (location.clone(), source.format, true),
+                    (None, Some((location, format)), _)
+                    | (None, None, Some((location, format))) => {
+                        let location = location
+                            .replace("{name}", &table.name)
+                            .replace("{identifier}", &identifier);
+                        (location, format.unwrap_or(source.format), true)
+                    }
+                    (None, None, None) => {
+                        let folder = source
+                            .location
+                            .clone()
+                            .unwrap_or_else(|| format!("data/{}", source.name));
+                        let default_folder = self.root.join(&folder).join(&identifier);
+                        if source.location.is_none()
+                            && !default_folder.exists()
+                            && self.models.contains_key(&identifier)
+                        {
+                            let kind = match self.models[&identifier].is_seed {
+                                true => "seed",
+                                false => "model",
+                            };
+                            warnings.push(LoadWarning::SourceIsModel {
+                                source_id: id.clone(),
+                                model: identifier.clone(),
+                                kind,
+                                src: file.named(),
+                                at,
+                            });
+                            source_models.insert(id, identifier);
+                            continue;
+                        }
+                        (folder, source.format, false)
+                    }
+                };
+            // `{{ env_var('RAW_LOCATION', 'data/raw') }}`: each machine or target its own data.
+            let env = environment::env(self.dotenv);
+            let rendered =
+                storage_options::render_env_vars(&written, &env).map(|text| match whole {
+                    true => text,
+                    false => format!("{}/{}", text.trim_end_matches('/'), identifier),
+                });
+            let location_text = match rendered {
+                Ok(text) => text,
+                Err(problem) => {
+                    problems.push(LoadError::BadLocation {
+                        at: file.find(&written, 0),
+                        location: format!("{written}: {problem}"),
+                        src: file.named(),
+                    });
+                    continue;
+                }
+            };
+            let Some(location) = resolve_location(self.root, &location_text) else {
+                problems.push(LoadError::BadLocation {
+                    at: file.find(&written, 0),
+                    location: location_text,
+                    src: file.named(),
+                });
+                continue;
+            };
+            sources.insert(
+                id,
+                SourceTable {
+                    source: source.name.clone(),
+                    table: table.name,
+                    location,
+                    format,
+                    partitioned_by: table.partitioned_by,
+                    columns: table.columns,
+                    on_missing_partition: table.on_missing_partition,
+                    description: table.description,
+                    source_description: source.description.clone(),
+                    file: file.clone(),
+                    file_schema: Arc::default(),
+                },
+            );
+        }
     }
+}
+
+/// dbt-duckdb's `meta.external_location`: a path or URL (with `{name}` / `{identifier}`), or a
+/// `read_parquet('...')` / `read_csv('...')` / `read_csv_auto('...')` call; and the format a call
+/// names.
+fn external_location(meta: Option<&serde_yaml::Value>) -> Option<(String, Option<SourceFormat>)> {
+    let text = meta?.get("external_location")?.as_str()?.trim();
+    let Some((function, rest)) = text.split_once('(') else {
+        return Some((text.to_string(), None));
+    };
+    let format = match function.trim().to_lowercase().as_str() {
+        "read_parquet" | "parquet_scan" => SourceFormat::Parquet,
+        "read_csv" | "read_csv_auto" => SourceFormat::Csv,
+        _ => return Some((text.to_string(), None)),
+    };
+    let quoted = rest.trim_start().strip_prefix('\'')?;
+    let path = &quoted[..quoted.find('\'')?];
+    Some((path.to_string(), Some(format)))
 }
 
 /// For serde's "unknown field `x`, expected one of `a`, `b`": the closest expected key.
@@ -1093,16 +1289,28 @@ pub fn resolve_location(root: &Path, location: &str) -> Option<Url> {
     if s3 && (extra || segments.iter().enumerate().any(|(i, s)| odd(i, s))) {
         return None;
     }
-    let url = if url.scheme() == "file" {
+    let url = if url.scheme() == "file" && names_files(location) {
+        Url::from_file_path(canonical(&url.to_file_path().ok()?)).ok()?
+    } else if url.scheme() == "file" {
         Url::from_directory_path(canonical(&url.to_file_path().ok()?)).ok()?
     } else {
         url
     };
-    if url.path().ends_with('/') {
+    if url.path().ends_with('/') || names_files(location) {
         Some(url)
     } else {
         Url::parse(&format!("{url}/")).ok()
     }
+}
+
+/// Whether a location names files rather than a folder: a glob (`raw/*.parquet`) or a file
+/// (`exports/labels.csv`).
+fn names_files(location: &str) -> bool {
+    let last = location.rsplit('/').next().unwrap_or(location);
+    last.contains('*')
+        || [".parquet", ".csv", ".json", ".gz"]
+            .iter()
+            .any(|extension| last.ends_with(extension))
 }
 
 /// `path` as the operating system resolves it: each `..` applied after the symbolic links before
@@ -1191,6 +1399,17 @@ fn parse_yaml<T: serde::de::DeserializeOwned>(file: &SourceFile) -> Result<T, Lo
             src: file.named(),
             at,
         }
+    })
+}
+
+/// The span of `key` where SQL text assigns it (`key='value'`, `key = 'value'`).
+fn sql_assignment(text: &str, key: &str) -> Option<SourceSpan> {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    text.match_indices(key).find_map(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + key.len()..].trim_start();
+        let assigned = after.starts_with('=') && !after.starts_with("==");
+        (!before.is_some_and(word) && assigned).then(|| (at, key.len()).into())
     })
 }
 

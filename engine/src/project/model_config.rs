@@ -28,6 +28,9 @@ pub enum Materialization {
     /// A CSV file under seeds/, replaced whole by each build (never a user's choice: a seed is
     /// one by its folder).
     Seed,
+    /// dbt-duckdb's: stored as a `table` is, and after each commit its rows are exported as
+    /// files (Parquet, CSV or JSON) to a location of its own.
+    External,
 }
 
 impl Materialization {
@@ -37,6 +40,7 @@ impl Materialization {
             "partitioned" => Some(Self::Partitioned),
             "ephemeral" | "view" => Some(Self::Ephemeral),
             "incremental" => Some(Self::Incremental),
+            "external" => Some(Self::External),
             _ => None,
         }
     }
@@ -50,6 +54,7 @@ impl std::fmt::Display for Materialization {
             Self::Ephemeral => "ephemeral",
             Self::Incremental => "incremental",
             Self::Seed => "seed",
+            Self::External => "external",
         })
     }
 }
@@ -76,6 +81,55 @@ pub struct ModelConfig {
     pub test: TestConfig,
     /// How its builds' diffs are computed and judged.
     pub diff: DiffConfig,
+    /// An `external` model's export.
+    pub external: Option<External>,
+}
+
+/// Where and how an `external` model's committed rows are exported after each build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct External {
+    /// As written (`location:`): relative to the project, or a URL; `None`: the default,
+    /// `<model>.<format>` in the project folder, as dbt-duckdb's default `external_root` (`.`).
+    pub location: Option<String>,
+    pub format: ExportFormat,
+    /// Hive partition folders (`col=value/`) of the export, outermost first.
+    pub partition_by: Vec<String>,
+    /// A CSV export's field separator and whether it starts with a header line.
+    pub delimiter: u8,
+    pub header: bool,
+    /// A Parquet export's compression codec, as DataFusion names it (`zstd(3)`).
+    pub compression: Option<String>,
+    /// Write options given that dp does not use: said once, and ignored.
+    pub ignored_options: Vec<String>,
+}
+
+/// The file format of an `external` model's export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    Parquet,
+    Csv,
+    /// Newline-delimited JSON: one object a line.
+    Json,
+}
+
+impl ExportFormat {
+    fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "parquet" => Some(Self::Parquet),
+            "csv" => Some(Self::Csv),
+            "json" | "ndjson" => Some(Self::Json),
+            _ => None,
+        }
+    }
+
+    /// The file extension, as dbt-duckdb's default location writes it.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Parquet => "parquet",
+            Self::Csv => "csv",
+            Self::Json => "json",
+        }
+    }
 }
 
 /// How a model's builds' diffs are computed and judged (`diff:` of its config).
@@ -171,11 +225,13 @@ impl ModelConfig {
     }
 }
 
-/// A configuration that cannot be: the message, and a hint.
+/// A configuration that cannot be: the message, a hint, and the key that sets it wrong (where
+/// the diagnostic points).
 #[derive(Debug)]
 pub struct InvalidConfig {
     pub message: String,
     pub help: String,
+    pub key: &'static str,
 }
 
 impl ModelConfigProperties {
@@ -224,6 +280,9 @@ impl ModelConfigProperties {
             },
             pre_hook: specific.pre_hook.or(self.pre_hook),
             post_hook: specific.post_hook.or(self.post_hook),
+            location: specific.location.or(self.location),
+            format: specific.format.or(self.format),
+            options: specific.options.or(self.options),
         }
     }
 
@@ -246,20 +305,41 @@ impl ModelConfigProperties {
 
     /// The configuration these keys give, over the defaults.
     pub fn resolve(self) -> Result<ModelConfig, InvalidConfig> {
-        let ignored = self.ignored();
+        let mut ignored = self.ignored();
         let name = self
             .materialized
             .clone()
             .unwrap_or_else(|| "table".to_string());
         let materialized = Materialization::parse(&name).ok_or_else(|| InvalidConfig {
             message: format!("unknown materialization `{name}`"),
-            help: "use one of: table, partitioned, incremental, ephemeral (or view)".into(),
+            help: "use one of: table, partitioned, incremental, external, ephemeral (or view)"
+                .into(),
+            key: "materialized",
         })?;
-        let partition_by = self
-            .partition_by
-            .clone()
-            .map(|p| p.into_vec())
-            .unwrap_or_default();
+        let external = match materialized {
+            Materialization::External => Some(self.external()?),
+            _ => {
+                // dbt-duckdb's export keys mean nothing for a model that is not exported.
+                for (key, set) in [
+                    ("location", self.location.is_some()),
+                    ("format", self.format.is_some()),
+                    ("options", self.options.is_some()),
+                ] {
+                    if set {
+                        ignored.push(key);
+                    }
+                }
+                None
+            }
+        };
+        let partition_by = match &external {
+            Some(external) => external.partition_by.clone(),
+            None => self
+                .partition_by
+                .clone()
+                .map(|p| p.into_vec())
+                .unwrap_or_default(),
+        };
         let incremental = match materialized {
             Materialization::Incremental => Some(self.incremental(&partition_by)?),
             _ => None,
@@ -269,6 +349,7 @@ impl ModelConfigProperties {
             help:
                 "a singular test's config: severity='warn', warn_if='>0', error_if='>10', limit=100"
                     .into(),
+            key: "severity",
         })?;
         let diff = self.diff_config(incremental.as_ref())?;
         let delimiter = match self.delimiter.as_deref().map(str::as_bytes) {
@@ -278,6 +359,7 @@ impl ModelConfigProperties {
                 return Err(InvalidConfig {
                     message: "a seed's delimiter is one character".into(),
                     help: "for example: delimiter: ';'".into(),
+                    key: "delimiter",
                 });
             }
         };
@@ -287,14 +369,16 @@ impl ModelConfigProperties {
                     message: "a partitioned model needs partition_by".into(),
                     help: "for example: config(materialized='partitioned', partition_by='date')"
                         .into(),
+                    key: "materialized",
                 });
             }
             (Materialization::Table | Materialization::Ephemeral, false) => {
                 return Err(InvalidConfig {
                     message: format!(
-                        "partition_by is only used by partitioned and incremental models, not by {materialized} models"
+                        "partition_by is only used by partitioned, incremental and external models, not by {materialized} models"
                     ),
                     help: "set materialized='partitioned', or remove partition_by".into(),
+                    key: "partition_by",
                 });
             }
             _ => {}
@@ -316,6 +400,111 @@ impl ModelConfigProperties {
             ignored,
             test,
             diff,
+            external,
+        })
+    }
+
+    /// An `external` model's export, from `location`, `format`, `partition_by`, `delimiter`
+    /// and dbt-duckdb's `options` (which win over the keys beside them, as in dbt-duckdb).
+    fn external(&self) -> Result<External, InvalidConfig> {
+        let invalid = |message: String| {
+            InvalidConfig {
+            message,
+            help: "for example: config(materialized='external', location='out/orders.parquet', options={'partition_by': 'date'})".into(),
+            key: "location",
+        }
+        };
+        let options = match &self.options {
+            None | Some(Value::Null) => serde_yaml::Mapping::new(),
+            Some(Value::Mapping(options)) => options.clone(),
+            Some(_) => return Err(invalid("an external model's `options` is a mapping".into())),
+        };
+        let text = |value: &Value| match value {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        };
+        let mut format = self.format.clone();
+        let mut partition_by = self.partition_by.clone().map(|p| p.into_vec());
+        let mut delimiter = self.delimiter.clone();
+        let mut header = true;
+        let mut compression = None;
+        let mut ignored_options = Vec::new();
+        for (key, value) in &options {
+            let key = key.as_str().unwrap_or_default().to_ascii_lowercase();
+            let wrong = || invalid(format!("the external option `{key}` cannot be {value:?}"));
+            match key.as_str() {
+                "format" => format = Some(text(value).ok_or_else(wrong)?),
+                // DuckDB's `partition_by a` or `(a, b)`, or a list.
+                "partition_by" => {
+                    let columns: Vec<String> = match value {
+                        Value::Sequence(items) => items.iter().filter_map(text).collect(),
+                        other => text(other)
+                            .ok_or_else(wrong)?
+                            .trim_matches(|c| c == '(' || c == ')')
+                            .split(',')
+                            .map(|c| c.trim().to_string())
+                            .filter(|c| !c.is_empty())
+                            .collect(),
+                    };
+                    partition_by = Some(columns);
+                }
+                "delimiter" | "delim" | "sep" => delimiter = Some(text(value).ok_or_else(wrong)?),
+                "header" => {
+                    header = match text(value).ok_or_else(wrong)?.to_ascii_lowercase().as_str() {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => return Err(wrong()),
+                    }
+                }
+                "compression" | "codec" => {
+                    let codec = text(value).ok_or_else(wrong)?.to_ascii_lowercase();
+                    compression = Some(match codec.as_str() {
+                        "zstd" => "zstd(3)".to_string(),
+                        "gzip" => "gzip(6)".to_string(),
+                        "brotli" => "brotli(4)".to_string(),
+                        "snappy" | "lz4" | "lz4_raw" | "uncompressed" => codec,
+                        _ => return Err(wrong()),
+                    });
+                }
+                _ => ignored_options.push(key),
+            }
+        }
+        // As dbt-duckdb: the format given, else the location's extension, else Parquet.
+        let extension = self
+            .location
+            .as_deref()
+            .and_then(|l| Path::new(l).extension())
+            .and_then(|e| ExportFormat::parse(&e.to_string_lossy()));
+        let format = match format {
+            Some(name) => ExportFormat::parse(&name).ok_or_else(|| {
+                invalid(format!(
+                    "unknown external format `{name}`: parquet, csv or json"
+                ))
+            })?,
+            None => extension.unwrap_or(ExportFormat::Parquet),
+        };
+        let delimiter = match delimiter.as_deref().map(str::as_bytes) {
+            None => b',',
+            Some([byte]) if byte.is_ascii() => *byte,
+            Some(_) => return Err(invalid("a CSV export's delimiter is one character".into())),
+        };
+        if self
+            .location
+            .as_deref()
+            .is_some_and(|l| l.trim().is_empty())
+        {
+            return Err(invalid("an external model's `location` is empty".into()));
+        }
+        Ok(External {
+            location: self.location.clone(),
+            format,
+            partition_by: partition_by.unwrap_or_default(),
+            delimiter,
+            header,
+            compression,
+            ignored_options,
         })
     }
 
@@ -329,6 +518,7 @@ impl ModelConfigProperties {
                 return Err(InvalidConfig {
                     message: format!("diff severity `{other}` is neither error nor warn"),
                     help: "diff: {severity: warn} publishes a breach with a warning".into(),
+                    key: "diff",
                 });
             }
         };
@@ -339,6 +529,7 @@ impl ModelConfigProperties {
             return Err(InvalidConfig {
                 message: "a diff percentage is a number from 0 up".into(),
                 help: "for example: diff: {max_row_change_pct: 5}".into(),
+                key: "diff",
             });
         }
         let key = match (given.key, incremental.map(|i| &i.strategy)) {
@@ -399,18 +590,21 @@ impl ModelConfigProperties {
                 return Err(InvalidConfig {
                     message: "the merge and delete+insert strategies need a unique_key".into(),
                     help: "for example: config(materialized='incremental', unique_key='id')".into(),
+                    key: "incremental_strategy",
                 });
             }
             (Some("append"), false) => {
                 return Err(InvalidConfig {
                     message: "the append strategy does not use a unique_key".into(),
                     help: "remove unique_key, or use incremental_strategy='merge'".into(),
+                    key: "unique_key",
                 });
             }
             (Some("insert_overwrite"), _) if partition_by.is_empty() => {
                 return Err(InvalidConfig {
                     message: "the insert_overwrite strategy replaces partitions: it needs partition_by".into(),
                     help: "for example: config(materialized='incremental', incremental_strategy='insert_overwrite', partition_by='date')".into(),
+                    key: "incremental_strategy",
                 });
             }
             (Some("insert_overwrite"), _) => IncrementalStrategy::InsertOverwrite,
@@ -418,6 +612,7 @@ impl ModelConfigProperties {
                 return Err(InvalidConfig {
                     message: format!("unknown incremental_strategy `{other}`"),
                     help: "use one of: merge, delete+insert, append, insert_overwrite".into(),
+                    key: "incremental_strategy",
                 });
             }
         };
@@ -430,6 +625,7 @@ impl ModelConfigProperties {
                 return Err(InvalidConfig {
                     message: format!("unknown on_schema_change `{other}`"),
                     help: "use one of: ignore, fail, append_new_columns, sync_all_columns".into(),
+                    key: "on_schema_change",
                 });
             }
         };
@@ -539,6 +735,7 @@ const FREE_FORM: &[&str] = &[
     "quoting",
     "pre_hook",
     "post_hook",
+    "options",
 ];
 
 /// Whether `key: value` reads as configuration.
@@ -602,6 +799,43 @@ mod tests {
             error.contains("marts: unknown field `materialised`"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn an_external_model_takes_dbt_duckdbs_keys() {
+        let config = yaml(
+            "{materialized: external, location: out/x.csv, options: {partition_by: '(a, b)', delimiter: '|', header: false, per_thread_output: true}}",
+        )
+        .resolve()
+        .unwrap();
+        assert_eq!(config.materialized, Materialization::External);
+        let external = config.external.clone().unwrap();
+        // The format of the location's extension; the export's partitions are the config's.
+        assert_eq!(external.format, ExportFormat::Csv);
+        assert_eq!(external.partition_by, ["a", "b"]);
+        assert_eq!(config.partition_by, ["a", "b"]);
+        assert_eq!((external.delimiter, external.header), (b'|', false));
+        assert_eq!(external.ignored_options, ["per_thread_output"]);
+        let default = yaml("{materialized: external, partition_by: [d]}")
+            .resolve()
+            .unwrap()
+            .external
+            .unwrap();
+        assert_eq!(default.location, None);
+        assert_eq!(default.format, ExportFormat::Parquet);
+        assert_eq!(default.partition_by, ["d"]);
+        // `format` wins over the extension; an unknown one is refused.
+        let json = yaml("{materialized: external, location: a.parquet, format: json}");
+        assert_eq!(
+            json.resolve().unwrap().external.unwrap().format,
+            ExportFormat::Json
+        );
+        let xlsx = yaml("{materialized: external, format: xlsx}").resolve();
+        assert!(xlsx.unwrap_err().message.contains("xlsx"));
+        // On a model that is not exported, the keys are ignored (and said to be).
+        let table = yaml("{location: x, format: csv}").resolve().unwrap();
+        assert_eq!(table.ignored, ["location", "format"]);
+        assert_eq!(table.external, None);
     }
 
     #[test]

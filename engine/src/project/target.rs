@@ -29,6 +29,8 @@ pub struct Target {
     /// again, and the wait before the first retry (doubled at each).
     pub retries: u32,
     pub retry_backoff: Duration,
+    /// A model that does not render or plan stops the whole run.
+    pub fail_fast: bool,
     /// How the target's object stores are reached (values are secrets).
     pub storage_options: StorageOptions,
     /// Where its queries run.
@@ -169,6 +171,7 @@ impl Project {
             memory_limit,
             vacuum_retention,
             retries: config.retries.unwrap_or(DEFAULT_RETRIES),
+            fail_fast: config.fail_fast.unwrap_or(false),
             retry_backoff: Duration::from_millis(config.retry_backoff_ms.unwrap_or(1000)),
             storage_options,
         })

@@ -54,23 +54,52 @@ pub struct PropertiesFile {
     #[serde(default)]
     #[schemars(with = "Option<serde_json::Value>")]
     pub groups: Option<serde_yaml::Value>,
+    /// dbt's saved queries: accepted and ignored.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub saved_queries: Option<serde_yaml::Value>,
+    /// dbt's properties of singular tests (`data_tests:` at the top): documentation only.
+    #[serde(default, alias = "tests")]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub data_tests: Option<serde_yaml::Value>,
 }
 
 impl PropertiesFile {
-    /// The dbt keys given that dp accepts and ignores.
-    pub fn ignored_keys(&self) -> impl Iterator<Item = &'static str> {
-        [
-            ("exposures", self.exposures.is_some()),
-            ("analyses", self.analyses.is_some()),
-            ("snapshots", self.snapshots.is_some()),
-            ("metrics", self.metrics.is_some()),
-            ("semantic_models", self.semantic_models.is_some()),
-            ("groups", self.groups.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(key, set)| set.then_some(key))
+    /// The dbt keys given that dp accepts and ignores, with why.
+    pub fn ignored_keys(&self) -> Vec<(&'static str, &'static str)> {
+        set_keys([
+            (
+                "exposures",
+                self.exposures.is_some(),
+                "dp builds no exposures",
+            ),
+            (
+                "analyses",
+                self.analyses.is_some(),
+                "dp compiles no analyses",
+            ),
+            (
+                "snapshots",
+                self.snapshots.is_some(),
+                "dp builds no snapshots yet",
+            ),
+            ("metrics", self.metrics.is_some(), SEMANTIC_LAYER),
+            (
+                "semantic_models",
+                self.semantic_models.is_some(),
+                SEMANTIC_LAYER,
+            ),
+            (
+                "saved_queries",
+                self.saved_queries.is_some(),
+                SEMANTIC_LAYER,
+            ),
+            ("groups", self.groups.is_some(), "dp has no model groups"),
+        ])
     }
 }
+
+const SEMANTIC_LAYER: &str = "dp has no semantic layer";
 
 /// Properties of one model, declared in YAML beside its SQL.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -91,6 +120,75 @@ pub struct ModelProperties {
     #[serde(default, alias = "tests")]
     #[schemars(with = "Vec<serde_json::Value>")]
     pub data_tests: Vec<serde_yaml::Value>,
+    /// dbt's: documentation only; accepted.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub docs: Option<serde_yaml::Value>,
+    /// dbt's: documentation only; accepted.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub meta: Option<serde_yaml::Value>,
+    /// dbt's: documentation only; accepted.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub tags: Option<serde_yaml::Value>,
+    /// dbt's: documentation only; accepted.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub group: Option<serde_yaml::Value>,
+    /// dbt's: documentation only; accepted.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub access: Option<serde_yaml::Value>,
+    /// dbt's: documentation only; accepted.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub deprecation_date: Option<serde_yaml::Value>,
+    /// dbt's: documentation only; accepted.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub time_spine: Option<serde_yaml::Value>,
+    /// dbt's warehouse constraints: accepted and ignored, with a warning at its line.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub constraints: Option<serde_yaml::Value>,
+    /// dbt's model versions: accepted and ignored, with a warning at its line.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub versions: Option<serde_yaml::Value>,
+    /// dbt's model versions: accepted and ignored, with a warning at its line.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub latest_version: Option<serde_yaml::Value>,
+}
+
+impl ModelProperties {
+    /// The keys set that dp ignores, with why.
+    pub fn ignored_keys(&self) -> Vec<(&'static str, &'static str)> {
+        set_keys([
+            ("constraints", self.constraints.is_some(), CONSTRAINTS),
+            ("versions", self.versions.is_some(), VERSIONS),
+            ("latest_version", self.latest_version.is_some(), VERSIONS),
+        ])
+    }
+}
+
+const CONSTRAINTS: &str =
+    "dp enforces no warehouse constraints; a `contract: {enforced: true}` checks columns and types";
+const VERSIONS: &str = "dp has no model versions: it builds the model's SQL file";
+const FRESHNESS: &str = "dp checks no source freshness";
+const QUOTING: &str = "dp quotes every name it writes";
+const PLACE: &str =
+    "a source's data is at its `location` (or `meta.external_location`), not in a warehouse schema";
+const SOURCE_CONFIG: &str = "dp reads no source config";
+
+/// The names of the keys that are set, with why each is ignored.
+fn set_keys<const N: usize>(
+    keys: [(&'static str, bool, &'static str); N],
+) -> Vec<(&'static str, &'static str)> {
+    keys.into_iter()
+        .filter_map(|(key, set, why)| set.then_some((key, why)))
+        .collect()
 }
 
 /// `config:` of a model in YAML; `config()` in the SQL file overrides each key it sets.
@@ -206,6 +304,20 @@ pub struct ModelConfigProperties {
     #[serde(default, alias = "post-hook")]
     #[schemars(with = "Option<serde_json::Value>")]
     pub post_hook: Option<serde_yaml::Value>,
+    /// An `external` model's export (dbt-duckdb's): the file, or with `partition_by` the folder,
+    /// its committed rows are written to after each build; relative to the project, or a
+    /// `file://` or `s3://` URL (default: `<model>.<format>` in the project folder).
+    #[serde(default)]
+    pub location: Option<String>,
+    /// An `external` model's export format: `parquet` (the default, or the location's
+    /// extension), `csv` or `json` (one object a line).
+    #[serde(default)]
+    pub format: Option<String>,
+    /// An `external` model's write options, as dbt-duckdb's (`partition_by`, `format`,
+    /// `delimiter`, `header`, `compression`); other options are ignored, with a warning.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub options: Option<serde_yaml::Value>,
 }
 
 /// A model's contract.
@@ -324,6 +436,34 @@ pub struct ColumnProperties {
     #[serde(default, alias = "tests")]
     #[schemars(with = "Vec<serde_json::Value>")]
     pub data_tests: Vec<serde_yaml::Value>,
+    /// dbt's: documentation only; accepted.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub meta: Option<serde_yaml::Value>,
+    /// dbt's: documentation only; accepted.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub tags: Option<serde_yaml::Value>,
+    /// dbt's: documentation only; accepted.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub quote: Option<serde_yaml::Value>,
+    /// dbt's: documentation only; accepted.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub config: Option<serde_yaml::Value>,
+    /// dbt's: documentation only; accepted.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub granularity: Option<serde_yaml::Value>,
+    /// dbt's: documentation only; accepted.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub policy_tags: Option<serde_yaml::Value>,
+    /// dbt's: documentation only; accepted.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub constraints: Option<serde_yaml::Value>,
 }
 
 /// A set of tables stored under one location.
@@ -344,6 +484,67 @@ pub struct SourceProperties {
     pub format: SourceFormat,
     /// The source's tables.
     pub tables: Vec<SourceTableProperties>,
+    /// dbt's metadata; dbt-duckdb's `external_location` (a path or URL with `{name}` or
+    /// `{identifier}`, or a `read_parquet('...')` / `read_csv('...')` call) is the tables'
+    /// location when `location` is not given.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub meta: Option<serde_yaml::Value>,
+    /// dbt's: documentation only; accepted.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub loader: Option<serde_yaml::Value>,
+    /// dbt's: documentation only; accepted.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub tags: Option<serde_yaml::Value>,
+    /// dbt's warehouse schema: accepted and ignored, with a warning at its line.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub schema: Option<serde_yaml::Value>,
+    /// dbt's warehouse database: accepted and ignored, with a warning at its line.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub database: Option<serde_yaml::Value>,
+    /// dbt's source freshness: accepted and ignored, with a warning at its line.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub loaded_at_field: Option<serde_yaml::Value>,
+    /// dbt's source freshness: accepted and ignored, with a warning at its line.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub freshness: Option<serde_yaml::Value>,
+    /// dbt's identifier quoting: accepted and ignored, with a warning at its line.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub quoting: Option<serde_yaml::Value>,
+    /// dbt's source config: accepted and ignored, with a warning at its line.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub config: Option<serde_yaml::Value>,
+    /// dbt's package source overrides: accepted and ignored, with a warning at its line.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub overrides: Option<serde_yaml::Value>,
+}
+
+impl SourceProperties {
+    /// The keys set that dp ignores, with why.
+    pub fn ignored_keys(&self) -> Vec<(&'static str, &'static str)> {
+        set_keys([
+            ("schema", self.schema.is_some(), PLACE),
+            ("database", self.database.is_some(), PLACE),
+            ("loaded_at_field", self.loaded_at_field.is_some(), FRESHNESS),
+            ("freshness", self.freshness.is_some(), FRESHNESS),
+            ("quoting", self.quoting.is_some(), QUOTING),
+            ("config", self.config.is_some(), SOURCE_CONFIG),
+            (
+                "overrides",
+                self.overrides.is_some(),
+                "dp has no packages to override",
+            ),
+        ])
+    }
 }
 
 /// The storage format of a source's tables.
@@ -355,6 +556,8 @@ pub enum SourceFormat {
     Parquet,
     /// A Delta Lake table.
     Delta,
+    /// CSV files with a header line (dbt-duckdb's `read_csv('...')` external locations).
+    Csv,
 }
 
 /// One table of a source.
@@ -385,6 +588,60 @@ pub struct SourceTableProperties {
     #[serde(default, alias = "tests")]
     #[schemars(with = "Vec<serde_json::Value>")]
     pub data_tests: Vec<serde_yaml::Value>,
+    /// The table's name where it is stored (its folder, or the seed or model of the project it
+    /// is), when that differs from `name`.
+    #[serde(default)]
+    pub identifier: Option<String>,
+    /// dbt's metadata; dbt-duckdb's `external_location` is this table's location when
+    /// `location` is not given.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub meta: Option<serde_yaml::Value>,
+    /// dbt's: documentation only; accepted.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub tags: Option<serde_yaml::Value>,
+    /// dbt's: documentation only; accepted.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub loader: Option<serde_yaml::Value>,
+    /// dbt's source freshness: accepted and ignored, with a warning at its line.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub loaded_at_field: Option<serde_yaml::Value>,
+    /// dbt's source freshness: accepted and ignored, with a warning at its line.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub freshness: Option<serde_yaml::Value>,
+    /// dbt's identifier quoting: accepted and ignored, with a warning at its line.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub quoting: Option<serde_yaml::Value>,
+    /// dbt's source table config: accepted and ignored, with a warning at its line.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub config: Option<serde_yaml::Value>,
+    /// dbt's dbt-external-tables settings: accepted and ignored, with a warning at its line.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub external: Option<serde_yaml::Value>,
+}
+
+impl SourceTableProperties {
+    /// The keys set that dp ignores, with why.
+    pub fn ignored_keys(&self) -> Vec<(&'static str, &'static str)> {
+        set_keys([
+            ("loaded_at_field", self.loaded_at_field.is_some(), FRESHNESS),
+            ("freshness", self.freshness.is_some(), FRESHNESS),
+            ("quoting", self.quoting.is_some(), QUOTING),
+            ("config", self.config.is_some(), SOURCE_CONFIG),
+            (
+                "external",
+                self.external.is_some(),
+                "dp reads a source from its `location` (or `meta.external_location`)",
+            ),
+        ])
+    }
 }
 
 /// What to do when a partitioned source has no files for the partition a build reads.

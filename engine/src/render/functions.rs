@@ -19,6 +19,8 @@ pub(super) const STATE: &str = "__dp_render";
 pub(super) struct Known {
     pub models: BTreeSet<String>,
     pub sources: BTreeSet<String>,
+    /// Source tables that are a model of the project, with that model: read as its `ref()`.
+    pub source_models: BTreeMap<String, String>,
 }
 
 /// One render: what its functions see, and what they record.
@@ -254,26 +256,30 @@ fn render_state(state: &State) -> Result<Arc<RenderState>, Error> {
         .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "not inside a dp render"))
 }
 
+/// `ref(name)`: the model's relation, recorded.
+fn reference(render: &RenderState, name: &str) -> Result<String, Error> {
+    if !render.known.models.contains(name) {
+        return Err(render.fail(
+            Problem::UnknownRef(name.into()),
+            format!("unknown model `{name}`"),
+        ));
+    }
+    let output = quote(name);
+    render.record(|r| {
+        r.calls.push(RecordedCall {
+            target: name.into(),
+            output: output.clone(),
+            is_source: false,
+        })
+    });
+    Ok(output)
+}
+
 pub(super) fn register(env: &mut Environment<'static>) {
     env.add_function(
         "ref",
         |state: &State, name: &str| -> Result<String, Error> {
-            let render = render_state(state)?;
-            if !render.known.models.contains(name) {
-                return Err(render.fail(
-                    Problem::UnknownRef(name.into()),
-                    format!("unknown model `{name}`"),
-                ));
-            }
-            let output = quote(name);
-            render.record(|r| {
-                r.calls.push(RecordedCall {
-                    target: name.into(),
-                    output: output.clone(),
-                    is_source: false,
-                })
-            });
-            Ok(output)
+            reference(&*render_state(state)?, name)
         },
     );
 
@@ -282,6 +288,9 @@ pub(super) fn register(env: &mut Environment<'static>) {
         |state: &State, source: &str, table: &str| -> Result<String, Error> {
             let render = render_state(state)?;
             let id = format!("{source}.{table}");
+            if let Some(model) = render.known.source_models.get(&id) {
+                return reference(&render, model);
+            }
             if !render.known.sources.contains(&id) {
                 return Err(render.fail(
                     Problem::UnknownSource(id.clone()),

@@ -374,6 +374,7 @@ impl Renderer {
         let known = Arc::new(functions::Known {
             models: project.models.keys().cloned().collect(),
             sources: project.sources.keys().cloned().collect(),
+            source_models: project.source_models.clone(),
         });
         let mut renderer = Self {
             env,
@@ -473,7 +474,7 @@ impl Renderer {
     ) -> Result<RenderedModel, RenderError> {
         self.renders.fetch_add(1, Ordering::Relaxed);
         if model.is_seed {
-            return render_seed(model);
+            return render_seed(project, model);
         }
         let (state, root) = self.root(context, Some(&model.name));
         let template = match self.env.get_template(&template_name(model)) {
@@ -501,7 +502,9 @@ impl Renderer {
                 src: model.file.named(),
                 at: (0, 0).into(),
             }),
-            Ok((sql, spans)) => finish_model(model, sql, &spans, self.prefix.len(), recorded),
+            Ok((sql, spans)) => {
+                finish_model(project, model, sql, &spans, self.prefix.len(), recorded)
+            }
             Err(error) => Err(template_error(
                 project,
                 model,
@@ -683,6 +686,7 @@ pub fn declared_macros(text: &str) -> Vec<String> {
 }
 
 fn finish_model(
+    project: &Project,
     model: &ModelFile,
     sql: String,
     spans: &[minijinja::OutputSpan],
@@ -745,7 +749,7 @@ fn finish_model(
             refs.push(call_record);
         }
     }
-    let config = merge_config(model, recorded.config)?;
+    let config = merge_config(project, model, recorded.config)?;
     Ok(RenderedModel {
         name: model.name.clone(),
         file: model.file.clone(),
@@ -759,8 +763,8 @@ fn finish_model(
 }
 
 /// A seed as a model: the query over its CSV file's values.
-fn render_seed(model: &ModelFile) -> Result<RenderedModel, RenderError> {
-    let mut config = merge_config(model, Default::default())?;
+fn render_seed(project: &Project, model: &ModelFile) -> Result<RenderedModel, RenderError> {
+    let mut config = merge_config(project, model, Default::default())?;
     config.materialized = crate::project::Materialization::Seed;
     let sql = seed::seed_sql(&model.file, &config).map_err(|bad| RenderError::Seed {
         model: model.name.clone(),
@@ -782,7 +786,10 @@ fn render_seed(model: &ModelFile) -> Result<RenderedModel, RenderError> {
 
 /// The model's configuration: its properties' `config:`, overridden by what its SQL gave
 /// `config()`.
+/// A configuration that cannot be points at the line that sets the key at fault (the model's
+/// SQL, its YAML or the project file).
 fn merge_config(
+    project: &Project,
     model: &ModelFile,
     called: crate::project::ModelConfigProperties,
 ) -> Result<ModelConfig, RenderError> {
@@ -790,12 +797,15 @@ fn merge_config(
         .declared_config()
         .overridden_by(called)
         .resolve()
-        .map_err(|invalid| RenderError::InvalidConfig {
-            model: model.name.clone(),
-            at: model.file.find("config(", 0),
-            src: model.file.named(),
-            message: invalid.message,
-            help: Some(invalid.help),
+        .map_err(|invalid| {
+            let (file, at) = project.config_key_place(&model.name, invalid.key);
+            RenderError::InvalidConfig {
+                model: model.name.clone(),
+                at,
+                src: file.named(),
+                message: invalid.message,
+                help: Some(invalid.help),
+            }
         })
 }
 

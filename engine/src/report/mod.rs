@@ -436,6 +436,30 @@ pub struct ModelResult {
     pub dry_run: bool,
 }
 
+impl ModelResult {
+    /// The result of `model`, stored as `materialized`, with `status` and nothing done yet.
+    pub fn new(model: String, materialized: String, status: ModelStatus) -> ModelResult {
+        ModelResult {
+            model,
+            materialized,
+            status,
+            rows: 0,
+            partitions: Vec::new(),
+            version: None,
+            source_files: BTreeMap::new(),
+            files_written: 0,
+            files_rewritten: 0,
+            bytes: 0,
+            tests: Vec::new(),
+            elapsed: Duration::ZERO,
+            attempts: 0,
+            failure_class: None,
+            diff: None,
+            dry_run: false,
+        }
+    }
+}
+
 /// What a build changes in its table: the rows it replaces (the published version) against
 /// the rows it stages, computed before the commit.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]

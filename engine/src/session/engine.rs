@@ -33,13 +33,23 @@ use futures::TryStreamExt;
 
 use super::files::{FileTable, TableFile, TableFiles};
 use super::{RecordingTable, SessionError};
+use crate::project::Project;
 
 /// The executor seam: a session to plan in, how it reads a Delta table, and where a planned
 /// query runs (the schema of its plan is the query's; executing it streams the rows).
 #[async_trait]
 pub trait QueryEngine: Send + Sync + std::fmt::Debug {
-    /// A new session for one model's build or tests, whose queries run on this engine.
+    /// A new session whose queries run on this engine, in DataFusion's dialect: for reading
+    /// tables (a project's SQL is planned in a [`QueryEngine::project_session`]).
     fn session(&self, runtime: &Arc<RuntimeEnv>) -> SessionContext;
+
+    /// A new session for SQL of `project` (its models, tests, `run_query()`), whose queries run
+    /// on this engine, in the project's SQL dialect with its functions.
+    fn project_session(&self, runtime: &Arc<RuntimeEnv>, project: &Project) -> SessionContext {
+        let session = self.session(runtime);
+        super::dialect::apply(&session, project);
+        session
+    }
 
     /// How `session` reads the Delta table at `url`, at the version `table` has loaded.
     async fn delta_table(

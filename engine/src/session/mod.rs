@@ -6,9 +6,12 @@
 //! policy, and for the run results.
 
 pub mod contract;
+pub mod dialect;
 pub mod engine;
 pub mod files;
+mod functions;
 mod stores;
+mod subquery;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -234,21 +237,26 @@ pub fn read_only() -> datafusion::execution::context::SQLOptions {
         .with_allow_statements(false)
 }
 
-/// `sql` planned in `session` as a query that only reads (see [`read_only`]).
+/// `sql` planned in `session` as a query that only reads (see [`read_only`]), in the
+/// session's dialect.
 pub async fn read_query(
     session: &SessionContext,
     sql: &str,
 ) -> datafusion::error::Result<datafusion::prelude::DataFrame> {
-    session.sql_with_options(sql, read_only()).await
+    let state = session.state();
+    let plan = plan_read_query(&state, sql).await?;
+    Ok(datafusion::prelude::DataFrame::new(state, plan))
 }
 
-/// `sql` planned in `state` as a query that only reads (see [`read_only`]), without running it.
+/// `sql` planned in `state` as a query that only reads (see [`read_only`]), in the session's
+/// dialect, without running it.
 pub async fn plan_read_query(
     state: &datafusion::execution::SessionState,
     sql: &str,
 ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
-    let plan = state.create_logical_plan(sql).await?;
+    let plan = dialect::plan(state, sql).await?;
     read_only().verify_plan(&plan)?;
+    subquery::runnable_subqueries(state, &plan, sql)?;
     Ok(plan)
 }
 
@@ -369,6 +377,20 @@ pub async fn register_relation(
     }
 }
 
+/// A source's files as DataFusion lists them: a folder, a file, or a glob (`raw/*.parquet`),
+/// on any store.
+fn listing_url(location: &Url) -> Result<ListingTableUrl, String> {
+    let path = location.path();
+    let Some(glob) = path.find(['*', '?', '[']) else {
+        return ListingTableUrl::parse(location.as_str()).map_err(|e| e.strip_backtrace());
+    };
+    let base_end = path[..glob].rfind('/').map_or(0, |slash| slash + 1);
+    let pattern = glob::Pattern::new(&path[base_end..]).map_err(|e| e.to_string())?;
+    let mut base = location.clone();
+    base.set_path(&path[..base_end]);
+    ListingTableUrl::try_new(base, Some(pattern)).map_err(|e| e.strip_backtrace())
+}
+
 /// Register a source table as `"source"."table"`: a listing table over its Parquet files, with
 /// its hive partition columns (so a filter on them skips whole folders), or a Delta table. Its
 /// columns are checked against the declared ones first.
@@ -391,18 +413,24 @@ pub async fn register_source(
         .register(session.runtime_env().as_ref(), &source.location)
         .map_err(|e| unreadable(e.to_string()))?;
     let provider: Arc<dyn TableProvider> = match source.format {
-        SourceFormat::Parquet => {
-            let url = ListingTableUrl::parse(source.location.as_str())
-                .map_err(|e| unreadable(e.to_string()))?;
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                .with_file_extension(".parquet")
-                .with_table_partition_cols(
-                    source
-                        .partitioned_by
-                        .iter()
-                        .map(|column| (column.clone(), DataType::Utf8))
-                        .collect(),
-                );
+        SourceFormat::Parquet | SourceFormat::Csv => {
+            let url = listing_url(&source.location).map_err(&unreadable)?;
+            let options = match source.format {
+                SourceFormat::Csv => ListingOptions::new(Arc::new(
+                    datafusion::datasource::file_format::csv::CsvFormat::default()
+                        .with_has_header(true),
+                ))
+                .with_file_extension(".csv"),
+                _ => ListingOptions::new(Arc::new(ParquetFormat::default()))
+                    .with_file_extension(".parquet"),
+            };
+            let options = options.with_table_partition_cols(
+                source
+                    .partitioned_by
+                    .iter()
+                    .map(|column| (column.clone(), DataType::Utf8))
+                    .collect(),
+            );
             let schema = match source.file_schema.get() {
                 Some(schema) => schema.clone(),
                 None => {
@@ -555,12 +583,10 @@ pub fn sql_error(model: &ModelPlan, error: &DataFusionError) -> SessionError {
     let (file, at, message) = if let Some(diagnostic) = diagnostic
         && let Some(span) = diagnostic.span
     {
-        let len = if span.end.line == span.start.line {
-            span.end.column.saturating_sub(span.start.column) as usize
-        } else {
-            1
-        };
-        let (file, at) = model.locate_line(span.start.line, span.start.column, len.max(1));
+        let (file, at) = model.locate_between(
+            (span.start.line, span.start.column),
+            (span.end.line, span.end.column),
+        );
         (file, at, diagnostic.message.clone())
     } else if let Some((line, column, clean)) = sql_error_location(&full) {
         let (file, at) = model.locate_line(line, column, 1);

@@ -3,6 +3,7 @@
 //! commit that also removes the files they replace ([`ModelTable::commit`]), or deletes them
 //! ([`ModelTable::discard`]). In: a record batch stream. Out: a committed Delta version.
 
+mod export;
 mod history;
 mod layout;
 mod partition;
@@ -10,6 +11,7 @@ mod schema;
 mod vacuum;
 mod write_mode;
 
+pub use export::{export, export_location};
 pub use history::{
     Commit, RECORD_KEY, RecordedTest, RunRecord, TableStates, VersionChange, history, last_build,
     restore, restore_change,
@@ -168,6 +170,19 @@ pub enum StorageError {
         model: String,
         #[source]
         source: datafusion::error::DataFusionError,
+    },
+
+    #[error("the export of `{model}` to {location} failed: {message}")]
+    #[diagnostic(
+        code(dp::export),
+        help(
+            "an `external` model's rows are exported after its commit: its table is published, its export is not (the previous one, if any, is still in place); fix the location and build it again"
+        )
+    )]
+    Export {
+        model: String,
+        location: String,
+        message: String,
     },
 
     #[error(transparent)]

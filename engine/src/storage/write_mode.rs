@@ -29,6 +29,10 @@ impl WriteMode {
         let partition_by = config.partition_by.clone();
         match (config.materialized, &config.incremental) {
             (Materialization::Ephemeral, _) => None,
+            // Stored as a table: its `partition_by` partitions the export, not the table.
+            (Materialization::External, _) => Some(WriteMode::ReplaceTable {
+                partition_by: Vec::new(),
+            }),
             (Materialization::Partitioned, _) => {
                 Some(WriteMode::ReplacePartitions { partition_by })
             }
