@@ -796,3 +796,36 @@ fn a_subquery_datafusion_cannot_run_is_named_at_its_place_with_the_rewrite() {
         vec![vec!["2".to_string()]]
     );
 }
+
+#[test]
+fn a_source_only_an_unused_cte_reads_is_never_read() {
+    let project = TestProject::fixture("dbt_sources");
+    let sources = std::fs::read_to_string(project.root.join("models/sources.yml")).unwrap();
+    // `lake.gone` would be raw/gone/*.parquet: there are no such files.
+    project.write(
+        "models/sources.yml",
+        &sources.replace(
+            "      - name: renamed\n",
+            "      - name: gone\n      - name: renamed\n",
+        ),
+    );
+    project.write(
+        "models/recent_events.sql",
+        "with gone as (\n    select * from {{ source('lake', 'gone') }}\n),\nevents as (select * from {{ source('lake', 'events') }})\nselect count(*) as n from events\n",
+    );
+    let check = project.dp(&["check", "--select", "recent_events"]);
+    assert_eq!(check.status.code(), Some(0), "{}", both(&check));
+    project.dp_ok(&["build", "--select", "recent_events"]);
+    assert_eq!(
+        project.query("recent_events", "select n from t"),
+        vec![vec!["4".to_string()]]
+    );
+    // A scan the plan keeps still needs the files.
+    project.write(
+        "models/recent_events.sql",
+        "select count(*) as n from {{ source('lake', 'gone') }}\n",
+    );
+    let build = project.dp(&["build", "--select", "recent_events"]);
+    assert_eq!(build.status.code(), Some(1), "{}", both(&build));
+    assert!(both(&build).contains("lake.gone"), "{}", both(&build));
+}

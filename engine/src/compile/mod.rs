@@ -4,6 +4,7 @@
 //! selected nodes. Out: a [`Plan`], in execution order.
 
 pub mod depth;
+mod unused;
 
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -242,7 +243,7 @@ pub fn plan_model<'a>(
         map: model.source_map.clone(),
     };
     if ordered.is_empty() {
-        return Ok(ModelPlan {
+        return Ok(without_unused_ctes(ModelPlan {
             name: model.name.clone(),
             file: model.file.clone(),
             sql: model.sql.clone(),
@@ -251,7 +252,7 @@ pub fn plan_model<'a>(
             sources,
             runs_queries: model.runs_queries,
             pieces: vec![own_piece(0..model.sql.len(), 0)],
-        });
+        }));
     }
     // Before the first CTE of the model's own WITH, or before the query when it has none.
     let insert_at = first_cte.unwrap_or_else(|| statement_range(&model.sql).start);
@@ -296,7 +297,16 @@ pub fn plan_model<'a>(
         pieces,
     };
     check_depth(&plan)?;
-    Ok(plan)
+    Ok(without_unused_ctes(plan))
+}
+
+/// `plan` without the CTEs its query never reads (see [`unused`]).
+fn without_unused_ctes(mut plan: ModelPlan) -> ModelPlan {
+    if let Some((sql, sources)) = unused::without_unused_ctes(&plan.sql, &plan.sources) {
+        plan.sql = sql;
+        plan.sources = sources;
+    }
+    plan
 }
 
 /// Check that a model's SQL is one query; returns where the first CTE of the query's own `WITH`
