@@ -289,6 +289,8 @@ fn a_dbt_project_with_its_own_folders_and_config_tree_builds_as_dbt_would() {
         text.contains("data tests giving their arguments beside the test's name: 1"),
         "{text}"
     );
+    // At the first of them, in its file.
+    assert!(text.contains("the first"), "{text}");
     assert!(!text.contains("profile"), "{text}");
     // A documented column the model does not output (no contract): a warning, not an error.
     assert!(

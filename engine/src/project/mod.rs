@@ -102,7 +102,13 @@ pub enum LoadWarning {
             "they still work; dbt 1.10 deprecates this layout: write `- accepted_values: {{arguments: {{values: [...]}}}}`"
         )
     )]
-    TestArgumentsBeside { count: usize },
+    TestArgumentsBeside {
+        count: usize,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("the first")]
+        at: SourceSpan,
+    },
 
     #[error("`{key}` is ignored")]
     #[diagnostic(code(dp::ignored_key), severity(Warning))]
@@ -754,7 +760,7 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
     let mut source_models = BTreeMap::new();
     let mut data_tests = Vec::new();
     let mut unit_tests = Vec::new();
-    let mut arguments_beside = 0;
+    let mut arguments_beside = Vec::new();
     let property_folders: Vec<String> = paths.models.iter().chain(&paths.seeds).cloned().collect();
     for file in read_trees(root, &property_folders, "yml")?
         .into_iter()
@@ -792,13 +798,13 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
                 from: cursor,
                 defaults: &defaults,
             };
-            arguments_beside += collect_tests(
+            arguments_beside.extend(collect_tests(
                 &base,
                 &model.data_tests,
                 &model.columns,
                 &mut data_tests,
                 &mut problems,
-            );
+            ));
         }
         for source in &properties.sources {
             for table in &source.tables {
@@ -809,13 +815,13 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
                     from: 0,
                     defaults: &defaults,
                 };
-                arguments_beside += collect_tests(
+                arguments_beside.extend(collect_tests(
                     &base,
                     &table.data_tests,
                     &table.columns,
                     &mut data_tests,
                     &mut problems,
-                );
+                ));
             }
         }
         attach_model_properties(&mut models, properties.models, &file, &mut problems);
@@ -838,9 +844,11 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
             unit_tests.push(unit_test(test, &file));
         }
     }
-    if arguments_beside > 0 {
+    if let Some((file, at)) = arguments_beside.first() {
         warnings.push(LoadWarning::TestArgumentsBeside {
-            count: arguments_beside,
+            count: arguments_beside.len(),
+            src: file.named(),
+            at: *at,
         });
     }
     warnings.extend(ignored.into_warnings());
@@ -1015,15 +1023,16 @@ fn attach_model_properties(
 }
 
 /// Read the tests of a subject and of its columns, declared as `base` says (its column unset).
-/// Returns how many give their arguments beside the test's name (dbt's older layout).
+/// Returns where the tests that give their arguments beside the test's name (dbt's older
+/// layout) are.
 fn collect_tests<'a>(
     base: &data_tests::Declared<'a>,
     tests: &'a [serde_yaml::Value],
     columns: &'a [ColumnProperties],
     found: &mut Vec<DataTest>,
     problems: &mut Vec<LoadError>,
-) -> usize {
-    let mut arguments_beside = 0;
+) -> Vec<(SourceFile, SourceSpan)> {
+    let mut arguments_beside = Vec::new();
     let entries = tests
         .iter()
         .map(|entry| (entry, None))
@@ -1040,7 +1049,9 @@ fn collect_tests<'a>(
         };
         match data_tests::parse(entry, &declared) {
             Ok((test, beside)) => {
-                arguments_beside += usize::from(beside);
+                if beside {
+                    arguments_beside.push((test.file.clone(), test.at));
+                }
                 // `enabled: false` in its config or its folder's: left out.
                 if test.config.enabled {
                     found.push(test);
