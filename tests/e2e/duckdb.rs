@@ -172,3 +172,20 @@ fn a_read_function_outside_the_project_folder_is_refused_at_its_model() {
     assert!(text.contains("project folder"), "{text}");
     assert!(text.contains("models/outside.sql"), "{text}");
 }
+
+#[test]
+fn the_profile_is_found_where_dbt_finds_it_in_dbt_profiles_dir() {
+    let project = TestProject::fixture("duckdb_case");
+    let profiles = project.root.join("profiles.yml");
+    let elsewhere = project.root.join("../profiles");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::rename(&profiles, elsewhere.join("profiles.yml")).unwrap();
+    // Without a profile, DataFusion's dialect: `ProcessedAt` is not found by `processedat`.
+    assert_eq!(project.dp(&["check"]).status.code(), Some(1));
+    let check = project
+        .command(&["check"])
+        .env("DBT_PROFILES_DIR", &elsewhere)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(0), "{}", both(&check));
+}

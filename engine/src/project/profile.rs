@@ -1,6 +1,7 @@
 //! LOAD: the SQL dialect a project's models are planned and run with: its `dialect:`, or, for a
-//! dbt project without one, the type of its profile's target in the `profiles.yml` of the
-//! project folder (dbt-duckdb's `type: duckdb`).
+//! dbt project without one, the type of its profile's target (dbt-duckdb's `type: duckdb`) in
+//! the `profiles.yml` dbt would read: in `$DBT_PROFILES_DIR`, else the project folder, else
+//! `~/.dbt/`.
 
 use std::path::Path;
 
@@ -19,8 +20,8 @@ impl Dialect {
         }
         let dbt = root.join(DBT_PROJECT_FILE).is_file();
         match &config.dbt_profile {
-            Some(profile) if dbt => std::fs::read_to_string(root.join(PROFILES_FILE))
-                .ok()
+            Some(profile) if dbt => profiles_file(root)
+                .and_then(|path| std::fs::read_to_string(path).ok())
                 .and_then(|text| profile_type(&text, profile))
                 .map_or(Dialect::Datafusion, |kind| Dialect::of_adapter(&kind)),
             _ => Dialect::Datafusion,
@@ -34,6 +35,21 @@ impl Dialect {
             _ => Dialect::Datafusion,
         }
     }
+}
+
+/// The `profiles.yml` dbt reads for the project at `root`: in `$DBT_PROFILES_DIR`, else in the
+/// project folder, else in `~/.dbt/`.
+fn profiles_file(root: &Path) -> Option<std::path::PathBuf> {
+    let env_dir = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    [
+        env_dir("DBT_PROFILES_DIR").map(std::path::PathBuf::from),
+        Some(root.to_path_buf()),
+        env_dir("HOME").map(|home| std::path::Path::new(&home).join(".dbt")),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|dir| dir.join(PROFILES_FILE))
+    .find(|path| path.is_file())
 }
 
 /// The `type:` of `profile`'s target in a `profiles.yml`: its `target:` output, else the one
