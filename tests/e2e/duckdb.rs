@@ -189,3 +189,19 @@ fn the_profile_is_found_where_dbt_finds_it_in_dbt_profiles_dir() {
         .unwrap();
     assert_eq!(check.status.code(), Some(0), "{}", both(&check));
 }
+
+#[test]
+fn duckdb_divides_decimals_as_doubles_in_each_branch_of_a_union() {
+    let project = TestProject::fixture("duckdb_numbers");
+    project.dp_ok(&["build"]);
+    assert_eq!(
+        project.query(
+            "ratio_by_channel",
+            "select channel, cast(ratio as varchar), arrow_typeof(ratio) from t order by 1"
+        ),
+        rows(&[
+            &["per_item", "7.686153846153847", "Float64"],
+            &["per_payment", "4.333333333333333", "Float64"]
+        ])
+    );
+}

@@ -19,6 +19,7 @@ use datafusion::logical_expr::expr::{Case, ScalarFunction};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     BinaryExpr, Cast, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator, TryCast,
+    Union,
 };
 use datafusion::prelude::SessionContext;
 use sqlparser::ast::{
@@ -223,8 +224,14 @@ fn field_not_found(error: &DataFusionError) -> Option<(&Column, &[Column])> {
 /// other types; columns keep their names.
 fn duckdb_semantics(plan: LogicalPlan) -> Result<LogicalPlan> {
     plan.transform_up_with_subqueries(|node| {
-        // Its inputs may have changed types.
-        let node = node.recompute_schema()?;
+        // Its inputs may have changed types (a union keeps the schema it was planned with
+        // unless it is derived again).
+        let node = match node {
+            LogicalPlan::Union(union) => {
+                LogicalPlan::Union(Union::try_new_with_loose_types(union.inputs)?)
+            }
+            other => other.recompute_schema()?,
+        };
         let schema: DFSchema = match node.inputs()[..] {
             [input] => input.schema().as_ref().clone(),
             [left, right] if matches!(node, LogicalPlan::Join(_)) => {
