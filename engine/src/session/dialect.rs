@@ -273,6 +273,11 @@ fn double(expr: Expr) -> Expr {
 /// One expression as DuckDB means it.
 fn duckdb_expr(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     let type_of = |e: &Expr| e.get_type(schema).ok();
+    // A cast of a fraction to an integer, which DuckDB rounds.
+    let rounds = |field: &datafusion::arrow::datatypes::FieldRef, inner: &Expr| {
+        field.data_type().is_integer()
+            && type_of(inner).is_some_and(|t| t.is_floating() || t.is_decimal())
+    };
     Ok(match expr {
         // `/` of integers or decimals is a double in DuckDB (`//` divides integers).
         Expr::BinaryExpr(BinaryExpr {
@@ -291,25 +296,13 @@ fn duckdb_expr(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         }
         // A fraction cast to an integer is rounded: a decimal half away from zero, a double
         // half to even (cast(2.5::double as int) is 2 in DuckDB).
-        Expr::Cast(Cast { expr: inner, field })
-            if field.data_type().is_integer()
-                && type_of(&inner).is_some_and(|t| t.is_floating() || t.is_decimal()) =>
-        {
-            let rounded = round_as_duckdb(*inner, type_of);
-            Transformed::yes(Expr::Cast(Cast {
-                expr: Box::new(rounded),
-                field,
-            }))
+        Expr::Cast(Cast { expr: inner, field }) if rounds(&field, &inner) => {
+            let expr = Box::new(round_as_duckdb(*inner, type_of));
+            Transformed::yes(Expr::Cast(Cast { expr, field }))
         }
-        Expr::TryCast(TryCast { expr: inner, field })
-            if field.data_type().is_integer()
-                && type_of(&inner).is_some_and(|t| t.is_floating() || t.is_decimal()) =>
-        {
-            let rounded = round_as_duckdb(*inner, type_of);
-            Transformed::yes(Expr::TryCast(TryCast {
-                expr: Box::new(rounded),
-                field,
-            }))
+        Expr::TryCast(TryCast { expr: inner, field }) if rounds(&field, &inner) => {
+            let expr = Box::new(round_as_duckdb(*inner, type_of));
+            Transformed::yes(Expr::TryCast(TryCast { expr, field }))
         }
         // `coalesce(max(ts), '1900-01-01')`: the text is read as the other values' type.
         Expr::ScalarFunction(ScalarFunction { func, args })
