@@ -49,6 +49,9 @@ pub enum Command {
     Build(BuildArgs),
     /// Load the selected seeds (CSV files under seeds/) into their Delta tables.
     Seed(BuildArgs),
+    /// Run the selected snapshots: each records what changed in what it snapshots since its
+    /// last run as new versions of rows (dbt's snapshots), in one commit.
+    Snapshot(BuildArgs),
     /// Run the tests of the selected nodes: data and singular tests against the published data,
     /// and unit tests (`--select test_type:unit` for only those).
     Test(CoverArgs),

@@ -997,6 +997,17 @@ impl Checked {
         })
     }
 
+    /// Keep only the nodes `keep` names (`dp seed`'s seeds, `dp snapshot`'s snapshots): the
+    /// others are neither run nor reported, nor is what is no one node's.
+    pub fn keep_only(&mut self, keep: impl Fn(&str) -> bool) {
+        self.plan.models.retain(|model| keep(&model.name));
+        self.failed.retain(|not_run| match not_run {
+            NotRun::Failed { model, .. } => keep(model),
+            NotRun::Skipped { .. } => false,
+        });
+        self.errors.clear();
+    }
+
     /// Take out what keeps models from running, leaving the plan and the warnings.
     pub fn take_failures(&mut self) -> Failures {
         let mut failures = Failures {

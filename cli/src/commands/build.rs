@@ -1,13 +1,21 @@
-//! `dp build`: run the selected models and seeds and publish them; `dp seed`: only the seeds.
+//! `dp build`: run the selected models, seeds and snapshots and publish them; `dp seed`: only
+//! the seeds; `dp snapshot`: only the snapshots.
 
 use std::process::ExitCode;
 
-use dp_engine::{BuildSettings, NotRun};
+use dp_engine::BuildSettings;
 
 use crate::args::{BuildArgs, GlobalArgs};
 use crate::printer::Printer;
 
-pub fn run(global: &GlobalArgs, args: &BuildArgs, only_seeds: bool) -> miette::Result<ExitCode> {
+/// The kind of node a command runs alone.
+#[derive(Debug, Clone, Copy)]
+pub enum Only {
+    Seeds,
+    Snapshots,
+}
+
+pub fn run(global: &GlobalArgs, args: &BuildArgs, only: Option<Only>) -> miette::Result<ExitCode> {
     let runtime = super::runtime()?;
     let prepared = super::prepare_partial(global, &args.select)?;
     let mut checked = runtime.block_on(dp_engine::check_each(&prepared));
@@ -15,14 +23,14 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs, only_seeds: bool) -> miette::R
         checked = checked.strict()?;
     }
     super::show_check_warnings(global, std::mem::take(&mut checked.warnings));
-    if only_seeds {
-        let is_seed = |name: &str| prepared.project.models.get(name).is_some_and(|m| m.is_seed);
-        checked.plan.models.retain(|model| is_seed(&model.name));
-        checked.failed.retain(|not_run| match not_run {
-            NotRun::Failed { model, .. } => is_seed(model),
-            NotRun::Skipped { .. } => false,
+    if let Some(only) = only {
+        let models = &prepared.project.models;
+        checked.keep_only(|name| {
+            models.get(name).is_some_and(|node| match only {
+                Only::Seeds => node.is_seed,
+                Only::Snapshots => node.snapshot.is_some(),
+            })
         });
-        checked.errors.clear();
     }
     // What is no one model's fails the run, after everything that can build has.
     let errors = std::mem::take(&mut checked.errors);

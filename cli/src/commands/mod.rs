@@ -33,8 +33,9 @@ pub fn cannot_run() -> ExitCode {
 /// Run the command the user asked for.
 pub fn run(cli: Cli) -> miette::Result<ExitCode> {
     match &cli.command {
-        Command::Build(args) => build::run(&cli.global, args, false),
-        Command::Seed(args) => build::run(&cli.global, args, true),
+        Command::Build(args) => build::run(&cli.global, args, None),
+        Command::Seed(args) => build::run(&cli.global, args, Some(build::Only::Seeds)),
+        Command::Snapshot(args) => build::run(&cli.global, args, Some(build::Only::Snapshots)),
         Command::Compile(args) => compile::run(&cli.global, args),
         Command::Check(args) => check::run(&cli.global, args),
         Command::Ls(args) => ls::run(&cli.global, args),

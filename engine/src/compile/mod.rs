@@ -4,6 +4,7 @@
 //! selected nodes. Out: a [`Plan`], in execution order.
 
 pub mod depth;
+mod snapshot;
 mod unused;
 
 use std::collections::BTreeSet;
@@ -43,6 +44,8 @@ pub struct ModelPlan {
     /// Its template calls `run_query()`: a build renders it again, with `execute` true.
     pub runs_queries: bool,
     pieces: Vec<Piece>,
+    /// A snapshot's: where its query is in `sql` (dp wrote the rest).
+    snapshot_query: Option<Range<usize>>,
 }
 
 /// A stretch of compiled SQL copied from one model's rendered SQL.
@@ -87,6 +90,45 @@ impl ModelPlan {
         let range = piece.map.to_template(rendered, len).unwrap_or(0..0);
         let at = span(range, piece.file.text().len());
         (piece.file.clone(), at)
+    }
+
+    /// A snapshot's query, without what dp writes around it.
+    pub fn snapshot_query(&self) -> Option<&str> {
+        self.snapshot_query.clone().map(|range| &self.sql[range])
+    }
+
+    /// A snapshot's later run (see [`snapshot::merge_query`]), given the schemas of its query
+    /// and of its published table; `None` for a model that is no snapshot.
+    pub fn snapshot_merge(
+        &self,
+        query: &datafusion::arrow::datatypes::Schema,
+        table: &datafusion::arrow::datatypes::Schema,
+    ) -> Option<ModelPlan> {
+        let config = self.config.snapshot.as_ref()?;
+        Some(snapshot::merge_query(self, config, query, table))
+    }
+
+    /// This plan with `before` and `after` written around its SQL, every position kept.
+    fn wrapped(mut self, before: String, after: &str) -> ModelPlan {
+        let shift = before.len();
+        for piece in &mut self.pieces {
+            piece.compiled = piece.compiled.start + shift..piece.compiled.end + shift;
+        }
+        self.snapshot_query = Some(shift..shift + self.sql.len());
+        self.sql = before + &self.sql + after;
+        self
+    }
+
+    /// A snapshot's query (the whole SQL of another plan) with `before` and `after` around it.
+    fn around_query(&self, before: String, after: &str) -> ModelPlan {
+        let range = self.snapshot_query.clone().unwrap_or(0..self.sql.len());
+        let mut plan = self.clone();
+        plan.sql = self.sql[range.clone()].to_string();
+        for piece in &mut plan.pieces {
+            piece.compiled = piece.compiled.start.saturating_sub(range.start)
+                ..piece.compiled.end.saturating_sub(range.start);
+        }
+        plan.wrapped(before, after)
     }
 
     /// Where a 1-based line and column of the compiled SQL came from.
@@ -243,7 +285,7 @@ pub fn plan_model<'a>(
         map: model.source_map.clone(),
     };
     if ordered.is_empty() {
-        return Ok(without_unused_ctes(ModelPlan {
+        return Ok(finished(ModelPlan {
             name: model.name.clone(),
             file: model.file.clone(),
             sql: model.sql.clone(),
@@ -252,6 +294,7 @@ pub fn plan_model<'a>(
             sources,
             runs_queries: model.runs_queries,
             pieces: vec![own_piece(0..model.sql.len(), 0)],
+            snapshot_query: None,
         }));
     }
     // Before the first CTE of the model's own WITH, or before the query when it has none.
@@ -295,18 +338,23 @@ pub fn plan_model<'a>(
         sources,
         runs_queries: model.runs_queries,
         pieces,
+        snapshot_query: None,
     };
     check_depth(&plan)?;
-    Ok(without_unused_ctes(plan))
+    Ok(finished(plan))
 }
 
-/// `plan` without the CTEs its query never reads (see [`unused`]).
-fn without_unused_ctes(mut plan: ModelPlan) -> ModelPlan {
+/// `plan` without the CTEs its query never reads (see [`unused`]); a snapshot's query as its
+/// first run.
+fn finished(mut plan: ModelPlan) -> ModelPlan {
     if let Some((sql, sources)) = unused::without_unused_ctes(&plan.sql, &plan.sources) {
         plan.sql = sql;
         plan.sources = sources;
     }
-    plan
+    match plan.config.snapshot.clone() {
+        Some(snapshot) => snapshot::first_run(plan, &snapshot),
+        None => plan,
+    }
 }
 
 /// Check that a model's SQL is one query; returns where the first CTE of the query's own `WITH`

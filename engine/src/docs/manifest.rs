@@ -41,7 +41,7 @@ pub fn manifest(inputs: &DocsInputs<'_>, metadata: &Value) -> Result<Value, Docs
         let config = &model.config;
         let value = json!({
                 "unique_id": id,
-                "resource_type": super::resource_type(&model.config),
+                "resource_type": model.config.resource_type(),
                 "name": model_name,
                 "package_name": name,
                 "original_file_path": path(&declared.file),

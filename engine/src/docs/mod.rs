@@ -286,21 +286,20 @@ fn metadata(inputs: &DocsInputs<'_>) -> Value {
     })
 }
 
-/// A node's unique id, as dbt's: `model.<project>.<name>`, `seed.<project>.<name>`,
+/// A node's unique id, as dbt's: `model.<project>.<name>`, `seed.` or `snapshot.<project>.<name>`,
 /// `source.<project>.<source>.<table>`.
 pub fn unique_id(project: &Project, node: &NodeId) -> String {
     match node {
-        NodeId::Model(name) if project.models.get(name).is_some_and(|m| m.is_seed) => {
-            format!("seed.{}.{name}", project.config.name)
+        NodeId::Model(name) => {
+            let kind = match project.models.get(name) {
+                Some(m) if m.is_seed => "seed",
+                Some(m) if m.snapshot.is_some() => "snapshot",
+                _ => "model",
+            };
+            format!("{kind}.{}.{name}", project.config.name)
         }
-        NodeId::Model(name) => format!("model.{}.{name}", project.config.name),
         NodeId::Source(id) => format!("source.{}.{id}", project.config.name),
     }
-}
-
-/// A model's `resource_type` in the docs' files, as dbt's: `model`, or `seed`.
-pub fn resource_type(config: &crate::project::ModelConfig) -> &'static str {
-    if config.is_seed() { "seed" } else { "model" }
 }
 
 /// `lineage.json`: every selected model's (and every source's) columns with what each is
@@ -353,7 +352,7 @@ fn lineage_json(inputs: &DocsInputs<'_>, planned: &ProjectLineage, metadata: &Va
         nodes.insert(
             unique_id(project, node),
             json!({
-                "resource_type": resource_type(&inputs.graph.models[name].config),
+                "resource_type": inputs.graph.models[name].config.resource_type(),
                 "name": name,
                 "materialized": inputs.graph.models[name].config.materialized.to_string(),
                 "columns": columns,

@@ -609,6 +609,26 @@ async fn publish_model(
             &rendered_to_run
         }
     };
+    // A snapshot's later run compares its query with the table's current versions.
+    let merged;
+    let model = match (incremental, model.snapshot_query()) {
+        (Some(_), Some(query)) => {
+            let query = crate::session::read_query(&session, query)
+                .await
+                .map_err(|error| query_error(model, &error))?;
+            let table = session
+                .table(datafusion::common::TableReference::bare(
+                    model.name.as_str(),
+                ))
+                .await
+                .map_err(|error| query_error(model, &error))?;
+            merged = model
+                .snapshot_merge(query.schema().as_arrow(), table.schema().as_arrow())
+                .unwrap_or_else(|| model.clone());
+            &merged
+        }
+        _ => model,
+    };
     let frame = crate::session::read_query(&session, &model.sql)
         .await
         .map_err(|error| query_error(model, &error))?;

@@ -238,19 +238,19 @@ fn matching(
             .filter(|s| glob(value, &s.source) || glob(value, &s.id()))
             .map(|s| NodeId::Source(s.id()))
             .collect(),
-        // dbt's: `resource_type:seed`, `resource_type:model`, `resource_type:source`.
-        "resource_type" => {
-            let sources = graph.sources.values().map(|s| NodeId::Source(s.id()));
-            let models = models.map(|m| (m.config.is_seed(), NodeId::Model(m.name.clone())));
-            match value {
-                "source" => sources.collect(),
-                "seed" | "model" => models
-                    .filter(|(seed, _)| *seed == (value == "seed"))
-                    .map(|(_, node)| node)
-                    .collect(),
-                _ => BTreeSet::new(),
-            }
-        }
+        // dbt's: `resource_type:seed`, `resource_type:model`, `resource_type:snapshot`,
+        // `resource_type:source`.
+        "resource_type" => match value {
+            "source" => graph
+                .sources
+                .values()
+                .map(|s| NodeId::Source(s.id()))
+                .collect(),
+            _ => models
+                .filter(|m| m.config.resource_type() == value)
+                .map(|m| NodeId::Model(m.name.clone()))
+                .collect(),
+        },
         _ => {
             return Err(SelectError::UnknownMethod {
                 method: method.to_string(),

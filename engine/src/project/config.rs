@@ -47,6 +47,11 @@ pub struct ProjectConfig {
     #[serde(default, alias = "tests")]
     #[schemars(with = "Option<serde_json::Value>")]
     pub data_tests: serde_yaml::Value,
+    /// Config of the snapshots under each folder of snapshots/, as `models:`: `+unique_key`,
+    /// `+strategy`, `+updated_at`, `+check_cols`, `+hard_deletes`, `+tags`, `+enabled`.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub snapshots: serde_yaml::Value,
     /// Commands run (with `sh -c`, in the project folder) when a build, seed or backfill ends,
     /// with `DP_RUN_RESULTS` (the run results' path), `DP_RUN_ID` and `DP_RUN_STATUS`
     /// (`success` or `failed`) in their environment: the place to page someone or post to a
@@ -103,6 +108,8 @@ pub struct DbtProjectConfig {
     #[serde(default)]
     pub macro_paths: Option<Vec<String>>,
     #[serde(default)]
+    pub snapshot_paths: Option<Vec<String>>,
+    #[serde(default)]
     pub docs_paths: Option<Vec<String>>,
     #[serde(default)]
     pub target_path: Option<String>,
@@ -116,6 +123,8 @@ pub struct DbtProjectConfig {
     pub seeds: serde_yaml::Value,
     #[serde(default, rename = "data_tests", alias = "tests")]
     pub data_tests: serde_yaml::Value,
+    #[serde(default)]
+    pub snapshots: serde_yaml::Value,
     /// dp's targets, for a dbt project that needs other than the defaults.
     #[serde(default)]
     pub target: Option<String>,
@@ -125,7 +134,7 @@ pub struct DbtProjectConfig {
     #[serde(default)]
     pub dialect: Option<Dialect>,
     /// Every other key: those of [`ACCEPTED_DBT_KEYS`], and the ones shown as ignored
-    /// (`snapshots:`, `on-run-start:`...).
+    /// (`on-run-start:`...).
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_yaml::Value>,
 }
@@ -147,6 +156,7 @@ pub struct ProjectPaths {
     pub seeds: Vec<String>,
     pub tests: Vec<String>,
     pub macros: Vec<String>,
+    pub snapshots: Vec<String>,
     /// Folders besides the model folders holding `{% docs %}` blocks.
     pub docs: Vec<String>,
     /// Where dp writes run results, compiled SQL, test failures and the docs.
@@ -161,6 +171,7 @@ impl Default for ProjectPaths {
             seeds: one("seeds"),
             tests: one("tests"),
             macros: one("macros"),
+            snapshots: one("snapshots"),
             docs: Vec::new(),
             target: "target".into(),
         }
@@ -176,6 +187,7 @@ impl DbtProjectConfig {
             seeds: self.seed_paths.unwrap_or(defaults.seeds),
             tests: self.test_paths.unwrap_or(defaults.tests),
             macros: self.macro_paths.unwrap_or(defaults.macros),
+            snapshots: self.snapshot_paths.unwrap_or(defaults.snapshots),
             docs: self.docs_paths.unwrap_or_default(),
             target: self.target_path.unwrap_or(defaults.target),
         };
@@ -192,6 +204,7 @@ impl DbtProjectConfig {
             models: package_tree(&self.models, &self.name),
             seeds: package_tree(&self.seeds, &self.name),
             data_tests: package_tree(&self.data_tests, &self.name),
+            snapshots: package_tree(&self.snapshots, &self.name),
             name: self.name,
             version: self.version,
             vars,

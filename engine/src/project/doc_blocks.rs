@@ -20,57 +20,22 @@ pub struct DocBlock {
 /// The docs blocks of one Markdown file.
 pub(super) fn parse(file: &SourceFile) -> Result<Vec<DocBlock>, LoadError> {
     let text = file.text();
-    let mut blocks = Vec::new();
-    let mut from = 0;
-    while let Some((start, after_open, name)) = next_tag(text, from, "docs") {
-        let at = span(start..after_open, text.len());
-        let name = name.trim();
-        let valid = !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_');
-        if !valid {
-            return Err(LoadError::DocBlock {
-                message: format!("`{name}` is not a docs block name"),
-                src: file.named(),
-                at,
-            });
+    let blocks = super::blocks::named_blocks(text, "docs", "docs block").map_err(|problem| {
+        LoadError::DocBlock {
+            message: problem.message,
+            src: file.named(),
+            at: span(problem.at, text.len()),
         }
-        let Some((end, after_close, _)) = next_tag(text, after_open, "enddocs") else {
-            return Err(LoadError::DocBlock {
-                message: format!("docs block `{name}` has no {{% enddocs %}}"),
-                src: file.named(),
-                at,
-            });
-        };
-        blocks.push(DocBlock {
-            name: name.to_string(),
-            contents: text[after_open..end].trim().to_string(),
+    })?;
+    Ok(blocks
+        .into_iter()
+        .map(|block| DocBlock {
+            name: block.name.to_string(),
+            contents: text[block.body].trim().to_string(),
             file: file.clone(),
-            at,
-        });
-        from = after_close;
-    }
-    Ok(blocks)
-}
-
-/// The next `{% keyword rest %}` tag at or after `from` (whitespace control dashes allowed):
-/// where it starts, where it ends, and `rest`.
-fn next_tag<'t>(text: &'t str, from: usize, keyword: &str) -> Option<(usize, usize, &'t str)> {
-    let mut at = from;
-    while let Some(found) = text[at..].find("{%") {
-        let start = at + found;
-        let inner_start = start + 2;
-        let close = text[inner_start..].find("%}")? + inner_start;
-        let inner = text[inner_start..close]
-            .trim_start_matches('-')
-            .trim_end_matches('-')
-            .trim();
-        if let Some(rest) = inner.strip_prefix(keyword)
-            && (rest.is_empty() || rest.starts_with(char::is_whitespace))
-        {
-            return Some((start, close + 2, rest));
-        }
-        at = close + 2;
-    }
-    None
+            at: span(block.open, text.len()),
+        })
+        .collect())
 }
 
 #[cfg(test)]

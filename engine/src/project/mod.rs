@@ -1,6 +1,7 @@
 //! LOAD: find the project folder, read `dp_project.yml`, the model SQL files, the property YAML
 //! files and the macros. In: a folder. Out: a [`Project`], or every problem found at once.
 
+mod blocks;
 mod config;
 mod data_tests;
 mod doc_blocks;
@@ -8,6 +9,7 @@ mod environment;
 mod ignored;
 mod model_config;
 pub mod profile;
+mod snapshots;
 mod storage_options;
 mod target;
 mod yaml;
@@ -31,9 +33,11 @@ pub use data_tests::{
 pub use doc_blocks::DocBlock;
 pub use ignored::IgnoredKeys;
 pub use model_config::{
-    DiffConfig, FolderConfig, Incremental, IncrementalStrategy, InvalidConfig, Materialization,
-    ModelConfig, OnSchemaChange,
+    DiffConfig, FolderConfig, HardDeletes, Incremental, IncrementalStrategy, InvalidConfig,
+    Materialization, ModelConfig, OnSchemaChange, SnapshotColumns, SnapshotConfig,
+    SnapshotStrategy,
 };
+pub use snapshots::SnapshotTemplate;
 pub use storage_options::StorageOptions;
 pub use target::{Engine, Target};
 pub use yaml::{
@@ -169,11 +173,21 @@ pub struct ModelFile {
     /// What a `models:` entry declares for it, and the YAML file of that entry.
     pub properties: Option<ModelProperties>,
     pub properties_file: Option<SourceFile>,
-    /// What `models:` (or `seeds:`) of the project file gives the model's folder.
+    /// What `models:` (or `seeds:`, `snapshots:`) of the project file gives the model's folder.
     pub folder_config: ModelConfigProperties,
+    /// A snapshot: the template it renders instead of its file's text.
+    pub snapshot: Option<SnapshotTemplate>,
 }
 
 impl ModelFile {
+    /// The text its template is: a snapshot's, else its file's.
+    pub fn template_text(&self) -> &str {
+        match &self.snapshot {
+            Some(snapshot) => &snapshot.text,
+            None => self.file.text(),
+        }
+    }
+
     /// The configuration its files declare: the folder tree's, overridden by its YAML
     /// `config:` (a model's `config()` call comes on top when it renders).
     pub fn declared_config(&self) -> ModelConfigProperties {
@@ -221,7 +235,8 @@ impl Project {
         let Some(model) = self.models.get(model) else {
             return (&self.config_file, in_project);
         };
-        if let Some(at) = sql_assignment(model.file.text(), key) {
+        // A snapshot's template holds only its own block of its file.
+        if let Some(at) = sql_assignment(model.template_text(), key) {
             return (&model.file, at);
         }
         if let Some(file) = &model.properties_file {
@@ -234,7 +249,11 @@ impl Project {
         if !in_project.is_empty() {
             return (&self.config_file, in_project);
         }
-        (&model.file, model.file.find("config(", 0))
+        let at = match model.template_text().find("config(") {
+            Some(at) => (at, "config(".len()).into(),
+            None => (0, 0).into(),
+        };
+        (&model.file, at)
     }
 
     /// The models the relationships tests of `model` read, in the order they are declared.
@@ -330,6 +349,21 @@ pub enum LoadError {
         at: SourceSpan,
         #[help]
         help: Option<String>,
+    },
+
+    #[error("{message}")]
+    #[diagnostic(
+        code(dp::snapshot_block),
+        help(
+            "a snapshot is `{{% snapshot name %}} select ... {{% endsnapshot %}}`, its name of letters, digits and `_`"
+        )
+    )]
+    SnapshotBlock {
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("this block")]
+        at: SourceSpan,
     },
 
     #[error("{message}")]
@@ -662,6 +696,30 @@ fn below<'a>(file: &'a SourceFile, folders: &[String]) -> &'a Path {
         .unwrap_or(file.path())
 }
 
+/// Add `node` to `models`, unless its name cannot be one or is taken.
+fn add_node(
+    models: &mut BTreeMap<String, ModelFile>,
+    node: ModelFile,
+    problems: &mut Vec<LoadError>,
+) {
+    if !is_model_name(&node.name) {
+        problems.push(LoadError::BadModelName {
+            at: (0, 0).into(),
+            src: node.file.named(),
+            name: node.name,
+        });
+    } else if let Some(first) = models.get(&node.name) {
+        problems.push(LoadError::DuplicateModel {
+            other: first.file.path().display().to_string(),
+            at: (0, 0).into(),
+            src: node.file.named(),
+            name: node.name,
+        });
+    } else {
+        models.insert(node.name.clone(), node);
+    }
+}
+
 /// Load the project rooted at `root` (a folder holding `dp_project.yml` or `dbt_project.yml`).
 pub fn load(root: &Path) -> Result<Project, LoadError> {
     let mut problems = Vec::new();
@@ -678,57 +736,55 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
     let model_tree = tree("models", &config.models)?;
     let seed_tree = tree("seeds", &config.seeds)?;
     let test_tree = tree("data_tests", &config.data_tests)?;
-    let model_files = read_trees(root, &paths.models, "sql")?
-        .into_iter()
-        .map(|file| {
-            (
-                model_tree.for_model(below(&file, &paths.models)),
-                file,
-                false,
-            )
-        });
-    // An empty CSV file is no seed (a folder may hold placeholders).
-    let seed_files = read_trees(root, &paths.seeds, "csv")?
-        .into_iter()
-        .filter(|file| !file.text().trim().is_empty())
-        .map(|file| (seed_tree.for_model(below(&file, &paths.seeds)), file, true));
-    let mut models: BTreeMap<String, ModelFile> = BTreeMap::new();
-    for (folder_config, file, is_seed) in model_files.chain(seed_files) {
-        let Some(name) = file
-            .path()
+    let snapshot_tree = tree("snapshots", &config.snapshots)?;
+    let node = |name: String, file: SourceFile, folder_config, is_seed, snapshot| ModelFile {
+        name,
+        file,
+        is_seed,
+        properties: None,
+        properties_file: None,
+        folder_config,
+        snapshot,
+    };
+    let named_by_file = |file: &SourceFile| {
+        file.path()
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
-        else {
-            continue;
-        };
-        if !is_model_name(&name) {
-            problems.push(LoadError::BadModelName {
-                at: (0, 0).into(),
-                src: file.named(),
-                name,
-            });
-            continue;
+    };
+    let mut nodes = Vec::new();
+    for file in read_trees(root, &paths.models, "sql")? {
+        let folder_config = model_tree.for_model(below(&file, &paths.models));
+        if let Some(name) = named_by_file(&file) {
+            nodes.push(node(name, file, folder_config, false, None));
         }
-        if let Some(first) = models.get(&name) {
-            problems.push(LoadError::DuplicateModel {
-                other: first.file.path().display().to_string(),
-                at: (0, 0).into(),
-                src: file.named(),
-                name,
-            });
-            continue;
+    }
+    // An empty CSV file is no seed (a folder may hold placeholders).
+    for file in read_trees(root, &paths.seeds, "csv")? {
+        let folder_config = seed_tree.for_model(below(&file, &paths.seeds));
+        if let Some(name) = named_by_file(&file).filter(|_| !file.text().trim().is_empty()) {
+            nodes.push(node(name, file, folder_config, true, None));
         }
-        models.insert(
-            name.clone(),
-            ModelFile {
-                folder_config,
-                name,
-                file,
-                is_seed,
-                properties: None,
-                properties_file: None,
-            },
-        );
+    }
+    for file in read_trees(root, &paths.snapshots, "sql")? {
+        let folder_config = snapshot_tree.for_model(below(&file, &paths.snapshots));
+        match snapshots::from_blocks(&file) {
+            Ok(found) => {
+                for (name, template) in found {
+                    nodes.push(node(
+                        name,
+                        file.clone(),
+                        folder_config.clone(),
+                        false,
+                        Some(template),
+                    ));
+                }
+            }
+            Err(problem) => problems.push(problem),
+        }
+    }
+    let mut models: BTreeMap<String, ModelFile> = BTreeMap::new();
+    for node in nodes {
+        add_node(&mut models, node, &mut problems);
     }
 
     let mut lowercase: BTreeMap<String, &ModelFile> = BTreeMap::new();
@@ -761,7 +817,13 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
     let mut data_tests = Vec::new();
     let mut unit_tests = Vec::new();
     let mut arguments_beside = Vec::new();
-    let property_folders: Vec<String> = paths.models.iter().chain(&paths.seeds).cloned().collect();
+    let property_folders: Vec<String> = paths
+        .models
+        .iter()
+        .chain(&paths.seeds)
+        .chain(&paths.snapshots)
+        .cloned()
+        .collect();
     for file in read_trees(root, &property_folders, "yml")?
         .into_iter()
         .chain(read_trees(root, &property_folders, "yaml")?)
@@ -773,8 +835,26 @@ pub fn load(root: &Path) -> Result<Project, LoadError> {
                 continue;
             }
         };
-        // A seed's properties are a model's: description, config, columns and their tests.
+        // A snapshot defined here (with a `relation:`) is a node of its own.
+        let mut entry = 0;
+        for snapshot in &properties.snapshots {
+            entry = file.find_name(&snapshot.name, entry).offset();
+            if let Some(template) = snapshots::from_yaml(&file, snapshot, entry) {
+                let folder_config = snapshot_tree.for_model(below(&file, &paths.snapshots));
+                let node = node(
+                    snapshot.name.clone(),
+                    file.clone(),
+                    folder_config,
+                    false,
+                    Some(template),
+                );
+                add_node(&mut models, node, &mut problems);
+            }
+        }
+        // A seed's or a snapshot's properties are a model's: description, config, columns and
+        // their tests.
         properties.models.append(&mut properties.seeds);
+        properties.models.append(&mut properties.snapshots);
         for (key, why) in properties.ignored_keys() {
             ignored.add_yaml(key, why, &file, 0);
         }

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde_yaml::Value;
 
 use super::data_tests::{Severity, TestConfig, parse_config};
-use super::yaml::{ColumnDiffProperties, ModelConfigProperties};
+use super::yaml::{ColumnDiffProperties, ModelConfigProperties, OneOrMany};
 
 /// How a model is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -31,6 +31,10 @@ pub enum Materialization {
     /// dbt-duckdb's: stored as a `table` is, and after each commit its rows are exported as
     /// files (Parquet, CSV or JSON) to a location of its own.
     External,
+    /// A `{% snapshot %}` block or a YAML snapshot: each run records what changed in what it
+    /// snapshots as new versions of rows, in one merge commit (never a user's choice: a
+    /// snapshot is one by where it is defined).
+    Snapshot,
 }
 
 impl Materialization {
@@ -41,6 +45,7 @@ impl Materialization {
             "ephemeral" | "view" => Some(Self::Ephemeral),
             "incremental" => Some(Self::Incremental),
             "external" => Some(Self::External),
+            "snapshot" => Some(Self::Snapshot),
             _ => None,
         }
     }
@@ -55,6 +60,7 @@ impl std::fmt::Display for Materialization {
             Self::Incremental => "incremental",
             Self::Seed => "seed",
             Self::External => "external",
+            Self::Snapshot => "snapshot",
         })
     }
 }
@@ -83,6 +89,80 @@ pub struct ModelConfig {
     pub diff: DiffConfig,
     /// An `external` model's export.
     pub external: Option<External>,
+    /// A snapshot's strategy and columns.
+    pub snapshot: Option<SnapshotConfig>,
+}
+
+/// How a snapshot records changes: what identifies a row, how a change is seen, what a row
+/// gone from its query does, and the names of the columns it adds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotConfig {
+    /// SQL expressions (usually columns) identifying a row of the snapshotted query.
+    pub unique_key: Vec<String>,
+    pub strategy: SnapshotStrategy,
+    pub hard_deletes: HardDeletes,
+    /// The SQL value of `dbt_valid_to` in current versions; `None`: NULL.
+    pub valid_to_current: Option<String>,
+    pub columns: SnapshotColumns,
+}
+
+/// How a snapshot sees that a row changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotStrategy {
+    /// The row's `updated_at` (an SQL expression) is later than its current version's.
+    Timestamp { updated_at: String },
+    /// One of the columns differs from its current version's (`None`: every column); a new
+    /// version is valid from `updated_at`, else from the time of the run.
+    Check {
+        columns: Option<Vec<String>>,
+        updated_at: Option<String>,
+    },
+}
+
+/// What a snapshot does with a row gone from its query (dbt's `hard_deletes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HardDeletes {
+    /// Nothing: its current version stays current.
+    Ignore,
+    /// Its current version ends (`dbt_valid_to` is the time of the run).
+    Invalidate,
+    /// Its current version ends, and a version marked deleted (`dbt_is_deleted` 'True') begins.
+    NewRecord,
+}
+
+/// The names of the columns a snapshot adds to its query's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotColumns {
+    pub scd_id: String,
+    pub updated_at: String,
+    pub valid_from: String,
+    pub valid_to: String,
+    pub is_deleted: String,
+}
+
+impl SnapshotColumns {
+    /// The names, dbt's unless `names` (dbt's `snapshot_meta_column_names`) renames them.
+    fn named(names: &BTreeMap<String, String>) -> Result<Self, String> {
+        let mut columns = Self {
+            scd_id: "dbt_scd_id".into(),
+            updated_at: "dbt_updated_at".into(),
+            valid_from: "dbt_valid_from".into(),
+            valid_to: "dbt_valid_to".into(),
+            is_deleted: "dbt_is_deleted".into(),
+        };
+        for (key, name) in names {
+            let slot = match key.as_str() {
+                "dbt_scd_id" => &mut columns.scd_id,
+                "dbt_updated_at" => &mut columns.updated_at,
+                "dbt_valid_from" => &mut columns.valid_from,
+                "dbt_valid_to" => &mut columns.valid_to,
+                "dbt_is_deleted" => &mut columns.is_deleted,
+                other => return Err(format!("snapshot_meta_column_names has no `{other}`")),
+            };
+            *slot = name.clone();
+        }
+        Ok(columns)
+    }
 }
 
 /// Where and how an `external` model's committed rows are exported after each build.
@@ -223,6 +303,16 @@ impl ModelConfig {
     pub fn is_seed(&self) -> bool {
         matches!(self.materialized, Materialization::Seed)
     }
+
+    /// The node's kind, as dbt names it (`resource_type:`, unique ids): `model`, `seed` or
+    /// `snapshot`.
+    pub fn resource_type(&self) -> &'static str {
+        match self.materialized {
+            Materialization::Seed => "seed",
+            Materialization::Snapshot => "snapshot",
+            _ => "model",
+        }
+    }
 }
 
 /// A configuration that cannot be: the message, a hint, and the key that sets it wrong (where
@@ -280,6 +370,19 @@ impl ModelConfigProperties {
             },
             pre_hook: specific.pre_hook.or(self.pre_hook),
             post_hook: specific.post_hook.or(self.post_hook),
+            strategy: specific.strategy.or(self.strategy),
+            updated_at: specific.updated_at.or(self.updated_at),
+            check_cols: specific.check_cols.or(self.check_cols),
+            hard_deletes: specific.hard_deletes.or(self.hard_deletes),
+            invalidate_hard_deletes: specific
+                .invalidate_hard_deletes
+                .or(self.invalidate_hard_deletes),
+            dbt_valid_to_current: specific.dbt_valid_to_current.or(self.dbt_valid_to_current),
+            snapshot_meta_column_names: specific
+                .snapshot_meta_column_names
+                .or(self.snapshot_meta_column_names),
+            target_schema: specific.target_schema.or(self.target_schema),
+            target_database: specific.target_database.or(self.target_database),
             location: specific.location.or(self.location),
             format: specific.format.or(self.format),
             options: specific.options.or(self.options),
@@ -295,6 +398,8 @@ impl ModelConfigProperties {
             ("persist_docs", self.persist_docs.is_some()),
             ("grants", self.grants.is_some()),
             ("quoting", self.quoting.is_some()),
+            ("target_schema", self.target_schema.is_some()),
+            ("target_database", self.target_database.is_some()),
             ("pre-hook", self.pre_hook.is_some()),
             ("post-hook", self.post_hook.is_some()),
         ]
@@ -340,8 +445,22 @@ impl ModelConfigProperties {
                 .map(|p| p.into_vec())
                 .unwrap_or_default(),
         };
-        let incremental = match materialized {
-            Materialization::Incremental => Some(self.incremental(&partition_by)?),
+        let snapshot = match materialized {
+            Materialization::Snapshot => Some(self.snapshot()?),
+            _ => None,
+        };
+        let incremental = match (materialized, &snapshot) {
+            (Materialization::Incremental, _) => Some(self.incremental(&partition_by)?),
+            // A run after the first merges its versions by their id; new columns of the query
+            // are added to the table, as dbt does.
+            (_, Some(snapshot)) => Some(Incremental {
+                strategy: IncrementalStrategy::Merge {
+                    unique_key: vec![snapshot.columns.scd_id.clone()],
+                },
+                on_schema_change: OnSchemaChange::AppendNewColumns,
+                predicates: Vec::new(),
+                full_refresh: false,
+            }),
             _ => None,
         };
         let test = self.test_config().map_err(|message| InvalidConfig {
@@ -401,6 +520,82 @@ impl ModelConfigProperties {
             test,
             diff,
             external,
+            snapshot,
+        })
+    }
+
+    /// A snapshot's strategy and columns, as dbt names them.
+    fn snapshot(&self) -> Result<SnapshotConfig, InvalidConfig> {
+        let invalid = |message: String, key: &'static str| {
+            InvalidConfig {
+            message,
+            help: "for example: config(unique_key='id', strategy='timestamp', updated_at='updated_at'), or strategy='check', check_cols=['status']".into(),
+            key,
+        }
+        };
+        let unique_key = self
+            .unique_key
+            .clone()
+            .map(|k| k.into_vec())
+            .unwrap_or_default();
+        if unique_key.is_empty() {
+            return Err(invalid(
+                "a snapshot needs a unique_key".into(),
+                "unique_key",
+            ));
+        }
+        let strategy = match self.strategy.as_deref() {
+            Some("timestamp") => SnapshotStrategy::Timestamp {
+                updated_at: self.updated_at.clone().ok_or_else(|| {
+                    invalid("the timestamp strategy needs updated_at".into(), "strategy")
+                })?,
+            },
+            Some("check") => SnapshotStrategy::Check {
+                columns: match self.check_cols.clone() {
+                    Some(OneOrMany::One(all)) if all == "all" => None,
+                    Some(OneOrMany::One(one)) => Some(vec![one]),
+                    Some(OneOrMany::Many(many)) if !many.is_empty() => Some(many),
+                    _ => {
+                        return Err(invalid(
+                            "the check strategy needs check_cols: a list of columns, or 'all'"
+                                .into(),
+                            "strategy",
+                        ));
+                    }
+                },
+                updated_at: self.updated_at.clone(),
+            },
+            None => return Err(invalid("a snapshot needs a strategy".into(), "strategy")),
+            Some(other) => {
+                return Err(invalid(
+                    format!("unknown snapshot strategy `{other}`: use timestamp or check"),
+                    "strategy",
+                ));
+            }
+        };
+        let hard_deletes = match (self.hard_deletes.as_deref(), self.invalidate_hard_deletes) {
+            (Some("ignore"), _) | (None, None | Some(false)) => HardDeletes::Ignore,
+            (Some("invalidate"), _) | (None, Some(true)) => HardDeletes::Invalidate,
+            (Some("new_record"), _) => HardDeletes::NewRecord,
+            (Some(other), _) => {
+                return Err(invalid(
+                    format!("unknown hard_deletes `{other}`: use ignore, invalidate or new_record"),
+                    "hard_deletes",
+                ));
+            }
+        };
+        let columns = SnapshotColumns::named(
+            self.snapshot_meta_column_names
+                .as_ref()
+                .unwrap_or(&BTreeMap::new()),
+        )
+        .map_err(|message| invalid(message, "snapshot_meta_column_names"))?;
+        Ok(SnapshotConfig {
+            unique_key,
+            strategy,
+            hard_deletes,
+            valid_to_current: self.dbt_valid_to_current.clone(),
+            columns,
         })
     }
 

@@ -38,10 +38,10 @@ pub struct PropertiesFile {
     #[serde(default)]
     #[schemars(with = "Option<serde_json::Value>")]
     pub analyses: Option<serde_yaml::Value>,
-    /// dbt's snapshots: accepted and ignored.
+    /// Snapshots: with `relation:`, a snapshot defined in YAML (dbt 1.9); without, the
+    /// properties of a `{% snapshot %}` block of that name. The keys of `models:`.
     #[serde(default)]
-    #[schemars(with = "Option<serde_json::Value>")]
-    pub snapshots: Option<serde_yaml::Value>,
+    pub snapshots: Vec<ModelProperties>,
     /// dbt's metrics: accepted and ignored.
     #[serde(default)]
     #[schemars(with = "Option<serde_json::Value>")]
@@ -78,11 +78,6 @@ impl PropertiesFile {
                 self.analyses.is_some(),
                 "dp compiles no analyses",
             ),
-            (
-                "snapshots",
-                self.snapshots.is_some(),
-                "dp builds no snapshots yet",
-            ),
             ("metrics", self.metrics.is_some(), SEMANTIC_LAYER),
             (
                 "semantic_models",
@@ -107,6 +102,9 @@ const SEMANTIC_LAYER: &str = "dp has no semantic layer";
 pub struct ModelProperties {
     /// The model's name: the stem of its SQL file.
     pub name: String,
+    /// A snapshot defined in YAML: what it snapshots, `ref('x')` or `source('s', 't')`.
+    #[serde(default)]
+    pub relation: Option<String>,
     /// What the model holds, for people and documentation.
     #[serde(default)]
     pub description: Option<String>,
@@ -304,6 +302,38 @@ pub struct ModelConfigProperties {
     #[serde(default, alias = "post-hook")]
     #[schemars(with = "Option<serde_json::Value>")]
     pub post_hook: Option<serde_yaml::Value>,
+    /// How a snapshot sees that a row changed: `timestamp` (its `updated_at` is later) or
+    /// `check` (one of its `check_cols` differs).
+    #[serde(default)]
+    pub strategy: Option<String>,
+    /// A `timestamp` snapshot's column saying when a row last changed.
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    /// A `check` snapshot's columns whose change makes a new version: a list, or `all`.
+    #[serde(default)]
+    pub check_cols: Option<OneOrMany>,
+    /// What a snapshot does with a row gone from what it snapshots: `ignore` (the default),
+    /// `invalidate` (its current version ends) or `new_record` (also a version with
+    /// `dbt_is_deleted` 'True').
+    #[serde(default)]
+    pub hard_deletes: Option<String>,
+    /// dbt's older spelling of `hard_deletes: invalidate`.
+    #[serde(default)]
+    pub invalidate_hard_deletes: Option<bool>,
+    /// The SQL value of `dbt_valid_to` in a snapshot's current versions (default NULL), such as
+    /// `to_date('9999-12-31')`.
+    #[serde(default)]
+    pub dbt_valid_to_current: Option<String>,
+    /// Other names for a snapshot's columns (`dbt_valid_from`, `dbt_valid_to`, `dbt_scd_id`,
+    /// `dbt_updated_at`, `dbt_is_deleted`).
+    #[serde(default)]
+    pub snapshot_meta_column_names: Option<BTreeMap<String, String>>,
+    /// dbt's schema of a snapshot: no meaning for a Delta table; ignored, with a warning.
+    #[serde(default)]
+    pub target_schema: Option<String>,
+    /// dbt's database of a snapshot: no meaning for a Delta table; ignored, with a warning.
+    #[serde(default)]
+    pub target_database: Option<String>,
     /// An `external` model's export (dbt-duckdb's): the file, or with `partition_by` the folder,
     /// its committed rows are written to after each build; relative to the project, or a
     /// `file://` or `s3://` URL (default: `<model>.<format>` in the project folder).

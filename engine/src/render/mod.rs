@@ -16,7 +16,7 @@ use minijinja::{Environment, OutputSpanKind, UndefinedBehavior, Value};
 use rayon::prelude::*;
 
 pub use crate::project::ModelConfig;
-use crate::project::{ModelFile, Project};
+use crate::project::{Materialization, ModelFile, Project};
 use crate::source::{SourceFile, span};
 use functions::{Problem, Recorded};
 
@@ -387,17 +387,17 @@ impl Renderer {
         // Every template is the macro imports (on the first line, so line numbers hold) and
         // the file's text.
         let mut sources: BTreeMap<String, String> = (*macro_loader).clone();
-        for file in project
+        let models = project
             .models
             .values()
             .filter(|m| !m.is_seed)
-            .map(|m| &m.file)
-            .chain(&project.singular_tests)
-        {
-            sources.insert(
-                file.path().display().to_string(),
-                format!("{prefix}{}", file.text()),
-            );
+            .map(|m| (template_name(m), m.template_text()));
+        let tests = project
+            .singular_tests
+            .iter()
+            .map(|file| (file.path().display().to_string(), file.text()));
+        for (name, text) in models.chain(tests) {
+            sources.insert(name, format!("{prefix}{text}"));
         }
         renderer
             .env
@@ -540,6 +540,7 @@ pub fn render(renderer: &Renderer, project: &Project, context: &RenderContext) -
             properties: None,
             properties_file: None,
             folder_config: Default::default(),
+            snapshot: None,
         })
         .collect();
     let templates: Vec<&ModelFile> = project.models.values().chain(&singular).collect();
@@ -594,7 +595,11 @@ pub fn render(renderer: &Renderer, project: &Project, context: &RenderContext) -
 }
 
 fn template_name(model: &ModelFile) -> String {
-    model.file.path().display().to_string()
+    match &model.snapshot {
+        // A file may hold several snapshots.
+        Some(_) => format!("{}#{}", model.file.path().display(), model.name),
+        None => model.file.path().display().to_string(),
+    }
 }
 
 /// The `{% from ... import ... %}` line that makes every macro callable by name in every model
@@ -793,20 +798,20 @@ fn merge_config(
     model: &ModelFile,
     called: crate::project::ModelConfigProperties,
 ) -> Result<ModelConfig, RenderError> {
-    model
-        .declared_config()
-        .overridden_by(called)
-        .resolve()
-        .map_err(|invalid| {
-            let (file, at) = project.config_key_place(&model.name, invalid.key);
-            RenderError::InvalidConfig {
-                model: model.name.clone(),
-                at,
-                src: file.named(),
-                message: invalid.message,
-                help: Some(invalid.help),
-            }
-        })
+    let mut config = model.declared_config().overridden_by(called);
+    if model.snapshot.is_some() {
+        config.materialized = Some(Materialization::Snapshot.to_string());
+    }
+    config.resolve().map_err(|invalid| {
+        let (file, at) = project.config_key_place(&model.name, invalid.key);
+        RenderError::InvalidConfig {
+            model: model.name.clone(),
+            at,
+            src: file.named(),
+            message: invalid.message,
+            help: Some(invalid.help),
+        }
+    })
 }
 
 /// Turn a minijinja error into a diagnostic in the file it happened in, typed by what the

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, SchemaError};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionState;
@@ -159,7 +159,7 @@ fn respell(sql: &str, error: &DataFusionError) -> Option<(usize, usize, String)>
 /// Where `name` is used in `sql`, as a name written exactly so (not an alias being defined),
 /// when it is used in one place.
 fn only_use(sql: &str, name: &str) -> Option<(usize, usize)> {
-    let tokens = tokens(sql)?;
+    let tokens = tokens_of(sql)?;
     let mut uses = tokens.iter().enumerate().filter(|(i, t)| {
         matches!(&t.token, Token::Word(word) if word.value == name)
             && previous_word(&tokens, *i).is_none_or(|w| w.keyword != Keyword::AS)
@@ -172,7 +172,7 @@ fn only_use(sql: &str, name: &str) -> Option<(usize, usize)> {
 }
 
 /// The SQL tokens of `sql`, with their places.
-fn tokens(sql: &str) -> Option<Vec<TokenWithSpan>> {
+fn tokens_of(sql: &str) -> Option<Vec<TokenWithSpan>> {
     Tokenizer::new(&sqlparser::dialect::GenericDialect {}, sql)
         .tokenize_with_location()
         .ok()
@@ -223,36 +223,75 @@ fn field_not_found(error: &DataFusionError) -> Option<(&Column, &[Column])> {
 /// `plan` with DuckDB's meaning of `/`, of a cast to an integer and of text literals beside
 /// other types; columns keep their names.
 fn duckdb_semantics(plan: LogicalPlan) -> Result<LogicalPlan> {
-    plan.transform_up_with_subqueries(|node| {
-        // Its inputs may have changed types (a union keeps the schema it was planned with
-        // unless it is derived again).
-        let node = match node {
+    duckdb_node(plan).map(|t| t.data)
+}
+
+/// `node`, its inputs and its subqueries as DuckDB means them. A node's schema is derived again
+/// only when something in it or under it changed (deriving it names every expression, which
+/// costs more than planning a small query).
+fn duckdb_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let below = node
+        .map_subqueries(duckdb_node)?
+        .transform_data(|node| node.map_children(duckdb_node))?;
+    let changed_below = below.transformed;
+    let mut node = below.data;
+    if changed_below {
+        // Its inputs changed types (a union keeps the schema it was planned with unless it is
+        // derived again).
+        node = match node {
             LogicalPlan::Union(union) => {
                 LogicalPlan::Union(Union::try_new_with_loose_types(union.inputs)?)
             }
             other => other.recompute_schema()?,
         };
-        let schema: DFSchema = match node.inputs()[..] {
-            [input] => input.schema().as_ref().clone(),
-            [left, right] if matches!(node, LogicalPlan::Join(_)) => {
-                let mut both = left.schema().as_ref().clone();
-                both.merge(right.schema());
-                both
-            }
-            _ => return Ok(Transformed::yes(node)),
-        };
-        let names = NamePreserver::new(&node);
-        let rewritten = node.map_expressions(|expr| {
-            let name = names.save(&expr);
-            expr.transform_up(|e| duckdb_expr(e, &schema))
-                .map(|t| t.update_data(|e| name.restore(e)))
-        })?;
-        match rewritten.transformed {
-            true => rewritten.data.recompute_schema().map(Transformed::yes),
-            false => Ok(Transformed::yes(rewritten.data)),
+    }
+    let schema: DFSchema = match node.inputs()[..] {
+        [input] => input.schema().as_ref().clone(),
+        [left, right] if matches!(node, LogicalPlan::Join(_)) => {
+            let mut both = left.schema().as_ref().clone();
+            both.merge(right.schema());
+            both
         }
-    })
-    .map(|t| t.data)
+        _ => return Ok(Transformed::new_transformed(node, changed_below)),
+    };
+    let mut candidate = false;
+    node.apply_expressions(|expr| {
+        candidate = expr.exists(|e| Ok(may_differ(e)))?;
+        Ok(match candidate {
+            true => TreeNodeRecursion::Stop,
+            false => TreeNodeRecursion::Continue,
+        })
+    })?;
+    if !candidate {
+        return Ok(Transformed::new_transformed(node, changed_below));
+    }
+    let names = NamePreserver::new(&node);
+    let rewritten = node.map_expressions(|expr| {
+        let name = names.save(&expr);
+        expr.transform_up(|e| duckdb_expr(e, &schema))
+            .map(|t| t.update_data(|e| name.restore(e)))
+    })?;
+    match rewritten.transformed {
+        true => rewritten.data.recompute_schema().map(Transformed::yes),
+        false => Ok(Transformed::new_transformed(rewritten.data, changed_below)),
+    }
+}
+
+/// Whether [`duckdb_expr`] may rewrite `expr` (it then asks the types).
+fn may_differ(expr: &Expr) -> bool {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr {
+            op: Operator::Divide,
+            ..
+        })
+        | Expr::Cast(_)
+        | Expr::TryCast(_)
+        | Expr::Case(_) => true,
+        Expr::ScalarFunction(ScalarFunction { func, .. }) => {
+            ["coalesce", "nvl", "ifnull", "greatest", "least"].contains(&func.name())
+        }
+        _ => false,
+    }
 }
 
 fn is_text(data_type: &DataType) -> bool {
@@ -382,6 +421,9 @@ fn round_as_duckdb(expr: Expr, type_of: impl Fn(&Expr) -> Option<DataType>) -> E
 /// `plan`'s columns renamed as DuckDB names the unnamed expressions of the query's select
 /// list (`count(*)` is `count_star()`, `sum(t.x)` is `sum(x)` when written `sum(x)`).
 fn name_columns(plan: LogicalPlan, sql: &str) -> Result<LogicalPlan> {
+    if names_every_column(&plan) {
+        return Ok(plan);
+    }
     let Some(items) = select_list(sql) else {
         return Ok(plan);
     };
@@ -416,6 +458,28 @@ fn name_columns(plan: LogicalPlan, sql: &str) -> Result<LogicalPlan> {
     LogicalPlanBuilder::from(plan).project(exprs)?.build()
 }
 
+/// Whether every column of `plan`'s result is named in the query: aliased, or a column of a
+/// plain name (an unnamed expression's name holds a parenthesis, a space or an operator), so
+/// that there is nothing DuckDB would name otherwise and the query need not be parsed.
+fn names_every_column(plan: &LogicalPlan) -> bool {
+    let plain = |name: &str| name.chars().all(|c| c.is_alphanumeric() || c == '_');
+    match plan {
+        LogicalPlan::Projection(projection) => projection.expr.iter().all(|expr| match expr {
+            Expr::Alias(_) => true,
+            Expr::Column(column) => plain(&column.name),
+            _ => false,
+        }),
+        LogicalPlan::Sort(_)
+        | LogicalPlan::Limit(_)
+        | LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(_))
+        | LogicalPlan::Union(_) => plan
+            .inputs()
+            .first()
+            .is_some_and(|first| names_every_column(first)),
+        _ => false,
+    }
+}
+
 /// An unnamed expression of a query's select list.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Unnamed {
@@ -448,7 +512,8 @@ fn select_list(sql: &str) -> Option<Vec<Unnamed>> {
     let [Statement::Query(query)] = &statements[..] else {
         return None;
     };
-    let tokens = tokens(sql)?;
+    // Tokenized only for an unnamed expression's extent.
+    let tokens = std::cell::OnceCell::new();
     let mut body = query.body.as_ref();
     let select = loop {
         match body {
@@ -475,7 +540,8 @@ fn select_list(sql: &str) -> Option<Vec<Unnamed>> {
                 duckdb_name: None,
             }),
             SelectItem::UnnamedExpr(expr) => {
-                let span = item_extent(&tokens, expr.span());
+                let tokens = tokens.get_or_init(|| tokens_of(sql).unwrap_or_default());
+                let span = item_extent(tokens, expr.span());
                 let (start, end) = offsets(sql, span);
                 Some(Unnamed {
                     index,

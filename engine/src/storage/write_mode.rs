@@ -36,7 +36,9 @@ impl WriteMode {
             (Materialization::Partitioned, _) => {
                 Some(WriteMode::ReplacePartitions { partition_by })
             }
-            (Materialization::Incremental, Some(incremental)) if incremental_run => {
+            (Materialization::Incremental | Materialization::Snapshot, Some(incremental))
+                if incremental_run =>
+            {
                 Some(match &incremental.strategy {
                     IncrementalStrategy::Append => WriteMode::Append { partition_by },
                     IncrementalStrategy::Merge { unique_key } => WriteMode::Merge {
@@ -48,7 +50,7 @@ impl WriteMode {
                     }
                 })
             }
-            // A table, a seed, or an incremental model's first build or full refresh.
+            // A table, a seed, or an incremental model's (or a snapshot's) first build.
             _ => Some(WriteMode::ReplaceTable { partition_by }),
         }
     }
