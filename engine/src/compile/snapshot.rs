@@ -79,6 +79,256 @@ pub(super) fn merge_query(
     query: &Schema,
     table: &Schema,
 ) -> ModelPlan {
+    let merge = Merge::new(config, query, table, &plan.name);
+    let names = &config.columns;
+    let mut ctes = vec![
+        format!(
+            "source_data as (\n    select *, {}, {} as {CHANGED_AT} from snapshot_query\n)",
+            merge.key_columns(),
+            changed_at(config)
+        ),
+        format!(
+            "snapshotted_data as (\n    select *, {} from {} where {}\n)",
+            merge.key_columns(),
+            merge.this,
+            merge.current()
+        ),
+        merge.insertions(),
+        merge.branch(
+            "updates",
+            &|name| (name == names.valid_to).then(|| format!("s.{CHANGED_AT}")),
+            &format!(
+                "from snapshotted_data as t\n    join source_data as s on {}\n    where {}",
+                merge.join(),
+                merge.changed()
+            ),
+        ),
+    ];
+    if config.hard_deletes != HardDeletes::Ignore {
+        ctes.push(merge.branch(
+            "deletes",
+            &|name| (name == names.valid_to).then(|| merge.run_time.clone()),
+            &merge.gone(),
+        ));
+    }
+    if config.hard_deletes == HardDeletes::NewRecord {
+        let scd_id = scd_id(
+            std::iter::once(format!("t.{}", q(&names.scd_id)).as_str()),
+            &merge.run_time,
+        );
+        ctes.push(merge.branch(
+            "deletion_records",
+            &|name| match name {
+                _ if name == names.scd_id => Some(scd_id.clone()),
+                _ if name == names.updated_at || name == names.valid_from => {
+                    Some(merge.run_time.clone())
+                }
+                _ if name == names.is_deleted => Some("'True'".into()),
+                _ => None,
+            },
+            &merge.gone(),
+        ));
+    }
+    // Every CTE after the two inputs is a branch of the result.
+    let branches: Vec<String> = ["insertions", "updates", "deletes", "deletion_records"]
+        [..ctes.len() - 2]
+        .iter()
+        .map(|branch| format!("select * from {branch}"))
+        .collect();
+    let after = format!(
+        "\n),\n{}\n{}",
+        ctes.join(",\n"),
+        branches.join("\nunion all\n")
+    );
+    plan.around_query("with snapshot_query as (\n".to_string(), &after)
+}
+
+/// What a snapshot's later run is written from: its config, the columns of its query and of
+/// its table, and the names it gives things.
+struct Merge<'a> {
+    config: &'a SnapshotConfig,
+    query: &'a Schema,
+    table: &'a Schema,
+    /// The output's columns: the table's in order, then the query's new ones (and the deleted
+    /// flag, when it is new).
+    output: Vec<&'a str>,
+    /// The names of the key's columns, `dbt_unique_key_1`..., as dbt's.
+    keys: Vec<String>,
+    /// The time of the run, of the type of the table's times.
+    run_time: String,
+    /// The table as published, quoted.
+    this: String,
+}
+
+impl<'a> Merge<'a> {
+    fn new(config: &'a SnapshotConfig, query: &'a Schema, table: &'a Schema, name: &str) -> Self {
+        let names = &config.columns;
+        let meta = [
+            &names.scd_id,
+            &names.updated_at,
+            &names.valid_from,
+            &names.valid_to,
+            &names.is_deleted,
+        ];
+        let in_table = |name: &str| table.field_with_name(name).is_ok();
+        let mut output: Vec<&str> = table.fields().iter().map(|f| f.name().as_str()).collect();
+        output.extend(
+            query
+                .fields()
+                .iter()
+                .map(|f| f.name())
+                .filter(|name| !in_table(name) && !meta.contains(name))
+                .map(String::as_str),
+        );
+        if config.hard_deletes == HardDeletes::NewRecord && !in_table(&names.is_deleted) {
+            output.push(&names.is_deleted);
+        }
+        let run_time = match table
+            .field_with_name(&names.valid_from)
+            .map(|f| f.data_type())
+        {
+            Ok(data_type @ DataType::Timestamp(..)) => format!("arrow_cast(now(), '{data_type}')"),
+            _ => RUN_TIME.to_string(),
+        };
+        Self {
+            config,
+            query,
+            table,
+            output,
+            keys: (1..=config.unique_key.len())
+                .map(|i| format!("dbt_unique_key_{i}"))
+                .collect(),
+            run_time,
+            this: q(name),
+        }
+    }
+
+    fn in_table(&self, name: &str) -> bool {
+        self.table.field_with_name(name).is_ok()
+    }
+
+    fn in_query(&self, name: &str) -> bool {
+        self.query.field_with_name(name).is_ok()
+    }
+
+    /// The key's expressions as the key's columns.
+    fn key_columns(&self) -> String {
+        let columns: Vec<String> = self
+            .config
+            .unique_key
+            .iter()
+            .zip(&self.keys)
+            .map(|(expr, k)| format!("{expr} as {k}"))
+            .collect();
+        columns.join(", ")
+    }
+
+    /// A row of the query (`s`) and its current version (`t`) have the same key.
+    fn join(&self) -> String {
+        let equal: Vec<String> = self.keys.iter().map(|k| format!("s.{k} = t.{k}")).collect();
+        equal.join(" and ")
+    }
+
+    /// The versions that are current.
+    fn current(&self) -> String {
+        let valid_to = q(&self.config.columns.valid_to);
+        match &self.config.valid_to_current {
+            Some(current) => format!("({valid_to} = {current} or {valid_to} is null)"),
+            None => format!("{valid_to} is null"),
+        }
+    }
+
+    /// A row of the query differs from its current version, or comes back after a deletion.
+    fn changed(&self) -> String {
+        let changed = row_changed(self.config, self.query, self.table);
+        match self.in_table(&self.config.columns.is_deleted) {
+            true => format!(
+                "({changed}) or t.{} = 'True'",
+                q(&self.config.columns.is_deleted)
+            ),
+            false => format!("({changed})"),
+        }
+    }
+
+    /// The current versions whose row is gone from the query (and not already marked deleted).
+    fn gone(&self) -> String {
+        let marked = match self.in_table(&self.config.columns.is_deleted) {
+            true => format!(
+                " and t.{} is distinct from 'True'",
+                q(&self.config.columns.is_deleted)
+            ),
+            false => String::new(),
+        };
+        format!(
+            "from snapshotted_data as t\n    left join source_data as s on {}\n    where s.{} is null{marked}",
+            self.join(),
+            self.keys[0]
+        )
+    }
+
+    /// The versions that begin: new rows, changed rows and rows back. A row back as it was (a
+    /// version the table holds) gets an id of its own, where dbt-duckdb repeats the old one.
+    fn insertions(&self) -> String {
+        let names = &self.config.columns;
+        let changed_at = format!("s.{CHANGED_AT}");
+        let keys: Vec<String> = self.keys.iter().map(|k| format!("s.{k}")).collect();
+        let new_id = scd_id(keys.iter().map(String::as_str), &changed_at);
+        let value = |name: &str| {
+            let quoted = q(name);
+            Some(match name {
+                _ if name == names.scd_id => format!(
+                    "case when taken.id is null then {new_id} else md5({new_id} || '|' || cast({} as varchar)) end",
+                    self.run_time
+                ),
+                _ if name == names.updated_at || name == names.valid_from => changed_at.clone(),
+                _ if name == names.valid_to => valid_to_current(self.config, &changed_at),
+                _ if name == names.is_deleted => "'False'".into(),
+                _ if self.in_query(name) => format!("s.{quoted}"),
+                _ => format!("nullif(t.{quoted}, t.{quoted})"),
+            })
+        };
+        let from = format!(
+            "from source_data as s\n    left join snapshotted_data as t on {join}\n    \
+             left join (select {id} as id from {this}) as taken on taken.id = {new_id}\n    \
+             where t.{first} is null or {changed}",
+            join = self.join(),
+            id = q(&names.scd_id),
+            this = self.this,
+            first = self.keys[0],
+            changed = self.changed(),
+        );
+        self.branch("insertions", &value, &from)
+    }
+
+    /// The CTE `name`: each output column's `value` (by default the current version's, `t`,
+    /// or NULL of the query's type for a column new in the query), `from` the rest.
+    fn branch(&self, name: &str, value: &dyn Fn(&str) -> Option<String>, from: &str) -> String {
+        let columns: Vec<String> = self
+            .output
+            .iter()
+            .map(|column| {
+                let quoted = q(column);
+                let value = value(column).unwrap_or_else(|| {
+                    match (self.in_table(column), self.in_query(column)) {
+                        (true, _) => format!("t.{quoted}"),
+                        (false, true) => format!("nullif(s.{quoted}, s.{quoted})"),
+                        (false, false) => "cast(null as varchar)".into(),
+                    }
+                });
+                format!("{value} as {quoted}")
+            })
+            .collect();
+        format!(
+            "{name} as (\n    select\n        {}\n    {from}\n)",
+            columns.join(",\n        ")
+        )
+    }
+}
+
+/// Whether a row of the query (`s`) differs from its current version (`t`): a later
+/// `updated_at`, or a checked column that differs (any column, when the query has a column the
+/// table does not, as dbt decides).
+fn row_changed(config: &SnapshotConfig, query: &Schema, table: &Schema) -> String {
     let names = &config.columns;
     let meta = [
         &names.scd_id,
@@ -87,159 +337,6 @@ pub(super) fn merge_query(
         &names.valid_to,
         &names.is_deleted,
     ];
-    let in_table = |name: &str| table.field_with_name(name).is_ok();
-    let in_query = |name: &str| query.field_with_name(name).is_ok();
-    let marks_deletes =
-        config.hard_deletes == HardDeletes::NewRecord || in_table(&names.is_deleted);
-    // The table's columns in order, then the query's new ones; the deleted flag when used.
-    let mut output: Vec<&str> = table.fields().iter().map(|f| f.name().as_str()).collect();
-    output.extend(
-        query
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .filter(|name| !in_table(name) && !meta.contains(&&name.to_string())),
-    );
-    if marks_deletes && !in_table(&names.is_deleted) {
-        output.push(&names.is_deleted);
-    }
-    let run_time = match table
-        .field_with_name(&names.valid_from)
-        .map(|f| f.data_type())
-    {
-        Ok(data_type @ DataType::Timestamp(..)) => {
-            format!("arrow_cast(now(), '{data_type}')")
-        }
-        _ => RUN_TIME.to_string(),
-    };
-    let keys: Vec<String> = (1..=config.unique_key.len())
-        .map(|i| format!("dbt_unique_key_{i}"))
-        .collect();
-    let join = keys
-        .iter()
-        .map(|k| format!("s.{k} = t.{k}"))
-        .collect::<Vec<_>>()
-        .join(" and ");
-    let key_columns = config
-        .unique_key
-        .iter()
-        .zip(&keys)
-        .map(|(expr, k)| format!("{expr} as {k}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let changed_at_s = format!("s.{CHANGED_AT}");
-    let is_deleted_t = format!("t.{}", q(&names.is_deleted));
-    let row_changed = row_changed(config, query, table, &meta);
-    let was_deleted = match in_table(&names.is_deleted) {
-        true => format!(" or {is_deleted_t} = 'True'"),
-        false => String::new(),
-    };
-    // Each branch's value of each output column, `t` the current version, `s` the query's row.
-    let select = |value: &dyn Fn(&str) -> Option<String>| -> String {
-        output
-            .iter()
-            .map(|name| {
-                let quoted = q(name);
-                let value = value(name).unwrap_or_else(|| match in_query(name) {
-                    true if !in_table(name) => format!("nullif(s.{quoted}, s.{quoted})"),
-                    _ if in_table(name) => format!("t.{quoted}"),
-                    _ => "cast(null as varchar)".to_string(),
-                });
-                format!("{value} as {quoted}")
-            })
-            .collect::<Vec<_>>()
-            .join(",\n        ")
-    };
-    let query_keys: Vec<String> = keys.iter().map(|k| format!("s.{k}")).collect();
-    let new_scd_id = scd_id(query_keys.iter().map(String::as_str), &changed_at_s);
-    let insertions = select(&|name| {
-        let quoted = q(name);
-        Some(match name {
-            // A row back as it was before it went (a version the table holds): as dbt-duckdb,
-            // a new current version, with an id of its own.
-            _ if name == names.scd_id => format!(
-                "case when taken.id is null then {new_scd_id} else md5({new_scd_id} || '|' || cast({run_time} as varchar)) end"
-            ),
-            _ if name == names.updated_at || name == names.valid_from => changed_at_s.clone(),
-            _ if name == names.valid_to => valid_to_current(config, &changed_at_s),
-            _ if name == names.is_deleted => "'False'".into(),
-            _ if in_query(name) => format!("s.{quoted}"),
-            _ => format!("nullif(t.{quoted}, t.{quoted})"),
-        })
-    });
-    let updates = select(&|name| (name == names.valid_to).then(|| changed_at_s.clone()));
-    let deletes = select(&|name| (name == names.valid_to).then(|| run_time.clone()));
-    let deletion_records = select(&|name| {
-        Some(match name {
-            _ if name == names.scd_id => scd_id(
-                std::iter::once(format!("t.{}", q(&names.scd_id)).as_str()),
-                &run_time,
-            ),
-            _ if name == names.updated_at || name == names.valid_from => run_time.clone(),
-            _ if name == names.is_deleted => "'True'".into(),
-            _ => return None,
-        })
-    });
-    let current = match &config.valid_to_current {
-        Some(current) => format!(
-            "({valid_to} = {current} or {valid_to} is null)",
-            valid_to = q(&names.valid_to)
-        ),
-        None => format!("{} is null", q(&names.valid_to)),
-    };
-    let this = q(&plan.name);
-    let gone = format!(
-        "from snapshotted_data as t\n    left join source_data as s on {join}\n    where s.{} is null{}",
-        keys[0],
-        match in_table(&names.is_deleted) {
-            true => format!(" and {is_deleted_t} is distinct from 'True'"),
-            false => String::new(),
-        }
-    );
-    let before = "with snapshot_query as (\n".to_string();
-    let mut after = format!(
-        "\n),\nsource_data as (\n    select *, {keys}, {changed_at} as {CHANGED_AT} from snapshot_query\n),\n\
-         snapshotted_data as (\n    select *, {keys} from {this} where {current}\n),\n\
-         insertions as (\n    select\n        {insertions}\n    from source_data as s\n    left join snapshotted_data as t on {join}\n    \
-         left join (select {scd} as id from {this}) as taken on taken.id = {new_scd_id}\n    \
-         where t.{first} is null or ({row_changed}){was_deleted}\n),\n\
-         updates as (\n    select\n        {updates}\n    from snapshotted_data as t\n    join source_data as s on {join}\n    \
-         where ({row_changed}){was_deleted}\n)",
-        keys = key_columns,
-        changed_at = changed_at(config),
-        first = keys[0],
-        scd = q(&names.scd_id),
-    );
-    let mut branches = vec![
-        "select * from insertions".to_string(),
-        "select * from updates".to_string(),
-    ];
-    if config.hard_deletes != HardDeletes::Ignore {
-        after.push_str(&format!(
-            ",\ndeletes as (\n    select\n        {deletes}\n    {gone}\n)"
-        ));
-        branches.push("select * from deletes".into());
-    }
-    if config.hard_deletes == HardDeletes::NewRecord {
-        after.push_str(&format!(
-            ",\ndeletion_records as (\n    select\n        {deletion_records}\n    {gone}\n)"
-        ));
-        branches.push("select * from deletion_records".into());
-    }
-    after.push('\n');
-    after.push_str(&branches.join("\nunion all\n"));
-    plan.around_query(before, &after)
-}
-
-/// Whether a row of the query (`s`) differs from its current version (`t`): a later
-/// `updated_at`, or a checked column that differs (any column, when the query has a column the
-/// table does not, as dbt decides).
-fn row_changed(
-    config: &SnapshotConfig,
-    query: &Schema,
-    table: &Schema,
-    meta: &[&String],
-) -> String {
     let columns = match &config.strategy {
         SnapshotStrategy::Timestamp { .. } => {
             return format!("t.{} < s.{CHANGED_AT}", q(&config.columns.valid_from));

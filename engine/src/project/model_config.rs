@@ -45,7 +45,6 @@ impl Materialization {
             "ephemeral" | "view" => Some(Self::Ephemeral),
             "incremental" => Some(Self::Incremental),
             "external" => Some(Self::External),
-            "snapshot" => Some(Self::Snapshot),
             _ => None,
         }
     }
@@ -408,19 +407,31 @@ impl ModelConfigProperties {
         .collect()
     }
 
-    /// The configuration these keys give, over the defaults.
+    /// The configuration these keys give a model, over the defaults.
     pub fn resolve(self) -> Result<ModelConfig, InvalidConfig> {
-        let mut ignored = self.ignored();
         let name = self
             .materialized
             .clone()
             .unwrap_or_else(|| "table".to_string());
         let materialized = Materialization::parse(&name).ok_or_else(|| InvalidConfig {
             message: format!("unknown materialization `{name}`"),
-            help: "use one of: table, partitioned, incremental, external, ephemeral (or view)"
-                .into(),
+            help: match name.as_str() {
+                "snapshot" => "a snapshot is a `{% snapshot name %}` block in snapshots/ (or a YAML snapshot with `relation:`), not a model",
+                _ => "use one of: table, partitioned, incremental, external, ephemeral (or view)",
+            }
+            .into(),
             key: "materialized",
         })?;
+        self.resolve_as(materialized)
+    }
+
+    /// The configuration these keys give a snapshot (whatever `materialized` says).
+    pub fn resolve_snapshot(self) -> Result<ModelConfig, InvalidConfig> {
+        self.resolve_as(Materialization::Snapshot)
+    }
+
+    fn resolve_as(self, materialized: Materialization) -> Result<ModelConfig, InvalidConfig> {
+        let mut ignored = self.ignored();
         let external = match materialized {
             Materialization::External => Some(self.external()?),
             _ => {

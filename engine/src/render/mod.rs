@@ -16,7 +16,7 @@ use minijinja::{Environment, OutputSpanKind, UndefinedBehavior, Value};
 use rayon::prelude::*;
 
 pub use crate::project::ModelConfig;
-use crate::project::{Materialization, ModelFile, Project};
+use crate::project::{ModelFile, Project};
 use crate::source::{SourceFile, span};
 use functions::{Problem, Recorded};
 
@@ -798,11 +798,12 @@ fn merge_config(
     model: &ModelFile,
     called: crate::project::ModelConfigProperties,
 ) -> Result<ModelConfig, RenderError> {
-    let mut config = model.declared_config().overridden_by(called);
-    if model.snapshot.is_some() {
-        config.materialized = Some(Materialization::Snapshot.to_string());
-    }
-    config.resolve().map_err(|invalid| {
+    let config = model.declared_config().overridden_by(called);
+    let resolved = match model.snapshot {
+        Some(_) => config.resolve_snapshot(),
+        None => config.resolve(),
+    };
+    resolved.map_err(|invalid| {
         let (file, at) = project.config_key_place(&model.name, invalid.key);
         RenderError::InvalidConfig {
             model: model.name.clone(),
