@@ -458,26 +458,17 @@ fn name_columns(plan: LogicalPlan, sql: &str) -> Result<LogicalPlan> {
     LogicalPlanBuilder::from(plan).project(exprs)?.build()
 }
 
-/// Whether every column of `plan`'s result is named in the query: aliased, or a column of a
-/// plain name (an unnamed expression's name holds a parenthesis, a space or an operator), so
-/// that there is nothing DuckDB would name otherwise and the query need not be parsed.
+/// Whether every column of `plan`'s result has a plain name (letters, digits, `_`): DataFusion
+/// names an unnamed expression by its text (`count(*)`, `Int64(1)`, `a + b`), so then there is
+/// none that DuckDB would name otherwise, and the query need not be parsed. (An unnamed cast is
+/// named after what it casts, which DuckDB does not; dp cannot spell DuckDB's name for it anyway.)
 fn names_every_column(plan: &LogicalPlan) -> bool {
-    let plain = |name: &str| name.chars().all(|c| c.is_alphanumeric() || c == '_');
-    match plan {
-        LogicalPlan::Projection(projection) => projection.expr.iter().all(|expr| match expr {
-            Expr::Alias(_) => true,
-            Expr::Column(column) => plain(&column.name),
-            _ => false,
-        }),
-        LogicalPlan::Sort(_)
-        | LogicalPlan::Limit(_)
-        | LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(_))
-        | LogicalPlan::Union(_) => plan
-            .inputs()
-            .first()
-            .is_some_and(|first| names_every_column(first)),
-        _ => false,
-    }
+    plan.schema().fields().iter().all(|field| {
+        field
+            .name()
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_')
+    })
 }
 
 /// An unnamed expression of a query's select list.
@@ -878,6 +869,15 @@ mod tests {
                 "t.x"
             ]
         );
+        // DataFusion aliases `count(*)` itself: still DuckDB's name, alone and under a limit.
+        let (names, _) = rows(
+            &session,
+            "select count(*) from (values (1)) as t(x) limit 1",
+        )
+        .await;
+        assert_eq!(names, ["count_star()"]);
+        let (names, _) = rows(&session, "select x, x as y from (values (1)) as t(x)").await;
+        assert_eq!(names, ["x", "y"]);
         let unnamed = unnamed_columns("select a, b as c, cast(a as int), count(*) from t");
         assert_eq!(unnamed.len(), 2);
         assert_eq!(unnamed[0].duckdb_name, None);
