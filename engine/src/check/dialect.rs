@@ -19,6 +19,9 @@ use crate::source::SourceFile;
 
 /// The unnamed expressions of `model`'s select list that keep DataFusion's name, at their place.
 fn unaliased_columns(model: &ModelPlan, plan: &LogicalPlan) -> Vec<super::CheckError> {
+    if crate::session::dialect::names_every_column(plan) {
+        return Vec::new();
+    }
     let fields = plan.schema().fields();
     crate::session::dialect::unnamed_columns(&model.sql)
         .into_iter()

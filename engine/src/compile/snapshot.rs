@@ -163,13 +163,7 @@ struct Merge<'a> {
 impl<'a> Merge<'a> {
     fn new(config: &'a SnapshotConfig, query: &'a Schema, table: &'a Schema, name: &str) -> Self {
         let names = &config.columns;
-        let meta = [
-            &names.scd_id,
-            &names.updated_at,
-            &names.valid_from,
-            &names.valid_to,
-            &names.is_deleted,
-        ];
+        let meta = names.all();
         let in_table = |name: &str| table.field_with_name(name).is_ok();
         let mut output: Vec<&str> = table.fields().iter().map(|f| f.name().as_str()).collect();
         output.extend(
@@ -329,14 +323,7 @@ impl<'a> Merge<'a> {
 /// `updated_at`, or a checked column that differs (any column, when the query has a column the
 /// table does not, as dbt decides).
 fn row_changed(config: &SnapshotConfig, query: &Schema, table: &Schema) -> String {
-    let names = &config.columns;
-    let meta = [
-        &names.scd_id,
-        &names.updated_at,
-        &names.valid_from,
-        &names.valid_to,
-        &names.is_deleted,
-    ];
+    let meta = config.columns.all();
     let columns = match &config.strategy {
         SnapshotStrategy::Timestamp { .. } => {
             return format!("t.{} < s.{CHANGED_AT}", q(&config.columns.valid_from));

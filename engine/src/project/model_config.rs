@@ -140,6 +140,17 @@ pub struct SnapshotColumns {
 }
 
 impl SnapshotColumns {
+    /// Every name.
+    pub fn all(&self) -> [&String; 5] {
+        [
+            &self.scd_id,
+            &self.updated_at,
+            &self.valid_from,
+            &self.valid_to,
+            &self.is_deleted,
+        ]
+    }
+
     /// The names, dbt's unless `names` (dbt's `snapshot_meta_column_names`) renames them.
     fn named(names: &BTreeMap<String, String>) -> Result<Self, String> {
         let mut columns = Self {

@@ -458,17 +458,36 @@ fn name_columns(plan: LogicalPlan, sql: &str) -> Result<LogicalPlan> {
     LogicalPlanBuilder::from(plan).project(exprs)?.build()
 }
 
-/// Whether every column of `plan`'s result has a plain name (letters, digits, `_`): DataFusion
-/// names an unnamed expression by its text (`count(*)`, `Int64(1)`, `a + b`), so then there is
-/// none that DuckDB would name otherwise, and the query need not be parsed. (An unnamed cast is
-/// named after what it casts, which DuckDB does not; dp cannot spell DuckDB's name for it anyway.)
-fn names_every_column(plan: &LogicalPlan) -> bool {
-    plan.schema().fields().iter().all(|field| {
+/// Whether every column of `plan`'s result is named as DuckDB names it without reading the
+/// query: each has a plain name (letters, digits, `_`; DataFusion names an unnamed expression
+/// by its text, `count(*)`, `Int64(1)`, `a + b`) and none is an unnamed cast (named after what
+/// it casts, which DuckDB does not). Then the query need not be parsed.
+pub fn names_every_column(plan: &LogicalPlan) -> bool {
+    let plain = plan.schema().fields().iter().all(|field| {
         field
             .name()
             .chars()
             .all(|c| c.is_alphanumeric() || c == '_')
-    })
+    });
+    plain && !casts_unnamed(plan)
+}
+
+/// Whether the select list of `plan`'s query (its first branch) has an unnamed cast.
+fn casts_unnamed(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Projection(projection) => projection
+            .expr
+            .iter()
+            .any(|expr| matches!(expr, Expr::Cast(_) | Expr::TryCast(_))),
+        LogicalPlan::Sort(_)
+        | LogicalPlan::Limit(_)
+        | LogicalPlan::Distinct(_)
+        | LogicalPlan::Union(_) => plan
+            .inputs()
+            .first()
+            .is_some_and(|input| casts_unnamed(input)),
+        _ => false,
+    }
 }
 
 /// An unnamed expression of a query's select list.
@@ -878,6 +897,13 @@ mod tests {
         assert_eq!(names, ["count_star()"]);
         let (names, _) = rows(&session, "select x, x as y from (values (1)) as t(x)").await;
         assert_eq!(names, ["x", "y"]);
+        assert!(!names_every_column(
+            &session
+                .sql("select cast(x as int) from (select 1 as x) limit 1")
+                .await
+                .unwrap()
+                .into_unoptimized_plan()
+        ));
         let unnamed = unnamed_columns("select a, b as c, cast(a as int), count(*) from t");
         assert_eq!(unnamed.len(), 2);
         assert_eq!(unnamed[0].duckdb_name, None);
