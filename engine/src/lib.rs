@@ -1170,13 +1170,21 @@ fn stage_finished(name: &'static str, started: std::time::Instant) {
     tracing::debug!(stage = name, elapsed_ms, "stage finished");
 }
 
-/// Write each planned model's compiled SQL to `<target dir>/compiled/<path of the model>`,
-/// leaving a file that already holds it untouched; returns the files, in the plan's order.
+/// Write each planned model's compiled SQL to `<target dir>/compiled/<path of the model>` (a
+/// snapshot's to `<its file's folder>/<its name>.sql`: a file may define several), leaving a
+/// file that already holds it untouched; returns the files, in the plan's order.
 pub fn write_compiled(target_dir: &Path, plan: &compile::Plan) -> Result<Vec<PathBuf>, Error> {
     plan.models
         .par_iter()
         .map(|model| {
-            let path = target_dir.join("compiled").join(model.file.path());
+            let relative = match model.config.snapshot {
+                Some(_) => model
+                    .file
+                    .path()
+                    .with_file_name(format!("{}.sql", model.name)),
+                None => model.file.path().to_path_buf(),
+            };
+            let path = target_dir.join("compiled").join(relative);
             let text = format!("{}\n", report::mask(model.sql.trim_end()));
             let write = || -> std::io::Result<()> {
                 if std::fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {

@@ -90,6 +90,25 @@ fn snapshots_record_changes_deletions_and_returns_as_dbt_duckdb_does() {
     project.write("seeds/raw_orders.csv", FIRST);
     let check = project.dp(&["check"]);
     assert!(check.status.success(), "{}", both(&check));
+    // Each snapshot's compiled SQL under its own name, two of them from one file.
+    project.dp_ok(&["compile"]);
+    for (snapshot, reads) in [
+        ("orders_snapshot", "select * from \"raw_orders\""),
+        ("orders_status", "select id, status from \"raw_orders\""),
+        ("orders_history", "select * from \"raw_orders\""),
+    ] {
+        let compiled = std::fs::read_to_string(
+            project
+                .root
+                .join(format!("target/compiled/snapshots/{snapshot}.sql")),
+        )
+        .unwrap();
+        assert!(compiled.contains(reads), "{snapshot}: {compiled}");
+        assert!(
+            compiled.contains("as \"dbt_valid_to\""),
+            "{snapshot}: {compiled}"
+        );
+    }
     // `dp build` runs the snapshots after the seed they read, and the model reading one after it.
     let built = project.dp_ok(&["build"]);
     let order: Vec<&str> = ["raw_orders", "orders_snapshot", "current_orders"]
