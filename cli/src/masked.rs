@@ -301,7 +301,7 @@ mod tests {
     impl std::error::Error for Leaky {}
 
     #[test]
-    fn issue_28_a_secret_is_masked_before_the_layout_at_any_width() {
+    fn a_secret_is_masked_before_the_layout_at_any_width() {
         let token = "masked-rs-aaaa bbbb cccc dddd eeee ffff gggg hhhh iiii jjjj kkkk llll mmmm";
         dp_engine::report::register_secret(token);
         let text = format!("one {token} two\nafter {token}\nthe label's line\n");

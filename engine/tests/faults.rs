@@ -474,7 +474,7 @@ async fn a_commit_that_lands_but_reads_as_lost_is_kept() {
 /// Issue 19: a build the store fails for a moment (a write of a data file times out) is run
 /// again and publishes; a schema change is never retried: one attempt, and its class.
 #[tokio::test(flavor = "multi_thread")]
-async fn issue_19_a_transient_store_failure_is_retried_and_a_schema_change_is_not() {
+async fn a_transient_store_failure_is_retried_and_a_schema_change_is_not() {
     let dir = tempfile::tempdir().unwrap();
     let root = crash_project(dir.path());
     let warehouse = Warehouse::Local(root.join("warehouse"));

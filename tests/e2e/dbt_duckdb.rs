@@ -54,7 +54,7 @@ const BAD_ORDERS: &str =
     "order_id,customer_id,amount\n10,1,5.0\n11,2,7.5\n12,3,1.0\n13,1,2.5\n14,4,3.0\n";
 
 #[test]
-fn issue_29_tests_on_views_run_in_build_on_the_views_query() {
+fn tests_on_views_run_in_build_on_the_views_query() {
     let project = TestProject::fixture("views_tested");
     // A relationships test to a view is no longer refused.
     let check = project.dp(&["check"]);
@@ -98,7 +98,7 @@ fn issue_29_tests_on_views_run_in_build_on_the_views_query() {
 }
 
 #[test]
-fn issue_29_a_failing_view_test_fails_the_run_and_holds_nothing_back() {
+fn a_failing_view_test_fails_the_run_and_holds_nothing_back() {
     let project = TestProject::fixture("views_tested");
     project.dp_ok(&["build"]);
     let before: Vec<(&str, Option<u64>)> = ["orders", "customers", "customer_report"]
@@ -166,7 +166,7 @@ fn issue_29_a_failing_view_test_fails_the_run_and_holds_nothing_back() {
 }
 
 #[test]
-fn issue_29_dp_test_runs_view_tests_against_the_published_tables() {
+fn dp_test_runs_view_tests_against_the_published_tables() {
     let project = TestProject::fixture("views_tested");
     project.dp_ok(&["build"]);
     let output = project.dp(&["test"]);
@@ -274,7 +274,7 @@ fn csv_lines(dir: &Path) -> Vec<String> {
 }
 
 #[test]
-fn issue_29_an_external_model_is_a_delta_table_and_an_export_of_its_rows() {
+fn an_external_model_is_a_delta_table_and_an_export_of_its_rows() {
     let project = TestProject::fixture("external_model");
     let output = project.dp(&["build"]);
     let text = both(&output);
@@ -362,7 +362,7 @@ fn issue_29_an_external_model_is_a_delta_table_and_an_export_of_its_rows() {
 }
 
 #[test]
-fn issue_29_an_export_follows_only_a_published_build() {
+fn an_export_follows_only_a_published_build() {
     let project = TestProject::fixture("external_model");
     project.dp_ok(&["build"]);
     let exported = project.root.join("out/events.parquet");

@@ -6,7 +6,7 @@
 use crate::support::{TestProject, both};
 
 #[test]
-fn issue_28_two_thousand_terms_and_a_thousand_chained_ctes_check_and_build() {
+fn two_thousand_terms_and_a_thousand_chained_ctes_check_and_build() {
     let project = TestProject::fixture("deep");
     let check = project.dp(&["check"]);
     assert_eq!(check.status.code(), Some(0), "{}", both(&check));
@@ -32,7 +32,7 @@ fn issue_28_two_thousand_terms_and_a_thousand_chained_ctes_check_and_build() {
 }
 
 #[test]
-fn issue_28_a_model_nested_far_deeper_is_a_diagnostic_at_its_sql_not_an_abort() {
+fn a_model_nested_far_deeper_is_a_diagnostic_at_its_sql_not_an_abort() {
     // 200,000 terms of `or`.
     let project = TestProject::fixture("errors/too_deep");
     let check = project.dp(&["check", "--format", "json"]);

@@ -27,7 +27,7 @@ fn warehouse_files(project: &TestProject) -> Vec<(String, Vec<u8>)> {
 }
 
 #[test]
-fn issue_20_a_build_shows_what_it_changes_by_key_and_by_column() {
+fn a_build_shows_what_it_changes_by_key_and_by_column() {
     let project = TestProject::fixture("diff");
     project.dp_ok(&["build", "--select", "customers", "keyed_in_sql", "daily"]);
     let first = diff_of(&project, "customers");
@@ -147,7 +147,7 @@ fn issue_20_a_build_shows_what_it_changes_by_key_and_by_column() {
 }
 
 #[test]
-fn issue_20_a_threshold_breach_publishes_nothing_and_writes_the_offending_keys() {
+fn a_threshold_breach_publishes_nothing_and_writes_the_offending_keys() {
     let project = TestProject::fixture("diff");
     project.dp_ok(&["build", "--select", "guarded", "lenient"]);
     let before = warehouse_files(&project);
@@ -206,7 +206,7 @@ fn issue_20_a_threshold_breach_publishes_nothing_and_writes_the_offending_keys()
 }
 
 #[test]
-fn issue_20_a_dry_run_diffs_the_whole_chain_and_leaves_nothing_behind() {
+fn a_dry_run_diffs_the_whole_chain_and_leaves_nothing_behind() {
     let project = TestProject::fixture("diff");
     // Before anything is published: nothing is left either.
     let out = project.dp_ok(&["build", "--dry-run", "--select", "customers+"]);
@@ -253,7 +253,7 @@ fn issue_20_a_dry_run_diffs_the_whole_chain_and_leaves_nothing_behind() {
 }
 
 #[test]
-fn issue_28_a_sum_that_becomes_nan_is_a_change_past_any_threshold() {
+fn a_sum_that_becomes_nan_is_a_change_past_any_threshold() {
     let project = TestProject::fixture("diff");
     // One amount becomes NaN (version 2), then a number again (version 3); a threshold no
     // finite change could pass.

@@ -931,7 +931,7 @@ models:
 "#;
 
 #[test]
-fn issue_28_a_description_link_never_runs_javascript_when_clicked() {
+fn a_description_link_never_runs_javascript_when_clicked() {
     let project = TestProject::fixture("ops");
     project.write("models/links.yml", HOSTILE_LINKS);
     project.dp_ok(&["docs", "generate", "--vars", "date=2024-01-15"]);

@@ -108,7 +108,7 @@ fn check_passes_on_the_example_project_without_reading_or_writing_data() {
 }
 
 #[test]
-fn issue_28_partition_by_a_list_struct_or_map_column_is_found_by_check_at_its_config() {
+fn partition_by_a_list_struct_or_map_column_is_found_by_check_at_its_config() {
     let project = TestProject::fixture("ops");
     for (column, expression, kind) in [
         ("tags", "make_array('a', 'b')", "list"),

@@ -55,7 +55,7 @@ fn daily_rows(project: &TestProject) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
 }
 
 #[test]
-fn issue_19_a_backfill_commits_each_date_with_its_run_record_and_does_only_what_is_left() {
+fn a_backfill_commits_each_date_with_its_run_record_and_does_only_what_is_left() {
     let project = TestProject::fixture("ops");
     let out = project.dp_ok(BACKFILL);
     assert!(
@@ -144,7 +144,7 @@ fn issue_19_a_backfill_commits_each_date_with_its_run_record_and_does_only_what_
 }
 
 #[test]
-fn issue_19_a_backfill_killed_halfway_resumes_and_publishes_each_date_once() {
+fn a_backfill_killed_halfway_resumes_and_publishes_each_date_once() {
     let project = TestProject::fixture("ops");
     let mut slow: Vec<&str> = BACKFILL.to_vec();
     slow.extend(["--threads", "1", "--vars", "slow=30000000"]);
@@ -188,7 +188,7 @@ fn issue_19_a_backfill_killed_halfway_resumes_and_publishes_each_date_once() {
 }
 
 #[test]
-fn issue_19_two_backfills_of_the_same_dates_at_once_publish_each_date_whole() {
+fn two_backfills_of_the_same_dates_at_once_publish_each_date_whole() {
     let project = TestProject::fixture("ops");
     let mut args: Vec<&str> = BACKFILL.to_vec();
     args.extend(["--threads", "2", "--vars", "slow=3000000"]);
@@ -228,7 +228,7 @@ fn issue_19_two_backfills_of_the_same_dates_at_once_publish_each_date_whole() {
 }
 
 #[test]
-fn issue_19_rollback_restores_a_version_and_refuses_while_downstream_was_built_from_it() {
+fn rollback_restores_a_version_and_refuses_while_downstream_was_built_from_it() {
     let project = TestProject::fixture("ops");
     let backfill = |start: &str, end: &str| {
         project.dp_ok(&[
@@ -301,7 +301,7 @@ fn issue_19_rollback_restores_a_version_and_refuses_while_downstream_was_built_f
 }
 
 #[test]
-fn issue_19_retry_runs_again_only_what_failed_with_the_recorded_vars() {
+fn retry_runs_again_only_what_failed_with_the_recorded_vars() {
     let project = TestProject::fixture("ops");
     // daily fails its test for this date; weekly (its reader) is skipped; other builds.
     let failed = project
@@ -391,7 +391,7 @@ fn issue_19_retry_runs_again_only_what_failed_with_the_recorded_vars() {
 }
 
 #[test]
-fn issue_19_target_settings_come_from_the_environment_and_the_projects_env_file() {
+fn target_settings_come_from_the_environment_and_the_projects_env_file() {
     let project = TestProject::fixture("ops");
     project.write(
         "dp_project.yml",
@@ -433,7 +433,7 @@ fn issue_19_target_settings_come_from_the_environment_and_the_projects_env_file(
 }
 
 #[test]
-fn issue_19_a_secret_from_the_environment_appears_nowhere_dp_writes() {
+fn a_secret_from_the_environment_appears_nowhere_dp_writes() {
     const FROM_DOTENV: &str = "tok-9f8e7d6c5b4a";
     const FROM_PROCESS: &str = "zz_process_secret_77";
     let project = TestProject::fixture("ops");
@@ -528,7 +528,7 @@ fn secret_piece(output: &str) -> Option<&'static str> {
 }
 
 #[test]
-fn issue_28_a_secret_in_a_diagnostic_is_masked_before_miette_wraps_it() {
+fn a_secret_in_a_diagnostic_is_masked_before_miette_wraps_it() {
     let project = TestProject::fixture("ops");
     let run = |args: &[&str], columns: Option<&str>| {
         let mut command = project.command(args);
@@ -584,7 +584,7 @@ fn issue_28_a_secret_in_a_diagnostic_is_masked_before_miette_wraps_it() {
 }
 
 #[test]
-fn issue_28_a_secret_under_4_characters_is_refused_and_one_of_4_is_masked() {
+fn a_secret_under_4_characters_is_refused_and_one_of_4_is_masked() {
     let project = TestProject::fixture("ops");
     project.write(
         "models/pin.sql",
@@ -638,7 +638,7 @@ fn issue_28_a_secret_under_4_characters_is_refused_and_one_of_4_is_masked() {
 }
 
 #[test]
-fn issue_28_a_secret_holding_markup_is_masked_on_the_docs_page_before_it_is_escaped() {
+fn a_secret_holding_markup_is_masked_on_the_docs_page_before_it_is_escaped() {
     const SECRET: &str = "kq7z</script><!--w3vq";
     let project = TestProject::fixture("ops");
     project.write(
@@ -658,7 +658,7 @@ fn issue_28_a_secret_holding_markup_is_masked_on_the_docs_page_before_it_is_esca
 }
 
 #[test]
-fn issue_19_every_json_line_parses_and_carries_the_run_fields() {
+fn every_json_line_parses_and_carries_the_run_fields() {
     let project = TestProject::example();
     let output = project
         .command(&[
@@ -732,7 +732,7 @@ fn issue_19_every_json_line_parses_and_carries_the_run_fields() {
 }
 
 #[test]
-fn issue_19_dp_init_makes_a_project_that_builds_and_tests() {
+fn dp_init_makes_a_project_that_builds_and_tests() {
     let dir = tempfile::tempdir().unwrap();
     let init = std::process::Command::new(env!("CARGO_BIN_EXE_dp"))
         .args(["init", "nightly"])
@@ -782,7 +782,7 @@ fn issue_19_dp_init_makes_a_project_that_builds_and_tests() {
 }
 
 #[test]
-fn issue_19_hooks_run_when_a_run_ends_bounded_and_never_change_what_was_published() {
+fn hooks_run_when_a_run_ends_bounded_and_never_change_what_was_published() {
     let project = TestProject::fixture("ops");
     project.write(
         "dp_project.yml",
@@ -840,7 +840,7 @@ fn issue_19_hooks_run_when_a_run_ends_bounded_and_never_change_what_was_publishe
 }
 
 #[test]
-fn issue_19_progress_is_live_on_a_terminal_and_absent_when_piped() {
+fn progress_is_live_on_a_terminal_and_absent_when_piped() {
     let project = TestProject::fixture("ops");
     let dp = env!("CARGO_BIN_EXE_dp");
     // `script` runs dp on a pseudo-terminal, as an operator's shell does.
@@ -872,7 +872,7 @@ fn issue_19_progress_is_live_on_a_terminal_and_absent_when_piped() {
 }
 
 #[test]
-fn issue_28_retry_of_a_missing_or_truncated_run_record_says_it_cannot_read_it() {
+fn retry_of_a_missing_or_truncated_run_record_says_it_cannot_read_it() {
     let project = TestProject::fixture("ops");
     let path = project.root.join("target/run_results.json");
     let missing = project.dp(&["retry"]);
@@ -902,7 +902,7 @@ fn issue_28_retry_of_a_missing_or_truncated_run_record_says_it_cannot_read_it() 
 }
 
 #[test]
-fn issue_28_a_backfill_whose_var_its_models_do_not_read_says_which_vars_they_read() {
+fn a_backfill_whose_var_its_models_do_not_read_says_which_vars_they_read() {
     let project = TestProject::fixture("ops");
     let backfill = |extra: &[&str]| {
         let mut args = vec!["backfill", "--start", "2024-01-01", "--end", "2024-01-02"];
@@ -954,7 +954,7 @@ fn issue_28_a_backfill_whose_var_its_models_do_not_read_says_which_vars_they_rea
 }
 
 #[test]
-fn issue_28_history_limit_0_is_a_usage_error_not_a_missing_table() {
+fn history_limit_0_is_a_usage_error_not_a_missing_table() {
     let project = TestProject::fixture("ops");
     project.dp_ok(&["build", "--select", "other", "--vars", "date=2024-01-01"]);
     let zero = project.dp(&["history", "other", "--limit", "0"]);
@@ -985,7 +985,7 @@ fn sleeping(seconds: &str) -> Vec<u32> {
 }
 
 #[test]
-fn issue_28_a_hook_past_its_timeout_is_stopped_with_the_children_that_left_its_session() {
+fn a_hook_past_its_timeout_is_stopped_with_the_children_that_left_its_session() {
     let project = TestProject::fixture("ops");
     // Durations no other test sleeps, to find these processes by.
     let durations = ["2801", "2802", "2803", "2804", "2805"];

@@ -75,7 +75,7 @@ fn every_version_reads(project: &TestProject, model: &str) {
 }
 
 #[test]
-fn issue_15_two_dates_built_at_once_both_publish_and_the_table_stays_readable() {
+fn two_dates_built_at_once_both_publish_and_the_table_stays_readable() {
     let project = TestProject::fixture("race");
     let first = spawn(&project, &["build", "--vars", "date=2024-01-15"]);
     wait_for_files(&project.table_dir("daily").join("date=2024-01-15"), 1);
@@ -100,7 +100,7 @@ fn issue_15_two_dates_built_at_once_both_publish_and_the_table_stays_readable() 
 }
 
 #[test]
-fn issue_15_two_builds_of_one_partition_at_once_leave_one_commit_and_no_duplicates() {
+fn two_builds_of_one_partition_at_once_leave_one_commit_and_no_duplicates() {
     let project = TestProject::fixture("race");
     // Both builds replace the same date of the table.
     let first = build_then_start_another(&project);
@@ -125,7 +125,7 @@ fn issue_15_two_builds_of_one_partition_at_once_leave_one_commit_and_no_duplicat
 }
 
 #[test]
-fn issue_15_a_forced_vacuum_during_a_build_fails_the_build_and_publishes_nothing() {
+fn a_forced_vacuum_during_a_build_fails_the_build_and_publishes_nothing() {
     let project = TestProject::fixture("race");
     let first = build_then_start_another(&project);
     // The operator overrides the retention: the running build's staged file goes.
@@ -153,7 +153,7 @@ fn issue_15_a_forced_vacuum_during_a_build_fails_the_build_and_publishes_nothing
 }
 
 #[test]
-fn issue_15_relationships_tests_have_a_clear_meaning_and_never_wedge_a_model() {
+fn relationships_tests_have_a_clear_meaning_and_never_wedge_a_model() {
     let project = TestProject::fixture("relationships");
     // A relationship to an unbuilt model outside the run: the test errors, saying why.
     let output = project.dp(&["build", "--select", "users"]);
@@ -181,7 +181,7 @@ fn issue_15_relationships_tests_have_a_clear_meaning_and_never_wedge_a_model() {
 }
 
 #[test]
-fn issue_15_relationship_cycles_are_found_by_dp_check_and_fail_their_models_alone() {
+fn relationship_cycles_are_found_by_dp_check_and_fail_their_models_alone() {
     let project = TestProject::fixture("relationships");
     // `cohorts` relates to `users`, which relates to `cohorts`; `daily_notes` relates to a
     // model that reads it; and `daily` relates to an ephemeral model, which is no problem: the
@@ -260,7 +260,7 @@ fn assert_clean_refusal(output: &std::process::Output, code: &str) {
 }
 
 #[test]
-fn issue_15_settings_that_panicked_are_diagnostics() {
+fn settings_that_panicked_are_diagnostics() {
     let project = TestProject::example();
     // A natural "never" for the old cleanup age: accepted, ignored, warned about.
     project.write(
@@ -288,7 +288,7 @@ fn issue_15_settings_that_panicked_are_diagnostics() {
 }
 
 #[test]
-fn issue_15_a_listing_into_a_closed_pipe_ends_quietly() {
+fn a_listing_into_a_closed_pipe_ends_quietly() {
     let project = TestProject::example();
     for i in 0..4000 {
         project.write(
@@ -313,7 +313,7 @@ fn issue_15_a_listing_into_a_closed_pipe_ends_quietly() {
 }
 
 #[test]
-fn issue_15_a_first_build_without_rows_creates_the_table_its_readers_need() {
+fn a_first_build_without_rows_creates_the_table_its_readers_need() {
     let project = TestProject::example();
     // No event is that large: the partitioned model's first build has no rows to write.
     project.write(
@@ -342,7 +342,7 @@ fn issue_15_a_first_build_without_rows_creates_the_table_its_readers_need() {
 }
 
 #[test]
-fn issue_15_models_whose_names_differ_only_in_case_are_refused() {
+fn models_whose_names_differ_only_in_case_are_refused() {
     let project = TestProject::example();
     project.write("models/Daily_Summary.sql", "select 1 as one");
     let output = project.dp(&["check"]);
@@ -350,7 +350,7 @@ fn issue_15_models_whose_names_differ_only_in_case_are_refused() {
 }
 
 #[test]
-fn issue_15_a_template_that_never_ends_is_stopped_with_a_diagnostic() {
+fn a_template_that_never_ends_is_stopped_with_a_diagnostic() {
     let project = TestProject::example();
     project.write(
         "models/forever.sql",
@@ -372,7 +372,7 @@ fn assert_clean_refusal_or_problem(output: &std::process::Output, code: &str) {
 }
 
 #[test]
-fn issue_15_dp_check_exits_2_when_it_cannot_run() {
+fn dp_check_exits_2_when_it_cannot_run() {
     let dir = tempfile::tempdir().unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_dp"))
         .args(["check", "--project-dir"])
@@ -384,7 +384,7 @@ fn issue_15_dp_check_exits_2_when_it_cannot_run() {
 }
 
 #[test]
-fn issue_15_dp_check_reports_every_stage_s_problems_at_once_and_checks_unit_tests() {
+fn dp_check_reports_every_stage_s_problems_at_once_and_checks_unit_tests() {
     let project = TestProject::example();
     // A ref that resolves nowhere in one model, an unknown column in another.
     project.write(
@@ -479,7 +479,7 @@ fn issue_15_dp_check_reports_every_stage_s_problems_at_once_and_checks_unit_test
 }
 
 #[test]
-fn issue_15_a_failing_unit_test_points_at_its_definition() {
+fn a_failing_unit_test_points_at_its_definition() {
     let project = TestProject::example();
     let schema = std::fs::read_to_string(project.root.join("models/marts/schema.yml")).unwrap();
     project.write(
@@ -505,7 +505,7 @@ fn issue_15_a_failing_unit_test_points_at_its_definition() {
 }
 
 #[test]
-fn issue_18_two_merges_into_one_new_date_at_once_never_both_commit() {
+fn two_merges_into_one_new_date_at_once_never_both_commit() {
     let project = TestProject::fixture("race_merge");
     // The table exists (2024-01-15): later builds are incremental merges.
     project.dp_ok(&["build", "--vars", "{date: 2024-01-15, build: zero}"]);
@@ -561,7 +561,7 @@ fn uuid_like(i: usize) -> String {
 }
 
 #[test]
-fn issue_28_a_forced_vacuum_racing_builds_never_leaves_a_version_pointing_at_a_deleted_file() {
+fn a_forced_vacuum_racing_builds_never_leaves_a_version_pointing_at_a_deleted_file() {
     let project = TestProject::fixture("vacuum_race");
     project.dp_ok(&["build"]);
     assert_eq!(project.version("wide"), Some(0));
@@ -619,7 +619,7 @@ fn issue_28_a_forced_vacuum_racing_builds_never_leaves_a_version_pointing_at_a_d
 }
 
 #[test]
-fn issue_28_two_incremental_appends_that_read_their_table_never_both_publish() {
+fn two_incremental_appends_that_read_their_table_never_both_publish() {
     let project = TestProject::fixture("race_append");
     project.dp_ok(&["build", "--vars", "{until: 2024-01-14, build: zero}"]);
     let published = project.query("events_appended", "select count(*) from t");
@@ -660,7 +660,7 @@ fn issue_28_two_incremental_appends_that_read_their_table_never_both_publish() {
 }
 
 #[test]
-fn issue_28_partition_values_the_writer_encodes_are_tested_diffed_published_and_replaced() {
+fn partition_values_the_writer_encodes_are_tested_diffed_published_and_replaced() {
     let project = TestProject::fixture("partition_values");
     project.dp_ok(&["build"]);
     let cities = "select city, n, build from t order by n";
@@ -706,7 +706,7 @@ fn issue_28_partition_values_the_writer_encodes_are_tested_diffed_published_and_
 }
 
 #[test]
-fn issue_28_run_query_runs_only_queries_that_read_and_sql_everywhere_only_reads() {
+fn run_query_runs_only_queries_that_read_and_sql_everywhere_only_reads() {
     let project = TestProject::example();
     let escaped = project.root.join("escaped.csv");
     let statements = [

@@ -621,7 +621,7 @@ fn race_append_behind_a_proxy(server: &S3Server, bucket: &str) -> (FaultyProxy, 
 }
 
 #[test]
-fn issue_28_a_lost_commit_response_on_s3_publishes_an_append_once() {
+fn a_lost_commit_response_on_s3_publishes_an_append_once() {
     let server = S3Server::start();
     let (proxy, project) = race_append_behind_a_proxy(&server, "lost");
     // An append that does not read its own table: each run adds its day's events.
@@ -660,7 +660,7 @@ fn issue_28_a_lost_commit_response_on_s3_publishes_an_append_once() {
 }
 
 #[test]
-fn issue_28_an_s3_outage_during_a_data_test_is_a_transient_failure() {
+fn an_s3_outage_during_a_data_test_is_a_transient_failure() {
     let server = S3Server::start();
     let (proxy, project) = race_append_behind_a_proxy(&server, "outage");
     // From the staged file's upload on, every call fails: its data tests cannot read it.

@@ -162,7 +162,7 @@ fn an_unknown_model_in_select_is_a_diagnostic_with_a_suggestion() {
 }
 
 #[test]
-fn issue_28_a_selected_model_that_does_not_render_reports_its_render_error_not_no_match() {
+fn a_selected_model_that_does_not_render_reports_its_render_error_not_no_match() {
     let project = TestProject::fixture("selection");
     // int_ab's template cannot render; mart_x reads it.
     project.write(

@@ -848,7 +848,7 @@ mod tests {
     }
 
     #[test]
-    fn issue_28_a_sum_that_becomes_or_stops_being_nan_breaks_any_threshold() {
+    fn a_sum_that_becomes_or_stops_being_nan_breaks_any_threshold() {
         let config = DiffConfig {
             columns: BTreeMap::from([(
                 "revenue".to_string(),

@@ -573,7 +573,7 @@ mod tests {
     }
 
     #[test]
-    fn issue_28_a_chain_too_long_is_refused_at_the_template_text_that_wrote_it() {
+    fn a_chain_too_long_is_refused_at_the_template_text_that_wrote_it() {
         let (model, label, pointed) = too_deep(&[(
             "models/sum.sql",
             "select {% for i in range(10001) %}{{ i }} + {% endfor %}0 as x",
@@ -591,7 +591,7 @@ mod tests {
     }
 
     #[test]
-    fn issue_28_parentheses_past_the_parsers_limit_are_too_deep_at_the_innermost() {
+    fn parentheses_past_the_parsers_limit_are_too_deep_at_the_innermost() {
         let (_, label, pointed) = too_deep(&[(
             "models/nested.sql",
             "select ((((((((((((((((((((((((((((((((((((((((((((((((((((((((((1)))))))))))))))))))))))))))))))))))))))))))))))))))))))))) as x",
@@ -604,7 +604,7 @@ mod tests {
     }
 
     #[test]
-    fn issue_28_ephemeral_models_inlined_as_ctes_count_in_the_chain_they_lengthen() {
+    fn ephemeral_models_inlined_as_ctes_count_in_the_chain_they_lengthen() {
         // The model's own chain of CTEs passes alone; five ephemeral models in front of it,
         // each reading the one before, take it past the limit.
         let chain = depth::MAX_QUERY_DEPTH - 2;

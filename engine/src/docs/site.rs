@@ -52,7 +52,7 @@ mod tests {
     }
 
     #[test]
-    fn issue_28_a_secret_that_escaping_changes_is_masked_first() {
+    fn a_secret_that_escaping_changes_is_masked_first() {
         let secret = "kq7z</script><!--w3vq";
         crate::report::register_secret(secret);
         let data = serde_json::json!({"compiled_code": format!("select '{secret}'")});

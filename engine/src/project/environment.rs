@@ -101,7 +101,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn issue_28_a_short_secret_in_dotenv_is_refused_at_its_line_without_its_value() {
+    fn a_short_secret_in_dotenv_is_refused_at_its_line_without_its_value() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join(DOTENV_FILE),

@@ -691,7 +691,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn issue_28_sql_from_a_users_files_only_reads() {
+    async fn sql_from_a_users_files_only_reads() {
         let dir = tempfile::tempdir().unwrap();
         let written = dir.path().join("x.csv");
         let session = SessionContext::new();

@@ -1487,7 +1487,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
-    async fn issue_28_a_build_whose_query_read_the_table_conflicts_with_any_commit_since() {
+    async fn a_build_whose_query_read_the_table_conflicts_with_any_commit_since() {
         let dir = tempfile::tempdir().unwrap();
         let creator = open(&dir, &["date"]).await;
         let created = stage(&creator, &["2024-01-14"], 0).await;
@@ -1563,7 +1563,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
-    async fn issue_28_every_partition_value_round_trips_through_staging_audit_diff_and_commit() {
+    async fn every_partition_value_round_trips_through_staging_audit_diff_and_commit() {
         let dir = tempfile::tempdir().unwrap();
         let session = SessionContext::new();
         let table = open(&dir, &["date"]).await;
