@@ -23,6 +23,16 @@ const THIRD: &str = "id,status,amount,updated_at\n\
     3,placed,30,2024-01-01 00:00:00\n\
     4,placed,40,2024-01-02 00:00:00\n";
 
+/// orders_snapshot (timestamp strategy, hard_deletes: invalidate) after the second seed: 1
+/// updated, 3 ended at the run's time, 4 added.
+const SNAPSHOT_AFTER_SECOND: [&str; 5] = [
+    "1 placed 2024-01-01 → 2024-01-02",
+    "1 shipped 2024-01-02 → current",
+    "2 placed 2024-01-01 → current",
+    "3 placed 2024-01-01 → run 1",
+    "4 placed 2024-01-02 → current",
+];
+
 /// A snapshot's versions, oldest first by key: id, status, valid from, valid to (`current` when
 /// NULL), and the deleted flag when it has one. Times of a run (the check strategy's, a
 /// deletion's) read `run N`, N counted from the earliest such time in the table.
@@ -145,17 +155,7 @@ fn snapshots_record_changes_deletions_and_returns_as_dbt_duckdb_does() {
     let output = project.dp_ok(&["snapshot"]);
     assert!(!output.contains("current_orders"), "{output}");
     assert_eq!(project.version("current_orders"), Some(0));
-    // timestamp strategy, hard_deletes: invalidate.
-    assert_eq!(
-        versions(&project, "orders_snapshot"),
-        [
-            "1 placed 2024-01-01 → 2024-01-02",
-            "1 shipped 2024-01-02 → current",
-            "2 placed 2024-01-01 → current",
-            "3 placed 2024-01-01 → run 1",
-            "4 placed 2024-01-02 → current"
-        ]
-    );
+    assert_eq!(versions(&project, "orders_snapshot"), SNAPSHOT_AFTER_SECOND);
     // check strategy on status, hard_deletes: new_record.
     assert_eq!(
         versions(&project, "orders_status"),
@@ -289,16 +289,7 @@ fn two_snapshot_runs_at_once_never_record_a_change_twice() {
     for output in outputs.iter().filter(|o| !o.status.success()) {
         assert!(both(output).contains("dp::conflict"), "{}", both(output));
     }
-    assert_eq!(
-        versions(&project, "orders_snapshot"),
-        [
-            "1 placed 2024-01-01 → 2024-01-02",
-            "1 shipped 2024-01-02 → current",
-            "2 placed 2024-01-01 → current",
-            "3 placed 2024-01-01 → run 1",
-            "4 placed 2024-01-02 → current"
-        ]
-    );
+    assert_eq!(versions(&project, "orders_snapshot"), SNAPSHOT_AFTER_SECOND);
     assert_eq!(project.version("orders_snapshot"), Some(1));
 }
 

@@ -295,7 +295,7 @@ pub async fn check(
             }
         }
         found[i].extend(dialect::dialect_warnings(model, &logical, &session));
-        if model.config.incremental.is_some() {
+        if model.config.has_incremental_branch() {
             found[i].extend(check_incremental_branch(inputs, model, &state).await);
         }
         // Only a model planned cleanly lets its readers be planned against it.

@@ -601,11 +601,12 @@ async fn publish_model(
         model_session(context, model, incremental.is_some()).await?;
     let planned = model;
     // Rendered again to run: its incremental branch, or `run_query()` answered (`execute`).
+    let incremental_branch = incremental.is_some() && model.config.has_incremental_branch();
     let rendered_to_run;
-    let model = match (incremental, model.runs_queries) {
-        (None, false) => model,
+    let model = match (incremental_branch, model.runs_queries) {
+        (false, false) => model,
         _ => {
-            rendered_to_run = render_to_run(context, &session, model, incremental.is_some())?;
+            rendered_to_run = render_to_run(context, &session, model, incremental_branch)?;
             &rendered_to_run
         }
     };
@@ -622,10 +623,8 @@ async fn publish_model(
                 ))
                 .await
                 .map_err(|error| query_error(model, &error))?;
-            merged = model
-                .snapshot_merge(query.schema().as_arrow(), table.schema().as_arrow())
-                .unwrap_or_else(|| model.clone());
-            &merged
+            merged = model.snapshot_merge(query.schema().as_arrow(), table.schema().as_arrow());
+            merged.as_ref().unwrap_or(model)
         }
         _ => model,
     };
@@ -852,7 +851,7 @@ fn model_sql_hash(context: &BuildContext, model: &ModelPlan) -> String {
     use sha2::Digest;
     let mut hasher = sha2::Sha256::new();
     hasher.update(model.sql.as_bytes());
-    if model.config.incremental.is_some() || model.runs_queries {
+    if model.config.has_incremental_branch() || model.runs_queries {
         for text in std::iter::once(model.file.text())
             .chain(context.project.macros.iter().map(|m| m.text()))
         {

@@ -314,6 +314,13 @@ impl ModelConfig {
         matches!(self.materialized, Materialization::Seed)
     }
 
+    /// Whether its template renders otherwise in the runs after the first (`is_incremental()`
+    /// true): an incremental model's. A snapshot's later runs are SQL dp writes around its
+    /// query, and `is_incremental()` stays false in its template, as in dbt.
+    pub fn has_incremental_branch(&self) -> bool {
+        matches!(self.materialized, Materialization::Incremental)
+    }
+
     /// The node's kind, as dbt names it (`resource_type:`, unique ids): `model`, `seed` or
     /// `snapshot`.
     pub fn resource_type(&self) -> &'static str {

@@ -245,15 +245,6 @@ fn duckdb_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
             other => other.recompute_schema()?,
         };
     }
-    let schema: DFSchema = match node.inputs()[..] {
-        [input] => input.schema().as_ref().clone(),
-        [left, right] if matches!(node, LogicalPlan::Join(_)) => {
-            let mut both = left.schema().as_ref().clone();
-            both.merge(right.schema());
-            both
-        }
-        _ => return Ok(Transformed::new_transformed(node, changed_below)),
-    };
     let mut candidate = false;
     node.apply_expressions(|expr| {
         candidate = expr.exists(|e| Ok(may_differ(e)))?;
@@ -262,9 +253,16 @@ fn duckdb_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
             false => TreeNodeRecursion::Continue,
         })
     })?;
-    if !candidate {
-        return Ok(Transformed::new_transformed(node, changed_below));
-    }
+    let schema: DFSchema = match node.inputs()[..] {
+        _ if !candidate => return Ok(Transformed::new_transformed(node, changed_below)),
+        [input] => input.schema().as_ref().clone(),
+        [left, right] if matches!(node, LogicalPlan::Join(_)) => {
+            let mut both = left.schema().as_ref().clone();
+            both.merge(right.schema());
+            both
+        }
+        _ => return Ok(Transformed::new_transformed(node, changed_below)),
+    };
     let names = NamePreserver::new(&node);
     let rewritten = node.map_expressions(|expr| {
         let name = names.save(&expr);
@@ -277,6 +275,9 @@ fn duckdb_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     }
 }
 
+/// The functions whose text literals DuckDB reads as the type of their other values.
+const TYPED_BY_THEIR_VALUES: [&str; 5] = ["coalesce", "nvl", "ifnull", "greatest", "least"];
+
 /// Whether [`duckdb_expr`] may rewrite `expr` (it then asks the types).
 fn may_differ(expr: &Expr) -> bool {
     match expr {
@@ -288,7 +289,7 @@ fn may_differ(expr: &Expr) -> bool {
         | Expr::TryCast(_)
         | Expr::Case(_) => true,
         Expr::ScalarFunction(ScalarFunction { func, .. }) => {
-            ["coalesce", "nvl", "ifnull", "greatest", "least"].contains(&func.name())
+            TYPED_BY_THEIR_VALUES.contains(&func.name())
         }
         _ => false,
     }
@@ -345,8 +346,7 @@ fn duckdb_expr(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         }
         // `coalesce(max(ts), '1900-01-01')`: the text is read as the other values' type.
         Expr::ScalarFunction(ScalarFunction { func, args })
-            if ["coalesce", "nvl", "ifnull", "greatest", "least"].contains(&func.name())
-                && args.iter().any(is_text_literal) =>
+            if TYPED_BY_THEIR_VALUES.contains(&func.name()) && args.iter().any(is_text_literal) =>
         {
             match typed_beside(args.iter(), type_of) {
                 Some(target) => Transformed::yes(Expr::ScalarFunction(ScalarFunction {
