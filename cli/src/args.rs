@@ -87,6 +87,9 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Create a new project, ready to build, in a new folder.
     Init(InitArgs),
+    /// Install the packages of packages.yml (or dependencies.yml) into dbt_packages/ (the
+    /// project's packages-install-path), pinned in package-lock.yml.
+    Deps,
 }
 
 #[derive(Debug, Args)]

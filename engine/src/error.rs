@@ -44,6 +44,10 @@ pub enum Error {
     #[diagnostic(transparent)]
     Session(#[from] crate::session::SessionError),
 
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Deps(#[from] crate::ops::DepsError),
+
     #[error("{} problems found", problems.len())]
     #[diagnostic(code(dp::problems))]
     Check {

@@ -46,7 +46,7 @@ pub use compile::{ModelPlan, Plan};
 pub use docs::{
     Clause, Direction, Generated, How, LineageReport, LineageTree, NodeKind, RowFilter,
 };
-pub use ops::{InitError, RollbackPlan, VacuumResult, backfill_values, init};
+pub use ops::{InitError, Installed, LOCK_FILE, RollbackPlan, VacuumResult, backfill_values, init};
 pub use session::engine::cluster_runtime;
 pub use session::{DpCodec, StoreWrapper, Stores};
 pub use storage::{Commit, RunRecord, VacuumOptions, VersionChange};
@@ -816,6 +816,17 @@ pub fn prepare(options: &PrepareOptions) -> Result<Prepared, Error> {
     prepare_loaded(load(options)?, options)
 }
 
+/// `dp deps`: install the packages the project in (or above) `project_dir` declares; none
+/// when it has no `packages.yml`.
+pub fn install_packages(project_dir: &std::path::Path) -> Result<Vec<Installed>, Error> {
+    let root = project::find_root(project_dir)?;
+    let paths = project::project_paths(&root)?;
+    match project::read_packages_file(&root)? {
+        Some(declared) => Ok(ops::deps(&root, &paths.packages, &declared)?),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// Find and load the project of `options`.
 fn load(options: &PrepareOptions) -> Result<Project, Error> {
     let root = project::find_root(&options.project_dir)?;
@@ -835,6 +846,7 @@ fn prepare_loaded(mut project: Project, options: &PrepareOptions) -> Result<Prep
             schema: target.name.clone(),
             warehouse: target.warehouse.to_string(),
             kind: "dp",
+            database: "datafusion",
         }),
         is_incremental: false,
         queries: None,

@@ -689,7 +689,6 @@ fn every_key_dbt_accepts_is_accepted_and_each_ignored_one_is_said_once_at_its_li
         ("quoting", "models/sources.yml:22:9"),
         ("constraints", "models/sources.yml:29:5"),
         ("exposures", "models/sources.yml:35:1"),
-        ("packages", "packages.yml:1:1"),
         ("persist_docs", "dbt_project.yml:8:5"),
     ] {
         let warning = format!("`{key}` is ignored");

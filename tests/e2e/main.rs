@@ -9,6 +9,7 @@ mod cluster_services;
 mod crash;
 mod dbt;
 mod dbt_duckdb;
+mod dbt_packages;
 mod dbt_snapshots;
 mod deep;
 mod diff;

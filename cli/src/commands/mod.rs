@@ -4,6 +4,7 @@ mod backfill;
 mod build;
 mod check;
 mod compile;
+mod deps;
 mod docs;
 mod history;
 mod init;
@@ -48,6 +49,7 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::History(args) => history::run(&cli.global, args),
         Command::Rollback(args) => rollback::run(&cli.global, args),
         Command::Init(args) => init::run(&cli.global, args),
+        Command::Deps => deps::run(&cli.global),
     }
 }
 

@@ -4,12 +4,47 @@
 
 use serde_yaml::Value;
 
-use crate::project::{DataTest, DataTestKind};
+use crate::project::{DataTest, DataTestKind, TestConfig};
 use crate::source::quote_identifier as quote;
 
-/// The query returning the rows of `tested` (a SQL relation) that fail `test`; a relationships
-/// test reads `parent` when given, else the relation it names.
-pub fn failing_rows_sql(test: &DataTest, tested: &str, parent: Option<&str>) -> String {
+/// What renders a generic test macro: the project's renderer, in the run's context (answering
+/// `run_query()` from the test's session).
+pub struct TestRenderer<'a> {
+    pub renderer: &'a crate::render::Renderer,
+    pub context: crate::render::RenderContext,
+}
+
+/// The query returning the rows of `tested` (a SQL relation) that fail `test`, and the config
+/// it is judged by (a generic test macro's `fail_calc`, unless the test sets its own); a
+/// relationships test reads `parent` when given, else the relation it names.
+pub fn test_query(
+    test: &DataTest,
+    tested: &str,
+    parent: Option<&str>,
+    macros: &TestRenderer<'_>,
+) -> Result<(String, TestConfig), String> {
+    let DataTestKind::Macro { .. } = &test.kind else {
+        return Ok((failing_rows_sql(test, tested, parent), test.config.clone()));
+    };
+    // `where:` narrows the rows, as dbt's `get_where_subquery` does.
+    let tested = match &test.config.filter {
+        Some(filter) => format!("(select * from {tested} where {filter}\n) as dbt_subquery"),
+        None => tested.to_string(),
+    };
+    let (sql, called) = macros
+        .renderer
+        .render_generic_test(test, &tested, &macros.context)
+        .map_err(|error| format!("{:?}", miette::Report::new(error)))?;
+    let mut config = test.config.clone();
+    if config.fail_calc.is_none() {
+        config.fail_calc = called.fail_calc;
+    }
+    Ok((sql, config))
+}
+
+/// The query returning the rows of `tested` (a SQL relation) that fail a built-in test; a
+/// relationships test reads `parent` when given, else the relation it names.
+fn failing_rows_sql(test: &DataTest, tested: &str, parent: Option<&str>) -> String {
     // `where:` narrows what is tested (on its own line: it may end in a comment).
     let from = match &test.config.filter {
         Some(filter) => format!("(select * from {tested} where {filter}\n) as tested"),
@@ -61,6 +96,7 @@ pub fn failing_rows_sql(test: &DataTest, tested: &str, parent: Option<&str>) -> 
                  group by {columns} having count(*) > 1"
             )
         }
+        DataTestKind::Macro { .. } => unreachable!("rendered by test_query"),
         // row_count: one failing row, the count, when it is out of bounds.
         DataTestKind::RowCount { min, max } => {
             let mut out_of_bounds = Vec::new();

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use datafusion::prelude::{DataFrame, SessionContext};
 
-pub use data_tests::failing_rows_sql;
+pub use data_tests::{TestRenderer, test_query};
 pub use diff::{Partitions, diff, diff_key};
 pub(crate) use unit::{InContext, plan_in_context, unit_test_problems};
 pub use unit::{UnitTestInputs, run_unit_test};
@@ -85,7 +85,10 @@ async fn failing_rows_report(
 ) -> datafusion::error::Result<(u64, String, Option<PathBuf>)> {
     let count = crate::session::read_query(
         session,
-        &format!("select count(*) from ({failing_rows}) as failures"),
+        &format!(
+            "select cast(coalesce({}, 0) as bigint) from ({failing_rows}\n) as failures",
+            config.fail_calc.as_deref().unwrap_or("count(*)")
+        ),
     )
     .await?
     .collect()
@@ -98,7 +101,7 @@ async fn failing_rows_report(
                 .column(0)
                 .as_any()
                 .downcast_ref::<datafusion::arrow::array::Int64Array>()
-                .map(|c| c.value(0))
+                .map(|c| c.value(0).max(0))
         })
         .ok_or_else(|| {
             datafusion::error::DataFusionError::Internal(
@@ -226,14 +229,12 @@ pub async fn run_tests(
             .filter(|t| selected.contains(&t.subject))
         {
             let mut relations = vec![test.subject.clone()];
-            if let crate::project::DataTestKind::Relationships { to, .. } = &test.kind {
-                relations.push(to.clone());
-            }
+            relations.extend(test.reads().into_iter().cloned());
             let query = QueryTest {
                 name: &test.name,
                 kind: TestKind::Data,
                 subject: &test.subject.to_string(),
-                sql: &failing_rows_sql(test, &crate::session::relation_sql(&test.subject), None),
+                sql: TestSql::Data(test),
                 config: &test.config,
                 relations: &relations,
                 defined_at: test.file.location(test.at.offset()),
@@ -262,7 +263,7 @@ pub async fn run_tests(
                 name: &test.name,
                 kind: TestKind::Singular,
                 subject: &test.file.path().display().to_string(),
-                sql: test.sql.trim().trim_end_matches(';'),
+                sql: TestSql::Rendered(test.sql.trim().trim_end_matches(';')),
                 config: &test.config.test,
                 relations: &relations,
                 defined_at: test.file.path().display().to_string(),
@@ -286,12 +287,19 @@ struct QueryTest<'a> {
     name: &'a str,
     kind: TestKind,
     subject: &'a str,
-    sql: &'a str,
+    sql: TestSql<'a>,
     config: &'a TestConfig,
     /// What the query reads.
     relations: &'a [crate::project::NodeId],
     /// `path:line` of its definition.
     defined_at: String,
+}
+
+/// The query of a [`QueryTest`]: rendered already, or a data test's (rendered in the session
+/// that runs it, for a generic test macro that queries).
+enum TestSql<'a> {
+    Rendered(&'a str),
+    Data(&'a crate::project::DataTest),
 }
 
 /// Run a failing-rows query in a session holding the published relations it reads (a view
@@ -347,13 +355,30 @@ async fn test_published(
             ));
         }
     }
+    let (sql, config) = match test.sql {
+        TestSql::Rendered(sql) => (sql.to_string(), test.config.clone()),
+        TestSql::Data(data_test) => {
+            let macros = TestRenderer {
+                renderer: inputs.renderer,
+                context: crate::render::RenderContext {
+                    queries: Some(crate::session::query_runner(&session)),
+                    ..inputs.context.clone()
+                },
+            };
+            let tested = crate::session::relation_sql(&data_test.subject);
+            match test_query(data_test, &tested, None, &macros) {
+                Ok(query) => query,
+                Err(error) => return errored(error),
+            }
+        }
+    };
     run_query_test(
         &session,
         test.name,
         test.kind,
         test.subject,
-        test.sql,
-        test.config,
+        &sql,
+        &config,
         &options.failures_dir,
     )
     .await

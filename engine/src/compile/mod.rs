@@ -277,14 +277,20 @@ pub fn plan_model<'a>(
         &mut upstream,
         &mut sources,
     );
-    let first_cte = parse_query(model)?;
     let own_piece = |compiled: Range<usize>, rendered_start: usize| Piece {
         compiled,
         rendered_start,
         file: model.file.clone(),
         map: model.source_map.clone(),
     };
-    if ordered.is_empty() {
+    let (first_cte, deferred) = match parse_query(model) {
+        Ok(first_cte) => (first_cte, false),
+        // A model that asks `execute` renders its real SQL when it runs (with the rows of its
+        // queries); what it renders while dp plans may not even be SQL.
+        Err(_) if model.runs_queries => (None, true),
+        Err(problem) => return Err(problem),
+    };
+    if ordered.is_empty() || deferred {
         return Ok(finished(ModelPlan {
             name: model.name.clone(),
             file: model.file.clone(),

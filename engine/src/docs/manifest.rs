@@ -7,8 +7,9 @@ use serde_json::{Map, Value, json};
 
 use super::{DocsError, DocsInputs, unique_id};
 use crate::graph::NodeId;
+use crate::project::declared_macros;
 use crate::project::{ColumnProperties, DataTestKind, Project, split_source_id};
-use crate::render::{RenderedModel, declared_macros};
+use crate::render::RenderedModel;
 use crate::source::SourceFile;
 
 /// The manifest of `inputs`, with `{{ doc('name') }}` in descriptions replaced by the blocks.
@@ -261,7 +262,7 @@ fn split_depends(reads: BTreeSet<String>, macros: Vec<String>) -> Value {
 }
 
 /// A built-in test's name and arguments, as dbt's `test_metadata`.
-fn test_metadata(kind: &DataTestKind) -> (&'static str, Map<String, Value>) {
+fn test_metadata(kind: &DataTestKind) -> (String, Map<String, Value>) {
     let (name, kwargs) = match kind {
         DataTestKind::NotNull => ("not_null", json!({})),
         DataTestKind::Unique => ("unique", json!({})),
@@ -286,11 +287,20 @@ fn test_metadata(kind: &DataTestKind) -> (&'static str, Map<String, Value>) {
             json!({"combination_of_columns": columns}),
         ),
         DataTestKind::RowCount { min, max } => ("row_count", json!({"min": min, "max": max})),
+        DataTestKind::Macro {
+            test, arguments, ..
+        } => {
+            let kwargs = serde_json::to_value(arguments).unwrap_or_default();
+            return (
+                test.name.clone(),
+                kwargs.as_object().cloned().unwrap_or_default(),
+            );
+        }
     };
     let Value::Object(kwargs) = kwargs else {
         unreachable!("kwargs are objects")
     };
-    (name, kwargs)
+    (name.to_string(), kwargs)
 }
 
 fn columns(

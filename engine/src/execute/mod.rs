@@ -15,7 +15,7 @@ use crate::audit::{Partitions, UnitTestInputs, plan_in_context, run_query_test, 
 use crate::compile::{ModelPlan, Plan};
 use crate::graph::{ModelGraph, Scheduler};
 use crate::project::{MissingPartition, NodeId, OnSchemaChange, Project};
-use crate::render::{QueryResult, QueryRunner, RenderContext, Renderer};
+use crate::render::{RenderContext, Renderer};
 use crate::report::{FailureClass, ModelResult, ModelStatus, RunSummary, TestKind, TestResult};
 use crate::report::{Reporter, RunEvent};
 use crate::session::{
@@ -779,7 +779,7 @@ fn render_to_run(
 ) -> Result<ModelPlan, ModelError> {
     let render_context = RenderContext {
         is_incremental,
-        queries: Some(query_runner(session)),
+        queries: Some(crate::session::query_runner(session)),
         ..context.render_context.clone()
     };
     plan_in_context(context.unit_test_inputs(), &render_context, &model.name).map_err(|error| {
@@ -864,59 +864,6 @@ fn model_sql_hash(context: &BuildContext, model: &ModelPlan) -> String {
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect()
-}
-
-/// Answers `run_query()` from `session` (the tables the model reads), for a render, which is
-/// synchronous: each query runs to its end on a thread of its own.
-fn query_runner(session: &SessionContext) -> QueryRunner {
-    let session = session.clone();
-    QueryRunner(Arc::new(move |sql: &str| {
-        crate::compile::depth::check_sql(sql).map_err(|message| format!("run_query: {message}"))?;
-        let (session, sql) = (session.clone(), sql.to_string());
-        let run = move || -> Result<QueryResult, String> {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .map_err(|e| e.to_string())?;
-            let batches = runtime
-                .block_on(async {
-                    crate::session::read_query(&session, &sql)
-                        .await?
-                        .collect()
-                        .await
-                })
-                .map_err(|e| format!("run_query: {e}"))?;
-            let mut result = QueryResult::default();
-            if let Some(first) = batches.first() {
-                let schema = first.schema();
-                result.columns = schema.fields().iter().map(|f| f.name().clone()).collect();
-            }
-            for batch in &batches {
-                for row in 0..batch.num_rows() {
-                    let cells = batch
-                        .columns()
-                        .iter()
-                        .map(|column| {
-                            (!column.is_null(row)).then(|| {
-                                datafusion::arrow::util::display::array_value_to_string(column, row)
-                                    .unwrap_or_default()
-                            })
-                        })
-                        .collect();
-                    result.rows.push(cells);
-                }
-            }
-            Ok(result)
-        };
-        // With the stack of the runtime's threads, for a query as deep as a model may be.
-        std::thread::scope(|scope| {
-            std::thread::Builder::new()
-                .stack_size(crate::compile::depth::STACK_SIZE)
-                .spawn_scoped(scope, run)
-                .map_err(|e| format!("run_query: cannot start a thread: {e}"))?
-                .join()
-                .unwrap_or_else(|_| Err("run_query: the query panicked".into()))
-        })
-    }))
 }
 
 /// A session holding exactly the tables `model` reads (its own published table too, as
@@ -1054,26 +1001,40 @@ async fn run_data_tests(
         .project
         .data_tests_of(&NodeId::Model(model.name.clone()));
     let mut results = Vec::new();
-    for test in tests {
+    let macros = crate::audit::TestRenderer {
+        renderer: &context.renderer,
+        context: RenderContext {
+            queries: Some(crate::session::query_runner(session)),
+            ..context.render_context.clone()
+        },
+    };
+    'tests: for test in tests {
         let defined_at = test.file.location(test.at.offset());
+        let errored = |error: String| {
+            TestResult::errored(&test.name, TestKind::Data, &model.name, error)
+                .defined_at(defined_at.clone())
+        };
         let mut parent = None;
-        if let crate::project::DataTestKind::Relationships { to, .. } = &test.kind {
-            if *to == NodeId::Model(model.name.clone()) {
+        for read in test.reads() {
+            if *read == NodeId::Model(model.name.clone()) {
                 // A relationship within the model itself is checked against its new rows.
                 parent = Some(tested);
             } else if let Err(error) =
-                read_relation(context, session, to, &SourceScans::default(), true).await
+                read_relation(context, session, read, &SourceScans::default(), true).await
             {
-                // The test cannot run (the model it relates to was never built): the test
-                // errors, and says why.
-                results.push(
-                    TestResult::errored(&test.name, TestKind::Data, &model.name, error.to_string())
-                        .defined_at(defined_at),
-                );
-                continue;
+                // The test cannot run (a model it reads was never built): the test errors,
+                // and says why.
+                results.push(errored(error.to_string()));
+                continue 'tests;
             }
         }
-        let sql = crate::audit::failing_rows_sql(test, tested, parent);
+        let (sql, config) = match crate::audit::test_query(test, tested, parent, &macros) {
+            Ok(query) => query,
+            Err(error) => {
+                results.push(errored(error));
+                continue;
+            }
+        };
         results.push(
             run_query_test(
                 session,
@@ -1081,7 +1042,7 @@ async fn run_data_tests(
                 TestKind::Data,
                 &model.name,
                 &sql,
-                &test.config,
+                &config,
                 &context.options.failures_dir,
             )
             .await

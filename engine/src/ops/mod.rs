@@ -3,11 +3,13 @@
 //! done, per model.
 
 mod backfill;
+mod deps;
 mod hooks;
 mod init;
 mod rollback;
 
 pub use backfill::{check_missing_vars, check_var_read};
+pub use deps::{DepsError, Installed, LOCK_FILE, deps};
 pub use hooks::run_hooks;
 pub use init::{InitError, init};
 pub use rollback::{RollbackPlan, plan as plan_rollback, rollback};

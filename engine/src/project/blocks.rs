@@ -80,6 +80,27 @@ fn next_tag<'t>(text: &'t str, from: usize, keyword: &str) -> Option<(usize, usi
     None
 }
 
+/// The names of the macros a template declares (`{% macro name(...) %}`, and a generic test
+/// `{% test name(...) %}` as `test_name`), read from its text.
+pub fn declared_macros(text: &str) -> Vec<String> {
+    text.match_indices("{%")
+        .filter_map(|(at, _)| {
+            let rest = text[at + 2..].trim_start_matches('-').trim_start();
+            let (rest, prefix) = match rest.strip_prefix("macro") {
+                Some(rest) => (rest, ""),
+                None => (rest.strip_prefix("test")?, "test_"),
+            };
+            let name: String = rest
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            (!name.is_empty() && rest.starts_with(char::is_whitespace))
+                .then(|| format!("{prefix}{name}"))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,6 +76,18 @@ pub struct ProjectConfig {
     #[serde(skip)]
     #[schemars(skip)]
     pub dbt_profile: Option<String>,
+    /// Where `adapter.dispatch(name, macro_namespace)` looks for a namespace's macros, as in
+    /// dbt: `[{macro_namespace: dbt_utils, search_order: [my_project, dbt_utils]}]`.
+    #[serde(default)]
+    pub dispatch: Vec<DispatchConfig>,
+}
+
+/// One `dispatch:` entry: the packages searched, in order, for a namespace's macros.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchConfig {
+    pub macro_namespace: String,
+    pub search_order: Vec<String>,
 }
 
 /// Whose SQL semantics a project's models are planned and run with.
@@ -133,6 +145,11 @@ pub struct DbtProjectConfig {
     /// dp's SQL dialect; by default, the profile's type.
     #[serde(default)]
     pub dialect: Option<Dialect>,
+    #[serde(default)]
+    pub dispatch: Vec<DispatchConfig>,
+    /// Where `dbt deps` (and `dp deps`) install packages (default `dbt_packages`).
+    #[serde(default)]
+    pub packages_install_path: Option<String>,
     /// Every other key: those of [`ACCEPTED_DBT_KEYS`], and the ones shown as ignored
     /// (`on-run-start:`...).
     #[serde(flatten)]
@@ -161,6 +178,8 @@ pub struct ProjectPaths {
     pub docs: Vec<String>,
     /// Where dp writes run results, compiled SQL, test failures and the docs.
     pub target: String,
+    /// Where `dp deps` installs the project's packages, each a dbt project.
+    pub packages: String,
 }
 
 impl Default for ProjectPaths {
@@ -174,6 +193,7 @@ impl Default for ProjectPaths {
             snapshots: one("snapshots"),
             docs: Vec::new(),
             target: "target".into(),
+            packages: "dbt_packages".into(),
         }
     }
 }
@@ -190,6 +210,7 @@ impl DbtProjectConfig {
             snapshots: self.snapshot_paths.unwrap_or(defaults.snapshots),
             docs: self.docs_paths.unwrap_or_default(),
             target: self.target_path.unwrap_or(defaults.target),
+            packages: self.packages_install_path.unwrap_or(defaults.packages),
         };
         // `vars: {<this project>: {...}}` are this project's; other packages' are not.
         let mut vars = self.vars;
@@ -214,6 +235,7 @@ impl DbtProjectConfig {
             on_failure: None,
             hook_timeout: None,
             dialect: self.dialect,
+            dispatch: self.dispatch,
             dbt_profile: self
                 .other
                 .get("profile")

@@ -46,6 +46,18 @@ pub struct DataTest {
     pub at: SourceSpan,
 }
 
+impl DataTest {
+    /// The relations the test reads besides its subject: a relationships test's parent, the
+    /// `ref()`s and `source()`s a generic test macro is given.
+    pub fn reads(&self) -> Vec<&NodeId> {
+        match &self.kind {
+            DataTestKind::Relationships { to, .. } => vec![to],
+            DataTestKind::Macro { relations, .. } => relations.iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// The built-in tests.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DataTestKind {
@@ -63,6 +75,14 @@ pub enum DataTestKind {
     UniqueCombinationOfColumns { columns: Vec<String> },
     /// The row count is within `min..=max`.
     RowCount { min: Option<u64>, max: Option<u64> },
+    /// A generic test macro of the project or a package (`{% test name(model, ...) %}`),
+    /// rendered with the test's arguments into the query of the failing rows.
+    Macro {
+        test: super::TestMacro,
+        arguments: BTreeMap<String, Value>,
+        /// The relations its arguments name (`compare_model: ref('x')`).
+        relations: Vec<NodeId>,
+    },
 }
 
 const BUILT_INS: [&str; 7] = [
@@ -89,6 +109,9 @@ pub struct TestConfig {
     pub limit: Option<u64>,
     /// `enabled: false`: the test is left out.
     pub enabled: bool,
+    /// The SQL aggregate over the failing rows that counts the failures (dbt's `fail_calc`,
+    /// default `count(*)`).
+    pub fail_calc: Option<String>,
 }
 
 impl Default for TestConfig {
@@ -100,6 +123,7 @@ impl Default for TestConfig {
             filter: None,
             limit: None,
             enabled: true,
+            fail_calc: None,
         }
     }
 }
@@ -180,6 +204,8 @@ pub(super) struct Declared<'a> {
     /// The config `data_tests:` of the project file gives the tests of this file's folder; the
     /// test's own config wins.
     pub defaults: &'a BTreeMap<String, Value>,
+    /// The generic tests the project's and its packages' macros define.
+    pub generic_tests: &'a super::GenericTests,
 }
 
 /// Read one `data_tests:` entry; and whether it gives arguments beside the test's name, the
@@ -209,11 +235,20 @@ pub(super) fn parse(entry: &Value, declared: &Declared<'_>) -> Result<(DataTest,
         at,
         help: None,
     };
-    if !BUILT_INS.contains(&test_name.as_str()) {
+    let built_in = BUILT_INS.contains(&test_name.as_str());
+    let test_macro = declared.generic_tests.resolve(&test_name, built_in);
+    if !built_in && test_macro.is_none() {
+        let mut known: Vec<String> = BUILT_INS.iter().map(|s| s.to_string()).collect();
+        known.extend(declared.generic_tests.names());
         return Err(LoadError::InvalidTest {
             message: format!("unknown test `{test_name}`"),
-            help: crate::source::did_you_mean(&test_name, BUILT_INS)
-                .or_else(|| Some(format!("built-in tests: {}", BUILT_INS.join(", ")))),
+            help: crate::source::did_you_mean(&test_name, known.iter().map(String::as_str))
+                .or_else(|| {
+                    Some(format!(
+                        "tests: {}; a package's tests need `dp deps`",
+                        known.join(", ")
+                    ))
+                }),
             src: declared.file.named(),
             at,
         });
@@ -231,7 +266,8 @@ pub(super) fn parse(entry: &Value, declared: &Declared<'_>) -> Result<(DataTest,
                 "arguments" => arguments.extend(mapping(value, "arguments").map_err(&fail)?),
                 "config" => config.extend(mapping(value, "config").map_err(&fail)?),
                 "name" => custom_name = value.as_str().map(str::to_string),
-                "severity" | "warn_if" | "error_if" | "where" | "limit" => {
+                "severity" | "warn_if" | "error_if" | "where" | "limit" | "fail_calc"
+                | "store_failures" | "tags" | "meta" | "enabled" => {
                     config.insert(key.to_string(), value.clone());
                 }
                 _ => {
@@ -259,84 +295,95 @@ pub(super) fn parse(entry: &Value, declared: &Declared<'_>) -> Result<(DataTest,
         })
     };
     let mut take = |key: &str| arguments.remove(key);
-    let kind = match test_name.as_str() {
-        "not_null" | "unique" => {
-            if let Some(error) = needs_column(&column) {
-                return Err(error);
+    let kind = match (test_macro, test_name.as_str()) {
+        (Some(test), _) => DataTestKind::Macro {
+            test,
+            relations: arguments
+                .values()
+                .filter_map(|value| value.as_str().and_then(parse_relation))
+                .collect(),
+            arguments: std::mem::take(&mut arguments),
+        },
+        (None, name) => match name {
+            "not_null" | "unique" => {
+                if let Some(error) = needs_column(&column) {
+                    return Err(error);
+                }
+                if test_name == "unique" {
+                    DataTestKind::Unique
+                } else {
+                    DataTestKind::NotNull
+                }
             }
-            if test_name == "unique" {
-                DataTestKind::Unique
-            } else {
-                DataTestKind::NotNull
+            "accepted_values" => {
+                if let Some(error) = needs_column(&column) {
+                    return Err(error);
+                }
+                let values = match take("values") {
+                    Some(Value::Sequence(values)) if !values.is_empty() => values,
+                    _ => return Err(fail("accepted_values needs `values: [...]`".into())),
+                };
+                let quote = match take("quote") {
+                    None => true,
+                    Some(Value::Bool(quote)) => quote,
+                    Some(_) => return Err(fail("`quote` must be true or false".into())),
+                };
+                DataTestKind::AcceptedValues { values, quote }
             }
-        }
-        "accepted_values" => {
-            if let Some(error) = needs_column(&column) {
-                return Err(error);
-            }
-            let values = match take("values") {
-                Some(Value::Sequence(values)) if !values.is_empty() => values,
-                _ => return Err(fail("accepted_values needs `values: [...]`".into())),
-            };
-            let quote = match take("quote") {
-                None => true,
-                Some(Value::Bool(quote)) => quote,
-                Some(_) => return Err(fail("`quote` must be true or false".into())),
-            };
-            DataTestKind::AcceptedValues { values, quote }
-        }
-        "relationships" => {
-            if let Some(error) = needs_column(&column) {
-                return Err(error);
-            }
-            let to = take("to")
-                .and_then(|v| v.as_str().and_then(parse_relation))
-                .ok_or_else(|| {
-                    fail(
+            "relationships" => {
+                if let Some(error) = needs_column(&column) {
+                    return Err(error);
+                }
+                let to = take("to")
+                    .and_then(|v| v.as_str().and_then(parse_relation))
+                    .ok_or_else(|| {
+                        fail(
                         "relationships needs `to: ref('model')` or `to: source('source', 'table')`"
                             .into(),
                     )
-                })?;
-            let field = string(take("field"))
-                .ok_or_else(|| fail("relationships needs `field: <column>`".into()))?;
-            DataTestKind::Relationships { to, field }
-        }
-        "expression_is_true" => {
-            let expression = string(take("expression"))
-                .ok_or_else(|| fail("expression_is_true needs `expression: \"...\"`".into()))?;
-            DataTestKind::ExpressionIsTrue { expression }
-        }
-        "unique_combination_of_columns" => {
-            let columns: Vec<String> = match take("combination_of_columns") {
-                Some(Value::Sequence(columns)) => columns
-                    .iter()
-                    .filter_map(|c| c.as_str().map(str::to_string))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            if columns.is_empty() {
-                return Err(fail(
-                    "unique_combination_of_columns needs `combination_of_columns: [...]`".into(),
-                ));
+                    })?;
+                let field = string(take("field"))
+                    .ok_or_else(|| fail("relationships needs `field: <column>`".into()))?;
+                DataTestKind::Relationships { to, field }
             }
-            DataTestKind::UniqueCombinationOfColumns { columns }
-        }
-        "row_count" => {
-            let bound = |value: Option<Value>, key: &str| match value {
-                None => Ok(None),
-                Some(value) => value
-                    .as_u64()
-                    .map(Some)
-                    .ok_or_else(|| fail(format!("row_count `{key}` must be a whole number"))),
-            };
-            let min = bound(take("min"), "min")?;
-            let max = bound(take("max"), "max")?;
-            if min.is_none() && max.is_none() {
-                return Err(fail("row_count needs `min:`, `max:` or both".into()));
+            "expression_is_true" => {
+                let expression = string(take("expression"))
+                    .ok_or_else(|| fail("expression_is_true needs `expression: \"...\"`".into()))?;
+                DataTestKind::ExpressionIsTrue { expression }
             }
-            DataTestKind::RowCount { min, max }
-        }
-        _ => unreachable!("checked against BUILT_INS"),
+            "unique_combination_of_columns" => {
+                let columns: Vec<String> = match take("combination_of_columns") {
+                    Some(Value::Sequence(columns)) => columns
+                        .iter()
+                        .filter_map(|c| c.as_str().map(str::to_string))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                if columns.is_empty() {
+                    return Err(fail(
+                        "unique_combination_of_columns needs `combination_of_columns: [...]`"
+                            .into(),
+                    ));
+                }
+                DataTestKind::UniqueCombinationOfColumns { columns }
+            }
+            "row_count" => {
+                let bound = |value: Option<Value>, key: &str| match value {
+                    None => Ok(None),
+                    Some(value) => value
+                        .as_u64()
+                        .map(Some)
+                        .ok_or_else(|| fail(format!("row_count `{key}` must be a whole number"))),
+                };
+                let min = bound(take("min"), "min")?;
+                let max = bound(take("max"), "max")?;
+                if min.is_none() && max.is_none() {
+                    return Err(fail("row_count needs `min:`, `max:` or both".into()));
+                }
+                DataTestKind::RowCount { min, max }
+            }
+            _ => unreachable!("checked against BUILT_INS"),
+        },
     };
     if let Some(extra) = arguments.keys().next() {
         return Err(fail(format!("`{test_name}` has no argument `{extra}`")));
@@ -428,6 +475,7 @@ pub(super) fn parse_config(config: &BTreeMap<String, Value>) -> Result<TestConfi
                 }
             }
             "where" => parsed.filter = Some(text),
+            "fail_calc" => parsed.fail_calc = Some(text),
             "limit" => {
                 parsed.limit = Some(
                     text.parse()
@@ -436,7 +484,7 @@ pub(super) fn parse_config(config: &BTreeMap<String, Value>) -> Result<TestConfi
             }
             _ => {
                 return Err(format!(
-                    "unknown config key `{key}` (severity, warn_if, error_if, where, limit, enabled)"
+                    "unknown config key `{key}` (severity, warn_if, error_if, where, limit, fail_calc, enabled)"
                 ));
             }
         }
@@ -476,6 +524,12 @@ fn default_name(test: &str, subject: &NodeId, column: Option<&str>, kind: &DataT
         DataTestKind::Relationships { to, field } => {
             parts.push(format!("{}__{field}", to.to_string().replace(':', "_")))
         }
+        DataTestKind::Macro { arguments, .. } => {
+            parts.extend(arguments.values().map(|value| match value {
+                Value::String(text) => text.clone(),
+                other => serde_yaml::to_string(other).unwrap_or_default(),
+            }))
+        }
         _ => {}
     }
     let name: String = parts
@@ -513,6 +567,7 @@ mod tests {
                 file: &file,
                 from: 0,
                 defaults: &BTreeMap::new(),
+                generic_tests: &Default::default(),
             },
         )
         .map(|(test, _)| test)
@@ -542,6 +597,7 @@ mod tests {
                 file: &file,
                 from: 0,
                 defaults: &BTreeMap::new(),
+                generic_tests: &Default::default(),
             };
             parse(&serde_yaml::from_str(yaml).unwrap(), &declared)
                 .unwrap()

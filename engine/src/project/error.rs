@@ -38,6 +38,20 @@ pub enum LoadWarning {
         at: SourceSpan,
     },
 
+    #[error("properties given for `{name}`, which is no model: they and their tests are ignored")]
+    #[diagnostic(
+        code(dp::unmatched_properties),
+        severity(Warning),
+        help("dbt ignores them too; remove the entry, or add the model")
+    )]
+    UnmatchedProperties {
+        name: String,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("no such model")]
+        at: SourceSpan,
+    },
+
     #[error("`{key}` is ignored")]
     #[diagnostic(code(dp::ignored_key), severity(Warning))]
     IgnoredKey {
@@ -293,6 +307,33 @@ pub enum LoadError {
         #[source_code]
         src: miette::NamedSource<std::sync::Arc<str>>,
         #[label("here")]
+        at: SourceSpan,
+    },
+
+    #[error("invalid packages file: {message}")]
+    #[diagnostic(
+        code(dp::invalid_packages),
+        help(
+            "each entry of `packages:` is `- local: ../folder`, `- git: <url>` (with `revision:` and `subdirectory:`) or `- package: dbt-labs/dbt_utils` with `version:`"
+        )
+    )]
+    InvalidPackages {
+        message: String,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("here")]
+        at: SourceSpan,
+    },
+
+    #[error("{declared} packages are declared, {installed} installed under {folder}/")]
+    #[diagnostic(code(dp::packages_missing), help("run `dp deps` to install them"))]
+    PackagesMissing {
+        declared: usize,
+        installed: usize,
+        folder: String,
+        #[source_code]
+        src: miette::NamedSource<std::sync::Arc<str>>,
+        #[label("not installed")]
         at: SourceSpan,
     },
 

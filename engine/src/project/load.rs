@@ -15,7 +15,7 @@ use super::yaml::{ColumnProperties, ModelProperties, PropertiesFile, UnitTestPro
 use super::{
     Declared, DocBlock, FolderConfig, IgnoredKeys, LoadError, LoadWarning, ModelFile, Project,
     ProjectConfig, ProjectPaths, SourceTable, UnitTest, doc_blocks, environment, ignored,
-    is_model_name, parse_yaml, read, read_tree, snapshots,
+    is_model_name, packages, parse_yaml, read, read_tree, snapshots,
 };
 use crate::source::SourceFile;
 
@@ -23,6 +23,7 @@ use crate::source::SourceFile;
 pub fn load(root: &Path) -> Result<Project, LoadError> {
     let mut loader = Loader::start(root)?;
     loader.walk()?;
+    loader.read_macros()?;
     loader.read_properties()?;
     loader.drop_disabled();
     loader.validate();
@@ -51,6 +52,10 @@ struct Loader<'a> {
     source_models: BTreeMap<String, String>,
     data_tests: Vec<DataTest>,
     unit_tests: Vec<UnitTest>,
+    macros: Vec<SourceFile>,
+    packages: Vec<super::Package>,
+    packages_file: Option<super::PackagesFile>,
+    generic_tests: super::GenericTests,
     warnings: Vec<LoadWarning>,
     ignored: IgnoredKeys,
     /// Where tests give their arguments beside the test's name (dbt's older layout).
@@ -102,11 +107,27 @@ impl<'a> Loader<'a> {
             source_models: BTreeMap::new(),
             data_tests: Vec::new(),
             unit_tests: Vec::new(),
+            macros: Vec::new(),
+            packages: Vec::new(),
+            packages_file: None,
+            generic_tests: Default::default(),
             warnings,
             ignored,
             arguments_beside: Vec::new(),
             problems: Vec::new(),
         })
+    }
+
+    /// Read the macros of the project and of its installed packages (a project that declares
+    /// packages it has not installed stops here), and the generic tests they define.
+    fn read_macros(&mut self) -> Result<(), LoadError> {
+        self.macros = packages::macro_files(self.root, &self.paths.macros, &self.paths.tests)?;
+        self.packages_file = packages::read_packages_file(self.root)?;
+        self.packages =
+            packages::installed(self.root, &self.paths.packages, self.packages_file.as_ref())?;
+        self.generic_tests =
+            super::GenericTests::new(&self.config.name, &self.macros, &self.packages);
+        Ok(())
     }
 
     /// Walk the folders for the nodes' files: models' SQL, seeds' CSV (an empty one is no
@@ -250,12 +271,27 @@ impl<'a> Loader<'a> {
         }
         ignored_property_keys(&properties, file, &mut self.ignored);
         self.property_tests(&properties, file, folders);
-        attach_model_properties(
+        let unmatched = attach_model_properties(
             &mut self.models,
             properties.models,
             file,
             &mut self.problems,
         );
+        for problem in unmatched {
+            // dbt warns, and leaves the entry's tests out: a dbt project loads.
+            match (
+                self.config_file.path() == Path::new(DBT_PROJECT_FILE),
+                problem,
+            ) {
+                (true, LoadError::UnknownModel { name, src, at, .. }) => {
+                    self.data_tests
+                        .retain(|test| test.subject != NodeId::Model(name.clone()));
+                    self.warnings
+                        .push(LoadWarning::UnmatchedProperties { name, src, at });
+                }
+                (_, problem) => self.problems.push(problem),
+            }
+        }
         for source in properties.sources {
             let declared = Declared {
                 root: self.root,
@@ -303,6 +339,7 @@ impl<'a> Loader<'a> {
                 file,
                 from: cursor,
                 defaults: &defaults,
+                generic_tests: &self.generic_tests,
             };
             self.arguments_beside.extend(collect_tests(
                 &base,
@@ -320,6 +357,7 @@ impl<'a> Loader<'a> {
                     file,
                     from: 0,
                     defaults: &defaults,
+                    generic_tests: &self.generic_tests,
                 };
                 self.arguments_beside.extend(collect_tests(
                     &base,
@@ -387,8 +425,10 @@ impl<'a> Loader<'a> {
     /// Read the singular tests, the macros and the docs blocks; the project, or every problem
     /// found.
     fn finish(mut self) -> Result<Project, LoadError> {
-        let singular_tests = read_trees(self.root, &self.paths.tests, "sql")?;
-        let macros = read_trees(self.root, &self.paths.macros, "sql")?;
+        let singular_tests = read_trees(self.root, &self.paths.tests, "sql")?
+            .into_iter()
+            .filter(|file| !packages::declares_generic_tests(file.text()))
+            .collect();
         let doc_blocks = self.doc_blocks()?;
         crate::source::problems(self.problems, |problems| LoadError::Many { problems })?;
         Ok(Project {
@@ -399,7 +439,9 @@ impl<'a> Loader<'a> {
             models: self.models,
             sources: self.sources,
             source_models: self.source_models,
-            macros,
+            macros: self.macros,
+            packages: self.packages,
+            packages_file: self.packages_file,
             data_tests: self.data_tests,
             unit_tests: self.unit_tests,
             singular_tests,
@@ -466,6 +508,11 @@ fn node(
     }
 }
 
+/// Where the project in `root` keeps each kind of file, from its project file alone.
+pub fn project_paths(root: &Path) -> Result<ProjectPaths, LoadError> {
+    read_project_file(root).map(|(_, _, paths, _, _)| paths)
+}
+
 /// The project file of `root`, read: `dp_project.yml`, else `dbt_project.yml` (then dp's
 /// defaults for what dbt sets elsewhere); and what it says that dp ignores.
 fn read_project_file(
@@ -482,13 +529,6 @@ fn read_project_file(
 > {
     let mut warnings = Vec::new();
     let mut ignored = IgnoredKeys::default();
-    for name in ["packages.yml", "dependencies.yml"] {
-        if root.join(name).is_file() {
-            let file = read(root, Path::new(name))?;
-            let why = "dp does not install dbt packages yet: a model or test that uses one fails where it does";
-            ignored.add_yaml("packages", why, &file, 0);
-        }
-    }
     if root.join(PROJECT_FILE).is_file() {
         let file = read(root, Path::new(PROJECT_FILE))?;
         let config = parse_yaml(&file)?;
@@ -587,16 +627,18 @@ fn ignored_property_keys(
     }
 }
 
+/// Give each model its `models:` entry; returns the entries of no model.
 fn attach_model_properties(
     models: &mut BTreeMap<String, ModelFile>,
     declared: Vec<ModelProperties>,
     file: &SourceFile,
     problems: &mut Vec<LoadError>,
-) {
+) -> Vec<LoadError> {
+    let mut unmatched = Vec::new();
     for properties in declared {
         let name = properties.name.clone();
         match models.get_mut(&name) {
-            None => problems.push(LoadError::UnknownModel {
+            None => unmatched.push(LoadError::UnknownModel {
                 did_you_mean: crate::source::did_you_mean(&name, models.keys().map(String::as_str)),
                 src: file.named(),
                 at: file.find_name(&name, 0),
@@ -615,6 +657,7 @@ fn attach_model_properties(
             }
         }
     }
+    unmatched
 }
 
 /// Read the tests of a subject and of its columns, declared as `base` says (its column unset).

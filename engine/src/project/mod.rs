@@ -10,6 +10,7 @@ mod error;
 mod ignored;
 mod load;
 mod model_config;
+mod packages;
 pub mod profile;
 mod snapshots;
 mod storage_options;
@@ -24,9 +25,11 @@ use miette::SourceSpan;
 use url::Url;
 use walkdir::WalkDir;
 
+pub use blocks::declared_macros;
 pub use config::{
-    DBT_PROJECT_FILE, DEFAULT_RETRIES, DEFAULT_VACUUM_RETENTION, DEFAULT_WAREHOUSE, EngineKind,
-    PROJECT_FILE, ProjectConfig, ProjectPaths, TargetConfig, parse_byte_size, parse_duration,
+    DBT_PROJECT_FILE, DEFAULT_RETRIES, DEFAULT_VACUUM_RETENTION, DEFAULT_WAREHOUSE, DispatchConfig,
+    EngineKind, PROJECT_FILE, ProjectConfig, ProjectPaths, TargetConfig, parse_byte_size,
+    parse_duration,
 };
 pub use data_tests::{
     DataTest, DataTestKind, NodeId, Severity, TestConfig, Threshold, parse_relation,
@@ -35,11 +38,14 @@ pub use data_tests::{
 pub use doc_blocks::DocBlock;
 pub use error::{LoadError, LoadWarning};
 pub use ignored::IgnoredKeys;
-pub use load::load;
+pub use load::{load, project_paths};
 pub use model_config::{
     DiffConfig, FolderConfig, HardDeletes, Incremental, IncrementalStrategy, InvalidConfig,
     Materialization, ModelConfig, OnSchemaChange, SnapshotColumns, SnapshotConfig,
     SnapshotStrategy,
+};
+pub use packages::{
+    GenericTests, PACKAGE_FILES, Package, PackageSpec, PackagesFile, TestMacro, read_packages_file,
 };
 pub use snapshots::SnapshotTemplate;
 pub use storage_options::StorageOptions;
@@ -70,8 +76,13 @@ pub struct Project {
     /// Source tables (`source.table`) that are a seed or model of the project (declared without
     /// a location of their own, named as one), each with that model: `source()` reads it.
     pub source_models: BTreeMap<String, String>,
-    /// The files under `macros/`, in path order.
+    /// The macro files: those under `macros/`, and the files under `tests/` that declare
+    /// generic tests, in path order.
     pub macros: Vec<SourceFile>,
+    /// The installed packages, in name order.
+    pub packages: Vec<Package>,
+    /// `packages.yml` (or `dependencies.yml`), when the project has one.
+    pub packages_file: Option<PackagesFile>,
     /// Every `data_tests:` entry of models, columns and sources, by subject (then file order).
     pub data_tests: Vec<DataTest>,
     /// Every `unit_tests:` entry.
@@ -189,16 +200,15 @@ impl Project {
         (&model.file, at)
     }
 
-    /// The models the relationships tests of `model` read, in the order they are declared.
+    /// The models the data tests of `model` read besides it (a relationships test's parent, a
+    /// generic test's `ref()` arguments), in the order they are declared.
     pub fn related_models<'a>(&'a self, model: &str) -> impl Iterator<Item = &'a str> {
         self.data_tests_of(&NodeId::Model(model.to_string()))
             .iter()
-            .filter_map(|test| match &test.kind {
-                DataTestKind::Relationships {
-                    to: NodeId::Model(to),
-                    ..
-                } => Some(to.as_str()),
-                _ => None,
+            .flat_map(DataTest::reads)
+            .filter_map(|read| match read {
+                NodeId::Model(to) => Some(to.as_str()),
+                NodeId::Source(_) => None,
             })
     }
 

@@ -381,6 +381,7 @@ impl ModelConfigProperties {
             error_if: specific.error_if.or(self.error_if),
             limit: specific.limit.or(self.limit),
             filter: specific.filter.or(self.filter),
+            fail_calc: specific.fail_calc.or(self.fail_calc),
             diff: match (self.diff, specific.diff) {
                 (Some(general), Some(specific)) => Some(general.overridden_by(specific)),
                 (general, specific) => specific.or(general),

@@ -290,6 +290,10 @@ pub struct ModelConfigProperties {
     /// In the `data_tests:` tree of the project file: the filter of a folder's tests' rows.
     #[serde(default, rename = "where")]
     pub filter: Option<String>,
+    /// A generic test's: the SQL aggregate over its failing rows that counts the failures
+    /// (dbt's `fail_calc`, default `count(*)`), set by `config()` in the test's macro.
+    #[serde(default)]
+    pub fail_calc: Option<String>,
     /// What each build's diff (its staged rows against the published ones they replace)
     /// matches rows by, and the thresholds that block publication.
     #[serde(default)]

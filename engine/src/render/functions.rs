@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use minijinja::value::{Kwargs, Object, Rest};
 use minijinja::{Environment, Error, ErrorKind, State, Value};
 
+use super::adapter::Relation;
 use crate::project::ModelConfigProperties;
-use crate::source::quote_identifier as quote;
 
 /// The name under which a render's [`RenderState`] sits in its context.
 pub(super) const STATE: &str = "__dp_render";
@@ -33,27 +33,14 @@ pub(super) struct RenderState {
     /// Runs `run_query()`'s SQL, in a render at execution time.
     pub queries: Option<super::QueryRunner>,
     pub recorded: Mutex<Recorded>,
+    /// How deep macro calls nest right now.
+    pub depth: std::sync::atomic::AtomicUsize,
+    /// In a generic test's render: the tested model and the SQL of its rows under test, which
+    /// `ref()` of that model reads.
+    pub tested: Mutex<Option<(String, String)>>,
 }
 
 impl Object for RenderState {}
-
-/// `{{ this }}`: the model's own published table, as dbt's relation (`this.identifier`,
-/// `this.name`); it renders as the quoted table name the model's session knows it by.
-#[derive(Debug)]
-pub(super) struct Relation(pub String);
-
-impl Object for Relation {
-    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        match key.as_str()? {
-            "name" | "identifier" | "table" => Some(Value::from(self.0.clone())),
-            _ => None,
-        }
-    }
-
-    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&quote(&self.0))
-    }
-}
 
 /// What `run_query()` returns, as dbt's agate table: `rows` (each indexed by position or
 /// column name), `columns` (each with `name` and `values()`), `column_names`.
@@ -72,7 +59,7 @@ impl Object for QueryTable {
                     .map(|row| {
                         Value::from_object(QueryRow {
                             columns: result.columns.clone(),
-                            values: row.clone(),
+                            values: typed_row(result, row),
                         })
                     })
                     .collect::<Vec<_>>(),
@@ -82,7 +69,11 @@ impl Object for QueryTable {
                     .map(|i| {
                         Value::from_object(QueryColumn {
                             name: result.columns[i].clone(),
-                            values: result.rows.iter().map(|row| row[i].clone()).collect(),
+                            values: result
+                                .rows
+                                .iter()
+                                .map(|row| typed(row[i].as_deref(), result.types.get(i)))
+                                .collect(),
                         })
                     })
                     .collect::<Vec<_>>(),
@@ -92,14 +83,18 @@ impl Object for QueryTable {
     }
 }
 
-/// A row of a [`QueryTable`]: `row[0]` or `row['name']`.
+/// A row of a [`QueryTable`]: `row[0]` or `row['name']`, or its values in order.
 #[derive(Debug)]
 struct QueryRow {
     columns: Vec<String>,
-    values: Vec<Option<String>>,
+    values: Vec<Value>,
 }
 
 impl Object for QueryRow {
+    fn repr(self: &Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Seq
+    }
+
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         let index = match key.as_usize() {
             Some(index) => index,
@@ -108,9 +103,11 @@ impl Object for QueryRow {
                 .iter()
                 .position(|c| Some(c.as_str()) == key.as_str())?,
         };
-        self.values
-            .get(index)
-            .map(|value| Value::from(value.clone()))
+        self.values.get(index).cloned()
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Values(self.values.clone())
     }
 }
 
@@ -118,7 +115,7 @@ impl Object for QueryRow {
 #[derive(Debug)]
 struct QueryColumn {
     name: String,
-    values: Vec<Option<String>>,
+    values: Vec<Value>,
 }
 
 impl Object for QueryColumn {
@@ -133,12 +130,48 @@ impl Object for QueryColumn {
         _args: &[Value],
     ) -> Result<Value, Error> {
         match method {
-            "values" => Ok(Value::from(minijinja::value::Serde(&self.values))),
+            "values" => Ok(Value::from(self.values.clone())),
             _ => Err(Error::new(
                 ErrorKind::UnknownMethod,
                 format!("a column has no {method}()"),
             )),
         }
+    }
+}
+
+/// A row of query results as template values, each typed by its column.
+pub(super) fn typed_row(result: &super::QueryResult, row: &[Option<String>]) -> Vec<Value> {
+    row.iter()
+        .enumerate()
+        .map(|(i, cell)| typed(cell.as_deref(), result.types.get(i)))
+        .collect()
+}
+
+/// A cell's text as the value dbt's agate would give: a number for a numeric column, a
+/// boolean for a boolean one, text otherwise; NULL as none.
+fn typed(cell: Option<&str>, sql_type: Option<&String>) -> Value {
+    let Some(text) = cell else {
+        return Value::from(());
+    };
+    let sql_type = sql_type.map(String::as_str).unwrap_or_default();
+    let integer = ["tinyint", "smallint", "int", "bigint"]
+        .iter()
+        .any(|t| sql_type.starts_with(t));
+    let float = ["real", "double", "decimal", "float"]
+        .iter()
+        .any(|t| sql_type.starts_with(t));
+    if integer && let Ok(number) = text.parse::<i64>() {
+        return Value::from(number);
+    }
+    if (float || integer)
+        && let Ok(number) = text.parse::<f64>()
+    {
+        return Value::from(number);
+    }
+    match (sql_type, text) {
+        ("boolean", "true") => Value::from(true),
+        ("boolean", "false") => Value::from(false),
+        _ => Value::from(text),
     }
 }
 
@@ -159,50 +192,36 @@ impl Object for Execute {
     }
 }
 
-/// `adapter`: `adapter.quote(name)` quotes an identifier as DataFusion reads it.
-#[derive(Debug)]
-pub(super) struct Adapter;
-
-impl Object for Adapter {
-    fn call_method(
-        self: &Arc<Self>,
-        _state: &mut State,
-        method: &str,
-        args: &[Value],
-    ) -> Result<Value, Error> {
-        match (method, args) {
-            ("quote", [name]) => Ok(Value::from(quote(&name.to_string()))),
-            _ => Err(Error::new(
-                ErrorKind::UnknownMethod,
-                format!("dp's adapter has quote(name) only, not {method}()"),
-            )),
-        }
-    }
-}
-
 /// Marks, around its index, a value `return()` kept in the render.
 const RETURNED: char = '\u{1}';
 
-/// The function that wraps each project macro in a [`Returning`].
+/// The function that wraps each macro in a [`Returning`].
 pub(super) const RETURNING: &str = "__dp_returning";
 
-/// A project macro called as dbt calls it: when its body gave `return()` a list or a mapping,
-/// the call's value is that value, not the macro's text.
+/// A macro called as dbt calls it: when its body calls `return(value)`, the call's value is
+/// that value, not the macro's text.
 #[derive(Debug)]
 pub(super) struct Returning(pub Value);
 
 impl Object for Returning {
     fn call(self: &Arc<Self>, state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, Error> {
-        let output = self.0.call(state, args)?;
-        let index = output
-            .as_str()
+        let error = match self.0.call(state, args) {
+            Ok(output) => return Ok(output),
+            Err(error) => error,
+        };
+        let index = error
+            .detail()
             .and_then(|text| text.split(RETURNED).nth(1))
             .and_then(|index| index.parse::<usize>().ok());
         let returned = match index {
             Some(index) => render_state(state)?.record(|r| r.returned.get(index).cloned()),
             None => None,
         };
-        Ok(returned.unwrap_or(output))
+        returned.ok_or(error)
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.0.get_attr(key.as_str()?).ok()
     }
 }
 
@@ -218,6 +237,10 @@ pub(super) struct Recorded {
     pub ran_query: bool,
     /// The lists and mappings macros gave `return()`, by index.
     pub returned: Vec<Value>,
+    /// Every key `config()` was given, as given (what `config.get` reads).
+    pub config_given: serde_yaml::Mapping,
+    /// What each `{% call statement(name, fetch_result=True) %}` gave, for `load_result`.
+    pub statements: BTreeMap<String, Value>,
 }
 
 /// A `ref()` or `source()` call and the text it produced.
@@ -238,7 +261,7 @@ pub(super) enum Problem {
 }
 
 impl RenderState {
-    fn record<T>(&self, f: impl FnOnce(&mut Recorded) -> T) -> T {
+    pub(super) fn record<T>(&self, f: impl FnOnce(&mut Recorded) -> T) -> T {
         f(&mut self.recorded.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
@@ -249,43 +272,51 @@ impl RenderState {
 }
 
 /// The render state of the render `state` belongs to.
-fn render_state(state: &State) -> Result<Arc<RenderState>, Error> {
+pub(super) fn render_state(state: &State) -> Result<Arc<RenderState>, Error> {
     state
         .lookup(STATE)
         .and_then(|value| value.downcast_object::<RenderState>())
         .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "not inside a dp render"))
 }
 
-/// `ref(name)`: the model's relation, recorded.
-fn reference(render: &RenderState, name: &str) -> Result<String, Error> {
+/// `ref(name)` (or `ref(package, name)`): the model's relation, recorded.
+fn reference(render: &RenderState, name: &str) -> Result<Value, Error> {
     if !render.known.models.contains(name) {
         return Err(render.fail(
             Problem::UnknownRef(name.into()),
             format!("unknown model `{name}`"),
         ));
     }
-    let output = quote(name);
+    let tested = render
+        .tested
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let relation = match tested {
+        Some((model, sql)) if model == name => Relation::tested(name, &sql),
+        _ => Relation::model(name),
+    };
     render.record(|r| {
         r.calls.push(RecordedCall {
             target: name.into(),
-            output: output.clone(),
+            output: relation.sql.clone(),
             is_source: false,
         })
     });
-    Ok(output)
+    Ok(Value::from_object(relation))
 }
 
 pub(super) fn register(env: &mut Environment<'static>) {
     env.add_function(
         "ref",
-        |state: &State, name: &str| -> Result<String, Error> {
-            reference(&*render_state(state)?, name)
+        |state: &State, first: &str, second: Option<&str>| -> Result<Value, Error> {
+            reference(&*render_state(state)?, second.unwrap_or(first))
         },
     );
 
     env.add_function(
         "source",
-        |state: &State, source: &str, table: &str| -> Result<String, Error> {
+        |state: &State, source: &str, table: &str| -> Result<Value, Error> {
             let render = render_state(state)?;
             let id = format!("{source}.{table}");
             if let Some(model) = render.known.source_models.get(&id) {
@@ -297,15 +328,15 @@ pub(super) fn register(env: &mut Environment<'static>) {
                     format!("unknown source `{id}`"),
                 ));
             }
-            let output = format!("{}.{}", quote(source), quote(table));
+            let relation = Relation::source(source, table);
             render.record(|r| {
                 r.calls.push(RecordedCall {
                     target: id,
-                    output: output.clone(),
+                    output: relation.sql.clone(),
                     is_source: true,
                 })
             });
-            Ok(output)
+            Ok(Value::from_object(relation))
         },
     );
 
@@ -344,43 +375,34 @@ pub(super) fn register(env: &mut Environment<'static>) {
         },
     );
 
-    // dbt's `{{ return(value) }}` in a macro. A string is what the macro writes; any other
-    // value (a list, a mapping) is kept in the render, and the macro's call gives it back
-    // (see [`Returning`]).
+    // dbt's `{{ return(value) }}` in a macro: the macro stops, and its call gives `value`
+    // (kept in the render; the error that stops the macro carries its index, and the
+    // macro's [`Returning`] turns it back into the value).
     env.add_function(
         "return",
-        |state: &State, value: Value| -> Result<Value, Error> {
-            if value.as_str().is_some() {
-                return Ok(value);
-            }
+        |state: &State, value: Option<Value>| -> Result<Value, Error> {
             let index = render_state(state)?.record(|r| {
-                r.returned.push(value);
+                r.returned.push(value.unwrap_or(Value::from(())));
                 r.returned.len() - 1
             });
-            Ok(Value::from_safe_string(format!(
-                "{RETURNED}{index}{RETURNED}"
-            )))
+            Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("{RETURNED}{index}{RETURNED}return() is called outside a macro"),
+            ))
         },
     );
     env.add_function(RETURNING, |value: Value| {
         Value::from_object(Returning(value))
     });
+    env.add_function("__dp_list", super::macros::mutable_list);
+    env.add_function("__dp_dict", super::macros::mutable_map);
 
     // dbt's `run_query(sql)`: while dp plans (`execute` false) an empty table; in a build, the
     // query's rows, read from the tables the model reads.
     env.add_function(
         "run_query",
         |state: &State, sql: String| -> Result<Value, Error> {
-            let render = render_state(state)?;
-            render.record(|r| r.ran_query = true);
-            if let Err(message) = one_query(&sql) {
-                return Err(Error::new(ErrorKind::InvalidOperation, message));
-            }
-            let result = match &render.queries {
-                Some(runner) => (runner.0)(&sql)
-                    .map_err(|message| Error::new(ErrorKind::InvalidOperation, message))?,
-                None => super::QueryResult::default(),
-            };
+            let result = run_sql(&*render_state(state)?, &sql)?;
             Ok(Value::from_object(QueryTable(result)))
         },
     );
@@ -403,34 +425,83 @@ pub(super) fn register(env: &mut Environment<'static>) {
         },
     );
 
-    env.add_function(
-        "config",
-        |state: &State, kwargs: Kwargs| -> Result<String, Error> {
-            let render = render_state(state)?;
-            let invalid =
-                |message: String| render.fail(Problem::InvalidConfig(message.clone()), message);
-            // The keys and their types are those of `config:` in YAML: one list, one reader.
-            let mut given = serde_yaml::Mapping::new();
-            for key in kwargs.args() {
-                let value: Value = kwargs.get(key).map_err(|e| invalid(e.to_string()))?;
-                let value = serde_yaml::to_value(&value).map_err(|e| invalid(e.to_string()))?;
-                given.insert(serde_yaml::Value::from(key), value);
-            }
-            let given: ModelConfigProperties =
-                serde_yaml::from_value(serde_yaml::Value::Mapping(given)).map_err(|e| {
-                    let message = e.to_string();
-                    invalid(
-                        message
-                            .split(" at line ")
-                            .next()
-                            .unwrap_or(&message)
-                            .to_string(),
-                    )
-                })?;
-            render.record(|r| r.config = std::mem::take(&mut r.config).overridden_by(given));
-            Ok(String::new())
-        },
-    );
+    env.add_global("config", Value::from_object(Config));
+}
+
+/// dbt's `config`: `config(materialized='table', ...)` sets the model's configuration (the keys
+/// and types of `config:` in YAML: one list, one reader); `config.get(key, default)` and
+/// `config.require(key)` read what the model's render set so far.
+#[derive(Debug)]
+struct Config;
+
+impl Object for Config {
+    fn call(self: &Arc<Self>, state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, Error> {
+        let render = render_state(state)?;
+        let invalid =
+            |message: String| render.fail(Problem::InvalidConfig(message.clone()), message);
+        let (_, kwargs): (&[Value], Kwargs) = minijinja::value::from_args(args)?;
+        let mut given = serde_yaml::Mapping::new();
+        for key in kwargs.args() {
+            let value: Value = kwargs.get(key).map_err(|e| invalid(e.to_string()))?;
+            let value = serde_yaml::to_value(&value).map_err(|e| invalid(e.to_string()))?;
+            given.insert(serde_yaml::Value::from(key), value);
+        }
+        let given_keys = given.clone();
+        let given: ModelConfigProperties =
+            serde_yaml::from_value(serde_yaml::Value::Mapping(given)).map_err(|e| {
+                let message = e.to_string();
+                invalid(
+                    message
+                        .split(" at line ")
+                        .next()
+                        .unwrap_or(&message)
+                        .to_string(),
+                )
+            })?;
+        render.record(|r| {
+            r.config = std::mem::take(&mut r.config).overridden_by(given);
+            r.config_given.extend(given_keys);
+        });
+        Ok(Value::from(""))
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        let render = render_state(state)?;
+        let key = args.first().map(|k| k.to_string()).unwrap_or_default();
+        let found = render
+            .record(|r| r.config_given.get(key.as_str()).cloned())
+            .filter(|value| !value.is_null())
+            .map(|value| Value::from(minijinja::value::Serde(value)));
+        match (method, found) {
+            ("get", Some(value)) | ("require", Some(value)) => Ok(value),
+            ("get", None) => Ok(args.get(1).cloned().unwrap_or(Value::from(()))),
+            ("require", None) => Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("config `{key}` is required"),
+            )),
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+}
+
+/// Run `sql` (one query that reads) for a render at execution time; while dp plans, no rows.
+/// Either way the render is marked to render again when it runs.
+pub(super) fn run_sql(render: &RenderState, sql: &str) -> Result<super::QueryResult, Error> {
+    render.record(|r| r.ran_query = true);
+    if let Err(message) = one_query(sql) {
+        return Err(Error::new(ErrorKind::InvalidOperation, message));
+    }
+    match &render.queries {
+        Some(runner) => {
+            (runner.0)(sql).map_err(|message| Error::new(ErrorKind::InvalidOperation, message))
+        }
+        None => Ok(super::QueryResult::default()),
+    }
 }
 
 /// Whether `sql` is one query that only reads (what `run_query()` accepts): a statement of any

@@ -3,7 +3,10 @@
 //! calls the template made, not from a scan of its text. In: a [`Project`] and the run's vars.
 //! Out: a [`RenderedProject`], or every model's render problem at once.
 
+mod adapter;
+mod dbt_context;
 mod functions;
+mod macros;
 mod seed;
 
 use std::collections::BTreeMap;
@@ -315,6 +318,8 @@ impl std::fmt::Debug for QueryRunner {
 #[derive(Debug, Clone, Default)]
 pub struct QueryResult {
     pub columns: Vec<String>,
+    /// Each column's SQL type (`bigint`, `varchar`...).
+    pub types: Vec<String>,
     pub rows: Vec<Vec<Option<String>>>,
 }
 
@@ -328,65 +333,50 @@ pub struct TargetContext {
     /// dbt's `target.type`: `dp`.
     #[serde(rename = "type")]
     pub kind: &'static str,
+    /// dbt's `target.database`: DataFusion's catalog, `datafusion`.
+    pub database: &'static str,
 }
 
-/// Renders the project's templates: built once per project (the macros imported, every template
-/// parsed on first use), then one [`Renderer::render_model`] call per model and context, from
-/// any thread.
+/// Renders the project's templates: built once per project (every template checked, parsed
+/// once), then one [`Renderer::render_model`] call per model and context, from any thread.
 pub struct Renderer {
     env: Environment<'static>,
     known: Arc<functions::Known>,
+    index: Arc<macros::MacroIndex>,
     project_vars: BTreeMap<String, serde_yaml::Value>,
-    /// The macro imports put before every model's text.
-    prefix: String,
+    /// Every template as rendered (dbt's syntax made minijinja's), by template name.
+    templates: Arc<BTreeMap<String, macros::Prepared>>,
     /// Templates rendered so far (a debug counter: tests check what a command renders).
     renders: AtomicUsize,
 }
 
 impl Renderer {
-    /// A renderer of `project`'s models, singular tests and macros; the macro files' top level
-    /// runs once here, in `context`.
-    pub fn new(project: &Project, context: &RenderContext) -> Result<Self, RenderError> {
+    /// A renderer of `project`'s models, singular tests and macros (its own, its packages' and
+    /// dbt's); a macro file that does not parse is a problem here, at its line.
+    pub fn new(project: &Project, _context: &RenderContext) -> Result<Self, RenderError> {
         let mut env = Environment::new();
         env.set_debug(true);
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // As Jinja2 (and dbt): an undefined variable prints as nothing; reading an attribute of
+        // one, or calling it, is an error.
+        env.set_undefined_behavior(UndefinedBehavior::Lenient);
         env.set_fuel(Some(FUEL));
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         functions::register(&mut env);
-        // Each macro file ends by wrapping its macros, so that a call (from a model or from
-        // another macro) gives what the macro's `return()` was given.
-        let macros: BTreeMap<String, String> = project
-            .macros
-            .iter()
-            .map(|file| {
-                let wrap: String = declared_macros(file.text())
-                    .iter()
-                    .map(|name| format!("{{% set {name} = {}({name}) %}}", functions::RETURNING))
-                    .collect();
-                (
-                    file.path().display().to_string(),
-                    format!("{}{wrap}", file.text()),
-                )
-            })
-            .collect();
-        let macro_loader = Arc::new(macros);
-        let loader = macro_loader.clone();
-        env.set_loader(move |name| Ok(loader.get(name).cloned()));
-        let known = Arc::new(functions::Known {
-            models: project.models.keys().cloned().collect(),
-            sources: project.sources.keys().cloned().collect(),
-            source_models: project.source_models.clone(),
-        });
-        let mut renderer = Self {
-            env,
-            known,
-            project_vars: project.config.vars.clone(),
-            prefix: String::new(),
-            renders: AtomicUsize::new(0),
-        };
-        let prefix = import_macros(&renderer, project, context)?;
-        // Every template is the macro imports (on the first line, so line numbers hold) and
-        // the file's text.
-        let mut sources: BTreeMap<String, String> = (*macro_loader).clone();
+        dbt_context::register(&mut env);
+        let macro_files: Vec<SourceFile> = all_macro_files(project);
+        let mut templates: BTreeMap<String, macros::Prepared> = BTreeMap::new();
+        for file in &macro_files {
+            templates.insert(
+                file.path().display().to_string(),
+                macros::prepare_macro_file(file.text(), crate::project::declared_macros),
+            );
+        }
+        let index = Arc::new(macros::MacroIndex::new(project, |file| {
+            templates
+                .get(&file.path().display().to_string())
+                .map(|prepared| crate::project::declared_macros(&prepared.text))
+                .unwrap_or_default()
+        }));
         let models = project
             .models
             .values()
@@ -397,17 +387,62 @@ impl Renderer {
             .iter()
             .map(|file| (file.path().display().to_string(), file.text()));
         for (name, text) in models.chain(tests) {
-            sources.insert(name, format!("{prefix}{text}"));
+            templates.insert(name, macros::prepare(text));
         }
-        renderer
-            .env
-            .set_loader(move |name| Ok(sources.get(name).cloned()));
-        renderer.prefix = prefix;
-        Ok(renderer)
+        let templates = Arc::new(templates);
+        let loader = templates.clone();
+        env.set_loader(move |name| Ok(loader.get(name).map(|t| t.text.clone())));
+        // Every macro file parses, or each that does not is a problem at its line.
+        let problems: Vec<RenderError> = macro_files
+            .iter()
+            .filter_map(|file| {
+                let name = file.path().display().to_string();
+                let error = env.get_template(&name).err()?;
+                let prepared = templates.get(&name)?;
+                Some(RenderError::Template {
+                    message: format!(
+                        "{}: {}",
+                        file.path().display(),
+                        error.detail().unwrap_or("invalid macro file")
+                    ),
+                    at: error_span(&error, file, prepared),
+                    src: file.named(),
+                })
+            })
+            .collect();
+        crate::source::problems(problems, |problems| RenderError::Many { problems })?;
+        let known = Arc::new(functions::Known {
+            models: project.models.keys().cloned().collect(),
+            sources: project.sources.keys().cloned().collect(),
+            source_models: project.source_models.clone(),
+        });
+        // A package's vars are defaults under the project's own: `vars: {<package>: {...}}`,
+        // then its global vars.
+        let mut project_vars = BTreeMap::new();
+        for package in &project.packages {
+            project_vars.extend(package.vars.clone());
+            if let Some(serde_yaml::Value::Mapping(scoped)) = project.config.vars.get(&package.name)
+            {
+                project_vars.extend(
+                    scoped
+                        .iter()
+                        .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.clone()))),
+                );
+            }
+        }
+        project_vars.extend(project.config.vars.clone());
+        Ok(Self {
+            env,
+            known,
+            index,
+            project_vars,
+            templates,
+            renders: AtomicUsize::new(0),
+        })
     }
 
     /// A render's state and the root of its template context: the functions' state, `target`,
-    /// and `this` (the model being rendered, when there is one).
+    /// `this` (the model being rendered, when there is one) and the macros.
     fn root(
         &self,
         context: &RenderContext,
@@ -422,15 +457,38 @@ impl Renderer {
             is_incremental: context.is_incremental,
             queries: context.queries.clone(),
             recorded: Default::default(),
+            depth: Default::default(),
+            tested: Default::default(),
         });
-        let root = minijinja::context! {
-            __dp_render => Value::from_dyn_object(state.clone()),
-            target => Value::from(minijinja::value::Serde(&context.target)),
-            this => this.map(|name| Value::from_object(functions::Relation(name.to_string()))),
-            execute => Value::from_object(functions::Execute(state.clone())),
-            adapter => Value::from_object(functions::Adapter),
+        let mut values = BTreeMap::new();
+        values.insert(functions::STATE, Value::from_dyn_object(state.clone()));
+        values.insert(
+            "target",
+            Value::from(minijinja::value::Serde(&context.target)),
+        );
+        values.insert(
+            "this",
+            this.map_or(Value::from(()), |name| {
+                Value::from_object(adapter::Relation::model(name))
+            }),
+        );
+        values.insert(
+            "execute",
+            Value::from_object(functions::Execute(state.clone())),
+        );
+        values.insert(
+            "adapter",
+            Value::from_object(adapter::Adapter {
+                index: self.index.clone(),
+            }),
+        );
+        values.insert("api", Value::from_object(adapter::Api));
+        values.extend(dbt_context::values());
+        let scope = macros::Scope {
+            index: self.index.clone(),
+            values,
         };
-        (state, root)
+        (state, Value::from_object(scope))
     }
 
     /// Render a template written in YAML (a test's `where:` or `expression`), with the run's
@@ -446,9 +504,8 @@ impl Renderer {
             return Ok(text.to_string());
         }
         self.renders.fetch_add(1, Ordering::Relaxed);
-        let source = format!("{}{text}", &self.prefix);
         self.env
-            .render_str(&source, self.root(context, None).1)
+            .render_str(&macros::prepare(text).text, self.root(context, None).1)
             .map_err(|error| RenderError::Template {
                 message: format!(
                     "{}: {}",
@@ -458,6 +515,102 @@ impl Renderer {
                 src: file.named(),
                 at,
             })
+    }
+
+    /// Render a generic test macro's query of failing rows (`{% test name(model, ...) %}`)
+    /// over `tested`, SQL that reads the rows under test: its `model` is that relation, its
+    /// `column_name` the test's column, its other arguments the test's YAML arguments (a
+    /// `ref(...)` or `source(...)` given as text is that relation, as in dbt). Returns the SQL
+    /// and what the macro gave `config()` (its `fail_calc`...).
+    pub fn render_generic_test(
+        &self,
+        test: &crate::project::DataTest,
+        tested: &str,
+        context: &RenderContext,
+    ) -> Result<(String, crate::project::ModelConfigProperties), RenderError> {
+        let crate::project::DataTestKind::Macro {
+            test: which,
+            arguments,
+            ..
+        } = &test.kind
+        else {
+            return Err(self.test_problem(test, "not a generic test macro".into()));
+        };
+        self.renders.fetch_add(1, Ordering::Relaxed);
+        let found = self
+            .index
+            .find(&which.namespace, &format!("test_{}", which.name))
+            .ok_or_else(|| {
+                self.test_problem(
+                    test,
+                    format!("no test macro `{}.{}`", which.namespace, which.name),
+                )
+            })?;
+        let (state, root) = self.root(context, None);
+        // `ref()` of the tested model reads the rows under test.
+        if let crate::project::NodeId::Model(name) = &test.subject {
+            *state.tested.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((name.clone(), tested.to_string()));
+        }
+        let mut args: Vec<(String, Value)> = vec![(
+            "model".into(),
+            Value::from_object(adapter::Relation::tested(&test.subject.to_string(), tested)),
+        )];
+        if let Some(column) = &test.column {
+            args.push(("column_name".into(), Value::from(column.clone())));
+        }
+        let mut inline = String::new();
+        for (key, value) in arguments {
+            match value.as_str().map(str::trim) {
+                Some(text) if text.starts_with("ref(") || text.starts_with("source(") => {
+                    inline.push_str(&format!(", {key}={text}"));
+                }
+                Some(text) if text.contains("{{") || text.contains("{%") => {
+                    let rendered = self.render_text(text, context, &test.file, test.at)?;
+                    args.push((key.clone(), Value::from(rendered)));
+                }
+                // A list may be changed (`group_by_columns.append(...)`).
+                _ if value.is_sequence() => args.push((
+                    key.clone(),
+                    macros::mutable_list(Value::from(minijinja::value::Serde(value)))
+                        .unwrap_or_default(),
+                )),
+                _ => args.push((key.clone(), Value::from(minijinja::value::Serde(value)))),
+            }
+        }
+        let source = format!("{{{{ __dp_test(**__dp_test_args{inline}) }}}}");
+        let scope = root
+            .downcast_object_ref::<macros::Scope>()
+            .map(|scope| {
+                scope.with([
+                    ("__dp_test", Value::from_object(found)),
+                    (
+                        "__dp_test_args",
+                        Value::from(args.into_iter().collect::<BTreeMap<_, _>>()),
+                    ),
+                ])
+            })
+            .unwrap_or(root);
+        let rendered = self.env.render_str(&source, scope);
+        let recorded =
+            std::mem::take(&mut *state.recorded.lock().unwrap_or_else(|e| e.into_inner()));
+        match rendered {
+            Ok(sql) => Ok((sql, recorded.config)),
+            Err(error) => Err(self.test_problem(
+                test,
+                error
+                    .detail()
+                    .map_or_else(|| error.to_string(), str::to_string),
+            )),
+        }
+    }
+
+    fn test_problem(&self, test: &crate::project::DataTest, message: String) -> RenderError {
+        RenderError::Template {
+            message: format!("test `{}`: {message}", test.name),
+            src: test.file.named(),
+            at: test.at,
+        }
     }
 
     /// How many templates this renderer has rendered.
@@ -480,13 +633,7 @@ impl Renderer {
         let template = match self.env.get_template(&template_name(model)) {
             Ok(template) => template,
             Err(error) => {
-                return Err(template_error(
-                    project,
-                    model,
-                    &error,
-                    self.prefix.len(),
-                    Recorded::default(),
-                ));
+                return Err(self.template_error(project, model, &error, Recorded::default()));
             }
         };
         let rendered = template.render_with_spans(root);
@@ -503,15 +650,11 @@ impl Renderer {
                 at: (0, 0).into(),
             }),
             Ok((sql, spans)) => {
-                finish_model(project, model, sql, &spans, self.prefix.len(), recorded)
+                let template = template_name(model);
+                let prepared = self.templates.get(&template).cloned().unwrap_or_default();
+                finish_model(project, model, sql, &spans, &prepared, recorded)
             }
-            Err(error) => Err(template_error(
-                project,
-                model,
-                &error,
-                self.prefix.len(),
-                recorded,
-            )),
+            Err(error) => Err(self.template_error(project, model, &error, recorded)),
         }
     }
 }
@@ -602,54 +745,6 @@ fn template_name(model: &ModelFile) -> String {
     }
 }
 
-/// The `{% from ... import ... %}` line that makes every macro callable by name in every model
-/// (kept on one line so that line numbers hold).
-fn import_macros(
-    renderer: &Renderer,
-    project: &Project,
-    context: &RenderContext,
-) -> Result<String, RenderError> {
-    let mut prefix = String::new();
-    for file in &project.macros {
-        let name = file.path().display().to_string();
-        let exports = renderer
-            .env
-            .get_template(&name)
-            // The top level may need what this run lacks (a var without a default): then the
-            // macros it declares are imported all the same, and each model's render reports
-            // the problem where it uses them.
-            .map(
-                |template| match template.render_captured(renderer.root(context, None).1) {
-                    Ok(captured) => captured
-                        .state()
-                        .exports()
-                        .iter()
-                        .map(|name| name.to_string())
-                        .collect::<Vec<_>>(),
-                    Err(_) => declared_macros(file.text()),
-                },
-            )
-            .map_err(|error| RenderError::Template {
-                message: format!(
-                    "{}: {}",
-                    file.path().display(),
-                    error.detail().unwrap_or("invalid macro file")
-                ),
-                at: error
-                    .range()
-                    .map_or((0, 0).into(), |range| span(range, file.text().len())),
-                src: file.named(),
-            })?;
-        if !exports.is_empty() {
-            prefix.push_str(&format!(
-                "{{% from {name:?} import {} %}}",
-                exports.join(", ")
-            ));
-        }
-    }
-    Ok(prefix)
-}
-
 /// Render the templates in data tests' YAML, as dbt does: each test's `where:` and an
 /// `expression_is_true` expression (`amount > {{ var('floor') }}`).
 pub fn render_tests(
@@ -674,39 +769,22 @@ pub fn render_tests(
     crate::source::problems(problems, |problems| RenderError::Many { problems })
 }
 
-/// The names of the macros a template declares (`{% macro name(...) %}`), read from its text.
-pub fn declared_macros(text: &str) -> Vec<String> {
-    text.match_indices("{%")
-        .filter_map(|(at, _)| {
-            let rest = text[at + 2..].trim_start_matches('-').trim_start();
-            let rest = rest.strip_prefix("macro")?;
-            let name: String = rest
-                .trim_start()
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
-            (!name.is_empty() && rest.starts_with(char::is_whitespace)).then_some(name)
-        })
-        .collect()
-}
-
 fn finish_model(
     project: &Project,
     model: &ModelFile,
     sql: String,
     spans: &[minijinja::OutputSpan],
-    prefix_len: usize,
+    prepared: &macros::Prepared,
     recorded: Recorded,
 ) -> Result<RenderedModel, RenderError> {
     let template = template_name(model);
     let text_len = model.file.text().len();
     let to_file = |range: Range<usize>| {
-        range.start.saturating_sub(prefix_len).min(text_len)
-            ..range.end.saturating_sub(prefix_len).min(text_len)
+        prepared.to_file(range.start).min(text_len)..prepared.to_file(range.end).min(text_len)
     };
     let mapped: Vec<MappedSpan> = spans
         .iter()
-        .filter(|s| s.name() == template && s.source_range().end > prefix_len)
+        .filter(|s| s.name() == template)
         .map(|s| MappedSpan {
             output: s.output_range(),
             source: to_file(s.source_range()),
@@ -815,30 +893,25 @@ fn merge_config(
     })
 }
 
-/// Turn a minijinja error into a diagnostic in the file it happened in, typed by what the
-/// template's function calls recorded.
-fn template_error(
-    project: &Project,
-    model: &ModelFile,
+/// Every macro file a render may call: dbt's (dp's own), the packages', the project's.
+fn all_macro_files(project: &Project) -> Vec<SourceFile> {
+    let mut files = macros::dbt_macro_files();
+    for package in &project.packages {
+        files.extend(package.macros.iter().cloned());
+    }
+    files.extend(project.macros.iter().cloned());
+    files
+}
+
+/// Where `error` stands in `file`, whose template is `prepared`: its bytes, else its line.
+fn error_span(
     error: &minijinja::Error,
-    prefix_len: usize,
-    recorded: Recorded,
-) -> RenderError {
-    let in_model = error.name() == Some(template_name(model).as_str());
-    let file = if in_model {
-        model.file.clone()
-    } else {
-        project
-            .macros
-            .iter()
-            .find(|m| Some(m.path().display().to_string().as_str()) == error.name())
-            .cloned()
-            .unwrap_or_else(|| model.file.clone())
-    };
-    let shift = if in_model { prefix_len } else { 0 };
-    let at = match (error.range(), error.line()) {
+    file: &SourceFile,
+    prepared: &macros::Prepared,
+) -> SourceSpan {
+    match (error.range(), error.line()) {
         (Some(range), _) => span(
-            range.start.saturating_sub(shift)..range.end.saturating_sub(shift),
+            prepared.to_file(range.start)..prepared.to_file(range.end),
             file.text().len(),
         ),
         (None, Some(line)) => {
@@ -849,7 +922,44 @@ fn template_error(
             span(start..end, file.text().len())
         }
         (None, None) => (0, 0).into(),
-    };
+    }
+}
+
+impl Renderer {
+    /// Turn a minijinja error into a diagnostic in the file it happened in (the model's, or a
+    /// macro's of the project or a package), typed by what the template's calls recorded.
+    fn template_error(
+        &self,
+        project: &Project,
+        model: &ModelFile,
+        error: &minijinja::Error,
+        recorded: Recorded,
+    ) -> RenderError {
+        let name = error.name().unwrap_or_default();
+        let file = if name == template_name(model) {
+            model.file.clone()
+        } else {
+            all_macro_files(project)
+                .into_iter()
+                .find(|m| m.path().display().to_string() == name)
+                .unwrap_or_else(|| model.file.clone())
+        };
+        let prepared = self.templates.get(name).cloned().unwrap_or_default();
+        let at = error_span(error, &file, &prepared);
+        template_problem(project, model, error, file, at, recorded)
+    }
+}
+
+/// The diagnostic of a render's `error` at `at` in `file`, typed by what the template's
+/// function calls recorded.
+fn template_problem(
+    project: &Project,
+    model: &ModelFile,
+    error: &minijinja::Error,
+    file: SourceFile,
+    at: SourceSpan,
+    recorded: Recorded,
+) -> RenderError {
     let src = file.named();
     if error.kind() == minijinja::ErrorKind::OutOfFuel {
         return RenderError::Limit {

@@ -44,6 +44,7 @@ use crate::project::profile::Dialect;
 pub fn register(session: &SessionContext, dialect: Dialect, root: &Path) {
     session.register_udf(ScalarUDF::from(Strftime::new()));
     session.register_udf(ScalarUDF::from(Coalesce::default()));
+    session.register_udf(ScalarUDF::from(Modulo::new()));
     for (name, kind) in READ_FUNCTIONS {
         let function = ReadFiles {
             name,
@@ -328,6 +329,61 @@ impl ScalarUDFImpl for Coalesce {
 
     fn documentation(&self) -> Option<&Documentation> {
         self.inner.documentation()
+    }
+}
+
+/// Postgres' (and dbt's macros') `mod(a, b)`: DataFusion's `a % b`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Modulo {
+    signature: Signature,
+}
+
+impl Modulo {
+    pub fn new() -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for Modulo {
+    fn name(&self) -> &str {
+        "mod"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match arg_types {
+            [a, b] => datafusion::logical_expr::type_coercion::binary::BinaryTypeCoercer::new(
+                a,
+                &Operator::Modulo,
+                b,
+            )
+            .get_result_type(),
+            _ => plan_err!("mod() takes two numbers"),
+        }
+    }
+
+    fn simplify(
+        &self,
+        mut args: Vec<Expr>,
+        _info: &datafusion::logical_expr::simplify::SimplifyContext,
+    ) -> Result<datafusion::logical_expr::simplify::ExprSimplifyResult> {
+        let (Some(b), Some(a)) = (args.pop(), args.pop()) else {
+            return plan_err!("mod() takes two numbers");
+        };
+        Ok(
+            datafusion::logical_expr::simplify::ExprSimplifyResult::Simplified(Expr::BinaryExpr(
+                BinaryExpr::new(Box::new(a), Operator::Modulo, Box::new(b)),
+            )),
+        )
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        plan_err!("mod() is planned as `%`")
     }
 }
 

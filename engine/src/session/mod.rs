@@ -686,6 +686,58 @@ fn column_candidates(message: &str) -> Option<String> {
     )
 }
 
+/// Answers `run_query()` from `session` (the tables the model reads), for a render, which is
+/// synchronous: each query runs to its end on a thread of its own.
+pub fn query_runner(session: &SessionContext) -> crate::render::QueryRunner {
+    let session = session.clone();
+    crate::render::QueryRunner(Arc::new(move |sql: &str| {
+        crate::compile::depth::check_sql(sql).map_err(|message| format!("run_query: {message}"))?;
+        let (session, sql) = (session.clone(), sql.to_string());
+        let run = move || -> Result<crate::render::QueryResult, String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let (schema, batches) = runtime
+                .block_on(async {
+                    let frame = read_query(&session, &sql).await?;
+                    let schema = frame.schema().as_arrow().clone();
+                    Ok::<_, datafusion::error::DataFusionError>((schema, frame.collect().await?))
+                })
+                .map_err(|e| format!("run_query: {e}"))?;
+            let mut result = crate::render::QueryResult::default();
+            for field in schema.fields() {
+                result.columns.push(field.name().clone());
+                result.types.push(contract::sql_name(field.data_type()));
+            }
+            for batch in &batches {
+                for row in 0..batch.num_rows() {
+                    let cells = batch
+                        .columns()
+                        .iter()
+                        .map(|column| {
+                            (!column.is_null(row)).then(|| {
+                                datafusion::arrow::util::display::array_value_to_string(column, row)
+                                    .unwrap_or_default()
+                            })
+                        })
+                        .collect();
+                    result.rows.push(cells);
+                }
+            }
+            Ok(result)
+        };
+        // With the stack of the runtime's threads, for a query as deep as a model may be.
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .stack_size(crate::compile::depth::STACK_SIZE)
+                .spawn_scoped(scope, run)
+                .map_err(|e| format!("run_query: cannot start a thread: {e}"))?
+                .join()
+                .unwrap_or_else(|_| Err("run_query: the query panicked".into()))
+        })
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,289 @@
+//! dbt packages: `dp deps` installs what packages.yml lists (a local folder, a git repository
+//! at a revision, a dbt Hub package) and pins it in package-lock.yml; a package's macros are
+//! called by its name, its generic tests run on the staged rows, `adapter.dispatch` searches the
+//! project before the package, and a project's own macros override.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::{TestProject, both};
+
+/// The project of the fixture with its packages installed.
+fn installed() -> TestProject {
+    let project = TestProject::fixture("dbt_packages");
+    project.dp_ok(&["deps"]);
+    project
+}
+
+#[test]
+fn a_project_whose_packages_are_missing_says_to_run_deps_and_builds_nothing() {
+    let project = TestProject::fixture("dbt_packages");
+    let output = project.dp(&["build"]);
+    let text = both(&output);
+    assert!(!output.status.success(), "{text}");
+    assert!(text.contains("dp::packages_missing"), "{text}");
+    assert!(text.contains("run `dp deps`"), "{text}");
+    assert!(text.contains("packages.yml:2"), "{text}");
+    assert!(!project.root.join("warehouse").exists());
+}
+
+#[test]
+fn deps_links_a_local_package_and_pins_it_in_the_lock_file() {
+    let project = TestProject::fixture("dbt_packages");
+    let out = project.dp_ok(&["deps"]);
+    assert!(out.contains("helpers"), "{out}");
+    let link = project.root.join("dbt_packages/helpers");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(link.join("macros/money.sql").is_file());
+    let lock = std::fs::read_to_string(project.root.join("package-lock.yml")).unwrap();
+    assert_eq!(
+        lock,
+        "packages:\n- local: packages/helpers\n  name: helpers\n"
+    );
+    // Again: the same result, nothing left beside it.
+    project.dp_ok(&["deps"]);
+    let entries: Vec<String> = std::fs::read_dir(project.root.join("dbt_packages"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(entries, ["helpers"]);
+}
+
+#[test]
+fn package_macros_dispatch_vars_and_overrides_render_as_dbt_resolves_them() {
+    let project = installed();
+    let out = project.dp_ok(&["build"]);
+    let rows = project.query(
+        "order_facts",
+        "select id, amount, currency, label, cast(due_at as date), days_in, code, unparsed, greeting \
+         from t order by id",
+    );
+    assert_eq!(
+        rows,
+        [
+            [
+                "1",
+                "12.5",
+                "EUR",
+                "PLACED",
+                "2024-01-08",
+                "0",
+                "#1",
+                "",
+                "hello from shop"
+            ],
+            [
+                "2",
+                "3.0",
+                "EUR",
+                "SHIPPED",
+                "2024-01-22",
+                "14",
+                "#2",
+                "",
+                "hello from shop"
+            ],
+            [
+                "3",
+                "40.0",
+                "EUR",
+                "SHIPPED",
+                "2024-02-10",
+                "33",
+                "#3",
+                "",
+                "hello from shop"
+            ],
+        ],
+        "{out}"
+    );
+}
+
+#[test]
+fn generic_tests_of_packages_and_of_the_project_run_on_the_staged_rows() {
+    let project = installed();
+    let out = project.dp_ok(&["build"]);
+    for passed in [
+        "PASS  data test helpers_is_positive_order_facts_amount",
+        "PASS  data test at_most_order_facts_amount_40",
+        "PASS  data test helpers_is_positive_order_facts_id",
+    ] {
+        assert!(out.contains(passed), "{passed}: {out}");
+    }
+    // A bare name found in one package runs that package's test; severity: warn warns.
+    assert!(
+        out.contains(
+            "WARN  data test is_positive_order_facts_days_in on order_facts: 1 failing row"
+        ),
+        "{out}"
+    );
+    // A failing package test stops publication, as any test does.
+    project.write(
+        "models/schema.yml",
+        "version: 2\nmodels:\n  - name: order_facts\n    columns:\n      - name: amount\n        \
+         data_tests:\n          - at_most:\n              arguments:\n                limit: 10\n",
+    );
+    let before = project.version("order_facts");
+    let output = project.dp(&["build"]);
+    let text = both(&output);
+    assert!(!output.status.success(), "{text}");
+    assert!(text.contains("at_most_order_facts_amount_10"), "{text}");
+    assert!(text.contains("2 failing rows"), "{text}");
+    assert_eq!(project.version("order_facts"), before);
+    // `dp test` runs them on the published table.
+    project.write(
+        "models/schema.yml",
+        "version: 2\nmodels:\n  - name: order_facts\n    columns:\n      - name: amount\n        \
+         data_tests:\n          - helpers.is_positive\n",
+    );
+    let tested = project.dp_ok(&["test"]);
+    assert!(
+        tested.contains("helpers_is_positive_order_facts_amount"),
+        "{tested}"
+    );
+}
+
+#[test]
+fn a_problem_inside_a_package_macro_is_located_there_with_every_other_problem() {
+    let project = installed();
+    let money = project.root.join("packages/helpers/macros/money.sql");
+    let text = std::fs::read_to_string(&money).unwrap();
+    std::fs::write(
+        &money,
+        text.replace(
+            "'{{ var(\"currency\") }}'",
+            "'{{ var(\"currency\") | nosuchfilter }}'",
+        ),
+    )
+    .unwrap();
+    project.write(
+        "models/broken.sql",
+        "select {{ helpers.nosuchmacro() }} as x",
+    );
+    let output = project.dp(&["check"]);
+    let text = both(&output);
+    assert!(!output.status.success(), "{text}");
+    assert!(
+        text.contains("dbt_packages/helpers/macros/money.sql:6"),
+        "the package macro's line: {text}"
+    );
+    assert!(text.contains("models/broken.sql"), "{text}");
+}
+
+/// A bare git repository holding `packages/git_helpers` at tag `v1`, then a second commit.
+fn git_repository(project: &TestProject, at: &Path) -> String {
+    let work = at.join("work");
+    let copy = |from: &Path, to: &Path| {
+        std::fs::create_dir_all(to.join("macros")).unwrap();
+        for file in ["dbt_project.yml", "macros/twice.sql"] {
+            std::fs::copy(from.join(file), to.join(file)).unwrap();
+        }
+    };
+    copy(
+        &project.root.join("packages/git_helpers"),
+        &work.join("pkg"),
+    );
+    let git = |args: &[&str], dir: &Path| {
+        let status = Command::new("git")
+            .args(["-c", "user.name=dp", "-c", "user.email=dp@example.com"])
+            .args(args)
+            .current_dir(dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "--quiet", "--initial-branch=main"], &work);
+    git(&["add", "."], &work);
+    git(&["commit", "--quiet", "-m", "v1"], &work);
+    git(&["tag", "v1"], &work);
+    let twice = work.join("pkg/macros/twice.sql");
+    std::fs::write(
+        &twice,
+        "{% macro twice(column) %}({{ column }} * 3){% endmacro %}",
+    )
+    .unwrap();
+    git(&["commit", "--quiet", "-am", "v2"], &work);
+    let bare = at.join("git_helpers.git");
+    git(
+        &[
+            "clone",
+            "--quiet",
+            "--bare",
+            work.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+        at,
+    );
+    format!("file://{}", bare.display())
+}
+
+#[test]
+fn a_git_package_installs_at_its_revision_from_its_subdirectory() {
+    let project = TestProject::fixture("dbt_packages");
+    let repositories = tempfile::tempdir().unwrap();
+    let url = git_repository(&project, repositories.path());
+    project.write(
+        "packages.yml",
+        &format!(
+            "packages:\n  - local: packages/helpers\n  - git: \"{url}\"\n    revision: v1\n    subdirectory: pkg\n"
+        ),
+    );
+    project.write(
+        "models/doubled.sql",
+        "select id, {{ git_helpers.twice('amount_cents') }} as doubled from {{ ref('orders') }}",
+    );
+    let out = project.dp_ok(&["deps"]);
+    assert!(out.contains("git_helpers @ "), "{out}");
+    let lock = std::fs::read_to_string(project.root.join("package-lock.yml")).unwrap();
+    let v1 = String::from_utf8(
+        Command::new("git")
+            .args(["rev-parse", "v1"])
+            .current_dir(repositories.path().join("git_helpers.git"))
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        lock.contains(&format!("revision: {}", v1.trim())),
+        "pinned at v1's commit: {lock}"
+    );
+    assert!(lock.contains("subdirectory: pkg"), "{lock}");
+    let installed = project.root.join("dbt_packages/git_helpers");
+    assert!(installed.join("dbt_project.yml").is_file());
+    assert!(!installed.join(".git").exists());
+    project.dp_ok(&["build"]);
+    let rows = project.query("doubled", "select id, doubled from t order by id");
+    assert_eq!(rows[0], ["1", "2500"], "v1 doubles (v2 would triple)");
+}
+
+#[test]
+fn a_hub_package_that_cannot_be_fetched_is_refused_by_name_and_changes_nothing() {
+    let project = installed();
+    project.write(
+        "packages.yml",
+        "packages:\n  - local: packages/helpers\n  - package: dbt-labs/dbt_utils\n    version: [\">=1.0.0\", \"<2.0.0\"]\n",
+    );
+    let lock_before = std::fs::read_to_string(project.root.join("package-lock.yml")).unwrap();
+    let output = project
+        .command(&["deps"])
+        // Nothing listens there: as offline.
+        .env("DP_HUB_URL", "http://127.0.0.1:9/api/v1")
+        .output()
+        .unwrap();
+    let text = both(&output);
+    assert!(!output.status.success(), "{text}");
+    assert!(text.contains("dp::deps"), "{text}");
+    assert!(text.contains("dbt-labs/dbt_utils"), "{text}");
+    assert!(text.contains("packages.yml:3"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(project.root.join("package-lock.yml")).unwrap(),
+        lock_before
+    );
+    assert!(project.root.join("dbt_packages/helpers").exists());
+}
