@@ -263,7 +263,10 @@ pub async fn run_tests(
                 name: &test.name,
                 kind: TestKind::Singular,
                 subject: &test.file.path().display().to_string(),
-                sql: TestSql::Rendered(test.sql.trim().trim_end_matches(';')),
+                sql: match test.runs_queries {
+                    false => TestSql::Rendered(test.sql.trim().trim_end_matches(';')),
+                    true => TestSql::Singular(&test.file),
+                },
                 config: &test.config.test,
                 relations: &relations,
                 defined_at: test.file.path().display().to_string(),
@@ -300,6 +303,8 @@ struct QueryTest<'a> {
 enum TestSql<'a> {
     Rendered(&'a str),
     Data(&'a crate::project::DataTest),
+    /// A singular test that asks `execute`: rendered again with its queries answered.
+    Singular(&'a crate::source::SourceFile),
 }
 
 /// Run a failing-rows query in a session holding the published relations it reads (a view
@@ -355,15 +360,29 @@ async fn test_published(
             ));
         }
     }
+    let to_run = crate::render::RenderContext {
+        queries: Some(crate::session::query_runner(&session)),
+        ..inputs.context.clone()
+    };
     let (sql, config) = match test.sql {
         TestSql::Rendered(sql) => (sql.to_string(), test.config.clone()),
+        TestSql::Singular(file) => {
+            let template = crate::render::singular_test(file);
+            match inputs
+                .renderer
+                .render_model(inputs.project, &template, &to_run)
+            {
+                Ok(rendered) => (
+                    rendered.sql.trim().trim_end_matches(';').to_string(),
+                    test.config.clone(),
+                ),
+                Err(error) => return errored(format!("{:?}", miette::Report::new(error))),
+            }
+        }
         TestSql::Data(data_test) => {
             let macros = TestRenderer {
                 renderer: inputs.renderer,
-                context: crate::render::RenderContext {
-                    queries: Some(crate::session::query_runner(&session)),
-                    ..inputs.context.clone()
-                },
+                context: to_run,
             };
             let tested = crate::session::relation_sql(&data_test.subject);
             match test_query(data_test, &tested, None, &macros) {

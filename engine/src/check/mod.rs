@@ -278,6 +278,7 @@ pub async fn check(
     start_ready(&mut planning, &mut scheduler);
     let mut found: Vec<Vec<CheckError>> = (0..plan.models.len()).map(|_| Vec::new()).collect();
     let mut schemas: BTreeMap<NodeId, SchemaRef> = BTreeMap::new();
+    let mut deferred: BTreeSet<&str> = BTreeSet::new();
     while let Some(joined) = planning.join_next().await {
         let Ok((i, planned)) = joined else {
             // The task was cancelled: only the runtime shutting down does that.
@@ -295,8 +296,16 @@ pub async fn check(
         };
         let logical = match planned {
             Ok(logical) => logical,
-            // Its SQL depends on the rows its queries read: it is planned when it runs.
-            Err(error) if model.runs_queries => {
+            // Its SQL depends on the rows its queries read (or it reads such a model): it is
+            // planned when it runs.
+            Err(error)
+                if model.runs_queries
+                    || model
+                        .upstream
+                        .iter()
+                        .any(|up| deferred.contains(up.as_str())) =>
+            {
+                deferred.insert(model.name.as_str());
                 tracing::debug!(model = %model.name, %error, "planned when it runs");
                 scheduler.finish(i);
                 start_ready(&mut planning, &mut scheduler);
@@ -309,15 +318,15 @@ pub async fn check(
         };
         let schema: SchemaRef = Arc::new(logical.schema().as_arrow().clone());
         schemas.insert(NodeId::Model(model.name.clone()), schema.clone());
-        // The columns of a model that asks `execute` come from the rows its queries read:
-        // they are checked when it runs.
-        let checked = match model.runs_queries {
-            true => Ok(Vec::new()),
-            false => check_model(project, model, &session, schema).await,
-        };
-        match checked {
-            Ok(declared) => found[i] = declared,
-            Err(problem) => {
+        match (
+            model.runs_queries,
+            check_model(project, model, &session, schema).await,
+        ) {
+            // The columns of a model that asks `execute` come from the rows its queries read:
+            // they are checked when it runs.
+            (true, _) => {}
+            (false, Ok(declared)) => found[i] = declared,
+            (false, Err(problem)) => {
                 found[i].push(problem);
                 continue;
             }

@@ -90,16 +90,15 @@ pub(super) fn register(env: &mut Environment<'static>) {
                 .collect::<Vec<_>>(),
         ))
     });
-    // Python's set(): the distinct items, in first-seen order.
+    // Python's set(): the distinct items, sorted, so that two sets of the same items are
+    // equal (a Python set has no order to rely on).
     env.add_function("set", |items: Option<Value>| -> Result<Value, Error> {
-        let mut distinct: Vec<Value> = Vec::new();
-        if let Some(items) = items {
-            for item in items.try_iter()? {
-                if !distinct.contains(&item) {
-                    distinct.push(item);
-                }
-            }
-        }
+        let mut distinct: Vec<Value> = match items {
+            Some(items) => items.try_iter()?.collect(),
+            None => Vec::new(),
+        };
+        distinct.sort();
+        distinct.dedup();
         super::macros::mutable_list(Value::from(distinct))
     });
     env.add_function("local_md5", |text: &str| -> String {

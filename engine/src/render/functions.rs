@@ -64,20 +64,19 @@ impl Object for QueryTable {
                     })
                     .collect::<Vec<_>>(),
             )),
-            "columns" => Some(Value::from(
+            "columns" => Some(Value::from_object(QueryColumns(
                 (0..result.columns.len())
-                    .map(|i| {
-                        Value::from_object(QueryColumn {
-                            name: result.columns[i].clone(),
-                            values: result
-                                .rows
-                                .iter()
-                                .map(|row| typed(row[i].as_deref(), result.types.get(i)))
-                                .collect(),
-                        })
+                    .map(|i| QueryColumn {
+                        name: result.columns[i].clone(),
+                        values: result
+                            .rows
+                            .iter()
+                            .map(|row| typed(row[i].as_deref(), result.types.get(i)))
+                            .collect(),
                     })
-                    .collect::<Vec<_>>(),
-            )),
+                    .map(Arc::new)
+                    .collect(),
+            ))),
             _ => None,
         }
     }
@@ -108,6 +107,55 @@ impl Object for QueryRow {
 
     fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
         minijinja::value::Enumerator::Values(self.values.clone())
+    }
+}
+
+/// The columns of a [`QueryTable`], as agate's: a sequence of columns, each found by position
+/// or name too, with `items()`, `keys()` and `values()`.
+#[derive(Debug)]
+struct QueryColumns(Vec<Arc<QueryColumn>>);
+
+impl Object for QueryColumns {
+    fn repr(self: &Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Seq
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let found = match key.as_usize() {
+            Some(index) => self.0.get(index),
+            None => self
+                .0
+                .iter()
+                .find(|c| Some(c.name.as_str()) == key.as_str()),
+        };
+        found.map(|column| Value::from_dyn_object(column.clone()))
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Values(
+            self.0
+                .iter()
+                .map(|c| Value::from_dyn_object(c.clone()))
+                .collect(),
+        )
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State,
+        method: &str,
+        _args: &[Value],
+    ) -> Result<Value, Error> {
+        let name = |c: &Arc<QueryColumn>| Value::from(c.name.clone());
+        let column = |c: &Arc<QueryColumn>| Value::from_dyn_object(c.clone());
+        Ok(match method {
+            "keys" => Value::from_iter(self.0.iter().map(name)),
+            "values" => Value::from_iter(self.0.iter().map(column)),
+            "items" => {
+                Value::from_iter(self.0.iter().map(|c| Value::from(vec![name(c), column(c)])))
+            }
+            _ => return Err(Error::from(ErrorKind::UnknownMethod)),
+        })
     }
 }
 

@@ -670,22 +670,7 @@ pub struct Rendered {
 
 /// Render every model and singular test of `project` in `context`, in parallel.
 pub fn render(renderer: &Renderer, project: &Project, context: &RenderContext) -> Rendered {
-    let singular: Vec<ModelFile> = project
-        .singular_tests
-        .iter()
-        .map(|file| ModelFile {
-            name: file
-                .path()
-                .file_stem()
-                .map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
-            file: file.clone(),
-            is_seed: false,
-            properties: None,
-            properties_file: None,
-            folder_config: Default::default(),
-            snapshot: None,
-        })
-        .collect();
+    let singular: Vec<ModelFile> = project.singular_tests.iter().map(singular_test).collect();
     let templates: Vec<&ModelFile> = project.models.values().chain(&singular).collect();
     let outcomes: Vec<Result<RenderedModel, RenderError>> = templates
         .par_iter()
@@ -696,7 +681,12 @@ pub fn render(renderer: &Renderer, project: &Project, context: &RenderContext) -
     let mut problems = Vec::new();
     for (index, (model, outcome)) in templates.iter().zip(outcomes).enumerate() {
         match outcome {
-            Ok(rendered) if index >= project.models.len() => singular_tests.push(rendered),
+            // `config(enabled=false)` leaves a singular test out.
+            Ok(rendered) if index >= project.models.len() => {
+                if rendered.config.enabled {
+                    singular_tests.push(rendered);
+                }
+            }
             Ok(rendered) => {
                 models.insert(model.name.clone(), rendered);
             }
@@ -734,6 +724,22 @@ pub fn render(renderer: &Renderer, project: &Project, context: &RenderContext) -
             singular_tests,
         },
         problems,
+    }
+}
+
+/// A singular test's file as the template it renders, named by its file's stem.
+pub fn singular_test(file: &SourceFile) -> ModelFile {
+    ModelFile {
+        name: file
+            .path()
+            .file_stem()
+            .map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
+        file: file.clone(),
+        is_seed: false,
+        properties: None,
+        properties_file: None,
+        folder_config: Default::default(),
+        snapshot: None,
     }
 }
 
