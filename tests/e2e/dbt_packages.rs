@@ -287,3 +287,24 @@ fn a_hub_package_that_cannot_be_fetched_is_refused_by_name_and_changes_nothing()
     );
     assert!(project.root.join("dbt_packages/helpers").exists());
 }
+
+#[test]
+fn a_package_models_and_seeds_build_into_the_same_warehouse_with_their_tests() {
+    let project = installed();
+    let out = project.dp_ok(&["build"]);
+    assert!(
+        out.contains("PASS  data test is_positive_currency_rates_per_usd"),
+        "{out}"
+    );
+    let rates = project.query(
+        "currency_rates",
+        "select currency, per_usd, label from t order by 1",
+    );
+    // The project's override of the package's dispatched label applies to the package's model.
+    assert_eq!(rates, [["EUR", "0.9", "EUR"], ["USD", "1.0", "USD"]]);
+    let usd = project.query(
+        "orders_in_usd",
+        "select id, round(amount_usd, 4) from t order by id",
+    );
+    assert_eq!(usd, [["1", "13.8889"], ["2", "3.3333"], ["3", "44.4444"]]);
+}

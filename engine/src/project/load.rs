@@ -22,8 +22,8 @@ use crate::source::SourceFile;
 /// Load the project rooted at `root` (a folder holding `dp_project.yml` or `dbt_project.yml`).
 pub fn load(root: &Path) -> Result<Project, LoadError> {
     let mut loader = Loader::start(root)?;
-    loader.walk()?;
     loader.read_macros()?;
+    loader.walk()?;
     loader.read_properties()?;
     loader.drop_disabled();
     loader.validate();
@@ -170,6 +170,26 @@ impl<'a> Loader<'a> {
                 Err(problem) => self.problems.push(problem),
             }
         }
+        // A package's models and seeds, with its own folder config.
+        for package in &self.packages {
+            for file in read_trees(root, &package.model_folders, "sql")? {
+                let config = package
+                    .model_tree
+                    .for_model(below(&file, &package.model_folders));
+                if let Some(name) = named_by_file(&file) {
+                    nodes.push(node(name, file, config, false, None));
+                }
+            }
+            for file in read_trees(root, &package.seed_folders, "csv")? {
+                let config = package
+                    .seed_tree
+                    .for_model(below(&file, &package.seed_folders));
+                if let Some(name) = named_by_file(&file).filter(|_| !file.text().trim().is_empty())
+                {
+                    nodes.push(node(name, file, config, true, None));
+                }
+            }
+        }
         for node in nodes {
             add_node(&mut self.models, node, &mut self.problems);
         }
@@ -196,6 +216,11 @@ impl<'a> Loader<'a> {
             .iter()
             .chain(&self.paths.seeds)
             .chain(&self.paths.snapshots)
+            .chain(
+                self.packages
+                    .iter()
+                    .flat_map(|p| p.model_folders.iter().chain(&p.seed_folders)),
+            )
             .cloned()
             .collect();
         for file in read_trees(self.root, &folders, "yml")?

@@ -29,6 +29,13 @@ pub struct Package {
     pub vars: BTreeMap<String, serde_yaml::Value>,
     /// Its `dispatch:` settings, used for the namespaces the root project does not configure.
     pub dispatch: Vec<DispatchConfig>,
+    /// Its model and seed folders, relative to the root project: built into the same
+    /// warehouse as the project's own.
+    pub model_folders: Vec<String>,
+    pub seed_folders: Vec<String>,
+    /// What its own `models:` and `seeds:` trees give its folders.
+    pub model_tree: super::FolderConfig,
+    pub seed_tree: super::FolderConfig,
 }
 
 /// `packages.yml`: the packages a project depends on, each where it was declared.
@@ -192,12 +199,23 @@ fn read_package(root: &Path, folder: PathBuf) -> Result<Package, LoadError> {
             .collect()
     };
     let macros = macro_files(root, &within(&paths.macros), &within(&paths.tests))?;
+    let tree = |key: &str, value: &serde_yaml::Value| {
+        super::FolderConfig::parse(value).map_err(|message| LoadError::InvalidConfig {
+            message: format!("{key}: {message}"),
+            at: file.find(&format!("{key}:"), 0),
+            src: file.named(),
+        })
+    };
     Ok(Package {
+        model_tree: tree("models", &dp.models)?,
+        seed_tree: tree("seeds", &dp.seeds)?,
         name: dp.name,
-        folder,
         macros,
         vars: dp.vars,
         dispatch: dp.dispatch,
+        model_folders: within(&paths.models),
+        seed_folders: within(&paths.seeds),
+        folder,
     })
 }
 
