@@ -109,16 +109,21 @@ pub(super) fn seed_sql(file: &SourceFile, config: &ModelConfig) -> Result<String
     for record in reader.records() {
         rows.push(record.map_err(bad)?);
     }
-    let columns: Vec<String> = header
+    let types: Vec<String> = header
         .iter()
         .enumerate()
-        .map(|(index, name)| {
-            let sql_type = match config.column_types.get(name) {
-                Some(declared) => declared.clone(),
-                None => inferred(rows.iter().map(|row| &row[index]))
-                    .sql_type()
-                    .to_string(),
-            };
+        .map(|(index, name)| match config.column_types.get(name) {
+            Some(declared) => declared.clone(),
+            None => inferred(rows.iter().map(|row| &row[index]))
+                .sql_type()
+                .to_string(),
+        })
+        .collect();
+    let columns: Vec<String> = header
+        .iter()
+        .zip(&types)
+        .enumerate()
+        .map(|(index, (name, sql_type))| {
             let value = if rows.is_empty() {
                 "null".to_string()
             } else {
@@ -136,9 +141,13 @@ pub(super) fn seed_sql(file: &SourceFile, config: &ModelConfig) -> Result<String
         .map(|row| {
             let fields: Vec<String> = row
                 .iter()
-                .map(|value| match is_null(value) {
+                .zip(&types)
+                .map(|(value, sql_type)| match is_null(value) {
                     true => "null".to_string(),
-                    false => format!("'{}'", value.replace('\'', "''")),
+                    false => {
+                        let value = with_seconds(value, sql_type);
+                        format!("'{}'", value.replace('\'', "''"))
+                    }
                 })
                 .collect();
             format!("({})", fields.join(", "))
@@ -148,6 +157,19 @@ pub(super) fn seed_sql(file: &SourceFile, config: &ModelConfig) -> Result<String
         "{select}\nfrom (values\n{}\n) as seed",
         values.join(",\n")
     ))
+}
+
+/// A timestamp written to the minute (`2021-01-01 00:00`, which dbt's warehouses read) with its
+/// seconds, as DataFusion reads it; any other value as it is.
+fn with_seconds<'a>(value: &'a str, sql_type: &str) -> std::borrow::Cow<'a, str> {
+    let to_the_minute = value.len() == 16
+        && value.as_bytes()[10] == b' '
+        && value.as_bytes()[13] == b':'
+        && value.is_char_boundary(16);
+    match sql_type.to_ascii_lowercase().starts_with("timestamp") && to_the_minute {
+        true => format!("{value}:00").into(),
+        false => value.into(),
+    }
 }
 
 /// The first type, in dbt's order, that every value that is not NULL reads as.
@@ -169,6 +191,26 @@ mod tests {
 
     fn infer(values: &[&str]) -> Inferred {
         inferred(values.iter().copied())
+    }
+
+    #[test]
+    fn a_timestamp_to_the_minute_gets_its_seconds() {
+        assert_eq!(
+            with_seconds("2021-01-01 00:05", "timestamp"),
+            "2021-01-01 00:05:00"
+        );
+        assert_eq!(
+            with_seconds("2021-01-01 00:05", "TIMESTAMP(6)"),
+            "2021-01-01 00:05:00"
+        );
+        assert_eq!(
+            with_seconds("2021-01-01 00:05", "varchar"),
+            "2021-01-01 00:05"
+        );
+        assert_eq!(
+            with_seconds("2021-01-01 00:05:07", "timestamp"),
+            "2021-01-01 00:05:07"
+        );
     }
 
     #[test]
