@@ -60,6 +60,7 @@ fn main() -> ExitCode {
                     options.models as usize,
                     options.seed,
                     options.flavor,
+                    options.dbt_utils.as_deref(),
                 )
             })
             .map_err(Into::into),

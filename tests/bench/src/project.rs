@@ -26,6 +26,10 @@ pub struct ProjectOptions {
     /// dp's own project, or a dbt project (dbt_project.yml, profiles.yml for dbt-duckdb, a seed).
     #[arg(long, value_enum, default_value_t = Flavor::Dp)]
     pub flavor: Flavor,
+    /// For the dbt flavor: a dbt_utils checkout the project depends on (`local:` in
+    /// packages.yml); every model then calls its macros and the marts run its tests.
+    #[arg(long)]
+    pub dbt_utils: Option<PathBuf>,
 }
 
 /// Which tool's project to write.
@@ -46,6 +50,7 @@ pub fn generate(
     models: usize,
     seed: u64,
     flavor: Flavor,
+    dbt_utils: Option<&Path>,
 ) -> std::io::Result<()> {
     let _ = std::fs::remove_dir_all(out);
     for folder in ["staging", "intermediate", "marts"] {
@@ -69,8 +74,21 @@ pub fn generate(
         }
         Flavor::Dbt => {
             write_dbt_files(out, &mut random)?;
+            if let Some(package) = dbt_utils {
+                std::fs::write(
+                    out.join("packages.yml"),
+                    format!("packages:\n  - local: {}\n", package.display()),
+                )?;
+            }
             "{{ ref('raw_events') }}"
         }
+    };
+    // With dbt_utils: a surrogate key in staging, a null-safe sum in intermediate models, the
+    // group by of marts, and its tests.
+    let utils = dbt_utils.is_some();
+    let key = match utils {
+        true => ", {{ dbt_utils.generate_surrogate_key(['user_id', 'date']) }} as user_day",
+        false => "",
     };
     // The dbt flavor: staging models are views, the rest tables (dbt_project.yml says so);
     // dp's: staging and marts partitioned by date.
@@ -96,13 +114,14 @@ pub fn generate(
             "staging",
             &name,
             &format!(
-                "{partitioned}select user_id, cohort, revenue, date\nfrom {events_relation}\n\
+                "{partitioned}select user_id, cohort, revenue, date{key}\nfrom {events_relation}\n\
                  where event = '{event}'{date_filter}\n"
             ),
         )?;
-        let revenue_test = match flavor {
-            Flavor::Dp => "[{expression_is_true: {arguments: {expression: \">= 0\"}}}]",
-            Flavor::Dbt => "[not_null]",
+        let revenue_test = match (flavor, utils) {
+            (Flavor::Dp, _) => "[{expression_is_true: {arguments: {expression: \">= 0\"}}}]",
+            (Flavor::Dbt, false) => "[not_null]",
+            (Flavor::Dbt, true) => "[{dbt_utils.accepted_range: {arguments: {min_value: 0}}}]",
         };
         let _ = write!(
             schema,
@@ -116,9 +135,16 @@ pub fn generate(
         let picked: Vec<&String> = (0..inputs)
             .map(|_| &names[random.below(names.len() as u64) as usize])
             .collect();
-        let mut sql = String::from("select a.user_id, a.cohort, a.revenue");
-        for (j, _) in picked.iter().enumerate().skip(1) {
-            let _ = write!(sql, " + coalesce(j{j}.revenue, 0)");
+        let mut sql = String::from("select a.user_id, a.cohort, ");
+        let terms: Vec<String> = std::iter::once("a.revenue".to_string())
+            .chain((1..picked.len()).map(|j| format!("coalesce(j{j}.revenue, 0)")))
+            .collect();
+        match utils {
+            true => {
+                let quoted: Vec<String> = terms.iter().map(|t| format!("\"{t}\"")).collect();
+                let _ = write!(sql, "{{{{ dbt_utils.safe_add([{}]) }}}}", quoted.join(", "));
+            }
+            false => sql.push_str(&terms.join(" + ")),
         }
         let _ = write!(
             sql,
@@ -138,6 +164,10 @@ pub fn generate(
         );
         names.push(name);
     }
+    let group_by = match utils {
+        true => "{{ dbt_utils.group_by(2) }}",
+        false => "group by date, cohort",
+    };
     for i in 0..marts {
         let name = format!("mart_daily_{i}");
         let input = &names[random.below(names.len() as u64) as usize];
@@ -147,13 +177,17 @@ pub fn generate(
             &name,
             &format!(
                 "{partitioned}select date, cohort, sum(revenue) as revenue, count(distinct user_id) as users\n\
-                 from {{{{ ref('{input}') }}}}\ngroup by date, cohort\n"
+                 from {{{{ ref('{input}') }}}}\n{group_by}\n"
             ),
         )?;
         let _ = match flavor {
             Flavor::Dp => write!(
                 schema,
                 "  - name: {name}\n    data_tests:\n      - unique_combination_of_columns: {{arguments: {{combination_of_columns: [date, cohort]}}}}\n"
+            ),
+            Flavor::Dbt if utils => write!(
+                schema,
+                "  - name: {name}\n    data_tests:\n      - dbt_utils.unique_combination_of_columns: {{arguments: {{combination_of_columns: [date, cohort]}}}}\n"
             ),
             // dbt's built-in tests only: no package is installed.
             Flavor::Dbt => write!(
@@ -218,7 +252,7 @@ mod tests {
         let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../example_project/data/raw");
         let data = std::path::absolute(data).unwrap();
         for (flavor, nodes) in [(Flavor::Dp, 60), (Flavor::Dbt, 61)] {
-            generate(dir.path(), &data, 60, 3, flavor).unwrap();
+            generate(dir.path(), &data, 60, 3, flavor, None).unwrap();
             let prepared = dp_engine::prepare(&dp_engine::PrepareOptions {
                 project_dir: dir.path().to_path_buf(),
                 ..Default::default()
