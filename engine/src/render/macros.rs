@@ -57,6 +57,8 @@ pub(super) struct MacroIndex {
     dispatch: BTreeMap<String, Vec<String>>,
     /// Packages installed (the namespaces a dispatch may search besides the root's and dbt's).
     packages: Vec<String>,
+    /// Where the macros of packages and of `dbt` render (lenient with undefined names).
+    package_env: std::sync::OnceLock<Arc<minijinja::Environment<'static>>>,
 }
 
 impl MacroIndex {
@@ -96,13 +98,23 @@ impl MacroIndex {
         index
     }
 
+    /// Render the macros of packages and of `dbt` in `env`.
+    pub fn use_package_env(&self, env: minijinja::Environment<'static>) {
+        let _ = self.package_env.set(Arc::new(env));
+    }
+
     /// The macro `name` of `namespace`.
     pub fn find(&self, namespace: &str, name: &str) -> Option<MacroRef> {
         let template = self.namespaces.get(namespace)?.get(name)?;
+        let env = match namespace == self.root {
+            true => None,
+            false => self.package_env.get().cloned(),
+        };
         Some(MacroRef {
             namespace: namespace.to_string(),
             name: name.to_string(),
             template: template.clone(),
+            env,
         })
     }
 
@@ -168,6 +180,31 @@ pub(super) struct MacroRef {
     namespace: String,
     name: String,
     template: Arc<str>,
+    /// The environment of a package's (or dbt's) macro; the project's own render in the
+    /// caller's.
+    env: Option<Arc<minijinja::Environment<'static>>>,
+}
+
+impl MacroRef {
+    /// Call the macro in a state of its own of `env`, whose root context is `scope`.
+    fn call_in(
+        &self,
+        env: &minijinja::Environment<'_>,
+        scope: Value,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        env.get_template(&self.template)
+            .and_then(|template| template.render_captured(scope))
+            .and_then(|mut module| {
+                module.with_state_mut(|inner| match inner.lookup(&self.name) {
+                    Some(found) => found.call(inner, &with_extra_kwargs(&found, args)),
+                    None => Err(Error::new(
+                        ErrorKind::UnknownFunction,
+                        format!("macro `{}` is not defined", self.name),
+                    )),
+                })
+            })
+    }
 }
 
 impl Object for MacroRef {
@@ -194,19 +231,10 @@ impl Object for MacroRef {
                 ),
             ));
         }
-        let output = state
-            .env()
-            .get_template(&self.template)
-            .and_then(|template| template.render_captured(scope))
-            .and_then(|mut module| {
-                module.with_state_mut(|inner| match inner.lookup(&self.name) {
-                    Some(found) => found.call(inner, &with_extra_kwargs(&found, args)),
-                    None => Err(Error::new(
-                        ErrorKind::UnknownFunction,
-                        format!("macro `{}` is not defined", self.name),
-                    )),
-                })
-            });
+        let output = match &self.env {
+            Some(env) => self.call_in(env, scope, args),
+            None => self.call_in(state.env(), scope, args),
+        };
         render.depth.fetch_sub(1, Ordering::Relaxed);
         output
     }

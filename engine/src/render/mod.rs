@@ -354,15 +354,6 @@ impl Renderer {
     /// A renderer of `project`'s models, singular tests and macros (its own, its packages' and
     /// dbt's); a macro file that does not parse is a problem here, at its line.
     pub fn new(project: &Project, _context: &RenderContext) -> Result<Self, RenderError> {
-        let mut env = Environment::new();
-        env.set_debug(true);
-        // As Jinja2 (and dbt): an undefined variable prints as nothing; reading an attribute of
-        // one, or calling it, is an error.
-        env.set_undefined_behavior(UndefinedBehavior::Lenient);
-        env.set_fuel(Some(FUEL));
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        functions::register(&mut env);
-        dbt_context::register(&mut env);
         let macro_files: Vec<SourceFile> = all_macro_files(project);
         let mut templates: BTreeMap<String, macros::Prepared> = BTreeMap::new();
         for file in &macro_files {
@@ -390,8 +381,12 @@ impl Renderer {
             templates.insert(name, macros::prepare(text));
         }
         let templates = Arc::new(templates);
-        let loader = templates.clone();
-        env.set_loader(move |name| Ok(loader.get(name).map(|t| t.text.clone())));
+        // The project's own templates are strict: an undefined name is an error at its place.
+        // Packages' and dbt's macros render as Jinja2 (and dbt) does: an undefined variable
+        // prints as nothing (dbt_utils relies on it); reading an attribute of one, or calling
+        // it, is an error.
+        let env = environment(&templates, UndefinedBehavior::Strict);
+        index.use_package_env(environment(&templates, UndefinedBehavior::Lenient));
         // Every macro file parses, or each that does not is a problem at its line.
         let problems: Vec<RenderError> = macro_files
             .iter()
@@ -897,6 +892,24 @@ fn merge_config(
             help: Some(invalid.help),
         }
     })
+}
+
+/// The environment templates render in: dp's functions, dbt's context, `templates` (by name),
+/// with `undefined` for names nothing defines.
+fn environment(
+    templates: &Arc<BTreeMap<String, macros::Prepared>>,
+    undefined: UndefinedBehavior,
+) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_debug(true);
+    env.set_undefined_behavior(undefined);
+    env.set_fuel(Some(FUEL));
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    functions::register(&mut env);
+    dbt_context::register(&mut env);
+    let loader = templates.clone();
+    env.set_loader(move |name| Ok(loader.get(name).map(|t| t.text.clone())));
+    env
 }
 
 /// Every macro file a render may call: dbt's (dp's own), the packages', the project's.
