@@ -60,8 +60,8 @@ fn package_macros_dispatch_vars_and_overrides_render_as_dbt_resolves_them() {
     let out = project.dp_ok(&["build"]);
     let rows = project.query(
         "order_facts",
-        "select id, amount, currency, label, cast(due_at as date), days_in, code, unparsed, greeting \
-         from t order by id",
+        "select id, amount, currency, label, cast(due_at as date), days_in, code, unparsed, greeting, \
+         id_doubled from t order by id",
     );
     assert_eq!(
         rows,
@@ -75,7 +75,8 @@ fn package_macros_dispatch_vars_and_overrides_render_as_dbt_resolves_them() {
                 "0",
                 "#1",
                 "",
-                "hello from shop"
+                "hello from shop",
+                "2"
             ],
             [
                 "2",
@@ -86,7 +87,8 @@ fn package_macros_dispatch_vars_and_overrides_render_as_dbt_resolves_them() {
                 "14",
                 "#2",
                 "",
-                "hello from shop"
+                "hello from shop",
+                "4"
             ],
             [
                 "3",
@@ -97,7 +99,8 @@ fn package_macros_dispatch_vars_and_overrides_render_as_dbt_resolves_them() {
                 "33",
                 "#3",
                 "",
-                "hello from shop"
+                "hello from shop",
+                "6"
             ],
         ],
         "{out}"
@@ -307,4 +310,24 @@ fn a_package_models_and_seeds_build_into_the_same_warehouse_with_their_tests() {
         "select id, round(amount_usd, 4) from t order by id",
     );
     assert_eq!(usd, [["1", "13.8889"], ["2", "3.3333"], ["3", "44.4444"]]);
+}
+
+#[test]
+fn a_package_whose_name_is_no_folder_name_is_refused_and_deletes_nothing() {
+    let project = TestProject::fixture("dbt_packages");
+    project.write("packages/evil/dbt_project.yml", "name: ../models\n");
+    project.write("packages.yml", "packages:\n  - local: packages/evil\n");
+    let output = project.dp(&["deps"]);
+    let text = both(&output);
+    assert!(!output.status.success(), "{text}");
+    assert!(text.contains("cannot name a package"), "{text}");
+    assert!(project.root.join("models/order_facts.sql").is_file());
+    project.write(
+        "packages.yml",
+        "packages:\n  - git: \"--upload-pack=touch pwned\"\n",
+    );
+    let output = project.dp(&["deps"]);
+    assert!(!output.status.success());
+    assert!(both(&output).contains("cannot start"), "{}", both(&output));
+    assert!(!project.root.join("pwned").exists());
 }

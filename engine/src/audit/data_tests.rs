@@ -26,14 +26,14 @@ pub fn test_query(
     let DataTestKind::Macro { .. } = &test.kind else {
         return Ok((failing_rows_sql(test, tested, parent), test.config.clone()));
     };
-    // `where:` narrows the rows, as dbt's `get_where_subquery` does.
-    let tested = match &test.config.filter {
+    // `where:` narrows the rows of `model`, as dbt's `get_where_subquery` does.
+    let model = match &test.config.filter {
         Some(filter) => format!("(select * from {tested} where {filter}\n) as dbt_subquery"),
         None => tested.to_string(),
     };
     let (sql, called) = macros
         .renderer
-        .render_generic_test(test, &tested, &macros.context)
+        .render_generic_test(test, &model, tested, &macros.context)
         .map_err(|error| format!("{:?}", miette::Report::new(error)))?;
     let mut config = test.config.clone();
     if config.fail_calc.is_none() {

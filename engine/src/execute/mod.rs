@@ -852,9 +852,15 @@ fn model_sql_hash(context: &BuildContext, model: &ModelPlan) -> String {
     let mut hasher = sha2::Sha256::new();
     hasher.update(model.sql.as_bytes());
     if model.config.has_incremental_branch() || model.runs_queries {
-        for text in std::iter::once(model.file.text())
-            .chain(context.project.macros.iter().map(|m| m.text()))
-        {
+        let packages = context.project.packages.iter().flat_map(|p| &p.macros);
+        for text in std::iter::once(model.file.text()).chain(
+            context
+                .project
+                .macros
+                .iter()
+                .chain(packages)
+                .map(|m| m.text()),
+        ) {
             hasher.update([0]);
             hasher.update(text.as_bytes());
         }

@@ -106,6 +106,17 @@ fn install_all(
                 let within = subdirectory
                     .as_deref()
                     .map_or(place.clone(), |s| place.join(s));
+                let plain = subdirectory.as_deref().is_none_or(|sub| {
+                    Path::new(sub)
+                        .components()
+                        .all(|c| matches!(c, std::path::Component::Normal(_)))
+                });
+                if !plain {
+                    return Err(fail(
+                        "`subdirectory:` must be a folder inside the repository".into(),
+                        None,
+                    ));
+                }
                 (within, Some(commit))
             }
             PackageSpec::Hub { package, versions } => {
@@ -120,6 +131,18 @@ fn install_all(
             }
         };
         let name = package_name(&package_root).map_err(|message| fail(message, None))?;
+        // The name is a folder under the packages folder: a dbt project name, nothing else.
+        let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(fail(
+                format!("`{name}` cannot name a package (letters, digits, `_`)"),
+                None,
+            ));
+        }
+        if fetched.iter().any(|(_, other, _, _)| *other == name) {
+            return Err(fail(format!("a second package named `{name}`"), None));
+        }
         fetched.push((package_root, name, spec, pinned));
     }
     // Every package fetched: only now is the packages folder changed.
@@ -186,10 +209,17 @@ fn clone(url: &str, revision: Option<&str>, place: &Path) -> Result<String, Stri
             )),
         }
     };
+    // Neither may be read as one of git's options.
+    if url.starts_with('-') || revision.is_some_and(|r| r.starts_with('-')) {
+        return Err("a git URL or revision cannot start with `-`".into());
+    }
     let place_text = place.display().to_string();
-    git(&["clone", "--quiet", url, &place_text], None)?;
+    git(&["clone", "--quiet", "--", url, &place_text], None)?;
     if let Some(revision) = revision {
-        git(&["checkout", "--quiet", revision], Some(place))?;
+        git(
+            &["checkout", "--quiet", "--end-of-options", revision],
+            Some(place),
+        )?;
     }
     let commit = git(&["rev-parse", "HEAD"], Some(place))?;
     let _ = std::fs::remove_dir_all(place.join(".git"));

@@ -298,8 +298,12 @@ impl Object for DateTime {
     ) -> Result<Value, Error> {
         match method {
             "strftime" => {
+                use std::fmt::Write as _;
                 let format = args.first().map(|f| f.to_string()).unwrap_or_default();
-                Ok(Value::from(self.0.format(&format).to_string()))
+                let mut out = String::new();
+                write!(out, "{}", self.0.format(&format))
+                    .map_err(|_| invalid(format!("strftime: invalid format `{format}`")))?;
+                Ok(Value::from(out))
             }
             "isoformat" => Ok(Value::from(
                 self.0.naive_utc().to_string().replace(' ', "T"),
@@ -374,13 +378,16 @@ impl Object for Regex {
             _ => 2,
         };
         let flags = args.get(flags_at).and_then(|f| f.as_i64()).unwrap_or(0);
-        let compiled = regex::RegexBuilder::new(&text(0))
-            .case_insensitive(flags & 2 != 0)
-            .multi_line(flags & 8 != 0)
-            .dot_matches_new_line(flags & 16 != 0)
-            .ignore_whitespace(flags & 64 != 0)
-            .build()
-            .map_err(invalid)?;
+        let compile = |pattern: &str| {
+            regex::RegexBuilder::new(pattern)
+                .case_insensitive(flags & 2 != 0)
+                .multi_line(flags & 8 != 0)
+                .dot_matches_new_line(flags & 16 != 0)
+                .ignore_whitespace(flags & 64 != 0)
+                .build()
+                .map_err(invalid)
+        };
+        let compiled = compile(&text(0))?;
         let subject = text(1);
         let groups = |captures: regex::Captures<'_>| -> Value {
             let all: Vec<Value> = captures
@@ -395,12 +402,8 @@ impl Object for Regex {
                 .captures(&subject)
                 .filter(|c| c.get(0).is_some_and(|m| m.start() == 0))
                 .map_or(Value::from(()), groups),
-            "fullmatch" => compiled
+            "fullmatch" => compile(&format!("^(?:{})$", text(0)))?
                 .captures(&subject)
-                .filter(|c| {
-                    c.get(0)
-                        .is_some_and(|m| m.start() == 0 && m.end() == subject.len())
-                })
                 .map_or(Value::from(()), groups),
             "search" => compiled.captures(&subject).map_or(Value::from(()), groups),
             "findall" => Value::from(
@@ -413,8 +416,7 @@ impl Object for Regex {
                     .collect::<Vec<_>>(),
             ),
             "sub" => {
-                let replacement = text(1).replace("\\g<", "${").replace('>', "}");
-                let replacement = python_groups(&replacement);
+                let replacement = python_groups(&text(1));
                 Value::from(
                     compiled
                         .replace_all(&text(2), replacement.as_str())
@@ -432,18 +434,35 @@ impl Object for Regex {
     }
 }
 
-/// Python's `\1` group references as the `regex` crate's `${1}`.
+/// A Python replacement string (`\1`, `\g<1>`, `\g<name>`) as the `regex` crate's (`${1}`,
+/// `${name}`; a literal `$` as `$$`).
 fn python_groups(replacement: &str) -> String {
     let mut out = String::with_capacity(replacement.len());
-    let mut chars = replacement.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, chars.peek()) {
-            ('\\', Some(d)) if d.is_ascii_digit() => {
-                out.push_str(&format!("${{{d}}}"));
-                chars.next();
+    let mut rest = replacement;
+    while let Some(c) = rest.chars().next() {
+        let group = rest
+            .strip_prefix("\\g<")
+            .and_then(|after| after.split_once('>'))
+            .or_else(|| {
+                let after = rest.strip_prefix('\\')?;
+                after
+                    .chars()
+                    .next()
+                    .filter(char::is_ascii_digit)
+                    .map(|_| after.split_at(1))
+            });
+        match group {
+            Some((name, after)) => {
+                out.push_str(&format!("${{{name}}}"));
+                rest = after;
             }
-            ('$', _) => out.push_str("$$"),
-            _ => out.push(c),
+            None => {
+                match c {
+                    '$' => out.push_str("$$"),
+                    _ => out.push(c),
+                }
+                rest = &rest[c.len_utf8()..];
+            }
         }
     }
     out
@@ -535,4 +554,16 @@ fn combinations(items: &[Value], size: usize) -> Vec<Vec<Value>> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_replacements_read_as_the_regex_crate_reads_them() {
+        assert_eq!(python_groups(r"_\1"), "_${1}");
+        assert_eq!(python_groups(r"<\g<1>>"), "<${1}>");
+        assert_eq!(python_groups(r"\g<name> a>b $5"), "${name} a>b $$5");
+    }
 }

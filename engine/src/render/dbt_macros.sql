@@ -53,7 +53,7 @@
 ((cast(date_part('year', {{ b }}) as bigint) - cast(date_part('year', {{ a }}) as bigint)) * 12 + cast(date_part('month', {{ b }}) as bigint) - cast(date_part('month', {{ a }}) as bigint))
 {%- else -%}
 {%- set seconds = {'week': 604800, 'day': 86400, 'hour': 3600, 'minute': 60, 'second': 1, 'millisecond': 0.001, 'microsecond': 0.000001}[part] -%}
-cast(floor((date_part('epoch', date_trunc('{{ part }}', {{ b }})) - date_part('epoch', date_trunc('{{ part }}', {{ a }}))) / {{ seconds }}) as bigint)
+cast(round((date_part('epoch', date_trunc('{{ part }}', {{ b }})) - date_part('epoch', date_trunc('{{ part }}', {{ a }}))) / {{ seconds }}) as bigint)
 {%- endif -%}
 {%- endmacro %}
 
@@ -70,7 +70,7 @@ cast({{ dbt.dateadd('day', '-1', dbt.dateadd(datepart, '1', dbt.date_trunc(datep
 
 {#- Strings -#}
 {% macro concat(fields) %}{{ return(adapter.dispatch('concat', 'dbt')(fields)) }}{% endmacro %}
-{% macro default__concat(fields) %}{{ fields | join(' || ') }}{% endmacro %}
+{% macro default__concat(fields) %}concat({{ fields | join(', ') }}){% endmacro %}
 {% macro hash(field) %}{{ return(adapter.dispatch('hash', 'dbt')(field)) }}{% endmacro %}
 {% macro default__hash(field) %}md5(cast({{ field }} as varchar)){% endmacro %}
 {% macro length(expression) %}{{ return(adapter.dispatch('length', 'dbt')(expression)) }}{% endmacro %}
@@ -108,7 +108,7 @@ string_agg({{ measure }}, {{ delimiter_text }}{% if order_by_clause %} {{ order_
 {% macro intersect() %}{{ return(adapter.dispatch('intersect', 'dbt')()) }}{% endmacro %}
 {% macro default__intersect() %}intersect{% endmacro %}
 {% macro equals(expr1, expr2) %}{{ return(adapter.dispatch('equals', 'dbt')(expr1, expr2)) }}{% endmacro %}
-{% macro default__equals(expr1, expr2) %}(({{ expr1 }} = {{ expr2 }}) or ({{ expr1 }} is null and {{ expr2 }} is null)){% endmacro %}
+{% macro default__equals(expr1, expr2) %}(case when (({{ expr1 }} = {{ expr2 }}) or ({{ expr1 }} is null and {{ expr2 }} is null)) then 0 else 1 end = 0){% endmacro %}
 
 {#- Arrays -#}
 {% macro array_construct(inputs=[], data_type=api.Column.translate_type('integer')) %}{{ return(adapter.dispatch('array_construct', 'dbt')(inputs, data_type)) }}{% endmacro %}

@@ -253,7 +253,8 @@ pub(super) struct Returning(pub Value);
 
 impl Object for Returning {
     fn call(self: &Arc<Self>, state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, Error> {
-        let error = match self.0.call(state, args) {
+        let args = super::macros::with_extra_kwargs(&self.0, args);
+        let error = match self.0.call(state, &args) {
             Ok(output) => return Ok(output),
             Err(error) => error,
         };

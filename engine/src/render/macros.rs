@@ -26,19 +26,6 @@ const PREFIXES: [&str; 4] = ["dp", "datafusion", "postgres", "default"];
 /// How deep macro calls may nest before a render stops (a macro calling itself forever).
 const MAX_DEPTH: usize = 200;
 
-/// A macro file as rendered: [`prepare`]d, and ending by wrapping each of its macros in a
-/// [`super::functions::Returning`], so that a call (from its file or another) gives what the
-/// macro's `return()` was given.
-pub(super) fn prepare_macro_file(text: &str, declared: impl Fn(&str) -> Vec<String>) -> Prepared {
-    let mut prepared = prepare(text);
-    let wrap: String = declared(&prepared.text)
-        .iter()
-        .map(|name| format!("{{% set {name} = {RETURNING}({name}) %}}"))
-        .collect();
-    prepared.text.push_str(&wrap);
-    prepared
-}
-
 /// dp's implementations of dbt's macros: the `dbt` namespace.
 pub(super) fn dbt_macro_files() -> Vec<SourceFile> {
     vec![SourceFile::new(
@@ -197,7 +184,7 @@ impl MacroRef {
             .and_then(|template| template.render_captured(scope))
             .and_then(|mut module| {
                 module.with_state_mut(|inner| match inner.lookup(&self.name) {
-                    Some(found) => found.call(inner, &with_extra_kwargs(&found, args)),
+                    Some(found) => found.call(inner, args),
                     None => Err(Error::new(
                         ErrorKind::UnknownFunction,
                         format!("macro `{}` is not defined", self.name),
@@ -244,9 +231,9 @@ impl Object for MacroRef {
     }
 }
 
-/// `args` for a call of `found`: when the macro takes `kwargs` (its body reads them, as a
+/// `args` for a call of macro `found`: when it takes `kwargs` (its body reads them, as a
 /// Jinja2 macro may), the keyword arguments it does not name go there.
-fn with_extra_kwargs(found: &Value, args: &[Value]) -> Vec<Value> {
+pub(super) fn with_extra_kwargs(found: &Value, args: &[Value]) -> Vec<Value> {
     let Some((last, positional)) = args.split_last() else {
         return args.to_vec();
     };
@@ -388,7 +375,8 @@ impl Prepared {
 }
 
 /// dbt's template syntax as minijinja reads it: `{% test name(...) %}` blocks become macros
-/// named `test_name`, list and mapping literals given to `{% set %}` become mutable (dbt's
+/// named `test_name`, each macro is wrapped in a [`super::functions::Returning`] where it ends
+/// (so that a call, from its file or another, gives what the macro's `return()` was given), list and mapping literals given to `{% set %}` become mutable (dbt's
 /// `{% do cols.append(c) %}`), and `{% materialization %}` blocks (dbt's own adapters') are
 /// dropped, their lines kept.
 pub fn prepare(text: &str) -> Prepared {
@@ -397,11 +385,20 @@ pub fn prepare(text: &str) -> Prepared {
         shifts: Vec::new(),
     };
     let mut rest = 0;
+    // The macros open at this point, innermost last: each is wrapped when it ends.
+    let mut open: Vec<String> = Vec::new();
+    let name_in = |after: &str| -> String {
+        after
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
     for (at, _) in text.match_indices("{%") {
         if at < rest {
             continue;
         }
-        let Some(end) = text[at..].find("%}").map(|n| at + n + 2) else {
+        let Some(end) = text[at + 2..].find("%}").map(|n| at + 2 + n + 2) else {
             break;
         };
         let tag = &text[at..end];
@@ -414,13 +411,28 @@ pub fn prepare(text: &str) -> Prepared {
                 let tail = tail.trim_start();
                 let header = format!("{head}macro test_{tail}");
                 let header = with_kwargs_parameter(text, &header, end).unwrap_or(header);
+                open.push(format!("test_{}", name_in(after)));
                 (header, end)
             }
-            "endtest" => (tag.replacen("endtest", "endmacro", 1), end),
-            "macro" => match with_kwargs_parameter(text, tag, end) {
-                Some(replacement) => (replacement, end),
-                None => continue,
-            },
+            "macro" => {
+                open.push(name_in(after));
+                match with_kwargs_parameter(text, tag, end) {
+                    Some(replacement) => (replacement, end),
+                    None => continue,
+                }
+            }
+            // A macro, once defined, is wrapped so that its call gives what `return()` got.
+            "endmacro" | "endtest" => {
+                let close = tag.replacen("endtest", "endmacro", 1);
+                match open.pop().filter(|name| !name.is_empty()) {
+                    Some(name) => (
+                        format!("{close}{{% set {name} = {RETURNING}({name}) %}}"),
+                        end,
+                    ),
+                    None if keyword == "endtest" => (close, end),
+                    None => continue,
+                }
+            }
             "materialization" => {
                 let close = text[end..]
                     .find("endmaterialization")
@@ -494,7 +506,11 @@ fn with_kwargs_parameter(text: &str, tag: &str, end: usize) -> Option<String> {
             && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
     });
     let close = tag.rfind(')')?;
-    let parameters = &tag[tag.find('(')? + 1..close];
+    let open = tag.find('(')?;
+    if close < open {
+        return None;
+    }
+    let parameters = &tag[open + 1..close];
     if !reads_kwargs || parameters.contains("kwargs") {
         return None;
     }
@@ -754,4 +770,50 @@ pub(super) fn mutable_map(value: Value) -> Result<Value, Error> {
     Ok(Value::from_object(MutableMap(std::sync::Mutex::new(
         entries,
     ))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dbt_syntax_is_rewritten_with_offsets_mapped_back() {
+        let text = "{% test positive(model, column_name) %}select 1{% endtest %}\n{% set xs = [] %}{{ bad }}";
+        let prepared = prepare(text);
+        assert!(
+            prepared
+                .text
+                .contains("{% macro test_positive(model, column_name) %}")
+        );
+        assert!(
+            prepared
+                .text
+                .contains("{% set test_positive = __dp_returning(test_positive) %}")
+        );
+        assert!(prepared.text.contains("__dp_list([])"));
+        let bad = prepared.text.find("{{ bad }}").unwrap();
+        assert_eq!(prepared.to_file(bad), text.find("{{ bad }}").unwrap());
+    }
+
+    #[test]
+    fn a_macro_reading_kwargs_takes_them() {
+        let text = "{% macro m(a) %}{{ kwargs.get('b') }}{% endmacro %}";
+        assert!(
+            prepare(text)
+                .text
+                .starts_with("{% macro m(a, kwargs={}) %}")
+        );
+    }
+
+    #[test]
+    fn malformed_tags_never_panic() {
+        for text in [
+            "{%}",
+            "{% macro f) ( %}{{ kwargs }}{% endmacro %}",
+            "{%",
+            "{% set x = [ %}",
+        ] {
+            let _ = prepare(text);
+        }
+    }
 }

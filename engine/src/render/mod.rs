@@ -359,7 +359,7 @@ impl Renderer {
         for file in &macro_files {
             templates.insert(
                 file.path().display().to_string(),
-                macros::prepare_macro_file(file.text(), crate::project::declared_macros),
+                macros::prepare(file.text()),
             );
         }
         let index = Arc::new(macros::MacroIndex::new(project, |file| {
@@ -512,14 +512,16 @@ impl Renderer {
             })
     }
 
-    /// Render a generic test macro's query of failing rows (`{% test name(model, ...) %}`)
-    /// over `tested`, SQL that reads the rows under test: its `model` is that relation, its
+    /// Render a generic test macro's query of failing rows (`{% test name(model, ...) %}`):
+    /// its `model` is `model` (SQL reading the rows under test, narrowed by `where:`), its
     /// `column_name` the test's column, its other arguments the test's YAML arguments (a
-    /// `ref(...)` or `source(...)` given as text is that relation, as in dbt). Returns the SQL
-    /// and what the macro gave `config()` (its `fail_calc`...).
+    /// `ref(...)` or `source(...)` given as text is that relation, as in dbt); `ref()` of the
+    /// tested model reads `tested`, all its rows under test. Returns the SQL and what the macro
+    /// gave `config()` (its `fail_calc`...).
     pub fn render_generic_test(
         &self,
         test: &crate::project::DataTest,
+        model: &str,
         tested: &str,
         context: &RenderContext,
     ) -> Result<(String, crate::project::ModelConfigProperties), RenderError> {
@@ -549,7 +551,7 @@ impl Renderer {
         }
         let mut args: Vec<(String, Value)> = vec![(
             "model".into(),
-            Value::from_object(adapter::Relation::tested(&test.subject.to_string(), tested)),
+            Value::from_object(adapter::Relation::tested(&test.subject.to_string(), model)),
         )];
         if let Some(column) = &test.column {
             args.push(("column_name".into(), Value::from(column.clone())));
