@@ -134,23 +134,25 @@ impl<'a> Loader<'a> {
     /// seed: a folder may hold placeholders), and the snapshot blocks of the snapshot folders.
     fn walk(&mut self) -> Result<(), LoadError> {
         let (root, paths) = (self.root, &self.paths);
-        let named_by_file = |file: &SourceFile| {
-            file.path()
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-        };
         let mut nodes = Vec::new();
-        for file in read_trees(root, &paths.models, "sql")? {
-            let folder_config = self.trees.models.for_model(below(&file, &paths.models));
-            if let Some(name) = named_by_file(&file) {
-                nodes.push(node(name, file, folder_config, false, None));
-            }
-        }
-        for file in read_trees(root, &paths.seeds, "csv")? {
-            let folder_config = self.trees.seeds.for_model(below(&file, &paths.seeds));
-            if let Some(name) = named_by_file(&file).filter(|_| !file.text().trim().is_empty()) {
-                nodes.push(node(name, file, folder_config, true, None));
-            }
+        // The project's models and seeds, then each package's, with its own folder config.
+        let trees = std::iter::once((
+            &paths.models,
+            &self.trees.models,
+            &paths.seeds,
+            &self.trees.seeds,
+        ))
+        .chain(self.packages.iter().map(|p| {
+            (
+                &p.model_folders,
+                &p.model_tree,
+                &p.seed_folders,
+                &p.seed_tree,
+            )
+        }));
+        for (model_folders, model_tree, seed_folders, seed_tree) in trees {
+            nodes.extend(files_as_nodes(root, model_folders, model_tree, false)?);
+            nodes.extend(files_as_nodes(root, seed_folders, seed_tree, true)?);
         }
         for file in read_trees(root, &paths.snapshots, "sql")? {
             let folder_config = self
@@ -168,26 +170,6 @@ impl<'a> Loader<'a> {
                     )
                 })),
                 Err(problem) => self.problems.push(problem),
-            }
-        }
-        // A package's models and seeds, with its own folder config.
-        for package in &self.packages {
-            for file in read_trees(root, &package.model_folders, "sql")? {
-                let config = package
-                    .model_tree
-                    .for_model(below(&file, &package.model_folders));
-                if let Some(name) = named_by_file(&file) {
-                    nodes.push(node(name, file, config, false, None));
-                }
-            }
-            for file in read_trees(root, &package.seed_folders, "csv")? {
-                let config = package
-                    .seed_tree
-                    .for_model(below(&file, &package.seed_folders));
-                if let Some(name) = named_by_file(&file).filter(|_| !file.text().trim().is_empty())
-                {
-                    nodes.push(node(name, file, config, true, None));
-                }
             }
         }
         for node in nodes {
@@ -515,6 +497,26 @@ impl<'a> Loader<'a> {
 }
 
 /// A node of the project, before its properties are read.
+/// The models (`.sql` files) or seeds (`.csv` files; an empty one is no seed: a folder may
+/// hold placeholders) under `folders`, each named by its file and configured by `tree`.
+fn files_as_nodes(
+    root: &Path,
+    folders: &[String],
+    tree: &FolderConfig,
+    seeds: bool,
+) -> Result<Vec<ModelFile>, LoadError> {
+    let extension = if seeds { "csv" } else { "sql" };
+    Ok(read_trees(root, folders, extension)?
+        .into_iter()
+        .filter(|file| !seeds || !file.text().trim().is_empty())
+        .filter_map(|file| {
+            let name = file.path().file_stem()?.to_string_lossy().into_owned();
+            let config = tree.for_model(below(&file, folders));
+            Some(node(name, file, config, seeds, None))
+        })
+        .collect())
+}
+
 fn node(
     name: String,
     file: SourceFile,

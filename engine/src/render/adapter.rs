@@ -9,7 +9,7 @@ use super::macros::mapping;
 use minijinja::value::{Kwargs, Object, ObjectRepr};
 use minijinja::{Error, ErrorKind, State, Value};
 
-use super::functions::{QueryTable, render_state};
+use super::functions::{QueryTable, render_state, run_sql};
 use super::macros::MacroIndex;
 use crate::source::quote_identifier as quote;
 
@@ -247,13 +247,10 @@ impl Object for Adapter {
 /// The columns of `relation` (SQL that reads it) as dbt's Column objects: at execution time,
 /// from a query over it; while dp plans, none (the model renders again when it runs).
 fn columns_of(state: &State, relation: &str) -> Result<Value, Error> {
-    let render = render_state(state)?;
-    render.record(|r| r.ran_query = true);
-    let Some(runner) = &render.queries else {
-        return Ok(Value::from(Vec::<Value>::new()));
-    };
-    let result = (runner.0)(&format!("select * from {relation} limit 0"))
-        .map_err(|message| Error::new(ErrorKind::InvalidOperation, message))?;
+    let result = run_sql(
+        &*render_state(state)?,
+        &format!("select * from {relation} limit 0"),
+    )?;
     Ok(Value::from(
         result
             .columns

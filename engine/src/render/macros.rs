@@ -70,14 +70,9 @@ impl MacroIndex {
         }
         add(&project.config.name, &project.macros);
         index.packages = project.packages.iter().map(|p| p.name.clone()).collect();
-        for package in &project.packages {
-            for entry in &package.dispatch {
-                index
-                    .dispatch
-                    .insert(entry.macro_namespace.clone(), entry.search_order.clone());
-            }
-        }
-        for entry in &project.config.dispatch {
+        // The project's own settings last: they win.
+        let settings = project.packages.iter().flat_map(|p| &p.dispatch);
+        for entry in settings.chain(&project.config.dispatch) {
             index
                 .dispatch
                 .insert(entry.macro_namespace.clone(), entry.search_order.clone());
@@ -440,17 +435,16 @@ pub fn prepare(text: &str) -> Prepared {
                     .unwrap_or(text.len());
                 ("\n".repeat(text[at..close].matches('\n').count()), close)
             }
-            "set" => match mutable_literal(tag, after) {
-                Some(replacement) => (replacement, end),
-                None => match empty_literals(tag) {
+            _ => {
+                let literal = match keyword {
+                    "set" => mutable_literal(tag, after),
+                    _ => None,
+                };
+                match literal.or_else(|| empty_literals(tag)) {
                     Some(replacement) => (replacement, end),
                     None => continue,
-                },
-            },
-            _ => match empty_literals(tag) {
-                Some(replacement) => (replacement, end),
-                None => continue,
-            },
+                }
+            }
         };
         prepared.text.push_str(&text[rest..at]);
         prepared.text.push_str(&replacement);

@@ -346,6 +346,11 @@ pub struct Renderer {
     project_vars: BTreeMap<String, serde_yaml::Value>,
     /// Every template as rendered (dbt's syntax made minijinja's), by template name.
     templates: Arc<BTreeMap<String, macros::Prepared>>,
+    /// The macro files of dbt, the packages and the project (where a macro's error is).
+    macro_files: Vec<SourceFile>,
+    /// What every render's context holds whatever it renders: `adapter`, `api`, dbt's
+    /// `modules`, `exceptions`, `flags`...
+    fixed: BTreeMap<&'static str, Value>,
     /// Templates rendered so far (a debug counter: tests check what a command renders).
     renders: AtomicUsize,
 }
@@ -426,12 +431,22 @@ impl Renderer {
             }
         }
         project_vars.extend(project.config.vars.clone());
+        let mut fixed: BTreeMap<&'static str, Value> = dbt_context::values().into_iter().collect();
+        fixed.insert(
+            "adapter",
+            Value::from_object(adapter::Adapter {
+                index: index.clone(),
+            }),
+        );
+        fixed.insert("api", Value::from_object(adapter::Api));
         Ok(Self {
             env,
             known,
             index,
             project_vars,
             templates,
+            macro_files,
+            fixed,
             renders: AtomicUsize::new(0),
         })
     }
@@ -455,7 +470,7 @@ impl Renderer {
             depth: Default::default(),
             tested: Default::default(),
         });
-        let mut values = BTreeMap::new();
+        let mut values: BTreeMap<&'static str, Value> = BTreeMap::new();
         values.insert(functions::STATE, Value::from_dyn_object(state.clone()));
         values.insert(
             "target",
@@ -471,14 +486,7 @@ impl Renderer {
             "execute",
             Value::from_object(functions::Execute(state.clone())),
         );
-        values.insert(
-            "adapter",
-            Value::from_object(adapter::Adapter {
-                index: self.index.clone(),
-            }),
-        );
-        values.insert("api", Value::from_object(adapter::Api));
-        values.extend(dbt_context::values());
+        values.extend(self.fixed.iter().map(|(k, v)| (*k, v.clone())));
         let scope = macros::Scope {
             index: self.index.clone(),
             values,
@@ -960,9 +968,10 @@ impl Renderer {
         let file = if name == template_name(model) {
             model.file.clone()
         } else {
-            all_macro_files(project)
-                .into_iter()
+            self.macro_files
+                .iter()
                 .find(|m| m.path().display().to_string() == name)
+                .cloned()
                 .unwrap_or_else(|| model.file.clone())
         };
         let prepared = self.templates.get(name).cloned().unwrap_or_default();
