@@ -87,9 +87,49 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Create a new project, ready to build, in a new folder.
     Init(InitArgs),
+    /// Show the first rows of a model's query (`--select`) or of an inline query (`--inline`,
+    /// which may call ref(), source() and macros), read from the published tables; nothing is
+    /// written.
+    Show(ShowArgs),
+    /// Call a macro with keyword arguments (`--args '{key: value}'`), its queries answered from
+    /// the published tables; what it logs with log(..., info=True) or print() is shown.
+    RunOperation(RunOperationArgs),
     /// Install the packages of packages.yml (or dependencies.yml) into dbt_packages/ (the
     /// project's packages-install-path), pinned in package-lock.yml.
     Deps,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("query").required(true))]
+pub struct ShowArgs {
+    /// The model whose query to run.
+    #[arg(short, long, group = "query")]
+    pub select: Option<String>,
+    /// A query to run instead, such as "select * from {{ ref('orders') }}".
+    #[arg(long, group = "query")]
+    pub inline: Option<String>,
+    /// How many rows to show.
+    #[arg(long, default_value_t = 5)]
+    pub limit: usize,
+    /// Variables for var(): key=value (repeatable) or a YAML mapping such as '{date: 2024-01-15}'.
+    #[arg(long)]
+    pub vars: Vec<String>,
+    /// A table for people, or the rows as a JSON array of objects.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RunOperationArgs {
+    /// The macro: its name, or `package.name`.
+    #[arg(value_name = "MACRO")]
+    pub name: String,
+    /// The macro's keyword arguments, as a YAML mapping: '{table: orders, limit: 10}'.
+    #[arg(long, default_value = "")]
+    pub args: String,
+    /// Variables for var(): key=value (repeatable) or a YAML mapping such as '{date: 2024-01-15}'.
+    #[arg(long)]
+    pub vars: Vec<String>,
 }
 
 #[derive(Debug, Args)]

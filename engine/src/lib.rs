@@ -46,7 +46,10 @@ pub use compile::{ModelPlan, Plan};
 pub use docs::{
     Clause, Direction, Generated, How, LineageReport, LineageTree, NodeKind, RowFilter,
 };
-pub use ops::{InitError, Installed, LOCK_FILE, RollbackPlan, VacuumResult, backfill_values, init};
+pub use ops::{
+    InitError, Installed, LOCK_FILE, Operation, RollbackPlan, ShowQuery, VacuumResult,
+    backfill_values, init,
+};
 pub use session::engine::cluster_runtime;
 pub use session::{DpCodec, StoreWrapper, Stores};
 pub use storage::{Commit, RunRecord, VacuumOptions, VersionChange};
@@ -393,7 +396,7 @@ impl Prepared {
             compiled: &compiled,
             target: &self.target,
             stores: &self.stores,
-            vars: &self.context.options.vars,
+            renders: self.renders(),
         };
         Ok((docs::generate(&inputs).await?, failures))
     }
@@ -405,7 +408,8 @@ impl Prepared {
         target: &str,
         direction: Direction,
     ) -> Result<LineageReport, Error> {
-        let planned = docs::plan_lineage(&self.project, &self.graph, &self.stores).await;
+        let planned =
+            docs::plan_lineage(&self.project, &self.graph, &self.stores, self.renders()).await;
         Ok(docs::lineage_report(
             &planned,
             &self.graph,
@@ -433,6 +437,14 @@ impl Prepared {
     /// `target/run_results.json`.
     fn run_results_path(&self) -> PathBuf {
         self.project.target_dir().join("run_results.json")
+    }
+
+    /// What renders the project's models again, as docs and lineage do.
+    fn renders(&self) -> docs::Renders<'_> {
+        docs::Renders {
+            renderer: &self.renderer,
+            context: &self.context,
+        }
     }
 
     /// What a unit test (and the check of one) renders and plans its model with.

@@ -25,6 +25,24 @@ fn a_project_whose_packages_are_missing_says_to_run_deps_and_builds_nothing() {
     assert!(text.contains("run `dp deps`"), "{text}");
     assert!(text.contains("packages.yml:2"), "{text}");
     assert!(!project.root.join("warehouse").exists());
+
+    // As many packages installed as declared, but not the one the lock file pins: by name.
+    project.dp_ok(&["deps"]);
+    let installed = project.root.join("dbt_packages");
+    std::fs::remove_file(installed.join("helpers")).unwrap();
+    std::os::unix::fs::symlink(
+        project.root.join("packages/git_helpers"),
+        installed.join("git_helpers"),
+    )
+    .unwrap();
+    let output = project.dp(&["build"]);
+    let text = both(&output);
+    assert!(text.contains("dp::packages_missing"), "{text}");
+    assert!(
+        text.contains("package `packages/helpers` is declared"),
+        "{text}"
+    );
+    assert!(!project.root.join("warehouse").exists());
 }
 
 #[test]
@@ -45,8 +63,15 @@ fn deps_links_a_local_package_and_pins_it_in_the_lock_file() {
         lock,
         "packages:\n- local: packages/helpers\n  name: helpers\n"
     );
-    // Again: the same result, nothing left beside it.
+    // Again: the same result, a package no longer declared gone, nothing left beside it.
+    project.write("dbt_packages/stale/dbt_project.yml", "name: stale\n");
     project.dp_ok(&["deps"]);
+    let beside: Vec<String> = std::fs::read_dir(&project.root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("dp-deps"))
+        .collect();
+    assert!(beside.is_empty(), "{beside:?}");
     let entries: Vec<String> = std::fs::read_dir(project.root.join("dbt_packages"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -310,6 +335,13 @@ fn a_package_models_and_seeds_build_into_the_same_warehouse_with_their_tests() {
         "select id, round(amount_usd, 4) from t order by id",
     );
     assert_eq!(usd, [["1", "13.8889"], ["2", "3.3333"], ["3", "44.4444"]]);
+    // `models: {helpers: ...}` and `seeds: {helpers: ...}` of the project configure them.
+    let vendored = project.dp_ok(&["ls", "--select", "tag:vendored"]);
+    assert_eq!(
+        vendored.lines().collect::<Vec<_>>(),
+        ["rates", "currency_rates"],
+        "{vendored}"
+    );
 }
 
 #[test]
@@ -330,4 +362,109 @@ fn a_package_whose_name_is_no_folder_name_is_refused_and_deletes_nothing() {
     assert!(!output.status.success());
     assert!(both(&output).contains("cannot start"), "{}", both(&output));
     assert!(!project.root.join("pwned").exists());
+}
+
+#[test]
+fn show_previews_a_model_or_an_inline_query_from_the_published_tables_and_writes_nothing() {
+    let project = installed();
+    // Nothing built yet: the query cannot read what it needs, and says so.
+    let output = project.dp(&["show", "--select", "order_facts"]);
+    let text = both(&output);
+    assert!(!output.status.success(), "{text}");
+    assert!(text.contains("dp::show_query"), "{text}");
+    assert!(text.contains("`orders` has never"), "{text}");
+
+    project.dp_ok(&["build"]);
+    let warehouse = project.files("warehouse");
+    let shown = project.dp_ok(&["show", "--select", "orders_in_usd", "--format", "json"]);
+    let rows: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 3, "{shown}");
+    assert_eq!(rows[0]["id"], 1, "{shown}");
+    // An inline query calls ref() and a package's dispatched macro; --limit bounds the rows.
+    let inline = "select id, {{ helpers.status_label(\"'Paid'\") }} as label \
+                  from {{ ref('order_facts') }} order by id desc";
+    let shown = project.dp_ok(&["show", "--inline", inline, "--limit", "2"]);
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 6, "{shown}");
+    assert!(lines[3].contains("| 3  | PAID"), "{shown}");
+    assert!(lines[4].contains("| 2  | PAID"), "{shown}");
+    // The table and its log are as the build left them.
+    assert_eq!(project.files("warehouse"), warehouse);
+
+    let output = project.dp(&["show", "--inline", "select * from {{ ref('order_fact') }}"]);
+    let text = both(&output);
+    assert!(text.contains("dp::unknown_ref"), "{text}");
+    assert!(text.contains("<inline_query>:1:"), "{text}");
+}
+
+#[test]
+fn run_operation_calls_a_macro_with_its_args_against_the_published_tables() {
+    let project = installed();
+    project.dp_ok(&["build"]);
+    let warehouse = project.files("warehouse");
+    let out = project.dp_ok(&[
+        "run-operation",
+        "report_rows",
+        "--args",
+        "{model_name: order_facts, label: \"it's facts\"}",
+    ]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "it's facts: 3 rows, ids 6",
+            "model.shop.currency_rates table dbt_packages/helpers/models/currency_rates.sql",
+            "model.shop.order_columns table models/order_columns.sql",
+            "model.shop.order_facts table models/order_facts.sql",
+            "model.shop.orders_in_usd table models/orders_in_usd.sql",
+            "missing is none: True, found: order_facts",
+        ],
+        "{out}"
+    );
+    assert_eq!(project.files("warehouse"), warehouse);
+
+    // A package's macro by its namespace; an unknown one is named with what comes close.
+    project.dp_ok(&["run-operation", "helpers.hello"]);
+    let output = project.dp(&["run-operation", "shop.report_row"]);
+    let text = both(&output);
+    assert!(text.contains("dp::unknown_macro"), "{text}");
+    assert!(text.contains("did you mean `shop.report_rows`?"), "{text}");
+    let output = project.dp(&["run-operation", "report_rows", "--args", "[1]"]);
+    assert!(
+        both(&output).contains("dp::invalid_args"),
+        "{}",
+        both(&output)
+    );
+}
+
+#[test]
+fn an_introspective_model_checks_builds_and_is_documented_with_the_columns_it_reads() {
+    let project = installed();
+    project.dp_ok(&["check"]);
+    project.dp_ok(&["docs", "generate"]);
+    let lineage: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(project.root.join("target/lineage.json")).unwrap(),
+    )
+    .unwrap();
+    let columns: Vec<&String> = lineage["nodes"]["model.shop.order_columns"]["columns"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{lineage}"))
+        .keys()
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "id",
+            "amount",
+            "currency",
+            "label",
+            "due_at",
+            "days_in",
+            "code",
+            "id_doubled"
+        ],
+        "{lineage}"
+    );
+    project.dp_ok(&["build"]);
+    let rows = project.query("order_columns", "select id, label from t order by id");
+    assert_eq!(rows[0], ["1", "PLACED"]);
 }

@@ -12,6 +12,8 @@ mod lineage;
 mod ls;
 mod retry;
 mod rollback;
+mod run_operation;
+mod show;
 mod test;
 mod vacuum;
 
@@ -49,6 +51,8 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::History(args) => history::run(&cli.global, args),
         Command::Rollback(args) => rollback::run(&cli.global, args),
         Command::Init(args) => init::run(&cli.global, args),
+        Command::Show(args) => show::run(&cli.global, args),
+        Command::RunOperation(args) => run_operation::run(&cli.global, args),
         Command::Deps => deps::run(&cli.global),
     }
 }

@@ -17,7 +17,7 @@ pub use data_tests::{TestRenderer, test_query};
 pub use diff::{Partitions, diff, diff_key};
 pub(crate) use unit::{InContext, plan_in_context, unit_test_problems};
 pub use unit::{UnitTestInputs, run_unit_test};
-pub use views::{register_view, view_plan};
+pub use views::{Published, register_published, register_view, view_plan};
 
 use crate::project::{Severity, TestConfig};
 use crate::report::{TestKind, TestResult, TestStatus, TestSummary};
@@ -322,42 +322,20 @@ async fn test_published(
         TestResult::errored(test.name, test.kind, test.subject, error)
             .defined_at(test.defined_at.clone())
     };
+    let published = Published {
+        engine: options.engine.as_ref(),
+        warehouse: &options.warehouse,
+        sources: &inputs.project.sources,
+        scans: &scans,
+    };
     for relation in test.relations {
         let view = match relation {
             NodeId::Model(name) => view_plan(inputs.graph, name),
             NodeId::Source(_) => None,
         };
-        let reads: Vec<NodeId> = match &view {
-            Some(view) => view
-                .sources
-                .iter()
-                .map(|id| NodeId::Source(id.clone()))
-                .chain(view.upstream.iter().map(|m| NodeId::Model(m.clone())))
-                .collect(),
-            None => vec![relation.clone()],
-        };
-        for relation in &reads {
-            let registered = crate::session::register_relation(
-                options.engine.as_ref(),
-                &session,
-                relation,
-                &options.warehouse,
-                &inputs.project.sources,
-                &scans,
-            )
-            .await;
-            if let Err(error) = registered {
-                return errored(error.to_string());
-            }
-        }
-        if let Some(view) = &view
-            && let Err(error) = register_view(&session, view).await
+        if let Err(error) = register_published(&session, relation, view.as_ref(), &published).await
         {
-            return errored(format!(
-                "view `{}` cannot be read: {}",
-                view.name,
-                error.strip_backtrace()
-            ));
+            return errored(error);
         }
     }
     let to_run = crate::render::RenderContext {

@@ -8,6 +8,7 @@ use datafusion::prelude::SessionContext;
 
 use crate::compile::ModelPlan;
 use crate::graph::ModelGraph;
+use crate::project::NodeId;
 
 /// The plan of `name` when it is a view of `graph`: its query (with the views it reads
 /// inlined), and the stored models and sources it reads. `None` for a stored model, or a view
@@ -28,5 +29,55 @@ pub async fn register_view(
 ) -> datafusion::error::Result<()> {
     let frame = crate::session::read_query(session, &view.sql).await?;
     session.register_table(TableReference::bare(view.name.as_str()), frame.into_view())?;
+    Ok(())
+}
+
+/// What reading published relations needs: where queries run, the warehouse, the project's
+/// sources, and the record of source scans.
+pub struct Published<'a> {
+    pub engine: &'a dyn crate::session::QueryEngine,
+    pub warehouse: &'a crate::session::Warehouse,
+    pub sources: &'a std::collections::BTreeMap<String, crate::project::SourceTable>,
+    pub scans: &'a crate::session::SourceScans,
+}
+
+/// Register `relation` in `session` as it is published: a stored model's table, a source, or,
+/// for a view (`view`, from [`view_plan`]), its query over the published relations it reads.
+pub async fn register_published(
+    session: &SessionContext,
+    relation: &NodeId,
+    view: Option<&ModelPlan>,
+    published: &Published<'_>,
+) -> Result<(), String> {
+    let reads: Vec<NodeId> = match view {
+        Some(view) => view
+            .sources
+            .iter()
+            .map(|id| NodeId::Source(id.clone()))
+            .chain(view.upstream.iter().map(|m| NodeId::Model(m.clone())))
+            .collect(),
+        None => vec![relation.clone()],
+    };
+    for relation in &reads {
+        crate::session::register_relation(
+            published.engine,
+            session,
+            relation,
+            published.warehouse,
+            published.sources,
+            published.scans,
+        )
+        .await
+        .map_err(|error| error.to_string())?;
+    }
+    if let Some(view) = view {
+        register_view(session, view).await.map_err(|error| {
+            format!(
+                "view `{}` cannot be read: {}",
+                view.name,
+                error.strip_backtrace()
+            )
+        })?;
+    }
     Ok(())
 }

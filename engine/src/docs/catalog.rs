@@ -7,7 +7,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
-use super::{DocsInputs, ProjectLineage, unique_id};
+use super::{DocsInputs, ProjectLineage};
 use crate::graph::NodeId;
 use crate::session::{Warehouse, open_table};
 
@@ -22,7 +22,7 @@ pub fn catalog(
     let mut nodes = Map::new();
     let mut sources = Map::new();
     for (node, schema) in &planned.schemas {
-        let id = unique_id(project, node);
+        let id = project.unique_id(node);
         match node {
             NodeId::Model(name) if inputs.selected.contains(node) => {
                 let entry = json!({

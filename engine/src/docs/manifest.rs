@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rayon::prelude::*;
 use serde_json::{Map, Value, json};
 
-use super::{DocsError, DocsInputs, unique_id};
+use super::{DocsError, DocsInputs};
 use crate::graph::NodeId;
 use crate::project::declared_macros;
 use crate::project::{ColumnProperties, DataTestKind, Project, split_source_id};
@@ -34,7 +34,7 @@ pub fn manifest(inputs: &DocsInputs<'_>, metadata: &Value) -> Result<Value, Docs
         .par_iter()
         .map(|(model_name, model)| {
             let node = NodeId::Model(model_name.clone());
-        let id = unique_id(project, &node);
+        let id = project.unique_id(&node);
         let declared = &project.models[model_name];
         let properties = declared.properties.as_ref();
         let yaml = declared.properties_file.as_ref();
@@ -71,9 +71,9 @@ pub fn manifest(inputs: &DocsInputs<'_>, metadata: &Value) -> Result<Value, Docs
 
     for test in &project.data_tests {
         let id = format!("test.{name}.{}", test.name);
-        let mut reads: BTreeSet<String> = BTreeSet::from([unique_id(project, &test.subject)]);
+        let mut reads: BTreeSet<String> = BTreeSet::from([project.unique_id(&test.subject)]);
         if let DataTestKind::Relationships { to, .. } = &test.kind {
-            reads.insert(unique_id(project, to));
+            reads.insert(project.unique_id(to));
         }
         parents.insert(id.clone(), reads.clone());
         let (test_name, mut kwargs) = test_metadata(&test.kind);
@@ -89,7 +89,7 @@ pub fn manifest(inputs: &DocsInputs<'_>, metadata: &Value) -> Result<Value, Docs
                 "package_name": name,
                 "original_file_path": path(&test.file),
                 "test_metadata": {"name": test_name, "kwargs": kwargs},
-                "attached_node": unique_id(project, &test.subject),
+                "attached_node": project.unique_id(&test.subject),
                 "column_name": test.column,
                 "config": {"severity": test.config.severity},
                 "raw_code": null,
@@ -125,7 +125,7 @@ pub fn manifest(inputs: &DocsInputs<'_>, metadata: &Value) -> Result<Value, Docs
     for test in &project.unit_tests {
         let properties = &test.properties;
         let id = format!("unit_test.{name}.{}.{}", properties.model, properties.name);
-        let model = unique_id(project, &NodeId::Model(properties.model.clone()));
+        let model = project.unique_id(&NodeId::Model(properties.model.clone()));
         parents.insert(id.clone(), BTreeSet::from([model.clone()]));
         unit_tests.insert(
             id.clone(),
@@ -144,7 +144,7 @@ pub fn manifest(inputs: &DocsInputs<'_>, metadata: &Value) -> Result<Value, Docs
 
     let mut sources = Map::new();
     for (source_id, table) in &project.sources {
-        let id = unique_id(project, &NodeId::Source(source_id.clone()));
+        let id = project.unique_id(&NodeId::Source(source_id.clone()));
         parents.insert(id.clone(), BTreeSet::new());
         sources.insert(
             id.clone(),
@@ -239,11 +239,11 @@ fn reads(project: &Project, model: &RenderedModel) -> BTreeSet<String> {
     let models = model
         .refs
         .iter()
-        .map(|call| unique_id(project, &NodeId::Model(call.target.clone())));
+        .map(|call| project.unique_id(&NodeId::Model(call.target.clone())));
     let sources = model
         .sources
         .iter()
-        .map(|call| unique_id(project, &NodeId::Source(call.target.clone())));
+        .map(|call| project.unique_id(&NodeId::Source(call.target.clone())));
     models.chain(sources).collect()
 }
 

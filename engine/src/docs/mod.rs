@@ -48,8 +48,18 @@ pub struct DocsInputs<'a> {
     /// Where the models' tables are.
     pub target: &'a Target,
     pub stores: &'a Stores,
-    /// The vars the models were rendered with, for the files' metadata.
-    pub vars: &'a BTreeMap<String, serde_yaml::Value>,
+    /// Renders a model that asks `execute` again, with its queries answered.
+    pub renders: Renders<'a>,
+}
+
+/// What renders the project's models: a model that asks `execute` is rendered again as it
+/// will run, its queries answered by the planning session (each table it reads empty, of its
+/// planned schema), as `dp check` does.
+#[derive(Clone, Copy)]
+pub struct Renders<'a> {
+    pub renderer: &'a crate::render::Renderer,
+    /// The run's vars and target.
+    pub context: &'a crate::render::RenderContext,
 }
 
 /// The files `dp docs generate` wrote, and what they hold.
@@ -124,6 +134,7 @@ pub async fn plan_lineage(
     project: &Project,
     graph: &ModelGraph,
     stores: &Stores,
+    renders: Renders<'_>,
 ) -> ProjectLineage {
     let runtime = Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default());
     let session = Embedded.project_session(&runtime, project);
@@ -168,13 +179,25 @@ pub async fn plan_lineage(
         if !readable {
             continue;
         }
-        if let Err(message) = crate::compile::depth::check_sql(&model.sql) {
+        let sql = match model.runs_queries {
+            false => model.sql.clone(),
+            true => {
+                let context = crate::render::RenderContext {
+                    queries: Some(crate::session::query_runner(&session)),
+                    ..renders.context.clone()
+                };
+                renders
+                    .renderer
+                    .render_model(project, &project.models[name], &context)
+                    .map_or_else(|_| model.sql.clone(), |rendered| rendered.sql)
+            }
+        };
+        if let Err(message) = crate::compile::depth::check_sql(&sql) {
             planned.errors.push(format!("model `{name}`: {message}"));
             continue;
         }
         // A panic in DataFusion's planner is this model's problem.
-        let planning =
-            std::panic::AssertUnwindSafe(crate::session::plan_read_query(&state, &model.sql));
+        let planning = std::panic::AssertUnwindSafe(crate::session::plan_read_query(&state, &sql));
         let logical = match planning.catch_unwind().await {
             Ok(Ok(logical)) => logical,
             Ok(Err(error)) => {
@@ -225,7 +248,7 @@ pub async fn plan_lineage(
 /// `dp docs generate`: plan the project, then write the manifest, the catalog, the lineage and
 /// the page under `<project>/target/`.
 pub async fn generate(inputs: &DocsInputs<'_>) -> Result<Generated, DocsError> {
-    let planned = plan_lineage(inputs.project, inputs.graph, inputs.stores).await;
+    let planned = plan_lineage(inputs.project, inputs.graph, inputs.stores, inputs.renders).await;
     let metadata = metadata(inputs);
     let manifest = manifest::manifest(inputs, &metadata)?;
     let tables = catalog::tables(inputs).await;
@@ -282,24 +305,9 @@ fn metadata(inputs: &DocsInputs<'_>) -> Value {
         "target": inputs.target.name,
         "invocation_id": uuid::Uuid::new_v4().to_string(),
         // A YAML var keyed by something other than a string has no JSON form: show it as text.
-        "vars": serde_json::to_value(inputs.vars).unwrap_or_else(|_| json!(format!("{:?}", inputs.vars))),
+        "vars": serde_json::to_value(&inputs.renders.context.options.vars)
+            .unwrap_or_else(|_| json!(format!("{:?}", inputs.renders.context.options.vars))),
     })
-}
-
-/// A node's unique id, as dbt's: `model.<project>.<name>`, `seed.` or `snapshot.<project>.<name>`,
-/// `source.<project>.<source>.<table>`.
-pub fn unique_id(project: &Project, node: &NodeId) -> String {
-    match node {
-        NodeId::Model(name) => {
-            let kind = match project.models.get(name) {
-                Some(m) if m.is_seed => "seed",
-                Some(m) if m.snapshot.is_some() => "snapshot",
-                _ => "model",
-            };
-            format!("{kind}.{}.{name}", project.config.name)
-        }
-        NodeId::Source(id) => format!("source.{}.{id}", project.config.name),
-    }
 }
 
 /// `lineage.json`: every selected model's (and every source's) columns with what each is
@@ -315,13 +323,13 @@ fn lineage_json(inputs: &DocsInputs<'_>, planned: &ProjectLineage, metadata: &Va
             .map(|f| (f.name().clone(), json!({"derived_from": []})))
             .collect();
         nodes.insert(
-            unique_id(project, node),
+            project.unique_id(node),
             json!({"resource_type": "source", "name": id, "materialized": null,
                    "columns": columns, "row_filters": []}),
         );
     }
     let upstream =
-        |column: &UpstreamColumn| (unique_id(project, &column.node), column.column.clone());
+        |column: &UpstreamColumn| (project.unique_id(&column.node), column.column.clone());
     for (node, model_lineage) in &planned.lineage {
         let NodeId::Model(name) = node else { continue };
         if !inputs.selected.contains(node) {
@@ -350,7 +358,7 @@ fn lineage_json(inputs: &DocsInputs<'_>, planned: &ProjectLineage, metadata: &Va
             })
             .collect();
         nodes.insert(
-            unique_id(project, node),
+            project.unique_id(node),
             json!({
                 "resource_type": inputs.graph.models[name].config.resource_type(),
                 "name": name,

@@ -8,13 +8,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub use crate::project::LOCK_FILE;
 use crate::project::{PackageSpec, PackagesFile};
 
 /// The dbt Hub's API, which `DP_HUB_URL` replaces (a mirror).
 const HUB_URL: &str = "https://hub.getdbt.com/api/v1";
-
-/// The file pinning what `dp deps` installed.
-pub const LOCK_FILE: &str = "package-lock.yml";
 
 /// Why a package could not be installed.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -47,7 +45,11 @@ pub struct Installed {
     pub pinned: Option<String>,
 }
 
-/// Install every package `declared` lists into `root/folder`; returns what was installed.
+/// Install every package `declared` lists into `root/folder`, replacing what was there;
+/// returns what was installed. Everything is fetched and laid out beside the folder first: a
+/// package that cannot be fetched changes nothing, and the new folder takes the old one's
+/// place by two renames (a run killed between them leaves no folder, and load says to run
+/// `dp deps`; never a mix of old and new packages).
 pub fn deps(
     root: &Path,
     folder: &str,
@@ -58,20 +60,52 @@ pub fn deps(
         path: path.to_path_buf(),
         message: error.to_string(),
     };
-    std::fs::create_dir_all(&target).map_err(|e| write(&target, e))?;
-    let staging = target.join(format!(".dp-deps-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).map_err(|e| write(&staging, e))?;
-    let installed = install_all(root, &target, &staging, declared);
+    let parent = target.parent().unwrap_or(root);
+    let base = target
+        .file_name()
+        .map_or_else(|| "packages".into(), |n| n.to_string_lossy().into_owned());
+    // Leftovers of earlier runs that were killed go first.
+    let prefix = format!(".{base}.dp-deps-");
+    if let Ok(entries) = std::fs::read_dir(parent) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let staging = parent.join(format!("{prefix}{}", std::process::id()));
+    std::fs::create_dir_all(staging.join("fetched")).map_err(|e| write(&staging, e))?;
+    let installed = install_all(root, &staging, declared).and_then(|installed| {
+        swap(
+            &staging.join("packages"),
+            &target,
+            &staging.join("replaced"),
+        )
+        .map_err(|e| write(&target, e))?;
+        Ok(installed)
+    });
     let _ = std::fs::remove_dir_all(&staging);
     let installed = installed?;
     write_lock(root, &installed)?;
     Ok(installed)
 }
 
+/// Put the folder `new` at `target`, moving what was there to `replaced`.
+fn swap(new: &Path, target: &Path, replaced: &Path) -> std::io::Result<()> {
+    let existed = std::fs::symlink_metadata(target).is_ok();
+    if existed {
+        std::fs::rename(target, replaced)?;
+    }
+    std::fs::rename(new, target).inspect_err(|_| {
+        if existed {
+            let _ = std::fs::rename(replaced, target);
+        }
+    })
+}
+
+/// Fetch every package into `staging/fetched/`, then lay them out in `staging/packages/`.
 fn install_all(
     root: &Path,
-    target: &Path,
     staging: &Path,
     declared: &PackagesFile,
 ) -> Result<Vec<Installed>, DepsError> {
@@ -84,7 +118,7 @@ fn install_all(
             at: *at,
             help,
         };
-        let place = staging.join(index.to_string());
+        let place = staging.join("fetched").join(index.to_string());
         let (package_root, pinned) = match spec {
             PackageSpec::Local { path } => {
                 let folder = root.join(path);
@@ -145,14 +179,19 @@ fn install_all(
         }
         fetched.push((package_root, name, spec, pinned));
     }
-    // Every package fetched: only now is the packages folder changed.
+    // Every package fetched: laid out as the packages folder will be.
+    let packages = staging.join("packages");
+    std::fs::create_dir_all(&packages).map_err(|e| DepsError::Write {
+        path: packages.clone(),
+        message: e.to_string(),
+    })?;
     let mut installed = Vec::new();
     for (package_root, name, spec, pinned) in fetched {
-        let destination = target.join(&name);
-        let moved = remove_installed(&destination).and_then(|()| match spec {
+        let destination = packages.join(&name);
+        let moved = match spec {
             PackageSpec::Local { .. } => link(&package_root, &destination),
             _ => std::fs::rename(&package_root, &destination),
-        });
+        };
         moved.map_err(|e| DepsError::Write {
             path: destination.clone(),
             message: e.to_string(),
@@ -328,17 +367,6 @@ fn single_folder(place: &Path) -> PathBuf {
     match entries.as_slice() {
         [only] if only.is_dir() => only.clone(),
         _ => place.to_path_buf(),
-    }
-}
-
-/// Remove what is installed at `destination`: a link, or a folder.
-fn remove_installed(destination: &Path) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(destination) {
-        Ok(meta) if meta.file_type().is_symlink() || meta.is_file() => {
-            std::fs::remove_file(destination)
-        }
-        Ok(_) => std::fs::remove_dir_all(destination),
-        Err(_) => Ok(()),
     }
 }
 

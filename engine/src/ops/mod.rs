@@ -7,12 +7,14 @@ mod deps;
 mod hooks;
 mod init;
 mod rollback;
+mod show;
 
 pub use backfill::{check_missing_vars, check_var_read};
 pub use deps::{DepsError, Installed, LOCK_FILE, deps};
 pub use hooks::run_hooks;
 pub use init::{InitError, init};
 pub use rollback::{RollbackPlan, plan as plan_rollback, rollback};
+pub use show::{Operation, ShowQuery};
 
 use crate::session::{SessionError, Warehouse};
 use crate::storage::{StorageError, VacuumOptions, Vacuumed};
@@ -102,6 +104,30 @@ pub enum OpsError {
         what: &'static str,
         help: &'static str,
     },
+
+    #[error("no macro `{name}` in this project or its packages")]
+    #[diagnostic(code(dp::unknown_macro))]
+    UnknownMacro {
+        name: String,
+        #[help]
+        did_you_mean: Option<String>,
+    },
+
+    #[error("invalid --args: {message}")]
+    #[diagnostic(
+        code(dp::invalid_args),
+        help(
+            "pass the macro's keyword arguments as a YAML mapping: --args '{{table: orders, limit: 10}}'"
+        )
+    )]
+    InvalidArgs { message: String },
+
+    #[error("the query of `{name}` cannot run: {message}")]
+    #[diagnostic(
+        code(dp::show_query),
+        help("dp show reads the published tables: build what the query reads first")
+    )]
+    Query { name: String, message: String },
 
     #[error(transparent)]
     #[diagnostic(transparent)]

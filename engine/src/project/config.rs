@@ -76,6 +76,11 @@ pub struct ProjectConfig {
     #[serde(skip)]
     #[schemars(skip)]
     pub dbt_profile: Option<String>,
+    /// A dbt project's configuration of its packages' nodes (`models: {<package>: {...}}`,
+    /// and `seeds:`), by package: it overrides the package's own.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub package_trees: BTreeMap<String, PackageTrees>,
     /// Where `adapter.dispatch(name, macro_namespace)` looks for a namespace's macros, as in
     /// dbt: `[{macro_namespace: dbt_utils, search_order: [my_project, dbt_utils]}]`.
     #[serde(default)]
@@ -156,6 +161,13 @@ pub struct DbtProjectConfig {
     pub other: BTreeMap<String, serde_yaml::Value>,
 }
 
+/// What a dbt project's `models:` and `seeds:` give one package's nodes.
+#[derive(Debug, Clone, Default)]
+pub struct PackageTrees {
+    pub models: serde_yaml::Value,
+    pub seeds: serde_yaml::Value,
+}
+
 /// Keys of dbt_project.yml that mean nothing to dp and need no warning: the profile (dp
 /// connects to no warehouse), versions, analyses (never run) and what `dbt clean` deletes.
 pub const ACCEPTED_DBT_KEYS: &[&str] = &[
@@ -221,7 +233,28 @@ impl DbtProjectConfig {
                 }
             }
         }
+        let mut package_trees: BTreeMap<String, PackageTrees> = BTreeMap::new();
+        for (tree, is_seeds) in [(&self.models, false), (&self.seeds, true)] {
+            let serde_yaml::Value::Mapping(entries) = tree else {
+                continue;
+            };
+            for (key, value) in entries {
+                match key.as_str() {
+                    Some(name)
+                        if !name.starts_with('+') && name != self.name && value.is_mapping() =>
+                    {
+                        let trees = package_trees.entry(name.to_string()).or_default();
+                        match is_seeds {
+                            false => trees.models = value.clone(),
+                            true => trees.seeds = value.clone(),
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
         let config = ProjectConfig {
+            package_trees,
             models: package_tree(&self.models, &self.name),
             seeds: package_tree(&self.seeds, &self.name),
             data_tests: package_tree(&self.data_tests, &self.name),

@@ -325,11 +325,10 @@ pub enum LoadError {
         at: SourceSpan,
     },
 
-    #[error("{declared} packages are declared, {installed} installed under {folder}/")]
-    #[diagnostic(code(dp::packages_missing), help("run `dp deps` to install them"))]
+    #[error("package `{package}` is declared but not installed under {folder}/")]
+    #[diagnostic(code(dp::packages_missing), help("run `dp deps` to install it"))]
     PackagesMissing {
-        declared: usize,
-        installed: usize,
+        package: String,
         folder: String,
         #[source_code]
         src: miette::NamedSource<std::sync::Arc<str>>,

@@ -68,13 +68,7 @@ impl<'a> Loader<'a> {
     fn start(root: &'a Path) -> Result<Self, LoadError> {
         let (config_file, config, paths, mut warnings, ignored) = read_project_file(root)?;
         let dotenv = environment::read_dotenv(root)?;
-        let tree = |key: &str, value: &serde_yaml::Value| {
-            FolderConfig::parse(value).map_err(|message| LoadError::InvalidConfig {
-                message: format!("{key}: {message}"),
-                at: config_file.find(&format!("{key}:"), 0),
-                src: config_file.named(),
-            })
-        };
+        let tree = |key: &str, value: &serde_yaml::Value| folder_tree(&config_file, key, value);
         let trees = Trees {
             models: tree("models", &config.models)?,
             seeds: tree("seeds", &config.seeds)?,
@@ -125,6 +119,16 @@ impl<'a> Loader<'a> {
         self.packages_file = packages::read_packages_file(self.root)?;
         self.packages =
             packages::installed(self.root, &self.paths.packages, self.packages_file.as_ref())?;
+        // The project's configuration of a package's nodes wins over the package's own.
+        for package in &mut self.packages {
+            if let Some(trees) = self.config.package_trees.get(&package.name) {
+                let file = &self.config_file;
+                let models = folder_tree(file, &package.name, &trees.models)?;
+                let seeds = folder_tree(file, &package.name, &trees.seeds)?;
+                package.model_tree = std::mem::take(&mut package.model_tree).overridden_by(models);
+                package.seed_tree = std::mem::take(&mut package.seed_tree).overridden_by(seeds);
+            }
+        }
         self.generic_tests =
             super::GenericTests::new(&self.config.name, &self.macros, &self.packages);
         Ok(())
@@ -515,6 +519,19 @@ fn files_as_nodes(
             Some(node(name, file, config, seeds, None))
         })
         .collect())
+}
+
+/// The config tree `value` of `key` in the project file `file`; an error is at the key.
+fn folder_tree(
+    file: &SourceFile,
+    key: &str,
+    value: &serde_yaml::Value,
+) -> Result<FolderConfig, LoadError> {
+    FolderConfig::parse(value).map_err(|message| LoadError::InvalidConfig {
+        message: format!("{key}: {message}"),
+        at: file.find(&format!("{key}:"), 0),
+        src: file.named(),
+    })
 }
 
 fn node(

@@ -45,7 +45,8 @@ pub use model_config::{
     SnapshotStrategy,
 };
 pub use packages::{
-    GenericTests, PACKAGE_FILES, Package, PackageSpec, PackagesFile, TestMacro, read_packages_file,
+    GenericTests, LOCK_FILE, PACKAGE_FILES, Package, PackageSpec, PackagesFile, TestMacro,
+    read_packages_file,
 };
 pub use snapshots::SnapshotTemplate;
 pub use storage_options::StorageOptions;
@@ -143,6 +144,22 @@ impl ModelFile {
 }
 
 impl Project {
+    /// dbt's id of `node`: `model.<project>.<name>` (`seed.`, `snapshot.`), or
+    /// `source.<project>.<source>.<table>`.
+    pub fn unique_id(&self, node: &NodeId) -> String {
+        match node {
+            NodeId::Model(name) => {
+                let kind = match self.models.get(name) {
+                    Some(m) if m.is_seed => "seed",
+                    Some(m) if m.snapshot.is_some() => "snapshot",
+                    _ => "model",
+                };
+                format!("{kind}.{}.{name}", self.config.name)
+            }
+            NodeId::Source(id) => format!("source.{}.{id}", self.config.name),
+        }
+    }
+
     /// The folder dp writes run results, compiled SQL, test failures and the docs into.
     pub fn target_dir(&self) -> PathBuf {
         self.root.join(&self.paths.target)

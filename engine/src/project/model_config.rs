@@ -926,6 +926,22 @@ impl FolderConfig {
         Ok(Self { config, folders })
     }
 
+    /// This tree with `specific`'s configuration over it, folder by folder.
+    pub fn overridden_by(self, specific: FolderConfig) -> FolderConfig {
+        let mut folders = self.folders;
+        for (name, folder) in specific.folders {
+            let merged = match folders.remove(&name) {
+                Some(general) => general.overridden_by(folder),
+                None => folder,
+            };
+            folders.insert(name, merged);
+        }
+        FolderConfig {
+            config: self.config.overridden_by(specific.config),
+            folders,
+        }
+    }
+
     /// The configuration the tree gives a model whose file is at `path` under its model folder
     /// (`a/b/m.sql`): the root's, overridden by `a`'s, by `a/b`'s, then by an entry named
     /// after the model itself (`a: {b: {m: {...}}}`).

@@ -173,18 +173,51 @@ pub fn installed(
             packages.push(read_package(root, folder)?);
         }
     }
-    if let Some(declared) = declared
-        && declared.packages.len() > packages.len()
-    {
+    let Some(declared) = declared else {
+        return Ok(packages);
+    };
+    // By name when the lock file pins what each entry installed, else by count.
+    let locked = locked_names(root);
+    let missing = match locked.len() == declared.packages.len() {
+        true => locked
+            .iter()
+            .position(|name| !packages.iter().any(|p| &p.name == name)),
+        false => (declared.packages.len() > packages.len()).then_some(packages.len()),
+    };
+    if let Some(index) = missing {
+        let at = declared.packages[index].1;
+        let text = declared.file.text();
         return Err(LoadError::PackagesMissing {
-            declared: declared.packages.len(),
-            installed: packages.len(),
+            package: text[at.offset()..at.offset() + at.len()].to_string(),
             folder: folder.to_string(),
-            at: declared.packages[packages.len()].1,
+            at,
             src: declared.file.named(),
         });
     }
     Ok(packages)
+}
+
+/// The file `dp deps` (and `dbt deps`) pins what each entry of packages.yml installed in.
+pub const LOCK_FILE: &str = "package-lock.yml";
+
+/// The name of each package `package-lock.yml` pins, in the order of packages.yml; empty
+/// without a readable lock file.
+fn locked_names(root: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(root.join(LOCK_FILE)) else {
+        return Vec::new();
+    };
+    let Ok(lock) = serde_yaml::from_str::<serde_yaml::Value>(&text) else {
+        return Vec::new();
+    };
+    lock.get("packages")
+        .and_then(|p| p.as_sequence())
+        .map(|entries| {
+            entries
+                .iter()
+                .filter_map(|entry| Some(entry.get("name")?.as_str()?.to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Read the package installed in `folder` (relative to `root`).

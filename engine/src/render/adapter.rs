@@ -150,6 +150,33 @@ impl Object for Relation {
     }
 }
 
+/// `adapter.get_relation(database, schema, identifier)`: the model named `identifier`, or the
+/// source table `schema.identifier`; none when there is no such node, or when, in a build, its
+/// table cannot be read (not built yet).
+fn existing(state: &State, schema: Option<&str>, identifier: &str) -> Result<Value, Error> {
+    let render = render_state(state)?;
+    let relation = if render.known.models.contains(identifier) {
+        Relation::model(identifier)
+    } else {
+        match schema {
+            Some(schema)
+                if render
+                    .known
+                    .sources
+                    .contains(&format!("{schema}.{identifier}")) =>
+            {
+                Relation::source(schema, identifier)
+            }
+            _ => return Ok(Value::from(())),
+        }
+    };
+    // While dp plans (no queries run) the node is taken to exist; a build renders again.
+    match run_sql(&render, &format!("select * from {} limit 0", relation.sql)) {
+        Ok(_) => Ok(Value::from_object(relation)),
+        Err(_) => Ok(Value::from(())),
+    }
+}
+
 /// `adapter`: dispatch, quoting, and the relations' columns.
 #[derive(Debug)]
 pub(super) struct Adapter {
@@ -214,13 +241,18 @@ impl Object for Adapter {
                 Value::from(missing)
             }
             // Every relation a template can name is a table of the warehouse or a source.
-            "get_relation" | "load_relation" => {
-                let identifier = arg(2, "identifier")?
-                    .or(arg(0, "relation")?)
-                    .unwrap_or_default();
-                match identifier.downcast_object_ref::<Relation>() {
+            "get_relation" => {
+                let text =
+                    |value: Option<Value>| value.filter(|v| !v.is_none()).map(|v| v.to_string());
+                let schema = text(arg(1, "schema")?);
+                let identifier = text(arg(2, "identifier")?).unwrap_or_default();
+                existing(state, schema.as_deref(), &identifier)?
+            }
+            "load_relation" => {
+                let relation = arg(0, "relation")?.unwrap_or_default();
+                match relation.downcast_object_ref::<Relation>() {
                     Some(relation) => Value::from_object(relation.clone()),
-                    None => Value::from_object(Relation::model(&identifier.to_string())),
+                    None => Value::from_object(Relation::model(&relation.to_string())),
                 }
             }
             "drop_relation" | "truncate_relation" | "rename_relation" | "commit"

@@ -108,10 +108,14 @@ pub(super) fn register(env: &mut Environment<'static>) {
             .map(|byte| format!("{byte:02x}"))
             .collect()
     });
-    env.add_function("print", |value: Value| -> String {
-        eprintln!("{value}");
-        String::new()
-    });
+    env.add_function(
+        "print",
+        |state: &State, value: Value| -> Result<String, Error> {
+            tracing::info!(message = %value, "template print");
+            render_state(state)?.record(|r| r.messages.push(value.to_string()));
+            Ok(String::new())
+        },
+    );
     env.add_filter("as_text", |value: Value| value.to_string());
     env.add_filter("as_bool", |value: Value| -> Value {
         match value.as_str().map(str::trim) {

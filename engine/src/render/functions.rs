@@ -290,6 +290,8 @@ pub(super) struct Recorded {
     pub config_given: serde_yaml::Mapping,
     /// What each `{% call statement(name, fetch_result=True) %}` gave, for `load_result`.
     pub statements: BTreeMap<String, Value>,
+    /// What `log(..., info=True)` and `print()` said, in order (`dp run-operation` shows it).
+    pub messages: Vec<String>,
 }
 
 /// A `ref()` or `source()` call and the text it produced.
@@ -460,14 +462,22 @@ pub(super) fn register(env: &mut Environment<'static>) {
         Ok(render_state(state)?.is_incremental)
     });
 
-    // dbt's `log(msg, info=False)`: to dp's log (info, or debug), writing nothing.
+    // dbt's `log(msg, info=False)`: to dp's log (info, or debug), writing nothing; an info
+    // message is also kept for the command to show.
     env.add_function(
         "log",
-        |message: Value, info: Option<bool>, kwargs: Kwargs| -> Result<String, Error> {
+        |state: &State,
+         message: Value,
+         info: Option<bool>,
+         kwargs: Kwargs|
+         -> Result<String, Error> {
             let info = info.or(kwargs.get::<Option<bool>>("info")?);
             kwargs.assert_all_used()?;
             match info.unwrap_or(false) {
-                true => tracing::info!(message = %message, "template log"),
+                true => {
+                    tracing::info!(message = %message, "template log");
+                    render_state(state)?.record(|r| r.messages.push(message.to_string()));
+                }
                 false => tracing::debug!(message = %message, "template log"),
             }
             Ok(String::new())

@@ -113,6 +113,25 @@ impl MacroIndex {
         }
     }
 
+    /// The macro a command names: `namespace.name`, or a bare name as [`MacroIndex::bare`]
+    /// finds it.
+    pub fn named(&self, path: &str) -> Option<MacroRef> {
+        match path.split_once('.') {
+            Some((namespace, name)) => self.find(namespace, name),
+            None => self.bare(path),
+        }
+    }
+
+    /// Every macro, as `namespace.name`.
+    pub fn names(&self) -> Vec<String> {
+        self.namespaces
+            .iter()
+            .flat_map(|(namespace, macros)| {
+                macros.keys().map(move |name| format!("{namespace}.{name}"))
+            })
+            .collect()
+    }
+
     /// Whether `name` is a namespace: a package, the root project or `dbt`.
     pub fn is_namespace(&self, name: &str) -> bool {
         self.namespaces.contains_key(name)

@@ -7,6 +7,7 @@ mod adapter;
 mod dbt_context;
 mod functions;
 mod macros;
+mod project_graph;
 mod seed;
 
 use std::collections::BTreeMap;
@@ -439,6 +440,7 @@ impl Renderer {
             }),
         );
         fixed.insert("api", Value::from_object(adapter::Api));
+        fixed.insert("graph", project_graph::graph(project));
         Ok(Self {
             env,
             known,
@@ -618,6 +620,16 @@ impl Renderer {
         }
     }
 
+    /// Whether a template can call the macro `name` (`package.name`, or a bare name).
+    pub fn has_macro(&self, name: &str) -> bool {
+        self.index.named(name).is_some()
+    }
+
+    /// Every macro a template can call, as `namespace.name`.
+    pub fn macro_names(&self) -> Vec<String> {
+        self.index.names()
+    }
+
     /// How many templates this renderer has rendered.
     pub fn renders(&self) -> usize {
         self.renders.load(Ordering::Relaxed)
@@ -634,17 +646,68 @@ impl Renderer {
         if model.is_seed {
             return render_seed(project, model);
         }
+        let template = template_name(model);
+        let prepared = self.templates.get(&template).cloned().unwrap_or_default();
+        self.render_in(&self.env, &prepared, project, model, context)
+            .0
+    }
+
+    /// Render `text`, a template given on the command line (`dp show --inline`,
+    /// `dp run-operation`), as a model named `name` of `project`: what it rendered to, and
+    /// what its `log(..., info=True)` and `print()` calls said.
+    pub fn render_inline(
+        &self,
+        project: &Project,
+        name: &str,
+        text: &str,
+        context: &RenderContext,
+    ) -> (Result<RenderedModel, RenderError>, Vec<String>) {
+        self.renders.fetch_add(1, Ordering::Relaxed);
+        let model = ModelFile {
+            name: name.to_string(),
+            ..singular_test(&SourceFile::new(format!("<{name}>"), text))
+        };
+        let prepared = macros::prepare(text);
+        let mut env = self.env.clone();
+        if let Err(error) = env.add_template_owned(template_name(&model), prepared.text.clone()) {
+            let at = error_span(&error, &model.file, &prepared);
+            let problem = template_problem(
+                project,
+                &model,
+                &error,
+                model.file.clone(),
+                at,
+                Recorded::default(),
+            );
+            return (Err(problem), Vec::new());
+        }
+        self.render_in(&env, &prepared, project, &model, context)
+    }
+
+    /// Render `model`, whose template `env` holds as `prepared`, in `context`; with what its
+    /// `log()` and `print()` calls said.
+    fn render_in(
+        &self,
+        env: &Environment<'static>,
+        prepared: &macros::Prepared,
+        project: &Project,
+        model: &ModelFile,
+        context: &RenderContext,
+    ) -> (Result<RenderedModel, RenderError>, Vec<String>) {
         let (state, root) = self.root(context, Some(&model.name));
-        let template = match self.env.get_template(&template_name(model)) {
+        let template = match env.get_template(&template_name(model)) {
             Ok(template) => template,
             Err(error) => {
-                return Err(self.template_error(project, model, &error, Recorded::default()));
+                let problem =
+                    self.template_error(project, model, prepared, &error, Recorded::default());
+                return (Err(problem), Vec::new());
             }
         };
         let rendered = template.render_with_spans(root);
-        let recorded =
+        let mut recorded =
             std::mem::take(&mut *state.recorded.lock().unwrap_or_else(|e| e.into_inner()));
-        match rendered {
+        let messages = std::mem::take(&mut recorded.messages);
+        let outcome = match rendered {
             Ok((sql, _)) if sql.len() > MAX_RENDERED_BYTES => Err(RenderError::Limit {
                 message: format!(
                     "{} writes {} MB of SQL",
@@ -654,13 +717,10 @@ impl Renderer {
                 src: model.file.named(),
                 at: (0, 0).into(),
             }),
-            Ok((sql, spans)) => {
-                let template = template_name(model);
-                let prepared = self.templates.get(&template).cloned().unwrap_or_default();
-                finish_model(project, model, sql, &spans, &prepared, recorded)
-            }
-            Err(error) => Err(self.template_error(project, model, &error, recorded)),
-        }
+            Ok((sql, spans)) => finish_model(project, model, sql, &spans, prepared, recorded),
+            Err(error) => Err(self.template_error(project, model, prepared, &error, recorded)),
+        };
+        (outcome, messages)
     }
 }
 
@@ -961,20 +1021,22 @@ impl Renderer {
         &self,
         project: &Project,
         model: &ModelFile,
+        model_template: &macros::Prepared,
         error: &minijinja::Error,
         recorded: Recorded,
     ) -> RenderError {
         let name = error.name().unwrap_or_default();
-        let file = if name == template_name(model) {
-            model.file.clone()
+        let (file, prepared) = if name == template_name(model) {
+            (model.file.clone(), model_template.clone())
         } else {
-            self.macro_files
+            let file = self
+                .macro_files
                 .iter()
                 .find(|m| m.path().display().to_string() == name)
                 .cloned()
-                .unwrap_or_else(|| model.file.clone())
+                .unwrap_or_else(|| model.file.clone());
+            (file, self.templates.get(name).cloned().unwrap_or_default())
         };
-        let prepared = self.templates.get(name).cloned().unwrap_or_default();
         let at = error_span(error, &file, &prepared);
         template_problem(project, model, error, file, at, recorded)
     }
