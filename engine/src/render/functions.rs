@@ -243,6 +243,11 @@ impl Object for Execute {
 /// Marks, around its index, a value `return()` kept in the render.
 const RETURNED: char = '\u{1}';
 
+/// An error's detail as a person reads it: without the index of a kept `return()` value.
+pub(super) fn readable(detail: &str) -> &str {
+    detail.rsplit(RETURNED).next().unwrap_or(detail)
+}
+
 /// The function that wraps each macro in a [`Returning`].
 pub(super) const RETURNING: &str = "__dp_returning";
 
@@ -585,5 +590,17 @@ fn one_query(sql: &str) -> Result<(), String> {
             "run_query() runs one query, not {} statements",
             statements.len()
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_reads_without_the_index_of_a_kept_return_value() {
+        let detail = format!("{RETURNED}0{RETURNED}return() is called outside a macro");
+        assert_eq!(readable(&detail), "return() is called outside a macro");
+        assert_eq!(readable("unknown function"), "unknown function");
     }
 }

@@ -1092,9 +1092,10 @@ fn template_problem(
             message: format!(
                 "{}: {}",
                 file.path().display(),
-                error
-                    .detail()
-                    .map_or_else(|| error.kind().to_string(), str::to_string)
+                error.detail().map_or_else(
+                    || error.kind().to_string(),
+                    |detail| functions::readable(detail).to_string()
+                )
             ),
             src,
             at,
