@@ -24,7 +24,8 @@ pub struct GlobalArgs {
     /// The target of dp_project.yml to run against.
     #[arg(long, global = true)]
     pub target: Option<String>,
-    /// More log output (-v: info, -vv: debug); RUST_LOG overrides.
+    /// More log output (-v: dp's info, -vv: dp's debug, -vvv: every library's debug too);
+    /// RUST_LOG overrides.
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
     /// Only errors.

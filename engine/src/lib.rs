@@ -439,6 +439,37 @@ impl Prepared {
         self.project.target_dir().join("run_results.json")
     }
 
+    /// The first `limit` rows of `query` (`dp show`), read from the published tables it names;
+    /// nothing is written.
+    pub async fn show(
+        &self,
+        query: &ops::ShowQuery,
+        limit: usize,
+    ) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>, Error> {
+        Ok(self.reader().show(query, limit).await?)
+    }
+
+    /// `dp run-operation`: call the macro `name` with `args` (a YAML mapping of its keyword
+    /// arguments), its queries answered from the published tables.
+    pub async fn run_operation(&self, name: &str, args: &str) -> Result<ops::Operation, Error> {
+        Ok(self.reader().run_operation(name, args).await?)
+    }
+
+    /// What reads the published warehouse for this run.
+    fn reader(&self) -> ops::Reader<'_> {
+        ops::Reader {
+            project: &self.project,
+            renderer: &self.renderer,
+            graph: &self.graph,
+            context: &self.context,
+            engine: self.query_engine(),
+            warehouse: self.warehouse(),
+            memory_limit: self.target.memory_limit,
+            render_problems: &self.render_problems,
+            left_out: &self.left_out,
+        }
+    }
+
     /// What renders the project's models again, as docs and lineage do.
     fn renders(&self) -> docs::Renders<'_> {
         docs::Renders {

@@ -1018,3 +1018,34 @@ fn a_hook_past_its_timeout_is_stopped_with_the_children_that_left_its_session() 
     );
     assert_eq!(project.version("other"), Some(0));
 }
+
+/// The targets of the JSON log events `args` writes to stderr on the example project.
+fn log_targets(project: &TestProject, args: &[&str]) -> BTreeSet<String> {
+    let output = project.dp(args);
+    assert!(output.status.success(), "{}", both(&output));
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|event| Some(event["target"].as_str()?.to_string()))
+        .collect()
+}
+
+#[test]
+fn verbose_logs_show_dps_own_detail_and_the_libraries_only_when_asked() {
+    let project = TestProject::example();
+    let args = ["build", "--vars", "date=2024-01-15", "--log-format", "json"];
+    let dp_only = log_targets(&project, &[&args[..], &["-vv"]].concat());
+    assert!(
+        dp_only.iter().any(|t| t.starts_with("dp_engine")),
+        "{dp_only:?}"
+    );
+    assert!(
+        dp_only.iter().all(|t| t.starts_with("dp")),
+        "libraries' events at -vv: {dp_only:?}"
+    );
+    let everything = log_targets(&project, &[&args[..], &["-vvv"]].concat());
+    assert!(
+        everything.iter().any(|t| !t.starts_with("dp")),
+        "{everything:?}"
+    );
+}

@@ -14,7 +14,7 @@ pub use deps::{DepsError, Installed, LOCK_FILE, deps};
 pub use hooks::run_hooks;
 pub use init::{InitError, init};
 pub use rollback::{RollbackPlan, plan as plan_rollback, rollback};
-pub use show::{Operation, ShowQuery};
+pub use show::{Operation, Reader, ShowQuery};
 
 use crate::session::{SessionError, Warehouse};
 use crate::storage::{StorageError, VacuumOptions, Vacuumed};
@@ -128,6 +128,10 @@ pub enum OpsError {
         help("dp show reads the published tables: build what the query reads first")
     )]
     Query { name: String, message: String },
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Render(#[from] crate::render::RenderError),
 
     #[error(transparent)]
     #[diagnostic(transparent)]

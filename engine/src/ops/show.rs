@@ -13,10 +13,10 @@ use datafusion::prelude::SessionContext;
 use super::OpsError;
 use crate::audit::{Published, register_published, view_plan};
 use crate::compile::ModelPlan;
-use crate::project::{NodeId, SourceTable};
-use crate::render::{QueryRunner, RenderContext, RenderedModel};
+use crate::graph::ModelGraph;
+use crate::project::{NodeId, Project, SourceTable};
+use crate::render::{QueryRunner, RenderContext, RenderError, RenderedModel, Renderer};
 use crate::session::{QueryEngine, SourceScans, Warehouse};
-use crate::{Error, Prepared};
 
 /// What `dp show` previews.
 #[derive(Debug, Clone)]
@@ -34,9 +34,30 @@ pub struct Operation {
     pub messages: Vec<String>,
 }
 
-impl Prepared {
+/// What reading the published warehouse needs of a prepared run.
+pub struct Reader<'a> {
+    pub project: &'a Project,
+    pub renderer: &'a Renderer,
+    /// The models that rendered.
+    pub graph: &'a ModelGraph,
+    /// The run's vars and target.
+    pub context: &'a RenderContext,
+    pub engine: Arc<dyn QueryEngine>,
+    pub warehouse: Warehouse,
+    pub memory_limit: Option<usize>,
+    /// The models that did not render, with why.
+    pub render_problems: &'a [(String, RenderError)],
+    /// The models left out for reading one that did not render, with that one.
+    pub left_out: &'a BTreeMap<String, String>,
+}
+
+impl Reader<'_> {
     /// The first `limit` rows of `query`, read from the published tables it names.
-    pub async fn show(&self, query: &ShowQuery, limit: usize) -> Result<Vec<RecordBatch>, Error> {
+    pub async fn show(
+        &self,
+        query: &ShowQuery,
+        limit: usize,
+    ) -> Result<Vec<RecordBatch>, OpsError> {
         let (session, relations) = (self.warehouse_session(), Arc::new(self.relations()));
         let context = RenderContext {
             queries: Some(self.published_queries(&session, &relations)),
@@ -47,7 +68,7 @@ impl Prepared {
             ShowQuery::Inline(text) => {
                 let (rendered, _) =
                     self.renderer
-                        .render_inline(&self.project, "inline_query", text, &context);
+                        .render_inline(self.project, "inline_query", text, &context);
                 rendered?
             }
         };
@@ -69,7 +90,7 @@ impl Prepared {
 
     /// Call the macro `name` (`package.name` or bare, as a model would) with `args`, a YAML
     /// mapping of its keyword arguments, its queries answered from the published tables.
-    pub async fn run_operation(&self, name: &str, args: &str) -> Result<Operation, Error> {
+    pub async fn run_operation(&self, name: &str, args: &str) -> Result<Operation, OpsError> {
         if !self.renderer.has_macro(name) {
             return Err(OpsError::UnknownMacro {
                 name: name.to_string(),
@@ -84,8 +105,7 @@ impl Prepared {
                             false => qualified.rsplit('.').next().unwrap_or(qualified),
                         }),
                 ),
-            }
-            .into());
+            });
         }
         let invalid = |message: String| OpsError::InvalidArgs { message };
         let args: serde_json::Map<String, serde_json::Value> = match args.trim() {
@@ -103,20 +123,24 @@ impl Prepared {
         };
         let (rendered, messages) =
             self.renderer
-                .render_inline(&self.project, "run_operation", &call, &context);
+                .render_inline(self.project, "run_operation", &call, &context);
         rendered?;
         Ok(Operation { messages })
     }
 
     /// A session over the target's warehouse, in the project's dialect.
     fn warehouse_session(&self) -> SessionContext {
-        let runtime = crate::session::runtime_env(self.target.memory_limit);
-        self.query_engine().project_session(&runtime, &self.project)
+        let runtime = crate::session::runtime_env(self.memory_limit);
+        self.engine.project_session(&runtime, self.project)
     }
 
     /// The rendered query of model `name`, rendered again with its queries answered when it
     /// runs any.
-    fn model_to_show(&self, name: &str, context: &RenderContext) -> Result<RenderedModel, Error> {
+    fn model_to_show(
+        &self,
+        name: &str,
+        context: &RenderContext,
+    ) -> Result<RenderedModel, OpsError> {
         if let Some((_, problem)) = self.render_problems.iter().find(|(n, _)| n == name) {
             return Err(problem.clone().into());
         }
@@ -133,28 +157,27 @@ impl Prepared {
                         self.project.models.keys().map(String::as_str),
                     ),
                 },
-            }
-            .into());
+            });
         };
         if !model.runs_queries {
             return Ok(model.clone());
         }
         Ok(self
             .renderer
-            .render_model(&self.project, &self.project.models[name], context)?)
+            .render_model(self.project, &self.project.models[name], context)?)
     }
 
     /// The published relations of the target, registered as queries name them.
     fn relations(&self) -> Relations {
         Relations {
-            engine: self.query_engine(),
-            warehouse: self.warehouse(),
+            engine: self.engine.clone(),
+            warehouse: self.warehouse.clone(),
             sources: self.project.sources.clone(),
             views: self
                 .graph
                 .models
                 .keys()
-                .filter_map(|name| Some((name.clone(), view_plan(&self.graph, name)?)))
+                .filter_map(|name| Some((name.clone(), view_plan(self.graph, name)?)))
                 .collect(),
             models: self.project.models.keys().cloned().collect(),
             scans: SourceScans::default(),
