@@ -82,10 +82,10 @@ impl Reader<'_> {
             .await
             .and_then(|frame| frame.limit(0, Some(limit)))
             .map_err(|e| failed(e.strip_backtrace()))?;
-        Ok(frame
+        frame
             .collect()
             .await
-            .map_err(|e| failed(e.strip_backtrace()))?)
+            .map_err(|e| failed(e.strip_backtrace()))
     }
 
     /// Call the macro `name` (`package.name` or bare, as a model would) with `args`, a YAML
