@@ -121,6 +121,8 @@ pub struct Prepared {
 pub struct BuildSettings {
     /// Models built at once.
     pub threads: Option<usize>,
+    /// The cores the build's queries share (default: the machine's).
+    pub cores: Option<usize>,
     /// The most memory the build's queries may hold, in bytes.
     pub memory_limit: Option<usize>,
     /// Stands between the build and each of its object stores (the fault tests' flaky store).
@@ -234,12 +236,15 @@ impl Prepared {
         resume: Option<storage::TableStates>,
         reporter: &dyn report::Reporter,
     ) -> report::RunSummary {
+        let cores = settings
+            .cores
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let threads = settings
             .threads
             .or(self.target.threads)
             // A model's build also waits on storage (creating files, committing): two per core
-            // keep the cores busy.
-            .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
+            // keep the cores busy; each model's queries get its share of the cores.
+            .unwrap_or(2 * cores);
         let options = execute::BuildOptions {
             warehouse: match settings.store_wrapper {
                 Some(wrapper) => session::Warehouse {
@@ -249,6 +254,7 @@ impl Prepared {
                 None => self.warehouse(),
             },
             threads,
+            cores,
             run_id: settings.run_id.unwrap_or_else(execute::new_run_id),
             failures_dir: audit::failures_dir(&self.project.target_dir()),
             memory_limit: settings.memory_limit.or(self.target.memory_limit),
@@ -576,7 +582,8 @@ pub async fn backfill(
         .map(|value| {
             let (run_id, states, loaded) = (run_id.clone(), states.clone(), &loaded);
             async move {
-                let built = build_value(options, loaded, &value, run_id, states, reporter).await;
+                let built =
+                    build_value(options, loaded, &value, run_id, states, threads, reporter).await;
                 (value, built)
             }
         })
@@ -722,13 +729,14 @@ fn run_hooks(
 }
 
 /// Prepare `project` (loaded once for the backfill), check and build the backfill's selection
-/// with `value` given to its var.
+/// with `value` given to its var, one of `dates_at_once` built at the same time.
 async fn build_value(
     options: &BackfillOptions,
     project: &Project,
     value: &str,
     run_id: String,
     resume: Option<storage::TableStates>,
+    dates_at_once: usize,
     reporter: &dyn report::Reporter,
 ) -> Result<report::RunSummary, Error> {
     let mut prepare_options = options.prepare.clone();
@@ -737,8 +745,11 @@ async fn build_value(
         .push(format!("{}={value}", options.var));
     let prepared = prepare_loaded(project.clone(), &prepare_options)?.complete()?;
     let plan = check(&prepared).await?.plan;
+    // The dates built at once share the cores.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let settings = BuildSettings {
         threads: Some(1),
+        cores: Some((cores / dates_at_once).max(1)),
         run_id: Some(run_id),
         ..options.settings.clone()
     };

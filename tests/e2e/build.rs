@@ -3,7 +3,7 @@
 
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
-use crate::support::{TestProject, block_on, rows};
+use crate::support::{TestProject, block_on, both, rows};
 
 /// daily_summary for one date, computed straight from the raw files with DataFusion: duplicates
 /// removed with DISTINCT over whole rows (dp's model uses row_number per event_id).
@@ -321,4 +321,33 @@ fn a_model_table_never_lands_on_a_sources_files() {
         "{text}"
     );
     assert_eq!(project.files("data/raw"), raw_before);
+}
+
+#[test]
+fn models_built_at_once_share_the_cores_and_a_model_alone_gets_them_all() {
+    let project = TestProject::fixture("wide_then_one");
+    let output = project.dp(&["build", "--threads", "3", "-vv", "--log-format", "json"]);
+    assert!(output.status.success(), "{}", both(&output));
+    let mut partitions = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&output.stderr).lines() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if event["fields"]["message"] == "model session" {
+            let model = event["fields"]["model"].as_str().unwrap().to_string();
+            partitions.insert(model, event["fields"]["partitions"].as_u64().unwrap());
+        }
+    }
+    let cores = std::thread::available_parallelism().unwrap().get() as u64;
+    let shared = (cores / 3).max(1);
+    assert_eq!(
+        partitions,
+        [("a", shared), ("b", shared), ("c", shared), ("d", cores)]
+            .map(|(m, p)| (m.to_string(), p))
+            .into(),
+        "{}",
+        both(&output)
+    );
+    let rows = project.query("d", "select count(*) from t");
+    assert_eq!(rows, [["3"]]);
 }

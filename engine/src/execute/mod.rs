@@ -2,6 +2,10 @@
 //! Models run in dependency order, independent ones at the same time (up to `threads`); a model
 //! that fails skips its descendants only. In: a [`Plan`]. Out: a [`RunSummary`].
 
+mod parallelism;
+
+pub use parallelism::Parallelism;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +35,9 @@ pub struct BuildOptions {
     pub warehouse: Warehouse,
     /// How many models build at once.
     pub threads: usize,
+    /// The cores the build's queries share: a model's queries run in as many partitions as
+    /// its share of them.
+    pub cores: usize,
     /// Identifies this run in logs and run results.
     pub run_id: String,
     /// Where failing rows of tests are written.
@@ -336,6 +343,11 @@ pub async fn build(
                 index: outcome.finished + running.len() + 1,
                 total,
             });
+            let partitions = Parallelism {
+                cores: options.cores,
+                models: threads,
+            }
+            .partitions(running.len() + scheduler.ready());
             let context = context.clone();
             let model = model.clone();
             let resume = options.resume.is_some() && !upstream_rebuilt;
@@ -343,7 +355,7 @@ pub async fn build(
                 if resume && let Some(result) = up_to_date(&context, &model).await {
                     return result;
                 }
-                run_model(&context, &model).await
+                run_model(&context, &model, partitions).await
             });
             task_model.insert(task.id(), index);
         }
@@ -418,8 +430,10 @@ impl Outcomes<'_> {
     }
 }
 
+/// Build `model`, its queries in `partitions` partitions, trying again after a transient
+/// failure.
 #[tracing::instrument(skip_all, fields(model = %model.name, run_id = %context.options.run_id))]
-async fn run_model(context: &BuildContext, model: &ModelPlan) -> ModelResult {
+async fn run_model(context: &BuildContext, model: &ModelPlan, partitions: usize) -> ModelResult {
     let started = Instant::now();
     let mut backoff = context.options.retry_backoff;
     let mut result;
@@ -427,7 +441,7 @@ async fn run_model(context: &BuildContext, model: &ModelPlan) -> ModelResult {
     loop {
         attempt += 1;
         result = new_result(model, ModelStatus::Success);
-        let Err(error) = publish_model(context, model, &mut result).await else {
+        let Err(error) = publish_model(context, model, &mut result, partitions).await else {
             break;
         };
         let class = classify(&error);
@@ -559,6 +573,7 @@ async fn publish_model(
     context: &BuildContext,
     model: &ModelPlan,
     result: &mut ModelResult,
+    partitions: usize,
 ) -> Result<(), ModelError> {
     for test in context
         .project
@@ -572,7 +587,7 @@ async fn publish_model(
     }
     blocking_failures(model, &result.tests)?;
     if model.config.is_ephemeral() {
-        return test_view(context, model, result).await;
+        return test_view(context, model, result, partitions).await;
     }
 
     let warehouse = &context.options.warehouse;
@@ -598,7 +613,7 @@ async fn publish_model(
         _ => None,
     };
     let (session, source_scans, inputs) =
-        model_session(context, model, incremental.is_some()).await?;
+        model_session(context, model, incremental.is_some(), partitions).await?;
     let planned = model;
     // Rendered again to run: its incremental branch, or `run_query()` answered (`execute`).
     let incremental_branch = incremental.is_some() && model.config.has_incremental_branch();
@@ -800,8 +815,9 @@ async fn test_view(
     context: &BuildContext,
     model: &ModelPlan,
     result: &mut ModelResult,
+    partitions: usize,
 ) -> Result<(), ModelError> {
-    let (session, source_scans, _) = model_session(context, model, false).await?;
+    let (session, source_scans, _) = model_session(context, model, false, partitions).await?;
     // Rendered again to run, as a stored model is, when it asks `execute`.
     let rendered_to_run;
     let model = match model.runs_queries {
@@ -878,11 +894,20 @@ async fn model_session(
     context: &BuildContext,
     model: &ModelPlan,
     reads_itself: bool,
+    partitions: usize,
 ) -> Result<(SessionContext, SourceScans, BTreeMap<String, u64>), ModelError> {
     let session = context
         .options
         .engine
         .project_session(&context.runtime, &context.project);
+    session
+        .state_ref()
+        .write()
+        .config_mut()
+        .options_mut()
+        .execution
+        .target_partitions = partitions;
+    tracing::debug!(model = %model.name, partitions, "model session");
     let source_scans = SourceScans::default();
     let relations = model
         .sources

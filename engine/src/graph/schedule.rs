@@ -42,6 +42,11 @@ impl Scheduler {
         Some(node)
     }
 
+    /// How many nodes may start now.
+    pub fn ready(&self) -> usize {
+        self.ready.len()
+    }
+
     /// `node` finished: the nodes that waited only for it may start.
     pub fn finish(&mut self, node: usize) {
         for &dependent in &self.dependents[node] {

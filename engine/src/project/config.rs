@@ -319,7 +319,8 @@ pub struct TargetConfig {
     #[serde(default)]
     pub warehouse: Option<String>,
     /// How many models are built at once (default: twice the number of cores, since a build also
-    /// waits on storage).
+    /// waits on storage). Each model's queries run on its share of the cores: one model alone
+    /// gets them all.
     #[serde(default)]
     pub threads: Option<usize>,
     /// Deprecated and ignored: a build no longer deletes files it did not write. `dp vacuum`
