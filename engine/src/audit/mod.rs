@@ -338,10 +338,7 @@ async fn test_published(
             return errored(error);
         }
     }
-    let to_run = crate::render::RenderContext {
-        queries: Some(crate::session::query_runner(&session)),
-        ..inputs.context.clone()
-    };
+    let to_run = crate::session::executing(inputs.context, &session);
     let (sql, config) = match test.sql {
         TestSql::Rendered(sql) => (sql.to_string(), test.config.clone()),
         TestSql::Singular(file) => {

@@ -253,10 +253,7 @@ pub async fn check(
             let sql = match model.runs_queries {
                 false => model.sql.clone(),
                 true => {
-                    let context = crate::render::RenderContext {
-                        queries: Some(crate::session::query_runner(&session)),
-                        ..inputs.context.clone()
-                    };
+                    let context = crate::session::executing(inputs.context, &session);
                     match crate::audit::plan_in_context(inputs, &context, &model.name) {
                         Ok(rendered) => rendered.sql,
                         Err(_) => model.sql.clone(),

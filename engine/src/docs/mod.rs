@@ -182,10 +182,7 @@ pub async fn plan_lineage(
         let sql = match model.runs_queries {
             false => model.sql.clone(),
             true => {
-                let context = crate::render::RenderContext {
-                    queries: Some(crate::session::query_runner(&session)),
-                    ..renders.context.clone()
-                };
+                let context = crate::session::executing(renders.context, &session);
                 renders
                     .renderer
                     .render_model(project, &project.models[name], &context)

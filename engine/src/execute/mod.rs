@@ -794,8 +794,7 @@ fn render_to_run(
 ) -> Result<ModelPlan, ModelError> {
     let render_context = RenderContext {
         is_incremental,
-        queries: Some(crate::session::query_runner(session)),
-        ..context.render_context.clone()
+        ..crate::session::executing(&context.render_context, session)
     };
     plan_in_context(context.unit_test_inputs(), &render_context, &model.name).map_err(|error| {
         match error {
@@ -1034,10 +1033,7 @@ async fn run_data_tests(
     let mut results = Vec::new();
     let macros = crate::audit::TestRenderer {
         renderer: &context.renderer,
-        context: RenderContext {
-            queries: Some(crate::session::query_runner(session)),
-            ..context.render_context.clone()
-        },
+        context: crate::session::executing(&context.render_context, session),
     };
     'tests: for test in tests {
         let defined_at = test.file.location(test.at.offset());

@@ -686,6 +686,18 @@ fn column_candidates(message: &str) -> Option<String> {
     )
 }
 
+/// `context` as a render at execution time sees it: `execute` true, and `run_query()`
+/// answered from `session`.
+pub fn executing(
+    context: &crate::render::RenderContext,
+    session: &SessionContext,
+) -> crate::render::RenderContext {
+    crate::render::RenderContext {
+        queries: Some(query_runner(session)),
+        ..context.clone()
+    }
+}
+
 /// Answers `run_query()` from `session` (the tables the model reads), for a render, which is
 /// synchronous: each query runs to its end on a thread of its own.
 pub fn query_runner(session: &SessionContext) -> crate::render::QueryRunner {
