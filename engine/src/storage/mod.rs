@@ -24,6 +24,7 @@ use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::Column;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, Expr, SessionContext, col};
@@ -46,6 +47,26 @@ use crate::session::{SessionError, Stores, open_table};
 
 /// Data files roll over to a new file past this size.
 const TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
+
+/// The most rows (as Arrow data) a partitioned write holds in its open files before it closes
+/// them: delta-rs keeps a file open for each partition, each holding its row group in progress
+/// (up to a million rows), so a write over many partitions would otherwise hold nearly all its
+/// rows at once.
+const PARTITIONED_BYTES_IN_PROGRESS: usize = 256 << 20;
+
+/// The bytes of `batch`'s rows (not of the buffers it may be a slice of).
+fn rows_size(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|column| {
+            column
+                .to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| column.get_array_memory_size())
+        })
+        .sum()
+}
 
 /// Something went wrong reading or writing a table.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -322,6 +343,15 @@ pub struct StagedWrite {
 }
 
 impl StagedWrite {
+    /// The files `adds` as a write of their own (to discard them).
+    fn of(adds: Vec<Add>) -> Self {
+        StagedWrite {
+            adds,
+            rewritten: BTreeMap::new(),
+            rows: 0,
+        }
+    }
+
     /// The partitions written, as `col=value/...` keys, in order.
     pub fn partitions(&self) -> BTreeSet<String> {
         self.adds
@@ -544,7 +574,18 @@ impl ModelTable {
     /// remove.
     pub async fn stage(
         &self,
+        output: SendableRecordBatchStream,
+    ) -> Result<StagedWrite, StorageError> {
+        self.stage_within(output, PARTITIONED_BYTES_IN_PROGRESS)
+            .await
+    }
+
+    /// [`ModelTable::stage`], a partitioned write closing its open files whenever they hold
+    /// `bound` bytes of rows.
+    async fn stage_within(
+        &self,
         mut output: SendableRecordBatchStream,
+        bound: usize,
     ) -> Result<StagedWrite, StorageError> {
         // A table not created yet indexes Delta's default number of columns.
         let indexed_columns = self
@@ -562,9 +603,12 @@ impl ModelTable {
             indexed_columns,
             None,
         );
-        let mut writer = DeltaWriter::new(self.store(), config);
+        let mut writer = DeltaWriter::new(self.store(), config.clone());
         let mut rows = 0;
         let mut failure = None;
+        // Files closed early by a partitioned write, and the bytes its open files hold.
+        let mut closed = Vec::new();
+        let mut in_progress = 0;
         while let Some(batch) = output.next().await {
             let written = match batch {
                 Err(source) => Err(StorageError::Execution {
@@ -582,6 +626,9 @@ impl ModelTable {
                     }) {
                     Ok(batch) => {
                         rows += batch.num_rows() as u64;
+                        if !self.partition_by.is_empty() {
+                            in_progress += rows_size(&batch);
+                        }
                         writer
                             .write(&batch)
                             .await
@@ -594,17 +641,35 @@ impl ModelTable {
                 failure = Some(error);
                 break;
             }
+            // Every partition's file holds its row group in progress until the writer closes:
+            // past the bound, they are closed, and the next rows go to new files.
+            if in_progress >= bound {
+                let full =
+                    std::mem::replace(&mut writer, DeltaWriter::new(self.store(), config.clone()));
+                match full.close().await {
+                    Ok(adds) => closed.extend(adds),
+                    Err(source) => {
+                        failure = Some(self.delta_error(source));
+                        break;
+                    }
+                }
+                in_progress = 0;
+            }
         }
         if let Some(error) = failure {
             if let Err(abort) = writer.abort().await {
                 tracing::warn!(model = %self.model, error = %abort, "could not abort the upload of a staged file");
             }
+            self.discard(StagedWrite::of(closed)).await;
             return Err(error);
         }
-        let adds = writer
-            .close()
-            .await
-            .map_err(|source| self.delta_error(source))?;
+        let adds = match writer.close().await {
+            Ok(adds) => closed.into_iter().chain(adds).collect(),
+            Err(source) => {
+                self.discard(StagedWrite::of(closed)).await;
+                return Err(self.delta_error(source));
+            }
+        };
         Ok(StagedWrite {
             adds,
             rewritten: BTreeMap::new(),
@@ -1603,6 +1668,43 @@ mod tests {
         );
         // The first build's files are removed from the table, kept on disk for a vacuum.
         assert_eq!(parquet_files(&dir), 2 * AWKWARD_VALUES.len());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_partitioned_write_past_its_bound_closes_its_files_and_loses_no_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = open(&dir, &["date"]).await;
+        let (schema, _) = output(&[], 0);
+        let batches: Vec<RecordBatch> = (0..3)
+            .map(|value| {
+                RecordBatch::try_new(
+                    schema.clone(),
+                    vec![
+                        Arc::new(StringArray::from(vec!["a", "b"])),
+                        Arc::new(Int64Array::from(vec![value; 2])),
+                    ],
+                )
+                .unwrap()
+            })
+            .collect();
+        let stream = MemoryStream::try_new(batches, schema, None).unwrap();
+        // A bound of one byte: every batch closes the files it wrote to.
+        let staged = table.stage_within(Box::pin(stream), 1).await.unwrap();
+        assert_eq!(parquet_files(&dir), 6);
+        assert_eq!(staged.rows, 6);
+        assert_eq!(
+            staged.partitions().into_iter().collect::<Vec<_>>(),
+            ["date=a", "date=b"]
+        );
+        let session = SessionContext::new();
+        let audited = table.audited_frame(&session, &staged).await.unwrap();
+        let rows = date_values(audited).await;
+        let expected: Vec<(String, i64)> = ["a", "b"]
+            .iter()
+            .flat_map(|date| (0..3).map(|value| (date.to_string(), value)))
+            .collect();
+        assert_eq!(rows, expected);
+        assert_eq!(commit(table, staged).await.unwrap(), Some(0));
     }
 
     #[tokio::test(flavor = "multi_thread")]
