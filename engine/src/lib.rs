@@ -236,9 +236,7 @@ impl Prepared {
         resume: Option<storage::TableStates>,
         reporter: &dyn report::Reporter,
     ) -> report::RunSummary {
-        let cores = settings
-            .cores
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let cores = settings.cores.unwrap_or_else(machine_cores);
         let threads = settings
             .threads
             .or(self.target.threads)
@@ -564,10 +562,7 @@ pub async fn backfill(
     let run_id = execute::new_run_id();
     let total = options.values.len();
     let threads = match options.threads {
-        0 => base
-            .target
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        0 => base.target.threads.unwrap_or_else(machine_cores),
         threads => threads,
     }
     .max(1);
@@ -746,16 +741,20 @@ async fn build_value(
     let prepared = prepare_loaded(project.clone(), &prepare_options)?.complete()?;
     let plan = check(&prepared).await?.plan;
     // The dates built at once share the cores.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let settings = BuildSettings {
         threads: Some(1),
-        cores: Some((cores / dates_at_once).max(1)),
+        cores: Some((machine_cores() / dates_at_once).max(1)),
         run_id: Some(run_id),
         ..options.settings.clone()
     };
     Ok(prepared
         .run(&plan, Vec::new(), settings, resume, reporter)
         .await)
+}
+
+/// The machine's cores (what this process may be scheduled on).
+fn machine_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// What `dp retry` runs again.

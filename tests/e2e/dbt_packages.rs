@@ -468,3 +468,55 @@ fn an_introspective_model_checks_builds_and_is_documented_with_the_columns_it_re
     let rows = project.query("order_columns", "select id, label from t order by id");
     assert_eq!(rows[0], ["1", "PLACED"]);
 }
+
+#[test]
+fn deps_removes_what_a_killed_run_left_and_never_what_a_running_one_holds() {
+    let project = TestProject::fixture("dbt_packages");
+    // A run killed two hours ago, and one at work now (its folder just written).
+    let killed = project.root.join(".dbt_packages.dp-deps-999998");
+    let running = project.root.join(".dbt_packages.dp-deps-999999");
+    std::fs::create_dir_all(killed.join("fetched/0")).unwrap();
+    std::fs::create_dir_all(running.join("fetched/0")).unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::open(&killed)
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
+    project.dp_ok(&["deps"]);
+    assert!(!killed.exists());
+    assert!(running.join("fetched/0").is_dir());
+    assert!(
+        project
+            .root
+            .join("dbt_packages/helpers/macros/money.sql")
+            .is_file()
+    );
+}
+
+#[test]
+fn two_deps_at_once_leave_one_whole_packages_folder() {
+    let project = TestProject::fixture("dbt_packages");
+    project.dp_ok(&["deps"]);
+    for _ in 0..10 {
+        let runs: Vec<_> = (0..2)
+            .map(|_| project.command(&["deps"]).spawn().unwrap())
+            .collect();
+        let codes: Vec<bool> = runs
+            .into_iter()
+            .map(|run| run.wait_with_output().unwrap().status.success())
+            .collect();
+        assert!(codes.contains(&true), "neither run installed: {codes:?}");
+        let installed: Vec<String> = std::fs::read_dir(project.root.join("dbt_packages"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(installed, ["helpers"]);
+        assert!(
+            project
+                .root
+                .join("dbt_packages/helpers/macros/money.sql")
+                .is_file()
+        );
+    }
+    project.dp_ok(&["build"]);
+}

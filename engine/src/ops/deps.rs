@@ -36,6 +36,9 @@ pub enum DepsError {
     Write { path: PathBuf, message: String },
 }
 
+/// How old the folder of a `dp deps` run must be before another run takes it for a leftover.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// One package installed: its name, where it came from, and the version or commit pinned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Installed {
@@ -64,11 +67,16 @@ pub fn deps(
     let base = target
         .file_name()
         .map_or_else(|| "packages".into(), |n| n.to_string_lossy().into_owned());
-    // Leftovers of earlier runs that were killed go first.
+    // Leftovers of runs that were killed go first; a younger one may be another `dp deps`
+    // at work.
     let prefix = format!(".{base}.dp-deps-");
     if let Ok(entries) = std::fs::read_dir(parent) {
         for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let abandoned = entry
+                .metadata()
+                .and_then(|meta| meta.modified())
+                .is_ok_and(|at| at.elapsed().is_ok_and(|age| age > ABANDONED_AFTER));
+            if entry.file_name().to_string_lossy().starts_with(&prefix) && abandoned {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }

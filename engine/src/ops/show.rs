@@ -15,8 +15,8 @@ use crate::audit::{Published, register_published, view_plan};
 use crate::compile::ModelPlan;
 use crate::graph::ModelGraph;
 use crate::project::{NodeId, Project, SourceTable};
-use crate::render::{QueryRunner, RenderContext, RenderError, RenderedModel, Renderer};
-use crate::session::{QueryEngine, SourceScans, Warehouse};
+use crate::render::{RenderContext, RenderError, RenderedModel, Renderer};
+use crate::session::{BeforeQuery, QueryEngine, SourceScans, Warehouse};
 
 /// What `dp show` previews.
 #[derive(Debug, Clone)]
@@ -60,7 +60,10 @@ impl Reader<'_> {
     ) -> Result<Vec<RecordBatch>, OpsError> {
         let (session, relations) = (self.warehouse_session(), Arc::new(self.relations()));
         let context = RenderContext {
-            queries: Some(self.published_queries(&session, &relations)),
+            queries: Some(crate::session::query_runner(
+                &session,
+                Some(relations.clone()),
+            )),
             ..self.context.clone()
         };
         let rendered = match query {
@@ -118,7 +121,10 @@ impl Reader<'_> {
         let call = format!("{{{{ {name}(**fromjson('{quoted}')) }}}}");
         let (session, relations) = (self.warehouse_session(), Arc::new(self.relations()));
         let context = RenderContext {
-            queries: Some(self.published_queries(&session, &relations)),
+            queries: Some(crate::session::query_runner(
+                &session,
+                Some(relations.clone()),
+            )),
             ..self.context.clone()
         };
         let (rendered, messages) =
@@ -183,33 +189,6 @@ impl Reader<'_> {
             scans: SourceScans::default(),
         }
     }
-
-    /// Answers `run_query()` from the published tables each query names.
-    fn published_queries(
-        &self,
-        session: &SessionContext,
-        relations: &Arc<Relations>,
-    ) -> QueryRunner {
-        let run = crate::session::query_runner(session);
-        let (relations, session) = (relations.clone(), session.clone());
-        QueryRunner(Arc::new(move |sql: &str| {
-            // On a thread of its own: a render may run on the async runtime's.
-            std::thread::scope(|scope| {
-                scope
-                    .spawn(|| {
-                        let runtime = tokio::runtime::Builder::new_current_thread()
-                            .enable_all()
-                            .build()
-                            .map_err(|e| e.to_string())?;
-                        runtime.block_on(relations.register(&session, sql))
-                    })
-                    .join()
-                    .unwrap_or_else(|_| Err("registering the query's tables panicked".into()))
-            })
-            .map_err(|message| format!("run_query: {message}"))?;
-            (run.0)(sql)
-        }))
-    }
 }
 
 /// The published relations a session may read, registered when a query names them.
@@ -221,6 +200,13 @@ struct Relations {
     views: BTreeMap<String, ModelPlan>,
     models: std::collections::BTreeSet<String>,
     scans: SourceScans,
+}
+
+#[async_trait::async_trait]
+impl BeforeQuery for Relations {
+    async fn before(&self, session: &SessionContext, sql: &str) -> Result<(), String> {
+        self.register(session, sql).await
+    }
 }
 
 impl Relations {

@@ -522,7 +522,7 @@ fn files_as_nodes(
 }
 
 /// The config tree `value` of `key` in the project file `file`; an error is at the key.
-fn folder_tree(
+pub(super) fn folder_tree(
     file: &SourceFile,
     key: &str,
     value: &serde_yaml::Value,

@@ -232,13 +232,7 @@ fn read_package(root: &Path, folder: PathBuf) -> Result<Package, LoadError> {
             .collect()
     };
     let macros = macro_files(root, &within(&paths.macros), &within(&paths.tests))?;
-    let tree = |key: &str, value: &serde_yaml::Value| {
-        super::FolderConfig::parse(value).map_err(|message| LoadError::InvalidConfig {
-            message: format!("{key}: {message}"),
-            at: file.find(&format!("{key}:"), 0),
-            src: file.named(),
-        })
-    };
+    let tree = |key: &str, value: &serde_yaml::Value| super::load::folder_tree(&file, key, value);
     Ok(Package {
         model_tree: tree("models", &dp.models)?,
         seed_tree: tree("seeds", &dp.seeds)?,

@@ -440,7 +440,10 @@ impl Renderer {
             }),
         );
         fixed.insert("api", Value::from_object(adapter::Api));
-        fixed.insert("graph", project_graph::graph(project));
+        // Built only for a project whose templates (or packages' macros) may read it.
+        if templates.values().any(|t| t.text.contains("graph")) {
+            fixed.insert("graph", project_graph::graph(project));
+        }
         Ok(Self {
             env,
             known,

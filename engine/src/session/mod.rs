@@ -693,22 +693,39 @@ pub fn executing(
     session: &SessionContext,
 ) -> crate::render::RenderContext {
     crate::render::RenderContext {
-        queries: Some(query_runner(session)),
+        queries: Some(query_runner(session, None)),
         ..context.clone()
     }
 }
 
-/// Answers `run_query()` from `session` (the tables the model reads), for a render, which is
-/// synchronous: each query runs to its end on a thread of its own.
-pub fn query_runner(session: &SessionContext) -> crate::render::QueryRunner {
+/// What a query runner does before each query: registers the tables the query names, for a
+/// session that holds none up front (`dp show`, `dp run-operation`).
+#[async_trait::async_trait]
+pub trait BeforeQuery: Send + Sync {
+    async fn before(&self, session: &SessionContext, sql: &str) -> Result<(), String>;
+}
+
+/// Answers `run_query()` from `session` (the tables the model reads, or those `before` each
+/// query registers), for a render, which is synchronous: each query runs to its end on a
+/// thread of its own.
+pub fn query_runner(
+    session: &SessionContext,
+    before: Option<Arc<dyn BeforeQuery>>,
+) -> crate::render::QueryRunner {
     let session = session.clone();
     crate::render::QueryRunner(Arc::new(move |sql: &str| {
         crate::compile::depth::check_sql(sql).map_err(|message| format!("run_query: {message}"))?;
-        let (session, sql) = (session.clone(), sql.to_string());
+        let (session, sql, before) = (session.clone(), sql.to_string(), before.clone());
         let run = move || -> Result<crate::render::QueryResult, String> {
             let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
+            if let Some(before) = &before {
+                runtime
+                    .block_on(before.before(&session, &sql))
+                    .map_err(|message| format!("run_query: {message}"))?;
+            }
             let (schema, batches) = runtime
                 .block_on(async {
                     let frame = read_query(&session, &sql).await?;
